@@ -1,0 +1,69 @@
+package pop3front
+
+import (
+	"context"
+	"io"
+	"net"
+)
+
+// Backend authenticates POP3 users and opens their maildrops. The server
+// calls it once per successful authentication exchange.
+type Backend interface {
+	// Login checks the credentials and returns the user's maildrop, fixed
+	// for the rest of the session. An *Error is sent to the client as it is
+	// (use ErrAuthFailed for wrong credentials); any other error is logged
+	// and answered as a temporary failure.
+	Login(ctx context.Context, user, pass string, info ConnInfo) (Session, error)
+}
+
+// ConnInfo describes the client connection a login arrives on.
+type ConnInfo struct {
+	RemoteAddr net.Addr
+	LocalAddr  net.Addr
+	TLS        bool
+}
+
+// MessageInfo is one message of a maildrop snapshot.
+type MessageInfo struct {
+	// Size is the message size in octets, as LIST and STAT report it.
+	Size int64
+	// UID is the unique-id listing (UIDL) of the message: 1 to 70
+	// characters in the range 0x21 to 0x7E, stable across sessions.
+	UID string
+}
+
+// Session is one authenticated user's maildrop. Messages are addressed by
+// their index i into the slice returned by Messages (POP3 message number
+// minus one). A Session is used by one goroutine at a time.
+type Session interface {
+	// Messages returns the snapshot taken at login. It never changes
+	// during the session: POP3 message numbers are fixed (RFC 1939).
+	Messages() []MessageInfo
+
+	// Retrieve opens message i. lines < 0 asks for the whole message;
+	// lines >= 0 tells the backend that the caller will stop reading after
+	// the header and that many body lines (TOP), so it may fetch less. The
+	// caller cuts the message itself. An error from Read means the message
+	// could not be read in full: the caller must not present what it got
+	// as a complete message. ErrNoMessage means the message is gone.
+	Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error)
+
+	// Retrieved reports that message i was sent to the client in full by
+	// RETR (not TOP), so that the backend can mark it as seen.
+	Retrieved(i int)
+
+	// Expunged reports whether message i is known to have been removed
+	// from the maildrop by someone else since the snapshot.
+	Expunged(i int) bool
+
+	// Noop keeps the session alive and refreshes what Expunged knows.
+	Noop(ctx context.Context) error
+
+	// Commit runs the UPDATE state: it removes exactly the messages in
+	// deleted, according to the backend's delete policy. It returns nil
+	// only when the removal is confirmed.
+	Commit(ctx context.Context, deleted []int) error
+
+	// Close ends the session without removing anything.
+	Close() error
+}

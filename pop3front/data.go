@@ -1,0 +1,112 @@
+package pop3front
+
+import (
+	"bufio"
+	"bytes"
+)
+
+// dotWriter writes the data of a multi-line response (RFC 1939 section 3):
+// it byte-stuffs lines that begin with ".", sends every line end as CRLF
+// (a message stored with bare LFs still needs CRLF on the wire), and Close
+// ends the response with ".\r\n", first finishing an unterminated last line.
+// It holds two bits of state, so a message of any size streams through.
+type dotWriter struct {
+	w   *bufio.Writer
+	mid bool // inside a line: a "." here is data, not a line start
+	cr  bool // the last byte written was CR
+}
+
+func newDotWriter(w *bufio.Writer) *dotWriter {
+	return &dotWriter{w: w}
+}
+
+func (d *dotWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if !d.mid && p[0] == '.' {
+			d.w.WriteByte('.')
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			d.w.Write(p)
+			d.mid, d.cr = true, p[len(p)-1] == '\r'
+			break
+		}
+		d.w.Write(p[:i])
+		if (i == 0 && !d.cr) || (i > 0 && p[i-1] != '\r') {
+			d.w.WriteByte('\r')
+		}
+		if _, err := d.w.Write(crlf[1:]); err != nil {
+			return 0, err
+		}
+		d.mid, d.cr = false, false
+		p = p[i+1:]
+	}
+	// bufio.Writer errors are sticky: a failed write above shows up here.
+	if _, err := d.w.Write(nil); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Close terminates the multi-line response. It does not flush.
+func (d *dotWriter) Close() error {
+	switch {
+	case d.cr:
+		d.w.WriteByte('\n') // a trailing bare CR becomes the line end
+	case d.mid:
+		d.w.Write(crlf)
+	}
+	_, err := d.w.WriteString(".\r\n")
+	return err
+}
+
+var crlf = []byte("\r\n")
+
+// topCutter passes the header of a message, the blank line after it, and
+// then at most n body lines (the TOP command, RFC 1939 section 7). Done
+// reports when the rest of the message is not needed.
+type topCutter struct {
+	n        int  // body lines still to pass
+	inBody   bool // the blank line ending the header was seen
+	lineData bool // the current header line has content
+	done     bool
+}
+
+// cut returns the prefix of p to pass on.
+func (t *topCutter) cut(p []byte) []byte {
+	if t.done {
+		return nil
+	}
+	pos := 0
+	for !t.inBody && pos < len(p) {
+		switch p[pos] {
+		case '\n':
+			if !t.lineData {
+				t.inBody = true
+			}
+			t.lineData = false
+		case '\r':
+		default:
+			t.lineData = true
+		}
+		pos++
+	}
+	if t.inBody && t.n == 0 {
+		t.done = true
+		return p[:pos]
+	}
+	for t.inBody && pos < len(p) {
+		i := bytes.IndexByte(p[pos:], '\n')
+		if i < 0 {
+			return p
+		}
+		pos += i + 1
+		t.n--
+		if t.n == 0 {
+			t.done = true
+			return p[:pos]
+		}
+	}
+	return p
+}

@@ -1,0 +1,162 @@
+// Command popbridge is a POP3 server whose maildrop is a mailbox on an
+// upstream IMAP server.
+//
+//	popbridge                                   demo: in-memory upstream, user demo/demo
+//	popbridge -listen 0.0.0.0:110 -upstream imap.example.com:993
+//	popbridge -config popbridge.yaml            everything from one YAML file
+//	popbridge check-config popbridge.yaml       validate a config file
+//	popbridge version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/popbridge/popbridge/proxy"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFail   = 1 // a runtime failure
+	exitConfig = 2 // bad flags or config
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintln(stdout, "popbridge", version)
+			return exitOK
+		case "check-config":
+			return checkConfig(args[1:], stdout, stderr)
+		}
+	}
+
+	fs := flag.NewFlagSet("popbridge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "read the configuration from this YAML `file`")
+	listen := fs.String("listen", "", "POP3 listen `address` (default "+proxy.DefaultListen+")")
+	upstream := fs.String("upstream", "", "upstream IMAP server `host:port`; without it and without -config, a demo runs")
+	upstreamTLS := fs.String("upstream-tls", "", "upstream TLS `mode`: implicit, starttls or none (default implicit for port 993, else starttls)")
+	mailbox := fs.String("mailbox", "", "upstream `mailbox` served as the maildrop (default INBOX)")
+	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error")
+	logFormat := fs.String("log-format", "", "log `format`: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: popbridge [flags]\n       popbridge check-config FILE\n       popbridge version\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "popbridge: unexpected argument %q\n", fs.Arg(0))
+		return exitConfig
+	}
+
+	cfg := &proxy.Config{}
+	if *configPath != "" {
+		var err error
+		if cfg, err = proxy.LoadConfig(*configPath); err != nil {
+			fmt.Fprintln(stderr, "popbridge:", err)
+			return exitConfig
+		}
+	}
+	// Flags override the file.
+	if *listen != "" {
+		cfg.Listen = []proxy.ListenConfig{{Address: *listen}}
+	}
+	setIf(&cfg.Upstream.Address, *upstream)
+	setIf(&cfg.Upstream.TLS, *upstreamTLS)
+	setIf(&cfg.Upstream.Mailbox, *mailbox)
+	setIf(&cfg.Log.Level, *logLevel)
+	setIf(&cfg.Log.Format, *logFormat)
+
+	var demo *demoUpstream
+	if cfg.Upstream.Address == "" && *configPath == "" {
+		var err error
+		if demo, err = startDemo(); err != nil {
+			fmt.Fprintln(stderr, "popbridge: demo:", err)
+			return exitFail
+		}
+		defer demo.Close()
+		cfg.Upstream.Address = demo.Addr
+		cfg.Upstream.TLS = "none"
+	}
+	if err := cfg.Check(); err != nil {
+		fmt.Fprintf(stderr, "popbridge: invalid configuration:\n%v\n", err)
+		return exitConfig
+	}
+
+	logger := cfg.NewLogger(stderr)
+	p, err := proxy.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "popbridge:", err)
+		return exitConfig
+	}
+	if err := p.Listen(); err != nil {
+		fmt.Fprintln(stderr, "popbridge:", err)
+		return exitFail
+	}
+	if demo != nil {
+		fmt.Fprintf(stdout, "popbridge demo (user demo, password demo): curl pop3://demo:demo@%s/1\n", p.Addrs()[0])
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- p.Serve() }()
+	select {
+	case err := <-served:
+		logger.Error("server failed", "err", err)
+		return exitFail
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down, waiting for open sessions", "drain_timeout", cfg.Limits.DrainTimeout)
+	drain, cancel := context.WithTimeout(context.Background(), cfg.Limits.DrainTimeout)
+	defer cancel()
+	if err := p.Shutdown(drain); err != nil {
+		logger.Warn("drain timeout: closed remaining sessions without deleting anything")
+	}
+	<-served
+	return exitOK
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: popbridge check-config FILE")
+		return exitConfig
+	}
+	cfg, err := proxy.LoadConfig(args[0])
+	if err == nil {
+		err = cfg.Check()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", args[0], err)
+		return exitConfig
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", args[0])
+	return exitOK
+}
+
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}

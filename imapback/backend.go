@@ -1,0 +1,288 @@
+// Package imapback opens POP3-style maildrops on an upstream IMAP server
+// with go-imap's client: it logs in, takes a snapshot of a mailbox, streams
+// messages in bounded chunks and applies a delete policy at the end of a
+// session. It knows nothing of the POP3 wire format.
+package imapback
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+)
+
+// TLSMode says how the connection to the upstream is secured.
+type TLSMode string
+
+// TLS modes.
+const (
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte (IMAPS, port 993)
+	TLSStartTLS TLSMode = "starttls" // plain connection upgraded by STARTTLS (port 143)
+	TLSNone     TLSMode = "none"     // no TLS: only for loopback or trusted networks
+)
+
+// DeletePolicy says what the end of a session does with deleted messages.
+type DeletePolicy string
+
+// Delete policies.
+const (
+	// DeleteExpunge flags the messages \Deleted and removes exactly those
+	// with UID EXPUNGE (UIDPLUS or IMAP4rev2). Without UID EXPUNGE it only
+	// flags them: a plain EXPUNGE would also remove messages that other
+	// clients flagged.
+	DeleteExpunge DeletePolicy = "expunge"
+	// DeleteFlag only flags the messages \Deleted.
+	DeleteFlag DeletePolicy = "flag"
+	// DeleteKeep leaves the upstream mailbox alone.
+	DeleteKeep DeletePolicy = "keep"
+)
+
+// AuthMechanism chooses how to log in upstream.
+type AuthMechanism string
+
+// Authentication mechanisms.
+const (
+	AuthAuto  AuthMechanism = ""      // AUTHENTICATE PLAIN when offered, else LOGIN
+	AuthLogin AuthMechanism = "login" // always LOGIN
+	AuthPlain AuthMechanism = "plain" // always AUTHENTICATE PLAIN
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultMailbox        = "INBOX"
+	DefaultDialTimeout    = 15 * time.Second
+	DefaultCommandTimeout = 60 * time.Second
+	// DefaultChunkSize is how much of a message one FETCH asks for. The
+	// chunk is read into memory at upstream speed and then written to the
+	// client at the client's speed, so a slow client never holds an IMAP
+	// literal open (go-imap's client gives each literal one read deadline)
+	// and memory per transfer stays bounded.
+	DefaultChunkSize = 256 << 10
+)
+
+// Errors of Login and Retrieve, wrapped with details.
+var (
+	ErrAuthFailed  = errors.New("upstream rejected the credentials")
+	ErrUnavailable = errors.New("upstream unavailable")
+	ErrMailbox     = errors.New("upstream mailbox cannot be opened")
+	ErrGone        = errors.New("message was expunged upstream")
+)
+
+// Options configures a Backend.
+type Options struct {
+	// Address is the upstream host:port.
+	Address string
+	// TLS is the upstream TLS mode.
+	TLS TLSMode
+	// TLSConfig verifies the upstream certificate. Nil means the system
+	// roots and the host name of Address.
+	TLSConfig *tls.Config
+	// Auth chooses the login mechanism.
+	Auth AuthMechanism
+	// Mailbox is the mailbox served as the maildrop (default INBOX).
+	Mailbox string
+	// UIDL formats unique-ids (default DefaultUIDLFormat).
+	UIDL *UIDLFormat
+	// KeepUnseen stops a completed RETR from setting \Seen.
+	KeepUnseen bool
+	// Delete is the delete policy (default DeleteExpunge).
+	Delete DeletePolicy
+	// DialTimeout bounds connecting, TLS and the greeting.
+	DialTimeout time.Duration
+	// CommandTimeout bounds each upstream command.
+	CommandTimeout time.Duration
+	// ChunkSize is the size of one partial FETCH (default DefaultChunkSize).
+	ChunkSize int
+	// Logger receives upstream errors. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Backend opens sessions on one upstream IMAP server.
+type Backend struct {
+	opts    Options
+	bufPool sync.Pool
+	// warnedNoUIDPlus logs the missing UID EXPUNGE once per process.
+	warnedNoUIDPlus sync.Once
+}
+
+// New checks opts and returns a Backend.
+func New(opts Options) (*Backend, error) {
+	if opts.Address == "" {
+		return nil, errors.New("imapback: no upstream address")
+	}
+	if _, _, err := net.SplitHostPort(opts.Address); err != nil {
+		return nil, fmt.Errorf("imapback: upstream address: %w", err)
+	}
+	switch opts.TLS {
+	case TLSImplicit, TLSStartTLS, TLSNone:
+	default:
+		return nil, fmt.Errorf("imapback: unknown TLS mode %q", opts.TLS)
+	}
+	switch opts.Delete {
+	case "":
+		opts.Delete = DeleteExpunge
+	case DeleteExpunge, DeleteFlag, DeleteKeep:
+	default:
+		return nil, fmt.Errorf("imapback: unknown delete policy %q", opts.Delete)
+	}
+	switch opts.Auth {
+	case AuthAuto, AuthLogin, AuthPlain:
+	default:
+		return nil, fmt.Errorf("imapback: unknown auth mechanism %q", opts.Auth)
+	}
+	if opts.Mailbox == "" {
+		opts.Mailbox = DefaultMailbox
+	}
+	if opts.UIDL == nil {
+		opts.UIDL, _ = ParseUIDLFormat(DefaultUIDLFormat)
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = DefaultChunkSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	opts.Logger = opts.Logger.With("upstream", opts.Address)
+	b := &Backend{opts: opts}
+	b.bufPool.New = func() any { buf := make([]byte, opts.ChunkSize); return &buf }
+	return b, nil
+}
+
+// LoadCAFile reads a PEM bundle of CA certificates for upstream
+// verification.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates found", path)
+	}
+	return pool, nil
+}
+
+// Login connects, authenticates as user and takes the maildrop snapshot.
+func (b *Backend) Login(ctx context.Context, user, pass string) (*Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.DialTimeout+2*b.opts.CommandTimeout)
+	defer cancel()
+
+	s := &Session{b: b, log: b.opts.Logger.With("user", user)}
+	if err := s.connect(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.c.Close()
+		}
+	}()
+	// From here on an expired ctx closes the connection, which unblocks
+	// whatever command is waiting.
+	defer context.AfterFunc(ctx, func() { s.nc.Close() })()
+
+	if err := s.authenticate(user, pass); err != nil {
+		return nil, err
+	}
+	if err := s.snapshot(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+func (s *Session) connect(ctx context.Context) error {
+	o := &s.b.opts
+	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	nc, err := d.DialContext(ctx, "tcp", o.Address)
+	if err != nil {
+		return err
+	}
+	s.nc = nc
+	defer context.AfterFunc(ctx, func() { nc.Close() })()
+
+	copts := &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{Expunge: s.expunged},
+	}
+	tlsConfig := o.TLSConfig.Clone()
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if tlsConfig.ServerName == "" {
+		tlsConfig.ServerName, _, _ = net.SplitHostPort(o.Address)
+	}
+	copts.TLSConfig = tlsConfig
+	switch o.TLS {
+	case TLSImplicit:
+		tc := tls.Client(nc, tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return err
+		}
+		s.c = imapclient.New(tc, copts)
+	case TLSStartTLS:
+		if s.c, err = imapclient.NewStartTLS(nc, copts); err != nil {
+			nc.Close()
+			return err
+		}
+	default:
+		s.c = imapclient.New(nc, copts)
+	}
+	if err := s.c.WaitGreeting(); err != nil {
+		s.c.Close()
+		return err
+	}
+	if ctx.Err() != nil {
+		s.c.Close()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (s *Session) authenticate(user, pass string) error {
+	if s.c.State() != imap.ConnStateNotAuthenticated {
+		// PREAUTH: the upstream would never check this user's password.
+		return fmt.Errorf("%w: upstream greeted with PREAUTH, refusing to serve unchecked credentials", ErrUnavailable)
+	}
+	caps := s.c.Caps()
+	plain := s.b.opts.Auth == AuthPlain || (s.b.opts.Auth == AuthAuto && caps.Has(imap.AuthCap(sasl.Plain)))
+	var err error
+	if plain {
+		err = s.c.Authenticate(sasl.NewPlainClient("", user, pass))
+	} else {
+		if caps.Has(imap.CapLoginDisabled) {
+			return fmt.Errorf("%w: upstream advertises LOGINDISABLED", ErrUnavailable)
+		}
+		err = s.c.Login(user, pass).Wait()
+	}
+	if err == nil {
+		return nil
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+		switch ie.Code {
+		case imap.ResponseCodeUnavailable, imap.ResponseCodeServerBug, imap.ResponseCodeLimit:
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: %v", ErrAuthFailed, err)
+	}
+	return fmt.Errorf("%w: login: %v", ErrUnavailable, err)
+}

@@ -1,0 +1,381 @@
+package imapback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Message is one message of a snapshot.
+type Message struct {
+	UID  imap.UID
+	Size int64  // RFC822.SIZE
+	UIDL string // the POP3 unique-id
+}
+
+// Session is one user's maildrop: an authenticated IMAP connection with the
+// mailbox selected and a snapshot of its messages. It is used by one
+// goroutine at a time; go-imap's reader goroutine reports expunges to it.
+type Session struct {
+	b   *Backend
+	log *slog.Logger
+	nc  net.Conn // the TCP connection, closed to abort a blocked command
+	c   *imapclient.Client
+
+	msgs []Message
+
+	mu sync.Mutex
+	// seq lists the snapshot indices of the messages still in the
+	// mailbox in sequence-number order: EXPUNGE responses name messages
+	// by sequence number.
+	seq       []int
+	gone      []bool
+	installed bool
+	expunges  int // EXPUNGE responses seen, to detect them during the snapshot
+
+	// seen is an UID STORE +FLAGS (\Seen) sent but not yet waited for.
+	seen *imapclient.FetchCommand
+}
+
+// snapshot selects the mailbox and records every message's UID and size
+// with one UID FETCH 1:* (UID RFC822.SIZE).
+func (s *Session) snapshot() error {
+	o := &s.b.opts
+	sel, err := s.c.Select(o.Mailbox, nil).Wait()
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, o.Mailbox, err)
+		}
+		return fmt.Errorf("%w: SELECT: %v", ErrUnavailable, err)
+	}
+	// A message expunged while the FETCH runs may or may not be in its
+	// answer, so the sequence numbers of later EXPUNGEs would be ambiguous:
+	// fetch again until a FETCH runs without an EXPUNGE.
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		before := s.expunges
+		s.mu.Unlock()
+		msgs, err := s.fetchSizes(sel.NumMessages)
+		if err != nil {
+			return fmt.Errorf("%w: snapshot: %v", ErrUnavailable, err)
+		}
+		s.mu.Lock()
+		if s.expunges == before || attempt == 3 {
+			s.msgs = msgs
+			s.seq = make([]int, len(msgs))
+			for i := range s.seq {
+				s.seq[i] = i
+			}
+			s.gone = make([]bool, len(msgs))
+			s.installed = true
+			s.mu.Unlock()
+			break
+		}
+		s.mu.Unlock()
+	}
+	for i := range s.msgs {
+		s.msgs[i].UIDL = o.UIDL.Format(uint32(s.msgs[i].UID), sel.UIDValidity)
+	}
+	return nil
+}
+
+func (s *Session) fetchSizes(exists uint32) ([]Message, error) {
+	if exists == 0 && s.c.Mailbox().NumMessages == 0 {
+		return nil, nil
+	}
+	type seqMsg struct {
+		seq uint32
+		Message
+	}
+	var got []seqMsg
+	cmd := s.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true})
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		sm := seqMsg{seq: m.SeqNum}
+		for item := m.Next(); item != nil; item = m.Next() {
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				sm.UID = item.UID
+			case imapclient.FetchItemDataRFC822Size:
+				sm.Size = item.Size
+			}
+		}
+		if sm.UID != 0 {
+			got = append(got, sm)
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(got, func(a, b seqMsg) int { return int(a.seq) - int(b.seq) })
+	msgs := make([]Message, len(got))
+	for i := range got {
+		msgs[i] = got[i].Message
+	}
+	return msgs, nil
+}
+
+// expunged is go-imap's handler for unsolicited EXPUNGE responses.
+func (s *Session) expunged(seqNum uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expunges++
+	if !s.installed || seqNum == 0 || int(seqNum) > len(s.seq) {
+		return // a message that arrived after the snapshot
+	}
+	i := s.seq[seqNum-1]
+	s.gone[i] = true
+	s.seq = slices.Delete(s.seq, int(seqNum-1), int(seqNum))
+}
+
+// Messages returns the snapshot, in mailbox order.
+func (s *Session) Messages() []Message { return s.msgs }
+
+// Expunged reports whether the upstream said message i was expunged.
+func (s *Session) Expunged(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gone[i]
+}
+
+func (s *Session) markGone(i int) {
+	s.mu.Lock()
+	s.gone[i] = true
+	s.mu.Unlock()
+}
+
+// guard bounds one upstream exchange: when ctx ends or the command timeout
+// passes, the connection is closed, which unblocks the waiting command.
+// The session is useless afterwards, as it must be: the state of the
+// interrupted command is unknown.
+func (s *Session) guard(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithTimeout(ctx, s.b.opts.CommandTimeout)
+	stop := context.AfterFunc(ctx, func() { s.nc.Close() })
+	return ctx, func() { stop(); cancel() }
+}
+
+// Noop sends NOOP, which keeps the upstream connection alive and collects
+// pending EXPUNGE responses.
+func (s *Session) Noop(ctx context.Context) error {
+	_, done := s.guard(ctx)
+	defer done()
+	s.settle()
+	if err := s.c.Noop().Wait(); err != nil {
+		return fmt.Errorf("%w: NOOP: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Retrieved marks message i \Seen (unless configured not to), without
+// waiting for the answer: the next command collects it.
+func (s *Session) Retrieved(i int) {
+	if s.b.opts.KeepUnseen {
+		return
+	}
+	s.settle()
+	s.seen = s.c.Store(imap.UIDSetNum(s.msgs[i].UID), &imap.StoreFlags{
+		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen},
+	}, nil)
+}
+
+// settle waits for a pending \Seen STORE. Its failure is logged, not
+// returned: the message was delivered, only the flag is missing.
+func (s *Session) settle() {
+	if s.seen == nil {
+		return
+	}
+	if err := s.seen.Close(); err != nil {
+		s.log.Warn("setting \\Seen failed", "err", err)
+	}
+	s.seen = nil
+}
+
+// Commit applies the delete policy to exactly the messages in deleted.
+func (s *Session) Commit(ctx context.Context, deleted []int) error {
+	_, done := s.guard(ctx)
+	defer done()
+	s.settle()
+	if len(deleted) == 0 || s.b.opts.Delete == DeleteKeep {
+		return nil
+	}
+	var uids imap.UIDSet
+	for _, i := range deleted {
+		uids.AddNum(s.msgs[i].UID)
+	}
+	err := s.c.Store(uids, &imap.StoreFlags{
+		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
+	}, nil).Close()
+	if err != nil {
+		return fmt.Errorf("UID STORE \\Deleted: %w", err)
+	}
+	if s.b.opts.Delete == DeleteFlag {
+		return nil
+	}
+	if !s.c.Caps().Has(imap.CapUIDPlus) {
+		s.b.warnedNoUIDPlus.Do(func() {
+			s.log.Warn("upstream has neither UIDPLUS nor IMAP4rev2: deleted messages are only flagged \\Deleted, not expunged")
+		})
+		return nil
+	}
+	if _, err := s.c.UIDExpunge(uids).Collect(); err != nil {
+		return fmt.Errorf("UID EXPUNGE: %w", err)
+	}
+	return nil
+}
+
+// Close logs out without changing the mailbox: LOGOUT, unlike CLOSE, does
+// not expunge.
+func (s *Session) Close() error {
+	s.settle()
+	done := make(chan error, 1)
+	go func() { done <- s.c.Logout().Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	return s.c.Close()
+}
+
+// Retrieve returns a reader of message i. The first chunk is fetched
+// before it returns, so that a message expunged upstream gives ErrGone
+// instead of a response the client already saw start. lines >= 0 says the
+// caller needs only the header and that many body lines. ctx bounds the
+// whole transfer; each chunk also has the command timeout.
+func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
+	s.settle()
+	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize}
+	if lines >= 0 {
+		r.chunk = min(r.chunk, 64<<10)
+	}
+	r.bufp = s.b.bufPool.Get().(*[]byte)
+	if err := r.fill(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// bodyReader reads a message in chunks of BODY.PEEK[]<offset.size>. It
+// buffers one chunk: the upstream literal is read at upstream speed, the
+// client takes the chunk at its own.
+type bodyReader struct {
+	s      *Session
+	ctx    context.Context
+	i      int
+	chunk  int
+	bufp   *[]byte
+	buf    []byte // unread part of the current chunk
+	offset int64  // of the next chunk
+	last   bool   // the current chunk ends the message
+	err    error
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.last {
+			return 0, io.EOF
+		}
+		if err := r.fill(); err != nil {
+			r.err = err
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *bodyReader) fill() error {
+	s := r.s
+	uid := s.msgs[r.i].UID
+	_, done := s.guard(r.ctx)
+	defer done()
+	section := &imap.FetchItemBodySection{
+		Peek:    true,
+		Partial: &imap.SectionPartial{Offset: r.offset, Size: int64(r.chunk)},
+	}
+	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{section},
+	})
+	buf := (*r.bufp)[:r.chunk]
+	n, found, err := readBodyChunk(cmd.Next(), buf, r.offset)
+	if cerr := cmd.Close(); err == nil {
+		err = cerr
+	}
+	if !found {
+		var ie *imap.Error
+		if r.offset == 0 && (err == nil || errors.As(err, &ie)) {
+			// No FETCH data for the UID: another client expunged it.
+			s.markGone(r.i)
+			return fmt.Errorf("%w: UID %d", ErrGone, uid)
+		}
+		if err == nil {
+			err = errors.New("no body in FETCH response")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, r.offset, err)
+	}
+	r.buf = buf[:n]
+	r.offset += int64(n)
+	r.last = n < r.chunk
+	return nil
+}
+
+// readBodyChunk copies the body section of a FETCH response into buf. It
+// checks that the server answered the partial FETCH as asked: a server that
+// sent another range or more than asked would corrupt the message.
+func readBodyChunk(m *imapclient.FetchMessageData, buf []byte, offset int64) (n int, found bool, err error) {
+	if m == nil {
+		return 0, false, nil
+	}
+	for item := m.Next(); item != nil; item = m.Next() {
+		body, ok := item.(imapclient.FetchItemDataBodySection)
+		if !ok || found {
+			continue
+		}
+		found = true
+		if body.Literal == nil {
+			// NIL: past the end of the message, or no message at all.
+			return 0, offset > 0, nil
+		}
+		var got int64 // a response without <offset> is the whole body
+		if p := body.Section.Partial; p != nil {
+			got = p.Offset
+		}
+		if got != offset || body.Literal.Size() > int64(len(buf)) {
+			return 0, found, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", offset, body.Literal.Size(), got)
+		}
+		n, err = io.ReadFull(body.Literal, buf)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = nil
+		}
+		if err != nil {
+			return n, found, err
+		}
+	}
+	return n, found, nil
+}
+
+// Close releases the chunk buffer. A transfer stopped early (TOP) leaves
+// nothing pending upstream: every chunk is read whole by fill.
+func (r *bodyReader) Close() error {
+	if r.bufp != nil {
+		r.s.b.bufPool.Put(r.bufp)
+		r.bufp, r.buf = nil, nil
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+// Package memimap runs go-imap's in-memory IMAP server on a listener: the
+// upstream of popbridge's demo mode and of tests that need no Dovecot.
+package memimap
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+)
+
+// Server is a running in-memory IMAP server without TLS.
+type Server struct {
+	// Addr is the address the server listens on.
+	Addr string
+
+	srv   *imapserver.Server
+	mem   *imapmemserver.Server
+	mu    sync.Mutex
+	users map[string]*imapmemserver.User
+	done  chan struct{}
+}
+
+// Options configures Start.
+type Options struct {
+	// Caps are the advertised capabilities. Default: IMAP4rev1 and
+	// IMAP4rev2 (so UID EXPUNGE, MOVE and AUTHENTICATE PLAIN work).
+	Caps imap.CapSet
+}
+
+// Start serves on ln until Close.
+func Start(ln net.Listener, opts Options) *Server {
+	caps := opts.Caps
+	if caps == nil {
+		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}}
+	}
+	s := &Server{
+		Addr:  ln.Addr().String(),
+		mem:   imapmemserver.New(),
+		users: make(map[string]*imapmemserver.User),
+		done:  make(chan struct{}),
+	}
+	s.srv = imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return s.mem.NewSession(), nil, nil
+		},
+		Caps:         caps,
+		InsecureAuth: true, // plain text on loopback only
+		Logger:       discardLogger{},
+	})
+	go func() {
+		defer close(s.done)
+		s.srv.Serve(ln)
+	}()
+	return s
+}
+
+// Listen starts a server on a fresh loopback port.
+func Listen(opts Options) (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return Start(ln, opts), nil
+}
+
+// AddUser creates a user with an empty INBOX.
+func (s *Server) AddUser(name, password string) {
+	u := imapmemserver.NewUser(name, password)
+	u.Create("INBOX", nil)
+	s.mu.Lock()
+	s.users[name] = u
+	s.mu.Unlock()
+	s.mem.AddUser(u)
+}
+
+// Append stores raw as a new message in a user's mailbox.
+func (s *Server) Append(user, mailbox string, raw []byte, flags ...imap.Flag) error {
+	s.mu.Lock()
+	u := s.users[user]
+	s.mu.Unlock()
+	if u == nil {
+		return fmt.Errorf("memimap: no user %q", user)
+	}
+	_, err := u.Append(mailbox, bytes.NewReader(raw), &imap.AppendOptions{Flags: flags})
+	return err
+}
+
+// Close stops the server and closes its connections.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	<-s.done
+	return err
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}

@@ -1,0 +1,245 @@
+// Package proxy wires popbridge together: it reads the configuration,
+// builds the IMAP backend and the POP3 server, and runs and stops them.
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/popbridge/popbridge/imapback"
+)
+
+// DefaultListen is where popbridge listens when nothing says otherwise:
+// loopback only, so that a bare start exposes nothing.
+const DefaultListen = "127.0.0.1:1110"
+
+// Config is the whole configuration, one YAML file. deploy/popbridge.yaml
+// documents every key.
+type Config struct {
+	Listen   []ListenConfig `yaml:"listen"`
+	Upstream UpstreamConfig `yaml:"upstream"`
+	Policy   PolicyConfig   `yaml:"policy"`
+	Limits   LimitsConfig   `yaml:"limits"`
+	Log      LogConfig      `yaml:"log"`
+}
+
+// ListenConfig is one POP3 listener.
+type ListenConfig struct {
+	Address string `yaml:"address"`
+}
+
+// UpstreamConfig is the IMAP server that holds the mail.
+type UpstreamConfig struct {
+	Address        string        `yaml:"address"`
+	TLS            string        `yaml:"tls"` // implicit, starttls or none; default by port
+	CAFile         string        `yaml:"ca_file"`
+	ServerName     string        `yaml:"server_name"`
+	Auth           string        `yaml:"auth"` // auto, login or plain
+	Mailbox        string        `yaml:"mailbox"`
+	DialTimeout    time.Duration `yaml:"dial_timeout"`
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+}
+
+// PolicyConfig says what POP3 actions do to the upstream mailbox.
+type PolicyConfig struct {
+	Delete     string `yaml:"delete"` // expunge, flag or keep
+	Seen       string `yaml:"seen"`   // retr or never
+	UIDLFormat string `yaml:"uidl_format"`
+}
+
+// LimitsConfig bounds what clients can hold.
+type LimitsConfig struct {
+	IdleTimeout      time.Duration `yaml:"idle_timeout"`
+	WriteTimeout     time.Duration `yaml:"write_timeout"`
+	AuthFailureDelay *time.Duration `yaml:"auth_failure_delay"`
+	MaxConnections   int           `yaml:"max_connections"`
+	DrainTimeout     time.Duration `yaml:"drain_timeout"`
+}
+
+// LogConfig chooses the log format and level.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn or error
+	Format string `yaml:"format"` // text or json
+}
+
+// Defaults applied by Check.
+const (
+	DefaultAuthFailureDelay = 2 * time.Second
+	DefaultDrainTimeout     = 30 * time.Second
+)
+
+// LoadConfig reads a YAML file strictly: an unknown key is an error that
+// names its line.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes a YAML document strictly, without checking values.
+func ParseConfig(data []byte) (*Config, error) {
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Check fills in defaults and validates every value, so that a bad config
+// fails at start (and in check-config), not at the first login.
+func (c *Config) Check() error {
+	if len(c.Listen) == 0 {
+		c.Listen = []ListenConfig{{Address: DefaultListen}}
+	}
+	var errs []error
+	for i, l := range c.Listen {
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			errs = append(errs, fmt.Errorf("listen[%d].address: %v", i, err))
+		}
+	}
+
+	u := &c.Upstream
+	if u.Address == "" {
+		errs = append(errs, errors.New("upstream.address: required (host:port of the IMAP server)"))
+	} else if _, port, err := net.SplitHostPort(u.Address); err != nil {
+		errs = append(errs, fmt.Errorf("upstream.address: %v", err))
+	} else if u.TLS == "" {
+		u.TLS = string(imapback.TLSStartTLS)
+		if port == "993" {
+			u.TLS = string(imapback.TLSImplicit)
+		}
+	}
+	errs = append(errs, oneOf("upstream.tls", u.TLS, "implicit", "starttls", "none"))
+	errs = append(errs, oneOf("upstream.auth", u.Auth, "", "auto", "login", "plain"))
+	if u.CAFile != "" {
+		if _, err := imapback.LoadCAFile(u.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("upstream.ca_file: %v", err))
+		}
+	}
+	if u.Mailbox == "" {
+		u.Mailbox = imapback.DefaultMailbox
+	}
+
+	p := &c.Policy
+	if p.Delete == "" {
+		p.Delete = string(imapback.DeleteExpunge)
+	}
+	errs = append(errs, oneOf("policy.delete", p.Delete, "expunge", "flag", "keep"))
+	if p.Seen == "" {
+		p.Seen = "retr"
+	}
+	errs = append(errs, oneOf("policy.seen", p.Seen, "retr", "never"))
+	if p.UIDLFormat == "" {
+		p.UIDLFormat = imapback.DefaultUIDLFormat
+	}
+	if _, err := imapback.ParseUIDLFormat(p.UIDLFormat); err != nil {
+		errs = append(errs, fmt.Errorf("policy.uidl_format: %v", err))
+	}
+
+	l := &c.Limits
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = 10 * time.Minute
+	} else if l.IdleTimeout < 10*time.Minute {
+		// Allowed, but RFC 1939 section 3 asks for at least 10 minutes.
+		slog.Warn("limits.idle_timeout is below the 10 minutes RFC 1939 asks for", "idle_timeout", l.IdleTimeout)
+	}
+	if l.AuthFailureDelay == nil {
+		d := DefaultAuthFailureDelay
+		l.AuthFailureDelay = &d
+	}
+	if l.DrainTimeout == 0 {
+		l.DrainTimeout = DefaultDrainTimeout
+	}
+	for name, d := range map[string]time.Duration{
+		"limits.idle_timeout": l.IdleTimeout, "limits.write_timeout": l.WriteTimeout,
+		"limits.auth_failure_delay": *l.AuthFailureDelay, "limits.drain_timeout": l.DrainTimeout,
+		"upstream.dial_timeout": u.DialTimeout, "upstream.command_timeout": u.CommandTimeout,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", name))
+		}
+	}
+	if l.MaxConnections < 0 {
+		errs = append(errs, errors.New("limits.max_connections: must not be negative"))
+	}
+
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	errs = append(errs, oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
+	errs = append(errs, oneOf("log.format", c.Log.Format, "text", "json"))
+	return errors.Join(errs...)
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed[:], ", "))
+}
+
+// backendOptions turns the checked config into imapback options.
+func (c *Config) backendOptions(logger *slog.Logger) (imapback.Options, error) {
+	u := c.Upstream
+	uidl, err := imapback.ParseUIDLFormat(c.Policy.UIDLFormat)
+	if err != nil {
+		return imapback.Options{}, err
+	}
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.ServerName}
+	if u.CAFile != "" {
+		if tlsConfig.RootCAs, err = imapback.LoadCAFile(u.CAFile); err != nil {
+			return imapback.Options{}, err
+		}
+	}
+	auth := imapback.AuthMechanism(u.Auth)
+	if auth == "auto" {
+		auth = imapback.AuthAuto
+	}
+	return imapback.Options{
+		Address:        u.Address,
+		TLS:            imapback.TLSMode(u.TLS),
+		TLSConfig:      tlsConfig,
+		Auth:           auth,
+		Mailbox:        u.Mailbox,
+		UIDL:           uidl,
+		KeepUnseen:     c.Policy.Seen == "never",
+		Delete:         imapback.DeletePolicy(c.Policy.Delete),
+		DialTimeout:    u.DialTimeout,
+		CommandTimeout: u.CommandTimeout,
+		Logger:         logger,
+	}, nil
+}
+
+// NewLogger returns the logger the config asks for, writing to w.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/pop3front"
+)
+
+// Proxy is a configured popbridge: POP3 listeners in front of one IMAP
+// upstream.
+type Proxy struct {
+	cfg       *Config
+	log       *slog.Logger
+	srv       *pop3front.Server
+	listeners []net.Listener
+}
+
+// New builds a Proxy from a checked config. It does not listen yet.
+func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
+	opts, err := cfg.backendOptions(logger)
+	if err != nil {
+		return nil, err
+	}
+	b, err := imapback.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	srv := &pop3front.Server{
+		Backend:          backend{b, logger},
+		Logger:           logger,
+		IdleTimeout:      cfg.Limits.IdleTimeout,
+		WriteTimeout:     cfg.Limits.WriteTimeout,
+		AuthFailureDelay: *cfg.Limits.AuthFailureDelay,
+		MaxConnections:   cfg.Limits.MaxConnections,
+		// Login and UPDATE may each take a dial and a few upstream
+		// commands; the backend bounds every single one itself.
+		CommandTimeout: 3*max(cfg.Upstream.CommandTimeout, imapback.DefaultCommandTimeout) +
+			max(cfg.Upstream.DialTimeout, imapback.DefaultDialTimeout),
+	}
+	return &Proxy{cfg: cfg, log: logger, srv: srv}, nil
+}
+
+// Listen binds every configured listener. On error none stays bound.
+func (p *Proxy) Listen() error {
+	for _, l := range p.cfg.Listen {
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			for _, ln := range p.listeners {
+				ln.Close()
+			}
+			p.listeners = nil
+			return fmt.Errorf("listen %s: %w", l.Address, err)
+		}
+		p.listeners = append(p.listeners, ln)
+	}
+	return nil
+}
+
+// Addrs returns the bound addresses, in config order.
+func (p *Proxy) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(p.listeners))
+	for i, ln := range p.listeners {
+		addrs[i] = ln.Addr()
+	}
+	return addrs
+}
+
+// Serve serves every bound listener until Shutdown or Close.
+func (p *Proxy) Serve() error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.listeners))
+	for i, ln := range p.listeners {
+		p.log.Info("listening", "addr", ln.Addr().String(), "upstream", p.cfg.Upstream.Address,
+			"upstream_tls", p.cfg.Upstream.TLS, "mailbox", p.cfg.Upstream.Mailbox)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.srv.Serve(ln); !errors.Is(err, pop3front.ErrServerClosed) {
+				errs[i] = err
+				p.srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Shutdown stops accepting and lets sessions finish until ctx is done;
+// sessions still open then are closed without their UPDATE state.
+func (p *Proxy) Shutdown(ctx context.Context) error { return p.srv.Shutdown(ctx) }
+
+// Close stops everything at once.
+func (p *Proxy) Close() error { return p.srv.Close() }
+
+// backend adapts imapback to the interface pop3front consumes, mapping
+// upstream errors to POP3 response codes.
+type backend struct {
+	b   *imapback.Backend
+	log *slog.Logger
+}
+
+func (a backend) Login(ctx context.Context, user, pass string, _ pop3front.ConnInfo) (pop3front.Session, error) {
+	s, err := a.b.Login(ctx, user, pass)
+	if err != nil {
+		return nil, popError(a.log, err)
+	}
+	msgs := s.Messages()
+	infos := make([]pop3front.MessageInfo, len(msgs))
+	for i, m := range msgs {
+		infos[i] = pop3front.MessageInfo{Size: m.Size, UID: m.UIDL}
+	}
+	return &session{Session: s, msgs: infos, log: a.log}, nil
+}
+
+type session struct {
+	*imapback.Session
+	msgs []pop3front.MessageInfo
+	log  *slog.Logger
+}
+
+func (s *session) Messages() []pop3front.MessageInfo { return s.msgs }
+
+func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, error) {
+	rc, err := s.Session.Retrieve(ctx, i, lines)
+	if err != nil {
+		return nil, popError(s.log, err)
+	}
+	return rc, nil
+}
+
+func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Session.Noop(ctx)) }
+
+var errMailbox = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}
+
+// popError maps imapback's errors to what the POP3 client should see. The
+// wrapped details stay in the logs of the layers that have them.
+func popError(log *slog.Logger, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, imapback.ErrGone):
+		return pop3front.ErrNoMessage
+	case errors.Is(err, imapback.ErrAuthFailed):
+		return pop3front.ErrAuthFailed
+	case errors.Is(err, imapback.ErrMailbox):
+		log.Warn("upstream mailbox cannot be opened", "err", err)
+		return errMailbox
+	case errors.Is(err, imapback.ErrUnavailable):
+		log.Warn("upstream unavailable", "err", err)
+		return pop3front.ErrUnavailable
+	}
+	return err
+}

@@ -59,11 +59,11 @@ type PolicyConfig struct {
 
 // LimitsConfig bounds what clients can hold.
 type LimitsConfig struct {
-	IdleTimeout      time.Duration `yaml:"idle_timeout"`
-	WriteTimeout     time.Duration `yaml:"write_timeout"`
+	IdleTimeout      time.Duration  `yaml:"idle_timeout"`
+	WriteTimeout     time.Duration  `yaml:"write_timeout"`
 	AuthFailureDelay *time.Duration `yaml:"auth_failure_delay"`
-	MaxConnections   int           `yaml:"max_connections"`
-	DrainTimeout     time.Duration `yaml:"drain_timeout"`
+	MaxConnections   int            `yaml:"max_connections"`
+	DrainTimeout     time.Duration  `yaml:"drain_timeout"`
 }
 
 // LogConfig chooses the log format and level.

@@ -1,0 +1,425 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
+)
+
+func testMessage(n int, body string) []byte {
+	return []byte(fmt.Sprintf("From: sender%d@example.org\r\nTo: alice@example.org\r\nSubject: message %d\r\nMessage-ID: <m%d@example.org>\r\n\r\n%s", n, n, n, body))
+}
+
+// deliverN delivers n small messages and returns them.
+func deliverN(t *testing.T, u *upstream, n int) [][]byte {
+	var msgs [][]byte
+	for i := 1; i <= n; i++ {
+		m := testMessage(i, fmt.Sprintf("Body of message %d.\r\n.a line with a dot\r\n.\r\nlast line\r\n", i))
+		u.deliver(t, m)
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+func TestRetrieveGivesUpstreamBytesAndSizes(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		msgs := deliverN(t, u, 3)
+		state := upstreamState(t, u)
+		addr := startProxy(t, u, nil)
+
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		n, size := c.Stat()
+		var total int64
+		for _, m := range state {
+			total += m.Size
+		}
+		if n != 3 || size != total {
+			t.Fatalf("STAT = %d %d, want 3 %d", n, size, total)
+		}
+		list := c.Multi("LIST")
+		var want strings.Builder
+		for i, m := range state {
+			fmt.Fprintf(&want, "%d %d\r\n", i+1, m.Size)
+		}
+		if string(list) != want.String() {
+			t.Errorf("LIST = %q, want %q", list, want.String())
+		}
+		for i, m := range msgs {
+			got := c.Multi("RETR " + strconv.Itoa(i+1))
+			if !bytes.Equal(got, m) {
+				t.Errorf("RETR %d = %q, want %q", i+1, got, m)
+			}
+			if int64(len(got)) != state[i].Size {
+				t.Errorf("RETR %d sent %d octets, LIST says %d", i+1, len(got), state[i].Size)
+			}
+		}
+		if resp := c.Quit(); resp != "+OK Logging out" {
+			t.Errorf("QUIT = %q", resp)
+		}
+	})
+}
+
+func TestQuitExpungesExactlyTheDeletedMessages(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		deliverN(t, u, 5)
+		before := upstreamState(t, u)
+		// Another device flagged message 5 \Deleted without expunging: our
+		// QUIT must not remove it.
+		other := u.dial(t)
+		if err := other.Store(imap.UIDSetNum(before[4].UID), &imap.StoreFlags{
+			Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
+		}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+		other.Close()
+
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		c.OK("DELE 1")
+		c.OK("DELE 3")
+		if resp := c.Quit(); resp != "+OK Logging out, 2 messages deleted" {
+			t.Fatalf("QUIT = %q", resp)
+		}
+
+		after := upstreamState(t, u)
+		var uids []imap.UID
+		for _, m := range after {
+			uids = append(uids, m.UID)
+		}
+		want := []imap.UID{before[1].UID, before[3].UID, before[4].UID}
+		if fmt.Sprint(uids) != fmt.Sprint(want) {
+			t.Fatalf("upstream UIDs after QUIT = %v, want %v", uids, want)
+		}
+		if !hasFlag(after[2].Flags, imap.FlagDeleted) {
+			t.Errorf("message flagged by another client lost its \\Deleted flag: %v", after[2].Flags)
+		}
+	})
+}
+
+func TestDroppedConnectionChangesNothing(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		deliverN(t, u, 3)
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		c.OK("DELE 1")
+		c.OK("DELE 2")
+		c.Conn.Close() // no QUIT
+
+		// The session ends asynchronously; a new session proves it ended
+		// and shows the maildrop untouched.
+		c2 := pop3test.Dial(t, addr)
+		c2.Login(u.user, u.pass)
+		if n, _ := c2.Stat(); n != 3 {
+			t.Fatalf("STAT after dropped session: %d messages, want 3", n)
+		}
+		c2.Quit()
+		for _, m := range upstreamState(t, u) {
+			if hasFlag(m.Flags, imap.FlagDeleted) {
+				t.Errorf("UID %d flagged \\Deleted after a dropped session", m.UID)
+			}
+		}
+	})
+}
+
+func TestRetrSetsSeenAndTopDoesNot(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		deliverN(t, u, 3)
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		c.Multi("RETR 1")
+		c.Multi("TOP 2 1")
+		c.Quit()
+		state := upstreamState(t, u)
+		if !hasFlag(state[0].Flags, imap.FlagSeen) {
+			t.Errorf("RETR 1 left message 1 unseen: %v", state[0].Flags)
+		}
+		for _, m := range state[1:] {
+			if hasFlag(m.Flags, imap.FlagSeen) {
+				t.Errorf("UID %d seen without RETR: %v", m.UID, m.Flags)
+			}
+		}
+	})
+}
+
+func TestSeenNeverLeavesMailUnread(t *testing.T) {
+	u := startMemUpstream(t)
+	deliverN(t, u, 1)
+	addr := startProxy(t, u, func(c *Config) { c.Policy.Seen = "never" })
+	c := pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+	c.Multi("RETR 1")
+	c.Quit()
+	if f := upstreamState(t, u)[0].Flags; hasFlag(f, imap.FlagSeen) {
+		t.Errorf("policy seen=never, but RETR set \\Seen: %v", f)
+	}
+}
+
+func TestUIDLIsStableAndMatchesDovecotFormat(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		deliverN(t, u, 3)
+		c := u.dial(t)
+		uidValidity := c.Mailbox()
+		_ = uidValidity
+		sel, err := c.Select("INBOX", nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want strings.Builder
+		for i, m := range upstreamState(t, u) {
+			fmt.Fprintf(&want, "%d %08X%08X\r\n", i+1, uint32(m.UID), sel.UIDValidity)
+		}
+		addr := startProxy(t, u, nil)
+		for session := 1; session <= 2; session++ {
+			p := pop3test.Dial(t, addr)
+			p.Login(u.user, u.pass)
+			if got := p.Multi("UIDL"); string(got) != want.String() {
+				t.Errorf("session %d: UIDL = %q, want %q", session, got, want.String())
+			}
+			p.Quit()
+		}
+	})
+}
+
+func TestMessageExpungedByAnotherClient(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		deliverN(t, u, 3)
+		before := upstreamState(t, u)
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+
+		other := u.dial(t)
+		if err := other.Store(imap.UIDSetNum(before[1].UID), &imap.StoreFlags{
+			Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
+		}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.UIDExpunge(imap.UIDSetNum(before[1].UID)).Close(); err != nil {
+			t.Fatal(err)
+		}
+		// New mail arrives too: it waits for the next session.
+		u.deliver(t, testMessage(9, "new\r\n"))
+
+		if resp := c.Cmd("RETR 2"); !strings.HasPrefix(resp, "-ERR") {
+			t.Fatalf("RETR of an expunged message = %q", resp)
+		}
+		c.OK("NOOP")
+		if resp := c.Cmd("DELE 2"); !strings.HasPrefix(resp, "-ERR") {
+			t.Errorf("DELE of an expunged message = %q", resp)
+		}
+		if got := c.Multi("RETR 3"); !bytes.Contains(got, []byte("message 3")) {
+			t.Errorf("RETR 3 after the expunge of 2 = %q", got)
+		}
+		if n, _ := c.Stat(); n != 3 {
+			t.Errorf("STAT = %d, message numbers must not shift during a session", n)
+		}
+		c.OK("DELE 1")
+		c.Quit()
+
+		after := upstreamState(t, u)
+		if len(after) != 2 || after[0].UID != before[2].UID {
+			t.Fatalf("after QUIT: %d messages, first UID %d; want messages 3 and the new one", len(after), after[0].UID)
+		}
+	})
+}
+
+func TestLoginErrorsCarryResponseCodes(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.OK("USER " + u.user)
+		if resp := c.Cmd("PASS wrong"); !strings.HasPrefix(resp, "-ERR [AUTH] ") {
+			t.Errorf("wrong password: %q", resp)
+		}
+		// AUTH PLAIN reaches the upstream too.
+		if resp := c.Cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="); !strings.HasPrefix(resp, "+OK") {
+			t.Errorf("AUTH PLAIN alice/secret: %q", resp)
+		}
+		c.Quit()
+	})
+
+	// An upstream that is not there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	ln.Close()
+	addr := startProxyAt(t, deadAddr, nil)
+	c := pop3test.Dial(t, addr)
+	c.OK("USER alice")
+	start := time.Now()
+	if resp := c.Cmd("PASS secret"); !strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") {
+		t.Errorf("upstream down: %q", resp)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("upstream down took %v to report", d)
+	}
+}
+
+func TestMissingMailboxIsPermanentError(t *testing.T) {
+	u := startMemUpstream(t)
+	addr := startProxy(t, u, func(c *Config) { c.Upstream.Mailbox = "Nope" })
+	c := pop3test.Dial(t, addr)
+	c.OK("USER alice")
+	if resp := c.Cmd("PASS secret"); !strings.HasPrefix(resp, "-ERR [SYS/PERM] ") {
+		t.Errorf("missing mailbox: %q", resp)
+	}
+}
+
+func TestLargeMessageStreamsInChunks(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		// 3 MiB and an exact multiple of the 256 KiB chunk: the reader must
+		// stop at the end without a short chunk to tell it.
+		var sizes = []int{3<<20 + 12345, 4 << 18}
+		var msgs [][]byte
+		for i, size := range sizes {
+			hdr := testMessage(i+1, "")
+			line := bytes.Repeat([]byte("0123456789abcdef"), 4)
+			body := make([]byte, 0, size)
+			for len(body)+len(hdr) < size {
+				body = append(body, line...)
+				body = append(body, '\r', '\n')
+			}
+			m := append(hdr, body...)
+			m = m[:size-2]
+			m = append(m, '\r', '\n')
+			u.deliver(t, m)
+			msgs = append(msgs, m)
+		}
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		for i, m := range msgs {
+			if got := c.Multi("RETR " + strconv.Itoa(i+1)); !bytes.Equal(got, m) {
+				t.Errorf("RETR %d: %d octets back, want %d, equal prefix %d", i+1, len(got), len(m), commonPrefix(got, m))
+			}
+		}
+		c.Quit()
+	})
+}
+
+func commonPrefix(a, b []byte) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+func TestUpstreamCutMidRetrClosesWithoutTerminator(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		big := testMessage(1, strings.Repeat("a long line of text in a big message\r\n", 30000))
+		u.deliver(t, big)
+		relay := startCutRelay(t, u.addr)
+		addr := startProxyAt(t, relay.addr, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		relay.arm(400 << 10) // the upstream dies in the second chunk
+		c.Send("RETR 1")
+		c.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		var got []byte
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Conn.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.HasPrefix(got, []byte("+OK ")) {
+			t.Fatalf("RETR answer starts %q", got[:min(len(got), 40)])
+		}
+		if bytes.HasSuffix(got, []byte("\r\n.\r\n")) {
+			t.Fatal("a message cut upstream ended with the terminating line")
+		}
+		if len(got) >= len(big) {
+			t.Fatalf("got %d octets of a %d octet message despite the cut", len(got), len(big))
+		}
+		// Nothing was deleted and the mail is still whole upstream.
+		if s := upstreamState(t, u); len(s) != 1 || !bytes.Equal(s[0].Body, big) {
+			t.Fatal("upstream message changed after a cut transfer")
+		}
+	})
+}
+
+func TestDeletePolicies(t *testing.T) {
+	for _, tc := range []struct {
+		policy      string
+		wantCount   int
+		wantDeleted bool // the DELE'd message is still there, flagged \Deleted
+	}{
+		{"expunge", 1, false},
+		{"flag", 2, true},
+		{"keep", 2, false},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			u := startMemUpstream(t)
+			deliverN(t, u, 2)
+			addr := startProxy(t, u, func(c *Config) { c.Policy.Delete = tc.policy })
+			c := pop3test.Dial(t, addr)
+			c.Login(u.user, u.pass)
+			c.OK("DELE 1")
+			if n, _ := c.Stat(); n != 1 {
+				t.Errorf("STAT after DELE = %d, want 1 with any policy", n)
+			}
+			if resp := c.Quit(); !strings.HasPrefix(resp, "+OK") {
+				t.Fatalf("QUIT = %q", resp)
+			}
+			s := upstreamState(t, u)
+			if len(s) != tc.wantCount {
+				t.Fatalf("%d messages upstream, want %d", len(s), tc.wantCount)
+			}
+			if tc.wantCount == 2 && hasFlag(s[0].Flags, imap.FlagDeleted) != tc.wantDeleted {
+				t.Errorf("flags of the DELE'd message: %v", s[0].Flags)
+			}
+		})
+	}
+}
+
+func TestWithoutUIDPlusDeletedMailIsOnlyFlagged(t *testing.T) {
+	u := startMemUpstreamCaps(t, imap.CapSet{imap.CapIMAP4rev1: {}})
+	deliverN(t, u, 2)
+	addr := startProxy(t, u, nil)
+	c := pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+	c.OK("DELE 2")
+	if resp := c.Quit(); !strings.HasPrefix(resp, "+OK") {
+		t.Fatalf("QUIT = %q", resp)
+	}
+	s := upstreamState(t, u)
+	if len(s) != 2 || !hasFlag(s[1].Flags, imap.FlagDeleted) || hasFlag(s[0].Flags, imap.FlagDeleted) {
+		t.Fatalf("without UIDPLUS: want both messages, only the second flagged; got %+v", s)
+	}
+}
+
+func TestNewSessionSeesMailThatArrivedDuringTheLastOne(t *testing.T) {
+	u := startMemUpstream(t)
+	deliverN(t, u, 1)
+	addr := startProxy(t, u, nil)
+	c := pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+	u.deliver(t, testMessage(2, "later\r\n"))
+	c.OK("NOOP")
+	if n, _ := c.Stat(); n != 1 {
+		t.Errorf("mail that arrived during the session is visible: STAT %d", n)
+	}
+	c.Quit()
+	c = pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+	if n, _ := c.Stat(); n != 2 {
+		t.Errorf("next session: STAT %d, want 2", n)
+	}
+}

@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/internal/memimap"
+)
+
+// upstream is an IMAP server the end-to-end tests run against: go-imap's
+// in-memory server or a real Dovecot.
+type upstream struct {
+	name       string
+	addr       string
+	user, pass string
+	// deliver adds a message to the user's INBOX.
+	deliver func(t *testing.T, raw []byte)
+	// dial returns an independent IMAP client with INBOX selected, to
+	// check what popbridge did.
+	dial func(t *testing.T) *imapclient.Client
+}
+
+// upstreams lists the servers every end-to-end test runs against.
+var upstreams = []struct {
+	name  string
+	start func(t *testing.T) *upstream
+}{
+	{"memimap", startMemUpstream},
+	{"dovecot", startDovecotUpstream},
+}
+
+// forEachUpstream runs f once per upstream kind, each with a fresh server.
+func forEachUpstream(t *testing.T, f func(t *testing.T, u *upstream)) {
+	for _, kind := range upstreams {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, kind.start(t))
+		})
+	}
+}
+
+func startMemUpstream(t *testing.T) *upstream {
+	return startMemUpstreamCaps(t, nil)
+}
+
+func startMemUpstreamCaps(t *testing.T, caps imap.CapSet) *upstream {
+	srv, err := memimap.Listen(memimap.Options{Caps: caps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	srv.AddUser("alice", "secret")
+	u := &upstream{name: "memimap", addr: srv.Addr, user: "alice", pass: "secret"}
+	u.deliver = func(t *testing.T, raw []byte) {
+		if err := srv.Append("alice", "INBOX", raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.dial = func(t *testing.T) *imapclient.Client { return dialIMAP(t, u) }
+	return u
+}
+
+func startDovecotUpstream(t *testing.T) *upstream {
+	d := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"alice": "secret"}, POP3: true})
+	u := &upstream{name: "dovecot", addr: d.IMAPAddr, user: "alice", pass: "secret"}
+	u.deliver = func(t *testing.T, raw []byte) { d.Deliver(t, "alice", raw) }
+	u.dial = func(t *testing.T) *imapclient.Client { return dialIMAP(t, u) }
+	return u
+}
+
+func dialIMAP(t *testing.T, u *upstream) *imapclient.Client {
+	t.Helper()
+	c, err := imapclient.DialInsecure(u.addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login(u.user, u.pass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startProxy runs popbridge in front of u and returns its POP3 address.
+func startProxy(t *testing.T, u *upstream, configure func(*Config)) string {
+	t.Helper()
+	return startProxyAt(t, u.addr, configure)
+}
+
+func startProxyAt(t *testing.T, upstreamAddr string, configure func(*Config)) string {
+	t.Helper()
+	noDelay := time.Duration(0)
+	cfg := &Config{
+		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
+		Upstream: UpstreamConfig{Address: upstreamAddr, TLS: "none", DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second},
+		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
+	}
+	if configure != nil {
+		configure(cfg)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Serve()
+	}()
+	t.Cleanup(func() {
+		p.Close()
+		<-done
+	})
+	return p.Addrs()[0].String()
+}
+
+// testWriter sends logs to t.Log, so they show with the failing test only.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// upstreamMessage is what an independent IMAP client sees of a message.
+type upstreamMessage struct {
+	UID   imap.UID
+	Size  int64
+	Flags []imap.Flag
+	Body  []byte
+}
+
+// upstreamState fetches every message of INBOX with a fresh connection.
+func upstreamState(t *testing.T, u *upstream) []upstreamMessage {
+	t.Helper()
+	c := u.dial(t)
+	defer c.Close()
+	if c.Mailbox().NumMessages == 0 {
+		return nil
+	}
+	body := &imap.FetchItemBodySection{Peek: true}
+	bufs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{
+		UID: true, Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body},
+	}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]upstreamMessage, len(bufs))
+	for i, b := range bufs {
+		msgs[i] = upstreamMessage{UID: b.UID, Size: b.RFC822Size, Flags: b.Flags, Body: b.FindBodySection(body)}
+	}
+	return msgs
+}
+
+func hasFlag(flags []imap.Flag, f imap.Flag) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// cutRelay forwards TCP between popbridge and the upstream and, once
+// armed, closes both sides after a given number of upstream octets: an
+// upstream that dies in the middle of a response.
+type cutRelay struct {
+	addr   string
+	budget atomic.Int64 // octets still allowed upstream→popbridge once armed
+	armed  atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startCutRelay(t *testing.T, target string) *cutRelay {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &cutRelay{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		r.cutAll()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			down, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				down.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, down, up)
+			r.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(up, down); up.Close() }()
+			go func() { defer wg.Done(); r.copyDown(down, up) }()
+		}
+	}()
+	return r
+}
+
+// arm lets n more octets through from the upstream, then cuts.
+func (r *cutRelay) arm(n int64) {
+	r.budget.Store(n)
+	r.armed.Store(true)
+}
+
+func (r *cutRelay) copyDown(down, up net.Conn) {
+	defer r.cutAll()
+	buf := make([]byte, 4096)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 && r.armed.Load() {
+			if left := r.budget.Add(-int64(n)); left < 0 {
+				down.Write(buf[:n+int(left)])
+				return
+			}
+		}
+		if n > 0 {
+			if _, werr := down.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (r *cutRelay) cutAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}

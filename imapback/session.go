@@ -156,18 +156,25 @@ func (s *Session) markGone(i int) {
 // guard bounds one upstream exchange: when ctx ends or the command timeout
 // passes, the connection is closed, which unblocks the waiting command.
 // The session is useless afterwards, as it must be: the state of the
-// interrupted command is unknown.
-func (s *Session) guard(ctx context.Context) (context.Context, func()) {
+// interrupted command is unknown. A ctx that is already done is an error
+// before anything is sent.
+func (s *Session) guard(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return func() {}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.b.opts.CommandTimeout)
 	stop := context.AfterFunc(ctx, func() { s.nc.Close() })
-	return ctx, func() { stop(); cancel() }
+	return func() { stop(); cancel() }, nil
 }
 
 // Noop sends NOOP, which keeps the upstream connection alive and collects
 // pending EXPUNGE responses.
 func (s *Session) Noop(ctx context.Context) error {
-	_, done := s.guard(ctx)
+	done, err := s.guard(ctx)
 	defer done()
+	if err != nil {
+		return err
+	}
 	s.settle()
 	if err := s.c.Noop().Wait(); err != nil {
 		return fmt.Errorf("%w: NOOP: %v", ErrUnavailable, err)
@@ -201,8 +208,11 @@ func (s *Session) settle() {
 
 // Commit applies the delete policy to exactly the messages in deleted.
 func (s *Session) Commit(ctx context.Context, deleted []int) error {
-	_, done := s.guard(ctx)
+	done, err := s.guard(ctx)
 	defer done()
+	if err != nil {
+		return err
+	}
 	s.settle()
 	if len(deleted) == 0 || s.b.opts.Delete == DeleteKeep {
 		return nil
@@ -211,7 +221,7 @@ func (s *Session) Commit(ctx context.Context, deleted []int) error {
 	for _, i := range deleted {
 		uids.AddNum(s.msgs[i].UID)
 	}
-	err := s.c.Store(uids, &imap.StoreFlags{
+	err = s.c.Store(uids, &imap.StoreFlags{
 		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
 	}, nil).Close()
 	if err != nil {
@@ -300,8 +310,11 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 func (r *bodyReader) fill() error {
 	s := r.s
 	uid := s.msgs[r.i].UID
-	_, done := s.guard(r.ctx)
+	done, err := s.guard(r.ctx)
 	defer done()
+	if err != nil {
+		return err
+	}
 	section := &imap.FetchItemBodySection{
 		Peek:    true,
 		Partial: &imap.SectionPartial{Offset: r.offset, Size: int64(r.chunk)},

@@ -1,0 +1,74 @@
+package imapback
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestUIDLFormat(t *testing.T) {
+	for _, tc := range []struct {
+		format           string
+		uid, uidValidity uint32
+		want             string
+	}{
+		{DefaultUIDLFormat, 1, 1, "0000000100000001"},
+		{DefaultUIDLFormat, 0xabcdef, 1700000000, "00ABCDEF6553F100"},
+		{DefaultUIDLFormat, 0xffffffff, 0xffffffff, "FFFFFFFFFFFFFFFF"},
+		{"%u", 42, 7, "42"},
+		{"%v.%u", 42, 7, "7.42"},
+		{"%08xu", 255, 0, "000000ff"},
+		{"%Xu-%Xv", 255, 16, "FF-10"},
+		{"%%%u", 5, 0, "%5"},
+		{"id%010u", 123, 0, "id0000000123"},
+	} {
+		f, err := ParseUIDLFormat(tc.format)
+		if err != nil {
+			t.Errorf("ParseUIDLFormat(%q): %v", tc.format, err)
+			continue
+		}
+		if got := f.Format(tc.uid, tc.uidValidity); got != tc.want {
+			t.Errorf("%q with UID %d, UIDVALIDITY %d = %q, want %q", tc.format, tc.uid, tc.uidValidity, got, tc.want)
+		}
+	}
+}
+
+func TestUIDLFormatRejectsInvalidIDs(t *testing.T) {
+	for _, tc := range []struct{ format, wantErr string }{
+		{"%v", "must contain %u"},
+		{"", "must contain %u"},
+		{"%m", "only %u, %v"},
+		{"%u%", "only %u, %v"},
+		{"%8u", "not allowed"}, // space padding
+		{"a b%u", "not allowed"},
+		{"%u" + strings.Repeat("x", 70), "RFC 1939 allows 70"},
+		{"%99u", "RFC 1939 allows 70"},
+	} {
+		_, err := ParseUIDLFormat(tc.format)
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("ParseUIDLFormat(%q) = %v, want an error containing %q", tc.format, err, tc.wantErr)
+		}
+	}
+}
+
+// FuzzUIDLFormat checks that every format the parser accepts yields
+// RFC 1939 unique-ids for any UID and UIDVALIDITY.
+func FuzzUIDLFormat(f *testing.F) {
+	for _, s := range []string{DefaultUIDLFormat, "%u", "%v.%u", "%08xu", "%%%u", "x%9u"} {
+		f.Add(s, uint32(1), uint32(1))
+	}
+	f.Fuzz(func(t *testing.T, format string, uid, uidValidity uint32) {
+		u, err := ParseUIDLFormat(format)
+		if err != nil {
+			return
+		}
+		id := u.Format(uid, uidValidity)
+		if len(id) == 0 || len(id) > 70 {
+			t.Fatalf("%q gives %q", format, id)
+		}
+		for i := 0; i < len(id); i++ {
+			if id[i] < 0x21 || id[i] > 0x7e {
+				t.Fatalf("%q gives %q with byte %#x", format, id, id[i])
+			}
+		}
+	})
+}

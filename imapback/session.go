@@ -90,8 +90,8 @@ func (s *Session) snapshot() error {
 }
 
 func (s *Session) fetchSizes(exists uint32) ([]Message, error) {
-	if exists == 0 && s.c.Mailbox().NumMessages == 0 {
-		return nil, nil
+	if exists == 0 {
+		return nil, nil // mail arriving now waits for the next session
 	}
 	type seqMsg struct {
 		seq uint32
@@ -325,6 +325,14 @@ func (r *bodyReader) fill() error {
 	})
 	buf := (*r.bufp)[:r.chunk]
 	n, found, err := readBodyChunk(cmd.Next(), buf, r.offset)
+	if errors.Is(err, errLiteral) {
+		// After a failed literal read go-imap's reader goroutine owns the
+		// connection's buffer again, and closing the command would read
+		// the literal once more, racing with it. The connection is broken
+		// anyway: close it, which ends the command.
+		s.nc.Close()
+		return fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, r.offset, err)
+	}
 	if cerr := cmd.Close(); err == nil {
 		err = cerr
 	}
@@ -347,6 +355,8 @@ func (r *bodyReader) fill() error {
 	r.last = n < r.chunk
 	return nil
 }
+
+var errLiteral = errors.New("literal cut short")
 
 // readBodyChunk copies the body section of a FETCH response into buf. It
 // checks that the server answered the partial FETCH as asked: a server that
@@ -372,12 +382,11 @@ func readBodyChunk(m *imapclient.FetchMessageData, buf []byte, offset int64) (n 
 		if got != offset || body.Literal.Size() > int64(len(buf)) {
 			return 0, found, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", offset, body.Literal.Size(), got)
 		}
-		n, err = io.ReadFull(body.Literal, buf)
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			err = nil
-		}
+		// Read exactly the announced size: a literal cut short is a broken
+		// connection, not the end of the message.
+		n, err = io.ReadFull(body.Literal, buf[:body.Literal.Size()])
 		if err != nil {
-			return n, found, err
+			return n, found, fmt.Errorf("%w: %v", errLiteral, err)
 		}
 	}
 	return n, found, nil

@@ -170,8 +170,6 @@ func TestUIDLIsStableAndMatchesDovecotFormat(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
 		c := u.dial(t)
-		uidValidity := c.Mailbox()
-		_ = uidValidity
 		sel, err := c.Select("INBOX", nil).Wait()
 		if err != nil {
 			t.Fatal(err)

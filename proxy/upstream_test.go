@@ -154,7 +154,13 @@ func upstreamState(t *testing.T, u *upstream) []upstreamMessage {
 	t.Helper()
 	c := u.dial(t)
 	defer c.Close()
-	if c.Mailbox().NumMessages == 0 {
+	// go-imap sets Mailbox() just after Select().Wait() returns: ask the
+	// server instead.
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.NumMessages == 0 {
 		return nil
 	}
 	body := &imap.FetchItemBodySection{Peek: true}

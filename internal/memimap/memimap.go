@@ -4,6 +4,7 @@ package memimap
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -30,10 +31,17 @@ type Options struct {
 	// Caps are the advertised capabilities. Default: IMAP4rev1 and
 	// IMAP4rev2 (so UID EXPUNGE, MOVE and AUTHENTICATE PLAIN work).
 	Caps imap.CapSet
+	// TLSConfig enables STARTTLS, or with ImplicitTLS, TLS from the first
+	// byte.
+	TLSConfig   *tls.Config
+	ImplicitTLS bool
 }
 
 // Start serves on ln until Close.
 func Start(ln net.Listener, opts Options) *Server {
+	if opts.ImplicitTLS {
+		ln = tls.NewListener(ln, opts.TLSConfig)
+	}
 	caps := opts.Caps
 	if caps == nil {
 		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}}
@@ -50,6 +58,7 @@ func Start(ln net.Listener, opts Options) *Server {
 		},
 		Caps:         caps,
 		InsecureAuth: true, // plain text on loopback only
+		TLSConfig:    opts.TLSConfig,
 		Logger:       discardLogger{},
 	})
 	go func() {

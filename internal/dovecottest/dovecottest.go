@@ -1,0 +1,628 @@
+// Package dovecottest starts a private, throw-away Dovecot instance on
+// 127.0.0.1 for Go tests, so that code talking IMAP (and POP3) can be
+// checked against a real server, and Dovecot's native POP3 can serve as a
+// byte-exact reference for the same maildir.
+//
+// Each instance has its own instance_name, base_dir, state_dir and log in a
+// fresh temp dir and a standalone config (nothing from /etc/dovecot), so
+// parallel tests and a system Dovecot never collide. Dovecot refuses to
+// access mail as root, so mail is owned by the system "mail" user; the
+// login and internal processes run as Debian's "dovenull" and "dovecot".
+// The harness therefore needs root: without root or without a dovecot
+// binary, Start skips the test (or fails it when CI=true).
+//
+// Facts measured with Dovecot 2.3.19.1 (Debian 12); the tests in this
+// package pin down the first three:
+//
+//   - Deliver's files are never rewritten: bare LF, bare CR and NUL stay on
+//     disk as given. On the first sync Dovecot only renames them from new/
+//     to cur/, appending ":2," (no flags); it adds no ",S=" or ",W=" size
+//     field to names it did not create.
+//   - RFC822.SIZE, and POP3 LIST/STAT, is the CRLF-normalised size: every
+//     LF not preceded by CR counts as two bytes, so a bare-LF file of n
+//     bytes with k lines is reported as n+k (25 bytes, 4 lines: 29). Bare
+//     CR and NUL count as one byte each, as does the CR of "\r\r\n".
+//   - IMAP BODY[] and POP3 RETR send that normalised form: bare LF becomes
+//     CRLF and bare CR is sent unchanged. NUL differs: IMAP sends it as
+//     0x80 (BINARY[] was not measured), POP3 sends 0x00.
+//     A CRLF-only message without NUL comes back byte for byte over both.
+//   - Messages delivered in order get increasing UIDs, because Dovecot sorts
+//     new maildir files by the time stamp in their name and then by the
+//     rest of the base name (see Deliver).
+//   - Apart from raised connection limits, mail_fsync = never and a login
+//     greeting that carries a per-instance token (instead of "Dovecot
+//     ready."), the settings are Dovecot's defaults.
+//   - Start-up until both greetings takes about 50-80 ms. Shutdown takes
+//     1-3 s, because the master sleeps a fixed second while its log
+//     process drains, so tests that start instances should use t.Parallel.
+//   - 300 concurrent logged-in IMAP sessions for one user work.
+package dovecottest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Options configures Start.
+type Options struct {
+	// Users maps user names to plaintext passwords. When nil, the single
+	// user "alice" with password "secret" is created.
+	Users map[string]string
+	// POP3 also serves Dovecot's native POP3 over the same maildirs
+	// (protocols = imap pop3), e.g. as a reference for a POP3 front end.
+	POP3 bool
+}
+
+// Server is a running Dovecot instance. It is stopped automatically by
+// t.Cleanup of the test that started it.
+type Server struct {
+	// IMAPAddr is the plain IMAP listener, "127.0.0.1:PORT".
+	IMAPAddr string
+	// POP3Addr is the plain POP3 listener, or "" unless Options.POP3.
+	POP3Addr string
+	// Dir is the temp dir holding config, state, logs and mail; homes are
+	// Dir/home/USER with the maildir in Dir/home/USER/Maildir.
+	Dir string
+
+	users   map[string]string
+	mailUID int
+	mailGID int
+	// stamp is the leading "time" field of every delivered file name; it is
+	// fixed per server so that only the counter decides the order.
+	stamp int64
+	seq   atomic.Uint64
+	proc  *process
+}
+
+// Tunables. Start-up normally takes well under a second; the generous
+// bounds are for loaded CI machines.
+const (
+	readyTimeout = 15 * time.Second
+	stopTimeout  = 10 * time.Second
+	startTries   = 3
+	// maxDirLen keeps base_dir's UNIX socket paths (e.g.
+	// run/token-login/tokenlogin) under the 108-byte sun_path limit.
+	maxDirLen = 64
+	// connLimit is high so load tests hit the code under test, not
+	// Dovecot's defaults (mail_max_userip_connections is 10).
+	connLimit = 1000
+)
+
+// Available reports whether a dovecot binary is installed.
+func Available() bool {
+	_, err := dovecotPath()
+	return err == nil
+}
+
+// dovecotPath also looks in the sbin dirs because they are often missing
+// from a non-root PATH even where Dovecot is installed.
+func dovecotPath() (string, error) {
+	if p, err := exec.LookPath("dovecot"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/dovecot", "/usr/local/sbin/dovecot"} {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("dovecot binary not found in PATH, /usr/sbin or /usr/local/sbin")
+}
+
+// unavailable skips rather than fails on developer machines without
+// Dovecot, but CI must not silently skip the integration tests.
+func unavailable(t testing.TB, why string) {
+	t.Helper()
+	msg := "dovecottest: " + why + " (on Debian/Ubuntu: apt-get install dovecot-imapd dovecot-pop3d, and run the tests as root)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; failing because CI=true")
+	}
+	t.Skip(msg)
+}
+
+// Start starts Dovecot and waits until its IMAP port (and POP3 port)
+// accept connections and send a greeting.
+// When dovecot is missing: t.Fatal if the environment variable CI is
+// "true", otherwise t.Skip with a clear message. The same applies when not
+// running as root, which Dovecot needs to switch to the mail user.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	bin, err := dovecotPath()
+	if err != nil {
+		unavailable(t, err.Error())
+	}
+	if os.Geteuid() != 0 {
+		unavailable(t, "running Dovecot with separate mail and login users requires root")
+	}
+	mailUID, mailGID := lookupIDs(t, "mail")
+	for _, name := range []string{"dovenull", "dovecot"} {
+		if _, err := user.Lookup(name); err != nil {
+			t.Fatalf("dovecottest: system user %q (created by Debian's dovecot-core) is missing: %v", name, err)
+		}
+	}
+
+	users := opts.Users
+	if users == nil {
+		users = map[string]string{"alice": "secret"}
+	}
+	for name, pass := range users {
+		// passwd-file has no quoting, and the name becomes a path element.
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, ":/%\n\r\t ") {
+			t.Fatalf("dovecottest: unsupported user name %q", name)
+		}
+		if strings.ContainsAny(pass, ":\n\r") {
+			t.Fatalf("dovecottest: password for %q contains ':' or a line break, which passwd-file cannot hold", name)
+		}
+	}
+
+	// Not t.TempDir: its path embeds the test name and could exceed the
+	// UNIX socket path limit, and its 0700 parent would have to be opened up
+	// for the unprivileged Dovecot processes.
+	dir, err := os.MkdirTemp("", "dovecottest-")
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+	// Registered first so it runs last, after Dovecot has exited.
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if !safePath.MatchString(dir) || len(dir) > maxDirLen {
+		t.Fatalf("dovecottest: temp dir %q is too long or has characters Dovecot's config cannot take unquoted; set TMPDIR to a short plain path such as /tmp", dir)
+	}
+
+	s := &Server{
+		Dir:     dir,
+		users:   users,
+		mailUID: mailUID,
+		mailGID: mailGID,
+		stamp:   time.Now().Unix(),
+	}
+	if err := s.prepare(); err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+
+	for try := 1; ; try++ {
+		err := s.launch(t, bin, opts.POP3)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errPortTaken) && try < startTries {
+			// Another process grabbed the port between our probe and
+			// Dovecot's bind; fresh ports almost always fix that.
+			t.Logf("dovecottest: attempt %d: %v; retrying with new ports", try, err)
+			s.proc.stop()
+			continue
+		}
+		t.Fatalf("dovecottest: starting dovecot failed (attempt %d): %v\n%s", try, err, s.Log())
+	}
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dovecottest: log of %s:\n%s", s.Dir, s.Log())
+		}
+	})
+	return s
+}
+
+// safePath is what can appear unquoted in the config and in
+// passdb/userdb args, which are split on spaces and expand %-variables.
+var safePath = regexp.MustCompile(`^[A-Za-z0-9/._+-]+$`)
+
+func lookupIDs(t testing.TB, name string) (uid, gid int) {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("dovecottest: system user %q is needed to own the maildirs: %v", name, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil || uid == 0 {
+		t.Fatalf("dovecottest: user %q has unusable uid/gid %s/%s", name, u.Uid, u.Gid)
+	}
+	return uid, gid
+}
+
+// prepare lays out everything except the config, which depends on the
+// ports and is rewritten on each launch attempt.
+func (s *Server) prepare() error {
+	// Dovecot's unprivileged processes must traverse Dir to reach the
+	// users file, their homes and base_dir.
+	if err := os.Chmod(s.Dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(s.Dir, "state"), 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(s.Dir, "home"), 0o755); err != nil {
+		return err
+	}
+	var pw strings.Builder
+	for name, pass := range s.users {
+		home := filepath.Join(s.Dir, "home", name)
+		// uid/gid come from mail_uid/mail_gid, so the fields stay empty.
+		fmt.Fprintf(&pw, "%s:{PLAIN}%s::::%s::\n", name, pass, home)
+		for _, d := range []string{home, filepath.Join(home, "Maildir"),
+			s.maildir(name, "cur"), s.maildir(name, "new"), s.maildir(name, "tmp")} {
+			if err := os.Mkdir(d, 0o700); err != nil {
+				return err
+			}
+			if err := os.Chown(d, s.mailUID, s.mailGID); err != nil {
+				return err
+			}
+		}
+	}
+	// The auth process runs as the "dovecot" user and must read it.
+	return os.WriteFile(filepath.Join(s.Dir, "users"), []byte(pw.String()), 0o644)
+}
+
+func (s *Server) maildir(user, sub string) string {
+	return filepath.Join(s.Dir, "home", user, "Maildir", sub)
+}
+
+func (s *Server) logPath() string { return filepath.Join(s.Dir, "dovecot.log") }
+
+// outPath receives the master's stdout and stderr, where errors from
+// before its log process started end up.
+func (s *Server) outPath() string { return filepath.Join(s.Dir, "dovecot.out") }
+
+// errPortTaken marks start failures that new ports can fix.
+var errPortTaken = errors.New("port already in use")
+
+// launch writes a config with fresh ports, starts the master and waits for
+// the greetings. On error s.proc may still be running; the caller stops it.
+func (s *Server) launch(t testing.TB, bin string, pop3 bool) error {
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	s.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	s.POP3Addr = ""
+	if pop3 {
+		s.POP3Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
+	}
+	// The token in the greeting tells our instance apart from whatever
+	// else might be listening on a port that was free a moment ago.
+	token := "dovecottest-" + strings.TrimPrefix(filepath.Base(s.Dir), "dovecottest-") + "-" + strconv.Itoa(ports[0])
+	conf := filepath.Join(s.Dir, "dovecot.conf")
+	if err := os.WriteFile(conf, []byte(s.config(token, ports[0], ports[1], pop3)), 0o644); err != nil {
+		return err
+	}
+	// A failed attempt's log would only confuse the next one's diagnosis.
+	os.Remove(s.logPath())
+	os.Remove(s.outPath())
+
+	s.proc, err = startProcess(s.outPath(), bin, "-F", "-c", conf)
+	if err != nil {
+		return err
+	}
+	t.Cleanup(s.proc.stop)
+
+	targets := []struct{ addr, ok string }{{s.IMAPAddr, "* OK "}}
+	if pop3 {
+		targets = append(targets, struct{ addr, ok string }{s.POP3Addr, "+OK "})
+	}
+	deadline := time.Now().Add(readyTimeout)
+	var lastErr error
+	for len(targets) > 0 {
+		select {
+		case <-s.proc.exited:
+			err := fmt.Errorf("dovecot exited before it was ready: %v", s.proc.err)
+			if strings.Contains(s.Log(), "Address already in use") {
+				err = fmt.Errorf("%w: %v", errPortTaken, err)
+			}
+			return err
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %v", readyTimeout, lastErr)
+		}
+		err := probe(targets[0].addr, targets[0].ok, token, s.proc.exited)
+		switch {
+		case err == nil:
+			targets = targets[1:]
+		case errors.Is(err, errPortTaken):
+			return err
+		default:
+			lastErr = err
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// probe reads one server greeting. Dovecot's login processes hold the real
+// greeting back until the auth process answers, and imap-login may send a
+// "Waiting for authentication process" line first, so the probe reads on.
+// A greeting from our instance also means logins will be served. The probe
+// gives up as soon as the master exits, which is how a lost port race
+// shows when a silent process holds the port.
+func probe(addr, okPrefix, token string, exited <-chan struct{}) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-exited:
+		case <-done:
+		}
+		c.Close()
+	}()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("reading greeting from %s: %w", addr, err)
+		}
+		switch {
+		case strings.Contains(line, token) && strings.HasPrefix(line, okPrefix):
+			return nil
+		case strings.Contains(line, "Waiting for authentication"):
+			continue
+		default:
+			return fmt.Errorf("%w: %s greeted with %q", errPortTaken, addr, line)
+		}
+	}
+}
+
+// freePorts asks the kernel for n distinct free ports. They are released
+// before Dovecot binds them, so a race is possible; Start retries on it.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		// Kept open until all are picked so the kernel cannot hand out
+		// the same port twice.
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func (s *Server) config(token string, imapPort, pop3Port int, pop3 bool) string {
+	protocols := "imap"
+	if pop3 {
+		protocols = "imap pop3"
+	}
+	var b strings.Builder
+	// Standalone on purpose: nothing from /etc/dovecot may leak in, so the
+	// instance behaves the same on every machine.
+	fmt.Fprintf(&b, `# Generated by dovecottest for one test run.
+instance_name = %[1]s
+base_dir = %[2]s/run
+state_dir = %[2]s/state
+log_path = %[3]s
+info_log_path = %[3]s
+debug_log_path = %[3]s
+
+protocols = %[4]s
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+login_greeting = %[5]s ready.
+
+default_login_user = dovenull
+default_internal_user = dovecot
+mail_uid = %[6]d
+mail_gid = %[7]d
+first_valid_uid = %[6]d
+first_valid_gid = %[7]d
+mail_location = maildir:~/Maildir
+# Throw-away mail: durability is not worth the fsync latency.
+mail_fsync = never
+# Answer wrong passwords at once: the tests measure popbridge's own delay.
+auth_failure_delay = 0
+
+mail_max_userip_connections = %[8]d
+default_process_limit = %[8]d
+default_client_limit = %[8]d
+
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[2]s/users
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%%u %[2]s/users
+}
+
+service imap-login {
+  inet_listener imap {
+    port = %[9]d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+`, token, s.Dir, s.logPath(), protocols, token, s.mailUID, s.mailGID, connLimit, imapPort)
+	if pop3 {
+		fmt.Fprintf(&b, `service pop3-login {
+  inet_listener pop3 {
+    port = %d
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+`, pop3Port)
+	}
+	// auth and anvil serve every login process; Dovecot warns at start-up
+	// unless their client_limit covers the raised process limits.
+	fmt.Fprintf(&b, `service auth {
+  client_limit = %[1]d
+}
+service anvil {
+  client_limit = %[1]d
+}
+`, 5*connLimit)
+	return b.String()
+}
+
+// process is one dovecot master started by launch.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd.Wait returned
+	err    error         // from cmd.Wait; valid after exited is closed
+	once   sync.Once
+}
+
+// startProcess sends the master's stdout and stderr to a file, not a pipe:
+// session processes inherit them, and with a pipe cmd.Wait would also wait
+// for every session still open.
+func startProcess(outPath, bin string, args ...string) (*process, error) {
+	out, err := os.Create(outPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child has its own copy
+	p := &process{
+		cmd:    exec.Command(bin, args...),
+		exited: make(chan struct{}),
+	}
+	p.cmd.Stdout = out
+	p.cmd.Stderr = out
+	p.cmd.SysProcAttr = sysProcAttr()
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// stop signals only the master we started; SIGKILL is the last resort for
+// a hung master. The master's own shutdown takes 1-3 s (it sleeps a fixed
+// second after telling its children to close their listeners) and does not
+// end sessions whose client is still connected: those notice the master is
+// gone only about 10 s later. They are still in the master's process group,
+// so they are sent SIGTERM too, and waited for (bounded) so that the temp
+// dir is not removed under them.
+func (p *process) stop() {
+	p.once.Do(func() {
+		pid := p.cmd.Process.Pid
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(stopTimeout):
+				_ = p.cmd.Process.Kill()
+				<-p.exited
+			}
+		}
+		if signalGroup(pid, syscall.SIGTERM) != nil {
+			return // group already empty, or no groups on this platform
+		}
+		for end := time.Now().Add(stopTimeout); time.Now().Before(end); {
+			if signalGroup(pid, 0) != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_ = signalGroup(pid, syscall.SIGKILL)
+	})
+}
+
+// Deliver writes raw (bytes exactly as given, no conversion) as a new
+// message in the user's INBOX maildir, the way a maildir delivery agent
+// does: written to tmp/, owned by the mail user, then renamed into new/.
+// Going around Dovecot keeps byte-exact corpora intact, including bare LF,
+// bare CR and NUL, which IMAP APPEND would reject (NUL) or normalise (line
+// endings).
+//
+// Messages delivered in order get increasing UIDs: Dovecot sorts new files
+// by the leading number of their name, then by the microseconds after "M"
+// (absent here), then by the rest of the name, so names share the server's
+// start time and carry a zero-padded counter. Delivering while a client has
+// the mailbox selected is fine; the client sees the message on its next
+// sync (e.g. NOOP).
+func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
+	t.Helper()
+	if _, ok := s.users[user]; !ok {
+		t.Fatalf("dovecottest: Deliver to unknown user %q", user)
+	}
+	name := fmt.Sprintf("%d.Q%012d.dovecottest", s.stamp, s.seq.Add(1))
+	tmp := filepath.Join(s.maildir(user, "tmp"), name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatalf("dovecottest: Deliver: %v", err)
+	}
+	_, err = f.Write(raw)
+	if err == nil {
+		err = f.Chown(s.mailUID, s.mailGID)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.maildir(user, "new"), name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		t.Fatalf("dovecottest: Deliver: %v", err)
+	}
+}
+
+// Dial returns a logged-in go-imap v2 imapclient.Client (plain, no TLS)
+// for independent checks; it is closed by t.Cleanup.
+func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
+	t.Helper()
+	pass, ok := s.users[user]
+	if !ok {
+		t.Fatalf("dovecottest: Dial as unknown user %q", user)
+	}
+	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
+	if err != nil {
+		t.Fatalf("dovecottest: dial %s: %v", s.IMAPAddr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login(user, pass).Wait(); err != nil {
+		t.Fatalf("dovecottest: login as %q: %v\n%s", user, err, s.Log())
+	}
+	return c
+}
+
+// Log returns Dovecot's log so far (for failure messages), followed by
+// anything the master wrote to stdout/stderr, where errors from before its
+// log process started end up.
+func (s *Server) Log() string {
+	var b strings.Builder
+	for i, path := range []string{s.logPath(), s.outPath()} {
+		data, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist) || len(data) == 0:
+			continue
+		case err != nil:
+			fmt.Fprintf(&b, "(reading %s: %v)\n", path, err)
+			continue
+		}
+		if i > 0 {
+			b.WriteString("--- dovecot stdout/stderr ---\n")
+		}
+		b.Write(data)
+	}
+	return b.String()
+}

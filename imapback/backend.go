@@ -75,6 +75,7 @@ var (
 	ErrAuthFailed  = errors.New("upstream rejected the credentials")
 	ErrUnavailable = errors.New("upstream unavailable")
 	ErrMailbox     = errors.New("upstream mailbox cannot be opened")
+	ErrInUse       = errors.New("upstream mailbox is in use")
 	ErrGone        = errors.New("message was expunged upstream")
 )
 

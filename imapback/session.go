@@ -53,6 +53,9 @@ func (s *Session) snapshot() error {
 	sel, err := s.c.Select(o.Mailbox, nil).Wait()
 	if err != nil {
 		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeInUse {
+			return fmt.Errorf("%w: SELECT %q: %v", ErrInUse, o.Mailbox, err)
+		}
 		if errors.As(err, &ie) {
 			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, o.Mailbox, err)
 		}

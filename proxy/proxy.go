@@ -149,6 +149,8 @@ func popError(log *slog.Logger, err error) error {
 		return pop3front.ErrNoMessage
 	case errors.Is(err, imapback.ErrAuthFailed):
 		return pop3front.ErrAuthFailed
+	case errors.Is(err, imapback.ErrInUse):
+		return pop3front.ErrInUse
 	case errors.Is(err, imapback.ErrMailbox):
 		log.Warn("upstream mailbox cannot be opened", "err", err)
 		return errMailbox

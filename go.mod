@@ -8,4 +8,7 @@ require (
 	gopkg.in/yaml.v3 v3.0.1
 )
 
-require github.com/emersion/go-message v0.18.2 // indirect
+require (
+	github.com/emersion/go-message v0.18.2 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+)

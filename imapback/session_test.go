@@ -107,12 +107,14 @@ func TestLoginFailures(t *testing.T) {
 	}
 	// A server that accepts and then says nothing: the dial timeout ends it.
 	silent, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer silent.Close()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); silent.Close(); <-stopped }()
 	go func() {
+		defer close(stopped)
 		c, err := silent.Accept()
 		if err == nil {
 			defer c.Close()
-			time.Sleep(5 * time.Second)
+			<-stop
 		}
 	}()
 	start := time.Now()

@@ -586,7 +586,7 @@ func (c *conn) handleRetr(args []byte) error {
 	if err != nil || i < 0 {
 		return err
 	}
-	if err := c.send(i, -1); err != nil {
+	if sent, err := c.send(i, -1); !sent {
 		return err
 	}
 	c.nRetr++
@@ -614,7 +614,7 @@ func (c *conn) handleTop(args []byte) error {
 	if err != nil || i < 0 {
 		return err
 	}
-	if err := c.send(i, n); err != nil {
+	if sent, err := c.send(i, n); !sent {
 		return err
 	}
 	c.nTop++
@@ -627,19 +627,21 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // lines < 0, else the header and that many body lines. If the message
 // cannot be read in full, the connection is closed without the terminating
 // line: the client must not take a truncated message for a whole one.
-func (c *conn) send(i, lines int) error {
+// sent reports whether the message went out in full; when it is false
+// and err is nil, the client got an -ERR answer and the session goes on.
+func (c *conn) send(i, lines int) (sent bool, err error) {
 	if c.sess.Expunged(i) {
 		c.fail(&Error{Text: "Message " + strconv.Itoa(i+1) + " was removed by another client"})
-		return nil
+		return false, nil
 	}
 	rc, err := c.sess.Retrieve(c.ctx, i, lines)
 	if errors.Is(err, ErrNoMessage) {
 		c.fail(&Error{Text: "Message " + strconv.Itoa(i+1) + " was removed by another client"})
-		return nil
+		return false, nil
 	}
 	if err != nil {
 		c.failErr("retrieve", err)
-		return nil
+		return false, nil
 	}
 	defer rc.Close()
 
@@ -660,7 +662,7 @@ func (c *conn) send(i, lines int) error {
 			p = top.cut(p)
 		}
 		if _, err := dw.Write(p); err != nil {
-			return err // the client is gone
+			return false, err // the client is gone
 		}
 		c.octets += int64(len(p))
 		if rerr == io.EOF || top.done {
@@ -671,10 +673,13 @@ func (c *conn) send(i, lines int) error {
 				"user", c.authUser, "msg", i+1, "err", rerr)
 			// Send what is buffered so far but never the final ".".
 			c.bw.Flush()
-			return errTruncated
+			return false, errTruncated
 		}
 	}
-	return dw.Close()
+	if err := dw.Close(); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func (c *conn) handleDele(args []byte) error {

@@ -25,6 +25,8 @@ const (
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("pop3front: server closed")
 
+var errTooManyConns = errors.New("pop3front: too many connections")
+
 // Server accepts POP3 connections and serves each in its own goroutine.
 // Set the fields before calling Serve and do not change them afterwards.
 type Server struct {
@@ -86,11 +88,17 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		c := newConn(s, nc)
-		if !s.addConn(c) {
+		if err := s.addConn(c); err != nil {
+			if err == ErrServerClosed {
+				// Accepted while Shutdown or Close ran: they did not
+				// see this connection, so it must not be served.
+				c.nc.Close()
+				c.cancel()
+				return ErrServerClosed
+			}
 			c.refuse()
 			continue
 		}
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer s.removeConn(c)
@@ -172,17 +180,25 @@ func (s *Server) closeConns() {
 	}
 }
 
-func (s *Server) addConn(c *conn) bool {
+// addConn registers c and counts it in s.wg, under s.mu so that a
+// Shutdown or Close that has begun sees every connection it must wait for.
+// It returns ErrServerClosed once they have begun, errTooManyConns when
+// the server is full.
+func (s *Server) addConn(c *conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
 	if s.MaxConnections > 0 && len(s.conns) >= s.MaxConnections {
-		return false
+		return errTooManyConns
 	}
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
 	}
 	s.conns[c] = struct{}{}
-	return true
+	s.wg.Add(1)
+	return nil
 }
 
 func (s *Server) removeConn(c *conn) {

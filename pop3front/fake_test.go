@@ -1,0 +1,251 @@
+package pop3front
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"testing/iotest"
+)
+
+// fakeMsg is one message of the fake maildrop.
+type fakeMsg struct {
+	uid  string
+	body []byte
+}
+
+type loginCall struct {
+	user, pass string
+	info       ConnInfo
+}
+
+type retrieveCall struct {
+	i, lines int
+}
+
+var errUpstreamCut = errors.New("upstream connection reset")
+
+// fakeBackend is an in-memory Backend that records what the server asks of
+// it. Configure it before the server uses it; the recorded fields are read
+// through the accessor methods, which lock.
+type fakeBackend struct {
+	// Configuration.
+	user, pass  string
+	msgs        []fakeMsg
+	loginErr    error         // Login fails with this error
+	noMessage   map[int]bool  // Retrieve(i) returns ErrNoMessage
+	retrieveErr error         // Retrieve returns this error
+	failAfter   map[int]int   // message i's reader fails after this many bytes
+	readChunk   int           // > 0: readers return at most this many bytes per Read
+	commitErr   error         // Commit fails with this error
+	noopErr     error         // Noop fails with this error
+	loginCalled chan struct{} // if non-nil, receives once per Login call
+
+	mu        sync.Mutex
+	expunged  map[int]bool
+	logins    []loginCall
+	retrieves []retrieveCall
+	retrieved []int
+	commits   [][]int
+	closes    int
+	noops     int
+	open      int // readers not closed yet
+}
+
+// The standard test maildrop: 3 messages, 68 octets.
+const (
+	body1 = "Subject: one\r\n\r\nHello\r\n" // 23 octets
+	body2 = "Subject: two\r\n\r\n.dot\r\n"  // 22 octets
+	body3 = "Subject: three\r\n\r\nBye\r\n" // 23 octets
+)
+
+func newFakeBackend() *fakeBackend {
+	return &fakeBackend{
+		user: "alice",
+		pass: "secret",
+		msgs: []fakeMsg{
+			{"uid-one", []byte(body1)},
+			{"uid-two", []byte(body2)},
+			{"uid-three", []byte(body3)},
+		},
+	}
+}
+
+// withBodies replaces the maildrop with messages uid-1, uid-2, ...
+func (b *fakeBackend) withBodies(bodies ...string) *fakeBackend {
+	b.msgs = nil
+	for i, body := range bodies {
+		b.msgs = append(b.msgs, fakeMsg{uid: "uid-" + strconv.Itoa(i+1), body: []byte(body)})
+	}
+	return b
+}
+
+func (b *fakeBackend) expunge(i int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.expunged == nil {
+		b.expunged = make(map[int]bool)
+	}
+	b.expunged[i] = true
+}
+
+func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInfo) (Session, error) {
+	b.mu.Lock()
+	b.logins = append(b.logins, loginCall{user, pass, info})
+	b.mu.Unlock()
+	if b.loginCalled != nil {
+		b.loginCalled <- struct{}{}
+	}
+	if b.loginErr != nil {
+		return nil, b.loginErr
+	}
+	if user != b.user || pass != b.pass {
+		return nil, ErrAuthFailed
+	}
+	s := &fakeSession{b: b}
+	for _, m := range b.msgs {
+		s.info = append(s.info, MessageInfo{Size: int64(len(m.body)), UID: m.uid})
+	}
+	return s, nil
+}
+
+// Accessors for the recorded calls.
+
+func (b *fakeBackend) loginCalls() []loginCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.logins)
+}
+
+func (b *fakeBackend) retrieveCalls() []retrieveCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.retrieves)
+}
+
+func (b *fakeBackend) retrievedCalls() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.retrieved)
+}
+
+func (b *fakeBackend) commitCalls() [][]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.commits)
+}
+
+func (b *fakeBackend) closeCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closes
+}
+
+func (b *fakeBackend) noopCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.noops
+}
+
+func (b *fakeBackend) openReaders() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open
+}
+
+type fakeSession struct {
+	b    *fakeBackend
+	info []MessageInfo
+}
+
+func (s *fakeSession) Messages() []MessageInfo { return s.info }
+
+func (s *fakeSession) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.retrieves = append(b.retrieves, retrieveCall{i, lines})
+	if b.noMessage[i] {
+		return nil, ErrNoMessage
+	}
+	if b.retrieveErr != nil {
+		return nil, b.retrieveErr
+	}
+	body := b.msgs[i].body
+	var r io.Reader = bytes.NewReader(body)
+	if k, ok := b.failAfter[i]; ok {
+		r = io.MultiReader(bytes.NewReader(body[:k]), iotest.ErrReader(errUpstreamCut))
+	}
+	if b.readChunk > 0 {
+		r = &chunkReader{r: r, n: b.readChunk}
+	}
+	b.open++
+	return &fakeReader{r: r, b: b}, nil
+}
+
+func (s *fakeSession) Retrieved(i int) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	s.b.retrieved = append(s.b.retrieved, i)
+}
+
+func (s *fakeSession) Expunged(i int) bool {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.b.expunged[i]
+}
+
+func (s *fakeSession) Noop(ctx context.Context) error {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	s.b.noops++
+	return s.b.noopErr
+}
+
+func (s *fakeSession) Commit(ctx context.Context, deleted []int) error {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	s.b.commits = append(s.b.commits, slices.Clone(deleted))
+	return s.b.commitErr
+}
+
+func (s *fakeSession) Close() error {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	s.b.closes++
+	return nil
+}
+
+type fakeReader struct {
+	r      io.Reader
+	b      *fakeBackend
+	closed bool
+}
+
+func (r *fakeReader) Read(p []byte) (int, error) { return r.r.Read(p) }
+
+func (r *fakeReader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.b.mu.Lock()
+		r.b.open--
+		r.b.mu.Unlock()
+	}
+	return nil
+}
+
+// chunkReader returns at most n bytes per Read.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(p) > r.n {
+		p = p[:r.n]
+	}
+	return r.r.Read(p)
+}

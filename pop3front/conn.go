@@ -108,11 +108,11 @@ func (c *conn) refuse() {
 
 func (c *conn) serve() {
 	defer c.close()
-	c.ok("popbridge ready")
+	c.ok(c.implementation() + " ready")
 	for {
-		if c.br.Buffered() == 0 {
-			// Flush only when the client has nothing more queued, so that
-			// pipelined commands get their answers in one write.
+		if !c.lineQueued() {
+			// Flush only when the client has no further command queued,
+			// so that pipelined commands get their answers in one write.
 			if err := c.bw.Flush(); err != nil {
 				return
 			}
@@ -139,6 +139,18 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// lineQueued reports whether a whole command line is already buffered. A
+// partial line does not count: its sender may be waiting for our answers
+// before it sends the rest.
+func (c *conn) lineQueued() bool {
+	n := c.br.Buffered()
+	if n == 0 {
+		return false
+	}
+	buf, _ := c.br.Peek(n)
+	return bytes.IndexByte(buf, '\n') >= 0
 }
 
 func (c *conn) close() {
@@ -310,12 +322,15 @@ func (c *conn) handleCapa(args []byte) error {
 	if c.state == stateAuthorization {
 		c.bw.WriteString("USER\r\nSASL PLAIN\r\n")
 	}
-	impl := c.srv.Implementation
-	if impl == "" {
-		impl = DefaultImplementation
-	}
-	c.bw.WriteString("IMPLEMENTATION " + impl + "\r\n.\r\n")
+	c.bw.WriteString("IMPLEMENTATION " + c.implementation() + "\r\n.\r\n")
 	return nil
+}
+
+func (c *conn) implementation() string {
+	if c.srv.Implementation != "" {
+		return c.srv.Implementation
+	}
+	return DefaultImplementation
 }
 
 func (c *conn) handleNoop(args []byte) error {
@@ -451,6 +466,9 @@ func (c *conn) login(user, pass string) error {
 	defer cancel()
 	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), LocalAddr: c.nc.LocalAddr(), TLS: isTLS(c.nc)}
 	sess, err := c.srv.Backend.Login(ctx, user, pass, info)
+	if err == nil && sess == nil {
+		err = errors.New("backend returned no session")
+	}
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.Code == "AUTH" {

@@ -49,9 +49,14 @@ func TestCapaListsCapabilitiesForTheState(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := startServer(t, newFakeBackend(), func(s *Server) { s.Implementation = tt.impl })
 			var c *client
-			if tt.login {
+			switch {
+			case tt.login:
 				c = dialLogin(t, ts, "3")
-			} else {
+			case tt.impl != "":
+				// The greeting names the implementation too.
+				c = dialRaw(t, ts)
+				c.expect("", "+OK "+tt.impl+" ready\r\n")
+			default:
 				c = dial(t, ts)
 			}
 			c.expect(tt.send, tt.want)
@@ -1111,4 +1116,13 @@ func TestPipelinedAnswersAreSentTogether(t *testing.T) {
 	if n := ln.writes.Load() - before; n != 3 {
 		t.Errorf("3 commands one at a time took %d writes, want 3", n)
 	}
+}
+
+// A client may send the start of its next command before it reads the
+// answer to the previous one: a partial line must not hold back answers.
+func TestPartialLineDoesNotHoldBackAnswers(t *testing.T) {
+	ts := startServer(t, newFakeBackend())
+	c := dialLogin(t, ts, "3")
+	c.expect("NOOP\r\nNO", "+OK\r\n")
+	c.expect("OP\r\n", "+OK\r\n")
 }

@@ -41,8 +41,10 @@ type Server struct {
 	// WriteTimeout bounds each write to the client, so that a client that
 	// stops reading in the middle of a RETR releases the session.
 	WriteTimeout time.Duration
-	// CommandTimeout bounds the backend work of one command (login, one
-	// chunk of a message, the UPDATE state).
+	// CommandTimeout bounds the backend work of login, NOOP and the
+	// UPDATE state. A message transfer has no overall bound (a large
+	// message to a slow client takes its time): WriteTimeout bounds each
+	// write to the client, and the backend each of its upstream reads.
 	CommandTimeout time.Duration
 	// AuthFailureDelay is the pause before answering a failed login, which
 	// slows down password guessing.

@@ -421,3 +421,34 @@ func TestNewSessionSeesMailThatArrivedDuringTheLastOne(t *testing.T) {
 		t.Errorf("next session: STAT %d, want 2", n)
 	}
 }
+
+// POP3 needs CRLF line ends on the wire. Dovecot stores a bare-LF message
+// as it came but reports its size and serves its body with CRLF, so the
+// listed size and the octets sent agree; go-imap's memory server reports
+// and serves the stored bytes, so popbridge's CRLF conversion makes the
+// message arrive larger than listed (README, "Sizes").
+func TestBareLFMessageIsSentWithCRLF(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		raw := []byte("From: a@example.org\nSubject: bare LF\n\nline one\n.dot line\nno final newline")
+		want := []byte("From: a@example.org\r\nSubject: bare LF\r\n\r\nline one\r\n.dot line\r\nno final newline\r\n")
+		u.deliver(t, raw)
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		var n int
+		var size int64
+		fmt.Sscanf(c.OK("LIST 1"), "+OK %d %d", &n, &size)
+		got := c.Multi("RETR 1")
+		if !bytes.Equal(got, want) {
+			t.Errorf("RETR = %q, want %q", got, want)
+		}
+		wantSize := int64(len(raw))
+		if u.name == "dovecot" {
+			wantSize = int64(len(want) - 2) // every LF counted as CRLF; no final line end stored
+		}
+		if size != wantSize {
+			t.Errorf("LIST size = %d, want %d", size, wantSize)
+		}
+		c.Quit()
+	})
+}

@@ -137,6 +137,12 @@ func (c *Config) Check() error {
 	if u.Mailbox == "" {
 		u.Mailbox = imapback.DefaultMailbox
 	}
+	if u.DialTimeout == 0 {
+		u.DialTimeout = imapback.DefaultDialTimeout
+	}
+	if u.CommandTimeout == 0 {
+		u.CommandTimeout = imapback.DefaultCommandTimeout
+	}
 
 	p := &c.Policy
 	if p.Delete == "" {

@@ -41,8 +41,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		MaxConnections:   cfg.Limits.MaxConnections,
 		// Login and UPDATE may each take a dial and a few upstream
 		// commands; the backend bounds every single one itself.
-		CommandTimeout: 3*max(cfg.Upstream.CommandTimeout, imapback.DefaultCommandTimeout) +
-			max(cfg.Upstream.DialTimeout, imapback.DefaultDialTimeout),
+		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
 	}
 	return &Proxy{cfg: cfg, log: logger, srv: srv}, nil
 }

@@ -1,0 +1,62 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckFillsDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		yaml    string
+		wantTLS string
+	}{
+		{"upstream:\n  address: imap.example.com:993\n", "implicit"},
+		{"upstream:\n  address: imap.example.com:143\n", "starttls"},
+		{"upstream:\n  address: imap.example.com:1143\n", "starttls"},
+		{"upstream:\n  address: 127.0.0.1:993\n  tls: none\n", "none"},
+	} {
+		cfg, err := ParseConfig([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Check(); err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if cfg.Upstream.TLS != tc.wantTLS {
+			t.Errorf("%q: tls %q, want %q", tc.yaml, cfg.Upstream.TLS, tc.wantTLS)
+		}
+		if cfg.Listen[0].Address != DefaultListen || cfg.Upstream.Mailbox != "INBOX" ||
+			cfg.Policy.Delete != "expunge" || cfg.Policy.Seen != "retr" || cfg.Policy.UIDLFormat != "%08Xu%08Xv" ||
+			cfg.Limits.IdleTimeout != 10*time.Minute || *cfg.Limits.AuthFailureDelay != 2*time.Second ||
+			cfg.Upstream.CommandTimeout != time.Minute || cfg.Log.Level != "info" || cfg.Log.Format != "text" {
+			t.Errorf("%q: defaults not filled in: %+v", tc.yaml, cfg)
+		}
+	}
+}
+
+func TestConfigDecodesDurationsAndAnExplicitZeroDelay(t *testing.T) {
+	cfg, err := ParseConfig([]byte("upstream:\n  address: a:993\nlimits:\n  idle_timeout: 15m\n  auth_failure_delay: 0s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limits.IdleTimeout != 15*time.Minute || *cfg.Limits.AuthFailureDelay != 0 {
+		t.Errorf("idle %v, auth delay %v; want 15m and 0", cfg.Limits.IdleTimeout, *cfg.Limits.AuthFailureDelay)
+	}
+}
+
+func TestCheckReportsEveryProblem(t *testing.T) {
+	cfg, err := ParseConfig([]byte("listen:\n  - address: nope\nupstream:\n  address: a:993\n  auth: kerberos\npolicy:\n  delete: shred\nlog:\n  format: xml\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Check()
+	for _, want := range []string{"listen[0].address", "upstream.auth", "policy.delete", "log.format"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check() = %v, want it to name %s", err, want)
+		}
+	}
+}

@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -451,4 +454,55 @@ func TestBareLFMessageIsSentWithCRLF(t *testing.T) {
 		}
 		c.Quit()
 	})
+}
+
+// Passwords and message contents never reach the logs, whatever happens:
+// wrong and right passwords, USER/PASS and AUTH PLAIN, retrieval, a cut
+// upstream.
+func TestLogsHoldNoPasswordOrMessageContent(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		const secretBody = "body-text-that-must-not-be-logged"
+		u.deliver(t, testMessage(1, secretBody+"\r\n"))
+		var logs syncBuffer
+		addr := startProxyLogging(t, u.addr, nil, io.MultiWriter(&logs, testWriter{t}))
+		c := pop3test.Dial(t, addr)
+		c.OK("USER " + u.user)
+		c.Cmd("PASS wrong-password-xyzzy")
+		c.Cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+u.user+"\x00wrong-plain-xyzzy")))
+		c.Login(u.user, u.pass)
+		c.Multi("RETR 1")
+		c.Multi("TOP 1 5")
+		c.Quit()
+		// The session's log line comes once its upstream connection is
+		// closed, just after the answer to QUIT.
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "session ended") && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, secret := range []string{"wrong-password-xyzzy", "wrong-plain-xyzzy", u.pass, secretBody,
+			base64.StdEncoding.EncodeToString([]byte("\x00" + u.user + "\x00wrong-plain-xyzzy"))} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("logs contain %q:\n%s", secret, logs.String())
+			}
+		}
+		if !strings.Contains(logs.String(), "session ended") {
+			t.Errorf("no session log line:\n%s", logs.String())
+		}
+	})
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -102,6 +102,12 @@ func startProxy(t *testing.T, u *upstream, configure func(*Config)) string {
 
 func startProxyAt(t *testing.T, upstreamAddr string, configure func(*Config)) string {
 	t.Helper()
+	return startProxyLogging(t, upstreamAddr, configure, testWriter{t})
+}
+
+// startProxyLogging is startProxyAt with debug logs sent to logs.
+func startProxyLogging(t *testing.T, upstreamAddr string, configure func(*Config), logs io.Writer) string {
+	t.Helper()
 	noDelay := time.Duration(0)
 	cfg := &Config{
 		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
@@ -114,7 +120,7 @@ func startProxyAt(t *testing.T, upstreamAddr string, configure func(*Config)) st
 	if err := cfg.Check(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	p, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,12 +154,14 @@ func (c *conn) lineQueued() bool {
 }
 
 func (c *conn) close() {
+	// The client first: it need not wait for the upstream logout.
+	c.nc.Close()
 	if c.sess != nil {
 		if err := c.sess.Close(); err != nil {
-			c.log.Warn("closing maildrop failed", "user", c.authUser, "err", err)
+			// Whatever broke the upstream connection was logged already.
+			c.log.Debug("closing maildrop failed", "user", c.authUser, "err", err)
 		}
 	}
-	c.nc.Close()
 	c.cancel()
 	if c.authUser != "" {
 		c.log.Info("session ended", "user", c.authUser, "duration", time.Since(c.started).Round(time.Millisecond),

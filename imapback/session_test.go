@@ -180,3 +180,25 @@ func TestCancelledContextAbortsTheSession(t *testing.T) {
 		t.Fatal("Noop with a cancelled context succeeded")
 	}
 }
+
+func TestLoginMechanisms(t *testing.T) {
+	srv := startMem(t, message(100))
+	for _, mech := range []AuthMechanism{AuthAuto, AuthLogin, AuthPlain} {
+		b, err := New(Options{Address: srv.Addr, TLS: TLSNone, Auth: mech, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := b.Login(context.Background(), "alice", "secret")
+		if err != nil {
+			t.Errorf("auth %q: %v", mech, err)
+			continue
+		}
+		if len(s.Messages()) != 1 {
+			t.Errorf("auth %q: %d messages", mech, len(s.Messages()))
+		}
+		s.Close()
+		if _, err := b.Login(context.Background(), "alice", "wrong"); !errors.Is(err, ErrAuthFailed) {
+			t.Errorf("auth %q with a wrong password: %v", mech, err)
+		}
+	}
+}

@@ -7,15 +7,17 @@ import (
 )
 
 // DefaultUIDLFormat is Dovecot's default pop3_uidl_format: the UID, then
-// the UIDVALIDITY, each as 8 upper-case hex digits. Using it means a user
-// moved from Dovecot's POP3 server to popbridge downloads nothing again.
+// the UIDVALIDITY, each as 8 hex digits (lower-case: Dovecot's X modifier
+// writes lower-case hex). Using it means a user moved from Dovecot's POP3
+// server to popbridge downloads nothing again.
 const DefaultUIDLFormat = "%08Xu%08Xv"
 
 // UIDLFormat turns a message's UID and its mailbox's UIDVALIDITY into a
-// POP3 unique-id listing. It understands the Dovecot variables %u (UID)
-// and %v (UIDVALIDITY), each with an optional zero flag, width and X or x
-// for hex digits, and %% for a percent sign. Other variables of Dovecot
-// (%m, %f, %g) need storage details that IMAP does not expose.
+// POP3 unique-id listing. It understands Dovecot's variables %u (UID) and
+// %v (UIDVALIDITY), each with an optional zero flag and width and
+// Dovecot's modifiers X (hex), U (upper case) and L (lower case), and %%
+// for a percent sign. Dovecot's other variables (%m, %f, %g) need storage
+// details that IMAP does not expose.
 type UIDLFormat struct {
 	parts []uidlPart
 }
@@ -62,12 +64,22 @@ func ParseUIDLFormat(s string) (*UIDLFormat, error) {
 		}
 		p.width, _ = strconv.Atoi(s[:j])
 		s = s[j:]
-		if len(s) > 0 && (s[0] == 'X' || s[0] == 'x') {
-			p.base, p.upper = 16, s[0] == 'X'
+	modifiers:
+		for len(s) > 0 {
+			switch s[0] {
+			case 'X':
+				p.base = 16
+			case 'U':
+				p.upper = true
+			case 'L':
+				p.upper = false
+			default:
+				break modifiers
+			}
 			s = s[1:]
 		}
 		if len(s) == 0 || (s[0] != 'u' && s[0] != 'v') {
-			return nil, fmt.Errorf("uidl format: only %%u, %%v and %%%% are supported")
+			return nil, fmt.Errorf("uidl format: only %%u and %%v (with modifiers X, U, L) and %%%% are supported")
 		}
 		p.verb = s[0]
 		hasUID = hasUID || p.verb == 'u'

@@ -12,12 +12,13 @@ func TestUIDLFormat(t *testing.T) {
 		want             string
 	}{
 		{DefaultUIDLFormat, 1, 1, "0000000100000001"},
-		{DefaultUIDLFormat, 0xabcdef, 1700000000, "00ABCDEF6553F100"},
-		{DefaultUIDLFormat, 0xffffffff, 0xffffffff, "FFFFFFFFFFFFFFFF"},
+		{DefaultUIDLFormat, 0xabcdef, 1700000000, "00abcdef6553f100"},
+		{DefaultUIDLFormat, 0xffffffff, 0xffffffff, "ffffffffffffffff"},
 		{"%u", 42, 7, "42"},
 		{"%v.%u", 42, 7, "7.42"},
-		{"%08xu", 255, 0, "000000ff"},
-		{"%Xu-%Xv", 255, 16, "FF-10"},
+		{"%08UXu", 255, 0, "000000FF"},
+		{"%XUu-%Xv", 255, 16, "FF-10"},
+		{"%ULXu", 255, 0, "ff"},
 		{"%%%u", 5, 0, "%5"},
 		{"id%010u", 123, 0, "id0000000123"},
 	} {
@@ -36,8 +37,9 @@ func TestUIDLFormatRejectsInvalidIDs(t *testing.T) {
 	for _, tc := range []struct{ format, wantErr string }{
 		{"%v", "must contain %u"},
 		{"", "must contain %u"},
-		{"%m", "only %u, %v"},
-		{"%u%", "only %u, %v"},
+		{"%m", "only %u and %v"},
+		{"%u%", "only %u and %v"},
+		{"%xu", "only %u and %v"},
 		{"%8u", "not allowed"}, // space padding
 		{"a b%u", "not allowed"},
 		{"%u" + strings.Repeat("x", 70), "RFC 1939 allows 70"},
@@ -53,7 +55,7 @@ func TestUIDLFormatRejectsInvalidIDs(t *testing.T) {
 // FuzzUIDLFormat checks that every format the parser accepts yields
 // RFC 1939 unique-ids for any UID and UIDVALIDITY.
 func FuzzUIDLFormat(f *testing.F) {
-	for _, s := range []string{DefaultUIDLFormat, "%u", "%v.%u", "%08xu", "%%%u", "x%9u"} {
+	for _, s := range []string{DefaultUIDLFormat, "%u", "%v.%u", "%08UXu", "%%%u", "x%9u"} {
 		f.Add(s, uint32(1), uint32(1))
 	}
 	f.Fuzz(func(t *testing.T, format string, uid, uidValidity uint32) {

@@ -179,7 +179,7 @@ func TestUIDLIsStableAndMatchesDovecotFormat(t *testing.T) {
 		}
 		var want strings.Builder
 		for i, m := range upstreamState(t, u) {
-			fmt.Fprintf(&want, "%d %08X%08X\r\n", i+1, uint32(m.UID), sel.UIDValidity)
+			fmt.Fprintf(&want, "%d %08x%08x\r\n", i+1, uint32(m.UID), sel.UIDValidity)
 		}
 		addr := startProxy(t, u, nil)
 		for session := 1; session <= 2; session++ {
@@ -187,6 +187,16 @@ func TestUIDLIsStableAndMatchesDovecotFormat(t *testing.T) {
 			p.Login(u.user, u.pass)
 			if got := p.Multi("UIDL"); string(got) != want.String() {
 				t.Errorf("session %d: UIDL = %q, want %q", session, got, want.String())
+			}
+			p.Quit()
+		}
+		if u.nativePOP3 != "" {
+			// A user moved from the upstream's own POP3 server to
+			// popbridge must see the same unique-ids.
+			p := pop3test.Dial(t, u.nativePOP3)
+			p.Login(u.user, u.pass)
+			if got := p.Multi("UIDL"); string(got) != want.String() {
+				t.Errorf("%s's own POP3 UIDL = %q, popbridge's %q", u.name, got, want.String())
 			}
 			p.Quit()
 		}
@@ -215,6 +225,9 @@ func TestMessageExpungedByAnotherClient(t *testing.T) {
 
 		if resp := c.Cmd("RETR 2"); !strings.HasPrefix(resp, "-ERR") {
 			t.Fatalf("RETR of an expunged message = %q", resp)
+		}
+		if resp := c.Cmd("TOP 2 0"); !strings.HasPrefix(resp, "-ERR") {
+			t.Fatalf("TOP of an expunged message = %q", resp)
 		}
 		c.OK("NOOP")
 		if resp := c.Cmd("DELE 2"); !strings.HasPrefix(resp, "-ERR") {

@@ -23,6 +23,9 @@ type upstream struct {
 	name       string
 	addr       string
 	user, pass string
+	// nativePOP3 is the upstream's own POP3 server over the same mail, if
+	// it has one (Dovecot): the reference for what a POP3 server sends.
+	nativePOP3 string
 	// deliver adds a message to the user's INBOX.
 	deliver func(t *testing.T, raw []byte)
 	// dial returns an independent IMAP client with INBOX selected, to
@@ -72,7 +75,7 @@ func startMemUpstreamCaps(t *testing.T, caps imap.CapSet) *upstream {
 
 func startDovecotUpstream(t *testing.T) *upstream {
 	d := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"alice": "secret"}, POP3: true})
-	u := &upstream{name: "dovecot", addr: d.IMAPAddr, user: "alice", pass: "secret"}
+	u := &upstream{name: "dovecot", addr: d.IMAPAddr, user: "alice", pass: "secret", nativePOP3: d.POP3Addr}
 	u.deliver = func(t *testing.T, raw []byte) { d.Deliver(t, "alice", raw) }
 	u.dial = func(t *testing.T) *imapclient.Client { return dialIMAP(t, u) }
 	return u

@@ -84,6 +84,25 @@ func (c *Client) Multi(line string) []byte {
 	return c.Data()
 }
 
+// MultiRaw sends a command with a multi-line answer and returns the data
+// as sent, dot-stuffing included, without the status and terminating
+// lines; ok is false (and data nil) for an -ERR answer.
+func (c *Client) MultiRaw(line string) (data []byte, ok bool) {
+	c.t.Helper()
+	if resp := c.Cmd(line); !strings.HasPrefix(resp, "+OK") {
+		return nil, false
+	}
+	var buf bytes.Buffer
+	for {
+		l := c.Line()
+		if l == "." {
+			return buf.Bytes(), true
+		}
+		buf.WriteString(l)
+		buf.WriteString("\r\n")
+	}
+}
+
 // Data reads multi-line data up to the terminating line.
 func (c *Client) Data() []byte {
 	c.t.Helper()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/popbridge/popbridge/internal/pop3test"
 )
@@ -78,11 +79,7 @@ func TestQuitExpungesExactlyTheDeletedMessages(t *testing.T) {
 		// Another device flagged message 5 \Deleted without expunging: our
 		// QUIT must not remove it.
 		other := u.dial(t)
-		if err := other.Store(imap.UIDSetNum(before[4].UID), &imap.StoreFlags{
-			Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
-		}, nil).Close(); err != nil {
-			t.Fatal(err)
-		}
+		flagDeleted(t, other, before[4].UID)
 		other.Close()
 
 		addr := startProxy(t, u, nil)
@@ -212,11 +209,7 @@ func TestMessageExpungedByAnotherClient(t *testing.T) {
 		c.Login(u.user, u.pass)
 
 		other := u.dial(t)
-		if err := other.Store(imap.UIDSetNum(before[1].UID), &imap.StoreFlags{
-			Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
-		}, nil).Close(); err != nil {
-			t.Fatal(err)
-		}
+		flagDeleted(t, other, before[1].UID)
 		if err := other.UIDExpunge(imap.UIDSetNum(before[1].UID)).Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -554,5 +547,15 @@ func TestSameDataAsDovecotPOP3(t *testing.T) {
 	}
 	if s1, s2 := ours.OK("STAT"), ref.OK("STAT"); s1 != s2 {
 		t.Errorf("STAT: popbridge %q, Dovecot %q", s1, s2)
+	}
+}
+
+// flagDeleted sets \Deleted on a message as another IMAP client would.
+func flagDeleted(t *testing.T, c *imapclient.Client, uid imap.UID) {
+	t.Helper()
+	if err := c.Store(imap.UIDSetNum(uid), &imap.StoreFlags{
+		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
+	}, nil).Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -558,4 +560,65 @@ func flagDeleted(t *testing.T, c *imapclient.Client, uid imap.UID) {
 	}, nil).Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A 100 MiB message streams through with bounded memory: popbridge
+// allocates a small fraction of the message size while sending it, and
+// every octet arrives.
+func TestHugeMessageStreamsWithBoundedMemory(t *testing.T) {
+	u := startDovecotUpstream(t)
+	line := []byte(strings.Repeat("0123456789", 7) + "\r\n")
+	msg := append([]byte(nil), "Subject: huge\r\n\r\n"...)
+	for len(msg) < 100<<20 {
+		msg = append(msg, line...)
+	}
+	u.deliver(t, msg)
+	want := sha256.Sum256(msg)
+	size := len(msg)
+	msg = nil
+	addr := startProxy(t, u, nil)
+	c := pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c.Send("RETR 1")
+	status := c.Line()
+	if status != "+OK "+strconv.Itoa(size)+" octets" {
+		t.Fatalf("RETR 1: %q", status)
+	}
+	// The lines hold no leading dot, so the data arrives unchanged,
+	// followed by the terminating line. Read it into a fixed buffer: this
+	// test's own reading must not allocate either.
+	h := sha256.New()
+	tail := []byte("\r\n.\r\n")
+	buf := make([]byte, 64<<10)
+	var got int
+	c.Conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	for got < size+3 {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d octets: %v", got, err)
+		}
+		data := buf[:n]
+		if over := got + n - size; over > 0 {
+			if !bytes.Equal(data[n-over:], tail[2:2+over]) {
+				t.Fatalf("terminating line %q", data[n-over:])
+			}
+			data = data[:n-over]
+		}
+		h.Write(data)
+		got += n
+	}
+	runtime.ReadMemStats(&after)
+	if !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatal("the message arrived changed")
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("RETR of %d MiB allocated %.1f MiB in this process", size>>20, float64(alloc)/(1<<20))
+	if alloc > 16<<20 {
+		t.Errorf("RETR of a %d MiB message allocated %d MiB: it is buffered, not streamed", size>>20, alloc>>20)
+	}
+	c.Quit()
 }

@@ -49,6 +49,12 @@ func (c *Client) Line() string {
 	return strings.TrimSuffix(line, "\r\n")
 }
 
+// Read reads raw response bytes, including any that Line buffered, so
+// that a test can take a large response without the client allocating.
+func (c *Client) Read(p []byte) (int, error) {
+	return c.r.Read(p)
+}
+
 // Send writes one command line.
 func (c *Client) Send(line string) {
 	c.t.Helper()

@@ -595,6 +595,7 @@ func TestQuitCommitsExactlyTheDeletedMessages(t *testing.T) {
 			ts := startServer(t, fb)
 			c := dialLogin(t, ts, "3")
 			c.expectClosed(tt.send+"QUIT\r\n", tt.want)
+			ts.waitSessions(t)
 			got := fb.commitCalls()
 			if len(got) != 1 || !slices.Equal(got[0], tt.commit) {
 				t.Errorf("Commit calls = %v, want one with %v", got, tt.commit)
@@ -624,6 +625,7 @@ func TestCommitFailureAnswersSysTemp(t *testing.T) {
 	c := dialLogin(t, ts, "3")
 	c.expectClosed("DELE 1\r\nQUIT\r\n",
 		"+OK Message 1 deleted\r\n-ERR [SYS/TEMP] Some deleted messages not removed, try again later\r\n")
+	ts.waitSessions(t)
 	if got := fb.commitCalls(); len(got) != 1 || !slices.Equal(got[0], []int{0}) {
 		t.Errorf("Commit calls = %v, want [[0]]", got)
 	}

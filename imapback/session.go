@@ -37,10 +37,9 @@ type Session struct {
 	// seq lists the snapshot indices of the messages still in the
 	// mailbox in sequence-number order: EXPUNGE responses name messages
 	// by sequence number.
-	seq       []int
-	gone      []bool
-	installed bool
-	expunges  int // EXPUNGE responses seen, to detect them during the snapshot
+	seq      []int
+	gone     []bool // nil until the snapshot is installed
+	expunges int    // EXPUNGE responses seen, to detect them during the snapshot
 
 	// seen is an UID STORE +FLAGS (\Seen) sent but not yet waited for.
 	seen *imapclient.FetchCommand
@@ -80,7 +79,6 @@ func (s *Session) snapshot() error {
 				s.seq[i] = i
 			}
 			s.gone = make([]bool, len(msgs))
-			s.installed = true
 			s.mu.Unlock()
 			break
 		}
@@ -132,7 +130,7 @@ func (s *Session) expunged(seqNum uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expunges++
-	if !s.installed || seqNum == 0 || int(seqNum) > len(s.seq) {
+	if s.gone == nil || seqNum == 0 || int(seqNum) > len(s.seq) {
 		return // a message that arrived after the snapshot
 	}
 	i := s.seq[seqNum-1]

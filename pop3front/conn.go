@@ -651,12 +651,12 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // and err is nil, the client got an -ERR answer and the session goes on.
 func (c *conn) send(i, lines int) (sent bool, err error) {
 	if c.sess.Expunged(i) {
-		c.fail(&Error{Text: "Message " + strconv.Itoa(i+1) + " was removed by another client"})
+		c.failGone(i)
 		return false, nil
 	}
 	rc, err := c.sess.Retrieve(c.ctx, i, lines)
 	if errors.Is(err, ErrNoMessage) {
-		c.fail(&Error{Text: "Message " + strconv.Itoa(i+1) + " was removed by another client"})
+		c.failGone(i)
 		return false, nil
 	}
 	if err != nil {
@@ -702,6 +702,11 @@ func (c *conn) send(i, lines int) (sent bool, err error) {
 	return true, nil
 }
 
+// failGone answers a command on a message another client removed.
+func (c *conn) failGone(i int) {
+	c.fail(&Error{Text: "Message " + strconv.Itoa(i+1) + " was removed by another client"})
+}
+
 func (c *conn) handleDele(args []byte) error {
 	if err := c.need(stateTransaction); err != nil {
 		return err
@@ -711,7 +716,7 @@ func (c *conn) handleDele(args []byte) error {
 		return err
 	}
 	if c.sess.Expunged(i) {
-		c.fail(&Error{Text: "Message " + strconv.Itoa(i+1) + " was removed by another client"})
+		c.failGone(i)
 		return nil
 	}
 	c.deleted[i] = true

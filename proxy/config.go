@@ -204,7 +204,7 @@ func oneOf(key, v string, allowed ...string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed[:], ", "))
+	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
 }
 
 // backendOptions turns the checked config into imapback options.

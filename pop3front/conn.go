@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,8 @@ var (
 // conn is one client connection: a state machine driven by serve.
 type conn struct {
 	srv    *Server
-	nc     net.Conn
+	raw    net.Conn // as accepted; other goroutines close this one
+	nc     net.Conn // raw, or the TLS conn over it after STLS
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	log    *slog.Logger
@@ -65,6 +67,11 @@ type conn struct {
 	user     string // from USER, waiting for PASS
 	bad      int
 	authFail int
+
+	// Set before serve: over MaxConnections, answer and close.
+	overLimit bool
+	ip        netip.Addr // counted against MaxConnectionsPerIP
+	remote    net.Addr   // the client, behind a PROXY header if any
 
 	// TRANSACTION state.
 	sess      Session
@@ -86,28 +93,30 @@ func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		srv:     s,
-		nc:      nc,
+		raw:     nc,
 		ctx:     ctx,
 		cancel:  cancel,
 		started: time.Now(),
-		log:     s.logger().With("remote", nc.RemoteAddr().String()),
+		// RemoteAddr may block (it reads a PROXY header): the address
+		// is added in serve.
+		log: s.logger(),
 	}
-	c.br = bufio.NewReaderSize(nc, maxAuthLine)
-	c.bw = bufio.NewWriterSize(deadlineWriter{nc, orDefault(s.WriteTimeout, DefaultWriteTimeout)}, writeBufferSize)
+	c.setConn(nc)
 	return c
 }
 
-// refuse answers a connection over the server's limit and closes it.
-func (c *conn) refuse() {
-	c.log.Warn("connection refused: too many connections")
-	c.fail(&Error{Code: "SYS/TEMP", Text: "Too many connections, try again later"})
-	c.bw.Flush()
-	c.nc.Close()
-	c.cancel()
+// setConn makes nc the client connection, at the start and after STLS.
+func (c *conn) setConn(nc net.Conn) {
+	c.nc = nc
+	c.br = bufio.NewReaderSize(nc, maxAuthLine)
+	c.bw = bufio.NewWriterSize(deadlineWriter{nc, orDefault(c.srv.WriteTimeout, DefaultWriteTimeout)}, writeBufferSize)
 }
 
 func (c *conn) serve() {
 	defer c.close()
+	if !c.start() {
+		return
+	}
 	c.ok(c.implementation() + " ready")
 	for {
 		if !c.lineQueued() {
@@ -232,6 +241,8 @@ func (c *conn) handle(line []byte) error {
 		err = c.handlePass(args)
 	case "AUTH":
 		err = c.handleAuth(args)
+	case "STLS":
+		err = c.handleStls(args)
 	case "STAT":
 		err = c.handleStat(args)
 	case "LIST":
@@ -322,7 +333,12 @@ func (c *conn) handleCapa(args []byte) error {
 	c.ok("Capability list follows")
 	c.bw.WriteString("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
 	if c.state == stateAuthorization {
-		c.bw.WriteString("USER\r\nSASL PLAIN\r\n")
+		if c.plaintextAllowed() {
+			c.bw.WriteString("USER\r\nSASL PLAIN\r\n")
+		}
+		if c.stlsAvailable() {
+			c.bw.WriteString("STLS\r\n")
+		}
 	}
 	c.bw.WriteString("IMPLEMENTATION " + c.implementation() + "\r\n.\r\n")
 	return nil
@@ -391,6 +407,9 @@ func (c *conn) handleUser(args []byte) error {
 	if len(args) == 0 {
 		return protoError("USER needs a user name")
 	}
+	if !c.plaintextAllowed() {
+		return c.refusePlaintext()
+	}
 	c.user = string(args)
 	c.ok("Send your password")
 	return nil
@@ -419,12 +438,19 @@ func (c *conn) handleAuth(args []byte) error {
 		// Pre-RFC 5034 clients (Outlook among them) list the mechanisms
 		// with a bare AUTH.
 		c.ok("Supported mechanisms follow")
-		c.bw.WriteString("PLAIN\r\n.\r\n")
+		if c.plaintextAllowed() {
+			c.bw.WriteString("PLAIN\r\n")
+		}
+		c.bw.WriteString(".\r\n")
 		return nil
 	}
 	if !strings.EqualFold(string(mech), "PLAIN") {
 		c.fail(&Error{Text: "Unsupported authentication mechanism"})
 		return nil
+	}
+	if !c.plaintextAllowed() {
+		// Refused before the client sends its credentials in clear.
+		return c.refusePlaintext()
 	}
 	if !hasInitial {
 		c.bw.WriteString("+ \r\n")
@@ -466,10 +492,13 @@ func (c *conn) handleAuth(args []byte) error {
 func (c *conn) login(user, pass string) error {
 	ctx, cancel := c.commandContext()
 	defer cancel()
-	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), LocalAddr: c.nc.LocalAddr(), TLS: isTLS(c.nc)}
+	info := c.info()
 	sess, err := c.srv.Backend.Login(ctx, user, pass, info)
 	if err == nil && sess == nil {
 		err = errors.New("backend returned no session")
+	}
+	if f := c.srv.OnLogin; f != nil {
+		f(info, err)
 	}
 	if err != nil {
 		var e *Error

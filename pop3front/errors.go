@@ -29,6 +29,18 @@ var (
 	// ErrNoMessage: the message was removed from the maildrop by another
 	// client during this session.
 	ErrNoMessage = errors.New("message no longer exists")
+
+	// ErrPlaintextRefused: USER/PASS or AUTH PLAIN on a connection without
+	// TLS from a client that Server.PlaintextAllowed does not trust (as
+	// Dovecot's disable_plaintext_auth). The server answers it itself,
+	// without asking the Backend.
+	ErrPlaintextRefused = &Error{Code: "AUTH", Text: "Plaintext authentication disallowed on non-secure connections, use STLS or POP3S"}
+	// ErrRateLimited: too many failed logins from the client's address or
+	// for the user name; the password was not checked. A Backend that
+	// enforces rate limits returns it. It is a temporary condition, not
+	// wrong credentials, so it carries SYS/TEMP: a client should not ask
+	// its user for a new password.
+	ErrRateLimited = &Error{Code: "SYS/TEMP", Text: "Too many failed logins, try again later"}
 )
 
 // errInternal is what the client sees for any error that is not an *Error:

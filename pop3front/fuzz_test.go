@@ -163,6 +163,12 @@ func FuzzCommandLine(f *testing.F) {
 	for i, s := range seeds {
 		f.Add([]byte(s), uint8(i*37))
 	}
+	// With the high bit of chunk set, the server offers STLS and refuses
+	// plaintext authentication.
+	f.Add([]byte("CAPA\r\nUSER alice\r\nAUTH PLAIN\r\nAUTH\r\nSTLS\r\n\x16\x03\x01\x00\x05hello"), uint8(0x80))
+	f.Add([]byte("STLS\r\nCAPA\r\n"), uint8(0x81))
+	f.Add([]byte("STLS x\r\n"+login+"STLS\r\nQUIT\r\n"), uint8(0x05))
+	tlsConfig, _ := testCert(f)
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		fb := newFakeBackend().withBodies(
 			"Subject: a\r\n\r\n.dot\r\nbody\r\n",
@@ -175,6 +181,11 @@ func FuzzCommandLine(f *testing.F) {
 		fb.noMessage = map[int]bool{4: true}
 		fb.readChunk = int(chunk%5) + 1
 		srv := &Server{Backend: fb, Logger: discardLogger()}
+		secure := chunk&0x80 != 0
+		if secure {
+			srv.TLSConfig = tlsConfig
+			srv.PlaintextAllowed = func(ConnInfo) bool { return false }
+		}
 		mc := &memConn{in: bytes.Clone(in), chunk: int(chunk)%64 + 1}
 		c := newConn(srv, mc)
 		done := make(chan struct{})
@@ -189,6 +200,15 @@ func FuzzCommandLine(f *testing.F) {
 		}
 
 		out := mc.out.Bytes()
+		if secure {
+			// After STLS's +OK come TLS records, not POP3 lines.
+			if i := bytes.Index(out, []byte("+OK Begin TLS negotiation now\r\n")); i >= 0 {
+				out = out[:i+len("+OK Begin TLS negotiation now\r\n")]
+			}
+			if len(fb.loginCalls()) != 0 {
+				t.Errorf("Login called on a connection that refuses plaintext authentication")
+			}
+		}
 		if !bytes.HasPrefix(out, []byte(greeting)) {
 			t.Fatalf("output does not start with the greeting: %q", out)
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -20,7 +21,16 @@ const (
 	DefaultWriteTimeout   = 2 * time.Minute
 	DefaultCommandTimeout = 2 * time.Minute
 	DefaultImplementation = "popbridge"
+	// DefaultHandshakeTimeout bounds what happens before the greeting: a
+	// PROXY protocol header and an implicit TLS handshake. STLS's
+	// handshake has the same bound.
+	DefaultHandshakeTimeout = 30 * time.Second
 )
+
+// maxRefusing bounds the connections over MaxConnections that are being
+// answered "too many connections" at once; beyond it, new connections are
+// closed without an answer (an answer may need a TLS handshake).
+const maxRefusing = 64
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("pop3front: server closed")
@@ -51,12 +61,39 @@ type Server struct {
 	AuthFailureDelay time.Duration
 	// MaxConnections limits concurrent connections; 0 means no limit.
 	MaxConnections int
+	// MaxConnectionsPerIP limits concurrent connections from one client
+	// address (the real one behind a PROXY protocol header); 0 means no
+	// limit. An IPv6 client counts by its address, not by its prefix.
+	MaxConnectionsPerIP int
+	// HandshakeTimeout bounds reading a PROXY protocol header and the TLS
+	// handshake, implicit or after STLS. Default DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// TLSConfig, when set, offers STLS (RFC 2595) on connections that are
+	// not already TLS. For implicit TLS (POP3S, RFC 8314), serve a
+	// listener from tls.NewListener instead: the handshake then runs in
+	// the connection's goroutine, bounded by HandshakeTimeout.
+	TLSConfig *tls.Config
+	// PlaintextAllowed decides whether USER/PASS and AUTH PLAIN may be
+	// used on a connection without TLS (info.TLS is false); on TLS they
+	// always may. When it returns false, both are answered
+	// ErrPlaintextRefused and CAPA lists neither USER nor SASL. Nil allows
+	// plaintext authentication everywhere.
+	PlaintextAllowed func(info ConnInfo) bool
+	// OnLogin, when set, is called once per login attempt (PASS, or AUTH
+	// with a response) with its outcome: nil on success, else the error
+	// that was answered, e.g. ErrPlaintextRefused, ErrAuthFailed,
+	// ErrRateLimited, ErrUnavailable or a Backend's own error. It is meant
+	// for metrics and must not block.
+	OnLogin func(info ConnInfo, err error)
 	// Implementation is the text of the IMPLEMENTATION capability.
 	Implementation string
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	admitted  int                // conns within MaxConnections
+	perIP     map[netip.Addr]int // admitted conns by client address
 	closed    bool
 	wg        sync.WaitGroup
 }
@@ -91,16 +128,19 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		c := newConn(s, nc)
 		if err := s.addConn(c); err != nil {
+			// Accepted while Shutdown or Close ran (they did not see this
+			// connection, so it must not be served), or far over the
+			// limit: close without a word.
+			c.raw.Close()
+			c.cancel()
 			if err == ErrServerClosed {
-				// Accepted while Shutdown or Close ran: they did not
-				// see this connection, so it must not be served.
-				c.nc.Close()
-				c.cancel()
 				return ErrServerClosed
 			}
-			c.refuse()
+			s.logger().Warn("connection dropped: too many connections")
 			continue
 		}
+		// Everything that may block (a PROXY header, the TLS handshake,
+		// even RemoteAddr) happens in the connection's goroutine.
 		go func() {
 			defer s.wg.Done()
 			defer s.removeConn(c)
@@ -177,7 +217,7 @@ func (s *Server) closeConns() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.raw.Close()
 		c.cancel()
 	}
 }
@@ -185,15 +225,22 @@ func (s *Server) closeConns() {
 // addConn registers c and counts it in s.wg, under s.mu so that a
 // Shutdown or Close that has begun sees every connection it must wait for.
 // It returns ErrServerClosed once they have begun, errTooManyConns when
-// the server is full.
+// the server is so far over MaxConnections that c is not even answered.
+// A connection over the limit but within maxRefusing is registered with
+// c.overLimit set: its goroutine answers -ERR and closes it.
 func (s *Server) addConn(c *conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrServerClosed
 	}
-	if s.MaxConnections > 0 && len(s.conns) >= s.MaxConnections {
-		return errTooManyConns
+	if s.MaxConnections > 0 && s.admitted >= s.MaxConnections {
+		if len(s.conns)-s.admitted >= maxRefusing {
+			return errTooManyConns
+		}
+		c.overLimit = true
+	} else {
+		s.admitted++
 	}
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
@@ -203,10 +250,37 @@ func (s *Server) addConn(c *conn) error {
 	return nil
 }
 
+// addIP counts c against MaxConnectionsPerIP once its real client address
+// is known, and reports whether it is within the limit.
+func (s *Server) addIP(c *conn, ip netip.Addr) bool {
+	if s.MaxConnectionsPerIP <= 0 || !ip.IsValid() {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip] >= s.MaxConnectionsPerIP {
+		return false
+	}
+	if s.perIP == nil {
+		s.perIP = make(map[netip.Addr]int)
+	}
+	s.perIP[ip]++
+	c.ip = ip
+	return true
+}
+
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.conns, c)
-	s.mu.Unlock()
+	if !c.overLimit {
+		s.admitted--
+	}
+	if c.ip.IsValid() {
+		if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+			delete(s.perIP, c.ip)
+		}
+	}
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -221,9 +295,4 @@ func orDefault(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
-}
-
-func isTLS(nc net.Conn) bool {
-	_, ok := nc.(*tls.Conn)
-	return ok
 }

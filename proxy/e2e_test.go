@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
@@ -332,11 +333,12 @@ func TestUpstreamCutMidRetrClosesWithoutTerminator(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		big := testMessage(1, strings.Repeat("a long line of text in a big message\r\n", 30000))
 		u.deliver(t, big)
-		relay := startCutRelay(t, u.addr)
-		addr := startProxyAt(t, relay.addr, nil)
+		relay := faultrelay.New(t, u.addr)
+		addr := startProxyAt(t, relay.Addr, nil)
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
-		relay.arm(400 << 10) // the upstream dies in the second chunk
+		// The upstream dies in the second chunk.
+		relay.Arm(faultrelay.Fault{Dir: faultrelay.Down, Offset: 400 << 10, Action: faultrelay.Cut})
 		c.Send("RETR 1")
 		c.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 		var got []byte

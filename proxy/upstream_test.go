@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,87 +190,4 @@ func hasFlag(flags []imap.Flag, f imap.Flag) bool {
 		}
 	}
 	return false
-}
-
-// cutRelay forwards TCP between popbridge and the upstream and, once
-// armed, closes both sides after a given number of upstream octets: an
-// upstream that dies in the middle of a response.
-type cutRelay struct {
-	addr   string
-	budget atomic.Int64 // octets still allowed upstream→popbridge once armed
-	armed  atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func startCutRelay(t *testing.T, target string) *cutRelay {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &cutRelay{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		r.cutAll()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			r.mu.Lock()
-			r.conns = append(r.conns, down, up)
-			r.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(up, down); up.Close() }()
-			go func() { defer wg.Done(); r.copyDown(down, up) }()
-		}
-	}()
-	return r
-}
-
-// arm lets n more octets through from the upstream, then cuts.
-func (r *cutRelay) arm(n int64) {
-	r.budget.Store(n)
-	r.armed.Store(true)
-}
-
-func (r *cutRelay) copyDown(down, up net.Conn) {
-	defer r.cutAll()
-	buf := make([]byte, 4096)
-	for {
-		n, err := up.Read(buf)
-		if n > 0 && r.armed.Load() {
-			if left := r.budget.Add(-int64(n)); left < 0 {
-				down.Write(buf[:n+int(left)])
-				return
-			}
-		}
-		if n > 0 {
-			if _, werr := down.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (r *cutRelay) cutAll() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		c.Close()
-	}
 }

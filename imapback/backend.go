@@ -41,6 +41,8 @@ const (
 	// flags them: a plain EXPUNGE would also remove messages that other
 	// clients flagged.
 	DeleteExpunge DeletePolicy = "expunge"
+	// DeleteTrash moves the messages to the trash folder (policy.go).
+	DeleteTrash DeletePolicy = "trash"
 	// DeleteFlag only flags the messages \Deleted.
 	DeleteFlag DeletePolicy = "flag"
 	// DeleteKeep leaves the upstream mailbox alone.
@@ -77,6 +79,9 @@ var (
 	ErrMailbox     = errors.New("upstream mailbox cannot be opened")
 	ErrInUse       = errors.New("upstream mailbox is in use")
 	ErrGone        = errors.New("message was expunged upstream")
+	// ErrNoKeywords: a per-device view needs a mailbox whose
+	// PERMANENTFLAGS allow new keywords.
+	ErrNoKeywords = errors.New("upstream mailbox cannot store per-device keywords")
 )
 
 // Options configures a Backend.
@@ -94,10 +99,16 @@ type Options struct {
 	Mailbox string
 	// UIDL formats unique-ids (default DefaultUIDLFormat).
 	UIDL *UIDLFormat
-	// KeepUnseen stops a completed RETR from setting \Seen.
+	// KeepUnseen stops a completed RETR from setting \Seen: the same as
+	// Seen: SeenNever, kept for callers that predate Seen.
 	KeepUnseen bool
-	// Delete is the delete policy (default DeleteExpunge).
+	// Seen is the default seen policy (default SeenRetr).
+	Seen SeenPolicy
+	// Delete is the default delete policy (default DeleteExpunge).
 	Delete DeletePolicy
+	// TrashFolder is the default folder of DeleteTrash (default: the
+	// \Trash special-use mailbox, else DefaultTrashFolder).
+	TrashFolder string
 	// DialTimeout bounds connecting, TLS and the greeting.
 	DialTimeout time.Duration
 	// CommandTimeout bounds each upstream command.
@@ -129,12 +140,17 @@ func New(opts Options) (*Backend, error) {
 	default:
 		return nil, fmt.Errorf("imapback: unknown TLS mode %q", opts.TLS)
 	}
-	switch opts.Delete {
-	case "":
+	if opts.Delete == "" {
 		opts.Delete = DeleteExpunge
-	case DeleteExpunge, DeleteFlag, DeleteKeep:
-	default:
-		return nil, fmt.Errorf("imapback: unknown delete policy %q", opts.Delete)
+	}
+	if opts.Seen == "" {
+		opts.Seen = SeenRetr
+		if opts.KeepUnseen {
+			opts.Seen = SeenNever
+		}
+	}
+	if err := (&Policy{Delete: opts.Delete, Seen: opts.Seen, TrashFolder: opts.TrashFolder}).check(); err != nil {
+		return nil, err
 	}
 	switch opts.Auth {
 	case AuthAuto, AuthLogin, AuthPlain:
@@ -179,12 +195,25 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Login connects, authenticates as user and takes the maildrop snapshot.
+// Login connects, authenticates as user and takes the maildrop snapshot,
+// with the backend's default policy.
 func (b *Backend) Login(ctx context.Context, user, pass string) (*Session, error) {
+	return b.LoginPolicy(ctx, user, pass, b.DefaultPolicy())
+}
+
+// LoginPolicy is Login with a policy for this session (policy.go), e.g.
+// a per-device view.
+func (b *Backend) LoginPolicy(ctx context.Context, user, pass string, pol Policy) (*Session, error) {
+	if err := pol.check(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.DialTimeout+2*b.opts.CommandTimeout)
 	defer cancel()
 
-	s := &Session{b: b, log: b.opts.Logger.With("user", user)}
+	s := &Session{b: b, log: b.opts.Logger.With("user", user), pol: pol}
+	if pol.Device != "" {
+		s.log = s.log.With("device", pol.Device)
+	}
 	if err := s.connect(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -32,11 +32,14 @@ type Session struct {
 	c   *imapclient.Client
 
 	msgs []Message
+	pol  Policy // delete, seen and view policy of this session (policy.go)
+	// retrieved lists the messages RETR sent in full, for SeenQuit.
+	retrieved []int
 
 	mu sync.Mutex
 	// seq lists the snapshot indices of the messages still in the
 	// mailbox in sequence-number order: EXPUNGE responses name messages
-	// by sequence number.
+	// by sequence number. -1 stands for a message a view leaves out.
 	seq      []int
 	gone     []bool // nil until the snapshot is installed
 	expunges int    // EXPUNGE responses seen, to detect them during the snapshot
@@ -60,6 +63,9 @@ func (s *Session) snapshot() error {
 		}
 		return fmt.Errorf("%w: SELECT: %v", ErrUnavailable, err)
 	}
+	if err := s.checkKeywords(sel); err != nil {
+		return err
+	}
 	// A message expunged while the FETCH runs may or may not be in its
 	// answer, so the sequence numbers of later EXPUNGEs would be ambiguous:
 	// fetch again until a FETCH runs without an EXPUNGE.
@@ -67,16 +73,21 @@ func (s *Session) snapshot() error {
 		s.mu.Lock()
 		before := s.expunges
 		s.mu.Unlock()
-		msgs, err := s.fetchSizes(sel.NumMessages)
+		msgs, seqs, err := s.fetchView(sel.NumMessages)
 		if err != nil {
 			return fmt.Errorf("%w: snapshot: %v", ErrUnavailable, err)
 		}
 		s.mu.Lock()
 		if s.expunges == before || attempt == 3 {
 			s.msgs = msgs
-			s.seq = make([]int, len(msgs))
-			for i := range s.seq {
-				s.seq[i] = i
+			// Slots up to the last message in the view; an EXPUNGE
+			// beyond it moves no message of the view.
+			s.seq = make([]int, 0, len(msgs))
+			for i, n := range seqs {
+				for uint32(len(s.seq)) < n-1 {
+					s.seq = append(s.seq, -1)
+				}
+				s.seq = append(s.seq, i)
 			}
 			s.gone = make([]bool, len(msgs))
 			s.mu.Unlock()
@@ -90,16 +101,15 @@ func (s *Session) snapshot() error {
 	return nil
 }
 
-func (s *Session) fetchSizes(exists uint32) ([]Message, error) {
-	if exists == 0 {
-		return nil, nil // mail arriving now waits for the next session
-	}
+// fetchSizes fetches UID and RFC822.SIZE of the messages in uids and
+// returns them in mailbox order with their sequence numbers.
+func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 	type seqMsg struct {
 		seq uint32
 		Message
 	}
 	var got []seqMsg
-	cmd := s.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true})
+	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, RFC822Size: true})
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		sm := seqMsg{seq: m.SeqNum}
 		for item := m.Next(); item != nil; item = m.Next() {
@@ -115,14 +125,30 @@ func (s *Session) fetchSizes(exists uint32) ([]Message, error) {
 		}
 	}
 	if err := cmd.Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slices.SortFunc(got, func(a, b seqMsg) int { return int(a.seq) - int(b.seq) })
-	msgs := make([]Message, len(got))
-	for i := range got {
-		msgs[i] = got[i].Message
+	// The snapshot keeps a slot per sequence number: a number beyond the
+	// mailbox or given twice is a server bug, not a reason to allocate
+	// without bound or misnumber EXPUNGEs. No number seen so far can
+	// exceed the messages now plus those expunged since the login (plus
+	// one that go-imap may have counted and not yet reported to us).
+	bound := uint32(1)
+	if mbox := s.c.Mailbox(); mbox != nil {
+		bound += mbox.NumMessages
 	}
-	return msgs, nil
+	s.mu.Lock()
+	bound += uint32(s.expunges)
+	s.mu.Unlock()
+	msgs := make([]Message, len(got))
+	seqs := make([]uint32, len(got))
+	for i := range got {
+		if got[i].seq == 0 || got[i].seq > bound || i > 0 && got[i].seq == got[i-1].seq {
+			return nil, nil, fmt.Errorf("FETCH answered with sequence number %d (mailbox has at most %d messages)", got[i].seq, bound)
+		}
+		msgs[i], seqs[i] = got[i].Message, got[i].seq
+	}
+	return msgs, seqs, nil
 }
 
 // expunged is go-imap's handler for unsolicited EXPUNGE responses.
@@ -133,8 +159,9 @@ func (s *Session) expunged(seqNum uint32) {
 	if s.gone == nil || seqNum == 0 || int(seqNum) > len(s.seq) {
 		return // a message that arrived after the snapshot
 	}
-	i := s.seq[seqNum-1]
-	s.gone[i] = true
+	if i := s.seq[seqNum-1]; i >= 0 {
+		s.gone[i] = true
+	}
 	s.seq = slices.Delete(s.seq, int(seqNum-1), int(seqNum))
 }
 
@@ -186,7 +213,11 @@ func (s *Session) Noop(ctx context.Context) error {
 // Retrieved marks message i \Seen (unless configured not to), without
 // waiting for the answer: the next command collects it.
 func (s *Session) Retrieved(i int) {
-	if s.b.opts.KeepUnseen {
+	switch s.pol.Seen {
+	case SeenNever:
+		return
+	case SeenQuit:
+		s.retrieved = append(s.retrieved, i)
 		return
 	}
 	s.settle()
@@ -207,7 +238,8 @@ func (s *Session) settle() {
 	s.seen = nil
 }
 
-// Commit applies the delete policy to exactly the messages in deleted.
+// Commit applies the seen and delete policies (policy.go) to exactly
+// the messages in deleted.
 func (s *Session) Commit(ctx context.Context, deleted []int) error {
 	done, err := s.guard(ctx)
 	defer done()
@@ -215,32 +247,7 @@ func (s *Session) Commit(ctx context.Context, deleted []int) error {
 		return err
 	}
 	s.settle()
-	if len(deleted) == 0 || s.b.opts.Delete == DeleteKeep {
-		return nil
-	}
-	var uids imap.UIDSet
-	for _, i := range deleted {
-		uids.AddNum(s.msgs[i].UID)
-	}
-	err = s.c.Store(uids, &imap.StoreFlags{
-		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted},
-	}, nil).Close()
-	if err != nil {
-		return fmt.Errorf("UID STORE \\Deleted: %w", err)
-	}
-	if s.b.opts.Delete == DeleteFlag {
-		return nil
-	}
-	if !s.c.Caps().Has(imap.CapUIDPlus) {
-		s.b.warnedNoUIDPlus.Do(func() {
-			s.log.Warn("upstream has neither UIDPLUS nor IMAP4rev2: deleted messages are only flagged \\Deleted, not expunged")
-		})
-		return nil
-	}
-	if _, err := s.c.UIDExpunge(uids).Collect(); err != nil {
-		return fmt.Errorf("UID EXPUNGE: %w", err)
-	}
-	return nil
+	return s.commit(deleted)
 }
 
 // Close logs out without changing the mailbox: LOGOUT, unlike CLOSE, does

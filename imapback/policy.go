@@ -1,0 +1,291 @@
+package imapback
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// SeenPolicy says when a message sent in full by RETR gets \Seen upstream.
+type SeenPolicy string
+
+// Seen policies.
+const (
+	// SeenRetr sets \Seen right after a completed RETR, as Dovecot's POP3
+	// server does.
+	SeenRetr SeenPolicy = "retr"
+	// SeenNever leaves every message as it was: mail stays unread for the
+	// other devices of the user.
+	SeenNever SeenPolicy = "never"
+	// SeenQuit sets \Seen on the retrieved messages at QUIT, together with
+	// the deletes: a session that drops or times out leaves mail unread.
+	SeenQuit SeenPolicy = "quit"
+)
+
+// DefaultTrashFolder is the folder DeleteTrash uses when none is
+// configured and the upstream names no \Trash special-use mailbox. It is
+// created when missing.
+const DefaultTrashFolder = "Trash"
+
+// MaxDeviceLen bounds device names, which become part of an IMAP keyword.
+const MaxDeviceLen = 32
+
+// DeviceKeywordPrefix starts the IMAP keyword that marks a message as
+// deleted by one device.
+const DeviceKeywordPrefix = "$popbridge-del-"
+
+// Policy is what one session does upstream: when RETR sets \Seen, what
+// QUIT does with deleted messages, and which messages the session sees.
+type Policy struct {
+	// Delete is the delete policy.
+	Delete DeletePolicy
+	// TrashFolder is the folder of DeleteTrash. Empty: the mailbox with
+	// the \Trash special-use attribute (RFC 6154), else
+	// DefaultTrashFolder.
+	TrashFolder string
+	// Seen is the seen policy.
+	Seen SeenPolicy
+
+	// Device names a per-device view (see ValidDevice). The snapshot
+	// leaves out the messages that carry DeviceKeyword(Device), and QUIT
+	// sets that keyword on the deleted messages instead of applying
+	// Delete, so that the other devices and IMAP clients still see them.
+	Device string
+	// AllDevices, in a device view, lists the devices whose deletes
+	// count: a message that carries the keyword of every one of them
+	// after this session's QUIT gets the Delete policy for real.
+	// Empty: device deletes never remove anything upstream.
+	AllDevices []string
+	// MaxAgeDays > 0 leaves out messages whose internal date is older
+	// than that many days (UID SEARCH SINCE, day granularity).
+	MaxAgeDays int
+}
+
+// DefaultPolicy returns the policy of Login: the backend's options and
+// no view.
+func (b *Backend) DefaultPolicy() Policy {
+	return Policy{Delete: b.opts.Delete, Seen: b.opts.Seen, TrashFolder: b.opts.TrashFolder}
+}
+
+func (p *Policy) check() error {
+	switch p.Delete {
+	case DeleteExpunge, DeleteTrash, DeleteFlag, DeleteKeep:
+	default:
+		return fmt.Errorf("imapback: unknown delete policy %q", p.Delete)
+	}
+	switch p.Seen {
+	case SeenRetr, SeenNever, SeenQuit:
+	default:
+		return fmt.Errorf("imapback: unknown seen policy %q", p.Seen)
+	}
+	if p.Device != "" && !ValidDevice(p.Device) {
+		return fmt.Errorf("imapback: invalid device name %q", p.Device)
+	}
+	for _, d := range p.AllDevices {
+		if !ValidDevice(d) {
+			return fmt.Errorf("imapback: invalid device name %q", d)
+		}
+	}
+	if p.MaxAgeDays < 0 {
+		return errors.New("imapback: negative MaxAgeDays")
+	}
+	return nil
+}
+
+// ValidDevice reports whether name can name a device: 1 to MaxDeviceLen
+// characters of a-z, 0-9, '.', '_' and '-'. Names are checked, not
+// rewritten, so that two devices never share a keyword; callers fold case
+// first if they want "Laptop" and "laptop" to be one device.
+func ValidDevice(name string) bool {
+	if name == "" || len(name) > MaxDeviceLen {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// DeviceKeyword is the IMAP keyword that marks a message deleted by
+// device. Its characters are all IMAP atom characters.
+func DeviceKeyword(device string) imap.Flag {
+	return imap.Flag(DeviceKeywordPrefix + device)
+}
+
+// commit runs the UPDATE state: \Seen for SeenQuit, then the delete
+// policy, or in a device view the device's keyword.
+func (s *Session) commit(deleted []int) error {
+	if s.pol.Seen == SeenQuit && len(s.retrieved) > 0 {
+		if err := s.store(s.uidSet(s.retrieved), imap.FlagSeen); err != nil {
+			return fmt.Errorf("UID STORE \\Seen: %w", err)
+		}
+	}
+	if len(deleted) == 0 {
+		return nil
+	}
+	uids := s.uidSet(deleted)
+	if s.pol.Device != "" {
+		var err error
+		if uids, err = s.deleteForDevice(uids); err != nil || len(uids) == 0 {
+			return err
+		}
+	}
+	return s.remove(uids)
+}
+
+func (s *Session) uidSet(idx []int) imap.UIDSet {
+	var uids imap.UIDSet
+	for _, i := range idx {
+		uids.AddNum(s.msgs[i].UID)
+	}
+	return uids
+}
+
+func (s *Session) store(uids imap.UIDSet, flags ...imap.Flag) error {
+	return s.c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close()
+}
+
+// remove applies the delete policy to uids.
+func (s *Session) remove(uids imap.UIDSet) error {
+	switch s.pol.Delete {
+	case DeleteKeep:
+		return nil
+	case DeleteTrash:
+		return s.trash(uids)
+	}
+	if err := s.store(uids, imap.FlagDeleted); err != nil {
+		return fmt.Errorf("UID STORE \\Deleted: %w", err)
+	}
+	if s.pol.Delete == DeleteFlag {
+		return nil
+	}
+	return s.expungeUIDs(uids)
+}
+
+// expungeUIDs removes exactly uids, which are flagged \Deleted. Without
+// UID EXPUNGE they stay flagged: a plain EXPUNGE would also remove the
+// messages other clients flagged.
+func (s *Session) expungeUIDs(uids imap.UIDSet) error {
+	if !s.c.Caps().Has(imap.CapUIDPlus) {
+		s.b.warnedNoUIDPlus.Do(func() {
+			s.log.Warn("upstream has neither UIDPLUS nor IMAP4rev2: deleted messages are only flagged \\Deleted, not expunged")
+		})
+		return nil
+	}
+	if _, err := s.c.UIDExpunge(uids).Collect(); err != nil {
+		return fmt.Errorf("UID EXPUNGE: %w", err)
+	}
+	return nil
+}
+
+// trash moves uids to the trash folder, creating it when missing.
+func (s *Session) trash(uids imap.UIDSet) error {
+	folder, special, err := s.trashFolder()
+	if err != nil {
+		return err
+	}
+	if strings.EqualFold(folder, s.b.opts.Mailbox) {
+		// Moving a message into its own mailbox gives it a new UID: the
+		// client would download it again, forever.
+		return fmt.Errorf("trash folder %q is the maildrop itself", folder)
+	}
+	err = s.moveTo(uids, folder)
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+		// Most likely [TRYCREATE]; some servers send a bare NO. CREATE
+		// fails harmlessly if the folder exists and the NO had another
+		// cause, which is then the error to report.
+		if cerr := s.create(folder, special); cerr != nil {
+			return fmt.Errorf("moving to %q: %w (and CREATE: %v)", folder, err, cerr)
+		}
+		err = s.moveTo(uids, folder)
+	}
+	if err != nil {
+		return fmt.Errorf("moving to %q: %w", folder, err)
+	}
+	return nil
+}
+
+// moveTo moves uids with UID MOVE (RFC 6851) where the upstream offers it,
+// else with UID COPY, UID STORE \Deleted and UID EXPUNGE. go-imap's own
+// Move falls back to a plain EXPUNGE without UIDPLUS, which would remove
+// other clients' \Deleted mail, so the fallback is spelt out here.
+func (s *Session) moveTo(uids imap.UIDSet, folder string) error {
+	if s.c.Caps().Has(imap.CapMove) {
+		_, err := s.c.Move(uids, folder).Wait()
+		return err
+	}
+	if _, err := s.c.Copy(uids, folder).Wait(); err != nil {
+		return err
+	}
+	// From here on the messages are safe in the trash: a failure leaves a
+	// copy in both places, never none.
+	if err := s.store(uids, imap.FlagDeleted); err != nil {
+		return fmt.Errorf("UID STORE \\Deleted after COPY: %w", err)
+	}
+	return s.expungeUIDs(uids)
+}
+
+// trashFolder returns the configured trash folder, else the mailbox with
+// the \Trash special-use attribute, else DefaultTrashFolder. special says
+// that a folder created for it should carry the \Trash attribute.
+func (s *Session) trashFolder() (name string, special bool, err error) {
+	if s.pol.TrashFolder != "" {
+		return s.pol.TrashFolder, false, nil
+	}
+	caps := s.c.Caps()
+	var opts *imap.ListOptions
+	if caps.Has(imap.CapSpecialUse) && caps.Has(imap.CapListExtended) {
+		// LIST (SPECIAL-USE) "" "*" returns only the special-use
+		// mailboxes, not every folder of the user.
+		opts = &imap.ListOptions{SelectSpecialUse: true}
+	}
+	// Without LIST-EXTENDED the attributes appear in the plain LIST
+	// response, if the server knows them at all (RFC 6154 section 2).
+	boxes, err := s.c.List("", "*", opts).Collect()
+	if err != nil {
+		return "", false, fmt.Errorf("LIST for the \\Trash mailbox: %w", err)
+	}
+	for _, box := range boxes {
+		for _, attr := range box.Attrs {
+			if strings.EqualFold(string(attr), string(imap.MailboxAttrTrash)) {
+				return box.Mailbox, false, nil
+			}
+		}
+	}
+	return DefaultTrashFolder, true, nil
+}
+
+// create creates folder, as the \Trash special-use mailbox where the
+// upstream offers CREATE-SPECIAL-USE (RFC 6154).
+func (s *Session) create(folder string, special bool) error {
+	if special && s.c.Caps().Has(imap.CapCreateSpecialUse) {
+		err := s.c.Create(folder, &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrTrash}}).Wait()
+		if err == nil {
+			s.log.Info("created the trash folder", "folder", folder, "special_use", `\Trash`)
+		}
+		if err == nil || alreadyExists(err) {
+			return nil
+		}
+		// A server may refuse the attribute ([USEATTR]); the folder
+		// itself is what matters.
+		s.log.Info("CREATE with USE (\\Trash) refused, creating a plain folder", "folder", folder, "err", err)
+	}
+	err := s.c.Create(folder, nil).Wait()
+	if err == nil {
+		s.log.Info("created the trash folder", "folder", folder)
+	}
+	if alreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func alreadyExists(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists
+}

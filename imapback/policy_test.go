@@ -1,0 +1,444 @@
+package imapback
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+
+	"github.com/popbridge/popbridge/internal/memimap"
+)
+
+// startMemCaps is startMem with the given capabilities.
+func startMemCaps(t *testing.T, caps imap.CapSet, msgs ...[]byte) *memimap.Server {
+	t.Helper()
+	srv, err := memimap.Listen(memimap.Options{Caps: caps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	srv.AddUser("alice", "secret")
+	for _, m := range msgs {
+		if err := srv.Append("alice", "INBOX", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv
+}
+
+func loginPolicy(t *testing.T, b *Backend, pol Policy) *Session {
+	t.Helper()
+	if pol.Delete == "" {
+		pol.Delete = DeleteExpunge
+	}
+	if pol.Seen == "" {
+		pol.Seen = SeenRetr
+	}
+	s, err := b.LoginPolicy(context.Background(), "alice", "secret", pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// mailboxFlags returns UID → flags of every message in mailbox, as an
+// independent client sees it; nil when the mailbox does not exist.
+func mailboxFlags(t *testing.T, addr, mailbox string) map[imap.UID][]imap.Flag {
+	t.Helper()
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := c.Select(mailbox, nil).Wait()
+	if err != nil {
+		return nil
+	}
+	got := map[imap.UID][]imap.Flag{}
+	if sel.NumMessages == 0 {
+		return got
+	}
+	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		got[m.UID] = m.Flags
+	}
+	return got
+}
+
+// recorder relays TCP to target and keeps every command line popbridge
+// sent, to check which IMAP commands a policy used.
+type recorder struct {
+	addr string
+	mu   sync.Mutex
+	sent strings.Builder
+}
+
+func startRecorder(t *testing.T, target string) *recorder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		r.mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		r.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			down, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				down.Close()
+				continue
+			}
+			r.mu.Lock()
+			conns = append(conns, down, up)
+			r.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(io.MultiWriter(up, r), down); up.Close() }()
+			go func() { defer wg.Done(); io.Copy(down, up); down.Close() }()
+		}
+	}()
+	return r
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent.Write(p)
+}
+
+// commands returns the command names sent so far ("UID MOVE", "EXPUNGE"),
+// without tags and arguments.
+func (r *recorder) commands() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var cmds []string
+	for _, line := range strings.Split(r.sent.String(), "\r\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name := strings.ToUpper(f[1])
+		if name == "UID" && len(f) > 2 {
+			name += " " + strings.ToUpper(f[2])
+		}
+		cmds = append(cmds, name)
+	}
+	return cmds
+}
+
+func TestSeenQuitSetsSeenAtCommitOnly(t *testing.T) {
+	srv := startMem(t, message(100), message(200))
+	b := newBackend(t, srv.Addr, 0)
+	for _, commit := range []bool{false, true} {
+		s := loginPolicy(t, b, Policy{Seen: SeenQuit})
+		rc, err := s.Retrieve(context.Background(), 1, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, rc)
+		rc.Close()
+		s.Retrieved(1)
+		if err := s.Noop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if f := mailboxFlags(t, srv.Addr, "INBOX")[2]; slices.Contains(f, imap.FlagSeen) {
+			t.Fatalf("seen=quit: \\Seen set before QUIT: %v", f)
+		}
+		if commit {
+			if err := s.Commit(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		flags := mailboxFlags(t, srv.Addr, "INBOX")
+		if got := slices.Contains(flags[2], imap.FlagSeen); got != commit {
+			t.Errorf("seen=quit, commit %v: retrieved message \\Seen = %v", commit, got)
+		}
+		if slices.Contains(flags[1], imap.FlagSeen) {
+			t.Errorf("seen=quit: a message not retrieved got \\Seen: %v", flags[1])
+		}
+	}
+}
+
+func TestTrashMovesExactlyTheDeletedMessages(t *testing.T) {
+	rev1 := imap.CapSet{imap.CapIMAP4rev1: {}}
+	for _, tc := range []struct {
+		name string
+		caps imap.CapSet
+		// want are the commands that must be sent, never those that must not.
+		want, never []string
+		expunged    bool // the INBOX originals are gone, not just \Deleted
+	}{
+		{"MOVE", nil, []string{"UID MOVE"}, []string{"UID COPY", "EXPUNGE", "UID EXPUNGE"}, true},
+		{"UIDPLUS without MOVE", imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
+			[]string{"UID COPY", "UID STORE", "UID EXPUNGE"}, []string{"UID MOVE", "EXPUNGE"}, true},
+		{"neither MOVE nor UIDPLUS", rev1,
+			[]string{"UID COPY", "UID STORE"}, []string{"UID MOVE", "EXPUNGE", "UID EXPUNGE"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startMemCaps(t, tc.caps, message(100), message(200), message(300))
+			// Another client's \Deleted mail must survive every variant.
+			c, err := imapclient.DialInsecure(srv.Addr, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Login("alice", "secret").Wait()
+			c.Select("INBOX", nil).Wait()
+			if err := c.Store(imap.UIDSetNum(3), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			rec := startRecorder(t, srv.Addr)
+			s := loginPolicy(t, newBackend(t, rec.addr, 0), Policy{Delete: DeleteTrash})
+			if err := s.Commit(context.Background(), []int{0, 1}); err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			s.Close()
+			cmds := rec.commands()
+			for _, w := range tc.want {
+				if !slices.Contains(cmds, w) {
+					t.Errorf("commands %v lack %s", cmds, w)
+				}
+			}
+			for _, n := range tc.never {
+				if slices.Contains(cmds, n) {
+					t.Errorf("commands %v include %s", cmds, n)
+				}
+			}
+			trash := mailboxFlags(t, srv.Addr, DefaultTrashFolder)
+			if len(trash) != 2 {
+				t.Errorf("Trash holds %d messages, want 2 (created on demand)", len(trash))
+			}
+			for uid, f := range trash {
+				if slices.Contains(f, imap.FlagDeleted) {
+					t.Errorf("Trash UID %d is flagged \\Deleted: %v", uid, f)
+				}
+			}
+			inbox := mailboxFlags(t, srv.Addr, "INBOX")
+			if f, ok := inbox[3]; !ok || !slices.Contains(f, imap.FlagDeleted) {
+				t.Errorf("another client's \\Deleted message: present %v, flags %v", ok, f)
+			}
+			for _, uid := range []imap.UID{1, 2} {
+				f, ok := inbox[uid]
+				switch {
+				case tc.expunged && ok:
+					t.Errorf("UID %d still in INBOX: %v", uid, f)
+				case !tc.expunged && (!ok || !slices.Contains(f, imap.FlagDeleted)):
+					t.Errorf("UID %d without UIDPLUS: present %v flags %v, want flagged \\Deleted and kept", uid, ok, f)
+				}
+			}
+		})
+	}
+}
+
+func TestTrashUsesTheConfiguredFolder(t *testing.T) {
+	srv := startMem(t, message(100), message(200))
+	s := loginPolicy(t, newBackend(t, srv.Addr, 0), Policy{Delete: DeleteTrash, TrashFolder: "Deleted Items"})
+	if err := s.Commit(context.Background(), []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mailboxFlags(t, srv.Addr, "Deleted Items")); n != 1 {
+		t.Errorf("Deleted Items holds %d messages, want 1", n)
+	}
+	if mailboxFlags(t, srv.Addr, DefaultTrashFolder) != nil {
+		t.Errorf("the default Trash was created although a folder is configured")
+	}
+	if _, ok := mailboxFlags(t, srv.Addr, "INBOX")[1]; !ok {
+		t.Errorf("the message not deleted left INBOX")
+	}
+}
+
+func TestTrashRefusesTheMaildropItself(t *testing.T) {
+	srv := startMem(t, message(100))
+	s := loginPolicy(t, newBackend(t, srv.Addr, 0), Policy{Delete: DeleteTrash, TrashFolder: "inbox"})
+	if err := s.Commit(context.Background(), []int{0}); err == nil {
+		t.Fatal("moving INBOX mail to INBOX succeeded; the message would come back with a new UID")
+	}
+	if n := len(mailboxFlags(t, srv.Addr, "INBOX")); n != 1 {
+		t.Errorf("INBOX holds %d messages, want 1", n)
+	}
+}
+
+func TestDeviceViewHidesOnlyThatDevicesDeletes(t *testing.T) {
+	srv := startMem(t, message(100), message(200), message(300))
+	b := newBackend(t, srv.Addr, 0)
+	all := loginPolicy(t, b, Policy{})
+	uidls := func(s *Session) []string {
+		var u []string
+		for _, m := range s.Messages() {
+			u = append(u, m.UIDL)
+		}
+		return u
+	}
+	full := uidls(all)
+
+	laptop := loginPolicy(t, b, Policy{Device: "laptop"})
+	if got := uidls(laptop); !slices.Equal(got, full) {
+		t.Fatalf("fresh device view %v, want %v", got, full)
+	}
+	if err := laptop.Commit(context.Background(), []int{0, 2}); err != nil {
+		t.Fatal(err)
+	}
+	laptop.Close()
+	flags := mailboxFlags(t, srv.Addr, "INBOX")
+	if len(flags) != 3 {
+		t.Fatalf("a device delete removed mail upstream: %d messages left", len(flags))
+	}
+	for uid, f := range flags {
+		want := uid != 2
+		if got := slices.Contains(f, DeviceKeyword("laptop")); got != want {
+			t.Errorf("UID %d: laptop keyword %v, want %v (%v)", uid, got, want, f)
+		}
+		if slices.Contains(f, imap.FlagDeleted) {
+			t.Errorf("UID %d flagged \\Deleted by a device view", uid)
+		}
+	}
+
+	again := loginPolicy(t, b, Policy{Device: "laptop"})
+	if got := uidls(again); !slices.Equal(got, full[1:2]) {
+		t.Errorf("laptop view after its deletes %v, want %v (same UIDLs)", got, full[1:2])
+	}
+	if got := uidls(loginPolicy(t, b, Policy{Device: "scanner"})); !slices.Equal(got, full) {
+		t.Errorf("scanner view %v, want all of %v", got, full)
+	}
+	if got := uidls(loginPolicy(t, b, Policy{})); !slices.Equal(got, full) {
+		t.Errorf("plain view %v, want all of %v", got, full)
+	}
+}
+
+func TestDeviceViewRemovesMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
+	srv := startMem(t, message(100), message(200))
+	b := newBackend(t, srv.Addr, 0)
+	known := []string{"laptop", "scanner"}
+	laptop := loginPolicy(t, b, Policy{Device: "laptop", AllDevices: known})
+	if err := laptop.Commit(context.Background(), []int{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	laptop.Close()
+	if n := len(mailboxFlags(t, srv.Addr, "INBOX")); n != 2 {
+		t.Fatalf("after one of two devices deleted: %d messages, want 2", n)
+	}
+	scanner := loginPolicy(t, b, Policy{Device: "scanner", AllDevices: known, Delete: DeleteTrash})
+	if err := scanner.Commit(context.Background(), []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	scanner.Close()
+	inbox := mailboxFlags(t, srv.Addr, "INBOX")
+	if _, ok := inbox[1]; !ok || len(inbox) != 1 {
+		t.Errorf("INBOX after both devices deleted UID 2: %v, want only UID 1", inbox)
+	}
+	trash := mailboxFlags(t, srv.Addr, DefaultTrashFolder)
+	if len(trash) != 1 {
+		t.Errorf("Trash %v, want the message both devices deleted", trash)
+	}
+}
+
+func TestMaxAgeHidesOldMail(t *testing.T) {
+	srv := startMem(t)
+	c, err := imapclient.DialInsecure(srv.Addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Login("alice", "secret").Wait()
+	for _, age := range []time.Duration{400 * 24 * time.Hour, 10 * 24 * time.Hour, 0} {
+		raw := message(100)
+		cmd := c.Append("INBOX", int64(len(raw)), &imap.AppendOptions{Time: time.Now().Add(-age)})
+		cmd.Write(raw)
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := newBackend(t, srv.Addr, 0)
+	for _, tc := range []struct{ days, want int }{{0, 3}, {30, 2}, {5, 1}, {1000, 3}} {
+		s := loginPolicy(t, b, Policy{MaxAgeDays: tc.days})
+		if got := len(s.Messages()); got != tc.want {
+			t.Errorf("max age %d days: %d messages, want %d", tc.days, got, tc.want)
+		}
+		s.Close()
+	}
+}
+
+// noKeywordSession is go-imap's in-memory server with a mailbox whose
+// PERMANENTFLAGS lack \*, like a server that cannot store keywords.
+type noKeywordSession struct{ *imapmemserver.UserSession }
+
+func (s noKeywordSession) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	data, err := s.UserSession.Select(name, options)
+	if data != nil {
+		data.PermanentFlags = slices.DeleteFunc(data.PermanentFlags, func(f imap.Flag) bool { return f == imap.FlagWildcard })
+	}
+	return data, err
+}
+
+func TestDeviceViewNeedsPermanentKeywords(t *testing.T) {
+	user := imapmemserver.NewUser("alice", "secret")
+	user.Create("INBOX", nil)
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return noKeywordSession{imapmemserver.NewUserSession(user)}, nil, nil
+		},
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		InsecureAuth: true,
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	b := newBackend(t, ln.Addr().String(), 0)
+	if _, err := b.LoginPolicy(context.Background(), "alice", "secret", Policy{Delete: DeleteExpunge, Seen: SeenRetr, Device: "laptop"}); !errors.Is(err, ErrNoKeywords) {
+		t.Errorf("device view without keywords: %v, want ErrNoKeywords", err)
+	}
+	s, err := b.Login(context.Background(), "alice", "secret")
+	if err != nil {
+		t.Fatalf("a login without a device must still work: %v", err)
+	}
+	s.Close()
+}
+
+func TestValidDevice(t *testing.T) {
+	for name, want := range map[string]bool{
+		"laptop": true, "erp-2": true, "a.b_c": true, strings.Repeat("x", MaxDeviceLen): true,
+		"": false, "Laptop": false, "lap top": false, "a+b": false, "é": false, "a*": false,
+		`a\b`: false, "a]": false, strings.Repeat("x", MaxDeviceLen+1): false,
+	} {
+		if got := ValidDevice(name); got != want {
+			t.Errorf("ValidDevice(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

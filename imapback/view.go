@@ -1,0 +1,121 @@
+package imapback
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// A view is the part of the mailbox one session sees: without a device
+// and without MaxAgeDays all of it, fetched with one UID FETCH 1:*.
+// Otherwise a UID SEARCH picks the messages first, so the snapshot costs
+// what the view holds, not what the mailbox holds: a device that has
+// deleted 99,000 of 100,000 messages fetches the sizes of 1,000. The
+// device's state lives upstream as a keyword on each message, so every
+// popbridge replica serves the same view and a restart loses nothing.
+//
+// UIDLs depend only on UID and UIDVALIDITY, so they are the same in every
+// view: a client moved between views downloads nothing again.
+
+// checkKeywords refuses a device view on a mailbox that cannot keep the
+// device's keyword: its deletes would be forgotten and the device would
+// download everything again. RFC 3501 (section 7.1) lets a client assume
+// all flags permanent when SELECT has no PERMANENTFLAGS, but go-imap
+// reports an absent and an empty list alike, and an empty one means no
+// flag is kept: both are refused. The servers that matter (Dovecot,
+// Cyrus, Gmail, Exchange) always send the list.
+func (s *Session) checkKeywords(sel *imap.SelectData) error {
+	if s.pol.Device == "" {
+		return nil
+	}
+	kw := DeviceKeyword(s.pol.Device)
+	for _, f := range sel.PermanentFlags {
+		if f == imap.FlagWildcard || strings.EqualFold(string(f), string(kw)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: PERMANENTFLAGS %v has neither \\* nor %s", ErrNoKeywords, sel.PermanentFlags, kw)
+}
+
+// viewCriteria returns the UID SEARCH criteria of the session's view, or
+// nil when it sees the whole mailbox.
+func (s *Session) viewCriteria() *imap.SearchCriteria {
+	var c imap.SearchCriteria
+	if s.pol.Device != "" {
+		c.NotFlag = []imap.Flag{DeviceKeyword(s.pol.Device)}
+	}
+	if s.pol.MaxAgeDays > 0 {
+		// SEARCH SINCE compares dates, disregarding time and time zone.
+		y, m, d := time.Now().UTC().AddDate(0, 0, -s.pol.MaxAgeDays).Date()
+		c.Since = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	}
+	if c.NotFlag == nil && c.Since.IsZero() {
+		return nil
+	}
+	return &c
+}
+
+// fetchView fetches UID and size of every message in the view, in mailbox
+// order, with their sequence numbers.
+func (s *Session) fetchView(exists uint32) ([]Message, []uint32, error) {
+	if exists == 0 {
+		return nil, nil, nil // mail arriving now waits for the next session
+	}
+	uids := imap.UIDSet{{Start: 1, Stop: 0}}
+	if crit := s.viewCriteria(); crit != nil {
+		var err error
+		if uids, err = s.search(crit); err != nil || len(uids) == 0 {
+			return nil, nil, err
+		}
+	}
+	return s.fetchSizes(uids)
+}
+
+// search runs UID SEARCH, with RETURN (ALL) where ESEARCH (RFC 4731)
+// offers it: the answer is then ranges, not one number per message.
+func (s *Session) search(crit *imap.SearchCriteria) (imap.UIDSet, error) {
+	var opts *imap.SearchOptions
+	if s.c.Caps().Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	data, err := s.c.UIDSearch(crit, opts).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("UID SEARCH: %w", err)
+	}
+	uids, _ := data.All.(imap.UIDSet)
+	if uids.Dynamic() {
+		// "n:*" in an answer is a server bug, and would fetch or delete
+		// messages nobody asked for.
+		return nil, fmt.Errorf("UID SEARCH answered with a dynamic set %v", uids)
+	}
+	return uids, nil
+}
+
+// deleteForDevice sets the device's keyword on uids and returns those now
+// deleted by every device of AllDevices, to be removed for real.
+func (s *Session) deleteForDevice(uids imap.UIDSet) (imap.UIDSet, error) {
+	kw := DeviceKeyword(s.pol.Device)
+	if err := s.store(uids, kw); err != nil {
+		return nil, fmt.Errorf("UID STORE %s: %w", kw, err)
+	}
+	// A server may answer OK and still drop a keyword it cannot keep
+	// (e.g. a maildir whose keyword table is full). The device would then
+	// download the messages again: report it as a failed update instead.
+	missing, err := s.search(&imap.SearchCriteria{UID: []imap.UIDSet{uids}, NotFlag: []imap.Flag{kw}})
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("upstream did not keep keyword %s on UIDs %v", kw, missing)
+	}
+	if len(s.pol.AllDevices) == 0 {
+		return nil, nil
+	}
+	crit := &imap.SearchCriteria{UID: []imap.UIDSet{uids}}
+	for _, d := range s.pol.AllDevices {
+		crit.Flag = append(crit.Flag, DeviceKeyword(d))
+	}
+	return s.search(crit)
+}

@@ -67,6 +67,9 @@ type Options struct {
 	// POP3 also serves Dovecot's native POP3 over the same maildirs
 	// (protocols = imap pop3), e.g. as a reference for a POP3 front end.
 	POP3 bool
+	// ExtraConfig is appended to the generated config, e.g. a namespace
+	// with special-use mailboxes or a trimmed imap_capability.
+	ExtraConfig string
 }
 
 // Server is a running Dovecot instance. It is stopped automatically by
@@ -195,7 +198,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	for try := 1; ; try++ {
-		err := s.launch(t, bin, opts.POP3)
+		err := s.launch(t, bin, opts.POP3, opts.ExtraConfig)
 		if err == nil {
 			break
 		}
@@ -283,7 +286,7 @@ var errPortTaken = errors.New("port already in use")
 
 // launch writes a config with fresh ports, starts the master and waits for
 // the greetings. On error s.proc may still be running; the caller stops it.
-func (s *Server) launch(t testing.TB, bin string, pop3 bool) error {
+func (s *Server) launch(t testing.TB, bin string, pop3 bool, extra string) error {
 	ports, err := freePorts(2)
 	if err != nil {
 		return err
@@ -297,7 +300,7 @@ func (s *Server) launch(t testing.TB, bin string, pop3 bool) error {
 	// else might be listening on a port that was free a moment ago.
 	token := "dovecottest-" + strings.TrimPrefix(filepath.Base(s.Dir), "dovecottest-") + "-" + strconv.Itoa(ports[0])
 	conf := filepath.Join(s.Dir, "dovecot.conf")
-	if err := os.WriteFile(conf, []byte(s.config(token, ports[0], ports[1], pop3)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(s.config(token, ports[0], ports[1], pop3)+extra), 0o644); err != nil {
 		return err
 	}
 	// A failed attempt's log would only confuse the next one's diagnosis.

@@ -23,7 +23,18 @@ type Client struct {
 // Dial connects and reads the greeting, failing the test unless it is +OK.
 func Dial(t testing.TB, addr string) *Client {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return DialFrom(t, "", addr)
+}
+
+// DialFrom is Dial from the local IP address local (e.g. "127.0.0.2"),
+// for servers that treat clients by address; "" lets the system choose.
+func DialFrom(t testing.TB, local, addr string) *Client {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}

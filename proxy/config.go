@@ -51,10 +51,15 @@ type UpstreamConfig struct {
 }
 
 // PolicyConfig says what POP3 actions do to the upstream mailbox.
+// Devices and Rules are in policy.go.
 type PolicyConfig struct {
-	Delete     string `yaml:"delete"` // expunge, flag or keep
-	Seen       string `yaml:"seen"`   // retr or never
-	UIDLFormat string `yaml:"uidl_format"`
+	Delete      string        `yaml:"delete"` // expunge, trash, flag or keep
+	TrashFolder string        `yaml:"trash_folder"`
+	Seen        string        `yaml:"seen"` // retr, never or quit
+	MaxAgeDays  int           `yaml:"max_age_days"`
+	UIDLFormat  string        `yaml:"uidl_format"`
+	Devices     DevicesConfig `yaml:"devices"`
+	Rules       []PolicyRule  `yaml:"rules"`
 }
 
 // LimitsConfig bounds what clients can hold.
@@ -145,14 +150,7 @@ func (c *Config) Check() error {
 	}
 
 	p := &c.Policy
-	if p.Delete == "" {
-		p.Delete = string(imapback.DeleteExpunge)
-	}
-	errs = append(errs, oneOf("policy.delete", p.Delete, "expunge", "flag", "keep"))
-	if p.Seen == "" {
-		p.Seen = "retr"
-	}
-	errs = append(errs, oneOf("policy.seen", p.Seen, "retr", "never"))
+	errs = append(errs, c.checkPolicy()...)
 	if p.UIDLFormat == "" {
 		p.UIDLFormat = imapback.DefaultUIDLFormat
 	}
@@ -231,8 +229,9 @@ func (c *Config) backendOptions(logger *slog.Logger) (imapback.Options, error) {
 		Auth:           auth,
 		Mailbox:        u.Mailbox,
 		UIDL:           uidl,
-		KeepUnseen:     c.Policy.Seen == "never",
+		Seen:           imapback.SeenPolicy(c.Policy.Seen),
 		Delete:         imapback.DeletePolicy(c.Policy.Delete),
+		TrashFolder:    c.Policy.TrashFolder,
 		DialTimeout:    u.DialTimeout,
 		CommandTimeout: u.CommandTimeout,
 		Logger:         logger,

@@ -19,6 +19,7 @@ type Proxy struct {
 	cfg       *Config
 	log       *slog.Logger
 	srv       *pop3front.Server
+	pols      *policies
 	listeners []net.Listener
 }
 
@@ -32,8 +33,9 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	pols := newPolicies(cfg)
 	srv := &pop3front.Server{
-		Backend:          backend{b, logger},
+		Backend:          backend{b, pols, logger},
 		Logger:           logger,
 		IdleTimeout:      cfg.Limits.IdleTimeout,
 		WriteTimeout:     cfg.Limits.WriteTimeout,
@@ -43,7 +45,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		// commands; the backend bounds every single one itself.
 		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
 	}
-	return &Proxy{cfg: cfg, log: logger, srv: srv}, nil
+	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols}, nil
 }
 
 // Listen binds every configured listener. On error none stays bound.
@@ -58,6 +60,7 @@ func (p *Proxy) Listen() error {
 			return fmt.Errorf("listen %s: %w", l.Address, err)
 		}
 		p.listeners = append(p.listeners, ln)
+		p.pols.bind(l.Address, ln.Addr())
 	}
 	return nil
 }
@@ -101,12 +104,18 @@ func (p *Proxy) Close() error { return p.srv.Close() }
 // backend adapts imapback to the interface pop3front consumes, mapping
 // upstream errors to POP3 response codes.
 type backend struct {
-	b   *imapback.Backend
-	log *slog.Logger
+	b    *imapback.Backend
+	pols *policies
+	log  *slog.Logger
 }
 
-func (a backend) Login(ctx context.Context, user, pass string, _ pop3front.ConnInfo) (pop3front.Session, error) {
-	s, err := a.b.Login(ctx, user, pass)
+func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
+	// The upstream sees the user without the device suffix.
+	user, pol, err := a.pols.resolve(login, info)
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.b.LoginPolicy(ctx, user, pass, pol)
 	if err != nil {
 		return nil, popError(a.log, err)
 	}
@@ -136,7 +145,10 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 
 func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Session.Noop(ctx)) }
 
-var errMailbox = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}
+var (
+	errMailbox    = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}
+	errNoKeywords = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot keep per-device state (no IMAP keywords); log in without a device"}
+)
 
 // popError maps imapback's errors to what the POP3 client should see. The
 // wrapped details stay in the logs of the layers that have them.
@@ -150,6 +162,9 @@ func popError(log *slog.Logger, err error) error {
 		return pop3front.ErrAuthFailed
 	case errors.Is(err, imapback.ErrInUse):
 		return pop3front.ErrInUse
+	case errors.Is(err, imapback.ErrNoKeywords):
+		log.Warn("per-device view refused: the upstream mailbox cannot keep keywords", "err", err)
+		return errNoKeywords
 	case errors.Is(err, imapback.ErrMailbox):
 		log.Warn("upstream mailbox cannot be opened", "err", err)
 		return errMailbox

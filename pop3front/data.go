@@ -8,7 +8,9 @@ import (
 // dotWriter writes the data of a multi-line response (RFC 1939 section 3):
 // it byte-stuffs lines that begin with ".", sends every line end as CRLF
 // (a message stored with bare LFs still needs CRLF on the wire), and Close
-// ends the response with ".\r\n", first finishing an unterminated last line.
+// ends the response with ".\r\n", first finishing an unterminated last line
+// with CRLF. A bare CR is data, also at the very end: "x\r" is sent as
+// "x\r\r\n", as Dovecot's POP3 server does, so that no octet is lost.
 // It holds two bits of state, so a message of any size streams through.
 type dotWriter struct {
 	w   *bufio.Writer
@@ -51,10 +53,7 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 
 // Close terminates the multi-line response. It does not flush.
 func (d *dotWriter) Close() error {
-	switch {
-	case d.cr:
-		d.w.WriteByte('\n') // a trailing bare CR becomes the line end
-	case d.mid:
+	if d.mid {
 		d.w.Write(crlf)
 	}
 	_, err := d.w.WriteString(".\r\n")

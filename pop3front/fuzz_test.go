@@ -12,7 +12,7 @@ import (
 
 // wireNormal is what a message becomes on the wire before dot-stuffing:
 // every bare LF turned to CRLF, and a last line without a line end
-// finished (a trailing bare CR becomes CRLF, as dotWriter documents).
+// finished with CRLF (a trailing bare CR stays data, as dotWriter documents).
 func wireNormal(in []byte) []byte {
 	var out []byte
 	for i, b := range in {
@@ -21,11 +21,7 @@ func wireNormal(in []byte) []byte {
 		}
 		out = append(out, b)
 	}
-	switch {
-	case len(out) == 0 || bytes.HasSuffix(out, crlf):
-	case out[len(out)-1] == '\r':
-		out = append(out, '\n')
-	default:
+	if len(out) > 0 && !bytes.HasSuffix(out, crlf) {
 		out = append(out, crlf...)
 	}
 	return out

@@ -517,43 +517,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// For messages of several shapes, popbridge in front of Dovecot's IMAP
-// sends the same multi-line data as Dovecot's own POP3 server over the
-// same mailbox (issue 3 extends this to a full corpus of awkward mail).
-func TestSameDataAsDovecotPOP3(t *testing.T) {
-	u := startDovecotUpstream(t)
-	for _, m := range []string{
-		"Subject: plain\r\n\r\nline 1\r\nline 2\r\nline 3\r\n",
-		"Subject: dots\r\n\r\n.\r\n..\r\n.x\r\n...\r\nend\r\n",
-		"Subject: header only\r\nX-A: b\r\n",
-		"Subject: no final line end\r\n\r\nlast",
-		"Subject: bare LF\n\nline 1\n.dot\nline 3\n",
-		"Subject: empty body\r\n\r\n",
-	} {
-		u.deliver(t, []byte(m))
-	}
-	addr := startProxy(t, u, nil)
-	ours := pop3test.Dial(t, addr)
-	ours.Login(u.user, u.pass)
-	ref := pop3test.Dial(t, u.nativePOP3)
-	ref.Login(u.user, u.pass)
-	cmds := []string{"LIST", "UIDL"}
-	for i := 1; i <= 6; i++ {
-		n := strconv.Itoa(i)
-		cmds = append(cmds, "RETR "+n, "TOP "+n+" 0", "TOP "+n+" 1", "TOP "+n+" 2", "TOP "+n+" 100")
-	}
-	for _, cmd := range cmds {
-		got, gotOK := ours.MultiRaw(cmd)
-		want, wantOK := ref.MultiRaw(cmd)
-		if gotOK != wantOK || !bytes.Equal(got, want) {
-			t.Errorf("%s: popbridge %v %q, Dovecot POP3 %v %q", cmd, gotOK, got, wantOK, want)
-		}
-	}
-	if s1, s2 := ours.OK("STAT"), ref.OK("STAT"); s1 != s2 {
-		t.Errorf("STAT: popbridge %q, Dovecot %q", s1, s2)
-	}
-}
-
 // flagDeleted sets \Deleted on a message as another IMAP client would.
 func flagDeleted(t *testing.T, c *imapclient.Client, uid imap.UID) {
 	t.Helper()

@@ -144,9 +144,8 @@ func multiLine(cmd string) bool {
 // differentialPair is popbridge in front of Dovecot's IMAP and Dovecot's
 // own POP3 server over the same maildir.
 type differentialPair struct {
-	u                 *upstream
-	bridge, dovecot   string // POP3 addresses
-	bridgeC, dovecotC *rawPOP3
+	u               *upstream
+	bridge, dovecot string // POP3 addresses
 }
 
 // corpusDelivered delivers the corpus to a fresh Dovecot and returns it with

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -72,6 +73,7 @@ type conn struct {
 	overLimit bool
 	ip        netip.Addr // counted against MaxConnectionsPerIP
 	remote    net.Addr   // the client, behind a PROXY header if any
+	stls      *tls.Config
 
 	// TRANSACTION state.
 	sess      Session
@@ -94,6 +96,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:     s,
 		raw:     nc,
+		stls:    s.TLSConfig,
 		ctx:     ctx,
 		cancel:  cancel,
 		started: time.Now(),
@@ -257,6 +260,14 @@ func (c *conn) handle(line []byte) error {
 		err = c.handleDele(args)
 	case "RSET":
 		err = c.handleRset(args)
+	case "PROXY":
+		// A PROXY protocol v1 header where none is accepted: someone
+		// trying to pass as another client address, or a load balancer
+		// sending headers to a listener not configured for them. (A v2
+		// header's signature ends in "QUIT", which closes as well.)
+		c.log.Warn("PROXY protocol header not accepted from this address, closing connection")
+		c.fail(&Error{Text: "PROXY protocol header not accepted from this address"})
+		return errHangUp
 	case "APOP":
 		c.fail(&Error{Text: "APOP is not supported, use USER/PASS or AUTH PLAIN"})
 		return c.protocolError()

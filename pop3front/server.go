@@ -101,6 +101,13 @@ type Server struct {
 // Serve accepts connections on ln until Shutdown or Close is called. It
 // always returns a non-nil error; after Shutdown or Close, ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
+	return s.ServeSTLS(ln, s.TLSConfig)
+}
+
+// ServeSTLS is Serve with STLS offered with config (nil: not offered) on
+// ln's connections, whatever TLSConfig says: one Server, with one set of
+// limits, can serve listeners with different TLS settings.
+func (s *Server) ServeSTLS(ln net.Listener, config *tls.Config) error {
 	if !s.track(ln) {
 		ln.Close()
 		return ErrServerClosed
@@ -127,6 +134,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		c := newConn(s, nc)
+		c.stls = config
 		if err := s.addConn(c); err != nil {
 			// Accepted while Shutdown or Close ran (they did not see this
 			// connection, so it must not be served), or far over the

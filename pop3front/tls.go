@@ -73,7 +73,7 @@ func (c *conn) info() ConnInfo {
 // stlsAvailable reports whether CAPA lists STLS: TLS is configured and not
 // active yet (RFC 2595 section 4).
 func (c *conn) stlsAvailable() bool {
-	return c.srv.TLSConfig != nil && !c.isTLS()
+	return c.stls != nil && !c.isTLS()
 }
 
 // plaintextAllowed reports whether USER/PASS and AUTH PLAIN may be used
@@ -100,7 +100,7 @@ func (c *conn) refusePlaintext() error {
 
 // handleStls upgrades the connection to TLS (RFC 2595 section 4).
 func (c *conn) handleStls(args []byte) error {
-	if c.srv.TLSConfig == nil {
+	if c.stls == nil {
 		// A server without TLS does not know the command at all.
 		return protoError("Unknown command")
 	}
@@ -126,7 +126,7 @@ func (c *conn) handleStls(args []byte) error {
 		return err
 	}
 	timeout := orDefault(c.srv.HandshakeTimeout, DefaultHandshakeTimeout)
-	tc := tls.Server(c.nc, c.srv.TLSConfig)
+	tc := tls.Server(c.nc, c.stls)
 	tc.SetDeadline(time.Now().Add(timeout))
 	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()

@@ -301,3 +301,14 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestProxyHeaderWhereNoneIsAcceptedClosesTheConnection(t *testing.T) {
+	ts := startServer(t, newFakeBackend())
+	c := dial(t, ts)
+	c.expectClosed("PROXY TCP4 192.0.2.1 127.0.0.1 5555 110\r\nUSER alice\r\n",
+		"-ERR PROXY protocol header not accepted from this address\r\n")
+	// A v2 header's signature: two empty lines, a NUL, then QUIT.
+	c = dial(t, ts)
+	c.expectClosed("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c",
+		"-ERR Unknown command\r\n-ERR Unknown command\r\n-ERR Unknown command\r\n+OK Logging out\r\n")
+}

@@ -4,12 +4,10 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -31,23 +29,40 @@ type Config struct {
 	Policy   PolicyConfig   `yaml:"policy"`
 	Limits   LimitsConfig   `yaml:"limits"`
 	Log      LogConfig      `yaml:"log"`
+
+	// Security and routing (security.go, routes.go).
+	TrustedNetworks []string                  `yaml:"trusted_networks"`
+	Upstreams       map[string]UpstreamConfig `yaml:"upstreams"`
+	Routes          []RouteConfig             `yaml:"routes"`
 }
 
 // ListenConfig is one POP3 listener.
 type ListenConfig struct {
 	Address string `yaml:"address"`
+	// TLS, certificates and the PROXY protocol: see security.go.
+	TLS            string   `yaml:"tls"` // none, starttls or implicit
+	CertFile       string   `yaml:"cert_file"`
+	KeyFile        string   `yaml:"key_file"`
+	MinVersion     string   `yaml:"min_version"` // 1.2 or 1.3
+	ProxyProtocol  bool     `yaml:"proxy_protocol"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // UpstreamConfig is the IMAP server that holds the mail.
 type UpstreamConfig struct {
-	Address        string        `yaml:"address"`
-	TLS            string        `yaml:"tls"` // implicit, starttls or none; default by port
-	CAFile         string        `yaml:"ca_file"`
-	ServerName     string        `yaml:"server_name"`
-	Auth           string        `yaml:"auth"` // auto, login or plain
-	Mailbox        string        `yaml:"mailbox"`
-	DialTimeout    time.Duration `yaml:"dial_timeout"`
-	CommandTimeout time.Duration `yaml:"command_timeout"`
+	Address    string `yaml:"address"`
+	TLS        string `yaml:"tls"` // implicit, starttls or none; default by port
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+	// A client certificate for the upstream, and turning verification
+	// off (only by explicit config, logged as a warning).
+	CertFile           string        `yaml:"cert_file"`
+	KeyFile            string        `yaml:"key_file"`
+	InsecureSkipVerify bool          `yaml:"insecure_skip_verify"`
+	Auth               string        `yaml:"auth"` // auto, login or plain
+	Mailbox            string        `yaml:"mailbox"`
+	DialTimeout        time.Duration `yaml:"dial_timeout"`
+	CommandTimeout     time.Duration `yaml:"command_timeout"`
 }
 
 // PolicyConfig says what POP3 actions do to the upstream mailbox.
@@ -69,6 +84,13 @@ type LimitsConfig struct {
 	AuthFailureDelay *time.Duration `yaml:"auth_failure_delay"`
 	MaxConnections   int            `yaml:"max_connections"`
 	DrainTimeout     time.Duration  `yaml:"drain_timeout"`
+
+	// Per client address and per user name; see security.go.
+	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
+	HandshakeTimeout    time.Duration `yaml:"handshake_timeout"`
+	AuthFailuresPerIP   *int          `yaml:"auth_failures_per_ip"`
+	AuthFailuresPerUser *int          `yaml:"auth_failures_per_user"`
+	AuthFailureWindow   time.Duration `yaml:"auth_failure_window"`
 }
 
 // LogConfig chooses the log format and level.
@@ -115,39 +137,13 @@ func (c *Config) Check() error {
 		c.Listen = []ListenConfig{{Address: DefaultListen}}
 	}
 	var errs []error
-	for i, l := range c.Listen {
-		if _, _, err := net.SplitHostPort(l.Address); err != nil {
-			errs = append(errs, fmt.Errorf("listen[%d].address: %v", i, err))
-		}
+	for i := range c.Listen {
+		errs = append(errs, c.Listen[i].check(fmt.Sprintf("listen[%d]", i))...)
 	}
 
 	u := &c.Upstream
-	if u.Address == "" {
-		errs = append(errs, errors.New("upstream.address: required (host:port of the IMAP server)"))
-	} else if _, port, err := net.SplitHostPort(u.Address); err != nil {
-		errs = append(errs, fmt.Errorf("upstream.address: %v", err))
-	} else if u.TLS == "" {
-		u.TLS = string(imapback.TLSStartTLS)
-		if port == "993" {
-			u.TLS = string(imapback.TLSImplicit)
-		}
-	}
-	errs = append(errs, oneOf("upstream.tls", u.TLS, "implicit", "starttls", "none"))
-	errs = append(errs, oneOf("upstream.auth", u.Auth, "", "auto", "login", "plain"))
-	if u.CAFile != "" {
-		if _, err := imapback.LoadCAFile(u.CAFile); err != nil {
-			errs = append(errs, fmt.Errorf("upstream.ca_file: %v", err))
-		}
-	}
-	if u.Mailbox == "" {
-		u.Mailbox = imapback.DefaultMailbox
-	}
-	if u.DialTimeout == 0 {
-		u.DialTimeout = imapback.DefaultDialTimeout
-	}
-	if u.CommandTimeout == 0 {
-		u.CommandTimeout = imapback.DefaultCommandTimeout
-	}
+	errs = append(errs, u.check("upstream")...)
+	errs = append(errs, c.checkSecurity()...)
 
 	p := &c.Policy
 	errs = append(errs, c.checkPolicy()...)
@@ -176,6 +172,7 @@ func (c *Config) Check() error {
 		"limits.idle_timeout": l.IdleTimeout, "limits.write_timeout": l.WriteTimeout,
 		"limits.auth_failure_delay": *l.AuthFailureDelay, "limits.drain_timeout": l.DrainTimeout,
 		"upstream.dial_timeout": u.DialTimeout, "upstream.command_timeout": u.CommandTimeout,
+		"limits.handshake_timeout": l.HandshakeTimeout, "limits.auth_failure_window": l.AuthFailureWindow,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", name))
@@ -205,18 +202,22 @@ func oneOf(key, v string, allowed ...string) error {
 	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
 }
 
-// backendOptions turns the checked config into imapback options.
+// backendOptions turns the checked config into imapback options for the
+// default upstream.
 func (c *Config) backendOptions(logger *slog.Logger) (imapback.Options, error) {
-	u := c.Upstream
+	return c.upstreamOptions(c.Upstream, logger)
+}
+
+// upstreamOptions turns one checked upstream's config into imapback
+// options.
+func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapback.Options, error) {
 	uidl, err := imapback.ParseUIDLFormat(c.Policy.UIDLFormat)
 	if err != nil {
 		return imapback.Options{}, err
 	}
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.ServerName}
-	if u.CAFile != "" {
-		if tlsConfig.RootCAs, err = imapback.LoadCAFile(u.CAFile); err != nil {
-			return imapback.Options{}, err
-		}
+	tlsConfig, err := u.tlsConfig(logger)
+	if err != nil {
+		return imapback.Options{}, err
 	}
 	auth := imapback.AuthMechanism(u.Auth)
 	if auth == "auto" {

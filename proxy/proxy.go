@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,27 +19,27 @@ type Proxy struct {
 	log       *slog.Logger
 	srv       *pop3front.Server
 	pols      *policies
-	listeners []net.Listener
+	listeners []*popListener
 }
 
 // New builds a Proxy from a checked config. It does not listen yet.
 func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
-	opts, err := cfg.backendOptions(logger)
-	if err != nil {
-		return nil, err
-	}
-	b, err := imapback.New(opts)
+	r, err := cfg.newRouter(logger)
 	if err != nil {
 		return nil, err
 	}
 	pols := newPolicies(cfg)
 	srv := &pop3front.Server{
-		Backend:          backend{b, pols, logger},
+		Backend:          newRateLimited(backend{r, pols, logger}, cfg.Limits, logger),
 		Logger:           logger,
 		IdleTimeout:      cfg.Limits.IdleTimeout,
 		WriteTimeout:     cfg.Limits.WriteTimeout,
 		AuthFailureDelay: *cfg.Limits.AuthFailureDelay,
 		MaxConnections:   cfg.Limits.MaxConnections,
+		// TLS, trusted networks and per-address limits: security.go.
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		HandshakeTimeout:    cfg.Limits.HandshakeTimeout,
+		PlaintextAllowed:    cfg.plaintextPolicy(),
 		// Login and UPDATE may each take a dial and a few upstream
 		// commands; the backend bounds every single one itself.
 		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
@@ -51,16 +50,16 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 // Listen binds every configured listener. On error none stays bound.
 func (p *Proxy) Listen() error {
 	for _, l := range p.cfg.Listen {
-		ln, err := net.Listen("tcp", l.Address)
+		bl, err := bind(l, p.cfg.Limits.HandshakeTimeout, p.log)
 		if err != nil {
-			for _, ln := range p.listeners {
-				ln.Close()
+			for _, bl := range p.listeners {
+				bl.ln.Close()
 			}
 			p.listeners = nil
-			return fmt.Errorf("listen %s: %w", l.Address, err)
+			return err
 		}
-		p.listeners = append(p.listeners, ln)
-		p.pols.bind(l.Address, ln.Addr())
+		p.listeners = append(p.listeners, bl)
+		p.pols.bind(l.Address, bl.addr)
 	}
 	return nil
 }
@@ -68,8 +67,8 @@ func (p *Proxy) Listen() error {
 // Addrs returns the bound addresses, in config order.
 func (p *Proxy) Addrs() []net.Addr {
 	addrs := make([]net.Addr, len(p.listeners))
-	for i, ln := range p.listeners {
-		addrs[i] = ln.Addr()
+	for i, bl := range p.listeners {
+		addrs[i] = bl.addr
 	}
 	return addrs
 }
@@ -78,13 +77,13 @@ func (p *Proxy) Addrs() []net.Addr {
 func (p *Proxy) Serve() error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(p.listeners))
-	for i, ln := range p.listeners {
-		p.log.Info("listening", "addr", ln.Addr().String(), "upstream", p.cfg.Upstream.Address,
-			"upstream_tls", p.cfg.Upstream.TLS, "mailbox", p.cfg.Upstream.Mailbox)
+	for i, bl := range p.listeners {
+		p.log.Info("listening", "addr", bl.addr.String(), "tls", bl.cfg.TLS, "proxy_protocol", bl.cfg.ProxyProtocol,
+			"upstream", p.cfg.Upstream.Address, "upstream_tls", p.cfg.Upstream.TLS, "mailbox", p.cfg.Upstream.Mailbox)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.srv.Serve(ln); !errors.Is(err, pop3front.ErrServerClosed) {
+			if err := p.srv.ServeSTLS(bl.ln, bl.stls); !errors.Is(err, pop3front.ErrServerClosed) {
 				errs[i] = err
 				p.srv.Close()
 			}
@@ -104,7 +103,7 @@ func (p *Proxy) Close() error { return p.srv.Close() }
 // backend adapts imapback to the interface pop3front consumes, mapping
 // upstream errors to POP3 response codes.
 type backend struct {
-	b    *imapback.Backend
+	r    *router
 	pols *policies
 	log  *slog.Logger
 }
@@ -115,7 +114,13 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.b.LoginPolicy(ctx, user, pass, pol)
+	// Then routes pick the upstream and the login used there.
+	b, name, upUser, err := a.r.pick(user)
+	if err != nil {
+		a.log.Info("login refused by routes", "user", user, "upstream", name, "err", err)
+		return nil, pop3front.ErrAuthFailed
+	}
+	s, err := b.LoginPolicy(ctx, upUser, pass, pol)
 	if err != nil {
 		return nil, popError(a.log, err)
 	}

@@ -1,0 +1,369 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/memimap"
+	"github.com/popbridge/popbridge/internal/pop3test"
+)
+
+const plaintextRefused = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS or POP3S"
+
+// startProxyFull runs popbridge with the config that configure makes from
+// the test defaults, logging at debug level to logs and the test log, and
+// returns it with its listeners' addresses.
+func startProxyFull(t *testing.T, upstreamAddr string, configure func(*Config), logs io.Writer) (*Proxy, []string) {
+	t.Helper()
+	noDelay := time.Duration(0)
+	cfg := &Config{
+		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
+		Upstream: UpstreamConfig{Address: upstreamAddr, TLS: "none", DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second},
+		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
+	}
+	if configure != nil {
+		configure(cfg)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	w := io.Writer(testWriter{t})
+	if logs != nil {
+		w = io.MultiWriter(logs, w)
+	}
+	p, err := New(cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Serve()
+	}()
+	t.Cleanup(func() {
+		p.Close()
+		<-done
+	})
+	var addrs []string
+	for _, a := range p.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	return p, addrs
+}
+
+// memUpstream is a memimap server with alice/secret and one message.
+func memUpstream(t *testing.T) *memimap.Server {
+	t.Helper()
+	srv, err := memimap.Listen(memimap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	srv.AddUser("alice", "secret")
+	if err := srv.Append("alice", "INBOX", testMessage(1, "hello over TLS\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return path
+}
+
+// tlsListeners configures one STLS and one POP3S listener with a
+// certificate from pki.
+func tlsListeners(pki *testPKI) func(*Config) {
+	cert, key, _ := pki.issue("pop3", false)
+	return func(c *Config) {
+		c.Listen = []ListenConfig{
+			{Address: "127.0.0.1:0", TLS: "starttls", CertFile: cert, KeyFile: key},
+			{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key},
+		}
+		c.TrustedNetworks = []string{"127.0.0.1/32"}
+	}
+}
+
+// Plaintext logins are refused from an untrusted address (127.0.0.2 when
+// only 127.0.0.1 is trusted) until the client has TLS, and CAPA says so.
+func TestPlaintextAuthOnlyFromTrustedNetworksOrOverTLS(t *testing.T) {
+	up := memUpstream(t)
+	pki := newTestPKI(t)
+	_, addrs := startProxyFull(t, up.Addr, tlsListeners(pki), nil)
+	stls, pop3s := addrs[0], addrs[1]
+
+	c := pop3test.DialFrom(t, "127.0.0.2", stls)
+	c.Send("CAPA")
+	if capa := string(c.Data()); strings.Contains(capa, "USER") || strings.Contains(capa, "SASL") || !strings.Contains(capa, "STLS") {
+		t.Errorf("CAPA to an untrusted plain connection:\n%s", capa)
+	}
+	if got := c.Cmd("USER alice"); got != plaintextRefused {
+		t.Errorf("USER from 127.0.0.2: %q", got)
+	}
+	if got := c.Cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="); got != plaintextRefused {
+		t.Errorf("AUTH PLAIN from 127.0.0.2: %q", got)
+	}
+	c.STLS(pki.clientConfig())
+	c.Send("CAPA")
+	if capa := string(c.Data()); !strings.Contains(capa, "USER") || strings.Contains(capa, "STLS") {
+		t.Errorf("CAPA after STLS:\n%s", capa)
+	}
+	c.Login("alice", "secret")
+	if n, _ := c.Stat(); n != 1 {
+		t.Errorf("STAT after STLS login: %d messages", n)
+	}
+	c.Quit()
+
+	// The trusted address may log in without TLS.
+	c = pop3test.DialFrom(t, "127.0.0.1", stls)
+	c.Login("alice", "secret")
+	c.Quit()
+
+	// POP3S from the untrusted address.
+	c = pop3test.DialTLS(t, pop3s, pki.clientConfig())
+	c.Login("alice", "secret")
+	c.Quit()
+}
+
+// curl and Python's poplib, real TLS clients, over STLS and POP3S from
+// an untrusted address.
+func TestRealClientsOverSTLSAndPOP3S(t *testing.T) {
+	curl := requireTool(t, "curl")
+	python := requireTool(t, "python3")
+	up := memUpstream(t)
+	pki := newTestPKI(t)
+	_, addrs := startProxyFull(t, up.Addr, tlsListeners(pki), nil)
+	stls, pop3s := addrs[0], addrs[1]
+	want := string(testMessage(1, "hello over TLS\r\n"))
+
+	for name, args := range map[string][]string{
+		"curl STLS":  {"--ssl-reqd", "pop3://" + stls + "/1"},
+		"curl POP3S": {"pop3s://" + pop3s + "/1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args = append([]string{"-sS", "--max-time", "20", "--interface", "127.0.0.2", "--cacert", pki.CAFile,
+				"-u", "alice:secret"}, args...)
+			out, err := exec.Command(curl, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("curl %v: %v\n%s", args, err, out)
+			}
+			if string(out) != want {
+				t.Errorf("curl got %q, want %q", out, want)
+			}
+		})
+	}
+	t.Run("curl without TLS is refused", func(t *testing.T) {
+		out, err := exec.Command(curl, "-sS", "--max-time", "20", "--interface", "127.0.0.2",
+			"-u", "alice:secret", "pop3://"+stls+"/1").CombinedOutput()
+		if err == nil {
+			t.Errorf("curl logged in without TLS from an untrusted address: %s", out)
+		}
+	})
+
+	t.Run("poplib stls", func(t *testing.T) {
+		host, port, _ := net.SplitHostPort(stls)
+		script := `
+import poplib, socket, ssl, sys
+orig = socket.create_connection
+socket.create_connection = lambda addr, timeout=None, source_address=None: orig(addr, timeout, ("127.0.0.2", 0))
+ctx = ssl.create_default_context(cafile=sys.argv[3])
+p = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=20)
+try:
+    p.user("alice")
+    print("plaintext accepted")
+except poplib.error_proto as e:
+    print("refused:", e.args[0].decode())
+p.stls(ctx)
+p.user("alice")
+p.pass_("secret")
+print("stat", p.stat())
+print("capa", sorted(p.capa()))
+p.quit()
+`
+		out, err := exec.Command(python, "-c", script, host, port, pki.CAFile).CombinedOutput()
+		if err != nil {
+			t.Fatalf("python: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "refused: "+plaintextRefused) || !strings.Contains(string(out), "stat (1,") ||
+			strings.Contains(string(out), "'STLS'") {
+			t.Errorf("poplib:\n%s", out)
+		}
+	})
+}
+
+func TestMinTLSVersion(t *testing.T) {
+	up := memUpstream(t)
+	pki := newTestPKI(t)
+	cert, key, _ := pki.issue("pop3", false)
+	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+		c.Listen = []ListenConfig{
+			{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key}, // default 1.2
+			{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key, MinVersion: "1.3"},
+		}
+	}, nil)
+	dial := func(addr string, maxVersion uint16) error {
+		cfg := pki.clientConfig()
+		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, maxVersion
+		nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	}
+	for _, tc := range []struct {
+		addr    string
+		version uint16
+		ok      bool
+	}{
+		{addrs[0], tls.VersionTLS11, false},
+		{addrs[0], tls.VersionTLS12, true},
+		{addrs[1], tls.VersionTLS12, false},
+		{addrs[1], tls.VersionTLS13, true},
+	} {
+		if err := dial(tc.addr, tc.version); (err == nil) != tc.ok {
+			t.Errorf("TLS max version %x to %s: %v, want success %v", tc.version, tc.addr, err, tc.ok)
+		}
+	}
+}
+
+// servedSerial returns the serial number of the certificate a POP3S
+// listener presents.
+func servedSerial(t *testing.T, addr string, pool *x509.CertPool) int64 {
+	t.Helper()
+	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	return nc.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+func TestCertificateReload(t *testing.T) {
+	up := memUpstream(t)
+	pki := newTestPKI(t)
+	cert, key, first := pki.issue("pop3", false)
+	var logs syncBuffer
+	p, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+		c.Listen = []ListenConfig{{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key}}
+	}, &logs)
+	if got := servedSerial(t, addrs[0], pki.Pool); got != first {
+		t.Fatalf("serving serial %d, want %d", got, first)
+	}
+
+	t.Run("files changed", func(t *testing.T) {
+		second := pki.writePair(cert, key, "pop3", false)
+		// A later modification time, whatever the file system's clock
+		// granularity.
+		later := time.Now().Add(5 * time.Second)
+		os.Chtimes(cert, later, later)
+		os.Chtimes(key, later, later)
+		deadline := time.Now().Add(10 * time.Second)
+		for servedSerial(t, addrs[0], pki.Pool) != second {
+			if time.Now().After(deadline) {
+				t.Fatal("new certificate not served 10 s after the files changed")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("explicit reload", func(t *testing.T) {
+		third := pki.writePair(cert, key, "pop3", false)
+		if err := p.ReloadCertificates(); err != nil {
+			t.Fatal(err)
+		}
+		if got := servedSerial(t, addrs[0], pki.Pool); got != third {
+			t.Errorf("after ReloadCertificates serving serial %d, want %d", got, third)
+		}
+	})
+
+	t.Run("broken files keep the old certificate", func(t *testing.T) {
+		before := servedSerial(t, addrs[0], pki.Pool)
+		writeFileAtomic(t, key, []byte("not a key"))
+		if err := p.ReloadCertificates(); err == nil {
+			t.Error("ReloadCertificates accepted a broken key")
+		}
+		later := time.Now().Add(10 * time.Second)
+		os.Chtimes(key, later, later)
+		time.Sleep(certCheckInterval + 100*time.Millisecond)
+		if got := servedSerial(t, addrs[0], pki.Pool); got != before {
+			t.Errorf("serving serial %d after a broken renewal, want the old %d", got, before)
+		}
+		if !strings.Contains(logs.String(), "keeping the old certificate") {
+			t.Errorf("no log line about the broken certificate files")
+		}
+	})
+}
+
+func TestListenerConfigErrors(t *testing.T) {
+	pki := newTestPKI(t)
+	cert, key, _ := pki.issue("pop3", false)
+	for _, tc := range []struct {
+		l    ListenConfig
+		want string
+	}{
+		{ListenConfig{Address: "127.0.0.1:0", TLS: "starttls"}, "needs cert_file and key_file"},
+		{ListenConfig{Address: "127.0.0.1:0", TLS: "ssl", CertFile: cert, KeyFile: key}, "listen[0].tls"},
+		{ListenConfig{Address: "127.0.0.1:0", CertFile: cert, KeyFile: key}, "need tls: starttls or implicit"},
+		{ListenConfig{Address: "127.0.0.1:0", TLS: "implicit", CertFile: key, KeyFile: cert}, "cert_file/key_file"},
+		{ListenConfig{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key, MinVersion: "1.1"}, "min_version"},
+		{ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true}, "needs trusted_proxies"},
+		{ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"10.0.0.0/33"}}, "trusted_proxies"},
+		{ListenConfig{Address: "127.0.0.1:0", TrustedProxies: []string{"10.0.0.1"}}, "without proxy_protocol"},
+	} {
+		cfg := &Config{Listen: []ListenConfig{tc.l}, Upstream: UpstreamConfig{Address: "127.0.0.1:143"}}
+		if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: Check() = %v, want %q", tc.l, err, tc.want)
+		}
+	}
+	cfg := &Config{Upstream: UpstreamConfig{Address: "127.0.0.1:143"}, TrustedNetworks: []string{"loopback"}}
+	if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), "trusted_networks") {
+		t.Errorf("bad trusted_networks: Check() = %v", err)
+	}
+}
+
+func TestCheckFillsSecurityDefaults(t *testing.T) {
+	cfg, err := ParseConfig([]byte("upstream:\n  address: imap.example.com:993\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Limits
+	if cfg.Listen[0].TLS != "none" || cfg.Listen[0].MinVersion != "1.2" || cfg.Listen[0].ProxyProtocol ||
+		strings.Join(cfg.TrustedNetworks, ",") != "127.0.0.0/8,::1/128" ||
+		*l.AuthFailuresPerIP != 30 || *l.AuthFailuresPerUser != 10 || l.AuthFailureWindow != 10*time.Minute ||
+		l.HandshakeTimeout != 30*time.Second || l.MaxConnectionsPerIP != 0 || cfg.Upstream.InsecureSkipVerify {
+		t.Errorf("security defaults not filled in: %+v", cfg)
+	}
+	// An explicit empty list trusts no one; explicit zeros turn limits off.
+	cfg, err = ParseConfig([]byte("upstream:\n  address: a:993\ntrusted_networks: []\nlimits:\n  auth_failures_per_ip: 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TrustedNetworks == nil || len(cfg.TrustedNetworks) != 0 || *cfg.Limits.AuthFailuresPerIP != 0 {
+		t.Errorf("explicit values replaced: trusted %v, per ip %d", cfg.TrustedNetworks, *cfg.Limits.AuthFailuresPerIP)
+	}
+}

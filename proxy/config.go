@@ -202,12 +202,6 @@ func oneOf(key, v string, allowed ...string) error {
 	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
 }
 
-// backendOptions turns the checked config into imapback options for the
-// default upstream.
-func (c *Config) backendOptions(logger *slog.Logger) (imapback.Options, error) {
-	return c.upstreamOptions(c.Upstream, logger)
-}
-
 // upstreamOptions turns one checked upstream's config into imapback
 // options.
 func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapback.Options, error) {

@@ -13,8 +13,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"github.com/popbridge/popbridge/internal/memimap"
 )
@@ -392,35 +390,14 @@ func TestMaxAgeHidesOldMail(t *testing.T) {
 	}
 }
 
-// noKeywordSession is go-imap's in-memory server with a mailbox whose
-// PERMANENTFLAGS lack \*, like a server that cannot store keywords.
-type noKeywordSession struct{ *imapmemserver.UserSession }
-
-func (s noKeywordSession) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
-	data, err := s.UserSession.Select(name, options)
-	if data != nil {
-		data.PermanentFlags = slices.DeleteFunc(data.PermanentFlags, func(f imap.Flag) bool { return f == imap.FlagWildcard })
-	}
-	return data, err
-}
-
 func TestDeviceViewNeedsPermanentKeywords(t *testing.T) {
-	user := imapmemserver.NewUser("alice", "secret")
-	user.Create("INBOX", nil)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return noKeywordSession{imapmemserver.NewUserSession(user)}, nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		InsecureAuth: true,
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := memimap.Listen(memimap.Options{NoKeywords: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
 	defer srv.Close()
-	b := newBackend(t, ln.Addr().String(), 0)
+	srv.AddUser("alice", "secret")
+	b := newBackend(t, srv.Addr, 0)
 	if _, err := b.LoginPolicy(context.Background(), "alice", "secret", Policy{Delete: DeleteExpunge, Seen: SeenRetr, Device: "laptop"}); !errors.Is(err, ErrNoKeywords) {
 		t.Errorf("device view without keywords: %v, want ErrNoKeywords", err)
 	}

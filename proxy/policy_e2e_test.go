@@ -14,6 +14,8 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/internal/faultrelay"
+	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
@@ -488,4 +490,115 @@ func TestMaxAgeShowsOnlyRecentMail(t *testing.T) {
 		t.Errorf("max_age_days 30: %d messages, want 1", n)
 	}
 	p.Quit()
+}
+
+// An upstream that fails at any step of QUIT loses no mail: QUIT answers
+// -ERR [SYS/TEMP], every message is still in INBOX or in Trash, and the
+// next session can finish the job.
+func TestUpstreamFailureDuringQuitLosesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra, delete, seen, device, cutAt string
+	}{
+		{"trash, before UID MOVE", "", "trash", "retr", "", "UID MOVE"},
+		{"trash without MOVE, before UID COPY", dovecotNoMove, "trash", "retr", "", "UID COPY"},
+		{"trash without MOVE, before UID EXPUNGE", dovecotNoMove, "trash", "retr", "", "UID EXPUNGE"},
+		{"seen quit, before the \\Seen STORE", "", "expunge", "quit", "", "UID STORE"},
+		{"device view, before the keyword STORE", "", "expunge", "retr", "#laptop", "UID STORE"},
+		{"device view, before the keyword check", "", "expunge", "retr", "#laptop", "UID SEARCH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			u := startDovecotWith(t, tc.extra)
+			deliverN(t, u, 3)
+			before := upstreamState(t, u)
+			relay := faultrelay.New(t, u.addr)
+			addr := startProxyAt(t, relay.Addr, func(c *Config) {
+				c.Policy.Delete = tc.delete
+				c.Policy.Seen = tc.seen
+				c.Policy.Devices.Separator = "#"
+			})
+			// The messages to delete, by UIDL: after a QUIT that failed
+			// late, a device view may already hide them.
+			var targets []string
+			session := func(cut bool) string {
+				c := pop3test.Dial(t, addr)
+				c.Login(u.user+tc.device, u.pass)
+				for _, line := range strings.Split(strings.TrimSpace(string(c.Multi("UIDL"))), "\r\n") {
+					n, uidl, _ := strings.Cut(line, " ")
+					if cut && len(targets) < 2 {
+						targets = append(targets, uidl)
+					}
+					if slices.Contains(targets, uidl) {
+						c.Multi("RETR " + n)
+						c.OK("DELE " + n)
+					}
+				}
+				if cut {
+					relay.Arm(faultrelay.Fault{Dir: faultrelay.Up, Match: tc.cutAt, Action: faultrelay.Cut})
+				}
+				return c.Quit()
+			}
+			if resp := session(true); !strings.HasPrefix(resp, "-ERR [SYS/TEMP]") {
+				t.Fatalf("QUIT with the upstream cut before %s: %q, want -ERR [SYS/TEMP]", tc.cutAt, resp)
+			}
+			all := append(upstreamState(t, u), mailboxState(t, u, imapback.DefaultTrashFolder)...)
+			for _, m := range before {
+				if !slices.ContainsFunc(all, func(x upstreamMessage) bool { return bytes.Equal(x.Body, m.Body) }) {
+					t.Errorf("UID %d lost after a failed QUIT", m.UID)
+				}
+			}
+
+			if resp := session(false); !strings.HasPrefix(resp, "+OK") {
+				t.Fatalf("QUIT of the next session: %q", resp)
+			}
+			after := upstreamState(t, u)
+			switch {
+			case tc.device != "":
+				for i, m := range after {
+					if got := hasFlag(m.Flags, imapback.DeviceKeyword("laptop")); got != (i < 2) {
+						t.Errorf("UID %d: keyword %v after the retry", m.UID, got)
+					}
+				}
+			case tc.delete == "trash":
+				if got := uidsOf(after); !slices.Equal(got, []imap.UID{before[2].UID}) {
+					t.Errorf("INBOX after the retry %v, want %d", got, before[2].UID)
+				}
+				// The cut after COPY leaves a copy in Trash already, so the
+				// retry may add a second one: duplicates, never a loss.
+				trash := bodiesOf(mailboxState(t, u, imapback.DefaultTrashFolder))
+				for _, m := range before[:2] {
+					if !slices.Contains(trash, string(m.Body)) {
+						t.Errorf("UID %d not in Trash after the retry", m.UID)
+					}
+				}
+			default:
+				if got := uidsOf(after); !slices.Equal(got, []imap.UID{before[2].UID}) {
+					t.Errorf("INBOX after the retry %v, want %d", got, before[2].UID)
+				}
+			}
+		})
+	}
+}
+
+// A mailbox whose PERMANENTFLAGS do not allow new keywords cannot hold a
+// device's deletes: the device login is refused with a clear answer, a
+// login without a device still works.
+func TestDeviceLoginRefusedWithoutPermanentKeywords(t *testing.T) {
+	srv, err := memimap.Listen(memimap.Options{NoKeywords: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	srv.AddUser("alice", "secret")
+	addr := startProxyAt(t, srv.Addr, func(c *Config) { c.Policy.Devices.Separator = "#" })
+	c := pop3test.Dial(t, addr)
+	c.OK("USER alice#laptop")
+	want := "-ERR [SYS/PERM] Mailbox cannot keep per-device state (no IMAP keywords); log in without a device"
+	if resp := c.Cmd("PASS secret"); resp != want {
+		t.Errorf("device login: %q, want %q", resp, want)
+	}
+	c.Quit()
+	c = pop3test.Dial(t, addr)
+	c.Login("alice", "secret")
+	c.Quit()
 }

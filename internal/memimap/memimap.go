@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
@@ -35,6 +36,9 @@ type Options struct {
 	// byte.
 	TLSConfig   *tls.Config
 	ImplicitTLS bool
+	// NoKeywords leaves \* out of PERMANENTFLAGS, like a server that
+	// cannot store new keywords.
+	NoKeywords bool
 }
 
 // Start serves on ln until Close.
@@ -54,6 +58,9 @@ func Start(ln net.Listener, opts Options) *Server {
 	}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			if opts.NoKeywords {
+				return noKeywords{s.mem.NewSession().(imapserver.SessionIMAP4rev2)}, nil, nil
+			}
 			return s.mem.NewSession(), nil, nil
 		},
 		Caps:         caps,
@@ -104,6 +111,19 @@ func (s *Server) Close() error {
 	err := s.srv.Close()
 	<-s.done
 	return err
+}
+
+// noKeywords is a session whose SELECT offers no new keywords.
+type noKeywords struct {
+	imapserver.SessionIMAP4rev2
+}
+
+func (s noKeywords) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	data, err := s.SessionIMAP4rev2.Select(name, options)
+	if data != nil {
+		data.PermanentFlags = slices.DeleteFunc(data.PermanentFlags, func(f imap.Flag) bool { return f == imap.FlagWildcard })
+	}
+	return data, err
 }
 
 type discardLogger struct{}

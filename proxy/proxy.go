@@ -120,6 +120,8 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		a.log.Info("login refused by routes", "user", user, "upstream", name, "err", err)
 		return nil, pop3front.ErrAuthFailed
 	}
+	a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
+		"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
 	s, err := b.LoginPolicy(ctx, upUser, pass, pol)
 	if err != nil {
 		return nil, popError(a.log, err)

@@ -182,8 +182,10 @@ func TestHandshakeTimeoutClosesSilentTLSClient(t *testing.T) {
 	ts := startServerOn(t, tls.NewListener(ln, srvCfg), newFakeBackend(), func(s *Server) {
 		s.HandshakeTimeout = 100 * time.Millisecond
 	})
-	c := dialRaw(t, ts)
+	// The server's handshake deadline starts at accept, which may come
+	// before dialRaw returns: measure from before the dial.
 	start := time.Now()
+	c := dialRaw(t, ts)
 	if got := c.readAll(); got != "" {
 		t.Errorf("silent client got %q", got)
 	}

@@ -117,6 +117,8 @@ type Options struct {
 	ChunkSize int
 	// Logger receives upstream errors. Default: slog.Default().
 	Logger *slog.Logger
+	// Observer receives connection and command timings, for metrics.
+	Observer Observer
 }
 
 // Backend opens sessions on one upstream IMAP server.
@@ -237,8 +239,11 @@ func (b *Backend) LoginPolicy(ctx context.Context, user, pass string, pol Policy
 	return s, nil
 }
 
-func (s *Session) connect(ctx context.Context) error {
+func (s *Session) connect(ctx context.Context) (err error) {
 	o := &s.b.opts
+	if o.Observer != nil {
+		defer func(start time.Time) { o.Observer.Connected(time.Since(start), err) }(time.Now())
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
 	d := net.Dialer{}
@@ -295,13 +300,16 @@ func (s *Session) authenticate(user, pass string) error {
 	caps := s.c.Caps()
 	plain := s.b.opts.Auth == AuthPlain || (s.b.opts.Auth == AuthAuto && caps.Has(imap.AuthCap(sasl.Plain)))
 	var err error
+	start := time.Now()
 	if plain {
 		err = s.c.Authenticate(sasl.NewPlainClient("", user, pass))
+		s.observe("AUTHENTICATE", start, err)
 	} else {
 		if caps.Has(imap.CapLoginDisabled) {
 			return fmt.Errorf("%w: upstream advertises LOGINDISABLED", ErrUnavailable)
 		}
 		err = s.c.Login(user, pass).Wait()
+		s.observe("LOGIN", start, err)
 	}
 	if err == nil {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -146,7 +147,10 @@ func (s *Session) uidSet(idx []int) imap.UIDSet {
 }
 
 func (s *Session) store(uids imap.UIDSet, flags ...imap.Flag) error {
-	return s.c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close()
+	start := time.Now()
+	err := s.c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close()
+	s.observe("UID STORE", start, err)
+	return err
 }
 
 // remove applies the delete policy to uids.
@@ -176,7 +180,10 @@ func (s *Session) expungeUIDs(uids imap.UIDSet) error {
 		})
 		return nil
 	}
-	if _, err := s.c.UIDExpunge(uids).Collect(); err != nil {
+	start := time.Now()
+	_, err := s.c.UIDExpunge(uids).Collect()
+	s.observe("UID EXPUNGE", start, err)
+	if err != nil {
 		return fmt.Errorf("UID EXPUNGE: %w", err)
 	}
 	return nil
@@ -216,10 +223,15 @@ func (s *Session) trash(uids imap.UIDSet) error {
 // other clients' \Deleted mail, so the fallback is spelt out here.
 func (s *Session) moveTo(uids imap.UIDSet, folder string) error {
 	if s.c.Caps().Has(imap.CapMove) {
+		start := time.Now()
 		_, err := s.c.Move(uids, folder).Wait()
+		s.observe("UID MOVE", start, err)
 		return err
 	}
-	if _, err := s.c.Copy(uids, folder).Wait(); err != nil {
+	start := time.Now()
+	_, err := s.c.Copy(uids, folder).Wait()
+	s.observe("UID COPY", start, err)
+	if err != nil {
 		return err
 	}
 	// From here on the messages are safe in the trash: a failure leaves a
@@ -246,7 +258,9 @@ func (s *Session) trashFolder() (name string, special bool, err error) {
 	}
 	// Without LIST-EXTENDED the attributes appear in the plain LIST
 	// response, if the server knows them at all (RFC 6154 section 2).
+	start := time.Now()
 	boxes, err := s.c.List("", "*", opts).Collect()
+	s.observe("LIST", start, err)
 	if err != nil {
 		return "", false, fmt.Errorf("LIST for the \\Trash mailbox: %w", err)
 	}

@@ -52,7 +52,9 @@ type Session struct {
 // with one UID FETCH 1:* (UID RFC822.SIZE).
 func (s *Session) snapshot() error {
 	o := &s.b.opts
+	start := time.Now()
 	sel, err := s.c.Select(o.Mailbox, nil).Wait()
+	s.observe("SELECT", start, err)
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeInUse {
@@ -109,6 +111,7 @@ func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 		Message
 	}
 	var got []seqMsg
+	start := time.Now()
 	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, RFC822Size: true})
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		sm := seqMsg{seq: m.SeqNum}
@@ -124,7 +127,9 @@ func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 			got = append(got, sm)
 		}
 	}
-	if err := cmd.Close(); err != nil {
+	err := cmd.Close()
+	s.observe("UID FETCH", start, err)
+	if err != nil {
 		return nil, nil, err
 	}
 	slices.SortFunc(got, func(a, b seqMsg) int { return int(a.seq) - int(b.seq) })
@@ -204,7 +209,10 @@ func (s *Session) Noop(ctx context.Context) error {
 		return err
 	}
 	s.settle()
-	if err := s.c.Noop().Wait(); err != nil {
+	start := time.Now()
+	err = s.c.Noop().Wait()
+	s.observe("NOOP", start, err)
+	if err != nil {
 		return fmt.Errorf("%w: NOOP: %v", ErrUnavailable, err)
 	}
 	return nil
@@ -255,10 +263,13 @@ func (s *Session) Commit(ctx context.Context, deleted []int) error {
 func (s *Session) Close() error {
 	s.settle()
 	done := make(chan error, 1)
+	start := time.Now()
 	go func() { done <- s.c.Logout().Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		s.observe("LOGOUT", start, err)
 	case <-time.After(5 * time.Second):
+		s.observe("LOGOUT", start, context.DeadlineExceeded)
 	}
 	return s.c.Close()
 }
@@ -327,12 +338,14 @@ func (r *bodyReader) fill() error {
 		Peek:    true,
 		Partial: &imap.SectionPartial{Offset: r.offset, Size: int64(r.chunk)},
 	}
+	start := time.Now()
 	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{section},
 	})
 	buf := (*r.bufp)[:r.chunk]
 	n, found, err := readBodyChunk(cmd.Next(), buf, r.offset)
+	defer func() { s.observe("UID FETCH", start, err) }()
 	if errors.Is(err, errLiteral) {
 		// After a failed literal read go-imap's reader goroutine owns the
 		// connection's buffer again, and closing the command would read

@@ -63,6 +63,14 @@ type conn struct {
 	log    *slog.Logger
 	ctx    context.Context // cancelled when the server closes the connection
 	cancel context.CancelFunc
+	// listener is the address of the listener that accepted the
+	// connection; opened says the Observer was told about it.
+	listener string
+	opened   bool
+	// sent counts what goes to the client, under bw; reported is how
+	// much of it the Observer was told about.
+	sent     countingWriter
+	reported int64
 
 	state    state
 	user     string // from USER, waiting for PASS
@@ -86,9 +94,15 @@ type conn struct {
 	// Counters for the end-of-session log line.
 	started            time.Time
 	nRetr, nTop, nDele int
+	nRemoved           int // messages removed at QUIT
 	octets             int64
 	authUser           string
 	scratch            [64]byte
+
+	// How the current command went, for the Observer.
+	failed    bool // answered -ERR
+	truncated bool // a message transfer was cut
+	committed int  // messages removed by QUIT
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -112,7 +126,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) setConn(nc net.Conn) {
 	c.nc = nc
 	c.br = bufio.NewReaderSize(nc, maxAuthLine)
-	c.bw = bufio.NewWriterSize(deadlineWriter{nc, orDefault(c.srv.WriteTimeout, DefaultWriteTimeout)}, writeBufferSize)
+	c.sent.w = deadlineWriter{nc, orDefault(c.srv.WriteTimeout, DefaultWriteTimeout)}
+	c.bw = bufio.NewWriterSize(&c.sent, writeBufferSize)
 }
 
 func (c *conn) serve() {
@@ -120,6 +135,7 @@ func (c *conn) serve() {
 	if !c.start() {
 		return
 	}
+	c.observeOpened()
 	c.ok(c.implementation() + " ready")
 	for {
 		if !c.lineQueued() {
@@ -175,9 +191,14 @@ func (c *conn) close() {
 		}
 	}
 	c.cancel()
+	st := c.stats()
+	if c.opened {
+		c.srv.Observer.ConnClosed(c.event(), st)
+	}
 	if c.authUser != "" {
-		c.log.Info("session ended", "user", c.authUser, "duration", time.Since(c.started).Round(time.Millisecond),
-			"retr", c.nRetr, "top", c.nTop, "dele", c.nDele, "octets", c.octets)
+		// One line per session, like Dovecot's pop3_logout_format.
+		c.log.Info("session ended", "user", c.authUser, "duration", st.Duration.Round(time.Millisecond),
+			"retr", c.nRetr, "top", c.nTop, "dele", c.nDele, "deleted", c.nRemoved, "octets", c.octets, "sent", st.Sent)
 	}
 }
 
@@ -223,7 +244,8 @@ func (c *conn) badCommand() bool {
 	return true
 }
 
-func (c *conn) handle(line []byte) error {
+// dispatch runs one command line.
+func (c *conn) dispatch(line []byte) error {
 	kw, args, _ := bytes.Cut(line, []byte{' '})
 	cmd := strings.ToUpper(string(kw))
 	if cmd != "AUTH" && len(line)+2 > maxLine {
@@ -316,6 +338,7 @@ func (c *conn) ok(text string) {
 }
 
 func (c *conn) fail(e *Error) {
+	c.failed = true
 	c.bw.WriteString("-ERR ")
 	c.bw.WriteString(e.Error())
 	c.bw.Write(crlf)
@@ -403,6 +426,7 @@ func (c *conn) handleQuit(args []byte) error {
 		c.fail(&Error{Code: "SYS/TEMP", Text: "Some deleted messages not removed, try again later"})
 		return errHangUp
 	}
+	c.nRemoved, c.committed = len(dele), len(dele)
 	if len(dele) == 0 {
 		c.ok("Logging out")
 	} else {
@@ -511,6 +535,7 @@ func (c *conn) login(user, pass string) error {
 	if f := c.srv.OnLogin; f != nil {
 		f(info, err)
 	}
+	c.observeLogin(err)
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.Code == "AUTH" {
@@ -732,6 +757,7 @@ func (c *conn) send(i, lines int) (sent bool, err error) {
 			c.log.Error("message transfer failed, closing connection without the terminating line",
 				"user", c.authUser, "msg", i+1, "err", rerr)
 			// Send what is buffered so far but never the final ".".
+			c.truncated = true
 			c.bw.Flush()
 			return false, errTruncated
 		}

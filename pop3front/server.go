@@ -88,6 +88,9 @@ type Server struct {
 	OnLogin func(info ConnInfo, err error)
 	// Implementation is the text of the IMPLEMENTATION capability.
 	Implementation string
+	// Observer receives connection, login and command events, for
+	// metrics. Nil observes nothing.
+	Observer Observer
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -135,6 +138,7 @@ func (s *Server) ServeSTLS(ln net.Listener, config *tls.Config) error {
 		backoff = 0
 		c := newConn(s, nc)
 		c.stls = config
+		c.listener = ln.Addr().String()
 		if err := s.addConn(c); err != nil {
 			// Accepted while Shutdown or Close ran (they did not see this
 			// connection, so it must not be served), or far over the
@@ -145,6 +149,9 @@ func (s *Server) ServeSTLS(ln net.Listener, config *tls.Config) error {
 				return ErrServerClosed
 			}
 			s.logger().Warn("connection dropped: too many connections")
+			if s.Observer != nil {
+				s.Observer.ConnRefused(c.event())
+			}
 			continue
 		}
 		// Everything that may block (a PROXY header, the TLS handshake,

@@ -43,6 +43,9 @@ func (c *conn) start() bool {
 // caller closes it.
 func (c *conn) refuse(why, text string) {
 	c.log.Warn("connection refused: " + why)
+	if c.srv.Observer != nil {
+		c.srv.Observer.ConnRefused(c.event())
+	}
 	c.fail(&Error{Code: "SYS/TEMP", Text: text})
 	c.bw.Flush()
 }
@@ -94,6 +97,7 @@ func (c *conn) refusePlaintext() error {
 	if f := c.srv.OnLogin; f != nil {
 		f(c.info(), ErrPlaintextRefused)
 	}
+	c.observeLogin(ErrPlaintextRefused)
 	c.fail(ErrPlaintextRefused)
 	return c.protocolError()
 }

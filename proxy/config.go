@@ -34,6 +34,12 @@ type Config struct {
 	TrustedNetworks []string                  `yaml:"trusted_networks"`
 	Upstreams       map[string]UpstreamConfig `yaml:"upstreams"`
 	Routes          []RouteConfig             `yaml:"routes"`
+
+	// The metrics and health listener (ops.go).
+	Metrics MetricsConfig `yaml:"metrics"`
+
+	// hooks observe the upstreams for metrics (set by NewWithHooks).
+	hooks Hooks
 }
 
 // ListenConfig is one POP3 listener.
@@ -190,6 +196,7 @@ func (c *Config) Check() error {
 	}
 	errs = append(errs, oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	errs = append(errs, oneOf("log.format", c.Log.Format, "text", "json"))
+	errs = append(errs, c.Metrics.check()...)
 	return errors.Join(errs...)
 }
 
@@ -230,6 +237,7 @@ func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapbac
 		DialTimeout:    u.DialTimeout,
 		CommandTimeout: u.CommandTimeout,
 		Logger:         logger,
+		Observer:       c.hooks.Upstream,
 	}, nil
 }
 

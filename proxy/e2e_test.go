@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -496,6 +497,19 @@ func TestLogsHoldNoPasswordOrMessageContent(t *testing.T) {
 		}
 		if !strings.Contains(logs.String(), "session ended") {
 			t.Errorf("no session log line:\n%s", logs.String())
+		}
+		// Debug logs name each command, with secret arguments redacted;
+		// the session's line sums it up like Dovecot's pop3_logout_format.
+		for _, want := range []*regexp.Regexp{
+			regexp.MustCompile(`level=DEBUG msg=command remote=127\.0\.0\.1:\d+ cmd=PASS args=<redacted> result=err `),
+			regexp.MustCompile(`level=DEBUG msg=command remote=127\.0\.0\.1:\d+ cmd=AUTH args="PLAIN <redacted>" result=err `),
+			regexp.MustCompile(`level=DEBUG msg=command remote=127\.0\.0\.1:\d+ cmd=RETR args=1 result=ok duration=\S+ sent=\d+`),
+			regexp.MustCompile(`level=INFO msg="session ended" remote=127\.0\.0\.1:\d+ user=` + u.user +
+				` duration=\S+ retr=1 top=1 dele=0 deleted=0 octets=\d+ sent=\d+`),
+		} {
+			if !want.MatchString(logs.String()) {
+				t.Errorf("no log line matches %s:\n%s", want, logs.String())
+			}
 		}
 	})
 }

@@ -24,7 +24,7 @@ type popListener struct {
 // bind opens one configured listener: TCP, then the PROXY protocol if
 // enabled (so that TLS and everything after it see the real client), then
 // implicit TLS.
-func bind(l ListenConfig, handshakeTimeout time.Duration, log *slog.Logger) (*popListener, error) {
+func bind(l ListenConfig, handshakeTimeout time.Duration, log *slog.Logger, listenTCP func(string) (net.Listener, error)) (*popListener, error) {
 	b := &popListener{cfg: l}
 	var tlsConfig *tls.Config
 	if l.TLS != ListenTLSNone {
@@ -38,7 +38,7 @@ func bind(l ListenConfig, handshakeTimeout time.Duration, log *slog.Logger) (*po
 			GetCertificate: cert.GetCertificate,
 		}
 	}
-	ln, err := net.Listen("tcp", l.Address)
+	ln, err := listenTCP(l.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 	}

@@ -20,10 +20,19 @@ type Proxy struct {
 	srv       *pop3front.Server
 	pols      *policies
 	listeners []*popListener
+	// Set by a Runner, which owns the sockets.
+	listenTCP func(addr string) (net.Listener, error)
+	probe     func(ctx context.Context) error
 }
 
 // New builds a Proxy from a checked config. It does not listen yet.
 func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
+	return NewWithHooks(cfg, logger, Hooks{})
+}
+
+// NewWithHooks is New with observers for metrics.
+func NewWithHooks(cfg *Config, logger *slog.Logger, hooks Hooks) (*Proxy, error) {
+	cfg.hooks = hooks
 	r, err := cfg.newRouter(logger)
 	if err != nil {
 		return nil, err
@@ -43,14 +52,16 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		// Login and UPDATE may each take a dial and a few upstream
 		// commands; the backend bounds every single one itself.
 		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
+		Observer:       hooks.POP3,
 	}
-	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols}, nil
+	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, listenTCP: listenTCP,
+		probe: func(ctx context.Context) error { return r.probe(ctx, logger) }}, nil
 }
 
 // Listen binds every configured listener. On error none stays bound.
 func (p *Proxy) Listen() error {
 	for _, l := range p.cfg.Listen {
-		bl, err := bind(l, p.cfg.Limits.HandshakeTimeout, p.log)
+		bl, err := bind(l, p.cfg.Limits.HandshakeTimeout, p.log, p.listenTCP)
 		if err != nil {
 			for _, bl := range p.listeners {
 				bl.ln.Close()

@@ -1,0 +1,316 @@
+// Package metrics instruments popbridge with Prometheus collectors and
+// serves them over HTTP with the health endpoints:
+//
+//	/metrics  Prometheus text exposition
+//	/healthz  200 while the process runs (liveness)
+//	/readyz   200 while it should get traffic (readiness), else 503
+//
+// No metric carries a user name or a client address as a label: label
+// values come from small fixed sets (results, command names) and from the
+// configured listen addresses.
+package metrics
+
+import (
+	"errors"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/pop3front"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "popbridge"
+
+// POP3 command results and their label values, pre-created so that rates
+// and alerts see zeros instead of missing series.
+var (
+	pop3Commands = []string{"CAPA", "QUIT", "NOOP", "USER", "PASS", "AUTH", "STAT", "LIST", "UIDL",
+		"RETR", "TOP", "DELE", "RSET", "APOP", "STLS", "UNKNOWN"}
+	commandResults = []string{"ok", "err", "aborted"}
+	loginResults   = []pop3front.LoginResult{pop3front.LoginOK, pop3front.LoginAuthFailed,
+		pop3front.LoginUpstreamError, pop3front.LoginRefusedPlaintext, pop3front.LoginRateLimited}
+	imapCommands = []string{"LOGIN", "AUTHENTICATE", "SELECT", "UID FETCH", "UID STORE", "UID EXPUNGE",
+		"UID MOVE", "UID COPY", "LIST", "NOOP", "LOGOUT"}
+)
+
+// Metrics holds popbridge's collectors in a private registry, so that
+// several instances (tests) never share state.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	connsOpen        *prometheus.GaugeVec
+	connsTotal       *prometheus.CounterVec
+	connsRefused     *prometheus.CounterVec
+	logins           *prometheus.CounterVec
+	commands         *prometheus.CounterVec
+	sentBytes        prometheus.Counter
+	retrieved        prometheus.Counter
+	deleted          prometheus.Counter
+	truncated        prometheus.Counter
+	sessionDuration  prometheus.Histogram
+	upstreamCommand  *prometheus.HistogramVec
+	upstreamConnect  prometheus.Histogram
+	upstreamConnErrs *prometheus.CounterVec
+	probeUp          prometheus.Gauge
+	probeLastOK      prometheus.Gauge
+	draining         prometheus.Gauge
+	reloads          *prometheus.CounterVec
+	reloadLastOK     prometheus.Gauge
+
+	mu    sync.Mutex
+	ready func() error
+}
+
+// New creates the collectors, registered with a new registry together with
+// the Go runtime and process collectors. version is exported as the
+// version label of popbridge_build_info.
+func New(version string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	f := factory{m.reg}
+	m.connsOpen = f.gaugeVec("pop3", "open_connections", "POP3 connections open now, by listener.", "listener")
+	m.connsTotal = f.counterVec("pop3", "connections_total",
+		"POP3 connections accepted and served, by listener and whether TLS protected them from the start.", "listener", "tls")
+	m.connsRefused = f.counterVec("pop3", "connections_refused_total",
+		"POP3 connections answered -ERR and closed at once because limits.max_connections was reached.", "listener")
+	m.logins = f.counterVec("pop3", "logins_total",
+		"POP3 login attempts by result: ok, auth_failed, upstream_error, refused_plaintext, rate_limited.", "result")
+	m.commands = f.counterVec("pop3", "commands_total",
+		"POP3 commands by command and result: ok (+OK), err (-ERR) or aborted (the connection ended mid-answer).", "command", "result")
+	m.sentBytes = f.counter("pop3", "sent_bytes_total", "Bytes written to POP3 clients (responses and messages, after dot-stuffing, before TLS).")
+	m.retrieved = f.counter("pop3", "messages_retrieved_total", "Messages sent in full by RETR.")
+	m.deleted = f.counter("pop3", "messages_deleted_total", "Messages removed upstream by the UPDATE state of a QUIT, as confirmed by the upstream.")
+	m.truncated = f.counter("pop3", "truncated_transfers_total",
+		"RETR or TOP transfers cut because the message could not be read from the upstream in full; the client got no terminating line.")
+	m.sessionDuration = f.histogram("pop3", "session_duration_seconds", "Duration of POP3 connections, from accept to close.",
+		[]float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600})
+	latency := []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	m.upstreamCommand = f.histogramVec("upstream", "command_duration_seconds",
+		"Latency of upstream IMAP commands by command (LOGIN, AUTHENTICATE, SELECT, UID FETCH, UID STORE, UID EXPUNGE, UID MOVE, UID COPY, LIST, NOOP, LOGOUT).", latency, "command")
+	m.upstreamConnect = f.histogram("upstream", "connect_duration_seconds",
+		"Time to connect to the upstream IMAP server: TCP, TLS and greeting, successful or not.", latency)
+	m.upstreamConnErrs = f.counterVec("upstream", "connection_errors_total",
+		"Upstream connection failures: stage connect (dial, TLS, greeting) or command (a connection that broke during a command, a timeout included).", "stage")
+	m.probeUp = f.gauge("upstream", "probe_success", "1 if the last readiness probe of the upstream (connect, greeting, LOGOUT) succeeded, else 0.")
+	m.probeLastOK = f.gauge("upstream", "probe_last_success_timestamp_seconds", "Unix time of the last successful upstream probe.")
+	m.draining = f.gauge("", "draining", "1 while the process drains open sessions before it exits, else 0.")
+	m.reloads = f.counterVec("", "config_reloads_total", "Configuration reloads (SIGHUP) by result: ok or error (the old configuration stays).", "result")
+	m.reloadLastOK = f.gauge("", "config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")
+	m.reloadLastOK.SetToCurrentTime()
+
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "ready",
+		Help: "1 if /readyz answers 200: listeners bound, upstream probe recent and successful, not draining.",
+	}, func() float64 {
+		if m.checkReady() == nil {
+			return 1
+		}
+		return 0
+	}))
+	build := f.gaugeVec("", "build_info", "Always 1; the labels name the running build.", "version", "goversion")
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	for _, r := range loginResults {
+		m.logins.WithLabelValues(string(r))
+	}
+	for _, c := range pop3Commands {
+		for _, r := range commandResults {
+			m.commands.WithLabelValues(c, r)
+		}
+	}
+	for _, c := range imapCommands {
+		m.upstreamCommand.WithLabelValues(c)
+	}
+	for _, s := range []string{"connect", "command"} {
+		m.upstreamConnErrs.WithLabelValues(s)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.reloads.WithLabelValues(r)
+	}
+	return m
+}
+
+// Registry returns the registry that holds every collector.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// SetReadyCheck sets the function /readyz and popbridge_ready ask: nil
+// error means ready. Until it is set, the process is not ready.
+func (m *Metrics) SetReadyCheck(f func() error) {
+	m.mu.Lock()
+	m.ready = f
+	m.mu.Unlock()
+}
+
+func (m *Metrics) checkReady() error {
+	m.mu.Lock()
+	f := m.ready
+	m.mu.Unlock()
+	if f == nil {
+		return errNotStarted
+	}
+	return f()
+}
+
+var errNotStarted = errors.New("not started")
+
+// ProbeDone records the result of an upstream readiness probe.
+func (m *Metrics) ProbeDone(err error) {
+	if err != nil {
+		m.probeUp.Set(0)
+		return
+	}
+	m.probeUp.Set(1)
+	m.probeLastOK.SetToCurrentTime()
+}
+
+// ReloadDone records a configuration reload.
+func (m *Metrics) ReloadDone(err error) {
+	if err != nil {
+		m.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("ok").Inc()
+	m.reloadLastOK.SetToCurrentTime()
+}
+
+// SetDraining records that the process drains before it exits.
+func (m *Metrics) SetDraining(on bool) {
+	if on {
+		m.draining.Set(1)
+	} else {
+		m.draining.Set(0)
+	}
+}
+
+// Handler serves /metrics, /healthz and /readyz.
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if err := m.checkReady(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: " + err.Error() + "\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+// POP3 returns the observer that pop3front.Server.Observer takes.
+func (m *Metrics) POP3() pop3front.Observer { return pop3Observer{m} }
+
+// Upstream returns the observer that imapback.Options.Observer takes.
+func (m *Metrics) Upstream() imapback.Observer { return upstreamObserver{m} }
+
+type pop3Observer struct{ m *Metrics }
+
+func (o pop3Observer) ConnOpened(c pop3front.ConnEvent) {
+	o.m.connsOpen.WithLabelValues(c.Listener).Inc()
+	o.m.connsTotal.WithLabelValues(c.Listener, boolLabel(c.TLS)).Inc()
+}
+
+func (o pop3Observer) ConnRefused(c pop3front.ConnEvent) {
+	o.m.connsRefused.WithLabelValues(c.Listener).Inc()
+}
+
+func (o pop3Observer) LoginDone(_ pop3front.ConnEvent, r pop3front.LoginResult) {
+	o.m.logins.WithLabelValues(string(r)).Inc()
+}
+
+func (o pop3Observer) CommandDone(_ pop3front.ConnEvent, cmd pop3front.CommandEvent) {
+	o.m.commands.WithLabelValues(cmd.Name, cmd.Result).Inc()
+	o.m.sentBytes.Add(float64(cmd.Sent))
+	if cmd.Name == "RETR" && cmd.Result == "ok" {
+		o.m.retrieved.Inc()
+	}
+	if cmd.Truncated {
+		o.m.truncated.Inc()
+	}
+	if cmd.Deleted > 0 {
+		o.m.deleted.Add(float64(cmd.Deleted))
+	}
+}
+
+func (o pop3Observer) ConnClosed(c pop3front.ConnEvent, s pop3front.SessionStats) {
+	o.m.connsOpen.WithLabelValues(c.Listener).Dec()
+	o.m.sentBytes.Add(float64(s.Unreported))
+	o.m.sessionDuration.Observe(s.Duration.Seconds())
+}
+
+type upstreamObserver struct{ m *Metrics }
+
+func (o upstreamObserver) Connected(d time.Duration, err error) {
+	o.m.upstreamConnect.Observe(d.Seconds())
+	if err != nil {
+		o.m.upstreamConnErrs.WithLabelValues("connect").Inc()
+	}
+}
+
+func (o upstreamObserver) CommandDone(name string, d time.Duration, err error) {
+	o.m.upstreamCommand.WithLabelValues(name).Observe(d.Seconds())
+	// A failed LOGOUT is not counted: the connection it ends is usually
+	// one that broke before, and was counted then.
+	if name != "LOGOUT" && imapback.ConnectionError(err) {
+		o.m.upstreamConnErrs.WithLabelValues("command").Inc()
+	}
+}
+
+func boolLabel(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// factory creates collectors in the namespace and registers them.
+type factory struct{ reg *prometheus.Registry }
+
+func (f factory) counter(sub, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) counterVec(sub, name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(sub, name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) gaugeVec(sub, name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}, labels)
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) histogram(sub, name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets})
+	f.reg.MustRegister(h)
+	return h
+}
+
+func (f factory) histogramVec(sub, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
+}

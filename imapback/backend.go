@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -115,6 +116,21 @@ type Options struct {
 	CommandTimeout time.Duration
 	// ChunkSize is the size of one partial FETCH (default DefaultChunkSize).
 	ChunkSize int
+	// ReadAheadBytes is the most one session prefetches for a client
+	// that retrieves messages in order (default DefaultReadAheadBytes;
+	// negative: no read-ahead). See readahead.go.
+	ReadAheadBytes int
+	// ReadAheadMessages is the most messages one prefetch FETCH asks for
+	// (default DefaultReadAheadMessages).
+	ReadAheadMessages int
+	// ReadAheadTotal bounds the read-ahead buffers of all sessions
+	// together (default DefaultReadAheadTotal).
+	ReadAheadTotal int
+	// ReadTimeout, if set, caps every read deadline on the upstream
+	// connection. go-imap gives a response 30 s and each literal 5
+	// minutes, however slowly the POP3 client reads; tests set a short
+	// cap to prove that no literal is held open at the client's pace.
+	ReadTimeout time.Duration
 	// Logger receives upstream errors. Default: slog.Default().
 	Logger *slog.Logger
 	// Observer receives connection and command timings, for metrics.
@@ -125,6 +141,10 @@ type Options struct {
 type Backend struct {
 	opts    Options
 	bufPool sync.Pool
+	// raPool holds read-ahead buffers; raInUse counts the bytes of
+	// those handed out, against ReadAheadTotal.
+	raPool  sync.Pool
+	raInUse atomic.Int64
 	// warnedNoUIDPlus logs the missing UID EXPUNGE once per process.
 	warnedNoUIDPlus sync.Once
 }
@@ -174,12 +194,22 @@ func New(opts Options) (*Backend, error) {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = DefaultChunkSize
 	}
+	if opts.ReadAheadBytes == 0 {
+		opts.ReadAheadBytes = DefaultReadAheadBytes
+	}
+	if opts.ReadAheadMessages <= 0 {
+		opts.ReadAheadMessages = DefaultReadAheadMessages
+	}
+	if opts.ReadAheadTotal <= 0 {
+		opts.ReadAheadTotal = DefaultReadAheadTotal
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	opts.Logger = opts.Logger.With("upstream", opts.Address)
 	b := &Backend{opts: opts}
 	b.bufPool.New = func() any { buf := make([]byte, opts.ChunkSize); return &buf }
+	b.raPool.New = func() any { buf := make([]byte, max(opts.ReadAheadBytes, 0)); return &buf }
 	return b, nil
 }
 
@@ -250,6 +280,9 @@ func (s *Session) connect(ctx context.Context) (err error) {
 	nc, err := d.DialContext(ctx, "tcp", o.Address)
 	if err != nil {
 		return err
+	}
+	if o.ReadTimeout > 0 {
+		nc = cappedConn{nc, o.ReadTimeout}
 	}
 	s.nc = nc
 	defer context.AfterFunc(ctx, func() { nc.Close() })()

@@ -44,8 +44,14 @@ type Session struct {
 	gone     []bool // nil until the snapshot is installed
 	expunges int    // EXPUNGE responses seen, to detect them during the snapshot
 
-	// seen is an UID STORE +FLAGS (\Seen) sent but not yet waited for.
-	seen *imapclient.FetchCommand
+	// seen is an UID STORE +FLAGS (\Seen) sent but not yet waited for;
+	// toSee the messages retrieved since, whose STORE goes out with the
+	// next upstream command (see flushSeen).
+	seen    *imapclient.FetchCommand
+	seenSet imap.UIDSet // the UIDs of seen
+	toSee   imap.UIDSet
+
+	ra readAhead
 }
 
 // snapshot selects the mailbox and records every message's UID and size
@@ -218,8 +224,9 @@ func (s *Session) Noop(ctx context.Context) error {
 	return nil
 }
 
-// Retrieved marks message i \Seen (unless configured not to), without
-// waiting for the answer: the next command collects it.
+// Retrieved marks message i \Seen (unless configured not to). The STORE
+// goes out with the next upstream command and nobody waits for it then, so
+// that messages served from read-ahead cost no round trip each.
 func (s *Session) Retrieved(i int) {
 	switch s.pol.Seen {
 	case SeenNever:
@@ -228,15 +235,48 @@ func (s *Session) Retrieved(i int) {
 		s.retrieved = append(s.retrieved, i)
 		return
 	}
-	s.settle()
-	s.seen = s.c.Store(imap.UIDSetNum(s.msgs[i].UID), &imap.StoreFlags{
-		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen},
-	}, nil)
+	s.toSee.AddNum(s.msgs[i].UID)
 }
 
-// settle waits for a pending \Seen STORE. Its failure is logged, not
-// returned: the message was delivered, only the flag is missing.
+// flushSeen sends one UID STORE +FLAGS.SILENT (\Seen) for the messages
+// retrieved since the last one, without waiting for its answer.
+func (s *Session) flushSeen() {
+	if len(s.toSee) == 0 {
+		return
+	}
+	s.waitSeen()
+	s.seen = s.c.Store(s.toSee, &imap.StoreFlags{
+		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen},
+	}, nil)
+	s.seenSet, s.toSee = s.toSee, nil
+}
+
+// beforeFetch sends pending \Seen flags ahead of a FETCH of uids. go-imap
+// hands a FETCH response to the first pending command whose UID set holds
+// its UID, so a STORE still pending for one of uids would take the body
+// meant for the FETCH: then the STORE is waited for first.
+func (s *Session) beforeFetch(uids ...imap.UID) {
+	s.flushSeen()
+	if s.seen == nil {
+		return
+	}
+	for _, uid := range uids {
+		if s.seenSet.Contains(uid) {
+			s.waitSeen()
+			return
+		}
+	}
+}
+
+// settle sends and waits for pending \Seen STOREs. Their failure is
+// logged, not returned: the message was delivered, only the flag is
+// missing.
 func (s *Session) settle() {
+	s.flushSeen()
+	s.waitSeen()
+}
+
+func (s *Session) waitSeen() {
 	if s.seen == nil {
 		return
 	}
@@ -262,6 +302,7 @@ func (s *Session) Commit(ctx context.Context, deleted []int) error {
 // not expunge.
 func (s *Session) Close() error {
 	s.settle()
+	s.ra.release(s.b)
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- s.c.Logout().Wait() }()
@@ -280,7 +321,10 @@ func (s *Session) Close() error {
 // caller needs only the header and that many body lines. ctx bounds the
 // whole transfer; each chunk also has the command timeout.
 func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
-	s.settle()
+	if rc, err := s.retrieveAhead(ctx, i, lines); rc != nil || err != nil {
+		return rc, err
+	}
+	s.beforeFetch(s.msgs[i].UID)
 	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize}
 	if lines >= 0 {
 		r.chunk = min(r.chunk, 64<<10)

@@ -1,0 +1,270 @@
+package imapback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Read-ahead. A POP3 client that downloads its mail asks for message n,
+// then n+1, and so on, each RETR waiting for the previous one. One UID
+// FETCH per message costs an upstream round trip per message; a FETCH of
+// many small messages at once costs one for all of them. So when the
+// client retrieves sequentially, the session fetches the bodies of the
+// next few small messages with the one it needs, and serves them from
+// memory when they are asked for.
+//
+//   - The window starts at one message and doubles with each batch the
+//     client consumes in order (up to ReadAheadMessages), as in a file
+//     system's read-ahead: a client that stops after one message costs
+//     nothing extra, and one that stops early wastes at most about as
+//     much as it took.
+//   - Only messages up to ChunkSize are batched, up to ReadAheadBytes in
+//     all; a larger message ends the batch and is streamed in chunks as
+//     before. The batch lives in one buffer per session, taken from a
+//     pool and returned once every message in it was served or the
+//     session ends; ReadAheadTotal bounds those buffers process-wide,
+//     and when it is reached the session simply fetches one message at
+//     a time.
+//   - The bodies are fetched with BODY.PEEK[], which never sets \Seen:
+//     only Retrieved does, after the client received a message in full.
+//   - A message missing from the batch answer (expunged by another
+//     client meanwhile) is not cached; asking for it runs the normal
+//     path, which answers ErrGone.
+
+// Read-ahead defaults.
+const (
+	DefaultReadAheadBytes    = 1 << 20
+	DefaultReadAheadMessages = 128
+	DefaultReadAheadTotal    = 64 << 20
+)
+
+// readAhead is one session's batch of prefetched bodies.
+type readAhead struct {
+	bufp  *[]byte // from Backend.raPool; nil when no batch is held
+	items []raItem
+	left  int // items not served yet
+	// next is the message a sequential client asks for next, and window
+	// the size of the batch fetched when it does.
+	next, window int
+}
+
+type raItem struct {
+	i      int // snapshot index
+	off, n int // the body's place in the buffer
+	served bool
+}
+
+// readAheadEnabled reports whether this session batches at all.
+func (s *Session) readAheadEnabled() bool { return s.b.opts.ReadAheadBytes > 0 }
+
+// retrieveAhead serves message i from the batch, or fetches a new batch
+// starting with i when the client reads sequentially. It returns a nil
+// reader and error when message i is not for read-ahead (the caller
+// streams it in chunks).
+func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadCloser, error) {
+	ra := &s.ra
+	if rc := ra.take(s, i); rc != nil {
+		ra.next = i + 1
+		return rc, nil
+	}
+	if lines >= 0 || !s.readAheadEnabled() {
+		return nil, nil // TOP needs only the start of a message
+	}
+	if s.msgs[i].Size > int64(s.b.opts.ChunkSize) {
+		// Streamed in chunks. A large message in a sequential run keeps
+		// the run going.
+		if i == ra.next {
+			ra.next = i + 1
+		}
+		return nil, nil
+	}
+	if i == ra.next && ra.window > 0 {
+		ra.window = min(2*ra.window, s.b.opts.ReadAheadMessages)
+	} else {
+		ra.window = 1
+	}
+	ra.release(s.b)
+	if !ra.acquire(s.b) {
+		return nil, nil // the process-wide budget is spent: no batching
+	}
+	if err := s.fetchBatch(ctx, i, ra.window); err != nil {
+		if errors.Is(err, ErrGone) {
+			// The rest of the batch is good: the run goes on past i.
+			ra.next = i + 1
+		} else {
+			ra.release(s.b)
+		}
+		return nil, err
+	}
+	rc := ra.take(s, i)
+	if rc == nil {
+		// The upstream sent more than the message's size: stream it.
+		ra.release(s.b)
+		return nil, nil
+	}
+	ra.next = i + 1
+	return rc, nil
+}
+
+// fetchBatch fetches up to window small messages starting with i into the
+// batch buffer, stopping at the first large one and at the byte budget.
+func (s *Session) fetchBatch(ctx context.Context, i, window int) error {
+	ra := &s.ra
+	buf := *ra.bufp
+	var uids imap.UIDSet
+	var list []imap.UID
+	want := make(map[imap.UID]int, window) // UID -> snapshot index
+	var total int64
+	for j := i; j < len(s.msgs) && len(want) < window; j++ {
+		if s.msgs[j].Size > int64(s.b.opts.ChunkSize) || total+s.msgs[j].Size > int64(len(buf)) {
+			break
+		}
+		if j != i && s.Expunged(j) {
+			continue
+		}
+		total += s.msgs[j].Size
+		uids.AddNum(s.msgs[j].UID)
+		list = append(list, s.msgs[j].UID)
+		want[s.msgs[j].UID] = j
+	}
+
+	if len(want) == 0 {
+		return nil // message i alone exceeds the budget: it is streamed
+	}
+
+	s.beforeFetch(list...)
+	done, err := s.guard(ctx)
+	defer done()
+	if err != nil {
+		return err
+	}
+	section := &imap.FetchItemBodySection{Peek: true}
+	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	off := 0
+	answered := false // message i is in the answer
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		n, uid, err := readWholeBody(m, buf[off:])
+		if errors.Is(err, errLiteral) {
+			// As in bodyReader.fill: the connection is out of step.
+			s.nc.Close()
+			return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err)
+		}
+		j, ok := want[uid]
+		if !ok {
+			continue // not asked for, or sent twice
+		}
+		delete(want, uid)
+		answered = answered || j == i
+		if err != nil {
+			continue // too large for the buffer: streamed when asked for
+		}
+		ra.items = append(ra.items, raItem{i: j, off: off, n: n})
+		off += n
+	}
+	err = cmd.Close()
+	ra.left = len(ra.items)
+	if answered {
+		// Whatever else went wrong shows on the next upstream command.
+		return nil
+	}
+	var ie *imap.Error
+	if err == nil || errors.As(err, &ie) {
+		// No FETCH data for the UID: another client expunged it.
+		s.markGone(i)
+		return fmt.Errorf("%w: UID %d", ErrGone, s.msgs[i].UID)
+	}
+	return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err)
+}
+
+var errTooLarge = errors.New("body larger than the read-ahead buffer")
+
+// readWholeBody reads the UID and the BODY[] literal of one FETCH response
+// into buf. A literal larger than buf is read and dropped (errTooLarge),
+// which keeps the connection in step.
+func readWholeBody(m *imapclient.FetchMessageData, buf []byte) (n int, uid imap.UID, err error) {
+	found := false
+	for item := m.Next(); item != nil; item = m.Next() {
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			uid = item.UID
+		case imapclient.FetchItemDataBodySection:
+			if found || item.Literal == nil {
+				continue
+			}
+			found = true
+			size := item.Literal.Size()
+			if size > int64(len(buf)) {
+				if _, cerr := io.Copy(io.Discard, item.Literal); cerr != nil {
+					return 0, uid, fmt.Errorf("%w: %v", errLiteral, cerr)
+				}
+				err = errTooLarge
+				continue
+			}
+			// Exactly the announced size: a literal cut short is a broken
+			// connection, not the end of the message.
+			if n, err = io.ReadFull(item.Literal, buf[:size]); err != nil {
+				return n, uid, fmt.Errorf("%w: %v", errLiteral, err)
+			}
+		}
+	}
+	if !found && err == nil {
+		err = errors.New("no body in FETCH response")
+	}
+	return n, uid, err
+}
+
+// take returns a reader of message i if the batch holds it.
+func (ra *readAhead) take(s *Session, i int) io.ReadCloser {
+	for k := range ra.items {
+		it := &ra.items[k]
+		if it.i != i || it.served {
+			continue
+		}
+		it.served = true
+		ra.left--
+		return &raReader{Reader: bytes.NewReader((*ra.bufp)[it.off : it.off+it.n]), s: s}
+	}
+	return nil
+}
+
+// raReader reads one message from the batch. Closing the reader of the
+// batch's last unserved message returns the buffer to the pool.
+type raReader struct {
+	*bytes.Reader
+	s *Session
+}
+
+func (r *raReader) Close() error {
+	if r.s != nil && r.s.ra.left == 0 {
+		r.s.ra.release(r.s.b)
+	}
+	r.s = nil
+	return nil
+}
+
+func (ra *readAhead) acquire(b *Backend) bool {
+	size := int64(b.opts.ReadAheadBytes)
+	if b.raInUse.Add(size) > int64(b.opts.ReadAheadTotal) {
+		b.raInUse.Add(-size)
+		return false
+	}
+	ra.bufp = b.raPool.Get().(*[]byte)
+	return true
+}
+
+// release drops the batch and returns its buffer.
+func (ra *readAhead) release(b *Backend) {
+	ra.items, ra.left = ra.items[:0], 0
+	if ra.bufp == nil {
+		return
+	}
+	b.raPool.Put(ra.bufp)
+	ra.bufp = nil
+	b.raInUse.Add(-int64(b.opts.ReadAheadBytes))
+}

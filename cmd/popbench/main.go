@@ -2,6 +2,7 @@
 //
 //	popbench -addr 127.0.0.1:110 -user alice -pass secret -mode retr-all -c 8 -n 64
 //	popbench -addr HOST:PORT -user alice -mode mixed -c 50 -d 30s -pipeline 32 -json report.json
+//	popbench rig -json results.json      the Dovecot comparison of BENCHMARKS.md (needs root and Dovecot)
 //
 // The password may come from the environment variable POPBENCH_PASS
 // instead of -pass. Modes: stat, list, uidl, retr-all, top, mixed. Every
@@ -37,6 +38,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "rig" {
+		return rigMain(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("popbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:110", "POP3 server `host:port`")

@@ -77,6 +77,8 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.exec([]op{{name: "STAT", line: "STAT"}}); err != nil {
 		return err
 	}
+	// What a client waits for before it knows whether there is mail.
+	s.rec.observe("login+STAT", time.Since(start))
 	if e := opts.Expect; e != nil && (s.count != e.Count || s.size != e.Size) {
 		return fmt.Errorf("STAT says %d messages of %d octets, expected %d of %d", s.count, s.size, e.Count, e.Size)
 	}

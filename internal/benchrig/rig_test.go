@@ -1,0 +1,57 @@
+package benchrig
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/popbridge/popbridge/internal/dovecottest"
+)
+
+// The rig runs end to end on small mailboxes: every target answers every
+// scenario correctly (popbench verifies each message) and every figure is
+// there. The figures themselves are BENCHMARKS.md's business.
+func TestRigRunsEveryScenarioAgainstEveryTarget(t *testing.T) {
+	if !dovecottest.Available() || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the rig needs Dovecot and root")
+		}
+		t.Skip("the rig needs Dovecot and root")
+	}
+	t.Parallel()
+	dir, err := os.MkdirTemp("", "rigtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "popbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/popbridge").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var log strings.Builder
+	res, err := Run(context.Background(), Config{
+		Dir: dir, Popbridge: bin, Rounds: 1, Small: 60, Mixed: 100, IdleSessions: 30, HugeSize: 3 << 20, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if len(res.Results) != 6 {
+		t.Errorf("%d scenarios measured, want 6", len(res.Results))
+	}
+	for _, r := range res.Results {
+		for _, target := range []string{Native, Popbridge, Gateway} {
+			if v := r.Values[target]; len(v) != 1 || v[0] <= 0 {
+				t.Errorf("%s: %s measured %v", r.Scenario, target, v)
+			}
+		}
+	}
+	if m := res.Memory; m == nil || m.IdleRSSAfterKiB <= 0 || m.HugePeakKiB <= 0 {
+		t.Errorf("memory figures missing: %+v", m)
+	}
+	if !strings.Contains(log.String(), "| login+STAT, 60 small |") {
+		t.Errorf("no result table in the log:\n%s", log.String())
+	}
+}

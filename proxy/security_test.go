@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net"
@@ -366,4 +367,76 @@ func TestCheckFillsSecurityDefaults(t *testing.T) {
 	if cfg.TrustedNetworks == nil || len(cfg.TrustedNetworks) != 0 || *cfg.Limits.AuthFailuresPerIP != 0 {
 		t.Errorf("explicit values replaced: trusted %v, per ip %d", cfg.TrustedNetworks, *cfg.Limits.AuthFailuresPerIP)
 	}
+}
+
+// Whole sessions at debug level, over every way a password can travel
+// (USER/PASS, AUTH PLAIN with an initial response and as a continuation,
+// after STLS and over POP3S, refused in clear, rate-limited, wrong and
+// right): no log line contains a password or its base64 form.
+func TestNoPasswordInLogsOverTLSRefusalsAndLimits(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		const wrong = "wrong-pw-9d2f"
+		u.deliver(t, testMessage(1, "body\r\n"))
+		pki := newTestPKI(t)
+		var logs syncBuffer
+		_, addrs := startProxyFull(t, u.addr, func(c *Config) {
+			tlsListeners(pki)(c)
+			c.Limits.AuthFailuresPerIP = intp(3)
+		}, &logs)
+		stls, pop3s := addrs[0], addrs[1]
+		b64 := func(authz, user, pass string) string {
+			return base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + user + "\x00" + pass))
+		}
+
+		// Refused in clear from an untrusted address, password and all.
+		c := pop3test.DialFrom(t, "127.0.0.2", stls)
+		c.Cmd("USER " + u.user)
+		c.Cmd("PASS " + u.pass)
+		c.Cmd("AUTH PLAIN " + b64("", u.user, u.pass))
+		// Over STLS: wrong then right, both mechanisms.
+		c.STLS(pki.clientConfig())
+		c.OK("USER " + u.user)
+		c.Cmd("PASS " + wrong)
+		c.Send("AUTH PLAIN")
+		c.Line()
+		c.Cmd(b64("", u.user, wrong))
+		c.OK("AUTH PLAIN " + b64(u.user, u.user, u.pass))
+		c.Multi("RETR 1")
+		c.Quit()
+		// POP3S: continuation with the right password.
+		c = pop3test.DialTLS(t, pop3s, pki.clientConfig())
+		c.Send("AUTH PLAIN")
+		c.Line()
+		c.OK(b64("", u.user, u.pass))
+		c.Quit()
+		// Rate-limited: three failures from 127.0.0.1 block it.
+		c = pop3test.DialTLS(t, pop3s, pki.clientConfig())
+		for range 2 {
+			c.OK("USER " + u.user)
+			c.Cmd("PASS " + wrong)
+		}
+		c = pop3test.DialTLS(t, pop3s, pki.clientConfig())
+		c.Send("AUTH PLAIN " + b64("", u.user, wrong))
+		c.Line()
+		c = pop3test.DialTLS(t, pop3s, pki.clientConfig())
+		c.OK("USER " + u.user)
+		if got := c.Cmd("PASS " + u.pass); !strings.Contains(got, "Too many failed logins") {
+			t.Errorf("expected a rate-limited login, got %q", got)
+		}
+		c.Quit()
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(logs.String(), "session ended") < 2 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		out := logs.String()
+		for _, secret := range []string{u.pass, wrong, b64("", u.user, u.pass), b64("", u.user, wrong), b64(u.user, u.user, u.pass)} {
+			if strings.Contains(out, secret) {
+				t.Errorf("logs contain %q:\n%s", secret, out)
+			}
+		}
+		for _, want := range []string{"plaintext authentication refused", "login failed", "too many failed logins", "session ended"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("logs lack %q (the sessions did not go as planned):\n%s", want, out)
+			}
+		}
+	})
 }

@@ -1,0 +1,469 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Real POP3 clients download mail through popbridge in front of each
+// upstream. Every client stores what it received in its own way; its
+// stored form must equal the upstream's message as a POP3 server sends it
+// (wireForm), after the client's documented transformation (popClient.
+// stored) and after removing the header lines the client adds itself
+// (popClient.strip). docs/interop.md lists each client's transformations.
+
+// requireTool returns the path of an external program a test drives. In
+// CI a missing tool is a missing install step in .ci/run: fail, not skip.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed: .ci/run must install it", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return path
+}
+
+// wireForm is what a POP3 server sends for a message (before
+// dot-stuffing): every bare LF as CRLF, and a final CRLF after a last line
+// that has none.
+func wireForm(body []byte) []byte {
+	var out []byte
+	for i, b := range body {
+		if b == '\n' && (i == 0 || body[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, b)
+	}
+	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, '\r', '\n')
+	}
+	return out
+}
+
+// clientRun is one invocation of a client: where it talks to and where it
+// keeps its state and the mail it downloads.
+type clientRun struct {
+	tool       string
+	host, port string
+	user, pass string
+	// state persists between runs of one client in one test (UIDL lists,
+	// configs); out is empty before each run and receives the mail.
+	state, out string
+	delete     bool // delete after retrieval instead of leaving mail on the server
+}
+
+// popClient describes how to drive one real client.
+type popClient struct {
+	name, tool string
+	// uidlState: the client remembers downloaded messages by UIDL and
+	// fetches only new ones on the next run.
+	uidlState bool
+	// run downloads the mail; it returns what was stored, one entry per
+	// message, in any order.
+	run func(t *testing.T, r *clientRun) [][]byte
+	// stored is what the client makes of a message it received as wire.
+	stored func(wire []byte) []byte
+	// storedAll, if set, replaces stored, for all messages at once.
+	storedAll func(t *testing.T, tool string, wires [][]byte) [][]byte
+	// strip removes the header lines the client adds to what it stores.
+	strip func(got []byte) []byte
+	// broken lists messages (by Subject) that the client cannot store
+	// intact whatever the server does, with the reason; they are left out
+	// of the comparison, and docs/interop.md lists them.
+	broken map[string]string
+}
+
+func identity(b []byte) []byte { return b }
+
+// crlfToLF is what Unix mail stores make of CRLF line ends.
+func crlfToLF(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")) }
+
+// getmailFlatten is what getmail does with a message it retrieved over
+// POP3 (getmailcore's SimplePOP3Retriever and Maildir destination): it
+// parses poplib's lines with Python's email package and writes the
+// message out again with "\n" line ends and a "Return-Path: <unknown>"
+// field on top. The parser rewrites awkward mail: it refolds long header
+// lines, turns bare CRs into line ends, drops a whitespace-only header
+// line, adds a line end before a closing MIME boundary. The script runs
+// getmail's own code, with getmail's interpreter, on the messages the
+// upstream holds, so the test checks that getmail received exactly those.
+const getmailFlatten = `
+import base64, json, sys
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+from getmailcore.message import Message
+out = []
+for w in json.load(sys.stdin):
+    lines = base64.b64decode(w or "").split(b"\r\n")[:-1]
+    out.append(base64.b64encode(Message(fromlines=lines + [b""]).flatten(False, False)).decode())
+json.dump(out, sys.stdout)
+`
+
+func getmailStored(t *testing.T, tool string, wires [][]byte) [][]byte {
+	t.Helper()
+	// getmail's interpreter, from its #! line.
+	script, err := os.ReadFile(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := bytes.Cut(script, []byte("\n"))
+	python, ok := bytes.CutPrefix(first, []byte("#!"))
+	if !ok {
+		t.Fatalf("%s does not start with #!", tool)
+	}
+	in, err := json.Marshal(wires)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(strings.TrimSpace(string(python)), "-c", getmailFlatten)
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("running getmail's Message.flatten: %v\n%s", err, stderr)
+	}
+	var stored [][]byte
+	if err := json.Unmarshal(out, &stored); err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}
+
+// runTool runs a client with a time limit and returns its combined output.
+func runTool(t *testing.T, env []string, dir string, name string, args ...string) (string, error) {
+	t.Helper()
+	return runToolAs(t, nil, env, dir, name, args...)
+}
+
+// runToolAs is runTool with the process's user and group set to cred
+// (nil: ours).
+func runToolAs(t *testing.T, cred *syscall.Credential, env []string, dir string, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return out.String(), err
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not finish within 2 minutes:\n%s", name, out.String())
+	}
+	return "", nil
+}
+
+// readFiles returns the contents of every regular file below dir.
+func readFiles(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	var msgs [][]byte
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		msgs = append(msgs, b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+// nobodyOwns gives the directories (and everything in them) to the user
+// "nobody", makes the directories above them traversable, and returns the
+// credential to run a program as nobody; or nil when the tests do not run
+// as root, and the program can run as we do.
+func nobodyOwns(t *testing.T, dirs ...string) *syscall.Credential {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("user nobody: %v", err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	for _, dir := range dirs {
+		// t.TempDir's directories are 0700.
+		for d := filepath.Dir(dir); d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(path, uid, gid)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+func makeMaildir(t *testing.T, dir string) {
+	t.Helper()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func writeConfig(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// popClients are the clients under test. curl, poplib and Net::POP3 keep
+// no state between runs (scripts built on the libraries would have to
+// keep their own UIDL list), so the "second run downloads nothing" check
+// applies to fetchmail, mpop and getmail6 only.
+var popClients = []popClient{
+	{name: "curl", tool: "curl", run: runCurl, stored: curlStored, strip: identity},
+	{name: "poplib", tool: "python3", run: runPoplib, stored: identity, strip: identity},
+	{name: "perl-net-pop3", tool: "perl", run: runNetPOP3, stored: crlfToLF, strip: identity},
+	{name: "fetchmail", tool: "fetchmail", uidlState: true, run: runFetchmail, stored: fetchmailStored, strip: fetchmailStrip,
+		broken: map[string]string{
+			"line-100k": "fetchmail inserts stray octets (e.g. NUL 0xA0 LF) into lines longer than about 8 KiB",
+		}},
+	{name: "mpop", tool: "mpop", uidlState: true, run: runMpop, stored: crlfToLF, strip: identity},
+	{name: "getmail6", tool: "getmail", uidlState: true, run: runGetmail, storedAll: getmailStored, strip: identity},
+}
+
+// fetchmailStored is what fetchmail hands its MDA: every CR dropped
+// (bare ones too: "stripcr" is on for MDAs), a blank line added to a
+// message without a body separator, and header lines that begin with a
+// dot left dot-stuffed (fetchmail undoes the stuffing in the body only).
+func fetchmailStored(wire []byte) []byte {
+	b := bytes.ReplaceAll(wire, []byte("\r"), nil)
+	if len(b) == 0 {
+		return []byte("\n") // headerless: see fetchmailStrip
+	}
+	if b[0] == '\n' {
+		return b
+	}
+	head, body, ok := bytes.Cut(b, []byte("\n\n"))
+	lines := bytes.SplitAfter(head, []byte("\n"))
+	for i, l := range lines {
+		if len(l) > 0 && l[0] == '.' {
+			lines[i] = append([]byte("."), l...)
+		}
+	}
+	out := bytes.Join(lines, nil)
+	if !ok {
+		return append(out, '\n')
+	}
+	return append(append(out, "\n\n"...), body...)
+}
+
+// fetchmailStrip removes the header fetchmail puts on a message that has
+// none (an empty header block): "From: FETCHMAIL-DAEMON", "To: root@HOST"
+// and "Subject: Headerless mail from ...".
+func fetchmailStrip(got []byte) []byte {
+	if !bytes.HasPrefix(got, []byte("From: FETCHMAIL-DAEMON\n")) {
+		return got
+	}
+	if i := bytes.Index(got, []byte("\n\n")); i >= 0 {
+		return got[i+1:]
+	}
+	return got
+}
+
+// curlStored: curl writes a 0-octet message as one CRLF (it takes the
+// CRLF that ends the +OK line for part of the data when the terminating
+// line follows at once).
+func curlStored(wire []byte) []byte {
+	if len(wire) == 0 {
+		return []byte("\r\n")
+	}
+	return wire
+}
+
+// clientMessages is the part of the corpus the clients download: all but
+// the 20 MiB message, which the differential test covers.
+func clientMessages(t *testing.T) []corpusMessage {
+	var msgs []corpusMessage
+	for _, m := range loadCorpus(t) {
+		if !m.big {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs
+}
+
+// Every client downloads the whole corpus through popbridge, leaving it on
+// the server and then deleting it, from each upstream; clients that keep
+// UIDL state download only new mail on the next run.
+func TestClientsDownloadExactMail(t *testing.T) {
+	corpus := clientMessages(t)
+	for _, cl := range popClients {
+		t.Run(cl.name, func(t *testing.T) {
+			t.Parallel()
+			tool := requireTool(t, cl.tool)
+			forEachUpstream(t, func(t *testing.T, u *upstream) {
+				testClient(t, cl, tool, u, corpus)
+			})
+		})
+	}
+}
+
+func testClient(t *testing.T, cl popClient, tool string, u *upstream, corpus []corpusMessage) {
+	for _, m := range corpus {
+		u.deliver(t, m.raw)
+	}
+	addr := startProxy(t, u, nil)
+	host, port, _ := net.SplitHostPort(addr)
+	base := t.TempDir()
+	run := func(name string, stateDir string, del bool) [][]byte {
+		t.Helper()
+		r := &clientRun{tool: tool, host: host, port: port, user: u.user, pass: u.pass,
+			state: stateDir, out: filepath.Join(base, name), delete: del}
+		if err := os.MkdirAll(r.out, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		var got [][]byte
+		for _, m := range cl.run(t, r) {
+			if _, ok := cl.broken[subject(m)]; !ok {
+				got = append(got, cl.strip(m))
+			}
+		}
+		return got
+	}
+	expect := func(state []upstreamMessage) [][]byte {
+		var want [][]byte
+		for _, m := range state {
+			if _, ok := cl.broken[subject(m.Body)]; !ok {
+				want = append(want, wireForm(m.Body))
+			}
+		}
+		if cl.storedAll != nil {
+			return cl.storedAll(t, tool, want)
+		}
+		for i := range want {
+			want[i] = cl.stored(want[i])
+		}
+		return want
+	}
+	newState := func(name string) string {
+		d := filepath.Join(base, name)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	before := upstreamState(t, u)
+	keepState := newState("keep-state")
+	compareMail(t, "leave on server", run("keep1", keepState, false), expect(before))
+	if after := upstreamState(t, u); len(after) != len(before) {
+		t.Fatalf("leave on server: %d messages upstream afterwards, want %d", len(after), len(before))
+	}
+
+	if cl.uidlState {
+		if got := run("keep2", keepState, false); len(got) != 0 {
+			t.Errorf("second run downloaded %d messages again, want none", len(got))
+		}
+		extra := testMessage(99, "arrived after the first run\r\n")
+		u.deliver(t, extra)
+		state := upstreamState(t, u)
+		compareMail(t, "third run after new mail", run("keep3", keepState, false), expect(state[len(state)-1:]))
+		before = state
+	}
+
+	compareMail(t, "delete after retrieval", run("delete", newState("delete-state"), true), expect(before))
+	if after := upstreamState(t, u); len(after) != 0 {
+		t.Errorf("delete after retrieval: %d messages left upstream", len(after))
+	}
+}
+
+// compareMail compares downloaded messages with the expected ones,
+// ignoring order.
+func compareMail(t *testing.T, what string, got, want [][]byte) {
+	t.Helper()
+	sortMail := func(m [][]byte) [][]byte {
+		m = slices.Clone(m)
+		slices.SortFunc(m, bytes.Compare)
+		return m
+	}
+	got, want = sortMail(got), sortMail(want)
+	var missing, extra [][]byte
+	for _, w := range want {
+		if i := slices.IndexFunc(got, func(g []byte) bool { return bytes.Equal(g, w) }); i >= 0 {
+			got = slices.Delete(got, i, i+1)
+		} else {
+			missing = append(missing, w)
+		}
+	}
+	extra = got
+	for _, m := range missing {
+		// Show the received message with the same subject next to it.
+		subj := subject(m)
+		i := slices.IndexFunc(extra, func(e []byte) bool { return subj != "" && subject(e) == subj })
+		if i < 0 {
+			t.Errorf("%s: message not received as expected: %s", what, preview(m))
+			continue
+		}
+		k := commonPrefix(m, extra[i])
+		t.Errorf("%s: %q differs at octet %d:\nwant %s\ngot  %s", what, subj, k, preview(m[k:]), preview(extra[i][k:]))
+		extra = slices.Delete(extra, i, i+1)
+	}
+	for _, m := range extra {
+		t.Errorf("%s: received unexpected message: %s", what, preview(m))
+	}
+}
+
+// subject returns the first Subject field's value, or "".
+func subject(m []byte) string {
+	i := bytes.Index(m, []byte("Subject: "))
+	if i < 0 {
+		return ""
+	}
+	s := m[i+len("Subject: "):]
+	if j := bytes.IndexAny(s, "\r\n"); j >= 0 {
+		s = s[:j]
+	}
+	return string(s)
+}
+
+func preview(b []byte) string {
+	if len(b) > 200 {
+		return fmt.Sprintf("%q... (%d octets)", b[:200], len(b))
+	}
+	return strconv.Quote(string(b))
+}

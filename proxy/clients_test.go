@@ -20,23 +20,9 @@ import (
 // Real POP3 clients download mail through popbridge in front of each
 // upstream. Every client stores what it received in its own way; its
 // stored form must equal the upstream's message as a POP3 server sends it
-// (wireForm), after the client's documented transformation (popClient.
+// (wireForm), after the client's documented transformation (interopClient.
 // stored) and after removing the header lines the client adds itself
-// (popClient.strip). docs/interop.md lists each client's transformations.
-
-// requireTool returns the path of an external program a test drives. In
-// CI a missing tool is a missing install step in .ci/run: fail, not skip.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: .ci/run must install it", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return path
-}
+// (interopClient.strip). docs/interop.md lists each client's transformations.
 
 // wireForm is what a POP3 server sends for a message (before
 // dot-stuffing): every bare LF as CRLF, and a final CRLF after a last line
@@ -67,8 +53,8 @@ type clientRun struct {
 	delete     bool // delete after retrieval instead of leaving mail on the server
 }
 
-// popClient describes how to drive one real client.
-type popClient struct {
+// interopClient describes how to drive one real client.
+type interopClient struct {
 	name, tool string
 	// uidlState: the client remembers downloaded messages by UIDL and
 	// fetches only new ones on the next run.
@@ -250,11 +236,11 @@ func writeConfig(t *testing.T, path, text string) {
 	}
 }
 
-// popClients are the clients under test. curl, poplib and Net::POP3 keep
+// interopClients are the clients under test. curl, poplib and Net::POP3 keep
 // no state between runs (scripts built on the libraries would have to
 // keep their own UIDL list), so the "second run downloads nothing" check
 // applies to fetchmail, mpop and getmail6 only.
-var popClients = []popClient{
+var interopClients = []interopClient{
 	{name: "curl", tool: "curl", run: runCurl, stored: curlStored, strip: identity},
 	{name: "poplib", tool: "python3", run: runPoplib, stored: identity, strip: identity},
 	{name: "perl-net-pop3", tool: "perl", run: runNetPOP3, stored: crlfToLF, strip: identity},
@@ -332,10 +318,10 @@ func clientMessages(t *testing.T) []corpusMessage {
 // UIDL state download only new mail on the next run.
 func TestClientsDownloadExactMail(t *testing.T) {
 	corpus := clientMessages(t)
-	for _, cl := range popClients {
+	for _, cl := range interopClients {
 		t.Run(cl.name, func(t *testing.T) {
 			t.Parallel()
-			tool := requireTool(t, cl.tool)
+			tool := requireClient(t, cl.tool)
 			forEachUpstream(t, func(t *testing.T, u *upstream) {
 				testClient(t, cl, tool, u, corpus)
 			})
@@ -343,7 +329,7 @@ func TestClientsDownloadExactMail(t *testing.T) {
 	}
 }
 
-func testClient(t *testing.T, cl popClient, tool string, u *upstream, corpus []corpusMessage) {
+func testClient(t *testing.T, cl interopClient, tool string, u *upstream, corpus []corpusMessage) {
 	for _, m := range corpus {
 		u.deliver(t, m.raw)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -174,6 +175,56 @@ received_header off
 	return readFiles(t, r.out)
 }
 
+// getmailLostWakeupFix runs getmail (argv[1]) with one bug worked around:
+// getmail forks a child for each delivery and waits on a condition
+// variable that its SIGCHLD handler notifies, but when the child exits
+// before the wait begins the notification is lost, and getmail gives up
+// after 60 s ("waiting child pid N timed out"). That happens on a loaded
+// machine. The patched wait returns as soon as the handler has reaped the
+// child. Nothing else of getmail changes.
+const getmailLostWakeupFix = `
+import runpy, sys, threading, time
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+import getmailcore.baseclasses as base
+
+class ChildExited(threading.Condition):
+    def __init__(self, forking):
+        super().__init__()
+        self.forking = forking
+    def wait(self, timeout=None):
+        end = time.monotonic() + (timeout or 60)
+        while self.forking._ForkingBase__child_status is None:
+            if time.monotonic() > end:
+                return False
+            super().wait(0.05)
+        return True
+
+prepare = base.ForkingBase._prepare_child
+def prepare_child(self):
+    prepare(self)
+    self._ForkingBase__child_exited = ChildExited(self)
+base.ForkingBase._prepare_child = prepare_child
+
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+`
+
+// interpreter returns the program named on a script's #! line.
+func interpreter(t *testing.T, script string) string {
+	t.Helper()
+	f, err := os.Open(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	first, _ := bufio.NewReader(f).ReadString('\n')
+	prog, ok := strings.CutPrefix(first, "#!")
+	if !ok {
+		t.Fatalf("%s does not start with #!", script)
+	}
+	return strings.Fields(prog)[0]
+}
+
 // runGetmail runs getmail6 with a Maildir destination in r.out and its
 // state (the "oldmail" UIDL list) in r.state. "delivered_to" and
 // "received" are off, so it adds no Delivered-To and Received headers;
@@ -202,7 +253,8 @@ delivered_to = false
 received = false
 `, r.host, r.port, r.user, r.pass, r.out, r.delete, r.delete))
 	cred := nobodyOwns(t, r.state, r.out)
-	out, err := runToolAs(t, cred, []string{"HOME=" + r.state}, r.state, r.tool, "--getmaildir", r.state, "--rcfile", rc)
+	out, err := runToolAs(t, cred, []string{"HOME=" + r.state}, r.state, interpreter(t, r.tool),
+		"-c", getmailLostWakeupFix, r.tool, "--getmaildir", r.state, "--rcfile", rc)
 	if err != nil {
 		t.Fatalf("getmail: %v\n%s", err, out)
 	}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -101,21 +100,11 @@ json.dump(out, sys.stdout)
 
 func getmailStored(t *testing.T, tool string, wires [][]byte) [][]byte {
 	t.Helper()
-	// getmail's interpreter, from its #! line.
-	script, err := os.ReadFile(tool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _, _ := bytes.Cut(script, []byte("\n"))
-	python, ok := bytes.CutPrefix(first, []byte("#!"))
-	if !ok {
-		t.Fatalf("%s does not start with #!", tool)
-	}
 	in, err := json.Marshal(wires)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(strings.TrimSpace(string(python)), "-c", getmailFlatten)
+	cmd := exec.Command(interpreter(t, tool), "-c", getmailFlatten)
 	cmd.Stdin = bytes.NewReader(in)
 	out, err := cmd.Output()
 	if err != nil {

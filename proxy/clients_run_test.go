@@ -176,24 +176,33 @@ received_header off
 }
 
 // getmailLostWakeupFix runs getmail (argv[1]) with one bug worked around:
-// getmail forks a child for each delivery and waits on a condition
-// variable that its SIGCHLD handler notifies, but when the child exits
-// before the wait begins the notification is lost, and getmail gives up
-// after 60 s ("waiting child pid N timed out"). That happens on a loaded
-// machine. The patched wait returns as soon as the handler has reaped the
-// child. Nothing else of getmail changes.
+// getmail forks a child for each delivery and only then installs the
+// SIGCHLD handler that reaps it and wakes the waiting parent. A child that
+// exits before that (or a wake-up sent before the wait begins) goes
+// unnoticed, and getmail gives up after 60 s ("waiting child pid N timed
+// out"), which happens on a loaded machine. The patched wait also polls
+// waitpid itself. Nothing else of getmail changes.
 const getmailLostWakeupFix = `
-import runpy, sys, threading, time
+import os, runpy, signal, sys, threading, time
 sys.path.insert(0, "/usr/lib/python3/dist-packages")
 import getmailcore.baseclasses as base
 
 class ChildExited(threading.Condition):
     def __init__(self, forking):
         super().__init__()
-        self.forking = forking
+        self.f = forking
     def wait(self, timeout=None):
         end = time.monotonic() + (timeout or 60)
-        while self.forking._ForkingBase__child_status is None:
+        while self.f._ForkingBase__child_status is None:
+            try:
+                pid, status = os.waitpid(self.f.child.childpid, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0  # the handler reaped it; it sets the status
+            if pid:
+                signal.signal(signal.SIGCHLD, self.f._ForkingBase__orig_handler)
+                self.f._ForkingBase__child_pid = pid
+                self.f._ForkingBase__child_status = status
+                return True
             if time.monotonic() > end:
                 return False
             super().wait(0.05)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -114,7 +115,7 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 
 // fetchBatch fetches up to window small messages starting with i into the
 // batch buffer, stopping at the first large one and at the byte budget.
-func (s *Session) fetchBatch(ctx context.Context, i, window int) error {
+func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 	ra := &s.ra
 	buf := *ra.bufp
 	var uids imap.UIDSet
@@ -139,6 +140,8 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) error {
 	}
 
 	s.beforeFetch(list...)
+	start := time.Now()
+	defer func() { s.observe("UID FETCH", start, err) }()
 	done, err := s.guard(ctx)
 	defer done()
 	if err != nil {

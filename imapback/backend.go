@@ -131,6 +131,10 @@ type Options struct {
 	// minutes, however slowly the POP3 client reads; tests set a short
 	// cap to prove that no literal is held open at the client's pace.
 	ReadTimeout time.Duration
+	// ForwardClientAddr sends the POP3 client's address (from
+	// WithClientAddr on Login's context) with IMAP ID before logging in
+	// (clientid.go).
+	ForwardClientAddr bool
 	// Logger receives upstream errors. Default: slog.Default().
 	Logger *slog.Logger
 	// Observer receives connection and command timings, for metrics.
@@ -298,6 +302,12 @@ func (s *Session) connect(ctx context.Context) (err error) {
 		tlsConfig.ServerName, _, _ = net.SplitHostPort(o.Address)
 	}
 	copts.TLSConfig = tlsConfig
+	if client, ok := clientAddrFrom(ctx); ok && o.ForwardClientAddr {
+		if err := s.connectWithID(ctx, nc, tlsConfig, copts, client); err != nil {
+			return err
+		}
+		return s.waitGreeting(ctx)
+	}
 	switch o.TLS {
 	case TLSImplicit:
 		tc := tls.Client(nc, tlsConfig)
@@ -314,6 +324,10 @@ func (s *Session) connect(ctx context.Context) (err error) {
 	default:
 		s.c = imapclient.New(nc, copts)
 	}
+	return s.waitGreeting(ctx)
+}
+
+func (s *Session) waitGreeting(ctx context.Context) error {
 	if err := s.c.WaitGreeting(); err != nil {
 		s.c.Close()
 		return err

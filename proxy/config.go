@@ -62,13 +62,16 @@ type UpstreamConfig struct {
 	ServerName string `yaml:"server_name"`
 	// A client certificate for the upstream, and turning verification
 	// off (only by explicit config, logged as a warning).
-	CertFile           string        `yaml:"cert_file"`
-	KeyFile            string        `yaml:"key_file"`
-	InsecureSkipVerify bool          `yaml:"insecure_skip_verify"`
-	Auth               string        `yaml:"auth"` // auto, login or plain
-	Mailbox            string        `yaml:"mailbox"`
-	DialTimeout        time.Duration `yaml:"dial_timeout"`
-	CommandTimeout     time.Duration `yaml:"command_timeout"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	// Send the POP3 client's address upstream with IMAP ID
+	// (x-originating-ip, as Dovecot's proxy does).
+	ForwardClientAddress bool          `yaml:"forward_client_address"`
+	Auth                 string        `yaml:"auth"` // auto, login or plain
+	Mailbox              string        `yaml:"mailbox"`
+	DialTimeout          time.Duration `yaml:"dial_timeout"`
+	CommandTimeout       time.Duration `yaml:"command_timeout"`
 }
 
 // PolicyConfig says what POP3 actions do to the upstream mailbox.
@@ -238,6 +241,8 @@ func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapbac
 		CommandTimeout: u.CommandTimeout,
 		Logger:         logger,
 		Observer:       c.hooks.Upstream,
+		// clientid.go in imapback.
+		ForwardClientAddr: u.ForwardClientAddress,
 	}, nil
 }
 

@@ -394,3 +394,32 @@ func readAll(r io.Reader) (string, error) {
 	b, err := io.ReadAll(r)
 	return string(b), err
 }
+
+// Behind a trusted proxy, the rate limits count the client addresses
+// from the PROXY headers, not the proxy's.
+func TestRateLimitsUseTheAddressFromTheProxyHeader(t *testing.T) {
+	up := memUpstream(t)
+	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+		c.Listen = []ListenConfig{{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"}}}
+		c.TrustedNetworks = []string{"198.51.100.0/24"}
+		c.Limits.AuthFailuresPerIP = intp(1)
+		c.Limits.AuthFailuresPerUser = intp(0)
+	}, nil)
+	login := func(src, pass string) string {
+		nc := dialFrom(t, "127.0.0.1", addrs[0])
+		proxyHeader(t, nc, 2, src)
+		c := pop3test.NewClient(t, nc)
+		c.OK("USER alice")
+		defer c.Quit()
+		return c.Cmd("PASS " + pass)
+	}
+	if got := login("198.51.100.7:1000", "wrong"); !strings.HasPrefix(got, "-ERR [AUTH]") {
+		t.Fatalf("wrong password: %q", got)
+	}
+	if got := login("198.51.100.7:1001", "secret"); got != rateLimitedAnswer {
+		t.Errorf("198.51.100.7 after its failure: %q, want %q", got, rateLimitedAnswer)
+	}
+	if got := login("198.51.100.8:1000", "secret"); !strings.HasPrefix(got, "+OK") {
+		t.Errorf("198.51.100.8 through the same proxy: %q", got)
+	}
+}

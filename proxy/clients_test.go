@@ -320,6 +320,9 @@ func TestClientsDownloadExactMail(t *testing.T) {
 
 func testClient(t *testing.T, cl interopClient, tool string, u *upstream, corpus []corpusMessage) {
 	for _, m := range corpus {
+		if u.refuses != nil && u.refuses(m.raw) {
+			continue // the upstream cannot store it (Cyrus: bare LF, NUL, empty)
+		}
 		u.deliver(t, m.raw)
 	}
 	addr := startProxy(t, u, nil)

@@ -220,6 +220,15 @@ func TestMessageExpungedByAnotherClient(t *testing.T) {
 		// New mail arrives too: it waits for the next session.
 		u.deliver(t, testMessage(9, "new\r\n"))
 
+		if u.expungeLate {
+			// The upstream still serves the message to popbridge's
+			// session: the client gets it whole. NOOP lets the upstream
+			// report the expunge.
+			if got := c.Multi("RETR 2"); !bytes.Equal(got, before[1].Body) {
+				t.Errorf("RETR 2 before the upstream reported the expunge = %q, want the whole message", got)
+			}
+			c.OK("NOOP")
+		}
 		if resp := c.Cmd("RETR 2"); !strings.HasPrefix(resp, "-ERR") {
 			t.Fatalf("RETR of an expunged message = %q", resp)
 		}
@@ -445,6 +454,12 @@ func TestBareLFMessageIsSentWithCRLF(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		raw := []byte("From: a@example.org\nSubject: bare LF\n\nline one\n.dot line\nno final newline")
 		want := []byte("From: a@example.org\r\nSubject: bare LF\r\n\r\nline one\r\n.dot line\r\nno final newline\r\n")
+		if u.refuses != nil && u.refuses(raw) {
+			// Cyrus refuses bare LF at APPEND ("Message contains bare
+			// newlines", pinned down by internal/cyrustest), so no bare-LF
+			// message reaches popbridge from it.
+			return
+		}
 		u.deliver(t, raw)
 		addr := startProxy(t, u, nil)
 		c := pop3test.Dial(t, addr)

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/popbridge/popbridge/internal/cyrustest"
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/memimap"
 )
@@ -25,6 +26,15 @@ type upstream struct {
 	nativePOP3 string
 	// deliver adds a message to the user's INBOX.
 	deliver func(t *testing.T, raw []byte)
+	// refuses, if set, reports messages the upstream cannot store as
+	// given (deliver would fail the test).
+	refuses func(raw []byte) bool
+	// expungeLate: a message another client expunged stays readable for
+	// a session until that session runs a command during which the
+	// server may report the expunge, such as NOOP (Cyrus; RFC 3501
+	// section 7.4.1 forbids EXPUNGE responses during FETCH, and Cyrus
+	// does not send them during UID FETCH either).
+	expungeLate bool
 	// dial returns an independent IMAP client with INBOX selected, to
 	// check what popbridge did.
 	dial func(t *testing.T) *imapclient.Client
@@ -37,6 +47,7 @@ var upstreams = []struct {
 }{
 	{"memimap", startMemUpstream},
 	{"dovecot", startDovecotUpstream},
+	{"cyrus", startCyrusUpstream},
 }
 
 // forEachUpstream runs f once per upstream kind, each with a fresh server.
@@ -76,6 +87,32 @@ func startDovecotUpstream(t *testing.T) *upstream {
 	u.deliver = func(t *testing.T, raw []byte) { d.Deliver(t, "alice", raw) }
 	u.dial = func(t *testing.T) *imapclient.Client { return dialIMAP(t, u) }
 	return u
+}
+
+// startCyrusUpstream runs a private Cyrus IMAP server. Mail reaches it by
+// IMAP APPEND, which Cyrus refuses for bare LF, NUL and empty messages
+// (see internal/cyrustest); refuses reports such a message.
+func startCyrusUpstream(t *testing.T) *upstream {
+	c := cyrustest.Start(t, cyrustest.Options{Users: map[string]string{"alice": "secret"}})
+	u := &upstream{name: "cyrus", addr: c.IMAPAddr, user: "alice", pass: "secret", expungeLate: true}
+	u.deliver = func(t *testing.T, raw []byte) { c.Deliver(t, "alice", raw) }
+	u.refuses = func(raw []byte) bool { return cyrusRefuses(raw) }
+	u.dial = func(t *testing.T) *imapclient.Client { return dialIMAP(t, u) }
+	return u
+}
+
+// cyrusRefuses tells which messages Cyrus's APPEND refuses: those with a
+// bare LF or a NUL, and the empty one.
+func cyrusRefuses(raw []byte) bool {
+	if len(raw) == 0 || bytes.IndexByte(raw, 0) >= 0 {
+		return true
+	}
+	for i, b := range raw {
+		if b == '\n' && (i == 0 || raw[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
 }
 
 func dialIMAP(t *testing.T, u *upstream) *imapclient.Client {

@@ -102,9 +102,13 @@ func startCyrusUpstream(t *testing.T) *upstream {
 }
 
 // cyrusRefuses tells which messages Cyrus's APPEND refuses: those with a
-// bare LF or a NUL, and the empty one.
+// bare LF or a NUL, the empty one, and one whose header runs to the end
+// without a line end.
 func cyrusRefuses(raw []byte) bool {
 	if len(raw) == 0 || bytes.IndexByte(raw, 0) >= 0 {
+		return true
+	}
+	if !bytes.Contains(raw, []byte("\r\n\r\n")) && !bytes.HasSuffix(raw, []byte("\r\n")) {
 		return true
 	}
 	for i, b := range raw {

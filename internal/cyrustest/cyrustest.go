@@ -25,8 +25,10 @@
 //
 //   - APPEND refuses a message with a bare LF ("Message contains bare
 //     newlines"), with NUL ("Message contains NUL characters") and an
-//     empty one ("Zero-length message literal"). A bare CR is stored as
-//     it is. 8-bit octets in header fields become "X" (munge8bit).
+//     empty one ("Zero-length message literal"), and one whose header
+//     runs to the end without a line end ("Message contains invalid
+//     header"). A bare CR is stored as it is. 8-bit octets in header
+//     fields become "X" (munge8bit).
 //   - RFC822.SIZE is the size of BODY[], the stored octets.
 //   - A message without a final line end is stored and served without one.
 //   - Capabilities include UIDPLUS, MOVE, BINARY, CONDSTORE, QRESYNC and

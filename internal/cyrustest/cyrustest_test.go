@@ -24,6 +24,8 @@ func TestCyrusStoresWhatThePackageCommentSays(t *testing.T) {
 		{"no final line end", "Subject: d\r\n\r\nlast", "Subject: d\r\n\r\nlast", ""},
 		{"NUL", "Subject: e\r\n\r\na\x00b\r\n", "", "NUL"},
 		{"empty", "", "", "Zero-length"},
+		{"header without line end", "Subject: f\r\nX-A: b", "", "invalid header"},
+		{"header-only", "Subject: g\r\nX-A: b\r\n", "Subject: g\r\nX-A: b\r\n", ""},
 	} {
 		err := s.TryDeliver(t, "alice", []byte(tc.raw))
 		if tc.refusal != "" {

@@ -162,6 +162,13 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 		if !ok {
 			continue // not asked for, or sent twice
 		}
+		if errors.Is(err, errNoBody) {
+			// Another client's flag change, reported in the middle of
+			// this answer: go-imap then drops the body that follows.
+			// The message exists; it is streamed when asked for.
+			answered = answered || j == i
+			continue
+		}
 		delete(want, uid)
 		answered = answered || j == i
 		if err != nil {
@@ -185,7 +192,10 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 	return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err)
 }
 
-var errTooLarge = errors.New("body larger than the read-ahead buffer")
+var (
+	errTooLarge = errors.New("body larger than the read-ahead buffer")
+	errNoBody   = errors.New("no body in FETCH response")
+)
 
 // readWholeBody reads the UID and the BODY[] literal of one FETCH response
 // into buf. A literal larger than buf is read and dropped (errTooLarge),
@@ -217,7 +227,7 @@ func readWholeBody(m *imapclient.FetchMessageData, buf []byte) (n int, uid imap.
 		}
 	}
 	if !found && err == nil {
-		err = errors.New("no body in FETCH response")
+		err = errNoBody
 	}
 	return n, uid, err
 }

@@ -109,32 +109,47 @@ func (s *Session) snapshot() error {
 	return nil
 }
 
+// seqMsg is a message of a size FETCH with its sequence number.
+type seqMsg struct {
+	seq   uint32
+	sized bool // the answer carried RFC822.SIZE
+	Message
+}
+
 // fetchSizes fetches UID and RFC822.SIZE of the messages in uids and
 // returns them in mailbox order with their sequence numbers.
 func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
-	type seqMsg struct {
-		seq uint32
-		Message
-	}
-	var got []seqMsg
-	start := time.Now()
-	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, RFC822Size: true})
-	for m := cmd.Next(); m != nil; m = cmd.Next() {
-		sm := seqMsg{seq: m.SeqNum}
-		for item := m.Next(); item != nil; item = m.Next() {
-			switch item := item.(type) {
-			case imapclient.FetchItemDataUID:
-				sm.UID = item.UID
-			case imapclient.FetchItemDataRFC822Size:
-				sm.Size = item.Size
+	got, err := s.fetchSizesOnce(uids)
+	// A flag change by another client, reported during the FETCH, makes
+	// go-imap drop the size that follows for that UID (see
+	// bodyReader.fill): ask again for those.
+	for attempt := 1; err == nil; attempt++ {
+		var missing imap.UIDSet
+		byUID := make(map[imap.UID]*seqMsg)
+		for i := range got {
+			if !got[i].sized {
+				missing.AddNum(got[i].UID)
+				byUID[got[i].UID] = &got[i]
 			}
 		}
-		if sm.UID != 0 {
-			got = append(got, sm)
+		if len(missing) == 0 {
+			break
 		}
+		if attempt == maxFetchAttempts {
+			return nil, nil, fmt.Errorf("FETCH gave no RFC822.SIZE for UIDs %v", missing)
+		}
+		var more []seqMsg
+		more, err = s.fetchSizesOnce(missing)
+		answered := make(map[imap.UID]bool, len(more))
+		for _, m := range more {
+			answered[m.UID] = true
+			if sm := byUID[m.UID]; sm != nil && m.sized {
+				sm.Size, sm.sized = m.Size, true
+			}
+		}
+		// Not answered at all: expunged meanwhile (snapshot fetches again).
+		got = slices.DeleteFunc(got, func(m seqMsg) bool { return !m.sized && !answered[m.UID] })
 	}
-	err := cmd.Close()
-	s.observe("UID FETCH", start, err)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -160,6 +175,30 @@ func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 		msgs[i], seqs[i] = got[i].Message, got[i].seq
 	}
 	return msgs, seqs, nil
+}
+
+// fetchSizesOnce runs one UID FETCH (UID RFC822.SIZE).
+func (s *Session) fetchSizesOnce(uids imap.UIDSet) ([]seqMsg, error) {
+	var got []seqMsg
+	start := time.Now()
+	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, RFC822Size: true})
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		sm := seqMsg{seq: m.SeqNum}
+		for item := m.Next(); item != nil; item = m.Next() {
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				sm.UID = item.UID
+			case imapclient.FetchItemDataRFC822Size:
+				sm.Size, sm.sized = item.Size, true
+			}
+		}
+		if sm.UID != 0 {
+			got = append(got, sm)
+		}
+	}
+	err := cmd.Close()
+	s.observe("UID FETCH", start, err)
+	return got, err
 }
 
 // expunged is go-imap's handler for unsolicited EXPUNGE responses.
@@ -378,32 +417,24 @@ func (r *bodyReader) fill() error {
 	if err != nil {
 		return err
 	}
-	section := &imap.FetchItemBodySection{
-		Peek:    true,
-		Partial: &imap.SectionPartial{Offset: r.offset, Size: int64(r.chunk)},
-	}
-	start := time.Now()
-	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
-		UID:         true,
-		BodySection: []*imap.FetchItemBodySection{section},
-	})
 	buf := (*r.bufp)[:r.chunk]
-	n, found, err := readBodyChunk(cmd.Next(), buf, r.offset)
-	defer func() { s.observe("UID FETCH", start, err) }()
-	if errors.Is(err, errLiteral) {
-		// After a failed literal read go-imap's reader goroutine owns the
-		// connection's buffer again, and closing the command would read
-		// the literal once more, racing with it. The connection is broken
-		// anyway: close it, which ends the command.
-		s.nc.Close()
-		return fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, r.offset, err)
+	var n int
+	var found, replied bool
+	// go-imap counts a UID as answered when a flag change by another
+	// client arrives for it in the middle of this command, and then drops
+	// the body that follows. The message is still there: ask again.
+	for attempt := 1; ; attempt++ {
+		n, found, replied, err = r.fetchChunk(uid, buf)
+		if found || !replied || err != nil || attempt == maxFetchAttempts {
+			break
+		}
 	}
-	if cerr := cmd.Close(); err == nil {
-		err = cerr
+	if errors.Is(err, errLiteral) {
+		return fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, r.offset, err)
 	}
 	if !found {
 		var ie *imap.Error
-		if r.offset == 0 && (err == nil || errors.As(err, &ie)) {
+		if r.offset == 0 && !replied && (err == nil || errors.As(err, &ie)) {
 			// No FETCH data for the UID: another client expunged it.
 			s.markGone(r.i)
 			return fmt.Errorf("%w: UID %d", ErrGone, uid)
@@ -419,6 +450,48 @@ func (r *bodyReader) fill() error {
 	r.offset += int64(n)
 	r.last = n < r.chunk
 	return nil
+}
+
+// maxFetchAttempts bounds the FETCHes of one chunk that other clients'
+// flag changes can spoil (see fill).
+const maxFetchAttempts = 3
+
+// fetchChunk runs one UID FETCH of the reader's next chunk into buf.
+// replied reports whether the server sent any FETCH data for uid, with
+// or without the body.
+func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, replied bool, err error) {
+	s := r.s
+	section := &imap.FetchItemBodySection{
+		Peek:    true,
+		Partial: &imap.SectionPartial{Offset: r.offset, Size: int64(r.chunk)},
+	}
+	start := time.Now()
+	defer func() { s.observe("UID FETCH", start, err) }()
+	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{section},
+	})
+	// go-imap passes this command only FETCH data that names uid.
+	for !found && err == nil {
+		m := cmd.Next()
+		if m == nil {
+			break
+		}
+		replied = true
+		n, found, err = readBodyChunk(m, buf, r.offset)
+	}
+	if errors.Is(err, errLiteral) {
+		// After a failed literal read go-imap's reader goroutine owns the
+		// connection's buffer again, and closing the command would read
+		// the literal once more, racing with it. The connection is broken
+		// anyway: close it, which ends the command.
+		s.nc.Close()
+		return n, found, replied, err
+	}
+	if cerr := cmd.Close(); err == nil {
+		err = cerr
+	}
+	return n, found, replied, err
 }
 
 var errLiteral = errors.New("literal cut short")

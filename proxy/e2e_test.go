@@ -616,3 +616,40 @@ func TestHugeMessageStreamsWithBoundedMemory(t *testing.T) {
 	}
 	c.Quit()
 }
+
+// Flag changes by another client reach popbridge as unsolicited FETCH
+// responses, which may arrive in the middle of its own UID FETCH. They must
+// not be taken for the answer: every message stays retrievable.
+func TestFlagChangesByAnotherClientLeaveMessagesRetrievable(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		msgs := deliverN(t, u, 4)
+		state := upstreamState(t, u)
+		addr := startProxy(t, u, nil)
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		other := dialIMAP(t, u)
+		flag := func(uid imap.UID) {
+			t.Helper()
+			if err := other.Store(imap.UIDSetNum(uid), &imap.StoreFlags{
+				Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged},
+			}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, m := range msgs {
+			// Flag another message, then this one, so that updates for
+			// both are pending when popbridge fetches.
+			flag(state[(i+1)%len(state)].UID)
+			flag(state[i].UID)
+			n := strconv.Itoa(i + 1)
+			if got := c.Multi("TOP " + n + " 0"); !bytes.HasPrefix(m, got) {
+				t.Errorf("TOP %s 0 = %q, not a prefix of the message", n, got)
+			}
+			flag(state[i].UID)
+			if got := c.Multi("RETR " + n); !bytes.Equal(got, m) {
+				t.Errorf("RETR %s = %q, want %q", n, got, m)
+			}
+		}
+		c.Quit()
+	})
+}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -505,23 +504,15 @@ func (c *conn) handleAuth(args []byte) error {
 		c.fail(&Error{Text: "Authentication cancelled"})
 		return nil
 	}
-	if string(initial) == "=" { // RFC 5034 section 4: empty initial response
-		initial = nil
-	}
-	raw, err := base64.StdEncoding.DecodeString(string(initial))
+	authz, user, pass, err := decodePlain(initial) // sasl.go
 	if err != nil {
-		return protoError("Invalid base64 data")
+		return err
 	}
-	authz, rest, ok1 := bytes.Cut(raw, []byte{0})
-	user, pass, ok2 := bytes.Cut(rest, []byte{0})
-	if !ok1 || !ok2 || len(user) == 0 {
-		return protoError("Invalid SASL PLAIN response")
-	}
-	if len(authz) > 0 && !bytes.Equal(authz, user) {
+	if authz != "" && authz != user {
 		c.fail(&Error{Code: "AUTH", Text: "Authorization identity must match the user"})
 		return nil
 	}
-	return c.login(string(user), string(pass))
+	return c.login(user, pass)
 }
 
 func (c *conn) login(user, pass string) error {

@@ -1,0 +1,56 @@
+package pop3front
+
+import (
+	"bytes"
+	"encoding/base64"
+	"testing"
+)
+
+func TestDecodePlain(t *testing.T) {
+	for _, tc := range []struct {
+		in                string
+		authz, user, pass string
+		err               error
+	}{
+		{plain("", "alice", "secret"), "", "alice", "secret", nil},
+		{plain("alice", "alice", " p w "), "alice", "alice", " p w ", nil},
+		{plain("", "alice", ""), "", "alice", "", nil},
+		{"=", "", "", "", errBadPlain},
+		{"", "", "", "", errBadPlain},
+		{"!!", "", "", "", errBadBase64},
+		{"YWxpY2U", "", "", "", errBadBase64}, // unpadded
+		{plain("", "", "secret"), "", "", "", errBadPlain},
+		{base64.StdEncoding.EncodeToString([]byte("alice\x00secret")), "", "", "", errBadPlain},
+		// RFC 4616: no NUL inside the password.
+		{plain("", "alice", "se\x00cret"), "", "", "", errBadPlain},
+	} {
+		authz, user, pass, err := decodePlain([]byte(tc.in))
+		if err != tc.err || authz != tc.authz || user != tc.user || pass != tc.pass {
+			t.Errorf("decodePlain(%q) = %q, %q, %q, %v; want %q, %q, %q, %v",
+				tc.in, authz, user, pass, err, tc.authz, tc.user, tc.pass, tc.err)
+		}
+	}
+}
+
+// FuzzDecodePlain: any input is decoded or refused without a panic, and a
+// response is accepted exactly when it has three NUL-separated fields
+// with a non-empty user, which come back unchanged.
+func FuzzDecodePlain(f *testing.F) {
+	f.Add([]byte("\x00alice\x00secret"))
+	f.Add([]byte("alice\x00alice\x00p w"))
+	f.Add([]byte("\x00\x00"))
+	f.Add([]byte("a\x00b\x00c\x00d"))
+	f.Add([]byte("=="))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		decodePlain(raw) // as a base64 line: must not panic
+		authz, user, pass, err := decodePlain([]byte(base64.StdEncoding.EncodeToString(raw)))
+		parts := bytes.Split(raw, []byte{0})
+		valid := len(parts) == 3 && len(parts[1]) > 0
+		if (err == nil) != valid {
+			t.Fatalf("decodePlain(base64(%q)): err %v, want valid %v", raw, err, valid)
+		}
+		if valid && (authz != string(parts[0]) || user != string(parts[1]) || pass != string(parts[2])) {
+			t.Fatalf("decodePlain(base64(%q)) = %q, %q, %q", raw, authz, user, pass)
+		}
+	})
+}

@@ -440,3 +440,36 @@ func TestNoPasswordInLogsOverTLSRefusalsAndLimits(t *testing.T) {
 		}
 	})
 }
+
+// IPv6 clients: ::1 is trusted by default; trusting only 127.0.0.1 refuses
+// plaintext from ::1 (no IPv4/IPv6 confusion).
+func TestPlaintextPolicyForIPv6Clients(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no IPv6 loopback: %v", err)
+		}
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ln.Close()
+	up := memUpstream(t)
+	for _, tc := range []struct {
+		trusted []string
+		ok      bool
+	}{
+		{nil, true}, // the default: 127.0.0.0/8 and ::1
+		{[]string{"127.0.0.1/32"}, false},
+		{[]string{"::1"}, true},
+	} {
+		_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+			c.Listen = []ListenConfig{{Address: "[::1]:0"}}
+			c.TrustedNetworks = tc.trusted
+		}, nil)
+		c := pop3test.Dial(t, addrs[0])
+		got := c.Cmd("USER alice")
+		if ok := strings.HasPrefix(got, "+OK"); ok != tc.ok {
+			t.Errorf("trusted %v: USER from ::1 answered %q", tc.trusted, got)
+		}
+		c.Quit()
+	}
+}

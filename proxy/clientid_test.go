@@ -88,3 +88,50 @@ func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 		})
 	}
 }
+
+// The hand-made STARTTLS before ID, against Dovecot with TLS that asks for
+// and verifies popbridge's client certificate: Dovecot logs the POP3
+// client's address and that the connection is TLS.
+func TestDovecotSTARTTLSWithClientCertificateAndForwardedAddress(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	srvCert, srvKey, _ := pki.issue("imap", false)
+	cliCert, cliKey, _ := pki.issue("popbridge", true)
+	d := dovecottest.Start(t, dovecottest.Options{
+		Users: map[string]string{"alice": "secret"},
+		ExtraConfig: "ssl = yes\nssl_cert = <" + srvCert + "\nssl_key = <" + srvKey + "\n" +
+			"ssl_ca = <" + pki.CAFile + "\nssl_verify_client_cert = yes\nauth_ssl_require_client_cert = yes\n" +
+			"ssl_require_crl = no\n" + // the test CA publishes no CRL
+			"login_trusted_networks = 127.0.0.1/32\n",
+	})
+	addr := startProxyAt(t, d.IMAPAddr, func(c *Config) {
+		c.Upstream.TLS, c.Upstream.CAFile = "starttls", pki.CAFile
+		c.Upstream.CertFile, c.Upstream.KeyFile = cliCert, cliKey
+		c.Upstream.ForwardClientAddress = true
+	})
+	c := pop3test.DialFrom(t, "127.0.0.2", addr)
+	c.Login("alice", "secret")
+	c.Quit()
+	// Without the client certificate Dovecot refuses the login.
+	noCert := startProxyAt(t, d.IMAPAddr, func(c *Config) {
+		c.Upstream.TLS, c.Upstream.CAFile = "starttls", pki.CAFile
+		c.Upstream.ForwardClientAddress = true
+	})
+	c = pop3test.DialFrom(t, "127.0.0.2", noCert)
+	c.OK("USER alice")
+	if got := c.Cmd("PASS secret"); !strings.HasPrefix(got, "-ERR") {
+		t.Errorf("login without a client certificate: %q", got)
+	}
+	var login string
+	for deadline := time.Now().Add(10 * time.Second); login == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, l := range strings.Split(d.Log(), "\n") {
+			if strings.Contains(l, "imap-login: Info: Login: user=<alice>") {
+				login = l
+			}
+		}
+	}
+	t.Logf("Dovecot: %s", login)
+	if !strings.Contains(login, "rip=127.0.0.2,") || !strings.Contains(login, "TLS") {
+		t.Errorf("Dovecot's login line %q: want rip=127.0.0.2 over TLS\n%s", login, d.Log())
+	}
+}

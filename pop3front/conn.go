@@ -204,7 +204,11 @@ func (c *conn) close() {
 // readLine reads one line of at most limit octets with its line end
 // (CRLF, or a bare LF from lenient clients) and returns it without.
 func (c *conn) readLine(limit int) ([]byte, error) {
-	c.nc.SetReadDeadline(time.Now().Add(orDefault(c.srv.IdleTimeout, DefaultIdleTimeout)))
+	if !c.lineQueued() {
+		// Only a read that may block needs the idle deadline; setting it
+		// for each of many pipelined commands costs a timer update each.
+		c.nc.SetReadDeadline(time.Now().Add(orDefault(c.srv.IdleTimeout, DefaultIdleTimeout)))
+	}
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		discarded := len(line)

@@ -24,25 +24,33 @@ func newDotWriter(w *bufio.Writer) *dotWriter {
 
 func (d *dotWriter) Write(p []byte) (int, error) {
 	n := len(p)
-	for len(p) > 0 {
+	if n > 0 {
 		if !d.mid && p[0] == '.' {
 			d.w.WriteByte('.')
 		}
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			d.w.Write(p)
-			d.mid, d.cr = true, p[len(p)-1] == '\r'
-			break
+		// Runs of ordinary lines go to the buffer in one piece; only a
+		// bare LF or a line starting with "." breaks a run.
+		start := 0 // p[start:] is not written yet
+		for pos := 0; ; {
+			i := bytes.IndexByte(p[pos:], '\n')
+			if i < 0 {
+				break
+			}
+			i += pos
+			if (i == 0 && !d.cr) || (i > 0 && p[i-1] != '\r') {
+				d.w.Write(p[start:i])
+				d.w.Write(crlf)
+				start = i + 1
+			}
+			pos = i + 1
+			if pos < n && p[pos] == '.' {
+				d.w.Write(p[start:pos])
+				d.w.WriteByte('.')
+				start = pos
+			}
 		}
-		d.w.Write(p[:i])
-		if (i == 0 && !d.cr) || (i > 0 && p[i-1] != '\r') {
-			d.w.WriteByte('\r')
-		}
-		if _, err := d.w.Write(crlf[1:]); err != nil {
-			return 0, err
-		}
-		d.mid, d.cr = false, false
-		p = p[i+1:]
+		d.w.Write(p[start:])
+		d.mid, d.cr = p[n-1] != '\n', p[n-1] == '\r'
 	}
 	// bufio.Writer errors are sticky: a failed write above shows up here.
 	if _, err := d.w.Write(nil); err != nil {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -58,7 +57,7 @@ func (s *session) run(ctx context.Context) error {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	s.cr = countingReader{r: nc}
+	s.cr = countingReader{nc: nc, timeout: opts.Timeout}
 	s.br = bufio.NewReaderSize(&s.cr, readBufferSize)
 	s.h = sha256.New()
 	defer func() { s.rec.bytes += s.cr.n }()
@@ -233,7 +232,6 @@ func (s *session) status(what string) (string, error) {
 
 // line reads one status or listing line, which must end in CRLF.
 func (s *session) line() (string, error) {
-	s.nc.SetReadDeadline(time.Now().Add(s.r.opts.Timeout))
 	b, err := s.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		return "", errors.New("response line too long")
@@ -389,7 +387,6 @@ func (s *session) data() (int64, Digest, error) {
 	var n int64
 	lineStart, prevCR := true, false
 	for {
-		s.nc.SetReadDeadline(time.Now().Add(s.r.opts.Timeout))
 		b, err := s.br.ReadSlice('\n')
 		if err != nil && err != bufio.ErrBufferFull {
 			return n, Digest{}, fmt.Errorf("after %d octets: %w", n, err)
@@ -430,14 +427,18 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// countingReader counts the octets read from the server.
+// countingReader counts the octets read from the server and gives each
+// read from the socket the timeout (per read, not per line: a deadline
+// update costs about as much as parsing a line).
 type countingReader struct {
-	r io.Reader
-	n int64
+	nc      net.Conn
+	timeout time.Duration
+	n       int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
+	n, err := c.nc.Read(p)
 	c.n += int64(n)
 	return n, err
 }

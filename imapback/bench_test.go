@@ -1,0 +1,119 @@
+package imapback
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/internal/memimap"
+)
+
+// benchUpstreams start an upstream holding n messages of size octets.
+var benchUpstreams = []struct {
+	name  string
+	start func(b *testing.B, n, size int) string
+}{
+	{"memimap", func(b *testing.B, n, size int) string {
+		srv, err := memimap.Listen(memimap.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { srv.Close() })
+		srv.AddUser("alice", "secret")
+		m := message(size)
+		for range n {
+			if err := srv.Append("alice", "INBOX", m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return srv.Addr
+	}},
+	{"dovecot", func(b *testing.B, n, size int) string {
+		d := dovecottest.Start(b, dovecottest.Options{})
+		m := message(size)
+		for range n {
+			d.Deliver(b, "alice", m)
+		}
+		return d.IMAPAddr
+	}},
+}
+
+func benchBackend(b *testing.B, addr string, raBytes int) *Backend {
+	be, err := New(Options{
+		Address: addr, TLS: TLSNone, ReadAheadBytes: raBytes,
+		DialTimeout: 10 * time.Second, CommandTimeout: time.Minute,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One session first: Dovecot builds its index on first access.
+	s, err := be.Login(context.Background(), "alice", "secret")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	return be
+}
+
+// Login and the snapshot (SELECT, UID FETCH 1:* (UID RFC822.SIZE)) of a
+// large mailbox: what a client waits for before STAT.
+func BenchmarkLoginSnapshot(b *testing.B) {
+	for _, up := range benchUpstreams {
+		for _, n := range []int{1000, 10000} {
+			b.Run(up.name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				be := benchBackend(b, up.start(b, n, 300), 0)
+				b.ReportAllocs()
+				for b.Loop() {
+					s, err := be.Login(context.Background(), "alice", "secret")
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(s.Messages()) != n {
+						b.Fatalf("%d messages, want %d", len(s.Messages()), n)
+					}
+					s.Close()
+				}
+			})
+		}
+	}
+}
+
+// Retrieving every message of a mailbox of small messages in order, as a
+// client downloading its mail does, with and without read-ahead.
+func BenchmarkRetrieveSequential(b *testing.B) {
+	const n, size = 1000, 4 << 10
+	for _, up := range benchUpstreams {
+		for _, ra := range []struct {
+			name  string
+			bytes int
+		}{{"readahead", 0}, {"one-by-one", -1}} {
+			b.Run(up.name+"/"+ra.name, func(b *testing.B) {
+				be := benchBackend(b, up.start(b, n, size), ra.bytes)
+				s, err := be.Login(context.Background(), "alice", "secret")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				b.SetBytes(n * size)
+				b.ReportAllocs()
+				for b.Loop() {
+					for i := range n {
+						rc, err := s.Retrieve(context.Background(), i, -1)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if _, err := io.Copy(io.Discard, rc); err != nil {
+							b.Fatal(err)
+						}
+						rc.Close()
+					}
+				}
+			})
+		}
+	}
+}

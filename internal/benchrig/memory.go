@@ -36,14 +36,11 @@ type Memory struct {
 func measureMemory(ctx context.Context, cfg Config, imapAddr string, huge *popbench.Expected, logf func(string, ...any)) (*Memory, error) {
 	m := &Memory{HugeSize: cfg.HugeSize}
 	if cfg.IdleSessions > 0 {
-		m.IdleSessions = cfg.IdleSessions
-		// Each session holds two descriptors in popbridge and two here
-		// (client and upstream server side); children inherit the limit
-		// set here.
-		lim := syscall.Rlimit{Cur: uint64(4*cfg.IdleSessions + 1000), Max: uint64(4*cfg.IdleSessions + 1000)}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return nil, fmt.Errorf("raising the descriptor limit to %d: %w", lim.Cur, err)
-		}
+		// Each session holds two descriptors in popbridge (client and
+		// upstream) and two here (client and in-memory server side).
+		// Children inherit the limit set here. Without the right to
+		// raise the hard limit, the sessions are as many as it allows.
+		m.IdleSessions = idleLimit(cfg.IdleSessions, logf)
 		up, err := memimap.Listen(memimap.Options{})
 		if err != nil {
 			return nil, err
@@ -69,8 +66,8 @@ func measureMemory(ctx context.Context, cfg Config, imapAddr string, huge *popbe
 		if m.IdleRSSBeforeKiB, err = rss(pb.cmd.Process.Pid, "VmRSS"); err != nil {
 			return nil, err
 		}
-		logf("opening %d idle sessions", cfg.IdleSessions)
-		conns, err := openIdle(pb.addr, cfg.IdleSessions)
+		logf("opening %d idle sessions", m.IdleSessions)
+		conns, err := openIdle(pb.addr, m.IdleSessions)
 		defer closeAll(conns)
 		if err != nil {
 			return nil, err
@@ -79,8 +76,8 @@ func measureMemory(ctx context.Context, cfg Config, imapAddr string, huge *popbe
 		if m.IdleRSSAfterKiB, err = rss(pb.cmd.Process.Pid, "VmRSS"); err != nil {
 			return nil, err
 		}
-		m.IdleKiBPerSession = float64(m.IdleRSSAfterKiB-m.IdleRSSBeforeKiB) / float64(cfg.IdleSessions)
-		logf("idle: RSS %d KiB -> %d KiB with %d sessions: %.1f KiB each", m.IdleRSSBeforeKiB, m.IdleRSSAfterKiB, cfg.IdleSessions, m.IdleKiBPerSession)
+		m.IdleKiBPerSession = float64(m.IdleRSSAfterKiB-m.IdleRSSBeforeKiB) / float64(m.IdleSessions)
+		logf("idle: RSS %d KiB -> %d KiB with %d sessions: %.1f KiB each", m.IdleRSSBeforeKiB, m.IdleRSSAfterKiB, m.IdleSessions, m.IdleKiBPerSession)
 		closeAll(conns)
 		conns = nil
 		pb.stop()
@@ -174,4 +171,24 @@ func closeAll(conns []net.Conn) {
 			c.Close()
 		}
 	}
+}
+
+// idleLimit raises the descriptor limit for n idle sessions, or returns
+// how many fit under the hard limit when it cannot be raised.
+func idleLimit(n int, logf func(string, ...any)) int {
+	const spare = 300 // listeners, Dovecot's log pipes, popbench's own
+	want := uint64(2*n + spare)
+	lim := syscall.Rlimit{Cur: want, Max: want}
+	var cur syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err == nil && cur.Max >= want {
+		lim.Max = cur.Max
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		return n
+	}
+	cur.Cur = cur.Max
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &cur)
+	fit := int(cur.Max-spare) / 2
+	logf("the descriptor limit is %d and cannot be raised here: %d idle sessions instead of %d", cur.Max, fit, n)
+	return min(n, fit)
 }

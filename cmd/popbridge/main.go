@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	mailbox := fs.String("mailbox", "", "upstream `mailbox` served as the maildrop (default INBOX)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "log `format`: text or json")
+	metricsListen := fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz over HTTP on this `address` (default: metrics.listen, else off)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: popbridge [flags]\n       popbridge check-config FILE\n       popbridge version\n\nflags:")
 		fs.PrintDefaults()
@@ -72,6 +73,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 
+	// Flags override the file, at start and at every reload.
+	overrides := func(cfg *proxy.Config) {
+		if *listen != "" {
+			cfg.Listen = []proxy.ListenConfig{{Address: *listen}}
+		}
+		setIf(&cfg.Upstream.Address, *upstream)
+		setIf(&cfg.Upstream.TLS, *upstreamTLS)
+		setIf(&cfg.Upstream.Mailbox, *mailbox)
+		setIf(&cfg.Log.Level, *logLevel)
+		setIf(&cfg.Log.Format, *logFormat)
+		setIf(&cfg.Metrics.Listen, *metricsListen)
+	}
 	cfg := &proxy.Config{}
 	if *configPath != "" {
 		var err error
@@ -80,15 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitConfig
 		}
 	}
-	// Flags override the file.
-	if *listen != "" {
-		cfg.Listen = []proxy.ListenConfig{{Address: *listen}}
-	}
-	setIf(&cfg.Upstream.Address, *upstream)
-	setIf(&cfg.Upstream.TLS, *upstreamTLS)
-	setIf(&cfg.Upstream.Mailbox, *mailbox)
-	setIf(&cfg.Log.Level, *logLevel)
-	setIf(&cfg.Log.Format, *logFormat)
+	overrides(cfg)
 
 	var demo *demoUpstream
 	if cfg.Upstream.Address == "" && *configPath == "" {
@@ -105,37 +110,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "popbridge: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
-
-	logger := cfg.NewLogger(stderr)
-	p, err := proxy.New(cfg, logger)
-	if err != nil {
-		fmt.Fprintln(stderr, "popbridge:", err)
-		return exitConfig
+	var load func() (*proxy.Config, error)
+	if *configPath != "" {
+		load = func() (*proxy.Config, error) {
+			cfg, err := proxy.LoadConfig(*configPath)
+			if err != nil {
+				return nil, err
+			}
+			overrides(cfg)
+			return cfg, cfg.Check()
+		}
 	}
-	if err := p.Listen(); err != nil {
-		fmt.Fprintln(stderr, "popbridge:", err)
-		return exitFail
-	}
-	if demo != nil {
-		fmt.Fprintf(stdout, "popbridge demo (user demo, password demo): curl pop3://demo:demo@%s/1\n", p.Addrs()[0])
-	}
-
-	served := make(chan error, 1)
-	go func() { served <- p.Serve() }()
-	select {
-	case err := <-served:
-		logger.Error("server failed", "err", err)
-		return exitFail
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down, waiting for open sessions", "drain_timeout", cfg.Limits.DrainTimeout)
-	drain, cancel := context.WithTimeout(context.Background(), cfg.Limits.DrainTimeout)
-	defer cancel()
-	if err := p.Shutdown(drain); err != nil {
-		logger.Warn("drain timeout: closed remaining sessions without deleting anything")
-	}
-	<-served
-	return exitOK
+	return serve(ctx, cfg, load, demo, stdout, stderr)
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {

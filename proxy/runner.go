@@ -1,0 +1,450 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RunnerOptions configures a Runner.
+type RunnerOptions struct {
+	// Logger receives the life-cycle logs and is given to every Proxy.
+	Logger *slog.Logger
+	// Hooks are given to every Proxy.
+	Hooks Hooks
+	// OnProbe, when set, receives the result of every upstream probe.
+	OnProbe func(err error)
+}
+
+// Runner runs popbridge for the life of the process: it serves a config,
+// probes the upstream for readiness, swaps in a new config on Reload, and
+// drains on Drain.
+//
+// The listening sockets belong to the Runner, not to a Proxy: a reload
+// hands a socket whose address is still configured from the old Proxy to
+// the new one without closing it, so no client is refused meanwhile. The
+// old Proxy stops accepting and keeps serving its open sessions with the
+// old settings until they end.
+type Runner struct {
+	log   *slog.Logger
+	opts  RunnerOptions
+	fatal chan error // a listener failed for good
+
+	mu       sync.Mutex
+	cfg      *Config
+	cur      *Proxy
+	live     map[*Proxy]struct{} // cur and the retiring ones with open sessions
+	sockets  map[string]*sharedListener
+	serving  bool
+	draining bool
+	probeOK  time.Time // last successful probe
+	probeErr error     // last probe's error; nil after a success
+	probed   bool      // a probe has completed
+	wg       sync.WaitGroup
+	// stopped ends with Drain: it ends the probe loop.
+	stopped context.Context
+	stop    context.CancelFunc
+}
+
+// NewRunner builds the Proxy for cfg (checked) and binds its listeners.
+// It does not serve yet.
+func NewRunner(cfg *Config, opts RunnerOptions) (*Runner, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &Runner{
+		log:     opts.Logger,
+		opts:    opts,
+		fatal:   make(chan error, 1),
+		live:    make(map[*Proxy]struct{}),
+		sockets: make(map[string]*sharedListener),
+	}
+	r.stopped, r.stop = context.WithCancel(context.Background())
+	p, err := r.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.cfg, r.cur = cfg, p
+	r.live[p] = struct{}{}
+	return r, nil
+}
+
+// build makes a Proxy for cfg whose listeners are views of the runner's
+// sockets, binding the addresses that are new. On error, the sockets it
+// bound are closed again.
+func (r *Runner) build(cfg *Config) (*Proxy, error) {
+	p, err := NewWithHooks(cfg, r.log, r.opts.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	var bound []string
+	p.listenTCP = func(addr string) (net.Listener, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		s := r.sockets[addr]
+		if s == nil {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			s = newSharedListener(ln, r.log)
+			r.sockets[addr] = s
+			bound = append(bound, addr)
+		}
+		return s.view(), nil
+	}
+	if err := p.Listen(); err != nil {
+		r.mu.Lock()
+		for _, addr := range bound {
+			r.sockets[addr].close()
+			delete(r.sockets, addr)
+		}
+		r.mu.Unlock()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Addrs returns the current Proxy's bound addresses, in config order.
+func (r *Runner) Addrs() []net.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur.Addrs()
+}
+
+// Serve serves until Drain has finished, and probes the upstream
+// meanwhile. It returns an error if a listener fails for good.
+func (r *Runner) Serve() error {
+	r.mu.Lock()
+	r.serving = true
+	r.startLocked(r.cur)
+	r.mu.Unlock()
+
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		r.probeLoop()
+	}()
+	defer func() { <-probeDone }()
+
+	drained := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		return nil
+	case err := <-r.fatal:
+		r.closeAll()
+		<-drained
+		return err
+	}
+}
+
+// startLocked serves p in the background; r.wg counts it until p's
+// Serve returns.
+func (r *Runner) startLocked(p *Proxy) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := p.Serve(); err != nil {
+			select {
+			case r.fatal <- err:
+			default:
+			}
+		}
+	}()
+}
+
+// Reload replaces the running config with cfg (checked). New connections
+// get the new settings at once; open sessions keep theirs until they end.
+// Listeners whose address is gone are closed, new ones bound. On error
+// (an address that cannot be bound, a certificate that cannot be read...)
+// nothing changes.
+func (r *Runner) Reload(cfg *Config) error {
+	r.mu.Lock()
+	draining := r.draining
+	r.mu.Unlock()
+	if draining {
+		return errors.New("draining: reload ignored")
+	}
+	p, err := r.build(cfg)
+	if err != nil {
+		return err
+	}
+
+	r.mu.Lock()
+	if r.draining {
+		r.mu.Unlock()
+		p.Close()
+		r.closeUnusedSockets()
+		return errors.New("draining: reload ignored")
+	}
+	old := r.cur
+	r.cfg, r.cur = cfg, p
+	r.live[p] = struct{}{}
+	if r.serving {
+		r.startLocked(p)
+	}
+	r.mu.Unlock()
+
+	// The old Proxy stops accepting (its views close; the sockets stay)
+	// and lets its sessions end by themselves.
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		old.Shutdown(context.Background())
+		r.mu.Lock()
+		delete(r.live, old)
+		r.mu.Unlock()
+	}()
+	r.closeUnusedSockets()
+	return nil
+}
+
+// closeUnusedSockets closes the sockets that the current config does not
+// name.
+func (r *Runner) closeUnusedSockets() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	used := make(map[string]bool)
+	for _, l := range r.cur.cfg.Listen {
+		used[l.Address] = true
+	}
+	for addr, s := range r.sockets {
+		if !used[addr] {
+			r.log.Info("listener closed by reload", "addr", addr)
+			s.close()
+			delete(r.sockets, addr)
+		}
+	}
+}
+
+// Drain marks the process not ready, stops accepting and waits for open
+// sessions to end by themselves until ctx is done; then it closes the
+// rest, without their UPDATE state, so that nothing is deleted for them.
+// It returns ctx's error if it had to close sessions.
+func (r *Runner) Drain(ctx context.Context) error {
+	r.mu.Lock()
+	r.draining = true
+	r.stop()
+	live := make([]*Proxy, 0, len(r.live))
+	for p := range r.live {
+		live = append(live, p)
+	}
+	// The sockets close now: a client gets "connection refused" and
+	// tries another replica, instead of waiting in the backlog.
+	for addr, s := range r.sockets {
+		s.close()
+		delete(r.sockets, addr)
+	}
+	r.mu.Unlock()
+
+	errs := make(chan error, len(live))
+	for _, p := range live {
+		go func() { errs <- p.Shutdown(ctx) }()
+	}
+	var err error
+	for range live {
+		if e := <-errs; e != nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// closeAll stops everything at once.
+func (r *Runner) closeAll() {
+	r.mu.Lock()
+	r.draining = true
+	r.stop()
+	for addr, s := range r.sockets {
+		s.close()
+		delete(r.sockets, addr)
+	}
+	live := make([]*Proxy, 0, len(r.live))
+	for p := range r.live {
+		live = append(live, p)
+	}
+	r.mu.Unlock()
+	for _, p := range live {
+		p.Close()
+	}
+}
+
+// Ready returns nil when the process should get new connections: it
+// serves its listeners, the last upstream probe succeeded recently, and it
+// is not draining.
+func (r *Runner) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.draining:
+		return errors.New("draining")
+	case !r.serving:
+		return errors.New("listeners not serving yet")
+	case !r.probed:
+		return errors.New("upstream not probed yet")
+	case r.probeErr != nil:
+		return fmt.Errorf("upstream probe failed: %v", r.probeErr)
+	}
+	// A probe that hangs longer than its timeout, or a stalled loop,
+	// makes the last success stale.
+	m := r.cfg.Metrics
+	if age := time.Since(r.probeOK); age > 2*m.ProbeInterval+m.ProbeTimeout {
+		return fmt.Errorf("last successful upstream probe %v ago", age.Round(time.Second))
+	}
+	return nil
+}
+
+// probeLoop probes the current Proxy's upstream now and then at the
+// configured interval, until Drain.
+func (r *Runner) probeLoop() {
+	for {
+		r.mu.Lock()
+		p, m := r.cur, r.cfg.Metrics
+		r.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(r.stopped, m.ProbeTimeout)
+		err := p.Probe(ctx)
+		cancel()
+		if r.stopped.Err() != nil {
+			return
+		}
+		r.probeDone(err)
+
+		select {
+		case <-r.stopped.Done():
+			return
+		case <-time.After(m.ProbeInterval):
+		}
+	}
+}
+
+func (r *Runner) probeDone(err error) {
+	r.mu.Lock()
+	was, first := r.probeErr, !r.probed
+	r.probed = true
+	r.probeErr = err
+	if err == nil {
+		r.probeOK = time.Now()
+	}
+	r.mu.Unlock()
+	switch {
+	case err != nil && (was == nil || first):
+		r.log.Warn("upstream probe failed: not ready", "err", err)
+	case err == nil && (was != nil || first):
+		r.log.Info("upstream probe succeeded: ready")
+	}
+	if r.opts.OnProbe != nil {
+		r.opts.OnProbe(err)
+	}
+}
+
+// sharedListener is a bound socket that several Proxies serve one after
+// the other through views. One goroutine accepts; each connection goes to
+// whichever view asks for it, so a view can close (its Server stops
+// accepting) while the socket stays open for the next one.
+type sharedListener struct {
+	ln    net.Listener
+	log   *slog.Logger
+	conns chan net.Conn
+	done  chan struct{} // closed once the socket is closed
+	once  sync.Once
+	err   error // why accepting ended, set before done closes
+}
+
+func newSharedListener(ln net.Listener, log *slog.Logger) *sharedListener {
+	s := &sharedListener{ln: ln, log: log, conns: make(chan net.Conn), done: make(chan struct{})}
+	go s.accept()
+	return s
+}
+
+func (s *sharedListener) accept() {
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "addr", s.ln.Addr().String(), "err", err, "backoff", backoff)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-s.done:
+					return
+				}
+			}
+			s.once.Do(func() {
+				s.err = err
+				close(s.done)
+			})
+			return
+		}
+		backoff = 0
+		select {
+		case s.conns <- nc:
+		case <-s.done:
+			nc.Close()
+			return
+		}
+	}
+}
+
+// close closes the socket for good.
+func (s *sharedListener) close() {
+	s.once.Do(func() {
+		s.err = net.ErrClosed
+		close(s.done)
+	})
+	s.ln.Close()
+}
+
+func (s *sharedListener) view() net.Listener {
+	return &listenerView{s: s, closed: make(chan struct{})}
+}
+
+// listenerView is one Proxy's net.Listener on a sharedListener: closing
+// it stops this Proxy accepting, not the socket.
+type listenerView struct {
+	s      *sharedListener
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (v *listenerView) Accept() (net.Conn, error) {
+	select {
+	case <-v.closed:
+		return nil, net.ErrClosed
+	default:
+	}
+	select {
+	case nc := <-v.s.conns:
+		return nc, nil
+	case <-v.closed:
+		return nil, net.ErrClosed
+	case <-v.s.done:
+		if errors.Is(v.s.err, net.ErrClosed) {
+			// Closed on purpose (drain, reload): the Server is being
+			// shut down too and closes this view. An error now would
+			// look like a failed listener to it.
+			<-v.closed
+			return nil, net.ErrClosed
+		}
+		return nil, v.s.err
+	}
+}
+
+func (v *listenerView) Close() error {
+	v.once.Do(func() { close(v.closed) })
+	return nil
+}
+
+func (v *listenerView) Addr() net.Addr { return v.s.ln.Addr() }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -356,17 +357,21 @@ type sharedListener struct {
 	log   *slog.Logger
 	conns chan net.Conn
 	done  chan struct{} // closed once the socket is closed
-	once  sync.Once
-	err   error // why accepting ended, set before done closes
+	// exited is closed when the accept goroutine has returned: only then
+	// is the socket really closed (the kernel refuses connections).
+	exited chan struct{}
+	once   sync.Once
+	err    error // why accepting ended, set before done closes
 }
 
 func newSharedListener(ln net.Listener, log *slog.Logger) *sharedListener {
-	s := &sharedListener{ln: ln, log: log, conns: make(chan net.Conn), done: make(chan struct{})}
+	s := &sharedListener{ln: ln, log: log, conns: make(chan net.Conn), done: make(chan struct{}), exited: make(chan struct{})}
 	go s.accept()
 	return s
 }
 
 func (s *sharedListener) accept() {
+	defer close(s.exited)
 	var backoff time.Duration
 	for {
 		nc, err := s.ln.Accept()
@@ -398,13 +403,15 @@ func (s *sharedListener) accept() {
 	}
 }
 
-// close closes the socket for good.
+// close closes the socket for good, and returns once the kernel refuses
+// new connections.
 func (s *sharedListener) close() {
 	s.once.Do(func() {
 		s.err = net.ErrClosed
 		close(s.done)
 	})
 	s.ln.Close()
+	<-s.exited
 }
 
 func (s *sharedListener) view() net.Listener {
@@ -427,7 +434,7 @@ func (v *listenerView) Accept() (net.Conn, error) {
 	}
 	select {
 	case nc := <-v.s.conns:
-		return nc, nil
+		return &handoffConn{Conn: nc, v: v}, nil
 	case <-v.closed:
 		return nil, net.ErrClosed
 	case <-v.s.done:
@@ -448,3 +455,77 @@ func (v *listenerView) Close() error {
 }
 
 func (v *listenerView) Addr() net.Addr { return v.s.ln.Addr() }
+
+func (v *listenerView) isClosed() bool {
+	select {
+	case <-v.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// requeue hands a connection that a closing Server never used to the
+// next view.
+func (s *sharedListener) requeue(nc net.Conn) {
+	go func() {
+		select {
+		case s.conns <- nc:
+		case <-s.done:
+			nc.Close()
+		}
+	}()
+}
+
+// handoffConn is a connection as a view hands it out. A Server that is
+// shut down between accepting a connection and serving it closes it
+// unused (pop3front must not serve a connection its Shutdown did not
+// see): during a reload the connection then goes to the new Server
+// instead, so that no client is dropped. Any I/O or deadline marks the
+// connection used; a Close after that, or on a view still open (a
+// connection over the server's limit), is a real close.
+type handoffConn struct {
+	net.Conn
+	v        *listenerView
+	used     atomic.Bool
+	requeued atomic.Bool
+	once     sync.Once
+}
+
+func (c *handoffConn) Read(p []byte) (int, error) {
+	c.used.Store(true)
+	return c.Conn.Read(p)
+}
+
+func (c *handoffConn) Write(p []byte) (int, error) {
+	c.used.Store(true)
+	return c.Conn.Write(p)
+}
+
+func (c *handoffConn) SetDeadline(t time.Time) error {
+	c.used.Store(true)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *handoffConn) SetReadDeadline(t time.Time) error {
+	c.used.Store(true)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *handoffConn) SetWriteDeadline(t time.Time) error {
+	c.used.Store(true)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *handoffConn) Close() error {
+	c.once.Do(func() {
+		if !c.used.Load() && c.v.isClosed() {
+			c.v.s.requeue(c.Conn)
+			c.requeued.Store(true)
+		}
+	})
+	if c.requeued.Load() {
+		return nil // the connection belongs to another Server now
+	}
+	return c.Conn.Close()
+}

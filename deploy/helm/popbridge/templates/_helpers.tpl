@@ -1,0 +1,66 @@
+{{- define "popbridge.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "popbridge.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "popbridge.labels" -}}
+{{ include "popbridge.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "popbridge.tlsSecret" -}}
+{{- .Values.tls.existingSecret | default (printf "%s-tls" (include "popbridge.fullname" .)) -}}
+{{- end -}}
+
+{{- define "popbridge.tlsEnabled" -}}
+{{- if or .Values.pop3s.enabled (and .Values.pop3.enabled (ne .Values.pop3.tls "none")) }}true{{ end -}}
+{{- end -}}
+
+{{/* The popbridge configuration: .Values.config with the chart's listen,
+metrics.listen and limits.drain_timeout. */}}
+{{- define "popbridge.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $listen := list -}}
+{{- if .Values.pop3.enabled -}}
+{{- $l := dict "address" (printf "0.0.0.0:%v" .Values.pop3.containerPort) "tls" .Values.pop3.tls -}}
+{{- if ne .Values.pop3.tls "none" -}}
+{{- $_ := set $l "cert_file" "/etc/popbridge/tls/tls.crt" -}}
+{{- $_ := set $l "key_file" "/etc/popbridge/tls/tls.key" -}}
+{{- $_ := set $l "min_version" .Values.tlsMinVersion -}}
+{{- end -}}
+{{- if .Values.pop3.trustedProxies -}}
+{{- $_ := set $l "proxy_protocol" true -}}
+{{- $_ := set $l "trusted_proxies" .Values.pop3.trustedProxies -}}
+{{- end -}}
+{{- $listen = append $listen $l -}}
+{{- end -}}
+{{- if .Values.pop3s.enabled -}}
+{{- $l := dict "address" (printf "0.0.0.0:%v" .Values.pop3s.containerPort) "tls" "implicit" "cert_file" "/etc/popbridge/tls/tls.crt" "key_file" "/etc/popbridge/tls/tls.key" "min_version" .Values.tlsMinVersion -}}
+{{- if .Values.pop3s.trustedProxies -}}
+{{- $_ := set $l "proxy_protocol" true -}}
+{{- $_ := set $l "trusted_proxies" .Values.pop3s.trustedProxies -}}
+{{- end -}}
+{{- $listen = append $listen $l -}}
+{{- end -}}
+{{- if not $listen -}}
+{{- fail "enable pop3 or pop3s" -}}
+{{- end -}}
+{{- $_ := set $cfg "listen" $listen -}}
+{{- $metrics := deepCopy (get $cfg "metrics" | default dict) -}}
+{{- $_ := set $metrics "listen" (printf "0.0.0.0:%v" .Values.metricsPort) -}}
+{{- $_ := set $cfg "metrics" $metrics -}}
+{{- $limits := deepCopy (get $cfg "limits" | default dict) -}}
+{{- $_ := set $limits "drain_timeout" (printf "%vs" .Values.drainTimeoutSeconds) -}}
+{{- $_ := set $cfg "limits" $limits -}}
+{{- toYaml $cfg -}}
+{{- end -}}

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -70,14 +72,21 @@ func waitReady(t *testing.T, r *Runner, want string) {
 	t.Fatalf("Ready() = %v, want %q", err, want)
 }
 
+// freeAddr returns a free loopback address below the ephemeral port range
+// (32768 and up on Linux), so that no listener of a parallel test that
+// binds port 0 can take it over once it is closed: the tests check that a
+// closed address refuses connections.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			defer ln.Close()
+			return ln.Addr().String()
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // Ready follows the life cycle: not before serving, ready once the
@@ -131,7 +140,7 @@ func TestReadinessFollowsListenersUpstreamAndDrain(t *testing.T) {
 func TestReloadMovesListenerAndOldSessionsKeepTheirSettings(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
-		r := startRunner(t, runnerConfig(t, u.addr, "127.0.0.1:0", nil))
+		r := startRunner(t, runnerConfig(t, u.addr, freeAddr(t), nil))
 		oldAddr := r.Addrs()[0].String()
 		old := pop3test.Dial(t, oldAddr)
 		old.Login(u.user, u.pass)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -51,14 +52,21 @@ type bridge struct {
 	err     error // of Wait, once exited is closed
 }
 
+// freeAddr returns a free loopback address below the ephemeral port range
+// (32768 and up on Linux), so that no listener of a parallel test that
+// binds port 0 can take it over once it is closed: the tests check that a
+// closed address refuses connections.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			defer ln.Close()
+			return ln.Addr().String()
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // bridgeConfig is a config for the upstream at imapAddr listening on pop3.

@@ -2,6 +2,8 @@ module github.com/popbridge/popbridge
 
 go 1.26.8
 
+toolchain go1.26.10
+
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -141,8 +142,16 @@ func (c *Config) checkRule(key string, r *PolicyRule) []error {
 }
 
 func (c *Config) checkTrash(key, folder string) error {
-	if folder != "" && strings.EqualFold(folder, c.Upstream.Mailbox) {
+	if folder == "" {
+		return nil
+	}
+	if strings.EqualFold(folder, c.Upstream.Mailbox) {
 		return fmt.Errorf("%s: %q is the maildrop (upstream.mailbox) itself", key, folder)
+	}
+	for name, u := range c.Upstreams {
+		if mb := cmp.Or(u.Mailbox, imapback.DefaultMailbox); strings.EqualFold(folder, mb) {
+			return fmt.Errorf("%s: %q is the maildrop (upstreams.%s.mailbox) itself", key, folder, name)
+		}
 	}
 	return nil
 }

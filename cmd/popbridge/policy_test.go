@@ -78,6 +78,8 @@ policy:
 		}},
 		{"delete when all deleted needs known devices", "upstream:\n  address: a:1\npolicy:\n  devices:\n    delete_when_all_deleted: true\n",
 			exitConfig, []string{"policy.devices.delete_when_all_deleted: needs policy.devices.known"}},
+		{"trash folder is another upstream's maildrop", "upstream:\n  address: a:1\nupstreams:\n  other:\n    address: b:1\n    mailbox: Archive\npolicy:\n  trash_folder: archive\n",
+			exitConfig, []string{`policy.trash_folder: "archive" is the maildrop (upstreams.other.mailbox) itself`}},
 		{"misspelt device key", "upstream:\n  address: a:1\npolicy:\n  devices:\n    seperator: '#'\n",
 			exitConfig, []string{"line 5: field seperator not found"}},
 	} {

@@ -419,3 +419,45 @@ func TestValidDevice(t *testing.T) {
 		}
 	}
 }
+
+// EXPUNGE responses name messages by sequence number, counting the ones
+// a view hides: expunges of hidden messages must not shift the view's
+// own messages out of step.
+func TestDeviceViewTracksExpungesAroundHiddenMessages(t *testing.T) {
+	srv := startMem(t, message(101), message(102), message(103), message(104), message(105))
+	b := newBackend(t, srv.Addr, 0)
+	other := loginPolicy(t, b, Policy{})
+	// The laptop has deleted messages 1 and 3; its view is 2, 4, 5.
+	hide := loginPolicy(t, b, Policy{Device: "laptop"})
+	if err := hide.Commit(context.Background(), []int{0, 2}); err != nil {
+		t.Fatal(err)
+	}
+	view := loginPolicy(t, b, Policy{Device: "laptop"})
+	if n := len(view.Messages()); n != 3 {
+		t.Fatalf("view has %d messages, want 3", n)
+	}
+	// Another client expunges hidden message 3, then visible message 4
+	// (index 1 of the view), then hidden message 1.
+	if err := other.Commit(context.Background(), []int{2, 3, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := view.Noop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true, false} {
+		if got := view.Expunged(i); got != want {
+			t.Errorf("Expunged(%d) = %v, want %v", i, got, want)
+		}
+	}
+	for _, i := range []int{0, 2} {
+		rc, err := view.Retrieve(context.Background(), i, -1)
+		if err != nil {
+			t.Fatalf("Retrieve(%d): %v", i, err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if want := int64(len(got)); view.Messages()[i].Size != want {
+			t.Errorf("message %d: %d octets, listed %d", i, want, view.Messages()[i].Size)
+		}
+	}
+}

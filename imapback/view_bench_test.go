@@ -56,4 +56,3 @@ func BenchmarkSnapshot(b *testing.B) {
 		})
 	}
 }
-

@@ -3,9 +3,17 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -59,7 +67,7 @@ type bridge struct {
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	for range 200 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
 		if err == nil {
 			defer ln.Close()
 			return ln.Addr().String()
@@ -359,5 +367,84 @@ func TestSIGHUPReloadsListenersAndRejectsABrokenConfig(t *testing.T) {
 	b.signal(t, syscall.SIGTERM)
 	if code := b.waitExit(t, 20*time.Second); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+// writeCert writes a self-signed certificate with the given serial number
+// and its key to dir/tls.crt and dir/tls.key.
+func writeCert(t *testing.T, dir string, serial int64) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: "pop.example.org"},
+		DNSNames:     []string{"pop.example.org"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "PRIVATE KEY", Bytes: kder}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// servedSerial connects with implicit TLS and returns the serial number of
+// the certificate popbridge presents.
+func servedSerial(t *testing.T, addr string) int64 {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	tc, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "pop.example.org"})
+	if err != nil {
+		t.Fatalf("TLS dial %s: %v", addr, err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if greeting, err := bufio.NewReader(tc).ReadString('\n'); err != nil || !strings.HasPrefix(greeting, "+OK") {
+		t.Fatalf("greeting over TLS: %q, %v", greeting, err)
+	}
+	return tc.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// SIGHUP re-reads the certificates; a key that does not load is rejected
+// with the rest of the reload and the running certificate stays.
+func TestSIGHUPReloadsCertificates(t *testing.T) {
+	t.Parallel()
+	d := startDovecot(t)
+	dir := t.TempDir()
+	writeCert(t, dir, 1)
+	pop3s, metrics := freeAddr(t), freeAddr(t)
+	cfg := strings.Replace(bridgeConfig(d.IMAPAddr, pop3s, metrics, ""), fmt.Sprintf("  - address: %q\n", pop3s),
+		fmt.Sprintf("  - address: %q\n    tls: implicit\n    cert_file: %s/tls.crt\n    key_file: %s/tls.key\n", pop3s, dir, dir), 1)
+	b := startBridge(t, cfg, metrics)
+	if got := servedSerial(t, pop3s); got != 1 {
+		t.Fatalf("serving certificate %d, want 1", got)
+	}
+
+	writeCert(t, dir, 2)
+	b.signal(t, syscall.SIGHUP)
+	b.waitLog(t, `msg="configuration reloaded"`)
+	if got := servedSerial(t, pop3s); got != 2 {
+		t.Errorf("after SIGHUP serving certificate %d, want 2", got)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.signal(t, syscall.SIGHUP)
+	b.waitLog(t, `msg="configuration reload failed, keeping the running configuration" err="listen\[0\]\.cert_file/key_file: tls: failed to find any PEM data`)
+	if got := servedSerial(t, pop3s); got != 2 {
+		t.Errorf("after a reload with a broken key serving certificate %d, want 2", got)
 	}
 }

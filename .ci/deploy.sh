@@ -28,7 +28,7 @@ fi
 
 echo "== deploy: manifests (kustomize, helm, Kubernetes API types)"
 start=$SECONDS
-(cd deploy/validate && go vet ./... && go test -count=1 ./... && go build -o "$work/validate" .)
+(cd deploy/validate && go vet ./... && staticcheck ./... && go test -count=1 ./... && go build -o "$work/validate" .)
 echo "validator built and tested: $((SECONDS - start))s"
 kustomize build deploy/kubernetes/base > "$work/kustomize-base.yaml"
 kustomize build deploy/kubernetes/sidecar > "$work/kustomize-sidecar.yaml"

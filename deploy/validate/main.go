@@ -233,7 +233,7 @@ func checkService(svc *corev1.Service, ds []*appsv1.Deployment) []error {
 		}
 	}
 	if target == nil {
-		return []error{fmt.Errorf("Service %s selects no rendered Deployment", svc.Name)}
+		return []error{fmt.Errorf("service %s selects no rendered Deployment", svc.Name)}
 	}
 	ports := map[string]bool{}
 	for _, c := range target.Spec.Template.Spec.Containers {
@@ -243,7 +243,7 @@ func checkService(svc *corev1.Service, ds []*appsv1.Deployment) []error {
 	}
 	for _, p := range svc.Spec.Ports {
 		if p.TargetPort.StrVal == "" || !ports[p.TargetPort.StrVal] {
-			errs = append(errs, fmt.Errorf("Service %s port %s: targetPort %q is not a named container port", svc.Name, p.Name, p.TargetPort.String()))
+			errs = append(errs, fmt.Errorf("service %s port %s: targetPort %q is not a named container port", svc.Name, p.Name, p.TargetPort.String()))
 		}
 	}
 	return errs

@@ -22,9 +22,13 @@ import (
 // one session, then QUIT).
 func runCurl(t *testing.T, r *clientRun) [][]byte {
 	url := fmt.Sprintf("pop3://%s:%s@%s/", r.user, r.pass, net.JoinHostPort(r.host, r.port))
+	base := []string{"-sS", "--max-time", "60"}
+	if r.tls == "starttls" {
+		base = append(base, "--ssl-reqd", "--cacert", r.caFile)
+	}
 	curl := func(args ...string) string {
 		t.Helper()
-		out, err := runTool(t, nil, r.out, r.tool, append([]string{"-sS", "--max-time", "60"}, args...)...)
+		out, err := runTool(t, nil, r.out, r.tool, append(base, args...)...)
 		if err != nil {
 			t.Fatalf("curl %v: %v\n%s", args, err, out)
 		}
@@ -58,10 +62,12 @@ func runCurl(t *testing.T, r *clientRun) [][]byte {
 // for in practice; the script raises the limit as scripts that meet real
 // mail must.
 const poplibScript = `
-import poplib, sys
-host, port, user, password, out, delete = sys.argv[1:]
+import poplib, ssl, sys
+host, port, user, password, out, delete, tls, ca = sys.argv[1:]
 poplib._MAXLINE = 1 << 20
 p = poplib.POP3(host, int(port), timeout=60)
+if tls == "starttls":
+    p.stls(context=ssl.create_default_context(cafile=ca))
 p.user(user)
 p.pass_(password)
 count, _ = p.stat()
@@ -75,7 +81,7 @@ p.quit()
 `
 
 func runPoplib(t *testing.T, r *clientRun) [][]byte {
-	out, err := runTool(t, nil, r.out, r.tool, "-c", poplibScript, r.host, r.port, r.user, r.pass, r.out, boolArg(r.delete))
+	out, err := runTool(t, nil, r.out, r.tool, "-c", poplibScript, r.host, r.port, r.user, r.pass, r.out, boolArg(r.delete), r.tls, r.caFile)
 	if err != nil {
 		t.Fatalf("poplib: %v\n%s", err, out)
 	}
@@ -87,8 +93,11 @@ func runPoplib(t *testing.T, r *clientRun) [][]byte {
 const netPOP3Script = `
 use strict;
 use Net::POP3;
-my ($host, $port, $user, $pass, $out, $del) = @ARGV;
+my ($host, $port, $user, $pass, $out, $del, $tls, $ca) = @ARGV;
 my $pop = Net::POP3->new($host, Port => $port, Timeout => 60) or die "connect: $@";
+if ($tls eq "starttls") {
+    $pop->starttls(SSL_ca_file => $ca, SSL_verifycn_name => $host) or die "STLS failed: $@";
+}
 defined($pop->login($user, $pass)) or die "login failed: " . $pop->message;
 my $list = $pop->list or die "LIST failed";
 for my $n (sort { $a <=> $b } keys %$list) {
@@ -101,7 +110,7 @@ $pop->quit or die "QUIT failed";
 `
 
 func runNetPOP3(t *testing.T, r *clientRun) [][]byte {
-	out, err := runTool(t, nil, r.out, r.tool, "-e", netPOP3Script, r.host, r.port, r.user, r.pass, r.out, boolArg(r.delete))
+	out, err := runTool(t, nil, r.out, r.tool, "-e", netPOP3Script, r.host, r.port, r.user, r.pass, r.out, boolArg(r.delete), r.tls, r.caFile)
 	if err != nil {
 		t.Fatalf("Net::POP3: %v\n%s", err, out)
 	}
@@ -127,14 +136,19 @@ func runFetchmail(t *testing.T, r *clientRun) [][]byte {
 	if r.delete {
 		mode = "nokeep fetchall"
 	}
+	tlsOpts := `sslproto ""` // no opportunistic STLS on plain runs
+	if r.tls == "starttls" {
+		// A protocol version with "+" makes fetchmail insist on STLS.
+		tlsOpts = fmt.Sprintf(`sslproto "TLS1.2+" sslcertck sslcertfile "%s"`, r.caFile)
+	}
 	rc := filepath.Join(r.state, "fetchmailrc")
 	writeConfig(t, rc, fmt.Sprintf(`set no syslog
 set invisible
 poll %s service %s protocol pop3 uidl auth password timeout 60
   user "%s" there with password "%s" is "root" here
-  %s no rewrite sslproto ""
+  %s no rewrite %s
   mda "cat > %s/msg.$$"
-`, r.host, r.port, r.user, r.pass, mode, r.out))
+`, r.host, r.port, r.user, r.pass, mode, tlsOpts, r.out))
 	out, err := runTool(t, []string{"HOME=" + r.state}, r.state, r.tool, "-f", rc, "--nodetach", "--nosyslog",
 		"--idfile", filepath.Join(r.state, "fetchids"), "--pidfile", filepath.Join(r.state, "fetchmail.pid"))
 	// Exit code 1 means "no new mail".
@@ -154,6 +168,10 @@ func runMpop(t *testing.T, r *clientRun) [][]byte {
 	if r.delete {
 		keep = "off"
 	}
+	tlsOpts := "tls off"
+	if r.tls == "starttls" {
+		tlsOpts = "tls on\ntls_starttls on\ntls_trust_file " + r.caFile
+	}
 	rc := filepath.Join(r.state, "mpoprc")
 	writeConfig(t, rc, fmt.Sprintf(`account default
 host %s
@@ -161,13 +179,13 @@ port %s
 user %s
 password %s
 auth user
-tls off
+%s
 timeout 60
 delivery maildir %s
 keep %s
 uidls_file %s/uidls
 received_header off
-`, r.host, r.port, r.user, r.pass, r.out, keep, r.state))
+`, r.host, r.port, r.user, r.pass, tlsOpts, r.out, keep, r.state))
 	out, err := runTool(t, []string{"HOME=" + r.state}, r.state, r.tool, "-C", rc, "--half-quiet", "default")
 	if err != nil {
 		t.Fatalf("mpop: %v\n%s", err, out)
@@ -242,8 +260,19 @@ func interpreter(t *testing.T, script string) string {
 func runGetmail(t *testing.T, r *clientRun) [][]byte {
 	makeMaildir(t, r.out)
 	rc := filepath.Join(r.state, "getmailrc")
+	retriever := "type = SimplePOP3Retriever"
+	if r.tls == "implicit" {
+		// getmail has no STLS; it speaks POP3S. The CA goes where
+		// nobody can read it.
+		ca, err := os.ReadFile(r.caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeConfig(t, filepath.Join(r.state, "ca.pem"), string(ca))
+		retriever = "type = SimplePOP3SSLRetriever\nca_certs = " + filepath.Join(r.state, "ca.pem")
+	}
 	writeConfig(t, rc, fmt.Sprintf(`[retriever]
-type = SimplePOP3Retriever
+%s
 server = %s
 port = %s
 username = %s
@@ -260,7 +289,7 @@ read_all = %t
 delete = %t
 delivered_to = false
 received = false
-`, r.host, r.port, r.user, r.pass, r.out, r.delete, r.delete))
+`, retriever, r.host, r.port, r.user, r.pass, r.out, r.delete, r.delete))
 	cred := nobodyOwns(t, r.state, r.out)
 	out, err := runToolAs(t, cred, []string{"HOME=" + r.state}, r.state, interpreter(t, r.tool),
 		"-c", getmailLostWakeupFix, r.tool, "--getmaildir", r.state, "--rcfile", rc)

@@ -50,6 +50,10 @@ type clientRun struct {
 	// configs); out is empty before each run and receives the mail.
 	state, out string
 	delete     bool // delete after retrieval instead of leaving mail on the server
+	// tls is "" for plain POP3, "starttls" for STLS (RFC 2595) or
+	// "implicit" for POP3S; caFile then holds the CA that signed
+	// popbridge's certificate, which the client must verify.
+	tls, caFile string
 }
 
 // interopClient describes how to drive one real client.
@@ -63,10 +67,15 @@ type interopClient struct {
 	run func(t *testing.T, r *clientRun) [][]byte
 	// stored is what the client makes of a message it received as wire.
 	stored func(wire []byte) []byte
+	// storedTLS, if set, replaces stored for downloads over TLS.
+	storedTLS func(wire []byte) []byte
 	// storedAll, if set, replaces stored, for all messages at once.
 	storedAll func(t *testing.T, tool string, wires [][]byte) [][]byte
 	// strip removes the header lines the client adds to what it stores.
 	strip func(got []byte) []byte
+	// tls is how the client protects its connection in
+	// TestClientsDownloadOverTLS: "starttls" (STLS) or "implicit" (POP3S).
+	tls string
 	// broken lists messages (by Subject) that the client cannot store
 	// intact whatever the server does, with the reason; they are left out
 	// of the comparison, and docs/interop.md lists them.
@@ -230,15 +239,18 @@ func writeConfig(t *testing.T, path, text string) {
 // keep their own UIDL list), so the "second run downloads nothing" check
 // applies to fetchmail, mpop and getmail6 only.
 var interopClients = []interopClient{
-	{name: "curl", tool: "curl", run: runCurl, stored: curlStored, strip: identity},
-	{name: "poplib", tool: "python3", run: runPoplib, stored: identity, strip: identity},
-	{name: "perl-net-pop3", tool: "perl", run: runNetPOP3, stored: crlfToLF, strip: identity},
-	{name: "fetchmail", tool: "fetchmail", uidlState: true, run: runFetchmail, stored: fetchmailStored, strip: fetchmailStrip,
+	{name: "curl", tls: "starttls", tool: "curl", run: runCurl, stored: curlStored, strip: identity},
+	{name: "poplib", tls: "starttls", tool: "python3", run: runPoplib, stored: identity, strip: identity},
+	{name: "perl-net-pop3", tls: "starttls", tool: "perl", run: runNetPOP3, stored: crlfToLF, strip: identity,
+		// Over TLS, Net::Cmd reads through IO::Socket::SSL and hands
+		// out the lines with their CRLF.
+		storedTLS: identity},
+	{name: "fetchmail", tls: "starttls", tool: "fetchmail", uidlState: true, run: runFetchmail, stored: fetchmailStored, strip: fetchmailStrip,
 		broken: map[string]string{
 			"line-100k": "fetchmail inserts stray octets (e.g. NUL 0xA0 LF) into lines longer than about 8 KiB",
 		}},
-	{name: "mpop", tool: "mpop", uidlState: true, run: runMpop, stored: crlfToLF, strip: identity},
-	{name: "getmail6", tool: "getmail", uidlState: true, run: runGetmail, storedAll: getmailStored, strip: identity},
+	{name: "mpop", tls: "starttls", tool: "mpop", uidlState: true, run: runMpop, stored: crlfToLF, strip: identity},
+	{name: "getmail6", tls: "implicit", tool: "getmail", uidlState: true, run: runGetmail, storedAll: getmailStored, strip: identity},
 }
 
 // fetchmailStored is what fetchmail hands its MDA: every CR dropped
@@ -343,21 +355,7 @@ func testClient(t *testing.T, cl interopClient, tool string, u *upstream, corpus
 		}
 		return got
 	}
-	expect := func(state []upstreamMessage) [][]byte {
-		var want [][]byte
-		for _, m := range state {
-			if _, ok := cl.broken[subject(m.Body)]; !ok {
-				want = append(want, wireForm(m.Body))
-			}
-		}
-		if cl.storedAll != nil {
-			return cl.storedAll(t, tool, want)
-		}
-		for i := range want {
-			want[i] = cl.stored(want[i])
-		}
-		return want
-	}
+	expect := func(state []upstreamMessage) [][]byte { return expectedStored(t, cl, tool, state) }
 	newState := func(name string) string {
 		d := filepath.Join(base, name)
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -388,6 +386,23 @@ func testClient(t *testing.T, cl interopClient, tool string, u *upstream, corpus
 	if after := upstreamState(t, u); len(after) != 0 {
 		t.Errorf("delete after retrieval: %d messages left upstream", len(after))
 	}
+}
+
+// expectedStored is what cl should store for the messages of state.
+func expectedStored(t *testing.T, cl interopClient, tool string, state []upstreamMessage) [][]byte {
+	var want [][]byte
+	for _, m := range state {
+		if _, ok := cl.broken[subject(m.Body)]; !ok {
+			want = append(want, wireForm(m.Body))
+		}
+	}
+	if cl.storedAll != nil {
+		return cl.storedAll(t, tool, want)
+	}
+	for i := range want {
+		want[i] = cl.stored(want[i])
+	}
+	return want
 }
 
 // compareMail compares downloaded messages with the expected ones,

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
+)
+
+// Every client downloads the corpus over TLS: STLS where it supports it,
+// POP3S otherwise (getmail). popbridge trusts no network for plaintext
+// logins here, so a client that did not start TLS could not log in, and
+// each client verifies popbridge's certificate against the test CA.
+func TestClientsDownloadOverTLS(t *testing.T) {
+	corpus := clientMessages(t)
+	for _, cl := range interopClients {
+		t.Run(cl.name, func(t *testing.T) {
+			t.Parallel()
+			tool := requireClient(t, cl.tool)
+			u := startDovecotUpstream(t)
+			for _, m := range corpus {
+				u.deliver(t, m.raw)
+			}
+			pki := newTestPKI(t)
+			// fetchmail matches the host name against the certificate's
+			// common name and DNS names only, not its IP addresses: the
+			// common name is the address.
+			cert, key, _ := pki.issue("127.0.0.1", false)
+			_, addrs := startProxyFull(t, u.addr, func(c *Config) {
+				c.Listen = []ListenConfig{
+					{Address: "127.0.0.1:0", TLS: "starttls", CertFile: cert, KeyFile: key},
+					{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key},
+				}
+				c.TrustedNetworks = []string{"192.0.2.0/24"} // not loopback
+			}, nil)
+			// Without TLS, no login: so the clients below did use TLS.
+			plain := pop3test.Dial(t, addrs[0])
+			if resp := plain.Cmd("USER " + u.user); !strings.HasPrefix(resp, "-ERR") {
+				t.Fatalf("USER without TLS: %q, want a refusal", resp)
+			}
+			plain.Quit()
+			addr := addrs[0] // STLS
+			if cl.tls == "implicit" {
+				addr = addrs[1]
+			}
+			host, port, _ := net.SplitHostPort(addr)
+			state := t.TempDir()
+			r := &clientRun{tool: tool, host: host, port: port, user: u.user, pass: u.pass,
+				state: state, out: filepath.Join(state, "out"), tls: cl.tls, caFile: pki.CAFile}
+			if err := os.MkdirAll(r.out, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			var got [][]byte
+			for _, m := range cl.run(t, r) {
+				if _, ok := cl.broken[subject(m)]; !ok {
+					got = append(got, cl.strip(m))
+				}
+			}
+			if cl.storedTLS != nil {
+				cl.stored = cl.storedTLS
+			}
+			compareMail(t, "over "+cl.tls+" TLS", got, expectedStored(t, cl, tool, upstreamState(t, u)))
+		})
+	}
+}

@@ -37,6 +37,8 @@ type Config struct {
 
 	// The metrics and health listener (ops.go).
 	Metrics MetricsConfig `yaml:"metrics"`
+	// Read-ahead tuning (performance.go).
+	Performance PerformanceConfig `yaml:"performance"`
 
 	// hooks observe the upstreams for metrics (set by NewWithHooks).
 	hooks Hooks
@@ -153,6 +155,7 @@ func (c *Config) Check() error {
 	u := &c.Upstream
 	errs = append(errs, u.check("upstream")...)
 	errs = append(errs, c.checkSecurity()...)
+	errs = append(errs, c.Performance.check()...)
 
 	p := &c.Policy
 	errs = append(errs, c.checkPolicy()...)
@@ -227,7 +230,7 @@ func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapbac
 	if auth == "auto" {
 		auth = imapback.AuthAuto
 	}
-	return imapback.Options{
+	opts := imapback.Options{
 		Address:        u.Address,
 		TLS:            imapback.TLSMode(u.TLS),
 		TLSConfig:      tlsConfig,
@@ -243,7 +246,9 @@ func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapbac
 		Observer:       c.hooks.Upstream,
 		// clientid.go in imapback.
 		ForwardClientAddr: u.ForwardClientAddress,
-	}, nil
+	}
+	c.Performance.apply(&opts)
+	return opts, nil
 }
 
 // NewLogger returns the logger the config asks for, writing to w.

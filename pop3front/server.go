@@ -266,7 +266,10 @@ func (s *Server) addConn(c *conn) error {
 }
 
 // addIP counts c against MaxConnectionsPerIP once its real client address
-// is known, and reports whether it is within the limit.
+// is known, and reports whether it is within the limit. A connection over
+// the limit gives its place under MaxConnections back at once, before it is
+// answered, so that a client refused for its address never makes another
+// client's connection look like one too many.
 func (s *Server) addIP(c *conn, ip netip.Addr) bool {
 	if s.MaxConnectionsPerIP <= 0 || !ip.IsValid() {
 		return true
@@ -274,6 +277,10 @@ func (s *Server) addIP(c *conn, ip netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.perIP[ip] >= s.MaxConnectionsPerIP {
+		if !c.overLimit {
+			c.overLimit = true
+			s.admitted--
+		}
 		return false
 	}
 	if s.perIP == nil {

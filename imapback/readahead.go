@@ -139,7 +139,6 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 		return nil // message i alone exceeds the budget: it is streamed
 	}
 
-	s.beforeFetch(list...)
 	start := time.Now()
 	defer func() { s.observe("UID FETCH", start, err) }()
 	done, err := s.guard(ctx)
@@ -147,6 +146,8 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 	if err != nil {
 		return err
 	}
+	// Under the guard: waiting for a \Seen STORE is bounded too.
+	s.beforeFetch(list...)
 	section := &imap.FetchItemBodySection{Peek: true}
 	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	off := 0

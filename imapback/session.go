@@ -338,21 +338,23 @@ func (s *Session) Commit(ctx context.Context, deleted []int) error {
 }
 
 // Close logs out without changing the mailbox: LOGOUT, unlike CLOSE, does
-// not expunge.
+// not expunge. A pending \Seen STORE and the LOGOUT get at most the
+// command timeout (and no more than closeTimeout) together: then the
+// connection is closed, which ends both.
 func (s *Session) Close() error {
+	stop := time.AfterFunc(min(s.b.opts.CommandTimeout, closeTimeout), func() { s.nc.Close() })
+	defer stop.Stop()
 	s.settle()
 	s.ra.release(s.b)
-	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- s.c.Logout().Wait() }()
-	select {
-	case err := <-done:
-		s.observe("LOGOUT", start, err)
-	case <-time.After(5 * time.Second):
-		s.observe("LOGOUT", start, context.DeadlineExceeded)
-	}
+	err := s.c.Logout().Wait()
+	s.observe("LOGOUT", start, err)
 	return s.c.Close()
 }
+
+// closeTimeout bounds Close: LOGOUT changes nothing, so a slow upstream
+// should not hold a finished session (or a server shutdown) for long.
+const closeTimeout = 5 * time.Second
 
 // Retrieve returns a reader of message i. The first chunk is fetched
 // before it returns, so that a message expunged upstream gives ErrGone
@@ -363,7 +365,6 @@ func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser
 	if rc, err := s.retrieveAhead(ctx, i, lines); rc != nil || err != nil {
 		return rc, err
 	}
-	s.beforeFetch(s.msgs[i].UID)
 	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize}
 	if lines >= 0 {
 		r.chunk = min(r.chunk, 64<<10)
@@ -417,6 +418,10 @@ func (r *bodyReader) fill() error {
 	if err != nil {
 		return err
 	}
+	// Pending \Seen STOREs go out (and are waited for, if one names
+	// this message) under the guard: a stalled upstream must not hold the
+	// session past the command timeout.
+	s.beforeFetch(uid)
 	buf := (*r.bufp)[:r.chunk]
 	var n int
 	var found, replied bool

@@ -102,6 +102,10 @@ type LimitsConfig struct {
 	AuthFailuresPerIP   *int          `yaml:"auth_failures_per_ip"`
 	AuthFailuresPerUser *int          `yaml:"auth_failures_per_user"`
 	AuthFailureWindow   time.Duration `yaml:"auth_failure_window"`
+
+	// LockSession refuses a second session of a maildrop in this
+	// process with -ERR [IN-USE] (lock.go).
+	LockSession bool `yaml:"lock_session"`
 }
 
 // LogConfig chooses the log format and level.

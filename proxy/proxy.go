@@ -39,7 +39,7 @@ func NewWithHooks(cfg *Config, logger *slog.Logger, hooks Hooks) (*Proxy, error)
 	}
 	pols := newPolicies(cfg)
 	srv := &pop3front.Server{
-		Backend:          newRateLimited(backend{r, pols, logger}, cfg.Limits, logger),
+		Backend:          newRateLimited(backend{r: r, pols: pols, log: logger, locks: cfg.sessionLocks()}, cfg.Limits, logger),
 		Logger:           logger,
 		IdleTimeout:      cfg.Limits.IdleTimeout,
 		WriteTimeout:     cfg.Limits.WriteTimeout,
@@ -114,9 +114,10 @@ func (p *Proxy) Close() error { return p.srv.Close() }
 // backend adapts imapback to the interface pop3front consumes, mapping
 // upstream errors to POP3 response codes.
 type backend struct {
-	r    *router
-	pols *policies
-	log  *slog.Logger
+	r     *router
+	pols  *policies
+	log   *slog.Logger
+	locks *sessionLocks // nil unless limits.lock_session (lock.go)
 }
 
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
@@ -137,18 +138,39 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	if err != nil {
 		return nil, popError(a.log, err)
 	}
+	// The lock is taken after the upstream accepted the password, so a
+	// wrong password never learns that a session is open.
+	var unlock func()
+	if a.locks != nil {
+		var ok bool
+		if unlock, ok = a.locks.acquire(lockKey(name, upUser, pol.Device)); !ok {
+			s.Close()
+			a.log.Info("login refused: another session of this maildrop is open", "user", user, "device", pol.Device)
+			return nil, pop3front.ErrInUse
+		}
+	}
 	msgs := s.Messages()
 	infos := make([]pop3front.MessageInfo, len(msgs))
 	for i, m := range msgs {
 		infos[i] = pop3front.MessageInfo{Size: m.Size, UID: m.UIDL}
 	}
-	return &session{Session: s, msgs: infos, log: a.log}, nil
+	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock}, nil
 }
 
 type session struct {
 	*imapback.Session
-	msgs []pop3front.MessageInfo
-	log  *slog.Logger
+	msgs   []pop3front.MessageInfo
+	log    *slog.Logger
+	unlock func() // releases the session lock, if any
+}
+
+// Close ends the upstream session, then releases the maildrop's lock.
+func (s *session) Close() error {
+	err := s.Session.Close()
+	if s.unlock != nil {
+		s.unlock()
+	}
+	return err
 }
 
 func (s *session) Messages() []pop3front.MessageInfo { return s.msgs }

@@ -187,6 +187,23 @@ func (r *Relay) CutAll() {
 	}
 }
 
+// Hangup writes msg (e.g. an IMAP "* BYE Disconnected for inactivity.")
+// to the side that dialled each open connection, then closes them all, as
+// a server that drops idle clients does. The relay goes on accepting.
+func (r *Relay) Hangup(msg []byte) {
+	r.mu.Lock()
+	links := make([]*link, 0, len(r.links))
+	for l := range r.links {
+		links = append(links, l)
+	}
+	r.mu.Unlock()
+	for _, l := range links {
+		l.conns[0].SetWriteDeadline(time.Now().Add(DialTimeout))
+		l.conns[0].Write(msg)
+		l.close()
+	}
+}
+
 // Close stops accepting, closes every connection and waits until all of
 // the relay's goroutines have ended.
 func (r *Relay) Close() error {

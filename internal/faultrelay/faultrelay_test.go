@@ -328,3 +328,22 @@ func openFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+func TestHangupSaysGoodbyeAndCloses(t *testing.T) {
+	tg := startTarget(t, []byte("* OK ready\r\n"))
+	r := New(t, tg.addr)
+	c := dial(t, r.Addr)
+	buf := make([]byte, 12)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	r.Hangup([]byte("* BYE idle\r\n"))
+	if got := readAll(t, c); string(got) != "* BYE idle\r\n" {
+		t.Errorf("after Hangup: %q", got)
+	}
+	tg.received(t)
+	if r.Open() != 0 {
+		t.Errorf("Open = %d after Hangup", r.Open())
+	}
+}

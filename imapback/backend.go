@@ -114,6 +114,10 @@ type Options struct {
 	DialTimeout time.Duration
 	// CommandTimeout bounds each upstream command.
 	CommandTimeout time.Duration
+	// NoReconnect stops a session from logging in again when its
+	// upstream connection was closed (reconnect.go); it then keeps no
+	// password after the login.
+	NoReconnect bool
 	// ChunkSize is the size of one partial FETCH (default DefaultChunkSize).
 	ChunkSize int
 	// ReadAheadBytes is the most one session prefetches for a client
@@ -269,6 +273,7 @@ func (b *Backend) LoginPolicy(ctx context.Context, user, pass string, pol Policy
 	if err := s.snapshot(); err != nil {
 		return nil, err
 	}
+	s.rememberLogin(user, pass)
 	ok = true
 	return s, nil
 }

@@ -52,6 +52,7 @@ type Session struct {
 	toSee   imap.UIDSet
 
 	ra readAhead
+	rc reconnectState // reconnect.go
 }
 
 // snapshot selects the mailbox and records every message's UID and size
@@ -106,6 +107,7 @@ func (s *Session) snapshot() error {
 	for i := range s.msgs {
 		s.msgs[i].UIDL = o.UIDL.Format(uint32(s.msgs[i].UID), sel.UIDValidity)
 	}
+	s.rc.uidValidity = sel.UIDValidity
 	return nil
 }
 
@@ -239,6 +241,9 @@ func (s *Session) markGone(i int) {
 func (s *Session) guard(ctx context.Context) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return func() {}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err := s.revive(ctx); err != nil {
+		return func() {}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.b.opts.CommandTimeout)
 	stop := context.AfterFunc(ctx, func() { s.nc.Close() })

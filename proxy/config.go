@@ -74,6 +74,9 @@ type UpstreamConfig struct {
 	Mailbox              string        `yaml:"mailbox"`
 	DialTimeout          time.Duration `yaml:"dial_timeout"`
 	CommandTimeout       time.Duration `yaml:"command_timeout"`
+	// Reconnect lets a session log in again after its upstream
+	// connection closed (imapback/reconnect.go). Default true.
+	Reconnect *bool `yaml:"reconnect"`
 }
 
 // PolicyConfig says what POP3 actions do to the upstream mailbox.
@@ -246,6 +249,7 @@ func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapbac
 		TrashFolder:    c.Policy.TrashFolder,
 		DialTimeout:    u.DialTimeout,
 		CommandTimeout: u.CommandTimeout,
+		NoReconnect:    u.Reconnect != nil && !*u.Reconnect,
 		Logger:         logger,
 		Observer:       c.hooks.Upstream,
 		// clientid.go in imapback.

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	fr "github.com/popbridge/popbridge/internal/faultrelay"
@@ -67,5 +70,148 @@ func TestInterruptedUpdateIsRepairedByTheNextSession(t *testing.T) {
 	}
 	if got := cellState(t, d, "alice", uids); got != "1:- 2:- 3:D" {
 		t.Errorf("mailbox after the repair: %q, want only the other client's \\Deleted message", got)
+	}
+}
+
+// bye is what Dovecot sends before it drops an idle client.
+var bye = []byte("* BYE Disconnected for inactivity.\r\n")
+
+// afterHangup sends NOOP until popbridge has noticed that the upstream
+// hung up: a command that races with the close may still fail with
+// -ERR [SYS/TEMP] (docs/reliability.md); the next one must not.
+func afterHangup(t *testing.T, c *pop3test.Client) string {
+	t.Helper()
+	resp := c.Cmd("NOOP")
+	if strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") {
+		resp = c.Cmd("NOOP")
+	}
+	return resp
+}
+
+// The upstream drops an idle session with BYE: the next command logs in
+// again and the session goes on, QUIT included; messages another client
+// expunged meanwhile answer -ERR, new mail stays invisible.
+func TestUpstreamHangupReconnects(t *testing.T) {
+	u := startDovecotUpstream(t)
+	msgs := deliverN(t, u, 3)
+	before := upstreamState(t, u)
+	relay := fr.New(t, u.addr)
+	addr := startProxyAt(t, relay.Addr, nil)
+	c := pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+	uidl := c.Multi("UIDL")
+	c.Multi("RETR 1")
+
+	relay.Hangup(bye)
+	other := u.dial(t)
+	flagDeleted(t, other, before[1].UID)
+	if err := other.UIDExpunge(imap.UIDSetNum(before[1].UID)).Close(); err != nil {
+		t.Fatal(err)
+	}
+	u.deliver(t, testMessage(9, "new\r\n"))
+
+	if resp := afterHangup(t, c); resp != "+OK" {
+		t.Fatalf("NOOP after the upstream hung up: %q", resp)
+	}
+	if relay.Accepted() != 2 {
+		t.Errorf("%d upstream connections, want 2 (one reconnect)", relay.Accepted())
+	}
+	if resp := c.Cmd("RETR 2"); !strings.HasPrefix(resp, "-ERR") || strings.Contains(resp, "SYS/TEMP") {
+		t.Errorf("RETR of a message expunged while disconnected: %q", resp)
+	}
+	if got := c.Multi("RETR 3"); !bytes.Equal(got, msgs[2]) {
+		t.Errorf("RETR 3 after reconnect = %q", got)
+	}
+	if got := c.Multi("UIDL"); !bytes.Equal(got, uidl) {
+		t.Errorf("UIDL after reconnect = %q, want %q", got, uidl)
+	}
+	c.OK("DELE 3")
+	if resp := c.Quit(); resp != "+OK Logging out, 1 messages deleted" {
+		t.Fatalf("QUIT after reconnect = %q", resp)
+	}
+	after := upstreamState(t, u)
+	if len(after) != 2 || after[0].UID != before[0].UID || !hasFlag(after[0].Flags, imap.FlagSeen) {
+		t.Fatalf("after QUIT: %+v; want message 1 (seen) and the new one", after)
+	}
+}
+
+// The mailbox was recreated while the session was disconnected: its UIDs
+// name other messages now, so the session ends its work with
+// -ERR [SYS/TEMP] and deletes nothing.
+func TestReconnectWithChangedUIDValidityDeletesNothing(t *testing.T) {
+	u := startDovecotUpstream(t)
+	other := u.dial(t)
+	if err := other.Create("Box", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendTo := func(n int) {
+		for i := 1; i <= n; i++ {
+			m := testMessage(i, "box\r\n")
+			cmd := other.Append("Box", int64(len(m)), nil)
+			cmd.Write(m)
+			cmd.Close()
+			if _, err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendTo(2)
+	relay := fr.New(t, u.addr)
+	addr := startProxyAt(t, relay.Addr, func(c *Config) { c.Upstream.Mailbox = "Box" })
+	c := pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+	c.OK("DELE 1")
+
+	relay.Hangup(bye)
+	if err := other.Delete("Box").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Create("Box", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(2)
+
+	for _, cmd := range []string{"NOOP", "NOOP", "RETR 2"} {
+		if resp := c.Cmd(cmd); !strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") {
+			t.Errorf("%s after the mailbox was recreated: %q", cmd, resp)
+		}
+	}
+	if resp := c.Quit(); !strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") {
+		t.Errorf("QUIT after the mailbox was recreated: %q", resp)
+	}
+	sel, err := other.Select("Box", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.NumMessages != 2 {
+		t.Errorf("the recreated mailbox has %d messages, want its 2 untouched", sel.NumMessages)
+	}
+}
+
+// With upstream.reconnect off, a lost connection fails every later
+// command and no new login is attempted.
+func TestReconnectOff(t *testing.T) {
+	u := startDovecotUpstream(t)
+	deliverN(t, u, 2)
+	relay := fr.New(t, u.addr)
+	off := false
+	addr := startProxyAt(t, relay.Addr, func(c *Config) { c.Upstream.Reconnect = &off })
+	c := pop3test.Dial(t, addr)
+	c.Login(u.user, u.pass)
+	c.OK("DELE 1")
+	relay.Hangup(bye)
+	for _, cmd := range []string{"NOOP", "NOOP", "RETR 2"} {
+		if resp := c.Cmd(cmd); !strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") {
+			t.Errorf("%s after the upstream hung up: %q", cmd, resp)
+		}
+	}
+	if resp := c.Quit(); !strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") {
+		t.Errorf("QUIT: %q", resp)
+	}
+	if relay.Accepted() != 1 {
+		t.Errorf("%d upstream connections with reconnect off", relay.Accepted())
+	}
+	if s := upstreamState(t, u); len(s) != 2 {
+		t.Errorf("%d messages left, want 2", len(s))
 	}
 }

@@ -1,0 +1,217 @@
+package imapback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Reconnecting. IMAP servers close idle connections (Dovecot after 30
+// minutes, with "* BYE Disconnected for inactivity"), NAT boxes and load
+// balancers drop them silently, and a command that timed out leaves its
+// connection closed. A POP3 client that then sends its next command should
+// not lose its session: before each upstream command a session whose
+// connection is closed logs in again, selects the mailbox and checks that
+// its snapshot still holds: the same UIDVALIDITY, so that its UIDs still
+// name the same messages. Messages expunged meanwhile are marked gone, as
+// if their EXPUNGE had been seen. If the UIDVALIDITY changed (the mailbox
+// was recreated), the snapshot means nothing any more: every later
+// command fails with ErrUnavailable, and QUIT deletes nothing.
+//
+// The price is that the session keeps the user's password in memory for
+// its lifetime (bounded by the POP3 idle timeout), where it would otherwise
+// be dropped after the login. It is never logged. Options.NoReconnect
+// turns reconnecting off; a lost connection then fails every later
+// command.
+//
+// A command whose connection breaks while it runs still fails: its effect
+// upstream is unknown (a RETR may be half sent), so only the next command
+// reconnects.
+
+// maxReconnects bounds the reconnects of one session, so a flapping
+// upstream cannot keep a session logging in forever.
+const maxReconnects = 5
+
+// reconnectState is what a session needs to log in again.
+type reconnectState struct {
+	user, pass  string // pass is empty when reconnecting is off
+	on          bool
+	uidValidity uint32
+	count       int
+	broken      error // set once the snapshot cannot be served any more
+}
+
+// rememberLogin keeps the credentials for reconnects, unless configured
+// not to.
+func (s *Session) rememberLogin(user, pass string) {
+	if s.b.opts.NoReconnect {
+		return
+	}
+	s.rc.user, s.rc.pass, s.rc.on = user, pass, true
+}
+
+// closed reports whether the upstream connection has ended.
+func (s *Session) closed() bool {
+	select {
+	case <-s.c.Closed():
+		return true
+	default:
+		return false
+	}
+}
+
+// revive reconnects a session whose upstream connection has closed. It
+// returns nil at once when the connection is open.
+func (s *Session) revive(ctx context.Context) error {
+	if s.rc.broken != nil {
+		return s.rc.broken
+	}
+	if !s.closed() {
+		return nil
+	}
+	// A \Seen STORE that was pending on the old connection is sent
+	// again on the new one, with those not sent yet.
+	if s.seen != nil {
+		if err := s.seen.Close(); err != nil {
+			s.toSee.AddSet(s.seenSet)
+		}
+		s.seen, s.seenSet = nil, nil
+	}
+	s.c.Close()
+	if !s.rc.on {
+		return fmt.Errorf("%w: upstream connection lost", ErrUnavailable)
+	}
+	if s.rc.count >= maxReconnects {
+		s.rc.broken = fmt.Errorf("%w: upstream connection lost %d times in one session", ErrUnavailable, s.rc.count)
+		return s.rc.broken
+	}
+	s.rc.count++
+	s.log.Info("upstream connection lost, reconnecting", "attempt", s.rc.count)
+	o := &s.b.opts
+	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout+2*o.CommandTimeout)
+	defer cancel()
+	if err := s.connect(ctx); err != nil {
+		return fmt.Errorf("%w: reconnect: %v", ErrUnavailable, err)
+	}
+	defer context.AfterFunc(ctx, func() { s.nc.Close() })()
+	err := s.reselect()
+	if err != nil {
+		s.c.Close()
+		var broken *snapshotInvalid
+		if errors.As(err, &broken) {
+			s.rc.broken = fmt.Errorf("%w: %v", ErrUnavailable, err)
+			s.log.Warn("snapshot no longer valid after reconnect, ending the session", "err", err)
+			return s.rc.broken
+		}
+		return fmt.Errorf("%w: reconnect: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// snapshotInvalid says the upstream mailbox is no longer the one the
+// snapshot was taken of.
+type snapshotInvalid struct{ was, now uint32 }
+
+func (e *snapshotInvalid) Error() string {
+	return fmt.Sprintf("UIDVALIDITY changed from %d to %d", e.was, e.now)
+}
+
+// reselect logs in on the new connection, selects the mailbox and maps
+// the snapshot onto it.
+func (s *Session) reselect() error {
+	if err := s.authenticate(s.rc.user, s.rc.pass); err != nil {
+		// A changed password or a locked account ends the session too,
+		// but as an upstream failure: the POP3 login had succeeded.
+		return err
+	}
+	sel, err := s.c.Select(s.b.opts.Mailbox, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("SELECT: %v", err)
+	}
+	if sel.UIDValidity != s.rc.uidValidity {
+		return &snapshotInvalid{s.rc.uidValidity, sel.UIDValidity}
+	}
+	// EXPUNGEs that arrive before the new map is in place would be
+	// numbered against the old one: ignore them (an empty seq does) and
+	// map again if any came.
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		s.seq = nil
+		before := s.expunges
+		s.mu.Unlock()
+		uids, err := s.mailboxUIDs(sel.NumMessages)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.expunges == before || attempt == 3 {
+			s.remap(uids)
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// mailboxUIDs lists the UID of every message, in sequence order.
+func (s *Session) mailboxUIDs(exists uint32) ([]imap.UID, error) {
+	if exists == 0 {
+		return nil, nil
+	}
+	cmd := s.c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true})
+	uids := make([]imap.UID, 0, exists)
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		var uid imap.UID
+		for item := m.Next(); item != nil; item = m.Next() {
+			if u, ok := item.(imapclient.FetchItemDataUID); ok {
+				uid = u.UID
+			}
+		}
+		// A sequence number beyond the mailbox is a server bug; it must
+		// not make us allocate without bound.
+		limit := exists
+		if mbox := s.c.Mailbox(); mbox != nil {
+			limit = max(limit, mbox.NumMessages)
+		}
+		if m.SeqNum == 0 || m.SeqNum > limit {
+			continue
+		}
+		for len(uids) < int(m.SeqNum) {
+			uids = append(uids, 0)
+		}
+		uids[m.SeqNum-1] = uid
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, fmt.Errorf("UID FETCH 1:* (UID): %v", err)
+	}
+	return uids, nil
+}
+
+// remap rebuilds the sequence map from the mailbox's UIDs, in sequence
+// order, and marks the snapshot's messages that are no longer there as
+// gone. s.mu is held.
+func (s *Session) remap(uids []imap.UID) {
+	index := make(map[imap.UID]int, len(s.msgs))
+	for i, m := range s.msgs {
+		index[m.UID] = i
+	}
+	present := make([]bool, len(s.msgs))
+	s.seq = make([]int, len(uids))
+	for n, uid := range uids {
+		i, ok := index[uid]
+		if !ok {
+			s.seq[n] = -1 // outside the snapshot: new mail, or not in the view
+			continue
+		}
+		s.seq[n] = i
+		present[i] = true
+	}
+	for i := range s.msgs {
+		if !present[i] {
+			s.gone[i] = true
+		}
+	}
+}

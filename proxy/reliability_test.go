@@ -1,11 +1,17 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"go.uber.org/goleak"
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	fr "github.com/popbridge/popbridge/internal/faultrelay"
@@ -213,5 +219,143 @@ func TestReconnectOff(t *testing.T) {
 	}
 	if s := upstreamState(t, u); len(s) != 2 {
 		t.Errorf("%d messages left, want 2", len(s))
+	}
+}
+
+// An upstream that cannot be reached answers logins with -ERR [SYS/TEMP]
+// within the dial timeout, however many clients try at once, and leaves
+// no goroutine behind.
+func TestUnreachableUpstreamFailsFastWithoutPileUp(t *testing.T) {
+	closedPort := func(t *testing.T) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
+	}
+	// blackhole accepts connections and never greets.
+	blackhole := func(t *testing.T) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var conns []net.Conn
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+		t.Cleanup(func() {
+			ln.Close()
+			<-done
+			mu.Lock()
+			for _, c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+		})
+		return ln.Addr().String()
+	}
+	const dialTimeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		upstream func(t *testing.T) string
+	}{
+		{"closed port", closedPort},
+		{"accepts but never greets", blackhole},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := startProxyAt(t, tc.upstream(t), func(c *Config) {
+				c.Upstream.DialTimeout = dialTimeout
+				c.Upstream.CommandTimeout = time.Second
+			})
+			// One session first, so that the server's own goroutines
+			// (its accept loop) are running when the baseline is taken.
+			probe := pop3test.Dial(t, addr)
+			probe.Quit()
+			ignore := goleak.IgnoreCurrent()
+			const clients = 30
+			var wg sync.WaitGroup
+			errs := make(chan string, clients)
+			for range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					defer nc.Close()
+					nc.SetDeadline(time.Now().Add(20 * time.Second))
+					br := bufio.NewReader(nc)
+					br.ReadString('\n')
+					start := time.Now()
+					fmt.Fprintf(nc, "USER alice\r\nPASS secret\r\n")
+					br.ReadString('\n')
+					resp, _ := br.ReadString('\n')
+					if d := time.Since(start); !strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") || d > dialTimeout+3*time.Second {
+						errs <- fmt.Sprintf("login answered %q after %v", resp, d)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+			goleak.VerifyNone(t, ignore)
+		})
+	}
+}
+
+// A slow upstream is fine while each command finishes within the command
+// timeout; one slower than that fails the command at the timeout, not
+// when the upstream finally answers.
+func TestSlowUpstreamAndCommandDeadlines(t *testing.T) {
+	u := startDovecotUpstream(t)
+	big := matrixMessages()[1] // 700 KiB: three chunks
+	u.deliver(t, big)
+	for _, tc := range []struct {
+		name string
+		rate int // octets per second from the upstream
+		ok   bool
+	}{
+		{"fast enough", 4 << 20, true},
+		{"too slow", 32 << 10, false}, // a 256 KiB chunk would take 8 s
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			relay := fr.New(t, u.addr)
+			const cmdTimeout = time.Second
+			addr := startProxyAt(t, relay.Addr, func(c *Config) { c.Upstream.CommandTimeout = cmdTimeout })
+			c := pop3test.Dial(t, addr)
+			c.Login(u.user, u.pass)
+			relay.Arm(fr.Fault{Dir: fr.Down, Action: fr.Slow, Rate: tc.rate})
+			start := time.Now()
+			resp := c.Cmd("RETR 1")
+			if tc.ok {
+				if got := c.Data(); !strings.HasPrefix(resp, "+OK") || !bytes.Equal(got, big) {
+					t.Fatalf("RETR through a slow upstream: %q, %d octets", resp, len(got))
+				}
+				return
+			}
+			if !strings.HasPrefix(resp, "-ERR [SYS/TEMP] ") {
+				t.Fatalf("RETR through a too slow upstream: %q", resp)
+			}
+			if d := time.Since(start); d > cmdTimeout+4*time.Second {
+				t.Errorf("the too slow RETR failed after %v, the command timeout is %v", d, cmdTimeout)
+			}
+		})
 	}
 }

@@ -88,6 +88,8 @@ type matrixCell struct {
 	// state is the upstream mailbox afterwards: per message "-" for
 	// expunged, else its flags: S for \Seen, D for \Deleted.
 	state string
+	// script replaces matrixScript for this cell.
+	script []string
 }
 
 const (
@@ -149,6 +151,13 @@ func matrixCells() []matrixCell {
 			// The client has its answer before popbridge logs out.
 			matrixCell{name: "LOGOUT", fault: up("LOGOUT", 0, a), state: stCommitted},
 		)
+	}
+	// Sequential RETRs of small messages are fetched whole, several in
+	// one UID FETCH (read-ahead), before the first +OK.
+	readAhead := []string{"USER", "PASS", "RETR 1", "RETR 3", "DELE 1", "QUIT"}
+	for _, a := range []fr.Action{fr.Cut, fr.Stall} {
+		cells = append(cells,
+			matrixCell{name: "RETR read-ahead batch", script: readAhead, fault: down("BODY[] {", 20, a), failStep: 2, fail: errTemp, state: stUntouched})
 	}
 	for i := range cells {
 		cells[i].name = "upstream " + cells[i].fault.Action.String() + " " + cells[i].name
@@ -224,7 +233,11 @@ func runMatrixCell(t *testing.T, d *dovecottest.Server, user string, msgs [][]by
 	if line, err := c.line(); err != nil || !strings.HasPrefix(line, "+OK") {
 		t.Fatalf("greeting: %q %v", line, err)
 	}
-	for i, cmd := range matrixScript {
+	script := matrixScript
+	if cell.script != nil {
+		script = cell.script
+	}
+	for i, cmd := range script {
 		switch cmd {
 		case "USER":
 			cmd = "USER " + user
@@ -237,8 +250,12 @@ func runMatrixCell(t *testing.T, d *dovecottest.Server, user string, msgs [][]by
 		}
 		var wantData []byte
 		switch cmd {
+		case "RETR 1":
+			wantData = msgs[0]
 		case "RETR 2":
 			wantData = msgs[1]
+		case "RETR 3":
+			wantData = msgs[2]
 		case "TOP 2 5":
 			wantData = topOf(msgs[1], 5)
 		}

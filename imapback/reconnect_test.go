@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -124,5 +125,49 @@ func TestReconnectMapsExpungesOntoTheSnapshot(t *testing.T) {
 	}
 	if _, err := s.Retrieve(ctx, 1, -1); !errors.Is(err, ErrGone) {
 		t.Errorf("RETR of a message expunged while disconnected: %v", err)
+	}
+}
+
+// A \Seen STORE that was sent but never answered because the connection
+// died is sent again after the reconnect.
+func TestReconnectResendsALostSeen(t *testing.T) {
+	srv := startMem(t, message(100), message(101))
+	relay := fr.New(t, srv.Addr)
+	s := login(t, newBackend(t, relay.Addr, 1<<10))
+	ctx := context.Background()
+	rc, err := s.Retrieve(ctx, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(rc)
+	rc.Close()
+	s.Retrieved(0)
+	// The STORE goes out ahead of the next FETCH and dies with the
+	// connection.
+	relay.Arm(fr.Fault{Dir: fr.Up, Match: `(\Seen)`, Action: fr.Cut})
+	if _, err := s.Retrieve(ctx, 1, -1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("RETR with the connection cut: %v", err)
+	}
+	waitClosed(t, s)
+	if err := s.Noop(ctx); err != nil {
+		t.Fatalf("NOOP after the cut: %v", err)
+	}
+	other, err := imapclient.DialInsecure(srv.Addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Login("alice", "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := other.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("FETCH FLAGS: %v", err)
+	}
+	if !slices.Contains(msgs[0].Flags, imap.FlagSeen) {
+		t.Errorf("flags of the retrieved message after the reconnect: %v, want \\Seen", msgs[0].Flags)
 	}
 }

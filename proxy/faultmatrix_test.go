@@ -27,11 +27,13 @@ import (
 // independent IMAP client. docs/reliability.md lists the cells and their
 // guaranteed outcomes; keep the two in step.
 
-// Short timeouts so that stalls end quickly. The POP3 side allows
+// Short timeouts so that stalls end quickly, but long enough that a
+// loaded CI machine (-race, 2 cores, Dovecot in the same box) does not
+// run into them without a fault. The POP3 side allows
 // matrixDial+3*matrixCmd for login and UPDATE (proxy.New).
 const (
-	matrixDial = 1 * time.Second
-	matrixCmd  = 1 * time.Second
+	matrixDial = 4 * time.Second
+	matrixCmd  = 4 * time.Second
 	// matrixBound is the longest any single answer may take: the POP3
 	// command timeout plus slack for a loaded machine.
 	matrixBound = matrixDial + 3*matrixCmd + 4*time.Second

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/popbridge/popbridge/internal/dovecottest"
 	fr "github.com/popbridge/popbridge/internal/faultrelay"
 )
 
@@ -169,5 +170,43 @@ func TestReconnectResendsALostSeen(t *testing.T) {
 	}
 	if !slices.Contains(msgs[0].Flags, imap.FlagSeen) {
 		t.Errorf("flags of the retrieved message after the reconnect: %v, want \\Seen", msgs[0].Flags)
+	}
+}
+
+// Another client expunges a message while it is being retrieved in
+// chunks: Dovecot then answers the next chunk with NIL, which must not be
+// taken for the end of the message.
+func TestMessageExpungedDuringTransferIsNotCutShortSilently(t *testing.T) {
+	d := dovecottest.Start(t, dovecottest.Options{})
+	d.Deliver(t, "alice", message(5000))
+	b := newBackend(t, d.IMAPAddr, 1<<10)
+	b.opts.ReadAheadBytes = 0
+	s, err := b.Login(context.Background(), "alice", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rc, err := s.Retrieve(context.Background(), 0, -1) // the first 1 KiB chunk
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	other := d.Dial(t, "alice")
+	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	uid := imap.UIDSetNum(s.Messages()[0].UID)
+	if err := other.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.UIDExpunge(uid).Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	if err == nil {
+		t.Fatalf("read %d of %d octets and then a clean end: a truncated message passes for a whole one", len(data), 5000)
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("error: %v, want ErrUnavailable", err)
 	}
 }

@@ -456,6 +456,9 @@ func (r *bodyReader) fill() error {
 	if err != nil {
 		return fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, r.offset, err)
 	}
+	if err := r.checkEnd(n); err != nil {
+		return err
+	}
 	r.buf = buf[:n]
 	r.offset += int64(n)
 	r.last = n < r.chunk

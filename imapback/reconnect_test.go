@@ -3,6 +3,7 @@ package imapback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"testing"
@@ -208,5 +209,39 @@ func TestMessageExpungedDuringTransferIsNotCutShortSilently(t *testing.T) {
 	}
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("error: %v, want ErrUnavailable", err)
+	}
+}
+
+// A message another client expunged before its RETR began is gone, not an
+// upstream failure, in the chunked and the read-ahead path alike: Dovecot
+// may answer its FETCH with a NIL body.
+func TestMessageExpungedBeforeTransferIsGone(t *testing.T) {
+	for _, readAhead := range []int{0, 1 << 20} {
+		t.Run(fmt.Sprintf("read-ahead=%d", readAhead), func(t *testing.T) {
+			d := dovecottest.Start(t, dovecottest.Options{})
+			d.Deliver(t, "alice", message(5000))
+			b := newBackend(t, d.IMAPAddr, 1<<10)
+			b.opts.ReadAheadBytes = readAhead
+			s := login(t, b)
+			other := d.Dial(t, "alice")
+			if _, err := other.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			uid := imap.UIDSetNum(s.Messages()[0].UID)
+			if err := other.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := other.UIDExpunge(uid).Close(); err != nil {
+				t.Fatal(err)
+			}
+			rc, err := s.Retrieve(context.Background(), 0, -1)
+			if err == nil {
+				_, err = io.ReadAll(rc)
+				rc.Close()
+			}
+			if !errors.Is(err, ErrGone) {
+				t.Errorf("RETR of an expunged message: %v, want ErrGone", err)
+			}
+		})
 	}
 }

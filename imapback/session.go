@@ -429,13 +429,13 @@ func (r *bodyReader) fill() error {
 	s.beforeFetch(uid)
 	buf := (*r.bufp)[:r.chunk]
 	var n int
-	var found, replied bool
+	var found, spoiled bool
 	// go-imap counts a UID as answered when a flag change by another
 	// client arrives for it in the middle of this command, and then drops
 	// the body that follows. The message is still there: ask again.
 	for attempt := 1; ; attempt++ {
-		n, found, replied, err = r.fetchChunk(uid, buf)
-		if found || !replied || err != nil || attempt == maxFetchAttempts {
+		n, found, spoiled, err = r.fetchChunk(uid, buf)
+		if found || !spoiled || err != nil || attempt == maxFetchAttempts {
 			break
 		}
 	}
@@ -444,8 +444,9 @@ func (r *bodyReader) fill() error {
 	}
 	if !found {
 		var ie *imap.Error
-		if r.offset == 0 && !replied && (err == nil || errors.As(err, &ie)) {
-			// No FETCH data for the UID: another client expunged it.
+		if r.offset == 0 && !spoiled && (err == nil || errors.As(err, &ie)) {
+			// No FETCH data for the UID, or a NIL body: another client
+			// expunged it.
 			s.markGone(r.i)
 			return fmt.Errorf("%w: UID %d", ErrGone, uid)
 		}
@@ -470,9 +471,9 @@ func (r *bodyReader) fill() error {
 const maxFetchAttempts = 3
 
 // fetchChunk runs one UID FETCH of the reader's next chunk into buf.
-// replied reports whether the server sent any FETCH data for uid, with
-// or without the body.
-func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, replied bool, err error) {
+// spoiled reports that FETCH data for uid came without a body section:
+// a flag update, after which go-imap drops the answer.
+func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, spoiled bool, err error) {
 	s := r.s
 	section := &imap.FetchItemBodySection{
 		Peek:    true,
@@ -490,8 +491,9 @@ func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, replied
 		if m == nil {
 			break
 		}
-		replied = true
-		n, found, err = readBodyChunk(m, buf, r.offset)
+		var section bool
+		n, found, section, err = readBodyChunk(m, buf, r.offset)
+		spoiled = spoiled || !section
 	}
 	if errors.Is(err, errLiteral) {
 		// After a failed literal read go-imap's reader goroutine owns the
@@ -499,48 +501,47 @@ func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, replied
 		// the literal once more, racing with it. The connection is broken
 		// anyway: close it, which ends the command.
 		s.nc.Close()
-		return n, found, replied, err
+		return n, found, spoiled, err
 	}
 	if cerr := cmd.Close(); err == nil {
 		err = cerr
 	}
-	return n, found, replied, err
+	return n, found, spoiled, err
 }
 
 var errLiteral = errors.New("literal cut short")
 
 // readBodyChunk copies the body section of a FETCH response into buf. It
 // checks that the server answered the partial FETCH as asked: a server that
-// sent another range or more than asked would corrupt the message.
-func readBodyChunk(m *imapclient.FetchMessageData, buf []byte, offset int64) (n int, found bool, err error) {
-	if m == nil {
-		return 0, false, nil
-	}
+// sent another range or more than asked would corrupt the message. section
+// reports whether the response had a body section at all, found whether
+// it holds data (or, past the start, NIL for the end of the message).
+func readBodyChunk(m *imapclient.FetchMessageData, buf []byte, offset int64) (n int, found, section bool, err error) {
 	for item := m.Next(); item != nil; item = m.Next() {
 		body, ok := item.(imapclient.FetchItemDataBodySection)
-		if !ok || found {
+		if !ok || section {
 			continue
 		}
-		found = true
+		section, found = true, true
 		if body.Literal == nil {
 			// NIL: past the end of the message, or no message at all.
-			return 0, offset > 0, nil
+			return 0, offset > 0, true, nil
 		}
 		var got int64 // a response without <offset> is the whole body
 		if p := body.Section.Partial; p != nil {
 			got = p.Offset
 		}
 		if got != offset || body.Literal.Size() > int64(len(buf)) {
-			return 0, found, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", offset, body.Literal.Size(), got)
+			return 0, found, section, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", offset, body.Literal.Size(), got)
 		}
 		// Read exactly the announced size: a literal cut short is a broken
 		// connection, not the end of the message.
 		n, err = io.ReadFull(body.Literal, buf[:body.Literal.Size()])
 		if err != nil {
-			return n, found, fmt.Errorf("%w: %v", errLiteral, err)
+			return n, found, section, fmt.Errorf("%w: %v", errLiteral, err)
 		}
 	}
-	return n, found, nil
+	return n, found, section, nil
 }
 
 // Close releases the chunk buffer. A transfer stopped early (TOP) leaves

@@ -3,6 +3,7 @@ package imapback
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +15,9 @@ import (
 // each FETCH starts with a flag update for a requested message, as a
 // server does when another client changed its flags meanwhile. go-imap
 // takes such an update for the message's answer and drops the real one.
-func startFlagNoisyServer(t *testing.T, msgs []string) string {
+// With nilBody it answers the body FETCH of message 1 with NIL, as
+// Dovecot does for a message another client expunged.
+func startFlagNoisyServer(t *testing.T, msgs []string, nilBody bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,6 +69,10 @@ func startFlagNoisyServer(t *testing.T, msgs []string) string {
 				if strings.Contains(line, "BODY.PEEK[]<0.") {
 					section = "BODY[]<0>"
 				}
+				if nilBody {
+					fmt.Fprintf(nc, "* 1 FETCH (UID 1 %s NIL)\r\n%s OK [EXPUNGEISSUED] done\r\n", section, tag)
+					continue
+				}
 				fmt.Fprintf(nc, "* 1 FETCH (UID 1 %s {%d}\r\n%s)\r\n", section, len(msgs[0]), msgs[0])
 			case cmd == "LOGOUT":
 				fmt.Fprintf(nc, "* BYE bye\r\n%s OK done\r\n", tag)
@@ -81,7 +88,7 @@ func startFlagNoisyServer(t *testing.T, msgs []string) string {
 // message nor loses its size: popbridge asks again.
 func TestFlagUpdatesDuringFetchLoseNothing(t *testing.T) {
 	msgs := []string{"Subject: one\r\n\r\nfirst\r\n", "Subject: two\r\n\r\nsecond body\r\n"}
-	b := newBackend(t, startFlagNoisyServer(t, msgs), 1024)
+	b := newBackend(t, startFlagNoisyServer(t, msgs, false), 1024)
 	s := login(t, b)
 	got := s.Messages()
 	if len(got) != 2 || got[0].Size != int64(len(msgs[0])) || got[1].Size != int64(len(msgs[1])) {
@@ -95,5 +102,16 @@ func TestFlagUpdatesDuringFetchLoseNothing(t *testing.T) {
 	rc.Close()
 	if err != nil || string(body) != msgs[0] {
 		t.Errorf("Retrieve = %q, %v; want %q", body, err, msgs[0])
+	}
+}
+
+// A NIL body for a message, even after a flag update for it, means the
+// message is gone, not that the upstream failed.
+func TestNilBodyAfterFlagUpdateIsGone(t *testing.T) {
+	msgs := []string{"Subject: one\r\n\r\nfirst\r\n"}
+	b := newBackend(t, startFlagNoisyServer(t, msgs, true), 1024)
+	s := login(t, b)
+	if _, err := s.Retrieve(context.Background(), 0, 0); !errors.Is(err, ErrGone) {
+		t.Errorf("Retrieve of a message answered with NIL: %v, want ErrGone", err)
 	}
 }

@@ -29,7 +29,7 @@ import (
 //     all; a larger message ends the batch and is streamed in chunks as
 //     before. The batch lives in one buffer per session, taken from a
 //     pool and returned once every message in it was served or the
-//     session ends; ReadAheadTotal bounds those buffers process-wide,
+//     session ends; ReadAheadTotal bounds those buffers per Backend,
 //     and when it is reached the session simply fetches one message at
 //     a time.
 //   - The bodies are fetched with BODY.PEEK[], which never sets \Seen:
@@ -92,7 +92,7 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 	}
 	ra.release(s.b)
 	if !ra.acquire(s.b) {
-		return nil, nil // the process-wide budget is spent: no batching
+		return nil, nil // the Backend-wide budget is spent: no batching
 	}
 	if err := s.fetchBatch(ctx, i, ra.window); err != nil {
 		if errors.Is(err, ErrGone) {

@@ -75,6 +75,8 @@ func TestPerformanceKeysReachTheBackend(t *testing.T) {
 		{"performance: {read_ahead_bytes: -2}", "performance.read_ahead_bytes", PerformanceConfig{}},
 		{"performance: {read_ahead_messages: -1}", "performance.read_ahead_messages", PerformanceConfig{}},
 		{"performance: {read_ahead_total_bytes: -1}", "performance.read_ahead_total_bytes", PerformanceConfig{}},
+		{"performance: {chunk_size: 262144}", "", PerformanceConfig{ChunkSize: 262144}},
+		{"performance: {chunk_size: 100}", "performance.chunk_size", PerformanceConfig{}},
 	} {
 		cfg, err := ParseConfig([]byte("upstream: {address: \"127.0.0.1:143\", tls: none}\n" + tt.yaml + "\n"))
 		if err == nil {
@@ -96,7 +98,8 @@ func TestPerformanceKeysReachTheBackend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if opts.ReadAheadBytes != tt.want.ReadAheadBytes || opts.ReadAheadMessages != tt.want.ReadAheadMessages || opts.ReadAheadTotal != tt.want.ReadAheadTotalBytes {
+		if opts.ReadAheadBytes != tt.want.ReadAheadBytes || opts.ReadAheadMessages != tt.want.ReadAheadMessages ||
+			opts.ReadAheadTotal != tt.want.ReadAheadTotalBytes || opts.ChunkSize != tt.want.ChunkSize {
 			t.Errorf("%q: backend options %+v", tt.yaml, opts)
 		}
 	}

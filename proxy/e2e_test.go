@@ -341,14 +341,14 @@ func commonPrefix(a, b []byte) int {
 
 func TestUpstreamCutMidRetrClosesWithoutTerminator(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		big := testMessage(1, strings.Repeat("a long line of text in a big message\r\n", 30000))
+		big := testMessage(1, strings.Repeat("a long line of text in a big message\r\n", 90000))
 		u.deliver(t, big)
 		relay := faultrelay.New(t, u.addr)
 		addr := startProxyAt(t, relay.Addr, nil)
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
-		// The upstream dies in the second chunk.
-		relay.Arm(faultrelay.Fault{Dir: faultrelay.Down, Offset: 400 << 10, Action: faultrelay.Cut})
+		// The upstream dies in the second chunk (3.3 MB in 1 MiB chunks).
+		relay.Arm(faultrelay.Fault{Dir: faultrelay.Down, Offset: 1536 << 10, Action: faultrelay.Cut})
 		c.Send("RETR 1")
 		c.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 		var got []byte

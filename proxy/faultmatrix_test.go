@@ -39,8 +39,12 @@ const (
 	matrixBound = matrixDial + 3*matrixCmd + 4*time.Second
 )
 
+// matrixChunk is the FETCH range size of the matrix, so that message 2
+// spans three ranges and cuts can fall inside one or between two.
+const matrixChunk = 256 << 10
+
 // The maildrop of every cell. Message 2 is large enough for three
-// 256 KiB chunks; message 4 was flagged \Deleted by another client, which
+// matrixChunk ranges; message 4 was flagged \Deleted by another client, which
 // popbridge must never expunge.
 const bigSize = 700 << 10
 
@@ -218,6 +222,7 @@ func runMatrixCell(t *testing.T, d *dovecottest.Server, user string, msgs [][]by
 	addr := startProxyAt(t, upRelay.Addr, func(c *Config) {
 		c.Upstream.DialTimeout = matrixDial
 		c.Upstream.CommandTimeout = matrixCmd
+		c.Performance.ChunkSize = matrixChunk
 	})
 	clientRelay := fr.New(t, addr)
 	if cell.client {

@@ -182,7 +182,7 @@ func TestMetricsCountAScriptedSessionExactly(t *testing.T) {
 // reached as a connection error and an upstream_error login.
 func TestMetricsCountUpstreamFailures(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		u.deliver(t, testMessage(1, strings.Repeat("a long line of text in a big message\r\n", 30000)))
+		u.deliver(t, testMessage(1, strings.Repeat("a long line of text in a big message\r\n", 90000)))
 		relay := faultrelay.New(t, u.addr)
 		m := metrics.New("test")
 		reg := m.Registry()
@@ -192,8 +192,8 @@ func TestMetricsCountUpstreamFailures(t *testing.T) {
 
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
-		// The upstream dies in the second chunk.
-		relay.Arm(faultrelay.Fault{Dir: faultrelay.Down, Offset: 400 << 10, Action: faultrelay.Cut})
+		// The upstream dies in the second chunk (3.3 MB in 1 MiB chunks).
+		relay.Arm(faultrelay.Fault{Dir: faultrelay.Down, Offset: 1536 << 10, Action: faultrelay.Cut})
 		c.Send("RETR 1")
 		waitForMetric(t, reg, 1, "popbridge_pop3_session_duration_seconds")
 

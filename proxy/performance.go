@@ -18,6 +18,9 @@ type PerformanceConfig struct {
 	// ReadAheadTotalBytes bounds the prefetched messages of all sessions
 	// on one upstream together.
 	ReadAheadTotalBytes int `yaml:"read_ahead_total_bytes"`
+	// ChunkSize is the size of one ranged FETCH of a large message
+	// (0: imapback.DefaultChunkSize).
+	ChunkSize int `yaml:"chunk_size"`
 }
 
 func (p PerformanceConfig) check() []error {
@@ -31,6 +34,9 @@ func (p PerformanceConfig) check() []error {
 	if p.ReadAheadTotalBytes < 0 {
 		errs = append(errs, errors.New("performance.read_ahead_total_bytes: must not be negative"))
 	}
+	if p.ChunkSize != 0 && (p.ChunkSize < 4<<10 || p.ChunkSize > 64<<20) {
+		errs = append(errs, errors.New("performance.chunk_size: must be 0 (default) or between 4096 and 67108864"))
+	}
 	return errs
 }
 
@@ -38,4 +44,5 @@ func (p PerformanceConfig) apply(o *imapback.Options) {
 	o.ReadAheadBytes = p.ReadAheadBytes
 	o.ReadAheadMessages = p.ReadAheadMessages
 	o.ReadAheadTotal = p.ReadAheadTotalBytes
+	o.ChunkSize = p.ChunkSize
 }

@@ -333,14 +333,17 @@ func TestSlowUpstreamAndCommandDeadlines(t *testing.T) {
 		ok   bool
 	}{
 		{"fast enough", 4 << 20, true},
-		{"too slow", 16 << 10, false}, // a 256 KiB chunk would take 16 s
+		{"too slow", 16 << 10, false}, // a matrixChunk range would take 16 s
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			relay := fr.New(t, u.addr)
 			// Long enough for a loaded machine, short against the
 			// slow case.
 			const cmdTimeout = 4 * time.Second
-			addr := startProxyAt(t, relay.Addr, func(c *Config) { c.Upstream.CommandTimeout = cmdTimeout })
+			addr := startProxyAt(t, relay.Addr, func(c *Config) {
+				c.Upstream.CommandTimeout = cmdTimeout
+				c.Performance.ChunkSize = matrixChunk
+			})
 			c := pop3test.Dial(t, addr)
 			c.Login(u.user, u.pass)
 			relay.Arm(fr.Fault{Dir: fr.Down, Action: fr.Slow, Rate: tc.rate})

@@ -322,7 +322,7 @@ func TestClientsDownloadExactMail(t *testing.T) {
 	for _, cl := range interopClients {
 		t.Run(cl.name, func(t *testing.T) {
 			t.Parallel()
-			tool := requireClient(t, cl.tool)
+			tool := requireTool(t, cl.tool)
 			forEachUpstream(t, func(t *testing.T, u *upstream) {
 				testClient(t, cl, tool, u, corpus)
 			})

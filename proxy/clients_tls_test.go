@@ -19,7 +19,7 @@ func TestClientsDownloadOverTLS(t *testing.T) {
 	for _, cl := range interopClients {
 		t.Run(cl.name, func(t *testing.T) {
 			t.Parallel()
-			tool := requireClient(t, cl.tool)
+			tool := requireTool(t, cl.tool)
 			u := startDovecotUpstream(t)
 			for _, m := range corpus {
 				u.deliver(t, m.raw)

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,20 +11,6 @@ import (
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/pop3test"
 )
-
-// requireClient returns the path of a real POP3 client. In CI a missing
-// one is a missing install step in .ci/run: fail, not skip.
-func requireClient(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: .ci/run must install it", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return path
-}
 
 var messageIDRe = regexp.MustCompile(`(?m)^Message-ID: <(m\d+)@example\.org>`)
 
@@ -60,7 +44,7 @@ func TestRealClientsAsDevicesDownloadEveryMessageOnce(t *testing.T) {
 		{"scanner", "fetchmail", runFetchmail, false},
 		{"erp", "getmail", runGetmail, true},
 	} {
-		r := &clientRun{tool: requireClient(t, d.tool), host: host, port: port,
+		r := &clientRun{tool: requireTool(t, d.tool), host: host, port: port,
 			user: u.user + "#" + d.device, pass: u.pass, state: t.TempDir(), delete: d.delete}
 		devices = append(devices, &device{name: d.device, run: d.run, r: r, counts: map[string]int{}})
 	}

@@ -39,6 +39,8 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Read-ahead tuning (performance.go).
 	Performance PerformanceConfig `yaml:"performance"`
+	// Local accounts that log in upstream with OAuth2 (oauth2config.go).
+	OAuth2 OAuth2Config `yaml:"oauth2"`
 
 	// hooks observe the upstreams for metrics (set by NewWithHooks).
 	hooks Hooks
@@ -162,6 +164,7 @@ func (c *Config) Check() error {
 	u := &c.Upstream
 	errs = append(errs, u.check("upstream")...)
 	errs = append(errs, c.checkSecurity()...)
+	errs = append(errs, c.checkOAuth2()...)
 	errs = append(errs, c.Performance.check()...)
 
 	p := &c.Policy

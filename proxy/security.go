@@ -92,7 +92,7 @@ func (u *UpstreamConfig) check(key string) []error {
 		}
 	}
 	errs = append(errs, oneOf(key+".tls", u.TLS, "implicit", "starttls", "none"))
-	errs = append(errs, oneOf(key+".auth", u.Auth, "", "auto", "login", "plain"))
+	errs = append(errs, oneOf(key+".auth", u.Auth, "", "auto", "login", "plain", "xoauth2", "oauthbearer"))
 	if u.CAFile != "" {
 		if _, err := imapback.LoadCAFile(u.CAFile); err != nil {
 			errs = append(errs, fmt.Errorf("%s.ca_file: %v", key, err))

@@ -1,0 +1,285 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/oauth2"
+)
+
+// A token store keeps each account's refresh token (and its last access
+// token) across restarts. Two kinds:
+//
+//   - file: one file for all accounts, sealed with AES-256-GCM under a key
+//     of its own (key_file), written with mode 0600 by replacing it
+//     atomically, under an advisory lock so that `popbridge oauth login`
+//     and a running daemon do not overwrite each other's updates.
+//   - dir: one file per account, named after it, as a mounted Kubernetes
+//     Secret lays them out; sealed like the file when key_file is set,
+//     plain JSON otherwise. A read-only mount cannot take a rotated
+//     refresh token: Save then fails and the caller keeps it in memory.
+
+// errNoToken: the account has never been authorised (or its token was
+// removed).
+var errNoToken = errors.New("no token stored")
+
+// tokenStore is what the token cache needs from a store.
+type tokenStore interface {
+	Load(account string) (*oauth2.Token, error)
+	Save(account string, tok *oauth2.Token) error
+}
+
+// open returns the configured store, or nil if none is.
+func (s TokenStoreConfig) open() (tokenStore, error) {
+	var key []byte
+	if s.KeyFile != "" {
+		var err error
+		if key, err = loadStoreKey(s.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case s.File != "":
+		return &fileStore{path: s.File, key: key}, nil
+	case s.Dir != "":
+		return &dirStore{dir: s.Dir, key: key}, nil
+	}
+	return nil, nil
+}
+
+const storeKeyLen = 32 // AES-256
+
+// GenerateStoreKey writes a new random token-store key to path, base64,
+// with mode 0600. It refuses to overwrite a key: that would make the
+// tokens sealed with it unreadable.
+func GenerateStoreKey(path string) error {
+	key := make([]byte, storeKeyLen)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, base64.StdEncoding.EncodeToString(key))
+	return errors.Join(err, f.Close())
+}
+
+// loadStoreKey reads a key written by GenerateStoreKey, or 32 raw octets.
+func loadStoreKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == storeKeyLen {
+		return data, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(data)))
+	if err != nil || len(key) != storeKeyLen {
+		return nil, fmt.Errorf("%s: want %d random octets, base64 (popbridge oauth keygen)", path, storeKeyLen)
+	}
+	return key, nil
+}
+
+// sealed is the on-disk form of encrypted content.
+type sealed struct {
+	Format int    `json:"popbridge_token_store"`
+	Nonce  []byte `json:"nonce"`
+	Data   []byte `json:"sealed"`
+}
+
+const sealFormat = 1
+
+// seal encrypts plain; aad binds it to its place (the account, for dir
+// stores), so that files cannot be swapped between accounts unnoticed.
+func seal(key, plain []byte, aad string) ([]byte, error) {
+	gcm, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return json.Marshal(sealed{Format: sealFormat, Nonce: nonce, Data: gcm.Seal(nil, nonce, plain, []byte(aad))})
+}
+
+// unseal reverses seal.
+func unseal(key, data []byte, aad string) ([]byte, error) {
+	var s sealed
+	if err := json.Unmarshal(data, &s); err != nil || s.Format != sealFormat {
+		return nil, errors.New("not a sealed popbridge token store")
+	}
+	gcm, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.Nonce) != gcm.NonceSize() {
+		return nil, errors.New("sealed token store: bad nonce")
+	}
+	plain, err := gcm.Open(nil, s.Nonce, s.Data, []byte(aad))
+	if err != nil {
+		return nil, errors.New("sealed token store: wrong key or damaged content")
+	}
+	return plain, nil
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// fileStore is the single sealed file.
+type fileStore struct {
+	path string
+	key  []byte
+	mu   sync.Mutex // serialises this process; the file lock, processes
+}
+
+type fileContent struct {
+	Accounts map[string]*oauth2.Token `json:"accounts"`
+}
+
+const fileAAD = "popbridge token store file"
+
+func (s *fileStore) Load(account string) (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	tok := c.Accounts[account]
+	if tok == nil {
+		return nil, errNoToken
+	}
+	return tok, nil
+}
+
+func (s *fileStore) Save(account string, tok *oauth2.Token) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unlock, err := lockFile(s.path + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := s.read()
+	if err != nil {
+		return err
+	}
+	c.Accounts[account] = tok
+	plain, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	data, err := seal(s.key, plain, fileAAD)
+	if err != nil {
+		return err
+	}
+	return replaceFile(s.path, data)
+}
+
+// read returns the file's content; a missing file is an empty store.
+func (s *fileStore) read() (fileContent, error) {
+	c := fileContent{Accounts: make(map[string]*oauth2.Token)}
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	plain, err := unseal(s.key, data, fileAAD)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", s.path, err)
+	}
+	if err := json.Unmarshal(plain, &c); err != nil {
+		return c, fmt.Errorf("%s: %w", s.path, err)
+	}
+	if c.Accounts == nil {
+		c.Accounts = make(map[string]*oauth2.Token)
+	}
+	return c, nil
+}
+
+// dirStore keeps one file per account.
+type dirStore struct {
+	dir string
+	key []byte // nil: plain JSON
+	mu  sync.Mutex
+}
+
+func (s *dirStore) Load(account string) (*oauth2.Token, error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, account))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNoToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.key != nil {
+		if data, err = unseal(s.key, data, "popbridge token "+account); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(s.dir, account), err)
+		}
+	}
+	tok := new(oauth2.Token)
+	if err := json.Unmarshal(data, tok); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(s.dir, account), err)
+	}
+	return tok, nil
+}
+
+func (s *dirStore) Save(account string, tok *oauth2.Token) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data, err := json.Marshal(tok)
+	if err != nil {
+		return err
+	}
+	if s.key != nil {
+		if data, err = seal(s.key, data, "popbridge token "+account); err != nil {
+			return err
+		}
+	}
+	return replaceFile(filepath.Join(s.dir, account), data)
+}
+
+// replaceFile replaces path with data, mode 0600, so that a crash
+// leaves either the old or the new content, never a torn file.
+func replaceFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package proxy
+
+// lockFile is a no-op where flock(2) is missing: only one process may
+// then write a token store file at a time.
+func lockFile(string) (func(), error) { return func() {}, nil }

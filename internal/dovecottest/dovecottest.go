@@ -70,6 +70,12 @@ type Options struct {
 	// ExtraConfig is appended to the generated config, e.g. a namespace
 	// with special-use mailboxes or a trimmed imap_capability.
 	ExtraConfig string
+	// OAuth2IntrospectionURL, when set, makes the server accept SASL
+	// XOAUTH2 and OAUTHBEARER with access tokens that Dovecot's oauth2
+	// passdb checks at this RFC 7662 introspection endpoint (e.g.
+	// oauthtest's IntrospectionURL); password logins keep working
+	// (oauth2.go).
+	OAuth2IntrospectionURL string
 }
 
 // Server is a running Dovecot instance. It is stopped automatically by
@@ -83,9 +89,10 @@ type Server struct {
 	// Dir/home/USER with the maildir in Dir/home/USER/Maildir.
 	Dir string
 
-	users   map[string]string
-	mailUID int
-	mailGID int
+	users     map[string]string
+	oauth2URL string
+	mailUID   int
+	mailGID   int
 	// stamp is the leading "time" field of every delivered file name; it is
 	// fixed per server so that only the counter decides the order.
 	stamp int64
@@ -187,11 +194,12 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	s := &Server{
-		Dir:     dir,
-		users:   users,
-		mailUID: mailUID,
-		mailGID: mailGID,
-		stamp:   time.Now().Unix(),
+		Dir:       dir,
+		users:     users,
+		oauth2URL: opts.OAuth2IntrospectionURL,
+		mailUID:   mailUID,
+		mailGID:   mailGID,
+		stamp:     time.Now().Unix(),
 	}
 	if err := s.prepare(); err != nil {
 		t.Fatalf("dovecottest: %v", err)
@@ -268,7 +276,10 @@ func (s *Server) prepare() error {
 		}
 	}
 	// The auth process runs as the "dovecot" user and must read it.
-	return os.WriteFile(filepath.Join(s.Dir, "users"), []byte(pw.String()), 0o644)
+	if err := os.WriteFile(filepath.Join(s.Dir, "users"), []byte(pw.String()), 0o644); err != nil {
+		return err
+	}
+	return s.writeOAuth2Args()
 }
 
 func (s *Server) maildir(user, sub string) string {
@@ -421,7 +432,7 @@ protocols = %[4]s
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = %[11]s
 login_greeting = %[5]s ready.
 
 default_login_user = dovenull
@@ -440,10 +451,7 @@ mail_max_userip_connections = %[8]d
 default_process_limit = %[8]d
 default_client_limit = %[8]d
 
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %[2]s/users
-}
+%[10]s
 userdb {
   driver = passwd-file
   args = username_format=%%u %[2]s/users
@@ -457,7 +465,7 @@ service imap-login {
     port = 0
   }
 }
-`, token, s.Dir, s.logPath(), protocols, token, s.mailUID, s.mailGID, connLimit, imapPort)
+`, token, s.Dir, s.logPath(), protocols, token, s.mailUID, s.mailGID, connLimit, imapPort, s.passdbConfig(), s.authMechanisms())
 	if pop3 {
 		fmt.Fprintf(&b, `service pop3-login {
   inet_listener pop3 {

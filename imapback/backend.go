@@ -58,6 +58,11 @@ const (
 	AuthAuto  AuthMechanism = ""      // AUTHENTICATE PLAIN when offered, else LOGIN
 	AuthLogin AuthMechanism = "login" // always LOGIN
 	AuthPlain AuthMechanism = "plain" // always AUTHENTICATE PLAIN
+	// AuthXOAuth2 and AuthOAuthBearer force that SASL mechanism for
+	// logins whose Credentials carry a Token (oauth.go). With a Token,
+	// the other values choose from the server's capabilities.
+	AuthXOAuth2     AuthMechanism = "xoauth2"
+	AuthOAuthBearer AuthMechanism = "oauthbearer"
 )
 
 // Defaults for zero Options fields.
@@ -187,7 +192,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	switch opts.Auth {
-	case AuthAuto, AuthLogin, AuthPlain:
+	case AuthAuto, AuthLogin, AuthPlain, AuthXOAuth2, AuthOAuthBearer:
 	default:
 		return nil, fmt.Errorf("imapback: unknown auth mechanism %q", opts.Auth)
 	}
@@ -248,13 +253,29 @@ func (b *Backend) Login(ctx context.Context, user, pass string) (*Session, error
 // LoginPolicy is Login with a policy for this session (policy.go), e.g.
 // a per-device view.
 func (b *Backend) LoginPolicy(ctx context.Context, user, pass string, pol Policy) (*Session, error) {
+	return b.LoginWith(ctx, Credentials{User: user, Password: pass}, pol)
+}
+
+// LoginWith is LoginPolicy with credentials that may carry an OAuth2
+// token source (oauth.go).
+func (b *Backend) LoginWith(ctx context.Context, cr Credentials, pol Policy) (*Session, error) {
 	if err := pol.check(); err != nil {
+		return nil, err
+	}
+	if err := b.checkCredentials(cr); err != nil {
+		return nil, err
+	}
+	// The token comes first: a refresh that fails must not cost an
+	// upstream connection, and the connection must not sit idle while
+	// the token endpoint answers.
+	token, err := b.token(ctx, cr)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.DialTimeout+2*b.opts.CommandTimeout)
 	defer cancel()
 
-	s := &Session{b: b, log: b.opts.Logger.With("user", user), pol: pol}
+	s := &Session{b: b, log: b.opts.Logger.With("user", cr.User), pol: pol}
 	if pol.Device != "" {
 		s.log = s.log.With("device", pol.Device)
 	}
@@ -271,13 +292,13 @@ func (b *Backend) LoginPolicy(ctx context.Context, user, pass string, pol Policy
 	// whatever command is waiting.
 	defer context.AfterFunc(ctx, func() { s.nc.Close() })()
 
-	if err := s.authenticate(user, pass); err != nil {
+	if err := s.authenticate(cr, token); err != nil {
 		return nil, err
 	}
 	if err := s.snapshot(); err != nil {
 		return nil, err
 	}
-	s.rememberLogin(user, pass)
+	s.rememberLogin(cr)
 	ok = true
 	return s, nil
 }
@@ -324,14 +345,17 @@ func (s *Session) connect(ctx context.Context) (err error) {
 			nc.Close()
 			return err
 		}
-		s.c = imapclient.New(tc, copts)
+		s.c = imapclient.New(s.saslLayer(tc), copts)
 	case TLSStartTLS:
+		// go-imap's STARTTLS puts TLS under its writer, out of reach of
+		// saslLayer: s.sasl stays nil (see oauth.go).
+		s.sasl = nil
 		if s.c, err = imapclient.NewStartTLS(nc, copts); err != nil {
 			nc.Close()
 			return err
 		}
 	default:
-		s.c = imapclient.New(nc, copts)
+		s.c = imapclient.New(s.saslLayer(nc), copts)
 	}
 	return s.waitGreeting(ctx)
 }
@@ -348,11 +372,17 @@ func (s *Session) waitGreeting(ctx context.Context) error {
 	return nil
 }
 
-func (s *Session) authenticate(user, pass string) error {
+// authenticate logs in with cr: with token (from cr.Token) when cr has a
+// token source, else with cr.Password.
+func (s *Session) authenticate(cr Credentials, token string) error {
 	if s.c.State() != imap.ConnStateNotAuthenticated {
 		// PREAUTH: the upstream would never check this user's password.
 		return fmt.Errorf("%w: upstream greeted with PREAUTH, refusing to serve unchecked credentials", ErrUnavailable)
 	}
+	if cr.Token != nil {
+		return s.authenticateToken(cr.User, token)
+	}
+	user, pass := cr.User, cr.Password
 	caps := s.c.Caps()
 	plain := s.b.opts.Auth == AuthPlain || (s.b.opts.Auth == AuthAuto && caps.Has(imap.AuthCap(sasl.Plain)))
 	var err error
@@ -367,6 +397,13 @@ func (s *Session) authenticate(user, pass string) error {
 		err = s.c.Login(user, pass).Wait()
 		s.observe("LOGIN", start, err)
 	}
+	return loginError(err, "")
+}
+
+// loginError maps the error of LOGIN or AUTHENTICATE; detail, if set,
+// is added to an authentication failure (e.g. the status of an OAuth2
+// error challenge).
+func loginError(err error, detail string) error {
 	if err == nil {
 		return nil
 	}
@@ -375,6 +412,9 @@ func (s *Session) authenticate(user, pass string) error {
 		switch ie.Code {
 		case imap.ResponseCodeUnavailable, imap.ResponseCodeServerBug, imap.ResponseCodeLimit:
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if detail != "" {
+			return fmt.Errorf("%w: %v (%s)", ErrAuthFailed, err, detail)
 		}
 		return fmt.Errorf("%w: %v", ErrAuthFailed, err)
 	}

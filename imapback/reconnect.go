@@ -21,7 +21,8 @@ import (
 // was recreated), the snapshot means nothing any more: every later
 // command fails with ErrUnavailable, and QUIT deletes nothing.
 //
-// The price is that the session keeps the user's password in memory for
+// The price is that the session keeps the user's password (or OAuth2
+// token source, which is asked again for every reconnect) in memory for
 // its lifetime (bounded by the POP3 idle timeout), where it would otherwise
 // be dropped after the login. It is never logged. Options.NoReconnect
 // turns reconnecting off; a lost connection then fails every later
@@ -37,7 +38,7 @@ const maxReconnects = 5
 
 // reconnectState is what a session needs to log in again.
 type reconnectState struct {
-	user, pass  string // pass is empty when reconnecting is off
+	cr          Credentials // zero when reconnecting is off
 	on          bool
 	uidValidity uint32
 	count       int
@@ -46,11 +47,11 @@ type reconnectState struct {
 
 // rememberLogin keeps the credentials for reconnects, unless configured
 // not to.
-func (s *Session) rememberLogin(user, pass string) {
+func (s *Session) rememberLogin(cr Credentials) {
 	if s.b.opts.NoReconnect {
 		return
 	}
-	s.rc.user, s.rc.pass, s.rc.on = user, pass, true
+	s.rc.cr, s.rc.on = cr, true
 }
 
 // closed reports whether the upstream connection has ended.
@@ -91,13 +92,19 @@ func (s *Session) revive(ctx context.Context) error {
 	s.rc.count++
 	s.log.Info("upstream connection lost, reconnecting", "attempt", s.rc.count)
 	o := &s.b.opts
+	// A fresh token for every login: the one of the first login may
+	// have expired meanwhile.
+	token, err := s.b.token(ctx, s.rc.cr)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout+2*o.CommandTimeout)
 	defer cancel()
 	if err := s.connect(ctx); err != nil {
 		return fmt.Errorf("%w: reconnect: %v", ErrUnavailable, err)
 	}
 	defer context.AfterFunc(ctx, func() { s.nc.Close() })()
-	err := s.reselect()
+	err = s.reselect(token)
 	if err != nil {
 		s.c.Close()
 		var broken *snapshotInvalid
@@ -121,8 +128,8 @@ func (e *snapshotInvalid) Error() string {
 
 // reselect logs in on the new connection, selects the mailbox and maps
 // the snapshot onto it.
-func (s *Session) reselect() error {
-	if err := s.authenticate(s.rc.user, s.rc.pass); err != nil {
+func (s *Session) reselect(token string) error {
+	if err := s.authenticate(s.rc.cr, token); err != nil {
 		// A changed password or a locked account ends the session too,
 		// but as an upstream failure: the POP3 login had succeeded.
 		return err

@@ -69,7 +69,7 @@ func TestNoReconnectKeepsNoPassword(t *testing.T) {
 	b := newBackend(t, relay.Addr, 1<<10)
 	b.opts.NoReconnect = true
 	s := login(t, b)
-	if s.rc.pass != "" || s.rc.on {
+	if s.rc.cr.Password != "" || s.rc.cr.Token != nil || s.rc.on {
 		t.Error("the session kept the password with NoReconnect")
 	}
 	relay.Hangup([]byte("* BYE idle\r\n"))

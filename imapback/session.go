@@ -30,6 +30,8 @@ type Session struct {
 	log *slog.Logger
 	nc  net.Conn // the TCP connection, closed to abort a blocked command
 	c   *imapclient.Client
+	// sasl is the plaintext layer under c, or nil (oauth.go).
+	sasl *saslConn
 
 	msgs []Message
 	pol  Policy // delete, seen and view policy of this session (policy.go)

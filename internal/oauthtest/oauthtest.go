@@ -134,6 +134,10 @@ type Server struct {
 	codes   map[string]*authCode
 	devices map[string]*deviceAuth // by device code
 	stats   Stats
+	// tokenDelay and tokenFail are set by SetTokenDelay and
+	// FailTokenRequests.
+	tokenDelay time.Duration
+	tokenFail  int
 }
 
 type accessToken struct {
@@ -228,6 +232,26 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats
+}
+
+// SetTokenDelay makes the token endpoint wait d before it answers each
+// request (0: no delay), e.g. so that concurrent logins overlap one
+// refresh. The wait holds no lock, and each request is counted in Stats
+// when it arrives.
+func (s *Server) SetTokenDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenDelay = d
+}
+
+// FailTokenRequests makes the token endpoint answer every request with
+// this HTTP status (e.g. 503) and a temporarily_unavailable error, as a
+// provider having an outage does, until called with 0. The requests are
+// still counted in Stats; no token changes.
+func (s *Server) FailTokenRequests(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenFail = status
 }
 
 // ApproveDevice approves the pending device authorisation with this
@@ -488,6 +512,16 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	delay := s.tokenDelay
+	s.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	grant := r.PostForm.Get("grant_type")
 	switch grant {
@@ -499,6 +533,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.stats.DeviceCodeGrants++
 	case GrantClientCredentials:
 		s.stats.ClientCredentialsGrants++
+	}
+	if s.tokenFail != 0 {
+		if grant == GrantRefreshToken {
+			s.stats.RefreshFailures++
+		}
+		writeError(w, errf(s.tokenFail, "temporarily_unavailable", "the token endpoint is failing on purpose"))
+		return
 	}
 	client, err := s.authClient(r)
 	if err != nil {

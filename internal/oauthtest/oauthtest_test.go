@@ -443,3 +443,31 @@ func TestUnknownClientAndGrantTypeAreRefused(t *testing.T) {
 		t.Errorf("password grant: %d %v, want 400 unsupported_grant_type", resp.StatusCode, m)
 	}
 }
+
+func TestTokenEndpointOutageAndDelay(t *testing.T) {
+	t.Parallel()
+	s := oauthtest.Start(t, oauthtest.Options{})
+	rt := s.IssueRefreshToken("alice", oauthtest.DefaultClientID)
+	cfg := publicConfig(s)
+	s.FailTokenRequests(http.StatusServiceUnavailable)
+	_, err := cfg.TokenSource(ctxT(t), &oauth2.Token{RefreshToken: rt}).Token()
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response.StatusCode != http.StatusServiceUnavailable || re.ErrorCode != "temporarily_unavailable" {
+		t.Fatalf("refresh during an outage: %v, want 503 temporarily_unavailable", err)
+	}
+	if !s.RefreshTokenValid(rt) {
+		t.Error("an outage invalidated the refresh token")
+	}
+	s.FailTokenRequests(0)
+	s.SetTokenDelay(300 * time.Millisecond)
+	start := time.Now()
+	if _, err := cfg.TokenSource(ctxT(t), &oauth2.Token{RefreshToken: rt}).Token(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("refresh answered after %v, before the 300ms delay", d)
+	}
+	if st := s.Stats(); st.RefreshGrants != 2 || st.RefreshFailures != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}

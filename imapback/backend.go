@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -275,7 +276,7 @@ func (b *Backend) LoginWith(ctx context.Context, cr Credentials, pol Policy) (*S
 	ctx, cancel := context.WithTimeout(ctx, b.opts.DialTimeout+2*b.opts.CommandTimeout)
 	defer cancel()
 
-	s := &Session{b: b, log: b.opts.Logger.With("user", cr.User), pol: pol}
+	s := &Session{b: b, log: b.opts.Logger.With("user", cr.User), pol: pol, tokenLogin: cr.Token != nil}
 	if pol.Device != "" {
 		s.log = s.log.With("device", pol.Device)
 	}
@@ -332,7 +333,11 @@ func (s *Session) connect(ctx context.Context) (err error) {
 		tlsConfig.ServerName, _, _ = net.SplitHostPort(o.Address)
 	}
 	copts.TLSConfig = tlsConfig
-	if client, ok := clientAddrFrom(ctx); ok && o.ForwardClientAddr {
+	client, ok := clientAddrFrom(ctx)
+	if ok && o.ForwardClientAddr || o.TLS == TLSStartTLS && s.tokenLogin {
+		if !o.ForwardClientAddr {
+			client = netip.AddrPort{}
+		}
 		if err := s.connectWithID(ctx, nc, tlsConfig, copts, client); err != nil {
 			return err
 		}
@@ -348,7 +353,7 @@ func (s *Session) connect(ctx context.Context) (err error) {
 		s.c = imapclient.New(s.saslLayer(tc), copts)
 	case TLSStartTLS:
 		// go-imap's STARTTLS puts TLS under its writer, out of reach of
-		// saslLayer: s.sasl stays nil (see oauth.go).
+		// saslLayer: s.sasl stays nil. Token logins do not come here.
 		s.sasl = nil
 		if s.c, err = imapclient.NewStartTLS(nc, copts); err != nil {
 			nc.Close()

@@ -62,6 +62,8 @@ var errPreLogin = errors.New("upstream pre-login exchange failed")
 
 // connectWithID is connect's path when the client address is forwarded:
 // TLS or STARTTLS by hand, then ID, then go-imap's client on the result.
+// A token login over STARTTLS takes it too, with no client address (and
+// so no ID), for the plaintext layer that XOAUTH2 needs (oauth.go).
 func (s *Session) connectWithID(ctx context.Context, nc net.Conn, tlsConfig *tls.Config, copts *imapclient.Options, client netip.AddrPort) error {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
@@ -101,7 +103,7 @@ func (s *Session) connectWithID(ctx context.Context, nc net.Conn, tlsConfig *tls
 		// plain greeting are void after STARTTLS (RFC 9051 6.2.1).
 		greeting = []byte("* OK popbridge: greeting received before STARTTLS\r\n")
 	}
-	if bytes.HasPrefix(greeting, []byte("* OK")) {
+	if bytes.HasPrefix(greeting, []byte("* OK")) && client.IsValid() {
 		// Only to a server that announces ID: some hang up on an
 		// unknown command.
 		hasID := s.b.opts.TLS != TLSStartTLS && capsHaveID(greeting)

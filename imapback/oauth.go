@@ -225,10 +225,8 @@ func clipText(s string) string {
 // (above TLS) and turns exactly the one write "=\r\n" that the XOAUTH2
 // client asked for into "\r\n". go-imap writes a SASL response as one
 // flush while it holds the command encoder, so nothing else can be in
-// that write. With STARTTLS done by go-imap there is no plaintext layer
-// to hook (s.sasl is nil): the "=" goes out, the server ends the command
-// with BAD, and the login fails as ErrAuthFailed all the same, since the
-// error challenge came first.
+// that write. go-imap's own STARTTLS would put TLS under that layer, so
+// a token login over STARTTLS does STARTTLS by hand (connectWithID).
 type saslConn struct {
 	net.Conn
 	emptyNext atomic.Bool

@@ -3,10 +3,17 @@ package imapback
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -259,10 +266,12 @@ func TestReconnectAsksForANewToken(t *testing.T) {
 // plays steps: each reads one client line and checks it (a command's tag
 // replaced by "TAG") before sending reply (where TAG stands for the tag
 // of the last command). done receives the first mismatch, or nil.
+// After the reply to "TAG STARTTLS" the server switches to TLS with
+// serverTLS.
 type scriptStep struct{ want, reply string }
 
 // The steps are made from the server's port, which OAUTHBEARER sends.
-func scriptedAuthServer(t *testing.T, greeting string, script func(port string) []scriptStep) (addr string, done <-chan error) {
+func scriptedAuthServer(t *testing.T, greeting string, script func(port string) []scriptStep, serverTLS *tls.Config) (addr string, done <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -273,11 +282,12 @@ func scriptedAuthServer(t *testing.T, greeting string, script func(port string) 
 	result := make(chan error, 1)
 	go func() {
 		result <- func() error {
+			var nc net.Conn
 			nc, err := ln.Accept()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer func() { nc.Close() }()
 			nc.SetDeadline(time.Now().Add(10 * time.Second))
 			r := bufio.NewReader(nc)
 			fmt.Fprint(nc, greeting)
@@ -294,6 +304,17 @@ func scriptedAuthServer(t *testing.T, greeting string, script func(port string) 
 					return fmt.Errorf("step %d: client sent %q, want %q", i, got, st.want)
 				}
 				fmt.Fprint(nc, strings.ReplaceAll(st.reply, "TAG", tag))
+				if st.want == "TAG STARTTLS\r\n" && serverTLS != nil {
+					if r.Buffered() > 0 {
+						return fmt.Errorf("step %d: client sent data after STARTTLS before the handshake", i)
+					}
+					tc := tls.Server(nc, serverTLS)
+					if err := tc.Handshake(); err != nil {
+						return fmt.Errorf("step %d: TLS handshake: %v", i, err)
+					}
+					nc = tc
+					r = bufio.NewReader(tc)
+				}
 			}
 			// The client closes the connection after a failed login.
 			if line, err := r.ReadString('\n'); err == nil {
@@ -376,7 +397,7 @@ func TestXOAuth2ExchangeOnTheWire(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			addr, done := scriptedAuthServer(t, c.greeting, c.steps)
+			addr, done := scriptedAuthServer(t, c.greeting, c.steps, nil)
 			_, err := oauthBackend(t, addr, AuthAuto).LoginWith(context.Background(),
 				Credentials{User: "alice@example.com", Token: fixedToken(tok, nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 			if !errors.Is(err, c.wantErr) {
@@ -389,5 +410,63 @@ func TestXOAuth2ExchangeOnTheWire(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// testTLS returns a server config with a fresh certificate for
+// 127.0.0.1 and a client config that trusts it.
+func testTLS(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// Over STARTTLS the error exchange must end with an empty line too, so
+// the session does STARTTLS itself instead of leaving it to go-imap.
+func TestXOAuth2ErrorExchangeOverSTARTTLS(t *testing.T) {
+	t.Parallel()
+	const tok = "at-secret-token"
+	serverTLS, clientTLS := testTLS(t)
+	addr, done := scriptedAuthServer(t, "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] hi\r\n", func(string) []scriptStep {
+		return []scriptStep{
+			{want: "TAG STARTTLS\r\n", reply: "TAG OK Begin TLS negotiation now\r\n"},
+			// The capabilities before STARTTLS are void (RFC 9051 §6.2.1).
+			{want: "TAG CAPABILITY\r\n", reply: "* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2\r\nTAG OK done\r\n"},
+			{want: "TAG AUTHENTICATE XOAUTH2 " + b64("user=alice\x01auth=Bearer "+tok+"\x01\x01") + "\r\n",
+				reply: "+ " + b64(`{"status":"400","schemes":"Bearer"}`) + "\r\n"},
+			{want: "\r\n", reply: "TAG NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"},
+		}
+	}, serverTLS)
+	b, err := New(Options{Address: addr, TLS: TLSStartTLS, TLSConfig: clientTLS, DialTimeout: 5 * time.Second,
+		CommandTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.LoginWith(context.Background(), Credentials{User: "alice", Token: fixedToken(tok, nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
+	if !errors.Is(err, ErrAuthFailed) || !strings.Contains(err.Error(), `status "400"`) || strings.Contains(err.Error(), tok) {
+		t.Errorf("error %v, want ErrAuthFailed with the status and without the token", err)
+	}
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

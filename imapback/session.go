@@ -32,6 +32,8 @@ type Session struct {
 	c   *imapclient.Client
 	// sasl is the plaintext layer under c, or nil (oauth.go).
 	sasl *saslConn
+	// tokenLogin: the session logs in with OAuth2 tokens.
+	tokenLogin bool
 
 	msgs []Message
 	pol  Policy // delete, seen and view policy of this session (policy.go)

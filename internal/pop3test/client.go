@@ -46,10 +46,15 @@ func DialFrom(t testing.TB, local, addr string) *Client {
 	return c
 }
 
+// ioTimeout bounds every read and write. It is generous because an
+// answer may wait for an upstream login and snapshot, which under -race
+// on a loaded two-core machine has been seen to take ten seconds.
+const ioTimeout = 30 * time.Second
+
 // Line reads one response line without its CRLF.
 func (c *Client) Line() string {
 	c.t.Helper()
-	c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.Conn.SetReadDeadline(time.Now().Add(ioTimeout))
 	line, err := c.r.ReadString('\n')
 	if err != nil {
 		c.t.Fatalf("read: %v (got %q)", err, line)
@@ -69,7 +74,7 @@ func (c *Client) Read(p []byte) (int, error) {
 // Send writes one command line.
 func (c *Client) Send(line string) {
 	c.t.Helper()
-	c.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	c.Conn.SetWriteDeadline(time.Now().Add(ioTimeout))
 	if _, err := c.Conn.Write([]byte(line + "\r\n")); err != nil {
 		c.t.Fatalf("write %q: %v", line, err)
 	}

@@ -5,6 +5,9 @@
 //	popbridge -listen 0.0.0.0:110 -upstream imap.example.com:993
 //	popbridge -config popbridge.yaml            everything from one YAML file
 //	popbridge check-config popbridge.yaml       validate a config file
+//	popbridge oauth login -config FILE ACCOUNT  authorise an OAuth2 account (oauth.go)
+//	popbridge oauth keygen FILE                 a new token-store key
+//	popbridge hash-password [-bcrypt]           hash a local password from stdin
 //	popbridge version
 package main
 
@@ -45,6 +48,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
+		case "oauth":
+			return oauthCmd(ctx, args[1:], stdout, stderr)
+		case "hash-password":
+			return hashPassword(args[1:], stdout, stderr)
+		case "help":
+			fmt.Fprintln(stdout, usageText)
+			return exitOK
 		}
 	}
 
@@ -59,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "", "log `format`: text or json")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz over HTTP on this `address` (default: metrics.listen, else off)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: popbridge [flags]\n       popbridge check-config FILE\n       popbridge version\n\nflags:")
+		fmt.Fprintln(stderr, usageText+"\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

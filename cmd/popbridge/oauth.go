@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/popbridge/popbridge/proxy"
+)
+
+// The operator's commands for OAuth2 accounts: oauth login, oauth keygen
+// and hash-password. docs/oauth2.md walks through them.
+
+// stdin is where hash-password reads the password (a variable for tests).
+var stdin io.Reader = os.Stdin
+
+const usageText = `usage: popbridge [flags]                      serve (without -config and -upstream: a demo)
+       popbridge check-config FILE             validate a config file
+       popbridge oauth login -config FILE [-grant device|code] [-timeout 10m]
+                             [-redirect-host 127.0.0.1|localhost] [-redirect-port N] ACCOUNT
+                                               authorise an oauth2 account once, store its token
+       popbridge oauth keygen FILE             write a new token-store key (mode 0600)
+       popbridge hash-password [-bcrypt]       hash a local password read from stdin
+       popbridge version
+       popbridge help
+
+See docs/oauth2.md for Microsoft 365 and Gmail mailboxes.`
+
+func oauthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: popbridge oauth login [flags] ACCOUNT | popbridge oauth keygen FILE")
+		return exitConfig
+	}
+	switch args[0] {
+	case "login":
+		return oauthLogin(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		return oauthKeygen(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "popbridge oauth: unknown command %q: want login or keygen\n", args[0])
+	return exitConfig
+}
+
+// parseInterspersed parses flags before and after the positional
+// arguments (`oauth login ACCOUNT -config FILE` reads as naturally as the
+// other order), which flag.Parse alone stops at.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func oauthLogin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("popbridge oauth login", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "the popbridge configuration `file` (required)")
+	grant := fs.String("grant", "", "`grant` to run: device or code (default: the provider's)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up when the sign-in has not happened within this `duration`")
+	redirectHost := fs.String("redirect-host", "127.0.0.1", "code grant: `host` of the loopback redirect URI, 127.0.0.1 or localhost, as the app registration names it")
+	redirectPort := fs.Int("redirect-port", 0, "code grant: `port` of the loopback redirect (default: any free port)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: popbridge oauth login -config FILE [flags] ACCOUNT\n\n"+
+			"Runs the OAuth2 grant of ACCOUNT's provider once and saves the token in the token store.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitConfig
+	}
+	if *configPath == "" {
+		fmt.Fprintln(stderr, "popbridge oauth login: -config FILE is required: the account, its provider and the token store are configured there")
+		return exitConfig
+	}
+	cfg, err := proxy.LoadConfig(*configPath)
+	if err == nil {
+		err = cfg.Check()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", *configPath, err)
+		return exitConfig
+	}
+	err = proxy.OAuthLogin(ctx, cfg, pos[0], proxy.OAuthLoginOptions{
+		Grant:        *grant,
+		Timeout:      *timeout,
+		RedirectHost: *redirectHost,
+		RedirectPort: *redirectPort,
+		Out:          stdout,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "popbridge oauth login:", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func oauthKeygen(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: popbridge oauth keygen FILE")
+		return exitConfig
+	}
+	if err := proxy.GenerateStoreKey(args[0]); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			fmt.Fprintf(stderr, "popbridge oauth keygen: %s exists: not overwritten, since the tokens sealed with that key would become unreadable\n", args[0])
+		} else {
+			fmt.Fprintln(stderr, "popbridge oauth keygen:", err)
+		}
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "Wrote a new token-store key to %s (mode 0600). Set oauth2.token_store.key_file to it, and keep a copy: without it the stored tokens cannot be read.\n", args[0])
+	return exitOK
+}
+
+// maxPasswordLine bounds what hash-password reads.
+const maxPasswordLine = 4096
+
+func hashPassword(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("popbridge hash-password", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	useBcrypt := fs.Bool("bcrypt", false, "bcrypt (cost 10) instead of argon2id")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: popbridge hash-password [-bcrypt] < password\n\n"+
+			"Reads one line, the local POP3 password of an oauth2 account, and prints its hash for password_hash.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exitConfig
+	}
+	if f, ok := stdin.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			// A terminal: say what is expected. The password is echoed
+			// (no terminal library among the dependencies); clear the
+			// screen or use a pipe where that matters.
+			fmt.Fprint(stderr, "Password (one line; it shows as you type): ")
+		}
+	}
+	line, err := bufio.NewReaderSize(io.LimitReader(stdin, maxPasswordLine+2), maxPasswordLine+2).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(stderr, "popbridge hash-password: reading the password:", err)
+		return exitFail
+	}
+	password := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if len(password) > maxPasswordLine {
+		fmt.Fprintf(stderr, "popbridge hash-password: the password is longer than %d octets\n", maxPasswordLine)
+		return exitFail
+	}
+	if password == "" {
+		fmt.Fprintln(stderr, "popbridge hash-password: the password is empty (it is read from stdin, one line)")
+		return exitFail
+	}
+	hash := proxy.HashPassword
+	if *useBcrypt {
+		hash = proxy.HashPasswordBcrypt
+	}
+	h, err := hash(password)
+	if err != nil {
+		// Errors of the hash functions never quote the password.
+		fmt.Fprintln(stderr, "popbridge hash-password:", err)
+		return exitFail
+	}
+	fmt.Fprintln(stdout, h)
+	return exitOK
+}

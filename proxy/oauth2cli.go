@@ -103,7 +103,7 @@ func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLogi
 		return checkClientCredentials(ctx, a, &p, out)
 	}
 
-	store, where, err := openStoreForLogin(cfg.OAuth2.TokenStore, a.User)
+	store, where, written, err := openStoreForLogin(cfg.OAuth2.TokenStore, a.User)
 	if err != nil {
 		return err
 	}
@@ -131,8 +131,13 @@ func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLogi
 		fmt.Fprintf(out, "The current access token is valid until %s; popbridge renews it with the refresh token.\n", tok.Expiry.Format(time.RFC3339))
 	}
 	fmt.Fprintf(out, "A running popbridge picks the new token up at the next POP3 login of %s: no restart needed.\n", a.User)
-	if os.Geteuid() == 0 {
-		fmt.Fprintf(out, "Note: this ran as root, so root owns what it wrote; popbridge's own user must be able to read %s.\n", where)
+	switch uid, err := giveToDirOwner(written...); {
+	case err != nil:
+		fmt.Fprintf(out, "Warning: could not hand %s to the owner of its directory (%v): popbridge's own user must be able to read and replace it.\n", where, err)
+	case uid >= 0:
+		fmt.Fprintf(out, "It belongs to uid %d, the owner of its directory, as the daemon's files must.\n", uid)
+	case os.Geteuid() == 0:
+		fmt.Fprintf(out, "Note: this ran as root and root owns the directory, so root owns %s: popbridge's own user must be able to read and replace it.\n", where)
 	}
 	return nil
 }
@@ -178,23 +183,26 @@ func (p *ProviderConfig) loginConfig() *oauth2.Config {
 }
 
 // openStoreForLogin opens the token store and makes sure, before anyone
-// signs in, that it can be read with its key and written.
-func openStoreForLogin(sc TokenStoreConfig, account string) (tokenStore, string, error) {
-	store, err := sc.open()
+// signs in, that it can be read with its key and written. It also returns
+// a description of the store and the files that saving writes.
+func openStoreForLogin(sc TokenStoreConfig, account string) (store tokenStore, where string, written []string, err error) {
+	store, err = sc.open()
 	if err != nil {
-		return nil, "", fmt.Errorf("token store: %v", err)
+		return nil, "", nil, fmt.Errorf("token store: %v", err)
 	}
-	var dir, where string
+	var dir string
 	switch {
 	case sc.File != "":
 		dir, where = filepath.Dir(sc.File), "the token store file "+sc.File
+		written = []string{sc.File, sc.File + ".lock"}
 	case sc.Dir != "":
 		dir, where = sc.Dir, "the token store directory "+sc.Dir
+		written = []string{filepath.Join(sc.Dir, account)}
 	default:
-		return nil, "", errors.New("oauth2.token_store is not configured: set file and key_file, or dir, to keep refresh tokens")
+		return nil, "", nil, errors.New("oauth2.token_store is not configured: set file and key_file, or dir, to keep refresh tokens")
 	}
 	if _, err := store.Load(account); err != nil && !errors.Is(err, errNoToken) {
-		return nil, "", fmt.Errorf("cannot read %s, so it cannot be updated either: %v", where, err)
+		return nil, "", nil, fmt.Errorf("cannot read %s, so it cannot be updated either: %v", where, err)
 	}
 	probe, err := os.CreateTemp(dir, ".popbridge-write-test*")
 	if err != nil {
@@ -202,11 +210,11 @@ func openStoreForLogin(sc TokenStoreConfig, account string) (tokenStore, string,
 		if sc.Dir != "" {
 			hint = " (a mounted Kubernetes Secret is read-only: run oauth login with a writable dir and create the Secret from its files, see docs/oauth2.md)"
 		}
-		return nil, "", fmt.Errorf("cannot write %s: %v%s", where, err, hint)
+		return nil, "", nil, fmt.Errorf("cannot write %s: %v%s", where, err, hint)
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	return store, where, nil
+	return store, where, written, nil
 }
 
 // loginError explains why a grant ended without a token.
@@ -288,7 +296,13 @@ func deviceLogin(ctx context.Context, a *AccountConfig, p *ProviderConfig, out i
 // callback is one request to the loopback redirect URI.
 type callback struct {
 	query url.Values
-	page  chan<- string // the HTML to answer with
+	page  chan<- resultPage // what to answer with
+}
+
+// resultPage is the browser's last page of the sign-in.
+type resultPage struct {
+	status int
+	html   string
 }
 
 // codeLogin runs the authorisation code grant with PKCE (RFC 7636, S256)
@@ -360,13 +374,13 @@ func codeLogin(ctx context.Context, a *AccountConfig, p *ProviderConfig, opts OA
 		return nil, ctx.Err()
 	}
 	reply := func(ok bool, msg string) {
-		title := "popbridge: sign-in failed"
+		title, status := "popbridge: sign-in failed", http.StatusBadRequest
 		if ok {
-			title = "popbridge: signed in"
+			title, status = "popbridge: signed in", http.StatusOK
 		}
-		cb.page <- fmt.Sprintf("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>"+
+		cb.page <- resultPage{status, fmt.Sprintf("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>"+
 			"<body><h1>%s</h1><p>%s</p><p>You can close this window.</p></body></html>\n",
-			title, title, html.EscapeString(msg))
+			title, title, html.EscapeString(msg))}
 	}
 	q := cb.query
 	if got := q.Get("state"); subtle.ConstantTimeCompare([]byte(got), []byte(state)) != 1 {
@@ -419,7 +433,7 @@ func redirectHandler(calls chan<- callback, done <-chan struct{}) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		page := make(chan string, 1)
+		page := make(chan resultPage, 1)
 		select {
 		case calls <- callback{query: q, page: page}:
 		case <-done:
@@ -428,20 +442,21 @@ func redirectHandler(calls chan<- callback, done <-chan struct{}) http.Handler {
 		case <-r.Context().Done():
 			return
 		}
-		var body string
+		var res resultPage
 		select {
-		case body = <-page:
+		case res = <-page:
 		case <-done:
 			// The login answers before it ends: prefer its page.
 			select {
-			case body = <-page:
+			case res = <-page:
 			default:
-				body = "<!DOCTYPE html>\n<p>popbridge stopped waiting. You can close this window.</p>\n"
+				res = resultPage{http.StatusServiceUnavailable, "<!DOCTYPE html>\n<p>popbridge stopped waiting. You can close this window.</p>\n"}
 			}
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		io.WriteString(w, body)
+		w.WriteHeader(res.status)
+		io.WriteString(w, res.html)
 	})
 }
 

@@ -5,16 +5,24 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/internal/oauthtest"
+	"github.com/popbridge/popbridge/proxy"
 )
 
 // runBinary runs the popbridge binary to its end with stdin and returns
@@ -183,5 +191,201 @@ func TestUsageListsTheOperatorCommands(t *testing.T) {
 		if code, _, stderr := runBinary(t, "", tc.args...); code != exitConfig || !strings.Contains(stderr, tc.want) {
 			t.Errorf("popbridge %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, exitConfig, tc.want)
 		}
+	}
+}
+
+// oauthLoginConfig writes a config whose account scanner gets its tokens
+// from the test server with grant, kept in a token store directory.
+func oauthLoginConfig(t *testing.T, s *oauthtest.Server, grant string) (config, storeDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	storeDir = filepath.Join(dir, "tokens")
+	if err := os.Mkdir(storeDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := proxy.HashPassword("local-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config = filepath.Join(dir, "popbridge.yaml")
+	err = os.WriteFile(config, []byte(fmt.Sprintf(`upstream: {address: imap.example.com:993}
+oauth2:
+  token_store: {dir: %s}
+  providers:
+    idp: {preset: generic, client_id: %s, token_url: "%s/token", auth_url: "%s/authorize", device_auth_url: "%s/device",
+          scopes: [imap, offline_access], upstream: default, grant: %s}
+  accounts:
+    - {user: scanner, password_hash: '%s', provider: idp, upstream_user: scanner@example.com}
+`, storeDir, oauthtest.DefaultClientID, s.URL, s.URL, s.URL, grant, hash)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config, storeDir
+}
+
+// loginProcess is `popbridge oauth login` running.
+type loginProcess struct {
+	cmd    *exec.Cmd
+	out    *lockedBuffer // stdout and stderr
+	exited chan struct{}
+	code   int
+}
+
+func startLoginBinary(t *testing.T, args ...string) *loginProcess {
+	t.Helper()
+	p := &loginProcess{out: &lockedBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(binary, append([]string{"oauth", "login"}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+func (p *loginProcess) await(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(p.out.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("oauth login exited (%d) before printing %s:\n%s", p.code, re, p.out.String())
+		case <-deadline:
+			t.Fatalf("no %s within 30s:\n%s", re, p.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (p *loginProcess) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("oauth login did not exit within 30s:\n%s", p.out.String())
+		return -1
+	}
+}
+
+// checkStoredToken reads scanner's token from the (plain JSON) store
+// directory and refreshes it at the test server.
+func checkStoredToken(t *testing.T, s *oauthtest.Server, storeDir, output string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(storeDir, "scanner"))
+	if err != nil {
+		t.Fatalf("no token for scanner in the store: %v", err)
+	}
+	var tok oauth2.Token
+	if err := json.Unmarshal(data, &tok); err != nil {
+		t.Fatal(err)
+	}
+	if tok.AccessToken == "" || !s.RefreshTokenValid(tok.RefreshToken) {
+		t.Fatalf("stored token: access token %v, refresh token valid %v", tok.AccessToken != "", s.RefreshTokenValid(tok.RefreshToken))
+	}
+	for _, secret := range []string{tok.AccessToken, tok.RefreshToken} {
+		if strings.Contains(output, secret) {
+			t.Errorf("the command printed a token (%.6s...):\n%s", secret, output)
+		}
+	}
+	c := &oauth2.Config{ClientID: oauthtest.DefaultClientID, Endpoint: s.Endpoint()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fresh, err := c.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil || !s.AccessTokenValid(fresh.AccessToken) {
+		t.Fatalf("refreshing the stored token: %v", err)
+	}
+}
+
+var (
+	userCodeRE = regexp.MustCompile(`enter this code:\s+(\S+)`)
+	authURLRE  = regexp.MustCompile(`Open this address in a browser on this computer:\s+(\S+)`)
+)
+
+func TestOAuthLoginCommandDeviceGrant(t *testing.T) {
+	t.Parallel()
+	s := oauthtest.Start(t, oauthtest.Options{DeviceInterval: time.Second})
+	config, storeDir := oauthLoginConfig(t, s, "device")
+	// Flags after the account work as well as before it.
+	p := startLoginBinary(t, "scanner", "-config", config, "-timeout", "1m")
+	if err := s.ApproveDevice(p.await(t, userCodeRE), "scanner@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, p.out.String())
+	}
+	out := p.out.String()
+	for _, want := range []string{"Open this page in a browser", s.URL + "/verify", "Done: account scanner is authorised", "no restart needed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	checkStoredToken(t, s, storeDir, out)
+}
+
+func TestOAuthLoginCommandFailsCleanlyWithoutApproval(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		act  func(s *oauthtest.Server, p *loginProcess, code string) error
+		want string
+	}{
+		{"denied", func(s *oauthtest.Server, _ *loginProcess, code string) error { return s.DenyDevice(code) },
+			"popbridge oauth login: the sign-in was declined (access_denied); nothing stored"},
+		{"Ctrl-C", func(_ *oauthtest.Server, p *loginProcess, _ string) error { return p.cmd.Process.Signal(os.Interrupt) },
+			"popbridge oauth login: interrupted; nothing stored"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := oauthtest.Start(t, oauthtest.Options{DeviceInterval: time.Second})
+			config, storeDir := oauthLoginConfig(t, s, "device")
+			p := startLoginBinary(t, "-config", config, "scanner")
+			if err := tc.act(s, p, p.await(t, userCodeRE)); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t); code != exitFail || !strings.Contains(p.out.String(), tc.want) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit %d and %q", code, p.out.String(), exitFail, tc.want)
+			}
+			if entries, _ := os.ReadDir(storeDir); len(entries) != 0 {
+				t.Errorf("the store directory is not empty: %v", entries)
+			}
+		})
+	}
+}
+
+func TestOAuthLoginCommandCodeGrant(t *testing.T) {
+	t.Parallel()
+	s := oauthtest.Start(t, oauthtest.Options{AuthorizeUser: "scanner@example.com"})
+	config, storeDir := oauthLoginConfig(t, s, "code")
+	p := startLoginBinary(t, "-config", config, "scanner")
+	// The browser: the authorisation server redirects to the command's
+	// loopback listener, whose page ends the sign-in.
+	c := &http.Client{Timeout: 20 * time.Second}
+	resp, err := c.Get(p.await(t, authURLRE))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(page, []byte("You can close this window")) {
+		t.Errorf("the last page of the sign-in: %s\n%s", resp.Status, page)
+	}
+	if code := p.wait(t); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, p.out.String())
+	}
+	checkStoredToken(t, s, storeDir, p.out.String())
+	if n := s.Stats().AuthorizationCodeGrants; n != 1 {
+		t.Errorf("%d code exchanges, want 1", n)
 	}
 }

@@ -235,7 +235,12 @@ func TestReconnectAsksForANewToken(t *testing.T) {
 	as, d := startOAuthDovecot(t, oauthtest.Options{}, "")
 	relay := fr.New(t, d.IMAPAddr)
 	var issued []string
+	refreshFailed := errors.New("refresh token revoked")
+	var broken bool
 	token := func(context.Context) (string, error) {
+		if broken {
+			return "", refreshFailed
+		}
 		tok := as.IssueAccessToken("alice", oauthtest.DefaultClientID, time.Second)
 		issued = append(issued, tok)
 		return tok, nil
@@ -259,6 +264,19 @@ func TestReconnectAsksForANewToken(t *testing.T) {
 	}
 	if len(issued) != 2 || relay.Accepted() != 2 {
 		t.Errorf("%d tokens for %d connections, want 2 for 2", len(issued), relay.Accepted())
+	}
+
+	// No token for the next reconnect: an upstream failure of the
+	// session that still says why, and no connection without a token.
+	broken = true
+	relay.Hangup([]byte("* BYE idle\r\n"))
+	waitClosed(t, s)
+	err = s.Noop(context.Background())
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrToken) || !errors.Is(err, refreshFailed) {
+		t.Errorf("NOOP when the token source fails: %v, want ErrUnavailable wrapping ErrToken and its cause", err)
+	}
+	if relay.Accepted() != 2 {
+		t.Errorf("%d connections, want no third one without a token", relay.Accepted())
 	}
 }
 

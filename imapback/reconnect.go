@@ -96,7 +96,9 @@ func (s *Session) revive(ctx context.Context) error {
 	// have expired meanwhile.
 	token, err := s.b.token(ctx, s.rc.cr)
 	if err != nil {
-		return err
+		// Mid-session this is an upstream failure like any other;
+		// ErrToken and the source's error stay visible to errors.Is.
+		return fmt.Errorf("%w: reconnect: %w", ErrUnavailable, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout+2*o.CommandTimeout)
 	defer cancel()

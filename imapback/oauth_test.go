@@ -386,6 +386,18 @@ func TestXOAuth2ExchangeOnTheWire(t *testing.T) {
 			wantText: `status "401"`,
 		},
 		{
+			// Microsoft 365 says NO at once, without a challenge.
+			name:     "xoauth2 refused without a challenge",
+			greeting: "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=XOAUTH2] hi\r\n",
+			steps: func(port string) []scriptStep {
+				return []scriptStep{
+					{"TAG AUTHENTICATE XOAUTH2 " + ir + "\r\n", "TAG NO AUTHENTICATE failed.\r\n"},
+				}
+			},
+			wantErr:  ErrAuthFailed,
+			wantText: "AUTHENTICATE failed",
+		},
+		{
 			name:     "xoauth2 accepted",
 			greeting: "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\r\n",
 			steps: func(port string) []scriptStep {
@@ -487,4 +499,30 @@ func TestXOAuth2ErrorExchangeOverSTARTTLS(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Error(err)
 	}
+}
+
+// The error challenge comes from the server: whatever it holds, the
+// status and scope that reach error texts are short and printable.
+func FuzzParseFailure(f *testing.F) {
+	f.Add([]byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`))
+	f.Add([]byte(`{"status":"invalid_token"}`))
+	f.Add([]byte(`{"status":"` + strings.Repeat("x", 300) + "\r\n\x00\"}"))
+	f.Add([]byte(`not json`))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, challenge []byte) {
+		fail := parseFailure(challenge)
+		for _, s := range []string{fail.Status, fail.Scope} {
+			if len(s) > 103 {
+				t.Errorf("%d bytes kept from the challenge", len(s))
+			}
+			for _, c := range []byte(s) {
+				if c < 0x20 || c > 0x7e {
+					t.Errorf("unprintable byte %#x kept in %q", c, s)
+				}
+			}
+		}
+		if fail.Status == "" {
+			t.Error("empty status")
+		}
+	})
 }

@@ -2,6 +2,7 @@ package imapback
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,12 +247,25 @@ func TestReconnectAsksForANewToken(t *testing.T) {
 		issued = append(issued, tok)
 		return tok, nil
 	}
-	s, err := oauthBackend(t, relay.Addr, AuthOAuthBearer).LoginWith(context.Background(),
+	b := oauthBackend(t, relay.Addr, AuthOAuthBearer)
+	var logs lockedBuffer
+	b.opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := b.LoginWith(context.Background(),
 		Credentials{User: "alice", Token: token}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	defer func() {
+		if !strings.Contains(logs.String(), "reconnecting") {
+			t.Errorf("the reconnects were not logged:\n%s", logs.String())
+		}
+		for _, tok := range issued {
+			if strings.Contains(logs.String(), tok) {
+				t.Errorf("a token is in the log:\n%s", logs.String())
+			}
+		}
+	}()
 	for deadline := time.Now().Add(5 * time.Second); as.AccessTokenValid(issued[0]); {
 		if time.Now().After(deadline) {
 			t.Fatal("first token did not expire")
@@ -386,7 +401,8 @@ func TestXOAuth2ExchangeOnTheWire(t *testing.T) {
 			wantText: `status "401"`,
 		},
 		{
-			// Microsoft 365 says NO at once, without a challenge.
+			// A server may say NO at once, without a challenge (Microsoft 365
+			// is reported to answer "NO AUTHENTICATE failed.").
 			name:     "xoauth2 refused without a challenge",
 			greeting: "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=XOAUTH2] hi\r\n",
 			steps: func(port string) []scriptStep {
@@ -525,4 +541,22 @@ func FuzzParseFailure(f *testing.F) {
 			t.Error("empty status")
 		}
 	})
+}
+
+// lockedBuffer collects log output from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,0 +1,490 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// The token cache hands out upstream access tokens for OAuth2 accounts.
+//
+// Per account (delegated grants) or per provider (client_credentials) it
+// keeps the current access token until shortly before it expires, then
+// gets a new one from the token endpoint with x/oauth2. Only one request
+// per entry runs at a time: logins that need a token meanwhile wait for
+// its result (each as long as its own ctx allows). The request itself is
+// not bound to the login that started it, so that a client hanging up
+// cannot cut a refresh whose rotated refresh token the endpoint has
+// already issued: it would be lost, and the old one is invalid.
+//
+// Refresh tokens live in the token store. The store is read before every
+// refresh, so a token that `popbridge oauth login` wrote while the daemon
+// runs is used from the next refresh on, without a restart. A rotated
+// refresh token is saved; if that fails (a read-only Secret mount), it is
+// kept in memory and used until the store gets a different one.
+
+// Timeouts of token requests.
+const (
+	// tokenRequestTimeout bounds one HTTP request to a token endpoint.
+	tokenRequestTimeout = 30 * time.Second
+	// tokenFlightTimeout bounds one refresh: x/oauth2 may try a second
+	// request while it detects how the endpoint wants the client
+	// credentials.
+	tokenFlightTimeout = 2*tokenRequestTimeout + 5*time.Second
+	// maxExpiryMargin is how long before its expiry an access token is
+	// replaced at the latest; shorter-lived tokens are replaced after 90%
+	// of their lifetime.
+	maxExpiryMargin = time.Minute
+	// tokenLogEvery rate-limits the repeated error lines of one entry.
+	tokenLogEvery = 5 * time.Minute
+)
+
+// Results of token requests, for metrics (TokenObserver).
+const (
+	RefreshOK       = "ok"       // a new access token
+	RefreshRotated  = "rotated"  // a new access token and a new refresh token
+	RefreshRevoked  = "revoked"  // the refresh token was refused (invalid_grant)
+	RefreshRejected = "rejected" // the client or the request was refused (configuration)
+	RefreshFailed   = "failed"   // endpoint unreachable, timeout, 5xx
+)
+
+// Grants as logs name them.
+const (
+	grantAppOnly = "client_credentials"
+	grantRefresh = "refresh_token"
+)
+
+// TokenObserver receives the outcome of each token request, for metrics.
+// Its method is called from the refresh goroutine and must return quickly.
+type TokenObserver interface {
+	// TokenRequest reports one access-token request of provider: result
+	// is one of RefreshOK, RefreshRotated, RefreshRevoked,
+	// RefreshRejected, RefreshFailed.
+	TokenRequest(provider, result string, d time.Duration)
+}
+
+// tokenError is why no access token could be had. Its text is safe to log:
+// it never holds a token, a secret or a response body.
+type tokenError struct {
+	// perm: an operator must act (authorise again, fix the client); a
+	// retry will not help.
+	perm bool
+	text string
+	err  error // the cause, for errors.Is (context errors); may be nil
+}
+
+func (e *tokenError) Error() string { return e.text }
+func (e *tokenError) Unwrap() error { return e.err }
+
+// tokenCache is the access tokens of one Proxy's accounts.
+type tokenCache struct {
+	store  tokenStore // nil if no provider needs refresh tokens
+	client *http.Client
+	log    *slog.Logger
+	obs    TokenObserver
+	now    func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*tokenEntry
+}
+
+// tokenEntry is one account's (or one app-only provider's) token state.
+// All fields after the configuration are guarded by tokenCache.mu.
+type tokenEntry struct {
+	key      string // the entries key
+	account  string // the store key and the name in logs; "" for app-only
+	provider string
+	conf     *oauth2.Config            // delegated grants: refresh
+	app      *clientcredentials.Config // client_credentials
+	secret   string                    // the client secret, to redact from error texts
+
+	access *oauth2.Token // nil: none cached
+	margin time.Duration // access is replaced this long before its expiry
+	flight *tokenFlight  // the request under way, if any
+
+	memRT    string // the newest refresh token known, saved or not
+	storedRT string // the store's refresh token when last read or written
+	deadRT   string // a refresh token the endpoint refused: never sent again
+	// saveWarned: a failed Save was logged; until one succeeds, later
+	// failures are logged at debug level only.
+	saveWarned bool
+	warned     map[string]time.Time
+}
+
+// tokenFlight is one request for an access token that several logins may
+// wait for.
+type tokenFlight struct {
+	done chan struct{}
+	tok  *oauth2.Token
+	err  error
+}
+
+// newTokenCache builds the entries of a checked oauth2 section.
+func newTokenCache(o *OAuth2Config, log *slog.Logger, obs TokenObserver) (*tokenCache, error) {
+	store, err := o.TokenStore.open()
+	if err != nil {
+		return nil, fmt.Errorf("oauth2.token_store: %w", err)
+	}
+	c := &tokenCache{
+		store:   store,
+		client:  newTokenHTTPClient(),
+		log:     log,
+		obs:     obs,
+		now:     time.Now,
+		entries: make(map[string]*tokenEntry),
+	}
+	// One x/oauth2 config per provider: it remembers how its endpoint
+	// wants the client credentials once it has found out.
+	confs := make(map[string]*oauth2.Config)
+	apps := make(map[string]*clientcredentials.Config)
+	for name, p := range o.Providers {
+		if p.Grant == GrantClientCredentials {
+			apps[name] = p.appConfig()
+		} else {
+			confs[name] = p.config()
+		}
+	}
+	for _, a := range o.Accounts {
+		p := o.Providers[a.Provider]
+		key := tokenKey(a)
+		if c.entries[key] != nil {
+			continue // app-only: one entry per provider
+		}
+		e := &tokenEntry{key: key, provider: a.Provider, secret: p.clientSecret, warned: make(map[string]time.Time)}
+		if p.Grant == GrantClientCredentials {
+			e.app = apps[a.Provider]
+		} else {
+			e.account, e.conf = a.User, confs[a.Provider]
+			if store == nil {
+				return nil, fmt.Errorf("oauth2.accounts %s: no token store for its refresh token", a.User)
+			}
+		}
+		c.entries[key] = e
+	}
+	return c, nil
+}
+
+// tokenKey names the cache entry of an account: the account for
+// delegated grants, the provider for app-only tokens, which serve every
+// mailbox the app may open.
+func tokenKey(a AccountConfig) string { return a.Provider + "\x00" + a.User }
+
+// appKey is tokenKey for app-only providers.
+func appKey(provider string) string { return provider + "\x00" }
+
+// keyFor returns the entry key of an account.
+func (c *tokenCache) keyFor(a *AccountConfig) string {
+	if e := c.entries[appKey(a.Provider)]; e != nil {
+		return e.key
+	}
+	return tokenKey(*a)
+}
+
+// newTokenHTTPClient is the client for token requests: bounded in time,
+// without keep-alive (a request per account and hour needs none, and no
+// idle connection outlives a reload), through the environment's proxy.
+func newTokenHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableKeepAlives = true
+	t.ResponseHeaderTimeout = tokenRequestTimeout
+	return &http.Client{Transport: t, Timeout: tokenRequestTimeout}
+}
+
+// token returns an access token for the entry key: the cached one while
+// it is valid, else a new one. fresh reports that it was obtained for
+// this call (or a concurrent one) rather than taken from the cache.
+func (c *tokenCache) token(ctx context.Context, key string) (tok string, fresh bool, err error) {
+	c.mu.Lock()
+	e := c.entries[key]
+	if e == nil {
+		c.mu.Unlock()
+		return "", false, &tokenError{perm: true, text: "no OAuth2 account configured"}
+	}
+	if e.validLocked(c.now()) {
+		tok := e.access.AccessToken
+		c.mu.Unlock()
+		return tok, false, nil
+	}
+	f := e.flight
+	if f == nil {
+		f = &tokenFlight{done: make(chan struct{})}
+		e.flight = f
+		go c.fly(e, f)
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return "", true, f.err
+		}
+		return f.tok.AccessToken, true, nil
+	case <-ctx.Done():
+		return "", false, &tokenError{text: "gave up waiting for an access token: " + ctx.Err().Error(), err: ctx.Err()}
+	}
+}
+
+// invalidate drops the cached access token if it is still tok (the
+// upstream refused it), so that the next token call gets a new one. A
+// token some other login has replaced meanwhile stays.
+func (c *tokenCache) invalidate(key, tok string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[key]; e != nil && e.access != nil && e.access.AccessToken == tok {
+		e.access = nil
+	}
+}
+
+// validLocked reports whether the cached access token may still be used.
+func (e *tokenEntry) validLocked(now time.Time) bool {
+	if e.access == nil || e.access.AccessToken == "" {
+		return false
+	}
+	// Without expires_in a token is used until the upstream refuses it.
+	return e.access.Expiry.IsZero() || now.Before(e.access.Expiry.Add(-e.margin))
+}
+
+// expiryMargin is how long before its expiry a token that lives for
+// lifetime is replaced.
+func expiryMargin(lifetime time.Duration) time.Duration {
+	return max(min(maxExpiryMargin, lifetime/10), 0)
+}
+
+// fly runs one flight and hands its result to every waiting login.
+func (c *tokenCache) fly(e *tokenEntry, f *tokenFlight) {
+	ctx, cancel := context.WithTimeout(context.Background(), tokenFlightTimeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.client)
+	start := c.now()
+	var tok *oauth2.Token
+	var err error
+	if e.app != nil {
+		tok, err = c.appToken(ctx, e)
+	} else {
+		tok, err = c.refresh(ctx, e)
+	}
+	c.mu.Lock()
+	if err == nil {
+		e.access = tok
+		e.margin = 0
+		if !tok.Expiry.IsZero() {
+			e.margin = expiryMargin(tok.Expiry.Sub(start))
+		}
+	}
+	e.flight = nil
+	c.mu.Unlock()
+	f.tok, f.err = tok, err
+	close(f.done)
+}
+
+// appToken gets an app-only token with the client_credentials grant.
+func (c *tokenCache) appToken(ctx context.Context, e *tokenEntry) (*oauth2.Token, error) {
+	start := c.now()
+	tok, err := e.app.Token(ctx)
+	if err != nil {
+		return nil, c.requestFailed(e, grantAppOnly, start, err, "")
+	}
+	c.observe(e, RefreshOK, start)
+	c.log.Debug("oauth2 app-only access token obtained", "provider", e.provider, "expires", tok.Expiry)
+	return tok, nil
+}
+
+// refresh gets an access token for a delegated account from its refresh
+// token, reading the store first.
+func (c *tokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token, error) {
+	stored, loadErr := c.store.Load(e.account)
+	now := c.now()
+
+	c.mu.Lock()
+	switch {
+	case loadErr == nil && stored.RefreshToken != "" && stored.RefreshToken != e.storedRT:
+		// New in the store since we last looked: the first use, an
+		// `oauth login`, or another process's rotation. It wins over
+		// what we hold.
+		e.storedRT, e.memRT = stored.RefreshToken, stored.RefreshToken
+		if stored.AccessToken != "" && !stored.Expiry.IsZero() &&
+			now.Before(stored.Expiry.Add(-expiryMargin(stored.Expiry.Sub(now)))) {
+			c.mu.Unlock()
+			c.log.Debug("oauth2 access token taken from the token store", "account", e.account, "expires", stored.Expiry)
+			return stored, nil
+		}
+	case loadErr != nil && e.memRT != "":
+		// Keep serving with the token we hold; say so once in a while.
+		c.mu.Unlock()
+		c.warn(e, "load", slog.LevelWarn, "oauth2 token store unreadable; using the refresh token held in memory",
+			"account", e.account, "err", loadErr)
+		c.mu.Lock()
+	}
+	rt, dead := e.memRT, e.deadRT
+	c.mu.Unlock()
+
+	switch {
+	case loadErr != nil && rt == "" && !errors.Is(loadErr, errNoToken):
+		c.warn(e, "perm", slog.LevelError, "oauth2 token store unreadable: logins of this account fail until it can be read",
+			"account", e.account, "err", loadErr)
+		return nil, &tokenError{perm: true, text: "token store unreadable: " + loadErr.Error()}
+	case rt == "":
+		c.needLogin(e, "no refresh token stored")
+		return nil, &tokenError{perm: true, text: "account not authorised: no refresh token stored"}
+	case rt == dead:
+		// Refused before and nothing new in the store: asking again
+		// would only load the endpoint.
+		c.needLogin(e, "refresh token revoked or expired")
+		return nil, &tokenError{perm: true, text: "account not authorised: refresh token revoked or expired"}
+	}
+
+	start := c.now()
+	tok, err := e.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
+	if err != nil {
+		return nil, c.requestFailed(e, grantRefresh, start, err, rt)
+	}
+	if tok.RefreshToken == "" || tok.RefreshToken == rt {
+		c.observe(e, RefreshOK, start)
+		c.log.Debug("oauth2 access token refreshed", "account", e.account, "expires", tok.Expiry)
+		return tok, nil
+	}
+	c.observe(e, RefreshRotated, start)
+	c.mu.Lock()
+	// A refresh that raced with nothing: only this flight writes these.
+	e.memRT = tok.RefreshToken
+	c.mu.Unlock()
+	if err := c.store.Save(e.account, tok); err != nil {
+		level := slog.LevelWarn
+		c.mu.Lock()
+		if e.saveWarned {
+			level = slog.LevelDebug // once is enough: it will not fix itself
+		}
+		e.saveWarned = true
+		c.mu.Unlock()
+		c.log.Log(context.Background(), level, "oauth2 refresh token rotated but the token store refused it: "+
+			"keeping it in memory only (it is lost at a restart; then run popbridge oauth login "+e.account+")",
+			"account", e.account, "err", err)
+	} else {
+		c.mu.Lock()
+		e.storedRT = tok.RefreshToken
+		e.saveWarned = false
+		c.mu.Unlock()
+		c.log.Info("oauth2 refresh token rotated and saved", "account", e.account)
+	}
+	return tok, nil
+}
+
+// requestFailed classifies a failed token request, logs it and returns
+// the tokenError for the logins. secrets are redacted from the texts
+// that come from the endpoint.
+func (c *tokenCache) requestFailed(e *tokenEntry, grant string, start time.Time, err error, rt string) error {
+	secrets := []string{rt, e.secret}
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		// Transport: refused, reset, timeout, DNS; or an unparsable
+		// answer. None of these texts carries a response body.
+		c.observe(e, RefreshFailed, start)
+		text := redact(err.Error(), secrets)
+		c.warn(e, "temp", slog.LevelWarn, "oauth2 token endpoint unreachable", "account", e.account,
+			"provider", e.provider, "grant", grant, "err", text)
+		return &tokenError{text: "token endpoint unreachable: " + text, err: err}
+	}
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	// Only the RFC 6749 fields: the body may hold anything.
+	detail := fmt.Sprintf("HTTP %d", status)
+	if re.ErrorCode != "" {
+		detail += " " + redact(re.ErrorCode, secrets)
+	}
+	if re.ErrorDescription != "" {
+		detail += ": " + clip(redact(re.ErrorDescription, secrets), 200)
+	}
+	switch {
+	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout ||
+		re.ErrorCode == "temporarily_unavailable" || re.ErrorCode == "server_error":
+		c.observe(e, RefreshFailed, start)
+		c.warn(e, "temp", slog.LevelWarn, "oauth2 token endpoint failed", "account", e.account,
+			"provider", e.provider, "grant", grant, "err", detail)
+		return &tokenError{text: "token endpoint failed: " + detail}
+	case re.ErrorCode == "invalid_grant" && grant == grantRefresh:
+		c.observe(e, RefreshRevoked, start)
+		c.mu.Lock()
+		e.deadRT = rt
+		c.mu.Unlock()
+		c.needLogin(e, "refresh token refused: "+detail)
+		return &tokenError{perm: true, text: "account not authorised: refresh token refused: " + detail}
+	}
+	c.observe(e, RefreshRejected, start)
+	what := "check the provider's client_id, client_secret_file, scopes and the app's permissions"
+	c.warn(e, "perm", slog.LevelError, "oauth2 token request refused: "+what, "account", e.account,
+		"provider", e.provider, "grant", grant, "err", detail)
+	return &tokenError{perm: true, text: "token request refused: " + detail}
+}
+
+// needLogin logs, at most every tokenLogEvery per account, that an
+// operator must authorise the account again.
+func (c *tokenCache) needLogin(e *tokenEntry, why string) {
+	c.warn(e, "perm", slog.LevelError, "oauth2 account needs authorising: run popbridge oauth login "+e.account,
+		"account", e.account, "provider", e.provider, "reason", why)
+}
+
+// warn logs msg at level, or at debug if a line of the same kind was
+// logged for e within tokenLogEvery: a device that retries every minute
+// must not flood the log.
+func (c *tokenCache) warn(e *tokenEntry, kind string, level slog.Level, msg string, args ...any) {
+	now := c.now()
+	c.mu.Lock()
+	last, ok := e.warned[kind]
+	if !ok || now.Sub(last) >= tokenLogEvery {
+		e.warned[kind] = now
+	} else {
+		level = slog.LevelDebug
+	}
+	c.mu.Unlock()
+	if e.account == "" {
+		args = append([]any(nil), args...)
+		for i := 0; i+1 < len(args); i += 2 {
+			if args[i] == "account" {
+				args[i+1] = "(app-only)"
+			}
+		}
+	}
+	c.log.Log(context.Background(), level, msg, args...)
+}
+
+func (c *tokenCache) observe(e *tokenEntry, result string, start time.Time) {
+	if c.obs != nil {
+		c.obs.TokenRequest(e.provider, result, c.now().Sub(start))
+	}
+}
+
+const redacted = "<redacted>"
+
+// redact replaces every non-empty secret in s.
+func redact(s string, secrets []string) string {
+	for _, x := range secrets {
+		if x != "" {
+			s = strings.ReplaceAll(s, x, redacted)
+		}
+	}
+	return s
+}
+
+// clip shortens s to n octets and replaces control characters: endpoint
+// texts are not trusted to be short or printable.
+func clip(s string, n int) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = '?'
+		}
+	}
+	if len(b) > n {
+		b = append(b[:n], "..."...)
+	}
+	return string(b)
+}

@@ -1,0 +1,510 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/internal/oauthtest"
+)
+
+// tokenFixture is a token cache for one account ("scanner", mailbox
+// "scanner@example.org") against a real oauthtest server, with a sealed
+// file store, logs at debug level, and a clock the test can move.
+type tokenFixture struct {
+	srv   *oauthtest.Server
+	cfg   *Config
+	store tokenStore
+	cache *tokenCache
+	logs  *syncBuffer
+	key   string
+
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// testLocalHash is "local-pw" as argon2id with tiny parameters: the
+// default ones cost a second per hash under the race detector.
+const testLocalHash = "$argon2id$v=19$m=64,t=1,p=1$cG9wYnJpZGdlLXRlc3RzIQ$l87zel6s/iVWDc2hHpvF6eQNHG38HRwxlULbhz+lQ7g"
+
+const (
+	fixtureAccount = "scanner"
+	fixtureMailbox = "scanner@example.org"
+)
+
+// oauth2Section is the oauth2 config of a generic provider at srv with
+// one account whose local password is "local-pw".
+func oauth2Section(t *testing.T, srv *oauthtest.Server, grant, extraAccount string) string {
+	t.Helper()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := GenerateStoreKey(key); err != nil {
+		t.Fatal(err)
+	}
+	hash := testLocalHash
+	secret := ""
+	if grant == GrantClientCredentials {
+		secret = filepath.Join(dir, "secret")
+		if err := writeFile(secret, "app-s3cret-77\n"); err != nil {
+			t.Fatal(err)
+		}
+		secret = "client_secret_file: " + secret + ", "
+	}
+	return fmt.Sprintf(`oauth2:
+  token_store: {file: %s, key_file: %s}
+  providers:
+    idp: {preset: generic, client_id: %s, %sgrant: %s, token_url: "%s/token", auth_url: "%s/authorize", scopes: [imap], upstream: default}
+  accounts:
+    - {user: %s, password_hash: '%s', provider: idp, upstream_user: %s}
+%s`, filepath.Join(dir, "tokens"), key, clientFor(grant), secret, grant, srv.URL, srv.URL,
+		fixtureAccount, hash, fixtureMailbox, extraAccount)
+}
+
+func clientFor(grant string) string {
+	if grant == GrantClientCredentials {
+		return "app"
+	}
+	return oauthtest.DefaultClientID
+}
+
+func newTokenFixture(t *testing.T, opts oauthtest.Options, grant string) *tokenFixture {
+	t.Helper()
+	if grant == GrantClientCredentials {
+		opts.Clients = map[string]string{"app": "app-s3cret-77"}
+		opts.ClientCredentialsUser = map[string]string{"app": fixtureMailbox}
+	}
+	srv := oauthtest.Start(t, opts)
+	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\n" + oauth2Section(t, srv, grant, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	f := &tokenFixture{srv: srv, cfg: cfg, logs: &syncBuffer{}}
+	f.cache = f.newCache(t)
+	f.store = f.cache.store
+	a, _ := cfg.OAuth2.account(fixtureAccount)
+	f.key = f.cache.keyFor(a)
+	return f
+}
+
+// newCache is a cache over the fixture's config and store, as after a
+// restart or reload.
+func (f *tokenFixture) newCache(t *testing.T) *tokenCache {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(f.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c, err := newTokenCache(&f.cfg.OAuth2, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = func() time.Time {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return time.Now().Add(f.offset)
+	}
+	return c
+}
+
+// advance moves the cache's clock forward.
+func (f *tokenFixture) advance(d time.Duration) {
+	f.mu.Lock()
+	f.offset += d
+	f.mu.Unlock()
+}
+
+// seed stores a refresh token for the account, as `popbridge oauth
+// login` would, and returns it.
+func (f *tokenFixture) seed(t *testing.T) string {
+	t.Helper()
+	rt := f.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)
+	if err := f.store.Save(fixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+func (f *tokenFixture) token(t *testing.T) (string, bool, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return f.cache.token(ctx, f.key)
+}
+
+func (f *tokenFixture) mustToken(t *testing.T) string {
+	t.Helper()
+	tok, _, err := f.token(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.srv.AccessTokenValid(tok) {
+		t.Fatalf("token %q is not valid at the server", tok)
+	}
+	return tok
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+func TestExpiryMarginIsAMinuteOrATenthOfTheLifetime(t *testing.T) {
+	for _, tc := range []struct{ lifetime, want time.Duration }{
+		{time.Hour, time.Minute},
+		{10 * time.Minute, time.Minute},
+		{5 * time.Minute, 30 * time.Second},
+		{2 * time.Second, 200 * time.Millisecond},
+		{0, 0},
+		{-time.Second, 0},
+	} {
+		if got := expiryMargin(tc.lifetime); got != tc.want {
+			t.Errorf("expiryMargin(%v) = %v, want %v", tc.lifetime, got, tc.want)
+		}
+	}
+}
+
+func TestAccessTokenIsCachedUntilShortlyBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{AccessTTL: time.Hour}, GrantCode)
+	f.seed(t)
+	first := f.mustToken(t)
+	if got := f.srv.Stats().RefreshGrants; got != 1 {
+		t.Fatalf("first login: %d refresh grants, want 1", got)
+	}
+	// 58 minutes later the token has more than its minute of margin left.
+	f.advance(58 * time.Minute)
+	if tok, fresh, err := f.token(t); err != nil || tok != first || fresh {
+		t.Fatalf("after 58 min: token %q fresh %v err %v, want the cached one", tok, fresh, err)
+	}
+	if got := f.srv.Stats().RefreshGrants; got != 1 {
+		t.Fatalf("cached token: %d refresh grants, want 1", got)
+	}
+	// Within the last minute it is replaced.
+	f.advance(time.Minute + time.Second)
+	second, fresh, err := f.token(t)
+	if err != nil || second == first || !fresh {
+		t.Fatalf("inside the margin: token %q (first %q) fresh %v err %v, want a new one", second, first, fresh, err)
+	}
+	if got := f.srv.Stats().RefreshGrants; got != 2 {
+		t.Fatalf("inside the margin: %d refresh grants, want 2", got)
+	}
+}
+
+func TestConcurrentLoginsShareOneRefresh(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, GrantCode)
+	f.seed(t)
+	// The refresh takes long enough for every login to arrive meanwhile.
+	f.srv.SetTokenDelay(300 * time.Millisecond)
+	const n = 16
+	toks := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			toks[i], _, errs[i] = f.token(t)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || toks[i] != toks[0] {
+			t.Errorf("login %d: token %q err %v, want %q", i, toks[i], errs[i], toks[0])
+		}
+	}
+	if got := f.srv.Stats().RefreshGrants; got != 1 {
+		t.Errorf("%d concurrent logins made %d refresh grants, want 1", n, got)
+	}
+}
+
+func TestRotatedRefreshTokenIsSavedAndUsedAfterRestart(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, GrantCode)
+	rt0 := f.seed(t)
+	f.mustToken(t)
+	stored, err := f.store.Load(fixtureAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.RefreshToken == rt0 || !f.srv.RefreshTokenValid(stored.RefreshToken) || f.srv.RefreshTokenValid(rt0) {
+		t.Fatalf("after rotation the store holds %q (valid %v); the old one valid: %v",
+			stored.RefreshToken, f.srv.RefreshTokenValid(stored.RefreshToken), f.srv.RefreshTokenValid(rt0))
+	}
+	// A restarted daemon refreshes with the saved token.
+	f.cache = f.newCache(t)
+	f.advance(2 * time.Hour) // the stored access token has expired
+	f.mustToken(t)
+	if st := f.srv.Stats(); st.RefreshGrants != 2 || st.RefreshFailures != 0 {
+		t.Errorf("stats %+v, want 2 refresh grants without failures", st)
+	}
+	if !strings.Contains(f.logs.String(), "oauth2 refresh token rotated and saved") {
+		t.Errorf("no log line for the rotation:\n%s", f.logs.String())
+	}
+}
+
+func TestStoredAccessTokenIsUsedWithoutRefresh(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+	rt := f.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)
+	at := f.srv.IssueAccessToken(fixtureMailbox, oauthtest.DefaultClientID, time.Hour)
+	// As `oauth login` leaves it: the whole token response.
+	if err := f.store.Save(fixtureAccount, &oauth2.Token{AccessToken: at, RefreshToken: rt, Expiry: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if tok := f.mustToken(t); tok != at {
+		t.Errorf("token %q, want the stored %q", tok, at)
+	}
+	if got := f.srv.Stats().RefreshGrants; got != 0 {
+		t.Errorf("%d refresh grants, want 0", got)
+	}
+}
+
+// readOnlyStore is a real store whose Save fails, as a read-only Secret
+// mount does.
+type readOnlyStore struct {
+	tokenStore
+	mu    sync.Mutex
+	saves int
+}
+
+func (s *readOnlyStore) Save(string, *oauth2.Token) error {
+	s.mu.Lock()
+	s.saves++
+	s.mu.Unlock()
+	return errors.New("read-only file system")
+}
+
+func TestRotatedTokenKeptInMemoryWhenTheStoreIsReadOnly(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true, AccessTTL: time.Hour}, GrantCode)
+	rt0 := f.seed(t)
+	ro := &readOnlyStore{tokenStore: f.store}
+	f.cache.store = ro
+	for i := range 3 {
+		f.mustToken(t)
+		f.advance(time.Hour)
+		if i == 0 && f.srv.RefreshTokenValid(rt0) {
+			t.Fatal("the server did not rotate the refresh token")
+		}
+	}
+	// Each refresh used the rotated token from memory: the store's is
+	// invalid since the first.
+	if st := f.srv.Stats(); st.RefreshGrants != 3 || st.RefreshFailures != 0 {
+		t.Errorf("stats %+v, want 3 refresh grants without failures", st)
+	}
+	if ro.saves != 3 {
+		t.Errorf("%d saves tried, want 3", ro.saves)
+	}
+	if n := strings.Count(f.logs.String(), "level=WARN msg=\"oauth2 refresh token rotated but the token store refused it"); n != 1 {
+		t.Errorf("%d warnings about the read-only store, want 1:\n%s", n, f.logs.String())
+	}
+	// The operator authorises again: the new token in the store wins
+	// over the one in memory.
+	ro.tokenStore.Save(fixtureAccount, &oauth2.Token{RefreshToken: f.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)})
+	f.mustToken(t)
+	if got := f.srv.Stats().RefreshGrants; got != 4 {
+		t.Errorf("%d refresh grants, want 4", got)
+	}
+}
+
+func TestRevokedRefreshTokenIsPermanentUntilTheStoreHasANewOne(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+	f.seed(t)
+	f.mustToken(t)
+	f.srv.RevokeUser(fixtureMailbox)
+	f.advance(2 * time.Hour)
+	for i := range 3 {
+		_, _, err := f.token(t)
+		var te *tokenError
+		if !errors.As(err, &te) || !te.perm {
+			t.Fatalf("attempt %d after revocation: %v, want a permanent tokenError", i, err)
+		}
+	}
+	// One request found out; the others did not ask again.
+	if st := f.srv.Stats(); st.RefreshGrants != 2 || st.RefreshFailures != 1 {
+		t.Errorf("stats %+v, want 2 refresh grants, 1 failure", st)
+	}
+	want := "level=ERROR msg=\"oauth2 account needs authorising: run popbridge oauth login scanner\" account=scanner provider=idp"
+	if n := strings.Count(f.logs.String(), want); n != 1 {
+		t.Errorf("%d error lines %q, want 1:\n%s", n, want, f.logs.String())
+	}
+	// `popbridge oauth login scanner`, while the daemon runs.
+	f.seed(t)
+	f.mustToken(t)
+}
+
+func TestNoStoredTokenIsPermanent(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+	_, _, err := f.token(t)
+	var te *tokenError
+	if !errors.As(err, &te) || !te.perm || !strings.Contains(te.text, "no refresh token stored") {
+		t.Fatalf("empty store: %v, want a permanent tokenError", err)
+	}
+	if st := f.srv.Stats(); st.RefreshGrants != 0 {
+		t.Errorf("a refresh without a refresh token: %+v", st)
+	}
+	if !strings.Contains(f.logs.String(), "level=ERROR msg=\"oauth2 account needs authorising: run popbridge oauth login scanner\"") {
+		t.Errorf("no error line:\n%s", f.logs.String())
+	}
+	f.seed(t)
+	f.mustToken(t)
+}
+
+// closedURL returns a URL on 127.0.0.1 where nothing listens.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
+	t.Parallel()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "<html>upstream proxy error</html>")
+	}))
+	t.Cleanup(failing.Close)
+	for name, url := range map[string]string{"down": closedURL(t), "502 html": failing.URL, "503 temporarily_unavailable": ""} {
+		t.Run(name, func(t *testing.T) {
+			f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+			rt := f.seed(t)
+			e := f.cache.entries[f.key]
+			if url == "" {
+				url = f.srv.URL
+				f.srv.FailTokenRequests(http.StatusServiceUnavailable)
+			}
+			e.conf.Endpoint.TokenURL = url + "/token"
+			_, _, err := f.token(t)
+			var te *tokenError
+			if !errors.As(err, &te) || te.perm {
+				t.Fatalf("endpoint %s: %v, want a temporary tokenError", name, err)
+			}
+			if strings.Contains(te.Error(), "<html>") || strings.Contains(f.logs.String(), rt) {
+				t.Errorf("response body or refresh token in the error or logs: %q\n%s", te.Error(), f.logs.String())
+			}
+			if !strings.Contains(f.logs.String(), "level=WARN msg=\"oauth2 token endpoint") {
+				t.Errorf("no warning:\n%s", f.logs.String())
+			}
+			// Back up: the next login works with the same refresh token.
+			e.conf.Endpoint.TokenURL = f.srv.URL + "/token"
+			f.srv.FailTokenRequests(0)
+			f.mustToken(t)
+		})
+	}
+}
+
+func TestWaitingLoginGivesUpWithItsContextWhileTheRefreshGoesOn(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, GrantCode)
+	rt0 := f.seed(t)
+	f.srv.SetTokenDelay(time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, _, err := f.cache.token(ctx, f.key)
+	var te *tokenError
+	if !errors.As(err, &te) || te.perm || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting past the deadline: %v, want a temporary tokenError wrapping DeadlineExceeded", err)
+	}
+	// The refresh finished without the login that started it, and its
+	// token is cached for the next.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		f.cache.mu.Lock()
+		done := f.cache.entries[f.key].flight == nil
+		f.cache.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refresh did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if tok, fresh, err := f.token(t); err != nil || fresh || !f.srv.AccessTokenValid(tok) {
+		t.Errorf("after the refresh: token %q fresh %v err %v, want a valid cached one", tok, fresh, err)
+	}
+	if got := f.srv.Stats().RefreshGrants; got != 1 {
+		t.Errorf("%d refresh grants, want 1", got)
+	}
+	// Its rotated refresh token was saved, not lost with the login.
+	if tok, err := f.store.Load(fixtureAccount); err != nil || tok.RefreshToken == rt0 || !f.srv.RefreshTokenValid(tok.RefreshToken) {
+		t.Errorf("store after the abandoned refresh: %v", err)
+	}
+}
+
+func TestInvalidateDropsOnlyTheRefusedToken(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+	f.seed(t)
+	a := f.mustToken(t)
+	f.cache.invalidate(f.key, a)
+	b, fresh, err := f.token(t)
+	if err != nil || b == a || !fresh {
+		t.Fatalf("after invalidate: %q fresh %v err %v, want a new token", b, fresh, err)
+	}
+	// A second login that was refused the old token must not throw away
+	// the new one.
+	f.cache.invalidate(f.key, a)
+	if c, fresh, err := f.token(t); err != nil || c != b || fresh {
+		t.Errorf("stale invalidate: %q fresh %v err %v, want the cached %q", c, fresh, err, b)
+	}
+	if got := f.srv.Stats().RefreshGrants; got != 2 {
+		t.Errorf("%d refresh grants, want 2", got)
+	}
+}
+
+func TestClientCredentialsTokenIsCachedPerProvider(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{AccessTTL: time.Hour}, GrantClientCredentials)
+	a := f.mustToken(t)
+	if b := f.mustToken(t); b != a {
+		t.Errorf("second call: %q, want the cached %q", b, a)
+	}
+	f.advance(59*time.Minute + time.Second)
+	if b := f.mustToken(t); b == a {
+		t.Error("the app-only token was not renewed inside its margin")
+	}
+	if st := f.srv.Stats(); st.ClientCredentialsGrants != 2 || st.RefreshGrants != 0 {
+		t.Errorf("stats %+v, want 2 client_credentials grants", st)
+	}
+	if strings.Contains(f.logs.String(), "app-s3cret-77") {
+		t.Errorf("client secret in the logs:\n%s", f.logs.String())
+	}
+}
+
+func TestClientCredentialsWithAWrongSecretIsPermanent(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t, oauthtest.Options{}, GrantClientCredentials)
+	f.cache.entries[f.key].app.ClientSecret = "wrong-secret-31"
+	_, _, err := f.token(t)
+	var te *tokenError
+	if !errors.As(err, &te) || !te.perm {
+		t.Fatalf("wrong client secret: %v, want a permanent tokenError", err)
+	}
+	if !strings.Contains(f.logs.String(), "level=ERROR msg=\"oauth2 token request refused: check the provider's client_id") ||
+		strings.Contains(f.logs.String(), "wrong-secret-31") {
+		t.Errorf("want one error line without the secret:\n%s", f.logs.String())
+	}
+}

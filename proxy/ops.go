@@ -55,6 +55,8 @@ func (m *MetricsConfig) check() []error {
 type Hooks struct {
 	POP3     pop3front.Observer
 	Upstream imapback.Observer
+	// Tokens observes OAuth2 token requests (oauth2tokens.go).
+	Tokens TokenObserver
 }
 
 // Probe checks that the upstream answers (connect, greeting, LOGOUT)

@@ -19,6 +19,7 @@ type Proxy struct {
 	log       *slog.Logger
 	srv       *pop3front.Server
 	pols      *policies
+	oauth     *oauthLogins // nil without oauth2 accounts
 	listeners []*popListener
 	// Set by a Runner, which owns the sockets.
 	listenTCP func(addr string) (net.Listener, error)
@@ -38,8 +39,13 @@ func NewWithHooks(cfg *Config, logger *slog.Logger, hooks Hooks) (*Proxy, error)
 		return nil, err
 	}
 	pols := newPolicies(cfg)
+	oauth, err := newOAuthLogins(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	srv := &pop3front.Server{
-		Backend:          newRateLimited(backend{r: r, pols: pols, log: logger, locks: cfg.sessionLocks()}, cfg.Limits, logger),
+		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: cfg.sessionLocks(), oauth: oauth},
+			cfg.Limits, logger),
 		Logger:           logger,
 		IdleTimeout:      cfg.Limits.IdleTimeout,
 		WriteTimeout:     cfg.Limits.WriteTimeout,
@@ -54,7 +60,7 @@ func NewWithHooks(cfg *Config, logger *slog.Logger, hooks Hooks) (*Proxy, error)
 		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
 		Observer:       hooks.POP3,
 	}
-	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, listenTCP: listenTCP,
+	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP,
 		probe: func(ctx context.Context) error { return r.probe(ctx, logger) }}, nil
 }
 
@@ -118,6 +124,7 @@ type backend struct {
 	pols  *policies
 	log   *slog.Logger
 	locks *sessionLocks // nil unless limits.lock_session (lock.go)
+	oauth *oauthLogins  // nil unless oauth2.accounts (oauth2login.go)
 }
 
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
@@ -126,17 +133,28 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	if err != nil {
 		return nil, err
 	}
-	// Then routes pick the upstream and the login used there.
-	b, name, upUser, err := a.r.pick(user)
-	if err != nil {
-		a.log.Info("login refused by routes", "user", user, "upstream", name, "err", err)
-		return nil, pop3front.ErrAuthFailed
-	}
-	a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
-		"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
-	s, err := b.LoginPolicy(imapback.WithClientAddr(ctx, info.RemoteAddr), upUser, pass, pol)
-	if err != nil {
-		return nil, popError(a.log, err)
+	var s *imapback.Session
+	var name, upUser string
+	if acct := a.oauth.account(user); acct != nil {
+		// An OAuth2 account: local password, upstream token.
+		s, name, upUser, err = a.oauth.login(imapback.WithClientAddr(ctx, info.RemoteAddr), a.r, acct, pass, pol)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		// Then routes pick the upstream and the login used there.
+		var b *imapback.Backend
+		b, name, upUser, err = a.r.pick(user)
+		if err != nil {
+			a.log.Info("login refused by routes", "user", user, "upstream", name, "err", err)
+			return nil, pop3front.ErrAuthFailed
+		}
+		a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
+			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
+		s, err = b.LoginPolicy(imapback.WithClientAddr(ctx, info.RemoteAddr), upUser, pass, pol)
+		if err != nil {
+			return nil, popError(a.log, err)
+		}
 	}
 	// The lock is taken after the upstream accepted the password, so a
 	// wrong password never learns that a session is open.

@@ -188,6 +188,7 @@ func (r *Runner) Reload(cfg *Config) error {
 		return errors.New("draining: reload ignored")
 	}
 	old := r.cur
+	p.adoptTokens(old) // oauth2login.go
 	r.cfg, r.cur = cfg, p
 	r.live[p] = struct{}{}
 	if r.serving {

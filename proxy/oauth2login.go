@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/pop3front"
+)
+
+// OAuth2 logins (oauth2config.go): a device sends USER/PASS with a local
+// password; popbridge checks it against the account's hash and logs in
+// upstream with an access token from the token cache (oauth2tokens.go).
+
+// passwordChecks bounds the local password checks that run at once in
+// the process: an argon2id check takes about 19 MiB and a core for 20 ms,
+// so a burst of logins (or an attacker) must queue, not allocate without
+// bound.
+var passwordChecks = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+
+// Answers to the POP3 client when no access token can be had.
+var (
+	// errNotAuthorised: the account needs `popbridge oauth login` (or a
+	// fixed provider config); the device cannot do anything about it.
+	errNotAuthorised = &pop3front.Error{Code: "SYS/PERM", Text: "Upstream authorisation missing or revoked; the administrator must renew it"}
+	// errTokenUnavailable: the token endpoint cannot be reached now.
+	errTokenUnavailable = &pop3front.Error{Code: "SYS/TEMP", Text: "Upstream authorisation temporarily unavailable, try again later"}
+)
+
+// oauthLogins logs in the configured OAuth2 accounts.
+type oauthLogins struct {
+	cfg    *OAuth2Config
+	tokens *tokenCache
+	log    *slog.Logger
+}
+
+// newOAuthLogins returns nil when no account is configured.
+func newOAuthLogins(cfg *Config, log *slog.Logger) (*oauthLogins, error) {
+	if len(cfg.OAuth2.Accounts) == 0 {
+		return nil, nil
+	}
+	tokens, err := newTokenCache(&cfg.OAuth2, log, cfg.hooks.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	return &oauthLogins{cfg: &cfg.OAuth2, tokens: tokens, log: log}, nil
+}
+
+// account returns the OAuth2 account of a login (without its device
+// suffix), or nil. It is safe on a nil receiver.
+func (o *oauthLogins) account(user string) *AccountConfig {
+	if o == nil {
+		return nil
+	}
+	a, _ := o.cfg.account(user)
+	return a
+}
+
+// login checks the local password and logs in upstream with a token. It
+// returns the session, the upstream's name and the upstream login.
+func (o *oauthLogins) login(ctx context.Context, r *router, a *AccountConfig, pass string, pol imapback.Policy) (*imapback.Session, string, string, error) {
+	ok, err := checkLocalPassword(ctx, a, pass)
+	if err != nil {
+		return nil, "", "", pop3front.ErrUnavailable
+	}
+	if !ok {
+		// Nothing went upstream or to the token endpoint: a wrong
+		// password costs them nothing. The rate limiter counts it.
+		o.log.Debug("oauth2 account: wrong local password", "user", a.User)
+		return nil, "", "", pop3front.ErrAuthFailed
+	}
+	p := o.cfg.Providers[a.Provider]
+	name := p.Upstream
+	b := r.backends[name]
+	if b == nil {
+		o.log.Error("oauth2 provider's upstream missing", "provider", a.Provider, "upstream", name)
+		return nil, name, "", pop3front.ErrUnavailable
+	}
+	key := o.tokens.keyFor(a)
+	var (
+		mu    sync.Mutex
+		used  string // the last token handed to imapback
+		fresh bool
+	)
+	cr := imapback.Credentials{User: a.UpstreamUser, Token: func(ctx context.Context) (string, error) {
+		tok, f, err := o.tokens.token(ctx, key)
+		mu.Lock()
+		used, fresh = tok, f
+		mu.Unlock()
+		return tok, err
+	}}
+	o.log.Debug("oauth2 login", "user", a.User, "provider", a.Provider, "upstream", name, "upstream_user", a.UpstreamUser)
+	s, err := b.LoginWith(ctx, cr, pol)
+	mu.Lock()
+	tok, wasFresh := used, fresh
+	mu.Unlock()
+	if errors.Is(err, imapback.ErrAuthFailed) && tok != "" && !wasFresh {
+		// A cached token the upstream no longer takes (revoked, or
+		// its lifetime shorter than it said): one more try with a new
+		// one.
+		o.log.Info("upstream refused the cached access token; getting a new one", "user", a.User, "provider", a.Provider)
+		o.tokens.invalidate(key, tok)
+		s, err = b.LoginWith(ctx, cr, pol)
+	}
+	if err != nil {
+		return nil, name, a.UpstreamUser, o.loginError(a, err)
+	}
+	return s, name, a.UpstreamUser, nil
+}
+
+// loginError maps the errors of an OAuth2 login to POP3 answers.
+func (o *oauthLogins) loginError(a *AccountConfig, err error) error {
+	var te *tokenError
+	switch {
+	case errors.As(err, &te) && te.perm:
+		return errNotAuthorised // the cache logged why, rate-limited
+	case errors.As(err, &te):
+		o.log.Debug("oauth2 access token unavailable", "user", a.User, "err", te.Error())
+		return errTokenUnavailable
+	case errors.Is(err, imapback.ErrToken):
+		return errTokenUnavailable
+	case errors.Is(err, imapback.ErrAuthFailed):
+		o.log.Warn("upstream refused a new access token: check the account's upstream_user, the provider's scopes "+
+			"and that IMAP with OAuth2 is allowed for the mailbox", "user", a.User, "provider", a.Provider,
+			"upstream_user", a.UpstreamUser, "err", err)
+		return pop3front.ErrAuthFailed
+	}
+	return popError(o.log, err)
+}
+
+// checkLocalPassword verifies pass against the account's hash, waiting
+// for a slot among passwordChecks as long as ctx allows.
+func checkLocalPassword(ctx context.Context, a *AccountConfig, pass string) (bool, error) {
+	select {
+	case passwordChecks <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-passwordChecks }()
+	return a.hash.verify(pass), nil
+}
+
+// adoptTokens hands the OAuth2 token state of the Proxy that a reload
+// replaces to p, which is not serving yet: cached access tokens (no burst
+// of refreshes after every SIGHUP) and, above all, a rotated refresh token
+// that the store refused and only memory holds. Only entries whose
+// account, provider, token endpoint and client are unchanged are taken.
+func (p *Proxy) adoptTokens(old *Proxy) {
+	if p.oauth == nil || old == nil || old.oauth == nil {
+		return
+	}
+	from, to := old.oauth.tokens, p.oauth.tokens
+	from.mu.Lock()
+	defer from.mu.Unlock()
+	to.mu.Lock()
+	defer to.mu.Unlock()
+	for key, ne := range to.entries {
+		oe := from.entries[key]
+		if oe == nil || oe.endpoint() != ne.endpoint() {
+			continue
+		}
+		ne.access, ne.margin = oe.access, oe.margin
+		ne.memRT, ne.storedRT, ne.deadRT, ne.saveWarned = oe.memRT, oe.storedRT, oe.deadRT, oe.saveWarned
+	}
+}
+
+// endpoint identifies where and as whom the entry gets its tokens.
+func (e *tokenEntry) endpoint() string {
+	if e.app != nil {
+		return "app\x00" + e.app.TokenURL + "\x00" + e.app.ClientID + "\x00" + e.app.ClientSecret + "\x00" + strings.Join(e.app.Scopes, " ")
+	}
+	return "user\x00" + e.conf.Endpoint.TokenURL + "\x00" + e.conf.ClientID + "\x00" + e.conf.ClientSecret + "\x00" + strings.Join(e.conf.Scopes, " ")
+}

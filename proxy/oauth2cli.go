@@ -87,6 +87,10 @@ func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLogi
 	if err != nil {
 		return err
 	}
+	if h := opts.RedirectHost; grant == GrantCode && h != "" && h != "127.0.0.1" && h != "localhost" {
+		// The redirect must come back to this process: a loopback host.
+		return fmt.Errorf("redirect host %q: want 127.0.0.1 or localhost", h)
+	}
 
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -309,12 +313,8 @@ type resultPage struct {
 // and a loopback redirect (RFC 8252 §7.3).
 func codeLogin(ctx context.Context, a *AccountConfig, p *ProviderConfig, opts OAuthLoginOptions, out io.Writer) (*oauth2.Token, error) {
 	host := opts.RedirectHost
-	switch host {
-	case "":
+	if host == "" {
 		host = "127.0.0.1"
-	case "127.0.0.1", "localhost":
-	default:
-		return nil, fmt.Errorf("redirect host %q: want 127.0.0.1 or localhost", host)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.RedirectPort)))
 	if err != nil {

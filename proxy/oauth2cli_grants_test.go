@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -149,12 +150,13 @@ func TestOAuthLoginDeviceGrantPollsUntilApprovedAndStoresARefreshableToken(t *te
 	for _, store := range []string{"{dir: DIR}", "{dir: DIR, key_file: KEY}", "{file: DIR/tokens, key_file: KEY}"} {
 		t.Run(store, func(t *testing.T) {
 			t.Parallel()
-			// The device code lives 8 s and the interval is 1 s. Approval
-			// comes after three polls: a client that polled twice per
-			// interval (x/oauth2's auth-style probing repeats each
-			// authorization_pending answer) would be told to slow down
-			// to 11 s and see the code expire first.
-			s := oauthtest.Start(t, oauthtest.Options{DeviceInterval: time.Second, DeviceTTL: 8 * time.Second, RotateRefresh: true})
+			// The device code lives 15 s and the interval is 1 s. Approval
+			// comes after three polls (about 3 s): a client that polled
+			// twice per interval (x/oauth2's auth-style probing repeats
+			// each authorization_pending answer) is told to slow down to
+			// 6 s, then 11 s, and sees the code expire first. The margin
+			// allows one slow_down of a loaded machine's late ticks.
+			s := oauthtest.Start(t, oauthtest.Options{DeviceInterval: time.Second, DeviceTTL: 15 * time.Second, RotateRefresh: true})
 			cfg := loginTestConfig(t, s.URL, store, "grant: device")
 			l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute})
 			code := l.await(t, userCodeRE)
@@ -245,10 +247,45 @@ func follow(t *testing.T, u string) (*url.URL, *http.Response, string) {
 
 func TestOAuthLoginCodeGrantTakesTheRedirectAndStoresARefreshableToken(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		host  string // -redirect-host
+		fixed bool   // -redirect-port
+	}{
+		{"127.0.0.1, any port", "", false},
+		{"localhost, fixed port", "localhost", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			port := 0
+			if tc.fixed {
+				port = freePort(t)
+			}
+			testCodeGrant(t, tc.host, port)
+		})
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func testCodeGrant(t *testing.T, host string, port int) {
 	s := oauthtest.Start(t, oauthtest.Options{AuthorizeUser: loginUser})
 	cfg := loginTestConfig(t, s.URL, "{file: DIR/tokens, key_file: KEY}", "grant: code")
-	l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute})
+	l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute, RedirectHost: host, RedirectPort: port})
 	authURL := l.await(t, authURLRE)
+	wantHost := host
+	if wantHost == "" {
+		wantHost = "127.0.0.1"
+	}
 
 	// The browser: the authorisation server approves and redirects to
 	// the command's loopback listener.
@@ -257,8 +294,9 @@ func TestOAuthLoginCodeGrantTakesTheRedirectAndStoresARefreshableToken(t *testin
 		t.Fatalf("authorize: %s %s", resp.Status, body)
 	}
 	code := redirect.Query().Get("code")
-	if redirect.Scheme != "http" || redirect.Hostname() != "127.0.0.1" || redirect.Port() == "" || redirect.Path != "/" || code == "" {
-		t.Fatalf("redirect to %s: want a code for http://127.0.0.1:PORT/", redirect)
+	if redirect.Scheme != "http" || redirect.Hostname() != wantHost || redirect.Port() == "" || redirect.Path != "/" || code == "" ||
+		(port != 0 && redirect.Port() != fmt.Sprint(port)) {
+		t.Fatalf("redirect to %s: want a code for http://%s:%d/ (0: any port)", redirect, wantHost, port)
 	}
 	_, resp, body = follow(t, redirect.String())
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "signed in") || !strings.Contains(body, "You can close this window") {

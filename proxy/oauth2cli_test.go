@@ -37,6 +37,7 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, store, account, grant string
+		redirectHost                string
 		setup                       func(t *testing.T, cfg *Config)
 		want                        string
 	}{
@@ -65,6 +66,8 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
 			want: "provider app uses the client_credentials grant, which has no interactive login"},
 		{name: "device grant at Google", store: "{dir: DIR}", account: "mail", grant: "device", want: "Google, which refuses the Gmail scope in the device grant"},
 		{name: "code grant without auth_url", store: "{dir: DIR}", account: "scanner", grant: "code", want: "provider dev has no auth_url"},
+		{name: "redirect to a host that is not loopback", store: "{dir: DIR}", account: "mail", redirectHost: "popbridge.example.com",
+			want: `redirect host "popbridge.example.com": want 127.0.0.1 or localhost`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := oauth2TestConfig(t, "  token_store: "+tc.store+providers)
@@ -77,7 +80,7 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
 			var out bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err = OAuthLogin(ctx, cfg, tc.account, OAuthLoginOptions{Grant: tc.grant, Out: &out})
+			err = OAuthLogin(ctx, cfg, tc.account, OAuthLoginOptions{Grant: tc.grant, RedirectHost: tc.redirectHost, Out: &out})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("OAuthLogin: %v\nwant an error containing %q", err, tc.want)
 			}

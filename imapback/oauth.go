@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -99,15 +100,9 @@ func (s *Session) authenticateToken(user, token string) error {
 	if err != nil {
 		return err
 	}
-	var sc tokenClient
-	if mech == mechXOAuth2 {
-		sc = &xoauth2Client{user: user, token: token, conn: s.sasl}
-	} else {
-		host, portStr, _ := net.SplitHostPort(s.b.opts.Address)
-		port, _ := strconv.Atoi(portStr)
-		sc = &oauthBearerClient{inner: sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
-			Username: user, Token: token, Host: host, Port: port,
-		})}
+	sc, err := s.tokenClient(mech, user, token)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	err = s.c.Authenticate(sc)
@@ -129,6 +124,28 @@ func (s *Session) authenticateToken(user, token string) error {
 		}
 	}
 	return loginError(err, detail)
+}
+
+// tokenClient returns the SASL client of mech. The user name goes into
+// fields separated by 0x01 (and for OAUTHBEARER by ","), so control
+// characters are refused and OAUTHBEARER's authzid is escaped as RFC
+// 5801's saslname ("," as "=2C", "=" as "=3D"), which go-sasl leaves
+// undone.
+func (s *Session) tokenClient(mech, user, token string) (tokenClient, error) {
+	for _, c := range []byte(user + token) {
+		if c < 0x20 || c == 0x7f {
+			return nil, fmt.Errorf("%w: user name or token contains control characters, which %s cannot carry", ErrAuthFailed, mech)
+		}
+	}
+	if mech == mechXOAuth2 {
+		return &xoauth2Client{user: user, token: token, conn: s.sasl}, nil
+	}
+	host, portStr, _ := net.SplitHostPort(s.b.opts.Address)
+	port, _ := strconv.Atoi(portStr)
+	authzid := strings.NewReplacer("=", "=3D", ",", "=2C").Replace(user)
+	return &oauthBearerClient{inner: sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
+		Username: authzid, Token: token, Host: host, Port: port,
+	})}, nil
 }
 
 // tokenClient is a SASL client that remembers the server's error

@@ -560,3 +560,29 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestTokenClientsEncodeTheUserName(t *testing.T) {
+	s := &Session{b: &Backend{opts: Options{Address: "imap.example.com:993"}}}
+	for _, c := range []struct {
+		mech, user, want string
+	}{
+		{mechXOAuth2, "a=b,c@example.com", "user=a=b,c@example.com\x01auth=Bearer T\x01\x01"},
+		{mechOAuthBearer, "a=b,c@example.com", "n,a=a=3Db=2Cc@example.com,\x01host=imap.example.com\x01port=993\x01auth=Bearer T\x01\x01"},
+	} {
+		sc, err := s.tokenClient(c.mech, c.user, "T")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mech, ir, err := sc.Start()
+		if err != nil || mech != c.mech || string(ir) != c.want {
+			t.Errorf("%s: %s %q %v, want %q", c.mech, mech, ir, err, c.want)
+		}
+	}
+	for _, mech := range []string{mechXOAuth2, mechOAuthBearer} {
+		for _, user := range []string{"alice\x01auth=Bearer x", "alice\r\n"} {
+			if _, err := s.tokenClient(mech, user, "T"); !errors.Is(err, ErrAuthFailed) {
+				t.Errorf("%s with user %q: %v, want ErrAuthFailed", mech, user, err)
+			}
+		}
+	}
+}

@@ -117,3 +117,49 @@ func BenchmarkRetrieveSequential(b *testing.B) {
 		}
 	}
 }
+
+// Retrieving large messages, fetched in ranges (ChunkSize, 1 MiB), by a
+// consumer that takes 32 KiB at a time and spends some time on each (as
+// the POP3 front end does, writing them to its client): with read-ahead
+// the next range is fetched meanwhile, without it after.
+func BenchmarkRetrieveLarge(b *testing.B) {
+	const n, size = 4, 2 << 20
+	for _, ra := range []struct {
+		name  string
+		bytes int
+	}{{"readahead", 0}, {"one-by-one", -1}} {
+		b.Run("dovecot/"+ra.name, func(b *testing.B) {
+			be := benchBackend(b, benchUpstreams[1].start(b, n, size), ra.bytes)
+			s, err := be.Login(context.Background(), "alice", "secret")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.SetBytes(n * size)
+			b.ReportAllocs()
+			buf := make([]byte, 32<<10)
+			sink := make([]byte, 32<<10)
+			for b.Loop() {
+				for i := range n {
+					rc, err := s.Retrieve(context.Background(), i, -1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for {
+						k, err := rc.Read(buf)
+						for range 4 { // a stand-in for the client write
+							copy(sink, buf[:k])
+						}
+						if err == io.EOF {
+							break
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					rc.Close()
+				}
+			}
+		})
+	}
+}

@@ -32,6 +32,13 @@ import (
 //     session ends; ReadAheadTotal bounds those buffers per Backend,
 //     and when it is reached the session simply fetches one message at
 //     a time.
+//   - The batch is read by a goroutine of its own, at upstream speed, into
+//     room reserved for it beforehand, and each message is served as soon
+//     as its literal is in: the client waits for the first message of a
+//     batch, not for the whole batch, and is sent the first messages
+//     while the rest arrive. While that goroutine runs, the session's
+//     goroutine sends nothing upstream: guard and Close wait for it
+//     (join), and it neither reconnects nor sends \Seen STOREs.
 //   - The bodies are fetched with BODY.PEEK[], which never sets \Seen:
 //     only Retrieved does, after the client received a message in full.
 //   - A message missing from the batch answer (expunged by another
@@ -50,6 +57,12 @@ type readAhead struct {
 	bufp  *[]byte // from Backend.raPool; nil when no batch is held
 	items []raItem
 	left  int // items not served yet
+	// incoming delivers the bodies of the batch being fetched, in the
+	// order they arrive; it is closed when the FETCH is over, after
+	// firstErr is set. nil when no FETCH runs.
+	incoming chan raItem
+	coming   int   // bodies asked for and not received yet
+	firstErr error // what became of the batch's first message, if not delivered
 	// next is the message a sequential client asks for next, and window
 	// the size of the batch fetched when it does.
 	next, window int
@@ -95,27 +108,30 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 		return nil, nil // the Backend-wide budget is spent: no batching
 	}
 	if err := s.fetchBatch(ctx, i, ra.window); err != nil {
-		if errors.Is(err, ErrGone) {
-			// The rest of the batch is good: the run goes on past i.
-			ra.next = i + 1
-		} else {
-			ra.release(s.b)
-		}
+		ra.release(s.b)
 		return nil, err
 	}
 	rc := ra.take(s, i)
 	if rc == nil {
-		// The upstream sent more than the message's size: stream it.
+		err := ra.firstErr
+		if errors.Is(err, ErrGone) {
+			// The rest of the batch is good: the run goes on past i.
+			ra.next = i + 1
+			return nil, err
+		}
+		// Not delivered (the upstream sent more than the message's size,
+		// or the FETCH failed): stream it, or answer the error.
 		ra.release(s.b)
-		return nil, nil
+		return nil, err
 	}
 	ra.next = i + 1
 	return rc, nil
 }
 
-// fetchBatch fetches up to window small messages starting with i into the
-// batch buffer, stopping at the first large one and at the byte budget.
-func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
+// fetchBatch starts fetching up to window small messages starting with i
+// into the batch buffer, stopping at the first large one and at the byte
+// budget. The bodies arrive on ra.incoming (take waits for them).
+func (s *Session) fetchBatch(ctx context.Context, i, window int) error {
 	ra := &s.ra
 	buf := *ra.bufp
 	var uids imap.UIDSet
@@ -135,19 +151,43 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 		want[s.msgs[j].UID] = j
 	}
 
+	ra.firstErr = nil
 	if len(want) == 0 {
 		return nil // message i alone exceeds the budget: it is streamed
 	}
 
-	start := time.Now()
-	defer func() { s.observe("UID FETCH", start, err) }()
 	done, err := s.guard(ctx)
-	defer done()
 	if err != nil {
+		done()
 		return err
 	}
 	// Under the guard: waiting for a \Seen STORE is bounded too.
 	s.beforeFetch(list...)
+	done()
+	ch := make(chan raItem, len(want))
+	ra.incoming, ra.coming = ch, len(want)
+	go func() {
+		defer close(ch)
+		start := time.Now()
+		err, broken := s.readBatch(ctx, i, uids, want, buf, ch)
+		s.observe("UID FETCH", start, err)
+		if broken {
+			s.awaitClosed()
+		}
+		ra.firstErr = err
+	}()
+	return nil
+}
+
+// readBatch runs the UID FETCH of a batch in the batch's goroutine: it
+// sends each body on ch as soon as it is read, and returns what became
+// of message i if its body did not come. broken reports that the
+// connection broke.
+func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want map[imap.UID]int, buf []byte, ch chan<- raItem) (err error, broken bool) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err), false
+	}
+	defer s.bound(ctx)()
 	section := &imap.FetchItemBodySection{Peek: true}
 	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	off := 0
@@ -157,7 +197,10 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 		if errors.Is(err, errLiteral) {
 			// As in bodyReader.fill: the connection is out of step.
 			s.nc.Close()
-			return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err)
+			if answered {
+				return nil, true
+			}
+			return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), true
 		}
 		j, ok := want[uid]
 		if !ok {
@@ -175,22 +218,21 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) (err error) {
 		if err != nil {
 			continue // too large for the buffer: streamed when asked for
 		}
-		ra.items = append(ra.items, raItem{i: j, off: off, n: n})
+		ch <- raItem{i: j, off: off, n: n}
 		off += n
 	}
 	err = cmd.Close()
-	ra.left = len(ra.items)
+	broken = ConnectionError(err)
 	if answered {
 		// Whatever else went wrong shows on the next upstream command.
-		return nil
+		return nil, broken
 	}
-	var ie *imap.Error
-	if err == nil || errors.As(err, &ie) {
+	if !broken {
 		// No FETCH data for the UID: another client expunged it.
 		s.markGone(i)
-		return fmt.Errorf("%w: UID %d", ErrGone, s.msgs[i].UID)
+		return fmt.Errorf("%w: UID %d", ErrGone, s.msgs[i].UID), false
 	}
-	return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err)
+	return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), true
 }
 
 var (
@@ -233,9 +275,15 @@ func readWholeBody(m *imapclient.FetchMessageData, buf []byte) (n int, uid imap.
 	return n, uid, err
 }
 
-// take returns a reader of message i if the batch holds it.
+// take returns a reader of message i if the batch holds it, waiting for
+// the bodies still coming until it arrives or the FETCH is over.
 func (ra *readAhead) take(s *Session, i int) io.ReadCloser {
-	for k := range ra.items {
+	for k := 0; ; k++ {
+		if k == len(ra.items) {
+			if !ra.receive() {
+				return nil
+			}
+		}
 		it := &ra.items[k]
 		if it.i != i || it.served {
 			continue
@@ -244,7 +292,30 @@ func (ra *readAhead) take(s *Session, i int) io.ReadCloser {
 		ra.left--
 		return &raReader{Reader: bytes.NewReader((*ra.bufp)[it.off : it.off+it.n]), s: s}
 	}
-	return nil
+}
+
+// receive adds the next body of the running FETCH to the batch. It
+// reports false when there is none, the FETCH being over.
+func (ra *readAhead) receive() bool {
+	if ra.incoming == nil {
+		return false
+	}
+	it, ok := <-ra.incoming
+	if !ok {
+		ra.incoming = nil
+		return false
+	}
+	ra.items = append(ra.items, it)
+	ra.left++
+	ra.coming--
+	return true
+}
+
+// join waits until the running batch FETCH, if any, is over: then the
+// session's goroutine may use the upstream connection again.
+func (ra *readAhead) join() {
+	for ra.receive() {
+	}
 }
 
 // raReader reads one message from the batch. Closing the reader of the
@@ -255,7 +326,8 @@ type raReader struct {
 }
 
 func (r *raReader) Close() error {
-	if r.s != nil && r.s.ra.left == 0 {
+	// After the last body asked for, the FETCH is as good as over.
+	if r.s != nil && r.s.ra.left == 0 && (r.s.ra.incoming == nil || r.s.ra.coming == 0) {
 		r.s.ra.release(r.s.b)
 	}
 	r.s = nil
@@ -272,8 +344,10 @@ func (ra *readAhead) acquire(b *Backend) bool {
 	return true
 }
 
-// release drops the batch and returns its buffer.
+// release drops the batch and returns its buffer, after the FETCH that
+// fills it.
 func (ra *readAhead) release(b *Backend) {
+	ra.join()
 	ra.items, ra.left = ra.items[:0], 0
 	if ra.bufp == nil {
 		return

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -243,15 +244,24 @@ func (s *Session) markGone(i int) {
 // interrupted command is unknown. A ctx that is already done is an error
 // before anything is sent.
 func (s *Session) guard(ctx context.Context) (func(), error) {
+	// A batch FETCH of read-ahead may still be reading (readahead.go).
+	s.ra.join()
 	if err := ctx.Err(); err != nil {
 		return func() {}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if err := s.revive(ctx); err != nil {
 		return func() {}, err
 	}
+	return s.bound(ctx), nil
+}
+
+// bound is guard without the reconnect, for a range fetched in the
+// background (rangeahead.go), which must leave the connection to the
+// session's goroutine.
+func (s *Session) bound(ctx context.Context) func() {
 	ctx, cancel := context.WithTimeout(ctx, s.b.opts.CommandTimeout)
 	stop := context.AfterFunc(ctx, func() { s.nc.Close() })
-	return func() { stop(); cancel() }, nil
+	return func() { stop(); cancel() }
 }
 
 // Noop sends NOOP, which keeps the upstream connection alive and collects
@@ -353,8 +363,8 @@ func (s *Session) Commit(ctx context.Context, deleted []int) error {
 func (s *Session) Close() error {
 	stop := time.AfterFunc(min(s.b.opts.CommandTimeout, closeTimeout), func() { s.nc.Close() })
 	defer stop.Stop()
+	s.ra.release(s.b) // first: it waits for a batch FETCH still running
 	s.settle()
-	s.ra.release(s.b)
 	start := time.Now()
 	err := s.c.Logout().Wait()
 	s.observe("LOGOUT", start, err)
@@ -366,10 +376,11 @@ func (s *Session) Close() error {
 const closeTimeout = 5 * time.Second
 
 // Retrieve returns a reader of message i. The first chunk is fetched
-// before it returns, so that a message expunged upstream gives ErrGone
-// instead of a response the client already saw start. lines >= 0 says the
-// caller needs only the header and that many body lines. ctx bounds the
-// whole transfer; each chunk also has the command timeout.
+// before it returns, so that a message expunged upstream gives ErrGone,
+// and an upstream that fails in the first chunk an error, instead of a
+// response the client already saw start. lines >= 0 says the caller needs
+// only the header and that many body lines. ctx bounds the whole
+// transfer; each chunk also has the command timeout.
 func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
 	if rc, err := s.retrieveAhead(ctx, i, lines); rc != nil || err != nil {
 		return rc, err
@@ -378,110 +389,268 @@ func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser
 	if lines >= 0 {
 		r.chunk = min(r.chunk, 64<<10)
 	}
+	done, err := s.guard(ctx)
+	if err != nil {
+		done()
+		return nil, err
+	}
+	// Pending \Seen STOREs go out (and are waited for, if one names this
+	// message) under the guard: a stalled upstream must not hold the
+	// session past the command timeout.
+	s.beforeFetch(s.msgs[i].UID)
 	r.bufp = s.b.bufPool.Get().(*[]byte)
-	if err := r.fill(); err != nil {
+	r.free = make(chan []byte, 2)
+	r.free <- *r.bufp
+	if lines < 0 && s.msgs[i].Size >= int64(r.chunk) {
+		// More than one chunk: fetch the next while the client is sent
+		// this one (rangeahead.go).
+		if buf := s.rangeBuffer(); buf != nil {
+			r.other = buf
+			r.free <- buf
+		}
+	}
+	r.ready = make(chan *rangeFetch, 2)
+	r.stop = make(chan struct{})
+	r.exited = make(chan struct{})
+	go r.produce(done)
+	if r.cur = <-r.ready; r.cur == nil {
+		r.Close()
+		return nil, fmt.Errorf("%w: transfer stopped", ErrUnavailable)
+	}
+	<-r.cur.done
+	if err := r.cur.err; err != nil {
 		r.Close()
 		return nil, err
 	}
 	return r, nil
 }
 
-// bodyReader reads a message in chunks of BODY.PEEK[]<offset.size>. It
-// buffers one chunk: the upstream literal is read at upstream speed, the
-// client takes the chunk at its own.
+// bodyReader reads a message in chunks of BODY.PEEK[]<offset.size>. A
+// goroutine of its own (produce) fetches the chunks one after the other
+// into the reader's buffers, at upstream speed; the client takes each at
+// its own pace, from its first octets on (but the last octet of a chunk
+// only once its FETCH completed: a client cut off after the last literal
+// must not have the whole message). With one buffer, a chunk is fetched
+// when the client has read the one before; with two, while the client
+// reads it (rangeahead.go).
 type bodyReader struct {
 	s      *Session
 	ctx    context.Context
 	i      int
 	chunk  int
-	bufp   *[]byte
-	buf    []byte // unread part of the current chunk
-	offset int64  // of the next chunk
-	last   bool   // the current chunk ends the message
+	bufp   *[]byte          // from bufPool
+	other  []byte           // the session's read-ahead buffer, if taken
+	free   chan []byte      // buffers the client is done with
+	ready  chan *rangeFetch // the chunks, in order, as their FETCH starts
+	stop   chan struct{}    // closed by Close
+	exited chan struct{}    // closed when produce returns
+	cur    *rangeFetch
+	pos    int // octets of cur read
 	err    error
 }
 
 func (r *bodyReader) Read(p []byte) (int, error) {
-	for len(r.buf) == 0 {
-		if r.err != nil {
-			return 0, r.err
-		}
-		if r.last {
-			return 0, io.EOF
-		}
-		if err := r.fill(); err != nil {
-			r.err = err
-			return 0, err
-		}
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
+	in, err := r.arrived()
+	n := copy(p, in)
+	r.pos += n
+	return n, err
 }
 
-func (r *bodyReader) fill() error {
+// WriteTo writes the message to w straight from the chunk buffers, as
+// the octets arrive (io.WriterTo: the POP3 front end then copies nothing
+// itself). It returns the error of a failed read like Read, or w's.
+func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		in, err := r.arrived()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		n, err := w.Write(in)
+		r.pos += n
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// arrived returns the octets of the message that are in and not read
+// yet, waiting for some if there are none; io.EOF at the end.
+func (r *bodyReader) arrived() ([]byte, error) {
+	for {
+		if r.err != nil {
+			return nil, r.err
+		}
+		f := r.cur
+		if avail := int(f.avail.Load()); r.pos < avail {
+			return f.buf[r.pos:avail], nil
+		}
+		if !f.finished() {
+			select {
+			case <-f.wake:
+			case <-f.done:
+			}
+			continue
+		}
+		if r.pos < int(f.avail.Load()) {
+			continue // the last octets came with the end
+		}
+		if f.err != nil {
+			r.err = f.err
+			return nil, f.err
+		}
+		if f.n < len(f.buf) {
+			return nil, io.EOF // a short chunk ends the message
+		}
+		r.free <- f.mem
+		if r.cur = <-r.ready; r.cur == nil {
+			r.err = fmt.Errorf("%w: transfer stopped", ErrUnavailable)
+			return nil, r.err
+		}
+		r.pos = 0
+	}
+}
+
+// rangeFetch is one chunk of a message, read into buf by the reader's
+// goroutine while the session's goroutine takes what has arrived.
+type rangeFetch struct {
+	offset int64
+	mem    []byte        // the whole buffer
+	buf    []byte        // the part asked for: len(buf) octets at offset
+	avail  atomic.Int64  // octets at the start of buf the client may have
+	wake   chan struct{} // signalled when avail grows
+	done   chan struct{} // closed at the end, after n and err are set
+	n      int
+	err    error
+	broken bool // the connection broke during the FETCH
+}
+
+// produce fetches the chunks of the message, each into a buffer the
+// client is done with, until the last one, a failure, or Close. done ends
+// the first chunk's guard; the later chunks get the command timeout
+// each, but no reconnect and no \Seen STORE: those belong to the
+// session's goroutine, which sends no command while a transfer is open.
+func (r *bodyReader) produce(done func()) {
+	defer close(r.exited)
+	defer close(r.ready)
+	s := r.s
+	offset := int64(0)
+	for {
+		var mem []byte
+		select {
+		case mem = <-r.free:
+		case <-r.stop:
+		}
+		select {
+		case <-r.stop:
+			done()
+			return
+		default:
+		}
+		f := &rangeFetch{
+			offset: offset, mem: mem, buf: mem[:min(r.chunk, len(mem))],
+			wake: make(chan struct{}, 1), done: make(chan struct{}),
+		}
+		r.ready <- f
+		if offset > 0 {
+			if err := r.ctx.Err(); err != nil {
+				f.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+				close(f.done)
+				return
+			}
+			done = s.bound(r.ctx)
+		}
+		f.n, f.err = r.fetchRange(f)
+		if f.err == nil {
+			f.grew(f.n) // the last octet: the FETCH is complete
+		}
+		done()
+		if f.broken {
+			s.awaitClosed()
+		}
+		close(f.done)
+		if f.err != nil || f.n < len(f.buf) {
+			return
+		}
+		offset += int64(f.n)
+	}
+}
+
+func (f *rangeFetch) finished() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// grew publishes that the first n octets of buf are in.
+func (f *rangeFetch) grew(n int) {
+	f.avail.Store(int64(n))
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fetchRange runs in the chunk's goroutine: it fetches the chunk and
+// returns its length.
+func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
 	s := r.s
 	uid := s.msgs[r.i].UID
-	done, err := s.guard(r.ctx)
-	defer done()
-	if err != nil {
-		return err
-	}
-	// Pending \Seen STOREs go out (and are waited for, if one names
-	// this message) under the guard: a stalled upstream must not hold the
-	// session past the command timeout.
-	s.beforeFetch(uid)
-	buf := (*r.bufp)[:r.chunk]
 	var n int
 	var found, spoiled bool
+	var err error
 	// go-imap counts a UID as answered when a flag change by another
 	// client arrives for it in the middle of this command, and then drops
 	// the body that follows. The message is still there: ask again.
 	for attempt := 1; ; attempt++ {
-		n, found, spoiled, err = r.fetchChunk(uid, buf)
+		n, found, spoiled, err = r.fetchChunk(uid, f)
 		if found || !spoiled || err != nil || attempt == maxFetchAttempts {
 			break
 		}
 	}
 	if errors.Is(err, errLiteral) {
-		return fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, r.offset, err)
+		return 0, fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, f.offset, err)
 	}
 	if !found {
 		var ie *imap.Error
-		if r.offset == 0 && !spoiled && (err == nil || errors.As(err, &ie)) {
+		if f.offset == 0 && !spoiled && (err == nil || errors.As(err, &ie)) {
 			// No FETCH data for the UID, or a NIL body: another client
 			// expunged it.
 			s.markGone(r.i)
-			return fmt.Errorf("%w: UID %d", ErrGone, uid)
+			return 0, fmt.Errorf("%w: UID %d", ErrGone, uid)
 		}
 		if err == nil {
 			err = errors.New("no body in FETCH response")
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, r.offset, err)
+		return 0, fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, f.offset, err)
 	}
-	if err := r.checkEnd(n); err != nil {
-		return err
+	if err := r.checkEnd(f.offset, len(f.buf), n); err != nil {
+		return 0, err
 	}
-	r.buf = buf[:n]
-	r.offset += int64(n)
-	r.last = n < r.chunk
-	return nil
+	return n, nil
 }
 
 // maxFetchAttempts bounds the FETCHes of one chunk that other clients'
-// flag changes can spoil (see fill).
+// flag changes can spoil (see fetchRange).
 const maxFetchAttempts = 3
 
-// fetchChunk runs one UID FETCH of the reader's next chunk into buf.
+// fetchChunk runs one UID FETCH of the chunk f.
 // spoiled reports that FETCH data for uid came without a body section:
 // a flag update, after which go-imap drops the answer.
-func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, spoiled bool, err error) {
+func (r *bodyReader) fetchChunk(uid imap.UID, f *rangeFetch) (n int, found, spoiled bool, err error) {
 	s := r.s
 	section := &imap.FetchItemBodySection{
 		Peek:    true,
-		Partial: &imap.SectionPartial{Offset: r.offset, Size: int64(r.chunk)},
+		Partial: &imap.SectionPartial{Offset: f.offset, Size: int64(len(f.buf))},
 	}
 	start := time.Now()
 	defer func() { s.observe("UID FETCH", start, err) }()
@@ -496,7 +665,7 @@ func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, spoiled
 			break
 		}
 		var section bool
-		n, found, section, err = readBodyChunk(m, buf, r.offset)
+		n, found, section, err = readBodyChunk(m, f)
 		spoiled = spoiled || !section
 	}
 	if errors.Is(err, errLiteral) {
@@ -505,9 +674,12 @@ func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, spoiled
 		// the literal once more, racing with it. The connection is broken
 		// anyway: close it, which ends the command.
 		s.nc.Close()
+		f.broken = true
 		return n, found, spoiled, err
 	}
-	if cerr := cmd.Close(); err == nil {
+	cerr := cmd.Close()
+	f.broken = ConnectionError(cerr)
+	if err == nil {
 		err = cerr
 	}
 	return n, found, spoiled, err
@@ -515,12 +687,18 @@ func (r *bodyReader) fetchChunk(uid imap.UID, buf []byte) (n int, found, spoiled
 
 var errLiteral = errors.New("literal cut short")
 
-// readBodyChunk copies the body section of a FETCH response into buf. It
-// checks that the server answered the partial FETCH as asked: a server that
-// sent another range or more than asked would corrupt the message. section
-// reports whether the response had a body section at all, found whether
-// it holds data (or, past the start, NIL for the end of the message).
-func readBodyChunk(m *imapclient.FetchMessageData, buf []byte, offset int64) (n int, found, section bool, err error) {
+// rangePiece is how much of a chunk is read before the client may have
+// it: small enough that the client starts early, large enough that the
+// hand-over costs little.
+const rangePiece = 64 << 10
+
+// readBodyChunk copies the body section of a FETCH response into f.buf,
+// publishing each piece as it comes. It checks that the server answered
+// the partial FETCH as asked: a server that sent another range or more
+// than asked would corrupt the message. section reports whether the
+// response had a body section at all, found whether it holds data (or,
+// past the start, NIL for the end of the message).
+func readBodyChunk(m *imapclient.FetchMessageData, f *rangeFetch) (n int, found, section bool, err error) {
 	for item := m.Next(); item != nil; item = m.Next() {
 		body, ok := item.(imapclient.FetchItemDataBodySection)
 		if !ok || section {
@@ -529,31 +707,52 @@ func readBodyChunk(m *imapclient.FetchMessageData, buf []byte, offset int64) (n 
 		section, found = true, true
 		if body.Literal == nil {
 			// NIL: past the end of the message, or no message at all.
-			return 0, offset > 0, true, nil
+			return 0, f.offset > 0, true, nil
 		}
 		var got int64 // a response without <offset> is the whole body
 		if p := body.Section.Partial; p != nil {
 			got = p.Offset
 		}
-		if got != offset || body.Literal.Size() > int64(len(buf)) {
-			return 0, found, section, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", offset, body.Literal.Size(), got)
+		size := body.Literal.Size()
+		if got != f.offset || size > int64(len(f.buf)) {
+			return 0, found, section, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", f.offset, size, got)
 		}
 		// Read exactly the announced size: a literal cut short is a broken
 		// connection, not the end of the message.
-		n, err = io.ReadFull(body.Literal, buf[:body.Literal.Size()])
-		if err != nil {
-			return n, found, section, fmt.Errorf("%w: %v", errLiteral, err)
+		for n < int(size) {
+			k, rerr := body.Literal.Read(f.buf[n:min(int(size), n+rangePiece)])
+			n += k
+			if k > 0 && min(n, int(size)-1) > 0 {
+				f.grew(min(n, int(size)-1)) // the last octet waits for the OK
+			}
+			if rerr != nil && n < int(size) {
+				if rerr == io.EOF {
+					rerr = io.ErrUnexpectedEOF
+				}
+				return n, found, section, fmt.Errorf("%w: %v", errLiteral, rerr)
+			}
 		}
 	}
 	return n, found, section, nil
 }
 
-// Close releases the chunk buffer. A transfer stopped early (TOP) leaves
-// nothing pending upstream: every chunk is read whole by fill.
+// Close stops the transfer and releases the buffers. A transfer stopped
+// early (TOP, or a client gone) leaves nothing pending upstream: the
+// chunk in flight is read whole first.
 func (r *bodyReader) Close() error {
+	if r.stop != nil {
+		close(r.stop)
+		<-r.exited
+		r.stop = nil
+	}
+	r.cur = nil
+	if r.other != nil {
+		r.other = nil
+		r.s.ra.release(r.s.b)
+	}
 	if r.bufp != nil {
 		r.s.b.bufPool.Put(r.bufp)
-		r.bufp, r.buf = nil, nil
+		r.bufp = nil
 	}
 	return nil
 }

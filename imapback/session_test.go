@@ -66,30 +66,60 @@ func message(size int) []byte {
 	return append(m, '\r', '\n')
 }
 
+// Whole messages arrive intact whatever their size against the chunk
+// size: read with Read or written out with WriteTo (as the POP3 front end
+// does), with read-ahead (batches, and the next range fetched ahead) and
+// without.
 func TestRetrieveReadsWholeMessagesAcrossChunkBoundaries(t *testing.T) {
 	const chunk = 64
-	sizes := []int{30, chunk - 1, chunk, chunk + 1, 2 * chunk, 5*chunk + 7}
+	sizes := []int{30, chunk - 1, chunk, chunk + 1, 2 * chunk, 5*chunk + 7, 3 * chunk}
 	var msgs [][]byte
 	for _, n := range sizes {
 		msgs = append(msgs, message(n))
 	}
-	s := login(t, newBackend(t, startMem(t, msgs...).Addr, chunk))
-	if got := len(s.Messages()); got != len(msgs) {
-		t.Fatalf("snapshot has %d messages, want %d", got, len(msgs))
-	}
-	for i, want := range msgs {
-		if s.Messages()[i].Size != int64(len(want)) {
-			t.Errorf("message %d: size %d, want %d", i, s.Messages()[i].Size, len(want))
-		}
-		rc, err := s.Retrieve(context.Background(), i, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("message of %d octets: read %d octets, err %v", len(want), len(got), err)
-		}
+	srv := startMem(t, msgs...)
+	for _, tt := range []struct {
+		name    string
+		raBytes int
+		write   bool
+	}{
+		{"Read", 0, false},
+		{"WriteTo", 0, true},
+		{"Read without read-ahead", -1, false},
+		{"WriteTo without read-ahead", -1, true},
+		{"WriteTo with read-ahead smaller than a chunk", chunk / 2, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newReadAheadBackend(t, srv.Addr, chunk, tt.raBytes)
+			s := login(t, b)
+			if got := len(s.Messages()); got != len(msgs) {
+				t.Fatalf("snapshot has %d messages, want %d", got, len(msgs))
+			}
+			for i, want := range msgs {
+				if s.Messages()[i].Size != int64(len(want)) {
+					t.Errorf("message %d: size %d, want %d", i, s.Messages()[i].Size, len(want))
+				}
+				rc, err := s.Retrieve(context.Background(), i, -1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []byte
+				if tt.write {
+					var buf bytes.Buffer
+					_, err = rc.(io.WriterTo).WriteTo(&buf)
+					got = buf.Bytes()
+				} else {
+					got, err = io.ReadAll(rc)
+				}
+				rc.Close()
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("message of %d octets: read %d octets, err %v", len(want), len(got), err)
+				}
+			}
+			if n := b.raInUse.Load(); n != 0 {
+				t.Errorf("%d octets of read-ahead still held", n)
+			}
+		})
 	}
 }
 

@@ -11,17 +11,17 @@ import "fmt"
 // upstream sent nothing at all past the first chunk. (A server whose
 // RFC822.SIZE is only an estimate is still served: its short last chunk
 // is believed unless the message is gone.)
-func (r *bodyReader) checkEnd(n int) error {
-	if n >= r.chunk {
+func (r *bodyReader) checkEnd(offset int64, asked, n int) error {
+	if n >= asked {
 		return nil
 	}
 	s := r.s
 	size := s.msgs[r.i].Size
-	end := r.offset + int64(n)
+	end := offset + int64(n)
 	if end >= size {
 		return nil
 	}
-	if s.Expunged(r.i) || (n == 0 && r.offset > 0) {
+	if s.Expunged(r.i) || (n == 0 && offset > 0) {
 		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, s.msgs[r.i].UID, end, size)
 	}
 	return nil

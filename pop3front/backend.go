@@ -45,7 +45,10 @@ type Session interface {
 	// the header and that many body lines (TOP), so it may fetch less. The
 	// caller cuts the message itself. An error from Read means the message
 	// could not be read in full: the caller must not present what it got
-	// as a complete message. ErrNoMessage means the message is gone.
+	// as a complete message. ErrNoMessage means the message is gone. A
+	// reader that is also an io.WriterTo is used as one for RETR, so that
+	// the message is written from the backend's buffers without a copy;
+	// its WriteTo must return the error of a failed read, like Read.
 	Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error)
 
 	// Retrieved reports that message i was sent to the client in full by

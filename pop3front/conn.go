@@ -69,6 +69,7 @@ type conn struct {
 	// sent counts what goes to the client, under bw; reported is how
 	// much of it the Observer was told about.
 	sent     countingWriter
+	cw       clientWriter // where a backend's io.WriterTo writes a message
 	reported int64
 
 	state    state
@@ -730,37 +731,78 @@ func (c *conn) send(i, lines int) (sent bool, err error) {
 	} else {
 		c.ok("Top of message follows")
 	}
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
 	dw := newDotWriter(c.bw)
-	top := topCutter{n: lines}
-	for {
-		n, rerr := rc.Read(buf)
-		p := buf[:n]
-		if lines >= 0 {
-			p = top.cut(p)
+	var rerr error
+	if wt, ok := rc.(io.WriterTo); ok && lines < 0 {
+		// The backend writes from its own buffers: no copy through a
+		// buffer of ours.
+		c.cw = clientWriter{dw: dw}
+		_, rerr = wt.WriteTo(&c.cw)
+		c.octets += c.cw.n
+		if c.cw.err != nil {
+			return false, c.cw.err // the client is gone
 		}
-		if _, err := dw.Write(p); err != nil {
-			return false, err // the client is gone
+	} else {
+		var werr error
+		if rerr, werr = c.copyMessage(dw, rc, lines); werr != nil {
+			return false, werr // the client is gone
 		}
-		c.octets += int64(len(p))
-		if rerr == io.EOF || top.done {
-			break
-		}
-		if rerr != nil {
-			c.log.Error("message transfer failed, closing connection without the terminating line",
-				"user", c.authUser, "msg", i+1, "err", rerr)
-			// Send what is buffered so far but never the final ".".
-			c.truncated = true
-			c.bw.Flush()
-			return false, errTruncated
-		}
+	}
+	if rerr != nil {
+		c.log.Error("message transfer failed, closing connection without the terminating line",
+			"user", c.authUser, "msg", i+1, "err", rerr)
+		// Send what is buffered so far but never the final ".".
+		c.truncated = true
+		c.bw.Flush()
+		return false, errTruncated
 	}
 	if err := dw.Close(); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// copyMessage copies a message (or, with lines >= 0, its top) from rc to
+// dw. rerr is a failure to read the message, werr one to write it.
+func (c *conn) copyMessage(dw *dotWriter, rc io.Reader, lines int) (rerr, werr error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	top := topCutter{n: lines}
+	for {
+		n, err := rc.Read(buf)
+		p := buf[:n]
+		if lines >= 0 {
+			p = top.cut(p)
+		}
+		if _, werr := dw.Write(p); werr != nil {
+			return nil, werr
+		}
+		c.octets += int64(len(p))
+		if err == io.EOF || top.done {
+			return nil, nil
+		}
+		if err != nil {
+			return err, nil
+		}
+	}
+}
+
+// clientWriter is where a backend's io.WriterTo writes a message: it
+// keeps the client's write error apart from the backend's read error.
+type clientWriter struct {
+	dw  *dotWriter
+	n   int64
+	err error
+}
+
+func (w *clientWriter) Write(p []byte) (int, error) {
+	n, err := w.dw.Write(p)
+	w.n += int64(n)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // failGone answers a command on a message another client removed.

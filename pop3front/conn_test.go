@@ -423,7 +423,7 @@ func TestRetrSendsTheMessageDotStuffedWithCRLF(t *testing.T) {
 		{"blank lines only", "\r\n\n\r\n", "\r\n\r\n\r\n.\r\n"},
 	}
 	for _, tt := range tests {
-		for _, chunk := range []int{0, 1, 2, 7} {
+		for _, chunk := range []int{0, 1, 2, 7, -1} { // -1: the reader is an io.WriterTo
 			t.Run(fmt.Sprintf("%s/chunk=%d", tt.name, chunk), func(t *testing.T) {
 				fb := newFakeBackend().withBodies(tt.body)
 				fb.readChunk = chunk
@@ -493,7 +493,7 @@ func TestTop(t *testing.T) {
 		{"message past the end", body, "TOP 2 1\r\n", "-ERR No such message\r\n", -2},
 	}
 	for _, tt := range tests {
-		for _, chunk := range []int{0, 1, 5} {
+		for _, chunk := range []int{0, 1, 5, -1} {
 			t.Run(fmt.Sprintf("%s/chunk=%d", tt.name, chunk), func(t *testing.T) {
 				fb := newFakeBackend().withBodies(tt.body)
 				fb.readChunk = chunk
@@ -740,7 +740,7 @@ func TestUpstreamFailureMidRetrClosesWithoutTerminator(t *testing.T) {
 		{"after the whole body", len(body), "Subject: cut\r\n\r\nfirst\r\n..\r\nlast\r\n"},
 	}
 	for _, tt := range tests {
-		for _, chunk := range []int{0, 1} {
+		for _, chunk := range []int{0, 1, -1} { // -1: the reader is an io.WriterTo
 			t.Run(fmt.Sprintf("%s/chunk=%d", tt.name, chunk), func(t *testing.T) {
 				fb := newFakeBackend().withBodies(body)
 				fb.failAfter = map[int]int{0: tt.k}

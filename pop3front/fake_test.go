@@ -39,7 +39,8 @@ type fakeBackend struct {
 	noMessage   map[int]bool  // Retrieve(i) returns ErrNoMessage
 	retrieveErr error         // Retrieve returns this error
 	failAfter   map[int]int   // message i's reader fails after this many bytes
-	readChunk   int           // > 0: readers return at most this many bytes per Read
+	readChunk   int           // > 0: readers return at most this many bytes per Read; < 0: readers are io.WriterTo
+	writeWhole  bool          // an io.WriterTo reader writes the message in one piece
 	commitErr   error         // Commit fails with this error
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
@@ -183,6 +184,9 @@ func (s *fakeSession) Retrieve(ctx context.Context, i int, lines int) (io.ReadCl
 		r = &chunkReader{r: r, n: b.readChunk}
 	}
 	b.open++
+	if b.readChunk < 0 {
+		return &fakeWriterTo{fakeReader{r: r, b: b}}, nil
+	}
 	return &fakeReader{r: r, b: b}, nil
 }
 
@@ -235,6 +239,34 @@ func (r *fakeReader) Close() error {
 		r.b.mu.Unlock()
 	}
 	return nil
+}
+
+// fakeWriterTo is a message reader that also writes itself out, as
+// imapback's readers do, in pieces of 3 octets.
+type fakeWriterTo struct{ fakeReader }
+
+func (r *fakeWriterTo) WriteTo(w io.Writer) (int64, error) {
+	if br, ok := r.r.(*bytes.Reader); ok && r.b.writeWhole {
+		return br.WriteTo(w)
+	}
+	var total int64
+	buf := make([]byte, 3)
+	for {
+		n, err := r.r.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // chunkReader returns at most n bytes per Read.

@@ -16,6 +16,7 @@ func rigMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg benchrig.Config
 	fs.StringVar(&cfg.Dir, "dir", "", "work `dir` for the instances and mail (default: a temp dir, removed afterwards)")
 	fs.StringVar(&cfg.Popbridge, "popbridge", "", "popbridge `binary` to measure (default: go build ./cmd/popbridge)")
+	fs.StringVar(&cfg.Baseline, "baseline", "", "another popbridge `binary` measured beside it in the same rounds (e.g. the previous commit's)")
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds per scenario; every round measures every target")
 	fs.IntVar(&cfg.Small, "small", 10000, "`messages` in the small-message mailbox (4 KiB each)")
 	fs.IntVar(&cfg.Mixed, "mixed", 1000, "`messages` in the mixed mailbox (90% 4 KiB, 9% 100 KiB, 1% 2 MiB)")

@@ -38,6 +38,10 @@ type Config struct {
 	Dir string
 	// Popbridge is the binary to measure; "" builds ./cmd/popbridge.
 	Popbridge string
+	// Baseline, if set, is another popbridge binary measured as a fourth
+	// target (Baseline), e.g. a build of the previous commit, so that a
+	// change is compared with what it changes in the same rounds.
+	Baseline string
 	// Rounds is how often each scenario runs per target (default 3).
 	Rounds int
 	// Small is the size of the many-small-messages mailbox (default
@@ -83,6 +87,8 @@ const (
 	Native    = "dovecot-pop3"
 	Popbridge = "popbridge"
 	Gateway   = "dovecot-imapc"
+	// Baseline is Config.Baseline's popbridge.
+	Baseline = "popbridge-baseline"
 )
 
 var targets = []string{Native, Popbridge, Gateway}
@@ -201,6 +207,16 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	defer pb.stop()
 	addrs := map[string]string{Native: store.pop3Addr, Popbridge: pb.addr, Gateway: gw.pop3Addr}
+	targets := targets
+	if cfg.Baseline != "" {
+		base, err := startPopbridge(ctx, cfg.Baseline, store.imapAddr, filepath.Join(cfg.Dir, "baseline.log"))
+		if err != nil {
+			return nil, err
+		}
+		defer base.stop()
+		addrs[Baseline] = base.addr
+		targets = append(slices.Clone(targets), Baseline)
+	}
 	res.Commands = []string{
 		fmt.Sprintf("%s -listen %s -upstream %s -upstream-tls none -log-level warn", cfg.Popbridge, pb.addr, store.imapAddr),
 	}
@@ -267,6 +283,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		res.Results = append(res.Results, r)
 	}
 	pb.stop()
+	res.WriteBaseline(cfg.Log)
 
 	if cfg.Only == "" || strings.Contains("memory", cfg.Only) {
 		mem, err := measureMemory(ctx, cfg, store.imapAddr, expect["huge"], logf)
@@ -427,6 +444,18 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "\nMemory (popbridge binary): %d idle authenticated sessions: RSS %d KiB -> %d KiB, %.1f KiB per session; RETR of a %d MiB message: RSS %d KiB -> peak %d KiB (+%d KiB) in %.2f s\n",
 			m.IdleSessions, m.IdleRSSBeforeKiB, m.IdleRSSAfterKiB, m.IdleKiBPerSession, m.HugeSize>>20,
 			m.HugeRSSBeforeKiB, m.HugePeakKiB, m.HugePeakKiB-m.HugeRSSBeforeKiB, m.HugeSeconds)
+	}
+}
+
+// WriteBaseline prints the baseline popbridge's figures next to the
+// measured one's, if there is a baseline.
+func (r *Results) WriteBaseline(w io.Writer) {
+	for _, x := range r.Results {
+		if br := x.Ratios[Baseline]; len(br) > 0 {
+			pr := x.Ratios[Popbridge]
+			fmt.Fprintf(w, "%-50s popbridge %.2f× (%.2f–%.2f), baseline %.2f× (%.2f–%.2f) of native\n", x.Scenario,
+				median(pr), slices.Min(pr), slices.Max(pr), median(br), slices.Min(br), slices.Max(br))
+		}
 	}
 }
 

@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case "oauth":
 			return oauthCmd(ctx, args[1:], stdout, stderr)
 		case "hash-password":
-			return hashPassword(args[1:], stdout, stderr)
+			return hashPassword(ctx, args[1:], stdout, stderr)
 		case "help":
 			fmt.Fprintln(stdout, usageText)
 			return exitOK

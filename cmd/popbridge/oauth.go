@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -135,7 +136,7 @@ func oauthKeygen(args []string, stdout, stderr io.Writer) int {
 // maxPasswordLine bounds what hash-password reads.
 const maxPasswordLine = 4096
 
-func hashPassword(args []string, stdout, stderr io.Writer) int {
+func hashPassword(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("popbridge hash-password", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	useBcrypt := fs.Bool("bcrypt", false, "bcrypt (cost 10) instead of argon2id")
@@ -154,17 +155,46 @@ func hashPassword(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitConfig
 	}
+	done := func() {}
 	if f, ok := stdin.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			// A terminal: say what is expected. The password is echoed
-			// (no terminal library among the dependencies); clear the
-			// screen or use a pipe where that matters.
-			fmt.Fprint(stderr, "Password (one line; it shows as you type): ")
+			// A terminal: say what is expected, and keep the password
+			// off the screen if stty can (no terminal library is among
+			// the dependencies).
+			if restore := echoOff(f); restore != nil {
+				done = func() {
+					restore()
+					fmt.Fprintln(stderr) // for the Enter that was not echoed
+				}
+				defer func() { done() }() // also when interrupted
+				fmt.Fprint(stderr, "Password (not shown): ")
+			} else {
+				fmt.Fprint(stderr, "Password (one line; it shows as you type): ")
+			}
 		}
 	}
-	line, err := bufio.NewReaderSize(io.LimitReader(stdin, maxPasswordLine+2), maxPasswordLine+2).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintln(stderr, "popbridge hash-password: reading the password:", err)
+	type read struct {
+		line string
+		err  error
+	}
+	lines := make(chan read, 1)
+	go func() {
+		// Left blocked if interrupted: the process ends right after.
+		line, err := bufio.NewReaderSize(io.LimitReader(stdin, maxPasswordLine+2), maxPasswordLine+2).ReadString('\n')
+		lines <- read{line, err}
+	}()
+	var line string
+	select {
+	case r := <-lines:
+		done()
+		done = func() {}
+		line = r.line
+		if r.err != nil && !errors.Is(r.err, io.EOF) {
+			fmt.Fprintln(stderr, "popbridge hash-password: reading the password:", r.err)
+			return exitFail
+		}
+	case <-ctx.Done():
+		fmt.Fprintln(stderr, "popbridge hash-password: interrupted")
 		return exitFail
 	}
 	password := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
@@ -188,4 +218,18 @@ func hashPassword(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, h)
 	return exitOK
+}
+
+// echoOff switches the terminal's echo off with stty and returns what
+// switches it on again, or nil if that did not work.
+func echoOff(tty *os.File) func() {
+	stty := func(arg string) error {
+		cmd := exec.Command("stty", arg)
+		cmd.Stdin = tty
+		return cmd.Run()
+	}
+	if stty("-echo") != nil {
+		return nil
+	}
+	return func() { stty("echo") }
 }

@@ -389,3 +389,79 @@ func TestOAuthLoginCommandCodeGrant(t *testing.T) {
 		t.Errorf("%d code exchanges, want 1", n)
 	}
 }
+
+// ptyRun runs a shell command line on a pseudo-terminal, types input
+// (a string; "\x03" is Ctrl-C) once wait has appeared, and prints all the
+// terminal showed as JSON.
+const ptyRun = `
+import json, os, pty, sys, time
+cmdline, wait, typed = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode()
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", cmdline])
+out, end, sent = b"", time.time() + 20, False
+while time.time() < end:
+    if not sent and wait in out:
+        os.write(fd, typed)
+        sent = True
+    try:
+        b = os.read(fd, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+os.waitpid(pid, 0)
+json.dump(out.decode("utf-8", "replace"), sys.stdout)
+`
+
+// onTerminal runs popbridge hash-password on a terminal and returns what
+// the terminal showed, with "stty -a" after it.
+func onTerminal(t *testing.T, typed string) string {
+	t.Helper()
+	python := requireTool(t, "python3")
+	requireTool(t, "stty")
+	// trap: Ctrl-C ends popbridge, not the shell that runs stty after it.
+	cmdline := fmt.Sprintf("trap : INT; %s hash-password; echo EXIT=$?; stty -a", binary)
+	out, err := exec.Command(python, "-c", ptyRun, cmdline, "Password", typed).Output()
+	if err != nil {
+		t.Fatalf("pty: %v", err)
+	}
+	var screen string
+	if err := json.Unmarshal(out, &screen); err != nil {
+		t.Fatal(err)
+	}
+	return screen
+}
+
+var echoOn = regexp.MustCompile(`(^|[\s;])echo([\s;]|$)`)
+
+func TestHashPasswordOnATerminalDoesNotShowThePassword(t *testing.T) {
+	t.Parallel()
+	screen := onTerminal(t, "typed-on-a-tty\n")
+	hash := regexp.MustCompile(`\$argon2id\$\S+`).FindString(screen)
+	if !strings.Contains(screen, "Password (not shown): ") || hash == "" || !strings.Contains(screen, "EXIT=0") {
+		t.Fatalf("terminal showed:\n%s", screen)
+	}
+	if strings.Contains(screen, "typed-on-a-tty") {
+		t.Errorf("the password was echoed:\n%s", screen)
+	}
+	if !argon2idMatches(t, hash, "typed-on-a-tty") {
+		t.Errorf("hash %q does not verify the typed password", hash)
+	}
+	if !echoOn.MatchString(screen[strings.Index(screen, "EXIT="):]) {
+		t.Errorf("echo is still off afterwards:\n%s", screen)
+	}
+}
+
+func TestHashPasswordCtrlCEndsItAndRestoresEcho(t *testing.T) {
+	t.Parallel()
+	screen := onTerminal(t, "\x03")
+	i := strings.Index(screen, "EXIT=")
+	if !strings.Contains(screen, "popbridge hash-password: interrupted") || i < 0 || !strings.HasPrefix(screen[i:], "EXIT=1") {
+		t.Fatalf("terminal showed:\n%s", screen)
+	}
+	if !echoOn.MatchString(screen[i:]) {
+		t.Errorf("echo is still off after Ctrl-C:\n%s", screen)
+	}
+}

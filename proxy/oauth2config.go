@@ -289,8 +289,11 @@ func (p *ProviderConfig) config() *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     p.ClientID,
 		ClientSecret: p.clientSecret,
-		Endpoint:     oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL},
-		Scopes:       p.Scopes,
+		// authStyle (oauth2cli.go) is set rather than detected: detection
+		// sends every failing request twice.
+		Endpoint: oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL,
+			AuthStyle: p.authStyle()},
+		Scopes: p.Scopes,
 	}
 }
 
@@ -301,5 +304,6 @@ func (p *ProviderConfig) appConfig() *clientcredentials.Config {
 		ClientSecret: p.clientSecret,
 		TokenURL:     p.TokenURL,
 		Scopes:       p.Scopes,
+		AuthStyle:    p.authStyle(),
 	}
 }

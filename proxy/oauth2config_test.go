@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/oauth2"
 )
 
 func oauth2TestConfig(t *testing.T, oauth2Section string) (*Config, error) {
@@ -53,6 +55,17 @@ func TestOAuth2PresetsFillEndpointsScopesAndServer(t *testing.T) {
 	if g := p["gmail"]; g.Grant != GrantCode || g.TokenURL != "https://oauth2.googleapis.com/token" ||
 		strings.Join(g.Scopes, " ") != "https://mail.google.com/" || g.Upstream != "oauth2-gmail" {
 		t.Errorf("google preset: %+v", g)
+	}
+	for _, name := range []string{"m365", "m365app", "gmail"} {
+		pc := p[name]
+		if pc.config().Endpoint.AuthStyle != oauth2.AuthStyleInParams || pc.appConfig().AuthStyle != oauth2.AuthStyleInParams {
+			t.Errorf("%s: client credentials not sent in the form", name)
+		}
+	}
+	// A generic confidential client uses basic auth, which RFC 6749 makes
+	// every server support; no detection that doubles failing requests.
+	if idp := (ProviderConfig{Preset: "generic", clientSecret: "x"}); idp.config().Endpoint.AuthStyle != oauth2.AuthStyleInHeader {
+		t.Errorf("generic confidential client: auth style %v", idp.config().Endpoint.AuthStyle)
 	}
 	if u := cfg.Upstreams["oauth2-m365"]; u.Address != "outlook.office365.com:993" || u.TLS != "implicit" {
 		t.Errorf("microsoft upstream: %+v", u)

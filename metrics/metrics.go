@@ -63,6 +63,8 @@ type Metrics struct {
 	draining         prometheus.Gauge
 	reloads          *prometheus.CounterVec
 	reloadLastOK     prometheus.Gauge
+	tokenRequests    *prometheus.CounterVec
+	tokenDuration    prometheus.Histogram
 
 	mu    sync.Mutex
 	ready func() error
@@ -103,6 +105,13 @@ func New(version string) *Metrics {
 	m.reloads = f.counterVec("", "config_reloads_total", "Configuration reloads (SIGHUP) by result: ok or error (the old configuration stays).", "result")
 	m.reloadLastOK = f.gauge("", "config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")
 	m.reloadLastOK.SetToCurrentTime()
+	m.tokenRequests = f.counterVec("oauth2", "token_refreshes_total",
+		"Attempts to get a new OAuth2 access token (refresh or client_credentials) by provider and result: ok, rotated (a new refresh token too), "+
+			"revoked (refresh token refused, now or before: run oauth login), missing (none stored), rejected (client or request refused), "+
+			"failed (endpoint unreachable or 5xx).",
+		"provider", "result")
+	m.tokenDuration = f.histogram("oauth2", "token_request_duration_seconds",
+		"Duration of requests to OAuth2 token endpoints, successful or not.", latency)
 
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "ready",
@@ -249,6 +258,23 @@ func (o pop3Observer) ConnClosed(c pop3front.ConnEvent, s pop3front.SessionStats
 	o.m.connsOpen.WithLabelValues(c.Listener).Dec()
 	o.m.sentBytes.Add(float64(s.Unreported))
 	o.m.sessionDuration.Observe(s.Duration.Seconds())
+}
+
+// Tokens observes the OAuth2 token requests of proxy's token cache
+// (proxy.Hooks.Tokens).
+func (m *Metrics) Tokens() TokenObserver { return TokenObserver{m} }
+
+// TokenObserver counts OAuth2 token requests; it satisfies
+// proxy.TokenObserver.
+type TokenObserver struct{ m *Metrics }
+
+// TokenRequest counts one attempt of provider (a configured name) with
+// its result; d > 0 is the duration of the request it made.
+func (o TokenObserver) TokenRequest(provider, result string, d time.Duration) {
+	o.m.tokenRequests.WithLabelValues(provider, result).Inc()
+	if d > 0 {
+		o.m.tokenDuration.Observe(d.Seconds())
+	}
 }
 
 type upstreamObserver struct{ m *Metrics }

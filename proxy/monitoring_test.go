@@ -35,6 +35,9 @@ func registeredNames(t *testing.T) map[string]bool {
 	waitForMetric(t, m.Registry(), 1, "popbridge_pop3_session_duration_seconds")
 	// A refused connection (pop3front's tests cover when that happens).
 	m.POP3().ConnRefused(pop3front.ConnEvent{Listener: "127.0.0.1:110"})
+	// An OAuth2 token request (oauth2tokens_test.go covers when).
+	var tokens TokenObserver = m.Tokens()
+	tokens.TokenRequest("m365", RefreshOK, 1e9)
 	families, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -47,11 +47,13 @@ const (
 	tokenLogEvery = 5 * time.Minute
 )
 
-// Results of token requests, for metrics (TokenObserver).
+// Results of attempts to get a new access token, for metrics
+// (TokenObserver).
 const (
 	RefreshOK       = "ok"       // a new access token
 	RefreshRotated  = "rotated"  // a new access token and a new refresh token
-	RefreshRevoked  = "revoked"  // the refresh token was refused (invalid_grant)
+	RefreshRevoked  = "revoked"  // the refresh token was refused (invalid_grant), now or before
+	RefreshMissing  = "missing"  // no refresh token stored: never authorised
 	RefreshRejected = "rejected" // the client or the request was refused (configuration)
 	RefreshFailed   = "failed"   // endpoint unreachable, timeout, 5xx
 )
@@ -62,12 +64,17 @@ const (
 	grantRefresh = "refresh_token"
 )
 
-// TokenObserver receives the outcome of each token request, for metrics.
-// Its method is called from the refresh goroutine and must return quickly.
+// TokenObserver receives the outcome of each attempt to get a new access
+// token, for metrics. Its method is called from the refresh goroutine and
+// must return quickly.
 type TokenObserver interface {
-	// TokenRequest reports one access-token request of provider: result
-	// is one of RefreshOK, RefreshRotated, RefreshRevoked,
-	// RefreshRejected, RefreshFailed.
+	// TokenRequest reports one attempt for provider: result is one of
+	// RefreshOK, RefreshRotated, RefreshRevoked, RefreshMissing,
+	// RefreshRejected, RefreshFailed. d is the duration of the request
+	// to the token endpoint, or 0 if none was made because the answer was
+	// known (no refresh token stored, or one refused before): such
+	// attempts are reported too, so that a count of failures keeps
+	// growing while devices keep trying.
 	TokenRequest(provider, result string, d time.Duration)
 }
 
@@ -331,11 +338,13 @@ func (c *tokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token,
 			"account", e.account, "err", loadErr)
 		return nil, &tokenError{perm: true, text: "token store unreadable: " + loadErr.Error()}
 	case rt == "":
+		c.observe(e, RefreshMissing, time.Time{})
 		c.needLogin(e, "no refresh token stored")
 		return nil, &tokenError{perm: true, text: "account not authorised: no refresh token stored"}
 	case rt == dead:
 		// Refused before and nothing new in the store: asking again
 		// would only load the endpoint.
+		c.observe(e, RefreshRevoked, time.Time{})
 		c.needLogin(e, "refresh token revoked or expired")
 		return nil, &tokenError{perm: true, text: "account not authorised: refresh token revoked or expired"}
 	}
@@ -456,10 +465,17 @@ func (c *tokenCache) warn(e *tokenEntry, kind string, level slog.Level, msg stri
 	c.log.Log(context.Background(), level, msg, args...)
 }
 
+// observe reports an attempt whose request started at start, or which
+// made none (zero start).
 func (c *tokenCache) observe(e *tokenEntry, result string, start time.Time) {
-	if c.obs != nil {
-		c.obs.TokenRequest(e.provider, result, c.now().Sub(start))
+	if c.obs == nil {
+		return
 	}
+	var d time.Duration
+	if !start.IsZero() {
+		d = max(c.now().Sub(start), time.Nanosecond)
+	}
+	c.obs.TokenRequest(e.provider, result, d)
 }
 
 const redacted = "<redacted>"

@@ -32,8 +32,27 @@ type tokenFixture struct {
 	logs  *syncBuffer
 	key   string
 
-	mu     sync.Mutex
-	offset time.Duration
+	mu      sync.Mutex
+	offset  time.Duration
+	results []string // what the TokenObserver saw: result, and "+" when a request was made
+}
+
+func (f *tokenFixture) TokenRequest(provider, result string, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if provider != "idp" {
+		result = "provider " + provider
+	}
+	if d > 0 {
+		result += "+"
+	}
+	f.results = append(f.results, result)
+}
+
+func (f *tokenFixture) observed() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.results, " ")
 }
 
 // testLocalHash is "local-pw" as argon2id with tiny parameters: the
@@ -107,7 +126,7 @@ func newTokenFixture(t *testing.T, opts oauthtest.Options, grant string) *tokenF
 func (f *tokenFixture) newCache(t *testing.T) *tokenCache {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(f.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c, err := newTokenCache(&f.cfg.OAuth2, log, nil)
+	c, err := newTokenCache(&f.cfg.OAuth2, log, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +270,9 @@ func TestRotatedRefreshTokenIsSavedAndUsedAfterRestart(t *testing.T) {
 	if st := f.srv.Stats(); st.RefreshGrants != 2 || st.RefreshFailures != 0 {
 		t.Errorf("stats %+v, want 2 refresh grants without failures", st)
 	}
+	if got, want := f.observed(), "rotated+ rotated+"; got != want {
+		t.Errorf("observed %q, want %q", got, want)
+	}
 	if !strings.Contains(f.logs.String(), "oauth2 refresh token rotated and saved") {
 		t.Errorf("no log line for the rotation:\n%s", f.logs.String())
 	}
@@ -346,6 +368,9 @@ func TestRevokedRefreshTokenIsPermanentUntilTheStoreHasANewOne(t *testing.T) {
 	// `popbridge oauth login scanner`, while the daemon runs.
 	f.seed(t)
 	f.mustToken(t)
+	if got, want := f.observed(), "ok+ revoked+ revoked revoked ok+"; got != want {
+		t.Errorf("observed %q, want %q", got, want)
+	}
 }
 
 func TestNoStoredTokenIsPermanent(t *testing.T) {
@@ -364,6 +389,9 @@ func TestNoStoredTokenIsPermanent(t *testing.T) {
 	}
 	f.seed(t)
 	f.mustToken(t)
+	if got, want := f.observed(), "missing ok+"; got != want {
+		t.Errorf("observed %q, want %q", got, want)
+	}
 }
 
 // closedURL returns a URL on 127.0.0.1 where nothing listens.
@@ -406,6 +434,9 @@ func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
 			}
 			if !strings.Contains(f.logs.String(), "level=WARN msg=\"oauth2 token endpoint") {
 				t.Errorf("no warning:\n%s", f.logs.String())
+			}
+			if got := f.observed(); got != "failed+" {
+				t.Errorf("observed %q, want failed+", got)
 			}
 			// Back up: the next login works with the same refresh token.
 			e.conf.Endpoint.TokenURL = f.srv.URL + "/token"
@@ -502,6 +533,9 @@ func TestClientCredentialsWithAWrongSecretIsPermanent(t *testing.T) {
 	var te *tokenError
 	if !errors.As(err, &te) || !te.perm {
 		t.Fatalf("wrong client secret: %v, want a permanent tokenError", err)
+	}
+	if got := f.observed(); got != "rejected+" {
+		t.Errorf("observed %q, want rejected+", got)
 	}
 	if !strings.Contains(f.logs.String(), "level=ERROR msg=\"oauth2 token request refused: check the provider's client_id") ||
 		strings.Contains(f.logs.String(), "wrong-secret-31") {

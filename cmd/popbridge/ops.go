@@ -29,7 +29,7 @@ func serve(ctx context.Context, cfg *proxy.Config, load func() (*proxy.Config, e
 	m := metrics.New(version)
 	r, err := proxy.NewRunner(cfg, proxy.RunnerOptions{
 		Logger:  logger,
-		Hooks:   proxy.Hooks{POP3: m.POP3(), Upstream: m.Upstream()},
+		Hooks:   proxy.Hooks{POP3: m.POP3(), Upstream: m.Upstream(), Tokens: m.Tokens()},
 		OnProbe: m.ProbeDone,
 	})
 	if err != nil {

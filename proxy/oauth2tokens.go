@@ -162,6 +162,9 @@ func newTokenCache(o *OAuth2Config, log *slog.Logger, obs TokenObserver) (*token
 	for _, a := range o.Accounts {
 		p := o.Providers[a.Provider]
 		key := tokenKey(a)
+		if p.Grant == GrantClientCredentials {
+			key = appKey(a.Provider)
+		}
 		if c.entries[key] != nil {
 			continue // app-only: one entry per provider
 		}

@@ -513,6 +513,11 @@ func TestClientCredentialsTokenIsCachedPerProvider(t *testing.T) {
 	if b := f.mustToken(t); b != a {
 		t.Errorf("second call: %q, want the cached %q", b, a)
 	}
+	// Another account of the same app-only provider shares the token.
+	other := AccountConfig{User: "printer", Provider: "idp"}
+	if b, fresh, err := f.cache.token(context.Background(), f.cache.keyFor(&other)); err != nil || b != a || fresh {
+		t.Errorf("another account: %q fresh %v err %v, want the cached %q", b, fresh, err, a)
+	}
 	f.advance(59*time.Minute + time.Second)
 	if b := f.mustToken(t); b == a {
 		t.Error("the app-only token was not renewed inside its margin")

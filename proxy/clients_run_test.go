@@ -199,7 +199,11 @@ received_header off
 // exits before that (or a wake-up sent before the wait begins) goes
 // unnoticed, and getmail gives up after 60 s ("waiting child pid N timed
 // out"), which happens on a loaded machine. The patched wait also polls
-// waitpid itself. Nothing else of getmail changes.
+// waitpid itself. A child that exits just after the handler is installed
+// but before getmail has stored the handler it replaced makes the handler
+// fail with AttributeError ('_ForkingBase__orig_handler'), so the patched
+// preparation stores the current handler first. Nothing else of getmail
+// changes.
 const getmailLostWakeupFix = `
 import os, runpy, signal, sys, threading, time
 sys.path.insert(0, "/usr/lib/python3/dist-packages")
@@ -228,6 +232,7 @@ class ChildExited(threading.Condition):
 
 prepare = base.ForkingBase._prepare_child
 def prepare_child(self):
+    self._ForkingBase__orig_handler = signal.getsignal(signal.SIGCHLD)
     prepare(self)
     self._ForkingBase__child_exited = ChildExited(self)
 base.ForkingBase._prepare_child = prepare_child

@@ -239,8 +239,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	mixed := fmt.Sprintf("%d mixed", cfg.Mixed)
 	scenarios := []scenario{
 		{name: "login+STAT, " + small, user: "small", mode: popbench.ModeStat, conc: 1, n: 20, gwN: 3, metric: "login+STAT p50 ms"},
-		{name: "RETR all, " + mixed + ", 1 session", user: "mixed", mode: popbench.ModeRetrAll, conc: 1, n: 1, gwN: 1, metric: "MB/s"},
-		{name: "RETR all, " + mixed + ", 8 sessions", user: "mixed", mode: popbench.ModeRetrAll, conc: 8, n: 8, gwN: 8, metric: "MB/s"},
+		// One pass over the mixed mailbox takes a fifth of a second, too
+		// short to measure alone on a shared machine: the session runs
+		// five times in a row (eight sessions, three times each).
+		{name: "RETR all, " + mixed + ", 1 session", user: "mixed", mode: popbench.ModeRetrAll, conc: 1, n: 5, gwN: 1, metric: "MB/s"},
+		{name: "RETR all, " + mixed + ", 8 sessions", user: "mixed", mode: popbench.ModeRetrAll, conc: 8, n: 24, gwN: 8, metric: "MB/s"},
 		{name: "RETR all, " + small + ", 1 session, no pipelining", user: "small", mode: popbench.ModeRetrAll, conc: 1, n: 1, gwN: 1, metric: "MB/s"},
 		{name: "RETR all, " + small + ", 1 session, pipelining 32", user: "small", mode: popbench.ModeRetrAll, conc: 1, n: 1, gwN: 1, pipe: 32, metric: "MB/s"},
 		{name: "mixed profile, " + mixed + ", 8 sessions", user: "mixed", mode: popbench.ModeMixed, conc: 8, n: 32, gwN: 8, metric: "sessions/s"},

@@ -2,22 +2,14 @@ package imapback
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +17,7 @@ import (
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	fr "github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/oauthtest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // startOAuthDovecot starts a token server and a Dovecot that checks
@@ -248,7 +241,7 @@ func TestReconnectAsksForANewToken(t *testing.T) {
 		return tok, nil
 	}
 	b := oauthBackend(t, relay.Addr, AuthOAuthBearer)
-	var logs lockedBuffer
+	var logs testkit.LockedBuffer
 	b.opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := b.LoginWith(context.Background(),
 		Credentials{User: "alice", Token: token}, Policy{Delete: DeleteKeep, Seen: SeenNever})
@@ -459,40 +452,12 @@ func TestXOAuth2ExchangeOnTheWire(t *testing.T) {
 	}
 }
 
-// testTLS returns a server config with a fresh certificate for
-// 127.0.0.1 and a client config that trusts it.
-func testTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-}
-
 // Over STARTTLS the error exchange must end with an empty line too, so
 // the session does STARTTLS itself instead of leaving it to go-imap.
 func TestXOAuth2ErrorExchangeOverSTARTTLS(t *testing.T) {
 	t.Parallel()
 	const tok = "at-secret-token"
-	serverTLS, clientTLS := testTLS(t)
+	serverTLS, clientTLS := testkit.SelfSignedTLS(t)
 	addr, done := scriptedAuthServer(t, "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] hi\r\n", func(string) []scriptStep {
 		return []scriptStep{
 			{want: "TAG STARTTLS\r\n", reply: "TAG OK Begin TLS negotiation now\r\n"},
@@ -541,24 +506,6 @@ func FuzzParseFailure(f *testing.F) {
 			t.Error("empty status")
 		}
 	})
-}
-
-// lockedBuffer collects log output from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestTokenClientsEncodeTheUserName(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // wireNormal is what a message becomes on the wire before dot-stuffing:
@@ -164,7 +166,7 @@ func FuzzCommandLine(f *testing.F) {
 	f.Add([]byte("CAPA\r\nUSER alice\r\nAUTH PLAIN\r\nAUTH\r\nSTLS\r\n\x16\x03\x01\x00\x05hello"), uint8(0x80))
 	f.Add([]byte("STLS\r\nCAPA\r\n"), uint8(0x81))
 	f.Add([]byte("STLS x\r\n"+login+"STLS\r\nQUIT\r\n"), uint8(0x05))
-	tlsConfig, _ := testCert(f)
+	tlsConfig, _ := testkit.SelfSignedTLS(f)
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		fb := newFakeBackend().withBodies(
 			"Subject: a\r\n\r\n.dot\r\nbody\r\n",

@@ -2,47 +2,18 @@ package pop3front
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-// testCert makes a self-signed certificate for 127.0.0.1 and returns a
-// server config with it and a client config that trusts it.
-func testCert(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pop3.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-}
+	"github.com/popbridge/popbridge/internal/testkit"
+)
 
 // startTLS runs the client side of a TLS handshake on c's connection.
 func (c *client) startTLS(cfg *tls.Config) {
@@ -63,7 +34,7 @@ const (
 )
 
 func TestStlsUpgradesAndServerForgetsEarlierState(t *testing.T) {
-	srvCfg, cliCfg := testCert(t)
+	srvCfg, cliCfg := testkit.SelfSignedTLS(t)
 	fb := newFakeBackend()
 	ts := startServer(t, fb, func(s *Server) { s.TLSConfig = srvCfg })
 	c := dial(t, ts)
@@ -84,7 +55,7 @@ func TestStlsUpgradesAndServerForgetsEarlierState(t *testing.T) {
 }
 
 func TestStlsRules(t *testing.T) {
-	srvCfg, _ := testCert(t)
+	srvCfg, _ := testkit.SelfSignedTLS(t)
 	tests := []struct {
 		name    string
 		tls     *tls.Config
@@ -128,7 +99,7 @@ func TestStlsRules(t *testing.T) {
 }
 
 func TestStlsHandshakeFailureClosesTheConnection(t *testing.T) {
-	srvCfg, _ := testCert(t)
+	srvCfg, _ := testkit.SelfSignedTLS(t)
 	ts := startServer(t, newFakeBackend(), func(s *Server) { s.TLSConfig = srvCfg })
 	c := dial(t, ts)
 	c.expect("STLS\r\n", "+OK Begin TLS negotiation now\r\n")
@@ -146,7 +117,7 @@ func TestStlsHandshakeFailureClosesTheConnection(t *testing.T) {
 }
 
 func TestImplicitTLSListener(t *testing.T) {
-	srvCfg, cliCfg := testCert(t)
+	srvCfg, cliCfg := testkit.SelfSignedTLS(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +145,7 @@ func TestImplicitTLSListener(t *testing.T) {
 }
 
 func TestHandshakeTimeoutClosesSilentTLSClient(t *testing.T) {
-	srvCfg, _ := testCert(t)
+	srvCfg, _ := testkit.SelfSignedTLS(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +169,7 @@ func TestHandshakeTimeoutClosesSilentTLSClient(t *testing.T) {
 }
 
 func TestPlaintextAuthRefusedOnUntrustedConnection(t *testing.T) {
-	srvCfg, cliCfg := testCert(t)
+	srvCfg, cliCfg := testkit.SelfSignedTLS(t)
 	fb := newFakeBackend()
 	var mu sync.Mutex
 	var results []error

@@ -14,6 +14,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 const rateLimitedAnswer = "-ERR [SYS/TEMP] Too many failed logins, try again later"
@@ -22,7 +23,7 @@ func intp(n int) *int { return &n }
 
 func TestFailedLoginsPerAddressAreRateLimited(t *testing.T) {
 	up := memUpstream(t)
-	var logs syncBuffer
+	var logs testkit.LockedBuffer
 	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
 		c.Limits.AuthFailuresPerIP = intp(2)
 		c.Limits.AuthFailuresPerUser = intp(0)
@@ -153,7 +154,7 @@ func TestRoutesMapLoginsToUpstreams(t *testing.T) {
 	for i := range 3 {
 		corp.Append("bob", "INBOX", testMessage(i+1, "corp mail\r\n"))
 	}
-	var logs syncBuffer
+	var logs testkit.LockedBuffer
 	_, addrs := startProxyFull(t, def.Addr, func(c *Config) {
 		c.Upstreams = map[string]UpstreamConfig{"corp": {Address: corp.Addr, TLS: "none"}}
 		c.Routes = []RouteConfig{
@@ -253,7 +254,7 @@ func TestProxyProtocol(t *testing.T) {
 	up := memUpstream(t)
 	pki := newTestPKI(t)
 	cert, key, _ := pki.issue("pop3", false)
-	var logs syncBuffer
+	var logs testkit.LockedBuffer
 	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
 		c.Listen = []ListenConfig{
 			{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"}},
@@ -376,7 +377,7 @@ func TestInsecureSkipVerifyWorksAndWarns(t *testing.T) {
 	}
 	t.Cleanup(func() { up.Close() })
 	up.AddUser("alice", "secret")
-	var logs syncBuffer
+	var logs testkit.LockedBuffer
 	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
 		c.Upstream.TLS = "implicit" // no CA: only insecure_skip_verify lets this work
 		c.Upstream.InsecureSkipVerify = true

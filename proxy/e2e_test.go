@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 func testMessage(n int, body string) []byte {
@@ -489,7 +489,7 @@ func TestLogsHoldNoPasswordOrMessageContent(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		const secretBody = "body-text-that-must-not-be-logged"
 		u.deliver(t, testMessage(1, secretBody+"\r\n"))
-		var logs syncBuffer
+		var logs testkit.LockedBuffer
 		addr := startProxyLogging(t, u.addr, nil, io.MultiWriter(&logs, testWriter{t}))
 		c := pop3test.Dial(t, addr)
 		c.OK("USER " + u.user)
@@ -527,23 +527,6 @@ func TestLogsHoldNoPasswordOrMessageContent(t *testing.T) {
 			}
 		}
 	})
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // flagDeleted sets \Deleted on a message as another IMAP client would.

@@ -24,6 +24,7 @@ import (
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // oauthRig is popbridge in front of a Dovecot whose oauth2 passdb checks
@@ -38,7 +39,7 @@ type oauthRig struct {
 	proxy *Proxy
 	addr  string     // POP3
 	store tokenStore // the proxy's store, opened a second time, as `oauth login` would
-	logs  *syncBuffer
+	logs  *testkit.LockedBuffer
 }
 
 func startOAuthRig(t *testing.T, opts oauthtest.Options, grant string, configure func(*Config)) *oauthRig {
@@ -47,7 +48,7 @@ func startOAuthRig(t *testing.T, opts oauthtest.Options, grant string, configure
 		opts.Clients = map[string]string{"app": "app-s3cret-77"}
 		opts.ClientCredentialsUser = map[string]string{"app": fixtureMailbox}
 	}
-	r := &oauthRig{srv: oauthtest.Start(t, opts), logs: &syncBuffer{}}
+	r := &oauthRig{srv: oauthtest.Start(t, opts), logs: &testkit.LockedBuffer{}}
 	r.dc = dovecottest.Start(t, dovecottest.Options{
 		Users:                  map[string]string{fixtureMailbox: "mailbox-pw-unused"},
 		OAuth2IntrospectionURL: r.srv.IntrospectionURL(),
@@ -515,7 +516,7 @@ func TestOAuth2ReloadKeepsARotatedTokenTheStoreRefused(t *testing.T) {
 	if err := os.Mkdir(cfg.OAuth2.TokenStore.File+".lock", 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testkit.LockedBuffer
 	run, err := NewRunner(cfg, RunnerOptions{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}),
 		&slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {

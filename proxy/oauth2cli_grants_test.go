@@ -18,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/popbridge/popbridge/internal/oauthtest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Tests of `popbridge oauth login`'s grants against a real OAuth2 server
@@ -45,7 +46,7 @@ func loginTestConfig(t *testing.T, serverURL, store, provider string) *Config {
 
 // login runs OAuthLogin in the background; its output is out.
 type login struct {
-	out  syncBuffer
+	out  testkit.LockedBuffer
 	done chan error
 }
 
@@ -411,7 +412,7 @@ func TestOAuthLoginClientCredentialsChecksTheClientAndStoresNothing(t *testing.T
 				ClientCredentialsUser: map[string]string{oauthtest.DefaultClientID: loginUser},
 			})
 			cfg := loginTestConfig(t, s.URL, "{dir: DIR}", "grant: client_credentials, client_secret_file: SECRET")
-			var out syncBuffer
+			var out testkit.LockedBuffer
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			err := OAuthLogin(ctx, cfg, "scanner", OAuthLoginOptions{Out: &out})
@@ -448,7 +449,7 @@ func TestOAuthLoginRefusesATokenWithoutRefreshToken(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	cfg := loginTestConfig(t, srv.URL, "{dir: DIR}", "grant: device")
-	var out syncBuffer
+	var out testkit.LockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err := OAuthLogin(ctx, cfg, "scanner", OAuthLoginOptions{Out: &out})

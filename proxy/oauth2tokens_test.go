@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/popbridge/popbridge/internal/oauthtest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // tokenFixture is a token cache for one account ("scanner", mailbox
@@ -30,7 +31,7 @@ type tokenFixture struct {
 	cfg   *Config
 	store tokenStore
 	cache *tokenCache
-	logs  *syncBuffer
+	logs  *testkit.LockedBuffer
 	key   string
 
 	mu      sync.Mutex
@@ -114,7 +115,7 @@ func newTokenFixture(t *testing.T, opts oauthtest.Options, grant string) *tokenF
 	if err := cfg.Check(); err != nil {
 		t.Fatal(err)
 	}
-	f := &tokenFixture{srv: srv, cfg: cfg, logs: &syncBuffer{}}
+	f := &tokenFixture{srv: srv, cfg: cfg, logs: &testkit.LockedBuffer{}}
 	f.cache = f.newCache(t)
 	f.store = f.cache.store
 	a, _ := cfg.OAuth2.account(fixtureAccount)

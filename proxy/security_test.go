@@ -15,6 +15,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 const plaintextRefused = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS or POP3S"
@@ -262,7 +263,7 @@ func TestCertificateReload(t *testing.T) {
 	up := memUpstream(t)
 	pki := newTestPKI(t)
 	cert, key, first := pki.issue("pop3", false)
-	var logs syncBuffer
+	var logs testkit.LockedBuffer
 	p, addrs := startProxyFull(t, up.Addr, func(c *Config) {
 		c.Listen = []ListenConfig{{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key}}
 	}, &logs)
@@ -378,7 +379,7 @@ func TestNoPasswordInLogsOverTLSRefusalsAndLimits(t *testing.T) {
 		const wrong = "wrong-pw-9d2f"
 		u.deliver(t, testMessage(1, "body\r\n"))
 		pki := newTestPKI(t)
-		var logs syncBuffer
+		var logs testkit.LockedBuffer
 		_, addrs := startProxyFull(t, u.addr, func(c *Config) {
 			tlsListeners(pki)(c)
 			c.Limits.AuthFailuresPerIP = intp(3)

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,32 +29,15 @@ import (
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
-
-// lockedBuffer collects the binary's stderr while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // bridge is the popbridge binary running with a config file.
 type bridge struct {
 	cmd     *exec.Cmd
 	config  string
 	metrics string // the HTTP address
-	stderr  *lockedBuffer
+	stderr  *testkit.LockedBuffer
 	exited  chan struct{}
 	err     error // of Wait, once exited is closed
 }
@@ -103,7 +85,7 @@ func startBridge(t *testing.T, config, metrics string) *bridge {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := &bridge{config: path, metrics: metrics, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	b := &bridge{config: path, metrics: metrics, stderr: &testkit.LockedBuffer{}, exited: make(chan struct{})}
 	b.cmd = exec.Command(binary, "-config", path)
 	b.cmd.Stderr = b.stderr
 	if err := b.cmd.Start(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/popbridge/popbridge/internal/oauthtest"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy"
 )
 
@@ -226,14 +227,14 @@ oauth2:
 // loginProcess is `popbridge oauth login` running.
 type loginProcess struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer // stdout and stderr
+	out    *testkit.LockedBuffer // stdout and stderr
 	exited chan struct{}
 	code   int
 }
 
 func startLoginBinary(t *testing.T, args ...string) *loginProcess {
 	t.Helper()
-	p := &loginProcess{out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &loginProcess{out: &testkit.LockedBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(binary, append([]string{"oauth", "login"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

@@ -131,7 +131,8 @@ func presetFor(p ProviderConfig) (preset, bool) {
 }
 
 // accountNameRE keeps account names usable as file names in a token
-// store directory and as Kubernetes Secret keys.
+// store directory. Kubernetes Secret keys allow neither @ nor +; a Secret
+// volume's items can map a key to such a file name (docs/oauth2.md).
 var accountNameRE = regexp.MustCompile(`^[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*$`)
 
 // checkOAuth2 validates the oauth2 section and fills in presets. Preset

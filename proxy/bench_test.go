@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/benchrig"
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/popbench"
 )
@@ -51,15 +52,7 @@ func BenchmarkRetrAllFromDovecot(b *testing.B) {
 	}{
 		{"4KiB", 2048, func(int) int { return 4 << 10 }},
 		{"100KiB", 81, func(int) int { return 100 << 10 }},
-		{"mixed", 100, func(i int) int {
-			switch {
-			case i%100 == 99:
-				return 2 << 20
-			case i%10 == 9:
-				return 100 << 10
-			}
-			return 4 << 10
-		}},
+		{"mixed", 100, benchrig.MixedSize},
 	} {
 		d := dovecottest.Start(b, dovecottest.Options{Users: map[string]string{"alice": "secret"}, POP3: true})
 		var msgs [][]byte

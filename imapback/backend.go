@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,12 @@ const (
 	TLSNone     TLSMode = "none"     // no TLS: only for loopback or trusted networks
 )
 
+// TLSModes lists every valid TLSMode, for messages and checks.
+var TLSModes = []TLSMode{TLSImplicit, TLSStartTLS, TLSNone}
+
+// Valid reports whether m is one of TLSModes.
+func (m TLSMode) Valid() bool { return slices.Contains(TLSModes, m) }
+
 // DeletePolicy says what the end of a session does with deleted messages.
 type DeletePolicy string
 
@@ -51,6 +58,18 @@ const (
 	DeleteKeep DeletePolicy = "keep"
 )
 
+// DeletePolicies lists every valid DeletePolicy, for messages and checks.
+var DeletePolicies = []DeletePolicy{DeleteExpunge, DeleteTrash, DeleteFlag, DeleteKeep}
+
+// Valid reports whether p is one of DeletePolicies.
+func (p DeletePolicy) Valid() bool { return slices.Contains(DeletePolicies, p) }
+
+// SeenPolicies lists every valid SeenPolicy, for messages and checks.
+var SeenPolicies = []SeenPolicy{SeenRetr, SeenNever, SeenQuit}
+
+// Valid reports whether p is one of SeenPolicies.
+func (p SeenPolicy) Valid() bool { return slices.Contains(SeenPolicies, p) }
+
 // AuthMechanism chooses how to log in upstream.
 type AuthMechanism string
 
@@ -65,6 +84,12 @@ const (
 	AuthXOAuth2     AuthMechanism = "xoauth2"
 	AuthOAuthBearer AuthMechanism = "oauthbearer"
 )
+
+// AuthMechanisms lists every valid AuthMechanism, AuthAuto included.
+var AuthMechanisms = []AuthMechanism{AuthAuto, AuthLogin, AuthPlain, AuthXOAuth2, AuthOAuthBearer}
+
+// Valid reports whether m is one of AuthMechanisms.
+func (m AuthMechanism) Valid() bool { return slices.Contains(AuthMechanisms, m) }
 
 // Defaults for zero Options fields.
 const (

@@ -1,4 +1,6 @@
-package proxy
+// Package passhash makes and checks the argon2id and bcrypt hashes of local
+// passwords.
+package passhash
 
 import (
 	"crypto/rand"
@@ -12,12 +14,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Local passwords of OAuth2 accounts are stored only as argon2id (the
+// Local passwords (of OAuth2 accounts) are stored only as argon2id (the
 // PHC string format of the reference implementation) or bcrypt hashes.
 
-// Argon2id parameters of HashPassword: OWASP's recommendation of 19 MiB,
+// Argon2id parameters of Argon2id: OWASP's recommendation of 19 MiB,
 // two passes, one lane. Checking a password costs about 20 ms of CPU and
-// 19 MiB; passwordChecks bounds how many run at once.
+// 19 MiB, so callers bound how many checks run at once.
 const (
 	argonMemory  = 19 * 1024 // KiB
 	argonTime    = 2
@@ -36,9 +38,9 @@ const (
 
 var b64 = base64.RawStdEncoding
 
-// HashPassword returns an argon2id hash of password in the PHC string
+// Argon2id returns an argon2id hash of password in the PHC string
 // format: $argon2id$v=19$m=19456,t=2,p=1$SALT$HASH.
-func HashPassword(password string) (string, error) {
+func Argon2id(password string) (string, error) {
 	salt := make([]byte, argonSaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
@@ -48,8 +50,9 @@ func HashPassword(password string) (string, error) {
 		argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
-// passwordHash is a parsed argon2id or bcrypt hash.
-type passwordHash struct {
+// Hash is a parsed argon2id or bcrypt hash; its zero value matches no
+// password.
+type Hash struct {
 	bcrypt []byte // the whole bcrypt hash, or nil for argon2id
 
 	memory  uint32
@@ -59,54 +62,54 @@ type passwordHash struct {
 	key     []byte
 }
 
-// parsePasswordHash accepts what HashPassword writes, any argon2id hash
+// Parse accepts what Argon2id and Bcrypt write, any argon2id hash
 // with parameters inside the bounds above, and bcrypt ($2a$, $2b$, $2y$).
-func parsePasswordHash(s string) (passwordHash, error) {
+func Parse(s string) (Hash, error) {
 	switch {
 	case s == "":
-		return passwordHash{}, errors.New("required (popbridge hash-password)")
+		return Hash{}, errors.New("required (popbridge hash-password)")
 	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):
 		if _, err := bcrypt.Cost([]byte(s)); err != nil {
-			return passwordHash{}, fmt.Errorf("bcrypt: %v", err)
+			return Hash{}, fmt.Errorf("bcrypt: %v", err)
 		}
-		return passwordHash{bcrypt: []byte(s)}, nil
+		return Hash{bcrypt: []byte(s)}, nil
 	case !strings.HasPrefix(s, "$argon2id$"):
-		return passwordHash{}, errors.New("not an argon2id or bcrypt hash (popbridge hash-password)")
+		return Hash{}, errors.New("not an argon2id or bcrypt hash (popbridge hash-password)")
 	}
 	// "", "argon2id", "v=19", "m=..,t=..,p=..", salt, key
 	f := strings.Split(s, "$")
 	if len(f) != 6 {
-		return passwordHash{}, errors.New("argon2id: want $argon2id$v=19$m=M,t=T,p=P$SALT$HASH")
+		return Hash{}, errors.New("argon2id: want $argon2id$v=19$m=M,t=T,p=P$SALT$HASH")
 	}
 	var version int
 	if _, err := fmt.Sscanf(f[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return passwordHash{}, fmt.Errorf("argon2id: version %q, want v=%d", f[2], argon2.Version)
+		return Hash{}, fmt.Errorf("argon2id: version %q, want v=%d", f[2], argon2.Version)
 	}
-	var h passwordHash
+	var h Hash
 	var threads uint32
 	if n, err := fmt.Sscanf(f[3], "m=%d,t=%d,p=%d", &h.memory, &h.time, &threads); err != nil || n != 3 ||
 		fmt.Sprintf("m=%d,t=%d,p=%d", h.memory, h.time, threads) != f[3] {
-		return passwordHash{}, fmt.Errorf("argon2id: parameters %q, want m=M,t=T,p=P", f[3])
+		return Hash{}, fmt.Errorf("argon2id: parameters %q, want m=M,t=T,p=P", f[3])
 	}
 	if h.time < 1 || h.time > maxArgonTime || threads < 1 || threads > maxArgonThreads ||
 		h.memory < 8*threads || h.memory > maxArgonMemory {
-		return passwordHash{}, fmt.Errorf("argon2id: parameters %q outside 1<=t<=%d, 1<=p<=%d, 8p<=m<=%d",
+		return Hash{}, fmt.Errorf("argon2id: parameters %q outside 1<=t<=%d, 1<=p<=%d, 8p<=m<=%d",
 			f[3], maxArgonTime, maxArgonThreads, maxArgonMemory)
 	}
 	h.threads = uint8(threads)
 	var err error
 	if h.salt, err = b64.DecodeString(f[4]); err != nil || len(h.salt) < 8 {
-		return passwordHash{}, errors.New("argon2id: salt must be unpadded base64 of at least 8 octets")
+		return Hash{}, errors.New("argon2id: salt must be unpadded base64 of at least 8 octets")
 	}
 	if h.key, err = b64.DecodeString(f[5]); err != nil || len(h.key) < 16 || len(h.key) > 64 {
-		return passwordHash{}, errors.New("argon2id: hash must be unpadded base64 of 16 to 64 octets")
+		return Hash{}, errors.New("argon2id: hash must be unpadded base64 of 16 to 64 octets")
 	}
 	return h, nil
 }
 
-// verify reports whether password matches, in time that does not depend
+// Verify reports whether password matches, in time that does not depend
 // on where the two differ.
-func (h passwordHash) verify(password string) bool {
+func (h Hash) Verify(password string) bool {
 	if h.bcrypt != nil {
 		return bcrypt.CompareHashAndPassword(h.bcrypt, []byte(password)) == nil
 	}
@@ -115,4 +118,15 @@ func (h passwordHash) verify(password string) bool {
 	}
 	key := argon2.IDKey([]byte(password), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
 	return subtle.ConstantTimeCompare(key, h.key) == 1
+}
+
+// Bcrypt returns a bcrypt hash of password (cost 10, $2a$), for configs
+// that other tools share. bcrypt reads only the first 72 octets, so longer
+// passwords are refused.
+func Bcrypt(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", err
+	}
+	return string(h), nil
 }

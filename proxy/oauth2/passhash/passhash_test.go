@@ -1,4 +1,4 @@
-package proxy
+package passhash
 
 import (
 	"strings"
@@ -8,23 +8,23 @@ import (
 )
 
 func TestHashPasswordVerifiesOnlyThatPassword(t *testing.T) {
-	h, err := HashPassword("correct horse")
+	h, err := Argon2id("correct horse")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
 		t.Fatalf("hash %q: not the documented argon2id format", h)
 	}
-	h2, _ := HashPassword("correct horse")
+	h2, _ := Argon2id("correct horse")
 	if h == h2 {
 		t.Fatal("two hashes of one password are equal: no random salt")
 	}
-	ph, err := parsePasswordHash(h)
+	ph, err := Parse(h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for pass, want := range map[string]bool{"correct horse": true, "correct hors": false, "Correct horse": false, "": false} {
-		if got := ph.verify(pass); got != want {
+		if got := ph.Verify(pass); got != want {
 			t.Errorf("verify(%q) = %v, want %v", pass, got, want)
 		}
 	}
@@ -35,11 +35,11 @@ func TestBcryptHashesAreAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ph, err := parsePasswordHash(string(b))
+	ph, err := Parse(string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ph.verify("s3cret") || ph.verify("s3cre") {
+	if !ph.Verify("s3cret") || ph.Verify("s3cre") {
 		t.Fatal("bcrypt verification wrong")
 	}
 }
@@ -54,11 +54,11 @@ func TestArgon2idHashesOfTheReferenceToolVerify(t *testing.T) {
 		"$argon2id$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$F1jG2CV3/Nr+yRuIsPKw0J9r4s7cJHBU":                 "password",
 		"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$sDq4SJydHwxWnLTlXqq5ZzNDfmXrJUlaeTohxQaFrio": "correct horse",
 	} {
-		ph, err := parsePasswordHash(hash)
+		ph, err := Parse(hash)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ph.verify(pass) || ph.verify(pass+" ") {
+		if !ph.Verify(pass) || ph.Verify(pass+" ") {
 			t.Errorf("%s does not verify %q alone", hash, pass)
 		}
 	}
@@ -80,8 +80,8 @@ func TestBadPasswordHashesAreRefused(t *testing.T) {
 		"$argon2id$v=19$m=19456,t=2,p=1,x=1$c29tZXNhbHQ$F1jG2CV3/Nr+yRuIsPKw0J9r4s7cJHBU",
 		"$2b$04$tooshort",
 	} {
-		if _, err := parsePasswordHash(h); err == nil {
-			t.Errorf("parsePasswordHash(%q) accepted", h)
+		if _, err := Parse(h); err == nil {
+			t.Errorf("Parse(%q) accepted", h)
 		}
 	}
 }
@@ -91,7 +91,7 @@ func FuzzParsePasswordHash(f *testing.F) {
 	f.Add("$2b$04$abcdefghijklmnopqrstuu5pKj.Uo8mF5j8OF1EXnN1T5hrBsvCK.")
 	f.Add("$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA")
 	f.Fuzz(func(t *testing.T, s string) {
-		h, err := parsePasswordHash(s)
+		h, err := Parse(s)
 		if err != nil {
 			return
 		}
@@ -99,7 +99,29 @@ func FuzzParsePasswordHash(f *testing.F) {
 			t.Fatalf("accepted out-of-bounds parameters: %q", s)
 		}
 		if h.bcrypt == nil && h.memory <= 1024 {
-			h.verify("x") // must not panic
+			h.Verify("x") // must not panic
 		}
 	})
+}
+
+func TestHashPasswordBcryptVerifiesOnlyThatPassword(t *testing.T) {
+	h, err := Bcrypt("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, err := bcrypt.Cost([]byte(h)); err != nil || cost != bcrypt.DefaultCost || !strings.HasPrefix(h, "$2a$") {
+		t.Fatalf("hash %q: cost %d, %v", h, cost, err)
+	}
+	ph, err := Parse(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pass, want := range map[string]bool{"correct horse": true, "correct hors": false, "": false} {
+		if got := ph.Verify(pass); got != want {
+			t.Errorf("verify(%q) = %v, want %v", pass, got, want)
+		}
+	}
+	if _, err := Bcrypt(strings.Repeat("x", 73)); err == nil {
+		t.Error("a password longer than bcrypt's 72 octets was hashed (bcrypt would ignore the rest)")
+	}
 }

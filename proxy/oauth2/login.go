@@ -490,14 +490,3 @@ func checkClientCredentials(ctx context.Context, a *AccountConfig, p *ProviderCo
 		a.UpstreamUser)
 	return nil
 }
-
-// HashPasswordBcrypt returns a bcrypt hash of password (cost 10, $2a$),
-// for configs that other tools share. bcrypt reads only the first 72
-// octets, so longer passwords are refused.
-func HashPasswordBcrypt(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
-	if err != nil {
-		return "", err
-	}
-	return string(h), nil
-}

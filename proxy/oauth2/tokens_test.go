@@ -72,7 +72,7 @@ func oauth2Section(t *testing.T, srv *oauthtest.Server, grant, extraAccount stri
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "key")
-	if err := GenerateStoreKey(key); err != nil {
+	if err := storekey.Generate(key); err != nil {
 		t.Fatal(err)
 	}
 	hash := testLocalHash

@@ -44,7 +44,7 @@ func (s TokenStoreConfig) open() (tokenStore, error) {
 	var key []byte
 	if s.KeyFile != "" {
 		var err error
-		if key, err = loadStoreKey(s.KeyFile); err != nil {
+		if key, err = storekey.Load(s.KeyFile); err != nil {
 			return nil, err
 		}
 	}
@@ -55,40 +55,6 @@ func (s TokenStoreConfig) open() (tokenStore, error) {
 		return &dirStore{dir: s.Dir, key: key}, nil
 	}
 	return nil, nil
-}
-
-const storeKeyLen = 32 // AES-256
-
-// GenerateStoreKey writes a new random token-store key to path, base64,
-// with mode 0600. It refuses to overwrite a key: that would make the
-// tokens sealed with it unreadable.
-func GenerateStoreKey(path string) error {
-	key := make([]byte, storeKeyLen)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(f, base64.StdEncoding.EncodeToString(key))
-	return errors.Join(err, f.Close())
-}
-
-// loadStoreKey reads a key written by GenerateStoreKey, or 32 raw octets.
-func loadStoreKey(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) == storeKeyLen {
-		return data, nil
-	}
-	key, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(data)))
-	if err != nil || len(key) != storeKeyLen {
-		return nil, fmt.Errorf("%s: want %d random octets, base64 (popbridge oauth keygen)", path, storeKeyLen)
-	}
-	return key, nil
 }
 
 // sealed is the on-disk form of encrypted content.

@@ -32,7 +32,7 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
     - {user: mail, password_hash: "HASH", provider: gmail}
 `
 	otherKey := filepath.Join(t.TempDir(), "other.key")
-	if err := GenerateStoreKey(otherKey); err != nil {
+	if err := storekey.Generate(otherKey); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -139,24 +139,3 @@ func TestProviderAuthStyleIsFixedNotProbed(t *testing.T) {
 	}
 }
 
-func TestHashPasswordBcryptVerifiesOnlyThatPassword(t *testing.T) {
-	h, err := HashPasswordBcrypt("correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cost, err := bcrypt.Cost([]byte(h)); err != nil || cost != bcrypt.DefaultCost || !strings.HasPrefix(h, "$2a$") {
-		t.Fatalf("hash %q: cost %d, %v", h, cost, err)
-	}
-	ph, err := parsePasswordHash(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for pass, want := range map[string]bool{"correct horse": true, "correct hors": false, "": false} {
-		if got := ph.verify(pass); got != want {
-			t.Errorf("verify(%q) = %v, want %v", pass, got, want)
-		}
-	}
-	if _, err := HashPasswordBcrypt(strings.Repeat("x", 73)); err == nil {
-		t.Error("a password longer than bcrypt's 72 octets was hashed (bcrypt would ignore the rest)")
-	}
-}

@@ -1,14 +1,15 @@
-// Package proxy wires popbridge together: it reads the configuration,
-// builds the IMAP backend and the POP3 server, and runs and stops them.
-package proxy
+// Package config is popbridge's YAML schema, its defaults and its checks:
+// data only, with no sockets and no logging.
+package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,40 +31,37 @@ type Config struct {
 	Limits   LimitsConfig   `yaml:"limits"`
 	Log      LogConfig      `yaml:"log"`
 
-	// Security and routing (security.go, routes.go).
+	// Security and routing (listen.go, routes.go).
 	TrustedNetworks []string                  `yaml:"trusted_networks"`
 	Upstreams       map[string]UpstreamConfig `yaml:"upstreams"`
 	Routes          []RouteConfig             `yaml:"routes"`
 
-	// The metrics and health listener (ops.go).
+	// The metrics and health listener (performance.go).
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Read-ahead tuning (performance.go).
 	Performance PerformanceConfig `yaml:"performance"`
-	// Local accounts that log in upstream with OAuth2 (oauth2config.go).
+	// Local accounts that log in upstream with OAuth2 (oauth2.go).
 	OAuth2 OAuth2Config `yaml:"oauth2"`
-
-	// hooks observe the upstreams for metrics (set by NewWithHooks).
-	hooks Hooks
 }
 
 // ListenConfig is one POP3 listener.
 type ListenConfig struct {
 	Address string `yaml:"address"`
-	// TLS, certificates and the PROXY protocol: see security.go.
-	TLS            string   `yaml:"tls"` // none, starttls or implicit
-	CertFile       string   `yaml:"cert_file"`
-	KeyFile        string   `yaml:"key_file"`
-	MinVersion     string   `yaml:"min_version"` // 1.2 or 1.3
-	ProxyProtocol  bool     `yaml:"proxy_protocol"`
-	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TLS, certificates and the PROXY protocol: see listen.go.
+	TLS            ListenTLS `yaml:"tls"`
+	CertFile       string    `yaml:"cert_file"`
+	KeyFile        string    `yaml:"key_file"`
+	MinVersion     string    `yaml:"min_version"` // 1.2 or 1.3
+	ProxyProtocol  bool      `yaml:"proxy_protocol"`
+	TrustedProxies []string  `yaml:"trusted_proxies"`
 }
 
 // UpstreamConfig is the IMAP server that holds the mail.
 type UpstreamConfig struct {
-	Address    string `yaml:"address"`
-	TLS        string `yaml:"tls"` // implicit, starttls or none; default by port
-	CAFile     string `yaml:"ca_file"`
-	ServerName string `yaml:"server_name"`
+	Address    string           `yaml:"address"`
+	TLS        imapback.TLSMode `yaml:"tls"` // default by port
+	CAFile     string           `yaml:"ca_file"`
+	ServerName string           `yaml:"server_name"`
 	// A client certificate for the upstream, and turning verification
 	// off (only by explicit config, logged as a warning).
 	CertFile           string `yaml:"cert_file"`
@@ -71,26 +69,26 @@ type UpstreamConfig struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 	// Send the POP3 client's address upstream with IMAP ID
 	// (x-originating-ip, as Dovecot's proxy does).
-	ForwardClientAddress bool          `yaml:"forward_client_address"`
-	Auth                 string        `yaml:"auth"` // auto, login or plain
-	Mailbox              string        `yaml:"mailbox"`
-	DialTimeout          time.Duration `yaml:"dial_timeout"`
-	CommandTimeout       time.Duration `yaml:"command_timeout"`
+	ForwardClientAddress bool                   `yaml:"forward_client_address"`
+	Auth                 imapback.AuthMechanism `yaml:"auth"` // "auto" is AuthAuto
+	Mailbox              string                 `yaml:"mailbox"`
+	DialTimeout          time.Duration          `yaml:"dial_timeout"`
+	CommandTimeout       time.Duration          `yaml:"command_timeout"`
 	// Reconnect lets a session log in again after its upstream
-	// connection closed (imapback/reconnect.go). Default true.
+	// connection closed. Default true.
 	Reconnect *bool `yaml:"reconnect"`
 }
 
 // PolicyConfig says what POP3 actions do to the upstream mailbox.
 // Devices and Rules are in policy.go.
 type PolicyConfig struct {
-	Delete      string        `yaml:"delete"` // expunge, trash, flag or keep
-	TrashFolder string        `yaml:"trash_folder"`
-	Seen        string        `yaml:"seen"` // retr, never or quit
-	MaxAgeDays  int           `yaml:"max_age_days"`
-	UIDLFormat  string        `yaml:"uidl_format"`
-	Devices     DevicesConfig `yaml:"devices"`
-	Rules       []PolicyRule  `yaml:"rules"`
+	Delete      imapback.DeletePolicy `yaml:"delete"`
+	TrashFolder string                `yaml:"trash_folder"`
+	Seen        imapback.SeenPolicy   `yaml:"seen"`
+	MaxAgeDays  int                   `yaml:"max_age_days"`
+	UIDLFormat  string                `yaml:"uidl_format"`
+	Devices     DevicesConfig         `yaml:"devices"`
+	Rules       []PolicyRule          `yaml:"rules"`
 }
 
 // LimitsConfig bounds what clients can hold.
@@ -101,7 +99,7 @@ type LimitsConfig struct {
 	MaxConnections   int            `yaml:"max_connections"`
 	DrainTimeout     time.Duration  `yaml:"drain_timeout"`
 
-	// Per client address and per user name; see security.go.
+	// Per client address and per user name; see listen.go.
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	HandshakeTimeout    time.Duration `yaml:"handshake_timeout"`
 	AuthFailuresPerIP   *int          `yaml:"auth_failures_per_ip"`
@@ -109,15 +107,21 @@ type LimitsConfig struct {
 	AuthFailureWindow   time.Duration `yaml:"auth_failure_window"`
 
 	// LockSession refuses a second session of a maildrop in this
-	// process with -ERR [IN-USE] (lock.go).
+	// process with -ERR [IN-USE].
 	LockSession bool `yaml:"lock_session"`
 }
 
 // LogConfig chooses the log format and level.
 type LogConfig struct {
-	Level  string `yaml:"level"`  // debug, info, warn or error
-	Format string `yaml:"format"` // text or json
+	Level  string `yaml:"level"`  // one of LogLevels
+	Format string `yaml:"format"` // one of LogFormats
 }
+
+// The values of log.level and log.format; the first is the default.
+var (
+	LogLevels  = []string{"info", "debug", "warn", "error"}
+	LogFormats = []string{"text", "json"}
+)
 
 // Defaults applied by Check.
 const (
@@ -178,10 +182,7 @@ func (c *Config) Check() error {
 
 	l := &c.Limits
 	if l.IdleTimeout == 0 {
-		l.IdleTimeout = 10 * time.Minute
-	} else if l.IdleTimeout < 10*time.Minute {
-		// Allowed, but RFC 1939 section 3 asks for at least 10 minutes.
-		slog.Warn("limits.idle_timeout is below the 10 minutes RFC 1939 asks for", "idle_timeout", l.IdleTimeout)
+		l.IdleTimeout = minIdleTimeout
 	}
 	if l.AuthFailureDelay == nil {
 		d := DefaultAuthFailureDelay
@@ -204,71 +205,41 @@ func (c *Config) Check() error {
 		errs = append(errs, errors.New("limits.max_connections: must not be negative"))
 	}
 
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
-	errs = append(errs, oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
-	errs = append(errs, oneOf("log.format", c.Log.Format, "text", "json"))
+	c.Log.Level = cmp.Or(c.Log.Level, LogLevels[0])
+	c.Log.Format = cmp.Or(c.Log.Format, LogFormats[0])
+	errs = append(errs, oneOf("log.level", c.Log.Level, LogLevels))
+	errs = append(errs, oneOf("log.format", c.Log.Format, LogFormats))
 	errs = append(errs, c.Metrics.check()...)
 	return errors.Join(errs...)
 }
 
-func oneOf(key, v string, allowed ...string) error {
-	for _, a := range allowed {
-		if v == a {
-			return nil
-		}
+// minIdleTimeout is the shortest idle timeout RFC 1939 (section 3) allows,
+// and the default.
+const minIdleTimeout = 10 * time.Minute
+
+// Warnings lists what a checked config allows but an operator should
+// hear about, for the caller to log.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.Limits.IdleTimeout < minIdleTimeout {
+		w = append(w, fmt.Sprintf("limits.idle_timeout %v is below the 10 minutes RFC 1939 asks for", c.Limits.IdleTimeout))
 	}
-	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+	return w
 }
 
-// upstreamOptions turns one checked upstream's config into imapback
-// options.
-func (c *Config) upstreamOptions(u UpstreamConfig, logger *slog.Logger) (imapback.Options, error) {
-	uidl, err := imapback.ParseUIDLFormat(c.Policy.UIDLFormat)
-	if err != nil {
-		return imapback.Options{}, err
+// oneOf checks that v is one of allowed; key names the setting.
+func oneOf[T ~string](key string, v T, allowed []T) error {
+	if slices.Contains(allowed, v) {
+		return nil
 	}
-	tlsConfig, err := u.tlsConfig(logger)
-	if err != nil {
-		return imapback.Options{}, err
-	}
-	auth := imapback.AuthMechanism(u.Auth)
-	if auth == "auto" {
-		auth = imapback.AuthAuto
-	}
-	opts := imapback.Options{
-		Address:        u.Address,
-		TLS:            imapback.TLSMode(u.TLS),
-		TLSConfig:      tlsConfig,
-		Auth:           auth,
-		Mailbox:        u.Mailbox,
-		UIDL:           uidl,
-		Seen:           imapback.SeenPolicy(c.Policy.Seen),
-		Delete:         imapback.DeletePolicy(c.Policy.Delete),
-		TrashFolder:    c.Policy.TrashFolder,
-		DialTimeout:    u.DialTimeout,
-		CommandTimeout: u.CommandTimeout,
-		NoReconnect:    u.Reconnect != nil && !*u.Reconnect,
-		Logger:         logger,
-		Observer:       c.hooks.Upstream,
-		// clientid.go in imapback.
-		ForwardClientAddr: u.ForwardClientAddress,
-	}
-	c.Performance.apply(&opts)
-	return opts, nil
+	return fmt.Errorf("%s: %q is not one of %s", key, v, join(allowed))
 }
 
-// NewLogger returns the logger the config asks for, writing to w.
-func (c *Config) NewLogger(w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+// join lists allowed values for a message.
+func join[T ~string](allowed []T) string {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return strings.Join(names, ", ")
 }

@@ -1,16 +1,17 @@
-package proxy
+package config
 
 import (
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/imapback"
 )
 
 func TestCheckFillsDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		yaml    string
-		wantTLS string
+		wantTLS imapback.TLSMode
 	}{
 		{"upstream:\n  address: imap.example.com:993\n", "implicit"},
 		{"upstream:\n  address: imap.example.com:143\n", "starttls"},
@@ -58,49 +59,6 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 	for _, want := range []string{"listen[0].address", "upstream.auth", "policy.delete", "log.format"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Check() = %v, want it to name %s", err, want)
-		}
-	}
-}
-
-func TestPerformanceKeysReachTheBackend(t *testing.T) {
-	for _, tt := range []struct {
-		yaml    string
-		wantErr string
-		want    PerformanceConfig
-	}{
-		{"", "", PerformanceConfig{}},
-		{"performance: {read_ahead_bytes: -1}", "", PerformanceConfig{ReadAheadBytes: -1}},
-		{"performance: {read_ahead_bytes: 65536, read_ahead_messages: 8, read_ahead_total_bytes: 1048576}", "",
-			PerformanceConfig{ReadAheadBytes: 65536, ReadAheadMessages: 8, ReadAheadTotalBytes: 1048576}},
-		{"performance: {read_ahead_bytes: -2}", "performance.read_ahead_bytes", PerformanceConfig{}},
-		{"performance: {read_ahead_messages: -1}", "performance.read_ahead_messages", PerformanceConfig{}},
-		{"performance: {read_ahead_total_bytes: -1}", "performance.read_ahead_total_bytes", PerformanceConfig{}},
-		{"performance: {chunk_size: 262144}", "", PerformanceConfig{ChunkSize: 262144}},
-		{"performance: {chunk_size: 100}", "performance.chunk_size", PerformanceConfig{}},
-	} {
-		cfg, err := ParseConfig([]byte("upstream: {address: \"127.0.0.1:143\", tls: none}\n" + tt.yaml + "\n"))
-		if err == nil {
-			err = cfg.Check()
-		}
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("%q: error %v, want one about %s", tt.yaml, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil {
-			t.Fatalf("%q: %v", tt.yaml, err)
-		}
-		if cfg.Performance != tt.want {
-			t.Errorf("%q: %+v, want %+v", tt.yaml, cfg.Performance, tt.want)
-		}
-		opts, err := cfg.upstreamOptions(cfg.Upstream, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if opts.ReadAheadBytes != tt.want.ReadAheadBytes || opts.ReadAheadMessages != tt.want.ReadAheadMessages ||
-			opts.ReadAheadTotal != tt.want.ReadAheadTotalBytes || opts.ChunkSize != tt.want.ChunkSize {
-			t.Errorf("%q: backend options %+v", tt.yaml, opts)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"errors"
@@ -11,6 +11,10 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/oauth2/endpoints"
+
+	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
+	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 // OAuth2Config lets devices that only know USER/PASS read mailboxes whose
@@ -56,7 +60,7 @@ type ProviderConfig struct {
 	// (authorisation code with PKCE and a loopback redirect) or
 	// client_credentials (app-only, no refresh token, no interactive
 	// step). Default: device for microsoft, code otherwise.
-	Grant string `yaml:"grant"`
+	Grant Grant `yaml:"grant"`
 	// Endpoints override the preset's.
 	AuthURL       string `yaml:"auth_url"`
 	TokenURL      string `yaml:"token_url"`
@@ -66,8 +70,8 @@ type ProviderConfig struct {
 	// for generic, the default upstream.
 	Upstream string `yaml:"upstream"`
 
-	// clientSecret is read from ClientSecretFile by Check.
-	clientSecret string
+	// ClientSecret is read from ClientSecretFile by Check.
+	ClientSecret string `yaml:"-"`
 }
 
 // AccountConfig is one local POP3 login that maps to an OAuth2 mailbox.
@@ -83,15 +87,25 @@ type AccountConfig struct {
 	// UpstreamUser is the mailbox's login upstream; default User.
 	UpstreamUser string `yaml:"upstream_user"`
 
-	hash passwordHash // parsed by Check
+	// Hash is PasswordHash parsed by Check.
+	Hash passhash.Hash `yaml:"-"`
 }
+
+// Grant is how an account gets its tokens.
+type Grant string
 
 // Grants.
 const (
-	GrantDevice            = "device"
-	GrantCode              = "code"
-	GrantClientCredentials = "client_credentials"
+	GrantDevice            Grant = "device"
+	GrantCode              Grant = "code"
+	GrantClientCredentials Grant = "client_credentials"
 )
+
+// Grants lists every valid Grant.
+var Grants = []Grant{GrantDevice, GrantCode, GrantClientCredentials}
+
+// Presets lists the values of a provider's preset.
+var Presets = []string{"microsoft", "google", "generic"}
 
 // preset is what a provider preset fills in.
 type preset struct {
@@ -99,7 +113,7 @@ type preset struct {
 	scopes   []string // for delegated grants (device, code)
 	appScope []string // for client_credentials
 	server   string   // the IMAP server, implicit TLS
-	grant    string
+	grant    Grant
 }
 
 func presetFor(p ProviderConfig) (preset, bool) {
@@ -154,7 +168,7 @@ func (c *Config) checkOAuth2() []error {
 		key := "oauth2.providers." + name
 		pre, ok := presetFor(p)
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s.preset: %q is not one of microsoft, google, generic", key, p.Preset))
+			errs = append(errs, fmt.Errorf("%s.preset: %q is not one of %s", key, p.Preset, join(Presets)))
 			continue
 		}
 		if p.Tenant != "" && p.Preset != "microsoft" {
@@ -166,7 +180,7 @@ func (c *Config) checkOAuth2() []error {
 		if p.Grant == "" {
 			p.Grant = pre.grant
 		}
-		if err := oneOf(key+".grant", p.Grant, GrantDevice, GrantCode, GrantClientCredentials); err != nil {
+		if err := oneOf(key+".grant", p.Grant, Grants); err != nil {
 			errs = append(errs, err)
 		}
 		if p.Grant != GrantClientCredentials {
@@ -182,7 +196,7 @@ func (c *Config) checkOAuth2() []error {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s.client_secret_file: %v", key, err))
 			}
-			p.clientSecret = strings.TrimSpace(string(secret))
+			p.ClientSecret = strings.TrimSpace(string(secret))
 		} else if p.Grant == GrantClientCredentials {
 			errs = append(errs, fmt.Errorf("%s.client_secret_file: the client_credentials grant needs a client secret", key))
 		}
@@ -223,7 +237,7 @@ func (c *Config) checkOAuth2() []error {
 				errs = append(errs, fmt.Errorf("%s.upstream: upstreams.%s exists; name it here", key, p.Upstream))
 				break
 			}
-			u := UpstreamConfig{Address: pre.server, TLS: "implicit"}
+			u := UpstreamConfig{Address: pre.server, TLS: imapback.TLSImplicit}
 			errs = append(errs, u.check("upstreams."+p.Upstream)...)
 			c.Upstreams[p.Upstream] = u
 		case p.Upstream == "":
@@ -250,7 +264,7 @@ func (c *Config) checkOAuth2() []error {
 			errs = append(errs, fmt.Errorf("%s.provider: %q is not in oauth2.providers", key, a.Provider))
 		}
 		var err error
-		if a.hash, err = parsePasswordHash(a.PasswordHash); err != nil {
+		if a.Hash, err = passhash.Parse(a.PasswordHash); err != nil {
 			errs = append(errs, fmt.Errorf("%s.password_hash: %v", key, err))
 		}
 		if a.UpstreamUser == "" {
@@ -268,15 +282,15 @@ func (c *Config) checkOAuth2() []error {
 		errs = append(errs, errors.New("oauth2.token_store: file or dir required to keep refresh tokens"))
 	}
 	if s.KeyFile != "" {
-		if _, err := loadStoreKey(s.KeyFile); err != nil {
+		if _, err := storekey.Load(s.KeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("oauth2.token_store.key_file: %v", err))
 		}
 	}
 	return errs
 }
 
-// account returns the account whose local login is user, ignoring case.
-func (o *OAuth2Config) account(user string) (*AccountConfig, bool) {
+// Account returns the account whose local login is user, ignoring case.
+func (o *OAuth2Config) Account(user string) (*AccountConfig, bool) {
 	for i := range o.Accounts {
 		if strings.EqualFold(o.Accounts[i].User, user) {
 			return &o.Accounts[i], true
@@ -285,26 +299,37 @@ func (o *OAuth2Config) account(user string) (*AccountConfig, bool) {
 	return nil, false
 }
 
-// config is the provider as x/oauth2 sees it, for the delegated grants.
-func (p *ProviderConfig) config() *oauth2.Config {
+// Client is the provider as x/oauth2 sees it, for the delegated grants.
+func (p *ProviderConfig) Client() *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     p.ClientID,
-		ClientSecret: p.clientSecret,
-		// authStyle (oauth2cli.go) is set rather than detected: detection
-		// sends every failing request twice.
+		ClientSecret: p.ClientSecret,
 		Endpoint: oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL,
 			AuthStyle: p.authStyle()},
 		Scopes: p.Scopes,
 	}
 }
 
-// appConfig is the provider for the client_credentials grant.
-func (p *ProviderConfig) appConfig() *clientcredentials.Config {
+// AppClient is the provider for the client_credentials grant.
+func (p *ProviderConfig) AppClient() *clientcredentials.Config {
 	return &clientcredentials.Config{
 		ClientID:     p.ClientID,
-		ClientSecret: p.clientSecret,
+		ClientSecret: p.ClientSecret,
 		TokenURL:     p.TokenURL,
 		Scopes:       p.Scopes,
 		AuthStyle:    p.authStyle(),
 	}
+}
+
+// authStyle is how the client authenticates at the token endpoint. Set
+// rather than detected: x/oauth2's detection repeats every failed request
+// the other way, so each "authorization_pending" poll of the device grant
+// would be two requests, and the second one earns a slow_down.
+func (p *ProviderConfig) authStyle() oauth2.AuthStyle {
+	// A public client only names itself (RFC 6749 §2.3, §4.1.3);
+	// Microsoft and Google take the secret in the body too.
+	if p.ClientSecret == "" || p.Preset == "microsoft" || p.Preset == "google" {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader // what RFC 6749 §2.3.1 makes every server support
 }

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"os"
@@ -7,18 +7,21 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
+	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 func oauth2TestConfig(t *testing.T, oauth2Section string) (*Config, error) {
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "key")
-	if err := GenerateStoreKey(key); err != nil {
+	if err := storekey.Generate(key); err != nil {
 		t.Fatal(err)
 	}
 	secret := filepath.Join(dir, "secret")
 	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
-	hash, _ := HashPassword("local-pw")
+	hash, _ := passhash.Argon2id("local-pw")
 	r := strings.NewReplacer("KEY", key, "SECRET", secret, "HASH", hash, "DIR", dir)
 	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\noauth2:\n" + r.Replace(oauth2Section)))
 	if err != nil {
@@ -46,10 +49,10 @@ func TestOAuth2PresetsFillEndpointsScopesAndServer(t *testing.T) {
 	if m.Grant != GrantDevice || m.TokenURL != "https://login.microsoftonline.com/contoso.example/oauth2/v2.0/token" ||
 		m.DeviceAuthURL != "https://login.microsoftonline.com/contoso.example/oauth2/v2.0/devicecode" ||
 		strings.Join(m.Scopes, " ") != "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access" ||
-		m.Upstream != "oauth2-m365" || m.clientSecret != "" {
+		m.Upstream != "oauth2-m365" || m.ClientSecret != "" {
 		t.Errorf("microsoft preset: %+v", m)
 	}
-	if a := p["m365app"]; strings.Join(a.Scopes, " ") != "https://outlook.office365.com/.default" || a.clientSecret != "s3cret" {
+	if a := p["m365app"]; strings.Join(a.Scopes, " ") != "https://outlook.office365.com/.default" || a.ClientSecret != "s3cret" {
 		t.Errorf("microsoft app-only preset: %+v", a)
 	}
 	if g := p["gmail"]; g.Grant != GrantCode || g.TokenURL != "https://oauth2.googleapis.com/token" ||
@@ -58,14 +61,14 @@ func TestOAuth2PresetsFillEndpointsScopesAndServer(t *testing.T) {
 	}
 	for _, name := range []string{"m365", "m365app", "gmail"} {
 		pc := p[name]
-		if pc.config().Endpoint.AuthStyle != oauth2.AuthStyleInParams || pc.appConfig().AuthStyle != oauth2.AuthStyleInParams {
+		if pc.Client().Endpoint.AuthStyle != oauth2.AuthStyleInParams || pc.AppClient().AuthStyle != oauth2.AuthStyleInParams {
 			t.Errorf("%s: client credentials not sent in the form", name)
 		}
 	}
 	// A generic confidential client uses basic auth, which RFC 6749 makes
 	// every server support; no detection that doubles failing requests.
-	if idp := (ProviderConfig{Preset: "generic", clientSecret: "x"}); idp.config().Endpoint.AuthStyle != oauth2.AuthStyleInHeader {
-		t.Errorf("generic confidential client: auth style %v", idp.config().Endpoint.AuthStyle)
+	if idp := (ProviderConfig{Preset: "generic", ClientSecret: "x"}); idp.Client().Endpoint.AuthStyle != oauth2.AuthStyleInHeader {
+		t.Errorf("generic confidential client: auth style %v", idp.Client().Endpoint.AuthStyle)
 	}
 	if u := cfg.Upstreams["oauth2-m365"]; u.Address != "outlook.office365.com:993" || u.TLS != "implicit" {
 		t.Errorf("microsoft upstream: %+v", u)
@@ -73,14 +76,14 @@ func TestOAuth2PresetsFillEndpointsScopesAndServer(t *testing.T) {
 	if u := cfg.Upstreams["oauth2-gmail"]; u.Address != "imap.gmail.com:993" || u.TLS != "implicit" {
 		t.Errorf("google upstream: %+v", u)
 	}
-	a, ok := cfg.OAuth2.account("SCANNER")
-	if !ok || a.UpstreamUser != "scanner@contoso.example" || !a.hash.verify("local-pw") || a.hash.verify("other") {
+	a, ok := cfg.OAuth2.Account("SCANNER")
+	if !ok || a.UpstreamUser != "scanner@contoso.example" || !a.Hash.Verify("local-pw") || a.Hash.Verify("other") {
 		t.Errorf("account scanner: %+v %v", a, ok)
 	}
-	if a, _ := cfg.OAuth2.account("erp"); a.UpstreamUser != "erp" {
+	if a, _ := cfg.OAuth2.Account("erp"); a.UpstreamUser != "erp" {
 		t.Errorf("upstream_user default: %q", a.UpstreamUser)
 	}
-	if _, ok := cfg.OAuth2.account("nobody"); ok {
+	if _, ok := cfg.OAuth2.Account("nobody"); ok {
 		t.Error("an unknown login matched an account")
 	}
 	// Check is idempotent (a reload checks a config again).
@@ -125,7 +128,7 @@ func TestProviderConfigsCarryTheClientAndEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := cfg.OAuth2.Providers["idp"]
-	c, app := p.config(), p.appConfig()
+	c, app := p.Client(), p.AppClient()
 	if c.ClientID != "app" || c.ClientSecret != "s3cret" || c.Endpoint.TokenURL != "http://127.0.0.1:1/token" ||
 		c.Endpoint.AuthURL != "http://127.0.0.1:1/authorize" || strings.Join(c.Scopes, ",") != "imap,offline" {
 		t.Errorf("config: %+v", c)

@@ -1,12 +1,16 @@
-package proxy
+package config
 
 import (
 	"errors"
-
-	"github.com/popbridge/popbridge/imapback"
+	"fmt"
+	"net"
+	"time"
 )
 
-// PerformanceConfig tunes read-ahead (imapback/readahead.go): when a
+// The performance and metrics sections: read-ahead tuning, and the HTTP
+// listener with the upstream probe behind /readyz.
+
+// PerformanceConfig tunes read-ahead: when a
 // client retrieves messages in order, the next small ones are fetched
 // together in one upstream command. Zero values take imapback's defaults.
 type PerformanceConfig struct {
@@ -40,9 +44,41 @@ func (p PerformanceConfig) check() []error {
 	return errs
 }
 
-func (p PerformanceConfig) apply(o *imapback.Options) {
-	o.ReadAheadBytes = p.ReadAheadBytes
-	o.ReadAheadMessages = p.ReadAheadMessages
-	o.ReadAheadTotal = p.ReadAheadTotalBytes
-	o.ChunkSize = p.ChunkSize
+// MetricsConfig is the HTTP listener for /metrics, /healthz and /readyz,
+// and the upstream probe behind /readyz.
+type MetricsConfig struct {
+	// Listen is the host:port of the HTTP listener; empty means none.
+	Listen string `yaml:"listen"`
+	// ProbeInterval is how often the upstream is probed.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// ProbeTimeout bounds one probe.
+	ProbeTimeout time.Duration `yaml:"probe_timeout"`
+}
+
+// Defaults of MetricsConfig, applied by Check.
+const (
+	DefaultProbeInterval = 10 * time.Second
+	DefaultProbeTimeout  = 5 * time.Second
+)
+
+func (m *MetricsConfig) check() []error {
+	var errs []error
+	if m.Listen != "" {
+		if _, _, err := net.SplitHostPort(m.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen: %v", err))
+		}
+	}
+	if m.ProbeInterval == 0 {
+		m.ProbeInterval = DefaultProbeInterval
+	}
+	if m.ProbeTimeout == 0 {
+		m.ProbeTimeout = DefaultProbeTimeout
+	}
+	if m.ProbeInterval < 0 {
+		errs = append(errs, errors.New("metrics.probe_interval: must be positive"))
+	}
+	if m.ProbeTimeout < 0 {
+		errs = append(errs, errors.New("metrics.probe_timeout: must be positive"))
+	}
+	return errs
 }

@@ -1,4 +1,4 @@
-package proxy
+package oauth2
 
 import (
 	"context"
@@ -19,19 +19,20 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // The operator's side of OAuth2 (`popbridge oauth login`): running a grant
 // once, interactively, and putting the refresh token into the token store
 // that the daemon reads. docs/oauth2.md describes the steps around it.
 
-// OAuthLoginOptions configures OAuthLogin.
-type OAuthLoginOptions struct {
+// LoginOptions configures Login.
+type LoginOptions struct {
 	// Grant overrides the provider's grant: device or code. Empty: the
 	// provider's (which may be client_credentials).
-	Grant string
+	Grant config.Grant
 	// Timeout bounds the whole login, the wait for the user included.
 	// Zero: no bound beyond the context's and the device code's expiry.
 	Timeout time.Duration
@@ -51,10 +52,10 @@ type OAuthLoginOptions struct {
 // errCodeExpired: the device code expired while polling.
 var errCodeExpired = errors.New("device code expired")
 
-// errLoginTimeout is the cause of a login that hit OAuthLoginOptions.Timeout.
+// errLoginTimeout is the cause of a login that hit LoginOptions.Timeout.
 var errLoginTimeout = errors.New("timed out")
 
-// OAuthLogin obtains a token for the oauth2 account whose user is account
+// Login obtains a token for the oauth2 account whose user is account
 // and keeps it in the token store, so that POP3 logins of that account
 // work from then on. cfg must have passed Check.
 //
@@ -63,12 +64,12 @@ var errLoginTimeout = errors.New("timed out")
 // is stored under the account's user name. For client_credentials there
 // is nothing to authorise: it fetches one token to prove that the
 // provider's settings work, and stores nothing.
-func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLoginOptions) error {
+func Login(ctx context.Context, cfg *config.Config, account string, opts LoginOptions) error {
 	out := opts.Out
 	if out == nil {
 		out = io.Discard
 	}
-	a, ok := cfg.OAuth2.account(account)
+	a, ok := cfg.OAuth2.Account(account)
 	if !ok {
 		names := make([]string, 0, len(cfg.OAuth2.Accounts))
 		for _, a := range cfg.OAuth2.Accounts {
@@ -87,7 +88,7 @@ func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLogi
 	if err != nil {
 		return err
 	}
-	if h := opts.RedirectHost; grant == GrantCode && h != "" && h != "127.0.0.1" && h != "localhost" {
+	if h := opts.RedirectHost; grant == config.GrantCode && h != "" && h != "127.0.0.1" && h != "localhost" {
 		// The redirect must come back to this process: a loopback host.
 		return fmt.Errorf("redirect host %q: want 127.0.0.1 or localhost", h)
 	}
@@ -103,7 +104,7 @@ func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLogi
 	defer tr.CloseIdleConnections()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Transport: tr, Timeout: time.Minute})
 
-	if grant == GrantClientCredentials {
+	if grant == config.GrantClientCredentials {
 		return checkClientCredentials(ctx, a, &p, out)
 	}
 
@@ -113,9 +114,9 @@ func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLogi
 	}
 	var tok *oauth2.Token
 	switch grant {
-	case GrantDevice:
+	case config.GrantDevice:
 		tok, err = deviceLogin(ctx, a, &p, out)
-	case GrantCode:
+	case config.GrantCode:
 		tok, err = codeLogin(ctx, a, &p, opts, out)
 	}
 	if err != nil {
@@ -147,50 +148,30 @@ func OAuthLogin(ctx context.Context, cfg *Config, account string, opts OAuthLogi
 }
 
 // loginGrant is the grant to run: the provider's, or the one asked for.
-func loginGrant(a *AccountConfig, p *ProviderConfig, asked string) (string, error) {
+func loginGrant(a *config.AccountConfig, p *config.ProviderConfig, asked config.Grant) (config.Grant, error) {
 	if asked == "" {
 		return p.Grant, nil
 	}
 	switch {
-	case asked != GrantDevice && asked != GrantCode:
+	case asked != config.GrantDevice && asked != config.GrantCode:
 		return "", fmt.Errorf("grant %q: want device or code", asked)
-	case p.Grant == GrantClientCredentials:
+	case p.Grant == config.GrantClientCredentials:
 		return "", fmt.Errorf("provider %s uses the client_credentials grant, which has no interactive login; leave out -grant to check it", a.Provider)
-	case asked == GrantDevice && p.Preset == "google":
+	case asked == config.GrantDevice && p.Preset == "google":
 		return "", fmt.Errorf("provider %s is Google, which refuses the Gmail scope in the device grant; use the code grant", a.Provider)
-	case asked == GrantDevice && p.DeviceAuthURL == "":
+	case asked == config.GrantDevice && p.DeviceAuthURL == "":
 		return "", fmt.Errorf("provider %s has no device_auth_url, so no device grant", a.Provider)
-	case asked == GrantCode && p.AuthURL == "":
+	case asked == config.GrantCode && p.AuthURL == "":
 		return "", fmt.Errorf("provider %s has no auth_url, so no code grant", a.Provider)
 	}
 	return asked, nil
 }
 
-// authStyle is how the client authenticates at the token endpoint. Set
-// rather than detected: x/oauth2's detection repeats every failed request
-// the other way, so each "authorization_pending" poll of the device grant
-// would be two requests, and the second one earns a slow_down.
-func (p *ProviderConfig) authStyle() oauth2.AuthStyle {
-	// A public client only names itself (RFC 6749 §2.3, §4.1.3);
-	// Microsoft and Google take the secret in the body too.
-	if p.clientSecret == "" || p.Preset == "microsoft" || p.Preset == "google" {
-		return oauth2.AuthStyleInParams
-	}
-	return oauth2.AuthStyleInHeader // what RFC 6749 §2.3.1 makes every server support
-}
-
-// loginConfig is the provider's config for the interactive grants.
-func (p *ProviderConfig) loginConfig() *oauth2.Config {
-	c := p.config()
-	c.Endpoint.AuthStyle = p.authStyle()
-	return c
-}
-
 // openStoreForLogin opens the token store and makes sure, before anyone
 // signs in, that it can be read with its key and written. It also returns
 // a description of the store and the files that saving writes.
-func openStoreForLogin(sc TokenStoreConfig, account string) (store tokenStore, where string, written []string, err error) {
-	store, err = sc.open()
+func openStoreForLogin(sc config.TokenStoreConfig, account string) (store Store, where string, written []string, err error) {
+	store, err = OpenStore(sc)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("token store: %v", err)
 	}
@@ -246,7 +227,7 @@ func loginError(ctx context.Context, timeout time.Duration, err error) error {
 
 // providerHint adds what an error code usually means at a preset's
 // provider.
-func providerHint(p *ProviderConfig, err error) error {
+func providerHint(p *config.ProviderConfig, err error) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		return err
@@ -261,8 +242,8 @@ func providerHint(p *ProviderConfig, err error) error {
 }
 
 // deviceLogin runs the device authorisation grant (RFC 8628).
-func deviceLogin(ctx context.Context, a *AccountConfig, p *ProviderConfig, out io.Writer) (*oauth2.Token, error) {
-	c := p.loginConfig()
+func deviceLogin(ctx context.Context, a *config.AccountConfig, p *config.ProviderConfig, out io.Writer) (*oauth2.Token, error) {
+	c := p.Client()
 	da, err := c.DeviceAuth(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -311,7 +292,7 @@ type resultPage struct {
 
 // codeLogin runs the authorisation code grant with PKCE (RFC 7636, S256)
 // and a loopback redirect (RFC 8252 §7.3).
-func codeLogin(ctx context.Context, a *AccountConfig, p *ProviderConfig, opts OAuthLoginOptions, out io.Writer) (*oauth2.Token, error) {
+func codeLogin(ctx context.Context, a *config.AccountConfig, p *config.ProviderConfig, opts LoginOptions, out io.Writer) (*oauth2.Token, error) {
 	host := opts.RedirectHost
 	if host == "" {
 		host = "127.0.0.1"
@@ -329,7 +310,7 @@ func codeLogin(ctx context.Context, a *AccountConfig, p *ProviderConfig, opts OA
 		}
 	}
 
-	c := p.loginConfig()
+	c := p.Client()
 	c.RedirectURL = fmt.Sprintf("http://%s:%d/", host, port)
 	verifier := oauth2.GenerateVerifier()
 	state, err := randomState()
@@ -415,7 +396,7 @@ func codeLogin(ctx context.Context, a *AccountConfig, p *ProviderConfig, opts OA
 // codeAuthURL is the authorisation request: PKCE S256, and for Google
 // the parameters without which it issues no refresh token (offline), or
 // none on a second consent (prompt=consent).
-func codeAuthURL(c *oauth2.Config, p *ProviderConfig, state, verifier string) string {
+func codeAuthURL(c *oauth2.Config, p *config.ProviderConfig, state, verifier string) string {
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
 	if p.Preset == "google" {
 		opts = append(opts, oauth2.AccessTypeOffline, oauth2.ApprovalForce)
@@ -470,9 +451,8 @@ func randomState() (string, error) {
 
 // checkClientCredentials fetches one app-only token to prove the
 // provider's settings: there is no user to sign in and nothing to store.
-func checkClientCredentials(ctx context.Context, a *AccountConfig, p *ProviderConfig, out io.Writer) error {
-	c := p.appConfig()
-	c.AuthStyle = p.authStyle()
+func checkClientCredentials(ctx context.Context, a *config.AccountConfig, p *config.ProviderConfig, out io.Writer) error {
+	c := p.AppClient()
 	tok, err := c.Token(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -1,4 +1,4 @@
-package proxy
+package oauth2
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,6 +20,9 @@ import (
 
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/testkit"
+	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
+	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 // Tests of `popbridge oauth login`'s grants against a real OAuth2 server
@@ -28,7 +32,7 @@ const loginUser = "scanner@example.com" // the mailbox that signs in
 
 // loginConfig is a checked config with one account, scanner, whose
 // generic provider is the test server. store is the token_store section.
-func loginTestConfig(t *testing.T, serverURL, store, provider string) *Config {
+func loginTestConfig(t *testing.T, serverURL, store, provider string) *config.Config {
 	t.Helper()
 	cfg, err := oauth2TestConfig(t, fmt.Sprintf(`
   token_store: %s
@@ -50,10 +54,10 @@ type login struct {
 	done chan error
 }
 
-func startLogin(ctx context.Context, cfg *Config, opts OAuthLoginOptions) *login {
+func startLogin(ctx context.Context, cfg *config.Config, opts LoginOptions) *login {
 	l := &login{done: make(chan error, 1)}
 	opts.Out = &l.out
-	go func() { l.done <- OAuthLogin(ctx, cfg, "scanner", opts) }()
+	go func() { l.done <- Login(ctx, cfg, "scanner", opts) }()
 	return l
 }
 
@@ -93,9 +97,9 @@ var (
 
 // storedToken loads scanner's token and proves it works: the test server
 // knows its refresh token and refreshes it for the mailbox's user.
-func storedToken(t *testing.T, s *oauthtest.Server, cfg *Config) *oauth2.Token {
+func storedToken(t *testing.T, s *oauthtest.Server, cfg *config.Config) *oauth2.Token {
 	t.Helper()
-	store, err := cfg.OAuth2.TokenStore.open()
+	store, err := OpenStore(cfg.OAuth2.TokenStore)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +113,7 @@ func storedToken(t *testing.T, s *oauthtest.Server, cfg *Config) *oauth2.Token {
 	p := cfg.OAuth2.Providers["idp"]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	fresh, err := p.loginConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	fresh, err := p.Client().TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 	if err != nil || !s.AccessTokenValid(fresh.AccessToken) || fresh.AccessToken == tok.AccessToken {
 		t.Fatalf("refreshing the stored token: %v", err)
 	}
@@ -117,7 +121,7 @@ func storedToken(t *testing.T, s *oauthtest.Server, cfg *Config) *oauth2.Token {
 }
 
 // noneStored checks that the store holds no token for scanner.
-func noneStored(t *testing.T, cfg *Config) {
+func noneStored(t *testing.T, cfg *config.Config) {
 	t.Helper()
 	if dir := cfg.OAuth2.TokenStore.Dir; dir != "" {
 		entries, _ := os.ReadDir(dir)
@@ -127,7 +131,7 @@ func noneStored(t *testing.T, cfg *Config) {
 			}
 		}
 	}
-	store, err := cfg.OAuth2.TokenStore.open()
+	store, err := OpenStore(cfg.OAuth2.TokenStore)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +163,7 @@ func TestOAuthLoginDeviceGrantPollsUntilApprovedAndStoresARefreshableToken(t *te
 			// allows one slow_down of a loaded machine's late ticks.
 			s := oauthtest.Start(t, oauthtest.Options{DeviceInterval: time.Second, DeviceTTL: 15 * time.Second, RotateRefresh: true})
 			cfg := loginTestConfig(t, s.URL, store, "grant: device")
-			l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute})
+			l := startLogin(context.Background(), cfg, LoginOptions{Timeout: time.Minute})
 			code := l.await(t, userCodeRE)
 			for s.Stats().DeviceCodeGrants < 3 {
 				select {
@@ -212,7 +216,7 @@ func TestOAuthLoginDeviceGrantThatEndsWithoutApprovalStoresNothing(t *testing.T)
 			cfg := loginTestConfig(t, s.URL, "{dir: DIR}", "grant: device")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			l := startLogin(ctx, cfg, OAuthLoginOptions{Timeout: tc.timeout})
+			l := startLogin(ctx, cfg, LoginOptions{Timeout: tc.timeout})
 			code := l.await(t, userCodeRE)
 			if tc.act != nil {
 				if err := tc.act(s, code, cancel); err != nil {
@@ -281,7 +285,7 @@ func freePort(t *testing.T) int {
 func testCodeGrant(t *testing.T, host string, port int) {
 	s := oauthtest.Start(t, oauthtest.Options{AuthorizeUser: loginUser})
 	cfg := loginTestConfig(t, s.URL, "{file: DIR/tokens, key_file: KEY}", "grant: code")
-	l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute, RedirectHost: host, RedirectPort: port})
+	l := startLogin(context.Background(), cfg, LoginOptions{Timeout: time.Minute, RedirectHost: host, RedirectPort: port})
 	authURL := l.await(t, authURLRE)
 	wantHost := host
 	if wantHost == "" {
@@ -348,7 +352,7 @@ func TestOAuthLoginCodeGrantRefusesAWrongStateAndADenial(t *testing.T) {
 			t.Parallel()
 			s := oauthtest.Start(t, oauthtest.Options{AuthorizeUser: tc.user})
 			cfg := loginTestConfig(t, s.URL, "{dir: DIR}", "grant: code")
-			l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute})
+			l := startLogin(context.Background(), cfg, LoginOptions{Timeout: time.Minute})
 			u, err := url.Parse(l.await(t, authURLRE))
 			if err != nil {
 				t.Fatal(err)
@@ -379,7 +383,7 @@ func TestOAuthLoginCodeGrantIgnoresStrayRequestsToTheListener(t *testing.T) {
 	t.Parallel()
 	s := oauthtest.Start(t, oauthtest.Options{AuthorizeUser: loginUser})
 	cfg := loginTestConfig(t, s.URL, "{dir: DIR}", "grant: code")
-	l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute})
+	l := startLogin(context.Background(), cfg, LoginOptions{Timeout: time.Minute})
 	u, _ := url.Parse(l.await(t, authURLRE))
 	base := u.Query().Get("redirect_uri")
 	for _, path := range []string{"favicon.ico", "", "?foo=bar"} {
@@ -415,7 +419,7 @@ func TestOAuthLoginClientCredentialsChecksTheClientAndStoresNothing(t *testing.T
 			var out testkit.LockedBuffer
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			err := OAuthLogin(ctx, cfg, "scanner", OAuthLoginOptions{Out: &out})
+			err := Login(ctx, cfg, "scanner", LoginOptions{Out: &out})
 			if tc.want == "" {
 				if err != nil || !strings.Contains(out.String(), "Checked: "+s.URL+"/token issued an app-only access token") ||
 					!strings.Contains(out.String(), "nothing to store") {
@@ -452,10 +456,31 @@ func TestOAuthLoginRefusesATokenWithoutRefreshToken(t *testing.T) {
 	var out testkit.LockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := OAuthLogin(ctx, cfg, "scanner", OAuthLoginOptions{Out: &out})
+	err := Login(ctx, cfg, "scanner", LoginOptions{Out: &out})
 	if err == nil || !strings.Contains(err.Error(), "provider idp issued no refresh token") {
 		t.Fatalf("login: %v", err)
 	}
 	noneStored(t, cfg)
 	noSecrets(t, out.String()+err.Error(), "at-only")
+}
+
+// oauth2TestConfig checks a config whose oauth2 section is oauth2Section,
+// with KEY, SECRET, HASH and DIR replaced by a new store key, a client
+// secret file, the hash of "local-pw" and a temporary directory.
+func oauth2TestConfig(t *testing.T, oauth2Section string) (*config.Config, error) {
+	t.Helper()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := storekey.Generate(key); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
+	hash, _ := passhash.Argon2id("local-pw")
+	r := strings.NewReplacer("KEY", key, "SECRET", secret, "HASH", hash, "DIR", dir)
+	cfg, err := config.ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\noauth2:\n" + r.Replace(oauth2Section)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, cfg.Check()
 }

@@ -1,4 +1,4 @@
-package proxy
+package oauth2
 
 import (
 	"bytes"
@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
@@ -36,23 +38,24 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name, store, account, grant string
-		redirectHost                string
-		setup                       func(t *testing.T, cfg *Config)
-		want                        string
+		name, store, account string
+		grant                config.Grant
+		redirectHost         string
+		setup                func(t *testing.T, cfg *config.Config)
+		want                 string
 	}{
 		{name: "unknown account", store: "{dir: DIR}", account: "nobody", want: `no account "nobody" in oauth2.accounts (there are: scanner, erp, mail)`},
 		{name: "missing store directory", store: "{dir: DIR/missing}", account: "scanner", want: "cannot write the token store directory"},
 		{name: "store directory under a file", store: "{dir: DIR/file/sub}", account: "scanner",
-			setup: func(t *testing.T, cfg *Config) {
+			setup: func(t *testing.T, cfg *config.Config) {
 				os.WriteFile(filepath.Join(filepath.Dir(filepath.Dir(cfg.OAuth2.TokenStore.Dir)), "file"), nil, 0o600)
 			},
 			want: "not a directory"},
 		{name: "store file sealed with another key", store: "{file: DIR/tokens, key_file: KEY}", account: "scanner",
-			setup: func(t *testing.T, cfg *Config) {
+			setup: func(t *testing.T, cfg *config.Config) {
 				other := cfg.OAuth2.TokenStore
 				other.KeyFile = otherKey
-				s, err := other.open()
+				s, err := OpenStore(other)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -80,7 +83,7 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
 			var out bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err = OAuthLogin(ctx, cfg, tc.account, OAuthLoginOptions{Grant: tc.grant, RedirectHost: tc.redirectHost, Out: &out})
+			err = Login(ctx, cfg, tc.account, LoginOptions{Grant: tc.grant, RedirectHost: tc.redirectHost, Out: &out})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("OAuthLogin: %v\nwant an error containing %q", err, tc.want)
 			}
@@ -93,9 +96,9 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
 
 func TestCodeAuthURLSendsAnS256ChallengeOfTheVerifier(t *testing.T) {
 	for _, preset := range []string{"generic", "google"} {
-		p := &ProviderConfig{Preset: preset, ClientID: "app", AuthURL: "https://idp.example/authorize", TokenURL: "https://idp.example/token",
+		p := &config.ProviderConfig{Preset: preset, ClientID: "app", AuthURL: "https://idp.example/authorize", TokenURL: "https://idp.example/token",
 			Scopes: []string{"imap", "offline"}}
-		c := p.loginConfig()
+		c := p.Client()
 		c.RedirectURL = "http://127.0.0.1:4711/"
 		verifier := oauth2.GenerateVerifier()
 		u, err := url.Parse(codeAuthURL(c, p, "st4te", verifier))
@@ -122,20 +125,3 @@ func TestCodeAuthURLSendsAnS256ChallengeOfTheVerifier(t *testing.T) {
 		}
 	}
 }
-
-func TestProviderAuthStyleIsFixedNotProbed(t *testing.T) {
-	for _, tc := range []struct {
-		p    ProviderConfig
-		want oauth2.AuthStyle
-	}{
-		{ProviderConfig{Preset: "generic"}, oauth2.AuthStyleInParams}, // public client: names itself in the body
-		{ProviderConfig{Preset: "generic", clientSecret: "s"}, oauth2.AuthStyleInHeader},
-		{ProviderConfig{Preset: "microsoft", clientSecret: "s"}, oauth2.AuthStyleInParams},
-		{ProviderConfig{Preset: "google", clientSecret: "s"}, oauth2.AuthStyleInParams},
-	} {
-		if got := tc.p.authStyle(); got != tc.want {
-			t.Errorf("%s with secret %v: auth style %v, want %v", tc.p.Preset, tc.p.clientSecret != "", got, tc.want)
-		}
-	}
-}
-

@@ -1,6 +1,6 @@
 //go:build unix
 
-package proxy
+package oauth2
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func TestOAuthLoginLeavesTheTokenFileToTheStoreDirectorysOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l := startLogin(context.Background(), cfg, OAuthLoginOptions{Timeout: time.Minute})
+	l := startLogin(context.Background(), cfg, LoginOptions{Timeout: time.Minute})
 	redirect, _, _ := follow(t, l.await(t, authURLRE))
 	follow(t, redirect.String())
 	if err := l.result(t); err != nil {

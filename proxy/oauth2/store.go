@@ -1,11 +1,9 @@
-package proxy
+package oauth2
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,9 @@ import (
 	"sync"
 
 	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 // A token store keeps each account's refresh token (and its last access
@@ -33,14 +34,15 @@ import (
 // removed).
 var errNoToken = errors.New("no token stored")
 
-// tokenStore is what the token cache needs from a store.
-type tokenStore interface {
+// Store keeps the tokens of accounts by account name.
+type Store interface {
 	Load(account string) (*oauth2.Token, error)
 	Save(account string, tok *oauth2.Token) error
 }
 
-// open returns the configured store, or nil if none is.
-func (s TokenStoreConfig) open() (tokenStore, error) {
+// OpenStore opens the configured store; it returns nil if none is
+// configured.
+func OpenStore(s config.TokenStoreConfig) (Store, error) {
 	var key []byte
 	if s.KeyFile != "" {
 		var err error

@@ -1,4 +1,4 @@
-package proxy
+package oauth2
 
 import (
 	"bytes"
@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 func newStoreKey(t *testing.T) string {
@@ -33,13 +36,13 @@ func testToken(refresh string) *oauth2.Token {
 func TestTokenStoresKeepTokensPerAccount(t *testing.T) {
 	dir := t.TempDir()
 	key := newStoreKey(t)
-	for name, cfg := range map[string]TokenStoreConfig{
+	for name, cfg := range map[string]config.TokenStoreConfig{
 		"file":       {File: filepath.Join(dir, "tokens"), KeyFile: key},
 		"dir sealed": {Dir: t.TempDir(), KeyFile: key},
 		"dir plain":  {Dir: t.TempDir()},
 	} {
 		t.Run(name, func(t *testing.T) {
-			st, err := cfg.open()
+			st, err := OpenStore(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -55,7 +58,7 @@ func TestTokenStoresKeepTokensPerAccount(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A second store on the same files, as after a restart.
-			st2, _ := cfg.open()
+			st2, _ := OpenStore(cfg)
 			for acc, want := range map[string]string{"scanner": "rt-rotated", "erp@example.com": "rt-erp@example.com"} {
 				tok, err := st2.Load(acc)
 				if err != nil {
@@ -89,7 +92,7 @@ func TestTokenStoresKeepTokensPerAccount(t *testing.T) {
 
 func TestSealedTokenStoreRefusesWrongKeyAndSwappedFiles(t *testing.T) {
 	dir := t.TempDir()
-	st, _ := TokenStoreConfig{Dir: dir, KeyFile: newStoreKey(t)}.open()
+	st, _ := OpenStore(config.TokenStoreConfig{Dir: dir, KeyFile: newStoreKey(t)})
 	st.Save("a", testToken("rt-a"))
 	st.Save("b", testToken("rt-b"))
 	// Account b's file put in a's place must not pass for a's token.
@@ -98,7 +101,7 @@ func TestSealedTokenStoreRefusesWrongKeyAndSwappedFiles(t *testing.T) {
 	if tok, err := st.Load("a"); err == nil {
 		t.Fatalf("swapped file loaded as %+v", tok)
 	}
-	other, _ := TokenStoreConfig{Dir: dir, KeyFile: newStoreKey(t)}.open()
+	other, _ := OpenStore(config.TokenStoreConfig{Dir: dir, KeyFile: newStoreKey(t)})
 	if _, err := other.Load("b"); err == nil || !strings.Contains(err.Error(), "wrong key") {
 		t.Fatalf("Load with another key: %v", err)
 	}
@@ -112,7 +115,7 @@ func TestTokenFileConcurrentSavesLoseNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		// Separate stores: separate processes share only the file lock.
-		st, _ := TokenStoreConfig{File: path, KeyFile: key}.open()
+		st, _ := OpenStore(config.TokenStoreConfig{File: path, KeyFile: key})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -124,7 +127,7 @@ func TestTokenFileConcurrentSavesLoseNothing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	st, _ := TokenStoreConfig{File: path, KeyFile: key}.open()
+	st, _ := OpenStore(config.TokenStoreConfig{File: path, KeyFile: key})
 	for i := range 8 {
 		tok, err := st.Load(string(rune('a' + i)))
 		if err != nil || tok.RefreshToken != "4" {

@@ -1,4 +1,7 @@
-package proxy
+// Package oauth2 gets and keeps the upstream access tokens of local
+// OAuth2 accounts: the token cache, the token stores and the operator's
+// `popbridge oauth` login flows.
+package oauth2
 
 import (
 	"context"
@@ -12,6 +15,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // The token cache hands out upstream access tokens for OAuth2 accounts.
@@ -78,22 +83,22 @@ type TokenObserver interface {
 	TokenRequest(provider, result string, d time.Duration)
 }
 
-// tokenError is why no access token could be had. Its text is safe to log:
+// TokenError is why no access token could be had. Its text is safe to log:
 // it never holds a token, a secret or a response body.
-type tokenError struct {
-	// perm: an operator must act (authorise again, fix the client); a
+type TokenError struct {
+	// Perm: an operator must act (authorise again, fix the client); a
 	// retry will not help.
-	perm bool
+	Perm bool
 	text string
 	err  error // the cause, for errors.Is (context errors); may be nil
 }
 
-func (e *tokenError) Error() string { return e.text }
-func (e *tokenError) Unwrap() error { return e.err }
+func (e *TokenError) Error() string { return e.text }
+func (e *TokenError) Unwrap() error { return e.err }
 
-// tokenCache is the access tokens of one Proxy's accounts.
-type tokenCache struct {
-	store  tokenStore // nil if no provider needs refresh tokens
+// TokenCache is the access tokens of one Proxy's accounts.
+type TokenCache struct {
+	store  Store // nil if no provider needs refresh tokens
 	client *http.Client
 	log    *slog.Logger
 	obs    TokenObserver
@@ -104,7 +109,7 @@ type tokenCache struct {
 }
 
 // tokenEntry is one account's (or one app-only provider's) token state.
-// All fields after the configuration are guarded by tokenCache.mu.
+// All fields after the configuration are guarded by TokenCache.mu.
 type tokenEntry struct {
 	key      string // the entries key
 	account  string // the store key and the name in logs; "" for app-only
@@ -134,13 +139,13 @@ type tokenFlight struct {
 	err  error
 }
 
-// newTokenCache builds the entries of a checked oauth2 section.
-func newTokenCache(o *OAuth2Config, log *slog.Logger, obs TokenObserver) (*tokenCache, error) {
-	store, err := o.TokenStore.open()
+// NewTokenCache builds the entries of a checked oauth2 section.
+func NewTokenCache(o *config.OAuth2Config, log *slog.Logger, obs TokenObserver) (*TokenCache, error) {
+	store, err := OpenStore(o.TokenStore)
 	if err != nil {
 		return nil, fmt.Errorf("oauth2.token_store: %w", err)
 	}
-	c := &tokenCache{
+	c := &TokenCache{
 		store:   store,
 		client:  newTokenHTTPClient(),
 		log:     log,
@@ -153,23 +158,23 @@ func newTokenCache(o *OAuth2Config, log *slog.Logger, obs TokenObserver) (*token
 	confs := make(map[string]*oauth2.Config)
 	apps := make(map[string]*clientcredentials.Config)
 	for name, p := range o.Providers {
-		if p.Grant == GrantClientCredentials {
-			apps[name] = p.appConfig()
+		if p.Grant == config.GrantClientCredentials {
+			apps[name] = p.AppClient()
 		} else {
-			confs[name] = p.config()
+			confs[name] = p.Client()
 		}
 	}
 	for _, a := range o.Accounts {
 		p := o.Providers[a.Provider]
 		key := tokenKey(a)
-		if p.Grant == GrantClientCredentials {
+		if p.Grant == config.GrantClientCredentials {
 			key = appKey(a.Provider)
 		}
 		if c.entries[key] != nil {
 			continue // app-only: one entry per provider
 		}
-		e := &tokenEntry{key: key, provider: a.Provider, secret: p.clientSecret, warned: make(map[string]time.Time)}
-		if p.Grant == GrantClientCredentials {
+		e := &tokenEntry{key: key, provider: a.Provider, secret: p.ClientSecret, warned: make(map[string]time.Time)}
+		if p.Grant == config.GrantClientCredentials {
 			e.app = apps[a.Provider]
 		} else {
 			e.account, e.conf = a.User, confs[a.Provider]
@@ -185,13 +190,13 @@ func newTokenCache(o *OAuth2Config, log *slog.Logger, obs TokenObserver) (*token
 // tokenKey names the cache entry of an account: the account for
 // delegated grants, the provider for app-only tokens, which serve every
 // mailbox the app may open.
-func tokenKey(a AccountConfig) string { return a.Provider + "\x00" + a.User }
+func tokenKey(a config.AccountConfig) string { return a.Provider + "\x00" + a.User }
 
 // appKey is tokenKey for app-only providers.
 func appKey(provider string) string { return provider + "\x00" }
 
-// keyFor returns the entry key of an account.
-func (c *tokenCache) keyFor(a *AccountConfig) string {
+// KeyFor returns the entry key of an account.
+func (c *TokenCache) KeyFor(a *config.AccountConfig) string {
 	if e := c.entries[appKey(a.Provider)]; e != nil {
 		return e.key
 	}
@@ -208,15 +213,15 @@ func newTokenHTTPClient() *http.Client {
 	return &http.Client{Transport: t, Timeout: tokenRequestTimeout}
 }
 
-// token returns an access token for the entry key: the cached one while
+// Token returns an access token for the entry key: the cached one while
 // it is valid, else a new one. fresh reports that it was obtained for
 // this call (or a concurrent one) rather than taken from the cache.
-func (c *tokenCache) token(ctx context.Context, key string) (tok string, fresh bool, err error) {
+func (c *TokenCache) Token(ctx context.Context, key string) (tok string, fresh bool, err error) {
 	c.mu.Lock()
 	e := c.entries[key]
 	if e == nil {
 		c.mu.Unlock()
-		return "", false, &tokenError{perm: true, text: "no OAuth2 account configured"}
+		return "", false, &TokenError{Perm: true, text: "no OAuth2 account configured"}
 	}
 	if e.validLocked(c.now()) {
 		tok := e.access.AccessToken
@@ -237,14 +242,14 @@ func (c *tokenCache) token(ctx context.Context, key string) (tok string, fresh b
 		}
 		return f.tok.AccessToken, true, nil
 	case <-ctx.Done():
-		return "", false, &tokenError{text: "gave up waiting for an access token: " + ctx.Err().Error(), err: ctx.Err()}
+		return "", false, &TokenError{text: "gave up waiting for an access token: " + ctx.Err().Error(), err: ctx.Err()}
 	}
 }
 
-// invalidate drops the cached access token if it is still tok (the
-// upstream refused it), so that the next token call gets a new one. A
+// Invalidate drops the cached access token if it is still tok (the
+// upstream refused it), so that the next Token call gets a new one. A
 // token some other login has replaced meanwhile stays.
-func (c *tokenCache) invalidate(key, tok string) {
+func (c *TokenCache) Invalidate(key, tok string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.entries[key]; e != nil && e.access != nil && e.access.AccessToken == tok {
@@ -268,7 +273,7 @@ func expiryMargin(lifetime time.Duration) time.Duration {
 }
 
 // fly runs one flight and hands its result to every waiting login.
-func (c *tokenCache) fly(e *tokenEntry, f *tokenFlight) {
+func (c *TokenCache) fly(e *tokenEntry, f *tokenFlight) {
 	ctx, cancel := context.WithTimeout(context.Background(), tokenFlightTimeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.client)
@@ -295,7 +300,7 @@ func (c *tokenCache) fly(e *tokenEntry, f *tokenFlight) {
 }
 
 // appToken gets an app-only token with the client_credentials grant.
-func (c *tokenCache) appToken(ctx context.Context, e *tokenEntry) (*oauth2.Token, error) {
+func (c *TokenCache) appToken(ctx context.Context, e *tokenEntry) (*oauth2.Token, error) {
 	start := c.now()
 	tok, err := e.app.Token(ctx)
 	if err != nil {
@@ -308,7 +313,7 @@ func (c *tokenCache) appToken(ctx context.Context, e *tokenEntry) (*oauth2.Token
 
 // refresh gets an access token for a delegated account from its refresh
 // token, reading the store first.
-func (c *tokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token, error) {
+func (c *TokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token, error) {
 	stored, loadErr := c.store.Load(e.account)
 	now := c.now()
 
@@ -339,17 +344,17 @@ func (c *tokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token,
 	case loadErr != nil && rt == "" && !errors.Is(loadErr, errNoToken):
 		c.warn(e, "perm", slog.LevelError, "oauth2 token store unreadable: logins of this account fail until it can be read",
 			"account", e.account, "err", loadErr)
-		return nil, &tokenError{perm: true, text: "token store unreadable: " + loadErr.Error()}
+		return nil, &TokenError{Perm: true, text: "token store unreadable: " + loadErr.Error()}
 	case rt == "":
 		c.observe(e, RefreshMissing, time.Time{})
 		c.needLogin(e, "no refresh token stored")
-		return nil, &tokenError{perm: true, text: "account not authorised: no refresh token stored"}
+		return nil, &TokenError{Perm: true, text: "account not authorised: no refresh token stored"}
 	case rt == dead:
 		// Refused before and nothing new in the store: asking again
 		// would only load the endpoint.
 		c.observe(e, RefreshRevoked, time.Time{})
 		c.needLogin(e, "refresh token revoked or expired")
-		return nil, &tokenError{perm: true, text: "account not authorised: refresh token revoked or expired"}
+		return nil, &TokenError{Perm: true, text: "account not authorised: refresh token revoked or expired"}
 	}
 
 	start := c.now()
@@ -389,9 +394,9 @@ func (c *tokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token,
 }
 
 // requestFailed classifies a failed token request, logs it and returns
-// the tokenError for the logins. secrets are redacted from the texts
+// the TokenError for the logins. secrets are redacted from the texts
 // that come from the endpoint.
-func (c *tokenCache) requestFailed(e *tokenEntry, grant string, start time.Time, err error, rt string) error {
+func (c *TokenCache) requestFailed(e *tokenEntry, grant string, start time.Time, err error, rt string) error {
 	secrets := []string{rt, e.secret}
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
@@ -401,7 +406,7 @@ func (c *tokenCache) requestFailed(e *tokenEntry, grant string, start time.Time,
 		text := redact(err.Error(), secrets)
 		c.warn(e, "temp", slog.LevelWarn, "oauth2 token endpoint unreachable", "account", e.account,
 			"provider", e.provider, "grant", grant, "err", text)
-		return &tokenError{text: "token endpoint unreachable: " + text, err: err}
+		return &TokenError{text: "token endpoint unreachable: " + text, err: err}
 	}
 	status := 0
 	if re.Response != nil {
@@ -421,25 +426,25 @@ func (c *tokenCache) requestFailed(e *tokenEntry, grant string, start time.Time,
 		c.observe(e, RefreshFailed, start)
 		c.warn(e, "temp", slog.LevelWarn, "oauth2 token endpoint failed", "account", e.account,
 			"provider", e.provider, "grant", grant, "err", detail)
-		return &tokenError{text: "token endpoint failed: " + detail}
+		return &TokenError{text: "token endpoint failed: " + detail}
 	case re.ErrorCode == "invalid_grant" && grant == grantRefresh:
 		c.observe(e, RefreshRevoked, start)
 		c.mu.Lock()
 		e.deadRT = rt
 		c.mu.Unlock()
 		c.needLogin(e, "refresh token refused: "+detail)
-		return &tokenError{perm: true, text: "account not authorised: refresh token refused: " + detail}
+		return &TokenError{Perm: true, text: "account not authorised: refresh token refused: " + detail}
 	}
 	c.observe(e, RefreshRejected, start)
 	what := "check the provider's client_id, client_secret_file, scopes and the app's permissions"
 	c.warn(e, "perm", slog.LevelError, "oauth2 token request refused: "+what, "account", e.account,
 		"provider", e.provider, "grant", grant, "err", detail)
-	return &tokenError{perm: true, text: "token request refused: " + detail}
+	return &TokenError{Perm: true, text: "token request refused: " + detail}
 }
 
 // needLogin logs, at most every tokenLogEvery per account, that an
 // operator must authorise the account again.
-func (c *tokenCache) needLogin(e *tokenEntry, why string) {
+func (c *TokenCache) needLogin(e *tokenEntry, why string) {
 	c.warn(e, "perm", slog.LevelError, "oauth2 account needs authorising: run popbridge oauth login "+e.account,
 		"account", e.account, "provider", e.provider, "reason", why)
 }
@@ -447,7 +452,7 @@ func (c *tokenCache) needLogin(e *tokenEntry, why string) {
 // warn logs msg at level, or at debug if a line of the same kind was
 // logged for e within tokenLogEvery: a device that retries every minute
 // must not flood the log.
-func (c *tokenCache) warn(e *tokenEntry, kind string, level slog.Level, msg string, args ...any) {
+func (c *TokenCache) warn(e *tokenEntry, kind string, level slog.Level, msg string, args ...any) {
 	now := c.now()
 	c.mu.Lock()
 	last, ok := e.warned[kind]
@@ -470,7 +475,7 @@ func (c *tokenCache) warn(e *tokenEntry, kind string, level slog.Level, msg stri
 
 // observe reports an attempt whose request started at start, or which
 // made none (zero start).
-func (c *tokenCache) observe(e *tokenEntry, result string, start time.Time) {
+func (c *TokenCache) observe(e *tokenEntry, result string, start time.Time) {
 	if c.obs == nil {
 		return
 	}
@@ -506,4 +511,35 @@ func clip(s string, n int) string {
 		b = append(b[:n], "..."...)
 	}
 	return string(b)
+}
+
+// Adopt takes over the token state of the cache that a reload replaces,
+// before c serves: cached access tokens (no burst of refreshes after
+// every SIGHUP) and, above all, a rotated refresh token that the store
+// refused and only memory holds. Only entries whose account, provider,
+// token endpoint and client are unchanged are taken.
+func (c *TokenCache) Adopt(old *TokenCache) {
+	if c == nil || old == nil {
+		return
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, ne := range c.entries {
+		oe := old.entries[key]
+		if oe == nil || oe.endpoint() != ne.endpoint() {
+			continue
+		}
+		ne.access, ne.margin = oe.access, oe.margin
+		ne.memRT, ne.storedRT, ne.deadRT, ne.saveWarned = oe.memRT, oe.storedRT, oe.deadRT, oe.saveWarned
+	}
+}
+
+// endpoint identifies where and as whom the entry gets its tokens.
+func (e *tokenEntry) endpoint() string {
+	if e.app != nil {
+		return "app\x00" + e.app.TokenURL + "\x00" + e.app.ClientID + "\x00" + e.app.ClientSecret + "\x00" + strings.Join(e.app.Scopes, " ")
+	}
+	return "user\x00" + e.conf.Endpoint.TokenURL + "\x00" + e.conf.ClientID + "\x00" + e.conf.ClientSecret + "\x00" + strings.Join(e.conf.Scopes, " ")
 }

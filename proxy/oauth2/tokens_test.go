@@ -1,16 +1,13 @@
-package proxy
+package oauth2
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/testkit"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // tokenFixture is a token cache for one account ("scanner", mailbox
@@ -28,9 +26,9 @@ import (
 // file store, logs at debug level, and a clock the test can move.
 type tokenFixture struct {
 	srv   *oauthtest.Server
-	cfg   *Config
-	store tokenStore
-	cache *tokenCache
+	cfg   *config.Config
+	store Store
+	cache *TokenCache
 	logs  *testkit.LockedBuffer
 	key   string
 
@@ -57,58 +55,14 @@ func (f *tokenFixture) observed() string {
 	return strings.Join(f.results, " ")
 }
 
-// testLocalHash is "local-pw" as argon2id with tiny parameters: the
-// default ones cost a second per hash under the race detector.
-const testLocalHash = "$argon2id$v=19$m=64,t=1,p=1$cG9wYnJpZGdlLXRlc3RzIQ$l87zel6s/iVWDc2hHpvF6eQNHG38HRwxlULbhz+lQ7g"
-
-const (
-	fixtureAccount = "scanner"
-	fixtureMailbox = "scanner@example.org"
-)
-
-// oauth2Section is the oauth2 config of a generic provider at srv with
-// one account whose local password is "local-pw".
-func oauth2Section(t *testing.T, srv *oauthtest.Server, grant, extraAccount string) string {
+func newTokenFixture(t *testing.T, opts oauthtest.Options, grant config.Grant) *tokenFixture {
 	t.Helper()
-	dir := t.TempDir()
-	key := filepath.Join(dir, "key")
-	if err := storekey.Generate(key); err != nil {
-		t.Fatal(err)
-	}
-	hash := testLocalHash
-	secret := ""
-	if grant == GrantClientCredentials {
-		secret = filepath.Join(dir, "secret")
-		if err := writeFile(secret, "app-s3cret-77\n"); err != nil {
-			t.Fatal(err)
-		}
-		secret = "client_secret_file: " + secret + ", "
-	}
-	return fmt.Sprintf(`oauth2:
-  token_store: {file: %s, key_file: %s}
-  providers:
-    idp: {preset: generic, client_id: %s, %sgrant: %s, token_url: "%s/token", auth_url: "%s/authorize", scopes: [imap], upstream: default}
-  accounts:
-    - {user: %s, password_hash: '%s', provider: idp, upstream_user: %s}
-%s`, filepath.Join(dir, "tokens"), key, clientFor(grant), secret, grant, srv.URL, srv.URL,
-		fixtureAccount, hash, fixtureMailbox, extraAccount)
-}
-
-func clientFor(grant string) string {
-	if grant == GrantClientCredentials {
-		return "app"
-	}
-	return oauthtest.DefaultClientID
-}
-
-func newTokenFixture(t *testing.T, opts oauthtest.Options, grant string) *tokenFixture {
-	t.Helper()
-	if grant == GrantClientCredentials {
-		opts.Clients = map[string]string{"app": "app-s3cret-77"}
-		opts.ClientCredentialsUser = map[string]string{"app": fixtureMailbox}
+	if grant == config.GrantClientCredentials {
+		opts.Clients = map[string]string{oauthtest.AppClientID: oauthtest.AppSecret}
+		opts.ClientCredentialsUser = map[string]string{oauthtest.AppClientID: oauthtest.FixtureMailbox}
 	}
 	srv := oauthtest.Start(t, opts)
-	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\n" + oauth2Section(t, srv, grant, "")))
+	cfg, err := config.ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\n" + oauthtest.ConfigSection(t, srv, string(grant), "")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,17 +72,17 @@ func newTokenFixture(t *testing.T, opts oauthtest.Options, grant string) *tokenF
 	f := &tokenFixture{srv: srv, cfg: cfg, logs: &testkit.LockedBuffer{}}
 	f.cache = f.newCache(t)
 	f.store = f.cache.store
-	a, _ := cfg.OAuth2.account(fixtureAccount)
-	f.key = f.cache.keyFor(a)
+	a, _ := cfg.OAuth2.Account(oauthtest.FixtureAccount)
+	f.key = f.cache.KeyFor(a)
 	return f
 }
 
 // newCache is a cache over the fixture's config and store, as after a
 // restart or reload.
-func (f *tokenFixture) newCache(t *testing.T) *tokenCache {
+func (f *tokenFixture) newCache(t *testing.T) *TokenCache {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(f.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c, err := newTokenCache(&f.cfg.OAuth2, log, f)
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(f.logs, testkit.LogWriter{T: t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c, err := NewTokenCache(&f.cfg.OAuth2, log, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +105,8 @@ func (f *tokenFixture) advance(d time.Duration) {
 // login` would, and returns it.
 func (f *tokenFixture) seed(t *testing.T) string {
 	t.Helper()
-	rt := f.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)
-	if err := f.store.Save(fixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
+	rt := f.srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
+	if err := f.store.Save(oauthtest.FixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
 		t.Fatal(err)
 	}
 	return rt
@@ -162,7 +116,7 @@ func (f *tokenFixture) token(t *testing.T) (string, bool, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return f.cache.token(ctx, f.key)
+	return f.cache.Token(ctx, f.key)
 }
 
 func (f *tokenFixture) mustToken(t *testing.T) string {
@@ -196,7 +150,7 @@ func TestExpiryMarginIsAMinuteOrATenthOfTheLifetime(t *testing.T) {
 
 func TestAccessTokenIsCachedUntilShortlyBeforeExpiry(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{AccessTTL: time.Hour}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{AccessTTL: time.Hour}, config.GrantCode)
 	f.seed(t)
 	first := f.mustToken(t)
 	if got := f.srv.Stats().RefreshGrants; got != 1 {
@@ -223,7 +177,7 @@ func TestAccessTokenIsCachedUntilShortlyBeforeExpiry(t *testing.T) {
 
 func TestConcurrentLoginsShareOneRefresh(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, config.GrantCode)
 	f.seed(t)
 	// The refresh takes long enough for every login to arrive meanwhile.
 	f.srv.SetTokenDelay(300 * time.Millisecond)
@@ -254,10 +208,10 @@ func TestConcurrentLoginsShareOneRefresh(t *testing.T) {
 
 func TestRotatedRefreshTokenIsSavedAndUsedAfterRestart(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, config.GrantCode)
 	rt0 := f.seed(t)
 	f.mustToken(t)
-	stored, err := f.store.Load(fixtureAccount)
+	stored, err := f.store.Load(oauthtest.FixtureAccount)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,11 +236,11 @@ func TestRotatedRefreshTokenIsSavedAndUsedAfterRestart(t *testing.T) {
 
 func TestStoredAccessTokenIsUsedWithoutRefresh(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
-	rt := f.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)
-	at := f.srv.IssueAccessToken(fixtureMailbox, oauthtest.DefaultClientID, time.Hour)
+	f := newTokenFixture(t, oauthtest.Options{}, config.GrantCode)
+	rt := f.srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
+	at := f.srv.IssueAccessToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID, time.Hour)
 	// As `oauth login` leaves it: the whole token response.
-	if err := f.store.Save(fixtureAccount, &oauth2.Token{AccessToken: at, RefreshToken: rt, Expiry: time.Now().Add(time.Hour)}); err != nil {
+	if err := f.store.Save(oauthtest.FixtureAccount, &oauth2.Token{AccessToken: at, RefreshToken: rt, Expiry: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if tok := f.mustToken(t); tok != at {
@@ -300,7 +254,7 @@ func TestStoredAccessTokenIsUsedWithoutRefresh(t *testing.T) {
 // readOnlyStore is a real store whose Save fails, as a read-only Secret
 // mount does.
 type readOnlyStore struct {
-	tokenStore
+	Store
 	mu    sync.Mutex
 	saves int
 }
@@ -314,9 +268,9 @@ func (s *readOnlyStore) Save(string, *oauth2.Token) error {
 
 func TestRotatedTokenKeptInMemoryWhenTheStoreIsReadOnly(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true, AccessTTL: time.Hour}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true, AccessTTL: time.Hour}, config.GrantCode)
 	rt0 := f.seed(t)
-	ro := &readOnlyStore{tokenStore: f.store}
+	ro := &readOnlyStore{Store: f.store}
 	f.cache.store = ro
 	for i := range 3 {
 		f.mustToken(t)
@@ -338,7 +292,7 @@ func TestRotatedTokenKeptInMemoryWhenTheStoreIsReadOnly(t *testing.T) {
 	}
 	// The operator authorises again: the new token in the store wins
 	// over the one in memory.
-	ro.tokenStore.Save(fixtureAccount, &oauth2.Token{RefreshToken: f.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)})
+	ro.Store.Save(oauthtest.FixtureAccount, &oauth2.Token{RefreshToken: f.srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)})
 	f.mustToken(t)
 	if got := f.srv.Stats().RefreshGrants; got != 4 {
 		t.Errorf("%d refresh grants, want 4", got)
@@ -347,16 +301,16 @@ func TestRotatedTokenKeptInMemoryWhenTheStoreIsReadOnly(t *testing.T) {
 
 func TestRevokedRefreshTokenIsPermanentUntilTheStoreHasANewOne(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{}, config.GrantCode)
 	f.seed(t)
 	f.mustToken(t)
-	f.srv.RevokeUser(fixtureMailbox)
+	f.srv.RevokeUser(oauthtest.FixtureMailbox)
 	f.advance(2 * time.Hour)
 	for i := range 3 {
 		_, _, err := f.token(t)
-		var te *tokenError
-		if !errors.As(err, &te) || !te.perm {
-			t.Fatalf("attempt %d after revocation: %v, want a permanent tokenError", i, err)
+		var te *TokenError
+		if !errors.As(err, &te) || !te.Perm {
+			t.Fatalf("attempt %d after revocation: %v, want a permanent TokenError", i, err)
 		}
 	}
 	// One request found out; the others did not ask again.
@@ -377,11 +331,11 @@ func TestRevokedRefreshTokenIsPermanentUntilTheStoreHasANewOne(t *testing.T) {
 
 func TestNoStoredTokenIsPermanent(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{}, config.GrantCode)
 	_, _, err := f.token(t)
-	var te *tokenError
-	if !errors.As(err, &te) || !te.perm || !strings.Contains(te.text, "no refresh token stored") {
-		t.Fatalf("empty store: %v, want a permanent tokenError", err)
+	var te *TokenError
+	if !errors.As(err, &te) || !te.Perm || !strings.Contains(te.text, "no refresh token stored") {
+		t.Fatalf("empty store: %v, want a permanent TokenError", err)
 	}
 	if st := f.srv.Stats(); st.RefreshGrants != 0 {
 		t.Errorf("a refresh without a refresh token: %+v", st)
@@ -396,18 +350,6 @@ func TestNoStoredTokenIsPermanent(t *testing.T) {
 	}
 }
 
-// closedURL returns a URL on 127.0.0.1 where nothing listens.
-func closedURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
-
 func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
 	t.Parallel()
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -416,9 +358,9 @@ func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
 		io.WriteString(w, "<html>upstream proxy error</html>")
 	}))
 	t.Cleanup(failing.Close)
-	for name, url := range map[string]string{"down": closedURL(t), "502 html": failing.URL, "503 temporarily_unavailable": ""} {
+	for name, url := range map[string]string{"down": oauthtest.ClosedURL(t), "502 html": failing.URL, "503 temporarily_unavailable": ""} {
 		t.Run(name, func(t *testing.T) {
-			f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+			f := newTokenFixture(t, oauthtest.Options{}, config.GrantCode)
 			rt := f.seed(t)
 			e := f.cache.entries[f.key]
 			if url == "" {
@@ -427,9 +369,9 @@ func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
 			}
 			e.conf.Endpoint.TokenURL = url + "/token"
 			_, _, err := f.token(t)
-			var te *tokenError
-			if !errors.As(err, &te) || te.perm {
-				t.Fatalf("endpoint %s: %v, want a temporary tokenError", name, err)
+			var te *TokenError
+			if !errors.As(err, &te) || te.Perm {
+				t.Fatalf("endpoint %s: %v, want a temporary TokenError", name, err)
 			}
 			if strings.Contains(te.Error(), "<html>") || strings.Contains(f.logs.String(), rt) {
 				t.Errorf("response body or refresh token in the error or logs: %q\n%s", te.Error(), f.logs.String())
@@ -450,16 +392,16 @@ func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
 
 func TestWaitingLoginGivesUpWithItsContextWhileTheRefreshGoesOn(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{RotateRefresh: true}, config.GrantCode)
 	rt0 := f.seed(t)
 	f.srv.SetTokenDelay(time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, _, err := f.cache.token(ctx, f.key)
-	var te *tokenError
-	if !errors.As(err, &te) || te.perm || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("waiting past the deadline: %v, want a temporary tokenError wrapping DeadlineExceeded", err)
+	_, _, err := f.cache.Token(ctx, f.key)
+	var te *TokenError
+	if !errors.As(err, &te) || te.Perm || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting past the deadline: %v, want a temporary TokenError wrapping DeadlineExceeded", err)
 	}
 	// The refresh finished without the login that started it, and its
 	// token is cached for the next.
@@ -482,24 +424,24 @@ func TestWaitingLoginGivesUpWithItsContextWhileTheRefreshGoesOn(t *testing.T) {
 		t.Errorf("%d refresh grants, want 1", got)
 	}
 	// Its rotated refresh token was saved, not lost with the login.
-	if tok, err := f.store.Load(fixtureAccount); err != nil || tok.RefreshToken == rt0 || !f.srv.RefreshTokenValid(tok.RefreshToken) {
+	if tok, err := f.store.Load(oauthtest.FixtureAccount); err != nil || tok.RefreshToken == rt0 || !f.srv.RefreshTokenValid(tok.RefreshToken) {
 		t.Errorf("store after the abandoned refresh: %v", err)
 	}
 }
 
 func TestInvalidateDropsOnlyTheRefusedToken(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{}, GrantCode)
+	f := newTokenFixture(t, oauthtest.Options{}, config.GrantCode)
 	f.seed(t)
 	a := f.mustToken(t)
-	f.cache.invalidate(f.key, a)
+	f.cache.Invalidate(f.key, a)
 	b, fresh, err := f.token(t)
 	if err != nil || b == a || !fresh {
 		t.Fatalf("after invalidate: %q fresh %v err %v, want a new token", b, fresh, err)
 	}
 	// A second login that was refused the old token must not throw away
 	// the new one.
-	f.cache.invalidate(f.key, a)
+	f.cache.Invalidate(f.key, a)
 	if c, fresh, err := f.token(t); err != nil || c != b || fresh {
 		t.Errorf("stale invalidate: %q fresh %v err %v, want the cached %q", c, fresh, err, b)
 	}
@@ -510,14 +452,14 @@ func TestInvalidateDropsOnlyTheRefusedToken(t *testing.T) {
 
 func TestClientCredentialsTokenIsCachedPerProvider(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{AccessTTL: time.Hour}, GrantClientCredentials)
+	f := newTokenFixture(t, oauthtest.Options{AccessTTL: time.Hour}, config.GrantClientCredentials)
 	a := f.mustToken(t)
 	if b := f.mustToken(t); b != a {
 		t.Errorf("second call: %q, want the cached %q", b, a)
 	}
 	// Another account of the same app-only provider shares the token.
-	other := AccountConfig{User: "printer", Provider: "idp"}
-	if b, fresh, err := f.cache.token(context.Background(), f.cache.keyFor(&other)); err != nil || b != a || fresh {
+	other := config.AccountConfig{User: "printer", Provider: "idp"}
+	if b, fresh, err := f.cache.Token(context.Background(), f.cache.KeyFor(&other)); err != nil || b != a || fresh {
 		t.Errorf("another account: %q fresh %v err %v, want the cached %q", b, fresh, err, a)
 	}
 	f.advance(59*time.Minute + time.Second)
@@ -534,12 +476,12 @@ func TestClientCredentialsTokenIsCachedPerProvider(t *testing.T) {
 
 func TestClientCredentialsWithAWrongSecretIsPermanent(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t, oauthtest.Options{}, GrantClientCredentials)
+	f := newTokenFixture(t, oauthtest.Options{}, config.GrantClientCredentials)
 	f.cache.entries[f.key].app.ClientSecret = "wrong-secret-31"
 	_, _, err := f.token(t)
-	var te *tokenError
-	if !errors.As(err, &te) || !te.perm {
-		t.Fatalf("wrong client secret: %v, want a permanent tokenError", err)
+	var te *TokenError
+	if !errors.As(err, &te) || !te.Perm {
+		t.Fatalf("wrong client secret: %v, want a permanent TokenError", err)
 	}
 	if got := f.observed(); got != "rejected+" {
 		t.Errorf("observed %q, want rejected+", got)
@@ -554,15 +496,15 @@ func TestClientCredentialsWithAWrongSecretIsPermanent(t *testing.T) {
 // takes 19 MiB), and a login waits only as long as its context allows.
 // Not parallel: it fills the process-wide semaphore.
 func TestLocalPasswordChecksAreBoundedAndRespectTheContext(t *testing.T) {
-	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\n" +
-		oauth2Section(t, oauthtest.Start(t, oauthtest.Options{}), GrantCode, "")))
+	cfg, err := config.ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\n" +
+		oauthtest.ConfigSection(t, oauthtest.Start(t, oauthtest.Options{}), "code", "")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.Check(); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := cfg.OAuth2.account(fixtureAccount)
+	a, _ := cfg.OAuth2.Account(oauthtest.FixtureAccount)
 	if cap(passwordChecks) != 2*runtime.GOMAXPROCS(0) {
 		t.Errorf("%d concurrent checks allowed, want 2×GOMAXPROCS = %d", cap(passwordChecks), 2*runtime.GOMAXPROCS(0))
 	}
@@ -570,7 +512,7 @@ func TestLocalPasswordChecksAreBoundedAndRespectTheContext(t *testing.T) {
 		passwordChecks <- struct{}{}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	ok, err := checkLocalPassword(ctx, a, "local-pw")
+	ok, err := CheckPassword(ctx, a, "local-pw")
 	cancel()
 	if ok || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("with every slot taken: ok %v err %v, want the context's deadline", ok, err)
@@ -578,7 +520,7 @@ func TestLocalPasswordChecksAreBoundedAndRespectTheContext(t *testing.T) {
 	<-passwordChecks // one slot frees up
 	done := make(chan bool)
 	go func() {
-		ok, _ := checkLocalPassword(context.Background(), a, "local-pw")
+		ok, _ := CheckPassword(context.Background(), a, "local-pw")
 		done <- ok
 	}()
 	if !<-done {
@@ -587,7 +529,7 @@ func TestLocalPasswordChecksAreBoundedAndRespectTheContext(t *testing.T) {
 	for range cap(passwordChecks) - 1 {
 		<-passwordChecks
 	}
-	if ok, err := checkLocalPassword(context.Background(), a, "wrong-local-pw"); ok || err != nil {
+	if ok, err := CheckPassword(context.Background(), a, "wrong-local-pw"); ok || err != nil {
 		t.Errorf("wrong password: ok %v err %v", ok, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testkit"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 const rateLimitedAnswer = "-ERR [SYS/TEMP] Too many failed logins, try again later"
@@ -24,10 +25,10 @@ func intp(n int) *int { return &n }
 func TestFailedLoginsPerAddressAreRateLimited(t *testing.T) {
 	up := memUpstream(t)
 	var logs testkit.LockedBuffer
-	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.Limits.AuthFailuresPerIP = intp(2)
 		c.Limits.AuthFailuresPerUser = intp(0)
-	}, &logs)
+	}, logs: &logs}).addrs
 	c := pop3test.DialFrom(t, "127.0.0.2", addrs[0])
 	for range 2 {
 		c.OK("USER alice")
@@ -55,10 +56,10 @@ func TestFailedLoginsPerAddressAreRateLimited(t *testing.T) {
 
 func TestFailedLoginsPerUserAreRateLimitedExceptFromKnownAddresses(t *testing.T) {
 	up := memUpstream(t)
-	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.Limits.AuthFailuresPerIP = intp(0)
 		c.Limits.AuthFailuresPerUser = intp(2)
-	}, nil)
+	}}).addrs
 	// alice's own device logs in from 127.0.0.1.
 	c := pop3test.DialFrom(t, "127.0.0.1", addrs[0])
 	c.Login("alice", "secret")
@@ -114,10 +115,10 @@ func TestFailureTableForgetsAndStaysBounded(t *testing.T) {
 
 func TestConnectionLimitsPerAddressAndTotal(t *testing.T) {
 	up := memUpstream(t)
-	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.Limits.MaxConnectionsPerIP = 1
 		c.Limits.MaxConnections = 2
-	}, nil)
+	}}).addrs
 	c1 := pop3test.DialFrom(t, "127.0.0.2", addrs[0])
 	nc, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, net.TCPAddrFromAddrPort(mustAddrPort(t, addrs[0])))
 	if err != nil {
@@ -155,13 +156,13 @@ func TestRoutesMapLoginsToUpstreams(t *testing.T) {
 		corp.Append("bob", "INBOX", testMessage(i+1, "corp mail\r\n"))
 	}
 	var logs testkit.LockedBuffer
-	_, addrs := startProxyFull(t, def.Addr, func(c *Config) {
-		c.Upstreams = map[string]UpstreamConfig{"corp": {Address: corp.Addr, TLS: "none"}}
-		c.Routes = []RouteConfig{
+	addrs := startProxy(t, def.Addr, proxyOptions{configure: func(c *config.Config) {
+		c.Upstreams = map[string]config.UpstreamConfig{"corp": {Address: corp.Addr, TLS: "none"}}
+		c.Routes = []config.RouteConfig{
 			{Domain: "corp.example", Upstream: "corp", Login: "${local}"},
 			{Regex: `(?P<name>[a-z]+)\+pop`, Login: "${name}"},
 		}
-	}, &logs)
+	}, logs: &logs}).addrs
 	for _, tc := range []struct {
 		login, pass string
 		want        int // messages, or -1 for a failed login
@@ -195,18 +196,18 @@ func TestRoutesMapLoginsToUpstreams(t *testing.T) {
 
 func TestRouteConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
-		routes []RouteConfig
+		routes []config.RouteConfig
 		want   string
 	}{
-		{[]RouteConfig{{}}, "exactly one of domain and regex"},
-		{[]RouteConfig{{Domain: "a.example", Regex: "x"}}, "exactly one of domain and regex"},
-		{[]RouteConfig{{Domain: "@a.example"}}, "without @"},
-		{[]RouteConfig{{Regex: "("}}, "routes[0]"},
-		{[]RouteConfig{{Domain: "a.example", Upstream: "nowhere"}}, "not in upstreams"},
-		{[]RouteConfig{{Domain: "a.example", Login: "${user}"}}, "does not have"},
-		{[]RouteConfig{{Regex: "(a)", Login: "$2"}}, "does not have"},
+		{[]config.RouteConfig{{}}, "exactly one of domain and regex"},
+		{[]config.RouteConfig{{Domain: "a.example", Regex: "x"}}, "exactly one of domain and regex"},
+		{[]config.RouteConfig{{Domain: "@a.example"}}, "without @"},
+		{[]config.RouteConfig{{Regex: "("}}, "routes[0]"},
+		{[]config.RouteConfig{{Domain: "a.example", Upstream: "nowhere"}}, "not in upstreams"},
+		{[]config.RouteConfig{{Domain: "a.example", Login: "${user}"}}, "does not have"},
+		{[]config.RouteConfig{{Regex: "(a)", Login: "$2"}}, "does not have"},
 	} {
-		cfg := &Config{Upstream: UpstreamConfig{Address: "127.0.0.1:143"}, Routes: tc.routes}
+		cfg := &config.Config{Upstream: config.UpstreamConfig{Address: "127.0.0.1:143"}, Routes: tc.routes}
 		if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: Check() = %v, want %q", tc.routes, err, tc.want)
 		}
@@ -255,15 +256,15 @@ func TestProxyProtocol(t *testing.T) {
 	pki := newTestPKI(t)
 	cert, key, _ := pki.issue("pop3", false)
 	var logs testkit.LockedBuffer
-	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
-		c.Listen = []ListenConfig{
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
+		c.Listen = []config.ListenConfig{
 			{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"}},
 			{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"},
 				TLS: "implicit", CertFile: cert, KeyFile: key},
 		}
 		c.TrustedNetworks = []string{"127.0.0.1/32", "198.51.100.0/24"}
 		c.Limits.HandshakeTimeout = 500 * time.Millisecond
-	}, &logs)
+	}, logs: &logs}).addrs
 	plain, implicit := addrs[0], addrs[1]
 
 	for _, version := range []byte{1, 2} {
@@ -349,17 +350,17 @@ func TestUpstreamClientCertificate(t *testing.T) {
 	t.Cleanup(func() { up.Close() })
 	up.AddUser("alice", "secret")
 
-	with := startProxyAt(t, up.Addr, func(c *Config) {
+	with := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.TLS, c.Upstream.CAFile = "implicit", pki.CAFile
 		c.Upstream.CertFile, c.Upstream.KeyFile = cliCert, cliKey
-	})
+	}}).addr
 	c := pop3test.Dial(t, with)
 	c.Login("alice", "secret")
 	c.Quit()
 
-	without := startProxyAt(t, up.Addr, func(c *Config) {
+	without := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.TLS, c.Upstream.CAFile = "implicit", pki.CAFile
-	})
+	}}).addr
 	c = pop3test.Dial(t, without)
 	c.OK("USER alice")
 	if got := c.Cmd("PASS secret"); !strings.HasPrefix(got, "-ERR [SYS/TEMP]") {
@@ -378,10 +379,10 @@ func TestInsecureSkipVerifyWorksAndWarns(t *testing.T) {
 	t.Cleanup(func() { up.Close() })
 	up.AddUser("alice", "secret")
 	var logs testkit.LockedBuffer
-	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.TLS = "implicit" // no CA: only insecure_skip_verify lets this work
 		c.Upstream.InsecureSkipVerify = true
-	}, &logs)
+	}, logs: &logs}).addrs
 	c := pop3test.Dial(t, addrs[0])
 	c.Login("alice", "secret")
 	c.Quit()
@@ -400,12 +401,12 @@ func readAll(r io.Reader) (string, error) {
 // from the PROXY headers, not the proxy's.
 func TestRateLimitsUseTheAddressFromTheProxyHeader(t *testing.T) {
 	up := memUpstream(t)
-	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
-		c.Listen = []ListenConfig{{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"}}}
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
+		c.Listen = []config.ListenConfig{{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"}}}
 		c.TrustedNetworks = []string{"198.51.100.0/24"}
 		c.Limits.AuthFailuresPerIP = intp(1)
 		c.Limits.AuthFailuresPerUser = intp(0)
-	}, nil)
+	}}).addrs
 	login := func(src, pass string) string {
 		nc := dialFrom(t, "127.0.0.1", addrs[0])
 		proxyHeader(t, nc, 2, src)

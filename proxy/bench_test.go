@@ -3,39 +3,13 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/popbridge/popbridge/internal/benchrig"
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/popbench"
 )
-
-// benchProxy runs popbridge in front of addr with logs discarded.
-func benchProxy(b *testing.B, addr string) string {
-	noDelay := time.Duration(0)
-	cfg := &Config{
-		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: UpstreamConfig{Address: addr, TLS: "none"},
-		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	if err := cfg.Check(); err != nil {
-		b.Fatal(err)
-	}
-	p, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); p.Serve() }()
-	b.Cleanup(func() { p.Close(); <-done })
-	return p.Addrs()[0].String()
-}
 
 // RETR of every message of a Dovecot mailbox through popbridge, by a
 // client that sends one command at a time (popbench's retr-all profile,
@@ -67,7 +41,7 @@ func BenchmarkRetrAllFromDovecot(b *testing.B) {
 			d.Deliver(b, "alice", m)
 		}
 		for _, target := range []struct{ name, addr string }{
-			{"popbridge", benchProxy(b, d.IMAPAddr)},
+			{"popbridge", startProxy(b, d.IMAPAddr, proxyOptions{noLogs: true}).addr},
 			{"native", d.POP3Addr},
 		} {
 			b.Run(mb.name+"/"+target.name, func(b *testing.B) {

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // With forward_client_address, Dovecot (which trusts popbridge through
@@ -20,8 +22,8 @@ func TestDovecotSeesTheRealClientAddress(t *testing.T) {
 		Users:       map[string]string{"alice": "secret"},
 		ExtraConfig: "login_trusted_networks = 127.0.0.1/32\n",
 	})
-	fwd := startProxyAt(t, d.IMAPAddr, func(c *Config) { c.Upstream.ForwardClientAddress = true })
-	plain := startProxyAt(t, d.IMAPAddr, nil)
+	fwd := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) { c.Upstream.ForwardClientAddress = true }}).addr
+	plain := startProxy(t, d.IMAPAddr, proxyOptions{}).addr
 
 	c := pop3test.DialFrom(t, "127.0.0.2", fwd)
 	c.Login("alice", "secret")
@@ -61,8 +63,8 @@ func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{"none", "starttls", "implicit"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range imapback.TLSModes {
+		t.Run(string(mode), func(t *testing.T) {
 			opts := memimap.Options{}
 			if mode != "none" {
 				opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
@@ -75,10 +77,10 @@ func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 			t.Cleanup(func() { up.Close() })
 			up.AddUser("alice", "secret")
 			up.Append("alice", "INBOX", testMessage(1, "via ID\r\n"))
-			addr := startProxyAt(t, up.Addr, func(c *Config) {
+			addr := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 				c.Upstream.TLS, c.Upstream.CAFile = mode, pki.CAFile
 				c.Upstream.ForwardClientAddress = true
-			})
+			}}).addr
 			c := pop3test.DialFrom(t, "127.0.0.2", addr)
 			c.Login("alice", "secret")
 			if got := c.Multi("RETR 1"); !strings.Contains(string(got), "via ID") {
@@ -104,19 +106,19 @@ func TestDovecotSTARTTLSWithClientCertificateAndForwardedAddress(t *testing.T) {
 			"ssl_require_crl = no\n" + // the test CA publishes no CRL
 			"login_trusted_networks = 127.0.0.1/32\n",
 	})
-	addr := startProxyAt(t, d.IMAPAddr, func(c *Config) {
+	addr := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.TLS, c.Upstream.CAFile = "starttls", pki.CAFile
 		c.Upstream.CertFile, c.Upstream.KeyFile = cliCert, cliKey
 		c.Upstream.ForwardClientAddress = true
-	})
+	}}).addr
 	c := pop3test.DialFrom(t, "127.0.0.2", addr)
 	c.Login("alice", "secret")
 	c.Quit()
 	// Without the client certificate Dovecot refuses the login.
-	noCert := startProxyAt(t, d.IMAPAddr, func(c *Config) {
+	noCert := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.TLS, c.Upstream.CAFile = "starttls", pki.CAFile
 		c.Upstream.ForwardClientAddress = true
-	})
+	}}).addr
 	c = pop3test.DialFrom(t, "127.0.0.2", noCert)
 	c.OK("USER alice")
 	if got := c.Cmd("PASS secret"); !strings.HasPrefix(got, "-ERR") {

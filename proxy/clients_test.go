@@ -337,7 +337,7 @@ func testClient(t *testing.T, cl interopClient, tool string, u *upstream, corpus
 		}
 		u.deliver(t, m.raw)
 	}
-	addr := startProxy(t, u, nil)
+	addr := startProxy(t, u.addr, proxyOptions{}).addr
 	host, port, _ := net.SplitHostPort(addr)
 	base := t.TempDir()
 	run := func(name string, stateDir string, del bool) [][]byte {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // Every client downloads the corpus over TLS: STLS where it supports it,
@@ -29,13 +30,13 @@ func TestClientsDownloadOverTLS(t *testing.T) {
 			// common name and DNS names only, not its IP addresses: the
 			// common name is the address.
 			cert, key, _ := pki.issue("127.0.0.1", false)
-			_, addrs := startProxyFull(t, u.addr, func(c *Config) {
-				c.Listen = []ListenConfig{
+			addrs := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
+				c.Listen = []config.ListenConfig{
 					{Address: "127.0.0.1:0", TLS: "starttls", CertFile: cert, KeyFile: key},
 					{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key},
 				}
 				c.TrustedNetworks = []string{"192.0.2.0/24"} // not loopback
-			}, nil)
+			}}).addrs
 			// Without TLS, no login: so the clients below did use TLS.
 			plain := pop3test.Dial(t, addrs[0])
 			if resp := plain.Cmd("USER " + u.user); !strings.HasPrefix(resp, "-ERR") {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 var messageIDRe = regexp.MustCompile(`(?m)^Message-ID: <(m\d+)@example\.org>`)
@@ -23,10 +24,10 @@ var messageIDRe = regexp.MustCompile(`(?m)^Message-ID: <(m\d+)@example\.org>`)
 func TestRealClientsAsDevicesDownloadEveryMessageOnce(t *testing.T) {
 	t.Parallel()
 	u := startDovecotUpstream(t)
-	addr := startProxy(t, u, func(c *Config) {
+	addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
 		c.Policy.Devices.Separator = "#"
 		c.Policy.Devices.Known = []string{"laptop", "scanner", "erp"}
-	})
+	}}).addr
 	host, port, _ := strings.Cut(addr, ":")
 	type device struct {
 		name   string

@@ -155,7 +155,7 @@ func corpusDelivered(t *testing.T, corpus []corpusMessage) *differentialPair {
 	for _, m := range corpus {
 		u.deliver(t, m.raw)
 	}
-	return &differentialPair{u: u, bridge: startProxy(t, u, nil), dovecot: u.nativePOP3}
+	return &differentialPair{u: u, bridge: startProxy(t, u.addr, proxyOptions{}).addr, dovecot: u.nativePOP3}
 }
 
 // For every message of the corpus, popbridge in front of Dovecot's IMAP
@@ -314,7 +314,7 @@ func TestErrorsLikeDovecotPOP3(t *testing.T) {
 	t.Parallel()
 	u := startDovecotUpstream(t)
 	deliverN(t, u, 3)
-	bridgeAddr := startProxy(t, u, nil)
+	bridgeAddr := startProxy(t, u.addr, proxyOptions{}).addr
 	for _, tc := range errorCases {
 		t.Run(tc.name, func(t *testing.T) {
 			// In parallel, because Dovecot delays logins from an address

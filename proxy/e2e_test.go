@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net"
 	"regexp"
 	"runtime"
@@ -17,9 +16,11 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testkit"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 func testMessage(n int, body string) []byte {
@@ -41,7 +42,7 @@ func TestRetrieveGivesUpstreamBytesAndSizes(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		msgs := deliverN(t, u, 3)
 		state := upstreamState(t, u)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
@@ -86,7 +87,7 @@ func TestQuitExpungesExactlyTheDeletedMessages(t *testing.T) {
 		flagDeleted(t, other, before[4].UID)
 		other.Close()
 
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		c.OK("DELE 1")
@@ -113,7 +114,7 @@ func TestQuitExpungesExactlyTheDeletedMessages(t *testing.T) {
 func TestDroppedConnectionChangesNothing(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		c.OK("DELE 1")
@@ -139,7 +140,7 @@ func TestDroppedConnectionChangesNothing(t *testing.T) {
 func TestRetrSetsSeenAndTopDoesNot(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		c.Multi("RETR 1")
@@ -160,7 +161,7 @@ func TestRetrSetsSeenAndTopDoesNot(t *testing.T) {
 func TestSeenNeverLeavesMailUnread(t *testing.T) {
 	u := startMemUpstream(t)
 	deliverN(t, u, 1)
-	addr := startProxy(t, u, func(c *Config) { c.Policy.Seen = "never" })
+	addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Policy.Seen = "never" }}).addr
 	c := pop3test.Dial(t, addr)
 	c.Login(u.user, u.pass)
 	c.Multi("RETR 1")
@@ -182,7 +183,7 @@ func TestUIDLIsStableAndMatchesDovecotFormat(t *testing.T) {
 		for i, m := range upstreamState(t, u) {
 			fmt.Fprintf(&want, "%d %08x%08x\r\n", i+1, uint32(m.UID), sel.UIDValidity)
 		}
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		for session := 1; session <= 2; session++ {
 			p := pop3test.Dial(t, addr)
 			p.Login(u.user, u.pass)
@@ -208,7 +209,7 @@ func TestMessageExpungedByAnotherClient(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
 		before := upstreamState(t, u)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 
@@ -257,7 +258,7 @@ func TestMessageExpungedByAnotherClient(t *testing.T) {
 
 func TestLoginErrorsCarryResponseCodes(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.OK("USER " + u.user)
 		if resp := c.Cmd("PASS wrong"); !strings.HasPrefix(resp, "-ERR [AUTH] ") {
@@ -277,7 +278,7 @@ func TestLoginErrorsCarryResponseCodes(t *testing.T) {
 	}
 	deadAddr := ln.Addr().String()
 	ln.Close()
-	addr := startProxyAt(t, deadAddr, nil)
+	addr := startProxy(t, deadAddr, proxyOptions{}).addr
 	c := pop3test.Dial(t, addr)
 	c.OK("USER alice")
 	start := time.Now()
@@ -291,7 +292,7 @@ func TestLoginErrorsCarryResponseCodes(t *testing.T) {
 
 func TestMissingMailboxIsPermanentError(t *testing.T) {
 	u := startMemUpstream(t)
-	addr := startProxy(t, u, func(c *Config) { c.Upstream.Mailbox = "Nope" })
+	addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Upstream.Mailbox = "Nope" }}).addr
 	c := pop3test.Dial(t, addr)
 	c.OK("USER alice")
 	if resp := c.Cmd("PASS secret"); !strings.HasPrefix(resp, "-ERR [SYS/PERM] ") {
@@ -319,7 +320,7 @@ func TestLargeMessageStreamsInChunks(t *testing.T) {
 			u.deliver(t, m)
 			msgs = append(msgs, m)
 		}
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		for i, m := range msgs {
@@ -344,7 +345,7 @@ func TestUpstreamCutMidRetrClosesWithoutTerminator(t *testing.T) {
 		big := testMessage(1, strings.Repeat("a long line of text in a big message\r\n", 90000))
 		u.deliver(t, big)
 		relay := faultrelay.New(t, u.addr)
-		addr := startProxyAt(t, relay.Addr, nil)
+		addr := startProxy(t, relay.Addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		// The upstream dies in the second chunk (3.3 MB in 1 MiB chunks).
@@ -378,7 +379,7 @@ func TestUpstreamCutMidRetrClosesWithoutTerminator(t *testing.T) {
 
 func TestDeletePolicies(t *testing.T) {
 	for _, tc := range []struct {
-		policy      string
+		policy      imapback.DeletePolicy
 		wantCount   int
 		wantDeleted bool // the DELE'd message is still there, flagged \Deleted
 	}{
@@ -386,10 +387,10 @@ func TestDeletePolicies(t *testing.T) {
 		{"flag", 2, true},
 		{"keep", 2, false},
 	} {
-		t.Run(tc.policy, func(t *testing.T) {
+		t.Run(string(tc.policy), func(t *testing.T) {
 			u := startMemUpstream(t)
 			deliverN(t, u, 2)
-			addr := startProxy(t, u, func(c *Config) { c.Policy.Delete = tc.policy })
+			addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Policy.Delete = tc.policy }}).addr
 			c := pop3test.Dial(t, addr)
 			c.Login(u.user, u.pass)
 			c.OK("DELE 1")
@@ -413,7 +414,7 @@ func TestDeletePolicies(t *testing.T) {
 func TestWithoutUIDPlusDeletedMailIsOnlyFlagged(t *testing.T) {
 	u := startMemUpstreamCaps(t, imap.CapSet{imap.CapIMAP4rev1: {}})
 	deliverN(t, u, 2)
-	addr := startProxy(t, u, nil)
+	addr := startProxy(t, u.addr, proxyOptions{}).addr
 	c := pop3test.Dial(t, addr)
 	c.Login(u.user, u.pass)
 	c.OK("DELE 2")
@@ -429,7 +430,7 @@ func TestWithoutUIDPlusDeletedMailIsOnlyFlagged(t *testing.T) {
 func TestNewSessionSeesMailThatArrivedDuringTheLastOne(t *testing.T) {
 	u := startMemUpstream(t)
 	deliverN(t, u, 1)
-	addr := startProxy(t, u, nil)
+	addr := startProxy(t, u.addr, proxyOptions{}).addr
 	c := pop3test.Dial(t, addr)
 	c.Login(u.user, u.pass)
 	u.deliver(t, testMessage(2, "later\r\n"))
@@ -461,7 +462,7 @@ func TestBareLFMessageIsSentWithCRLF(t *testing.T) {
 			return
 		}
 		u.deliver(t, raw)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		var n int
@@ -490,7 +491,7 @@ func TestLogsHoldNoPasswordOrMessageContent(t *testing.T) {
 		const secretBody = "body-text-that-must-not-be-logged"
 		u.deliver(t, testMessage(1, secretBody+"\r\n"))
 		var logs testkit.LockedBuffer
-		addr := startProxyLogging(t, u.addr, nil, io.MultiWriter(&logs, testWriter{t}))
+		addr := startProxy(t, u.addr, proxyOptions{logs: &logs}).addr
 		c := pop3test.Dial(t, addr)
 		c.OK("USER " + u.user)
 		c.Cmd("PASS wrong-password-xyzzy")
@@ -553,7 +554,7 @@ func TestHugeMessageStreamsWithBoundedMemory(t *testing.T) {
 	want := sha256.Sum256(msg)
 	size := len(msg)
 	msg = nil
-	addr := startProxy(t, u, nil)
+	addr := startProxy(t, u.addr, proxyOptions{}).addr
 	c := pop3test.Dial(t, addr)
 	c.Login(u.user, u.pass)
 
@@ -607,7 +608,7 @@ func TestFlagChangesByAnotherClientLeaveMessagesRetrievable(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		msgs := deliverN(t, u, 4)
 		state := upstreamState(t, u)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		other := dialIMAP(t, u)

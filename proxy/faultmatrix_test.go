@@ -18,6 +18,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	fr "github.com/popbridge/popbridge/internal/faultrelay"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // The fault matrix: one POP3 session per cell, with a fault injected
@@ -219,11 +220,11 @@ func runMatrixCell(t *testing.T, d *dovecottest.Server, user string, msgs [][]by
 	other.Close()
 
 	upRelay := fr.New(t, d.IMAPAddr)
-	addr := startProxyAt(t, upRelay.Addr, func(c *Config) {
+	addr := startProxy(t, upRelay.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.DialTimeout = matrixDial
 		c.Upstream.CommandTimeout = matrixCmd
 		c.Performance.ChunkSize = matrixChunk
-	})
+	}}).addr
 	clientRelay := fr.New(t, addr)
 	if cell.client {
 		clientRelay.Arm(cell.fault)

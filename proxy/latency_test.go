@@ -123,7 +123,7 @@ func TestPipelinedRetrievalThroughDistantUpstreamIsBatched(t *testing.T) {
 			u.deliver(t, msgs[i])
 		}
 		relay := startLatencyRelay(t, u.addr, 50*time.Millisecond, "UID FETCH")
-		addr := startProxyAt(t, relay.addr, nil)
+		addr := startProxy(t, relay.addr, proxyOptions{}).addr
 
 		start := time.Now()
 		c := pop3test.Dial(t, addr)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // maxLimiterKeys bounds the memory of one failure table: beyond it, the
@@ -110,7 +111,7 @@ type rateLimited struct {
 	now    func() time.Time
 }
 
-func newRateLimited(next pop3front.Backend, l LimitsConfig, log *slog.Logger) pop3front.Backend {
+func newRateLimited(next pop3front.Backend, l config.LimitsConfig, log *slog.Logger) pop3front.Backend {
 	ip := newFailureTable(*l.AuthFailuresPerIP, l.AuthFailureWindow)
 	user := newFailureTable(*l.AuthFailuresPerUser, l.AuthFailureWindow)
 	if ip == nil && user == nil {

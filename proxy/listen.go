@@ -10,11 +10,13 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // popListener is one bound POP3 listener with what Serve needs.
 type popListener struct {
-	cfg  ListenConfig
+	cfg  config.ListenConfig
 	ln   net.Listener // TLS and PROXY wrapping included
 	addr net.Addr
 	stls *tls.Config // STLS offered with this; nil: not offered
@@ -24,17 +26,17 @@ type popListener struct {
 // bind opens one configured listener: TCP, then the PROXY protocol if
 // enabled (so that TLS and everything after it see the real client), then
 // implicit TLS.
-func bind(l ListenConfig, handshakeTimeout time.Duration, log *slog.Logger, listenTCP func(string) (net.Listener, error)) (*popListener, error) {
+func bind(l config.ListenConfig, handshakeTimeout time.Duration, log *slog.Logger, listenTCP func(string) (net.Listener, error)) (*popListener, error) {
 	b := &popListener{cfg: l}
 	var tlsConfig *tls.Config
-	if l.TLS != ListenTLSNone {
+	if l.TLS != config.ListenTLSNone {
 		cert, err := newCertLoader(l.CertFile, l.KeyFile, log)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: certificate: %w", l.Address, err)
 		}
 		b.cert = cert
 		tlsConfig = &tls.Config{
-			MinVersion:     tlsVersions[l.MinVersion],
+			MinVersion:     l.TLSVersion(),
 			GetCertificate: cert.GetCertificate,
 		}
 	}
@@ -44,7 +46,7 @@ func bind(l ListenConfig, handshakeTimeout time.Duration, log *slog.Logger, list
 	}
 	b.addr = ln.Addr()
 	if l.ProxyProtocol {
-		proxies, _ := parsePrefixes(l.TrustedProxies) // checked by Check
+		proxies, _ := config.ParseNetworks(l.TrustedProxies) // checked by Check
 		ln = &proxyproto.Listener{
 			Listener:          ln,
 			ConnPolicy:        proxyPolicy(netSet(proxies)),
@@ -53,9 +55,9 @@ func bind(l ListenConfig, handshakeTimeout time.Duration, log *slog.Logger, list
 		ln = &rejectLogListener{Listener: ln, log: log}
 	}
 	switch l.TLS {
-	case ListenTLSImplicit:
+	case config.ListenTLSImplicit:
 		ln = tls.NewListener(ln, tlsConfig)
-	case ListenTLSStartTLS:
+	case config.ListenTLSStartTLS:
 		b.stls = tlsConfig
 	}
 	b.ln = ln

@@ -45,12 +45,3 @@ func (l *sessionLocks) acquire(key string) (release func(), ok bool) {
 		})
 	}, true
 }
-
-// sessionLocks returns the process's session locks, or nil when
-// limits.lock_session is off.
-func (c *Config) sessionLocks() *sessionLocks {
-	if !c.Limits.LockSession {
-		return nil
-	}
-	return newSessionLocks()
-}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -15,39 +14,6 @@ import (
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/metrics"
 )
-
-// startProxyMetrics runs popbridge in front of u with metrics attached and
-// returns its POP3 address.
-func startProxyMetrics(t *testing.T, u *upstream, m *metrics.Metrics, logs io.Writer) string {
-	t.Helper()
-	noDelay := time.Duration(0)
-	cfg := &Config{
-		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: UpstreamConfig{Address: u.addr, TLS: "none", DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second},
-		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewWithHooks(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Hooks{POP3: m.POP3(), Upstream: m.Upstream()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Serve()
-	}()
-	t.Cleanup(func() {
-		p.Close()
-		<-done
-	})
-	return p.Addrs()[0].String()
-}
 
 // metricValue returns the value of a counter or gauge, or the sample count
 // of a histogram, with exactly the given labels ("name=value" pairs); -1
@@ -101,7 +67,7 @@ func TestMetricsCountAScriptedSessionExactly(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
 		m := metrics.New("test")
-		addr := startProxyMetrics(t, u, m, testWriter{t})
+		addr := startProxy(t, u.addr, proxyOptions{hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr
 		reg := m.Registry()
 
 		nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -188,7 +154,7 @@ func TestMetricsCountUpstreamFailures(t *testing.T) {
 		reg := m.Registry()
 		viaRelay := *u
 		viaRelay.addr = relay.Addr
-		addr := startProxyMetrics(t, &viaRelay, m, testWriter{t})
+		addr := startProxy(t, viaRelay.addr, proxyOptions{hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr
 
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
@@ -205,7 +171,7 @@ func TestMetricsCountUpstreamFailures(t *testing.T) {
 		dead := *u
 		dead.addr = ln.Addr().String()
 		ln.Close()
-		c2 := pop3test.Dial(t, startProxyMetrics(t, &dead, m, testWriter{t}))
+		c2 := pop3test.Dial(t, startProxy(t, dead.addr, proxyOptions{hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr)
 		c2.OK("USER " + u.user)
 		if resp := c2.Cmd("PASS " + u.pass); !strings.HasPrefix(resp, "-ERR [SYS/TEMP]") {
 			t.Errorf("login with the upstream down: %q", resp)

@@ -16,6 +16,7 @@ import (
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/metrics"
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/oauth2"
 )
 
 var metricName = regexp.MustCompile(`\bpopbridge_[a-z0-9_]+`)
@@ -28,16 +29,16 @@ func registeredNames(t *testing.T) map[string]bool {
 	u := startMemUpstream(t)
 	deliverN(t, u, 1)
 	m := metrics.New("test")
-	c := pop3test.Dial(t, startProxyMetrics(t, u, m, testWriter{t}))
+	c := pop3test.Dial(t, startProxy(t, u.addr, proxyOptions{hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr)
 	c.Login(u.user, u.pass)
 	c.Multi("RETR 1")
 	c.Quit()
 	waitForMetric(t, m.Registry(), 1, "popbridge_pop3_session_duration_seconds")
 	// A refused connection (pop3front's tests cover when that happens).
 	m.POP3().ConnRefused(pop3front.ConnEvent{Listener: "127.0.0.1:110"})
-	// An OAuth2 token request (oauth2tokens_test.go covers when).
-	var tokens TokenObserver = m.Tokens()
-	tokens.TokenRequest("m365", RefreshOK, 1e9)
+	// An OAuth2 token request (the token cache's tests cover when).
+	var tokens oauth2.TokenObserver = m.Tokens()
+	tokens.TokenRequest("m365", oauth2.RefreshOK, 1e9)
 	families, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

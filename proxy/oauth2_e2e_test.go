@@ -18,13 +18,16 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"golang.org/x/oauth2"
+	xoauth2 "golang.org/x/oauth2"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testkit"
+	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/oauth2"
 )
 
 // oauthRig is popbridge in front of a Dovecot whose oauth2 passdb checks
@@ -37,36 +40,35 @@ type oauthRig struct {
 	dc    *dovecottest.Server
 	relay *faultrelay.Relay
 	proxy *Proxy
-	addr  string     // POP3
-	store tokenStore // the proxy's store, opened a second time, as `oauth login` would
+	addr  string       // POP3
+	store oauth2.Store // the proxy's store, opened a second time, as `oauth login` would
 	logs  *testkit.LockedBuffer
 }
 
-func startOAuthRig(t *testing.T, opts oauthtest.Options, grant string, configure func(*Config)) *oauthRig {
+func startOAuthRig(t *testing.T, opts oauthtest.Options, grant config.Grant, configure func(*config.Config)) *oauthRig {
 	t.Helper()
-	if grant == GrantClientCredentials {
-		opts.Clients = map[string]string{"app": "app-s3cret-77"}
-		opts.ClientCredentialsUser = map[string]string{"app": fixtureMailbox}
+	if grant == config.GrantClientCredentials {
+		opts.Clients = map[string]string{oauthtest.AppClientID: oauthtest.AppSecret}
+		opts.ClientCredentialsUser = map[string]string{oauthtest.AppClientID: oauthtest.FixtureMailbox}
 	}
 	r := &oauthRig{srv: oauthtest.Start(t, opts), logs: &testkit.LockedBuffer{}}
 	r.dc = dovecottest.Start(t, dovecottest.Options{
-		Users:                  map[string]string{fixtureMailbox: "mailbox-pw-unused"},
+		Users:                  map[string]string{oauthtest.FixtureMailbox: "mailbox-pw-unused"},
 		OAuth2IntrospectionURL: r.srv.IntrospectionURL(),
 	})
 	r.relay = faultrelay.New(t, r.dc.IMAPAddr)
-	section, err := ParseConfig([]byte(oauth2Section(t, r.srv, grant, "")))
+	section, err := config.ParseConfig([]byte(oauthtest.ConfigSection(t, r.srv, string(grant), "")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var addrs []string
-	r.proxy, addrs = startProxyFull(t, r.relay.Addr, func(c *Config) {
+	tp := startProxy(t, r.relay.Addr, proxyOptions{configure: func(c *config.Config) {
 		c.OAuth2 = section.OAuth2
 		if configure != nil {
 			configure(c)
 		}
-	}, r.logs)
-	r.addr = addrs[0]
-	if r.store, err = r.proxy.cfg.OAuth2.TokenStore.open(); err != nil {
+	}, logs: r.logs})
+	r.proxy, r.addr = tp.Proxy, tp.addr
+	if r.store, err = oauth2.OpenStore(r.proxy.cfg.OAuth2.TokenStore); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -76,8 +78,8 @@ func startOAuthRig(t *testing.T, opts oauthtest.Options, grant string, configure
 // login scanner` does, and returns it.
 func (r *oauthRig) seed(t *testing.T) string {
 	t.Helper()
-	rt := r.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)
-	if err := r.store.Save(fixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
+	rt := r.srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
+	if err := r.store.Save(oauthtest.FixtureAccount, &xoauth2.Token{RefreshToken: rt}); err != nil {
 		t.Fatal(err)
 	}
 	return rt
@@ -88,7 +90,7 @@ func (r *oauthRig) deliver(t *testing.T, n int) [][]byte {
 	var msgs [][]byte
 	for i := 1; i <= n; i++ {
 		m := testMessage(i, fmt.Sprintf("OAuth2 message %d.\r\n.dot line\r\n", i))
-		r.dc.Deliver(t, fixtureMailbox, m)
+		r.dc.Deliver(t, oauthtest.FixtureMailbox, m)
 		msgs = append(msgs, m)
 	}
 	return msgs
@@ -115,7 +117,7 @@ func (r *oauthRig) loginResult(t *testing.T, pass string) string {
 	t.Helper()
 	c := pop3test.Dial(t, r.addr)
 	defer c.Quit()
-	c.OK("USER " + fixtureAccount)
+	c.OK("USER " + oauthtest.FixtureAccount)
 	return c.Cmd("PASS " + pass)
 }
 
@@ -147,11 +149,11 @@ func TestOAuth2LoginRetrievesThroughXOAUTH2AndOAUTHBEARER(t *testing.T) {
 	} {
 		t.Run(tc.auth, func(t *testing.T) {
 			t.Parallel()
-			r := startOAuthRig(t, oauthtest.Options{}, GrantCode, func(c *Config) { c.Upstream.Auth = tc.auth })
+			r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, func(c *config.Config) { c.Upstream.Auth = imapback.AuthMechanism(tc.auth) })
 			r.seed(t)
 			msgs := r.deliver(t, 2)
 			c := pop3test.Dial(t, r.addr)
-			c.Login(fixtureAccount, "local-pw")
+			c.Login(oauthtest.FixtureAccount, "local-pw")
 			for i, m := range msgs {
 				if got := c.Multi("RETR " + strconv.Itoa(i+1)); !bytes.Equal(got, m) {
 					t.Errorf("RETR %d = %q, want %q", i+1, got, m)
@@ -166,7 +168,7 @@ func TestOAuth2LoginRetrievesThroughXOAUTH2AndOAUTHBEARER(t *testing.T) {
 				t.Errorf("Dovecot logins used %v, want %s", ms, tc.want)
 			}
 			// The delete reached the mailbox.
-			ic := r.dc.Dial(t, fixtureMailbox)
+			ic := r.dc.Dial(t, oauthtest.FixtureMailbox)
 			st, err := ic.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
 			if err != nil || st.NumMessages == nil || *st.NumMessages != 1 {
 				t.Errorf("INBOX after QUIT: %+v %v, want 1 message", st, err)
@@ -176,7 +178,7 @@ func TestOAuth2LoginRetrievesThroughXOAUTH2AndOAUTHBEARER(t *testing.T) {
 				t.Errorf("oauth stats %+v, want one refresh grant", st)
 			}
 			if !strings.Contains(r.logs.String(), `msg="session ended" remote=`) ||
-				!strings.Contains(r.logs.String(), "user="+fixtureAccount) {
+				!strings.Contains(r.logs.String(), "user="+oauthtest.FixtureAccount) {
 				t.Errorf("no session log line for the account:\n%s", r.logs.String())
 			}
 		})
@@ -188,18 +190,18 @@ func TestOAuth2LoginRetrievesThroughXOAUTH2AndOAUTHBEARER(t *testing.T) {
 func TestOAuth2TokenRefreshAcrossSessionsRotatesTheStoredToken(t *testing.T) {
 	t.Parallel()
 	const ttl = 2 * time.Second
-	r := startOAuthRig(t, oauthtest.Options{AccessTTL: ttl, RotateRefresh: true}, GrantCode, nil)
+	r := startOAuthRig(t, oauthtest.Options{AccessTTL: ttl, RotateRefresh: true}, config.GrantCode, nil)
 	rt0 := r.seed(t)
 	msgs := r.deliver(t, 1)
 	start := time.Now()
-	r.session(t, fixtureAccount, msgs)
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
 	if time.Since(start) < ttl*9/10 {
 		if st := r.srv.Stats(); st.RefreshGrants != 1 {
 			t.Fatalf("two sessions within the token's lifetime: %+v, want one refresh grant", st)
 		}
 	}
-	tok, err := r.store.Load(fixtureAccount)
+	tok, err := r.store.Load(oauthtest.FixtureAccount)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,11 +212,11 @@ func TestOAuth2TokenRefreshAcrossSessionsRotatesTheStoredToken(t *testing.T) {
 	}
 	time.Sleep(time.Until(start.Add(ttl + 100*time.Millisecond)))
 	before := r.srv.Stats().RefreshGrants
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
 	if st := r.srv.Stats(); st.RefreshGrants != before+1 || st.RefreshFailures != 0 {
 		t.Errorf("session after expiry: %+v, want exactly one more refresh grant (had %d)", st, before)
 	}
-	if tok, _ := r.store.Load(fixtureAccount); tok == nil || tok.RefreshToken == rt1 || !r.srv.RefreshTokenValid(tok.RefreshToken) {
+	if tok, _ := r.store.Load(oauthtest.FixtureAccount); tok == nil || tok.RefreshToken == rt1 || !r.srv.RefreshTokenValid(tok.RefreshToken) {
 		t.Errorf("the second rotation was not saved")
 	}
 }
@@ -222,11 +224,11 @@ func TestOAuth2TokenRefreshAcrossSessionsRotatesTheStoredToken(t *testing.T) {
 func TestOAuth2ConcurrentLoginsAfterExpiryShareOneRefresh(t *testing.T) {
 	t.Parallel()
 	const ttl = 2 * time.Second
-	r := startOAuthRig(t, oauthtest.Options{AccessTTL: ttl, RotateRefresh: true}, GrantCode, nil)
+	r := startOAuthRig(t, oauthtest.Options{AccessTTL: ttl, RotateRefresh: true}, config.GrantCode, nil)
 	r.seed(t)
 	msgs := r.deliver(t, 2)
 	start := time.Now()
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
 	time.Sleep(time.Until(start.Add(ttl + 100*time.Millisecond)))
 	const n = 8
 	// The refresh takes long enough for all eight logins to need it.
@@ -235,7 +237,7 @@ func TestOAuth2ConcurrentLoginsAfterExpiryShareOneRefresh(t *testing.T) {
 	conns := make([]*pop3test.Client, n)
 	for i := range conns {
 		conns[i] = pop3test.Dial(t, r.addr)
-		conns[i].OK("USER " + fixtureAccount)
+		conns[i].OK("USER " + oauthtest.FixtureAccount)
 	}
 	var wg sync.WaitGroup
 	answers := make([]string, n)
@@ -268,12 +270,12 @@ func TestOAuth2ConcurrentLoginsAfterExpiryShareOneRefresh(t *testing.T) {
 // works without a restart.
 func TestOAuth2RevokedRefreshTokenNeedsOAuthLoginAndNoRestart(t *testing.T) {
 	t.Parallel()
-	r := startOAuthRig(t, oauthtest.Options{}, GrantCode, nil)
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, nil)
 	r.seed(t)
 	msgs := r.deliver(t, 1)
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
 	// The administrator resets the account: refresh and access tokens die.
-	r.srv.RevokeUser(fixtureMailbox)
+	r.srv.RevokeUser(oauthtest.FixtureMailbox)
 	const perm = "-ERR [SYS/PERM] Upstream authorisation missing or revoked; the administrator must renew it"
 	if got := r.loginResult(t, "local-pw"); got != perm {
 		t.Fatalf("login after revocation = %q, want %q", got, perm)
@@ -295,12 +297,12 @@ func TestOAuth2RevokedRefreshTokenNeedsOAuthLoginAndNoRestart(t *testing.T) {
 	}
 	// `popbridge oauth login scanner` while popbridge runs.
 	r.seed(t)
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
 }
 
 func TestOAuth2AccountWithoutStoredTokenIsPermanentError(t *testing.T) {
 	t.Parallel()
-	r := startOAuthRig(t, oauthtest.Options{}, GrantCode, nil)
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, nil)
 	if got := r.loginResult(t, "local-pw"); !strings.HasPrefix(got, "-ERR [SYS/PERM] ") {
 		t.Fatalf("login without a stored token = %q, want SYS/PERM", got)
 	}
@@ -314,7 +316,7 @@ func TestOAuth2AccountWithoutStoredTokenIsPermanentError(t *testing.T) {
 // endpoint nor the IMAP server hears of it, and the rate limiter counts it.
 func TestOAuth2WrongLocalPasswordNeverReachesUpstream(t *testing.T) {
 	t.Parallel()
-	r := startOAuthRig(t, oauthtest.Options{}, GrantCode, func(c *Config) { c.Limits.AuthFailuresPerUser = intp(2) })
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, func(c *config.Config) { c.Limits.AuthFailuresPerUser = intp(2) })
 	r.seed(t)
 	for i := range 2 {
 		if got := r.loginResult(t, "wrong-local-pw"); got != "-ERR [AUTH] Authentication failed" {
@@ -336,14 +338,14 @@ func TestOAuth2WrongLocalPasswordNeverReachesUpstream(t *testing.T) {
 // holds it (revoked on its own): one new token, one more try, logged in.
 func TestOAuth2RefusedCachedAccessTokenIsReplacedOnce(t *testing.T) {
 	t.Parallel()
-	r := startOAuthRig(t, oauthtest.Options{}, GrantCode, nil)
-	rt := r.srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)
-	at := r.srv.IssueAccessToken(fixtureMailbox, oauthtest.DefaultClientID, time.Hour)
-	if err := r.store.Save(fixtureAccount, &oauth2.Token{AccessToken: at, RefreshToken: rt, Expiry: time.Now().Add(time.Hour)}); err != nil {
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, nil)
+	rt := r.srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
+	at := r.srv.IssueAccessToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID, time.Hour)
+	if err := r.store.Save(oauthtest.FixtureAccount, &xoauth2.Token{AccessToken: at, RefreshToken: rt, Expiry: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	msgs := r.deliver(t, 1)
-	r.session(t, fixtureAccount, msgs) // with the stored access token
+	r.session(t, oauthtest.FixtureAccount, msgs) // with the stored access token
 	if st := r.srv.Stats(); st.RefreshGrants != 0 {
 		t.Fatalf("the stored access token was not used: %+v", st)
 	}
@@ -357,7 +359,7 @@ func TestOAuth2RefusedCachedAccessTokenIsReplacedOnce(t *testing.T) {
 		t.Fatal("revocation did not go as planned")
 	}
 	conns := r.relay.Accepted()
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
 	if st := r.srv.Stats(); st.RefreshGrants != 1 {
 		t.Errorf("stats %+v, want one refresh grant", st)
 	}
@@ -371,10 +373,10 @@ func TestOAuth2RefusedCachedAccessTokenIsReplacedOnce(t *testing.T) {
 
 func TestOAuth2ClientCredentialsProvider(t *testing.T) {
 	t.Parallel()
-	r := startOAuthRig(t, oauthtest.Options{}, GrantClientCredentials, nil)
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantClientCredentials, nil)
 	msgs := r.deliver(t, 2)
-	r.session(t, fixtureAccount, msgs)
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount, msgs)
 	if st := r.srv.Stats(); st.ClientCredentialsGrants != 1 || st.RefreshGrants != 0 {
 		t.Errorf("two sessions: %+v, want one client_credentials grant", st)
 	}
@@ -382,8 +384,8 @@ func TestOAuth2ClientCredentialsProvider(t *testing.T) {
 
 func TestOAuth2TokenEndpointDownIsTemporary(t *testing.T) {
 	t.Parallel()
-	down := closedURL(t)
-	r := startOAuthRig(t, oauthtest.Options{}, GrantCode, func(c *Config) {
+	down := oauthtest.ClosedURL(t)
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, func(c *config.Config) {
 		p := c.OAuth2.Providers["idp"]
 		p.TokenURL = down + "/token"
 		c.OAuth2.Providers["idp"] = p
@@ -400,16 +402,16 @@ func TestOAuth2TokenEndpointDownIsTemporary(t *testing.T) {
 // A device suffix selects a per-device view as for password logins.
 func TestOAuth2LoginWithDeviceSuffixGetsItsView(t *testing.T) {
 	t.Parallel()
-	r := startOAuthRig(t, oauthtest.Options{}, GrantCode, func(c *Config) { c.Policy.Devices.Separator = "#" })
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, func(c *config.Config) { c.Policy.Devices.Separator = "#" })
 	r.seed(t)
 	msgs := r.deliver(t, 2)
 	c := pop3test.Dial(t, r.addr)
-	c.Login(fixtureAccount+"#scanner2", "local-pw")
+	c.Login(oauthtest.FixtureAccount+"#scanner2", "local-pw")
 	c.OK("DELE 1")
 	c.Quit()
 	// The device no longer sees message 1; the mailbox and other devices do.
-	r.session(t, fixtureAccount+"#scanner2", msgs[1:])
-	r.session(t, fixtureAccount, msgs)
+	r.session(t, oauthtest.FixtureAccount+"#scanner2", msgs[1:])
+	r.session(t, oauthtest.FixtureAccount, msgs)
 }
 
 // Beside TestNoPasswordInLogsOverTLSRefusalsAndLimits: whole OAuth2
@@ -424,7 +426,7 @@ func TestNoTokenSecretOrLocalPasswordInOAuth2Logs(t *testing.T) {
 	var logs []*oauthRig
 	tokenRE := regexp.MustCompile(`(at|rt)-[0-9a-f]{40}`)
 	secrets := []string{"local-pw", "wrong-local-pw", "app-s3cret-77"}
-	for _, prefix := range []string{"user=" + fixtureMailbox + "\x01auth=Bearer ", "n,a=" + fixtureMailbox + ","} {
+	for _, prefix := range []string{"user=" + oauthtest.FixtureMailbox + "\x01auth=Bearer ", "n,a=" + oauthtest.FixtureMailbox + ","} {
 		// A prefix whose length is a multiple of 3 encodes the same in
 		// every SASL response that starts with it.
 		prefix = prefix[:len(prefix)/3*3]
@@ -433,22 +435,22 @@ func TestNoTokenSecretOrLocalPasswordInOAuth2Logs(t *testing.T) {
 
 	t.Run("delegated", func(t *testing.T) {
 		t.Parallel()
-		for _, auth := range []string{"xoauth2", "oauthbearer"} {
-			r := startOAuthRig(t, oauthtest.Options{RotateRefresh: true}, GrantCode,
-				func(c *Config) { c.Upstream.Auth = auth })
+		for _, auth := range []imapback.AuthMechanism{imapback.AuthXOAuth2, imapback.AuthOAuthBearer} {
+			r := startOAuthRig(t, oauthtest.Options{RotateRefresh: true}, config.GrantCode,
+				func(c *config.Config) { c.Upstream.Auth = auth })
 			mu.Lock()
 			logs = append(logs, r)
 			mu.Unlock()
 			r.seed(t)
 			msgs := r.deliver(t, 1)
-			r.session(t, fixtureAccount, msgs) // refresh, rotation
+			r.session(t, oauthtest.FixtureAccount, msgs) // refresh, rotation
 			r.loginResult(t, "wrong-local-pw")
-			r.session(t, fixtureAccount, msgs) // cached token
-			r.srv.RevokeUser(fixtureMailbox)
+			r.session(t, oauthtest.FixtureAccount, msgs) // cached token
+			r.srv.RevokeUser(oauthtest.FixtureMailbox)
 			r.loginResult(t, "local-pw") // refused access token, refused refresh
 			r.loginResult(t, "local-pw") // dead refresh token
 			r.seed(t)
-			r.session(t, fixtureAccount, msgs)
+			r.session(t, oauthtest.FixtureAccount, msgs)
 			r.waitLog(t, "session ended", 3)
 			if !strings.Contains(r.logs.String(), "run popbridge oauth login scanner") {
 				t.Errorf("the sessions did not go as planned:\n%s", r.logs.String())
@@ -457,12 +459,12 @@ func TestNoTokenSecretOrLocalPasswordInOAuth2Logs(t *testing.T) {
 	})
 	t.Run("app-only", func(t *testing.T) {
 		t.Parallel()
-		r := startOAuthRig(t, oauthtest.Options{}, GrantClientCredentials, nil)
+		r := startOAuthRig(t, oauthtest.Options{}, config.GrantClientCredentials, nil)
 		mu.Lock()
 		logs = append(logs, r)
 		mu.Unlock()
 		msgs := r.deliver(t, 1)
-		r.session(t, fixtureAccount, msgs)
+		r.session(t, oauthtest.FixtureAccount, msgs)
 		r.loginResult(t, "wrong-local-pw")
 		r.waitLog(t, "session ended", 1)
 	})
@@ -492,24 +494,24 @@ func TestOAuth2ReloadKeepsARotatedTokenTheStoreRefused(t *testing.T) {
 	const ttl = 2 * time.Second
 	srv := oauthtest.Start(t, oauthtest.Options{AccessTTL: ttl, RotateRefresh: true})
 	dc := dovecottest.Start(t, dovecottest.Options{
-		Users:                  map[string]string{fixtureMailbox: "mailbox-pw-unused"},
+		Users:                  map[string]string{oauthtest.FixtureMailbox: "mailbox-pw-unused"},
 		OAuth2IntrospectionURL: srv.IntrospectionURL(),
 	})
-	section := oauth2Section(t, srv, GrantCode, "")
-	config := func() *Config {
-		parsed, err := ParseConfig([]byte(section))
+	section := oauthtest.ConfigSection(t, srv, string(config.GrantCode), "")
+	newConfig := func() *config.Config {
+		parsed, err := config.ParseConfig([]byte(section))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return runnerConfig(t, dc.IMAPAddr, "127.0.0.1:0", func(c *Config) { c.OAuth2 = parsed.OAuth2 })
+		return runnerConfig(t, dc.IMAPAddr, "127.0.0.1:0", func(c *config.Config) { c.OAuth2 = parsed.OAuth2 })
 	}
-	cfg := config()
-	store, err := cfg.OAuth2.TokenStore.open()
+	cfg := newConfig()
+	store, err := oauth2.OpenStore(cfg.OAuth2.TokenStore)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt0 := srv.IssueRefreshToken(fixtureMailbox, oauthtest.DefaultClientID)
-	if err := store.Save(fixtureAccount, &oauth2.Token{RefreshToken: rt0}); err != nil {
+	rt0 := srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
+	if err := store.Save(oauthtest.FixtureAccount, &xoauth2.Token{RefreshToken: rt0}); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(cfg.OAuth2.TokenStore.File + ".lock")
@@ -517,7 +519,7 @@ func TestOAuth2ReloadKeepsARotatedTokenTheStoreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs testkit.LockedBuffer
-	run, err := NewRunner(cfg, RunnerOptions{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}),
+	run, err := NewRunner(cfg, RunnerOptions{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testkit.LogWriter{T: t}),
 		&slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -530,11 +532,11 @@ func TestOAuth2ReloadKeepsARotatedTokenTheStoreRefused(t *testing.T) {
 		run.Drain(ctx)
 		<-served
 	})
-	dc.Deliver(t, fixtureMailbox, testMessage(1, "body\r\n"))
+	dc.Deliver(t, oauthtest.FixtureMailbox, testMessage(1, "body\r\n"))
 	login := func(what string) {
 		t.Helper()
 		c := pop3test.Dial(t, run.Addrs()[0].String())
-		c.OK("USER " + fixtureAccount)
+		c.OK("USER " + oauthtest.FixtureAccount)
 		if got := c.Cmd("PASS local-pw"); !strings.HasPrefix(got, "+OK") {
 			t.Fatalf("%s: %q", what, got)
 		}
@@ -545,7 +547,7 @@ func TestOAuth2ReloadKeepsARotatedTokenTheStoreRefused(t *testing.T) {
 	if srv.RefreshTokenValid(rt0) || !strings.Contains(logs.String(), "the token store refused it") {
 		t.Fatalf("the refresh token was not rotated, or its save did not fail:\n%s", logs.String())
 	}
-	if err := run.Reload(config()); err != nil {
+	if err := run.Reload(newConfig()); err != nil {
 		t.Fatal(err)
 	}
 	login("login after the reload")

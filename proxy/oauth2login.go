@@ -4,23 +4,17 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/oauth2"
 )
 
-// OAuth2 logins (oauth2config.go): a device sends USER/PASS with a local
-// password; popbridge checks it against the account's hash and logs in
-// upstream with an access token from the token cache (oauth2tokens.go).
-
-// passwordChecks bounds the local password checks that run at once in
-// the process: an argon2id check takes about 19 MiB and a core for 20 ms,
-// so a burst of logins (or an attacker) must queue, not allocate without
-// bound.
-var passwordChecks = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+// OAuth2 logins: a device sends USER/PASS with a local password;
+// popbridge checks it against the account's hash and logs in upstream
+// with an access token from the token cache.
 
 // Answers to the POP3 client when no access token can be had.
 var (
@@ -33,17 +27,17 @@ var (
 
 // oauthLogins logs in the configured OAuth2 accounts.
 type oauthLogins struct {
-	cfg    *OAuth2Config
-	tokens *tokenCache
+	cfg    *config.OAuth2Config
+	tokens *oauth2.TokenCache
 	log    *slog.Logger
 }
 
 // newOAuthLogins returns nil when no account is configured.
-func newOAuthLogins(cfg *Config, log *slog.Logger) (*oauthLogins, error) {
+func newOAuthLogins(cfg *config.Config, obs oauth2.TokenObserver, log *slog.Logger) (*oauthLogins, error) {
 	if len(cfg.OAuth2.Accounts) == 0 {
 		return nil, nil
 	}
-	tokens, err := newTokenCache(&cfg.OAuth2, log, cfg.hooks.Tokens)
+	tokens, err := oauth2.NewTokenCache(&cfg.OAuth2, log, obs)
 	if err != nil {
 		return nil, err
 	}
@@ -52,18 +46,18 @@ func newOAuthLogins(cfg *Config, log *slog.Logger) (*oauthLogins, error) {
 
 // account returns the OAuth2 account of a login (without its device
 // suffix), or nil. It is safe on a nil receiver.
-func (o *oauthLogins) account(user string) *AccountConfig {
+func (o *oauthLogins) account(user string) *config.AccountConfig {
 	if o == nil {
 		return nil
 	}
-	a, _ := o.cfg.account(user)
+	a, _ := o.cfg.Account(user)
 	return a
 }
 
 // login checks the local password and logs in upstream with a token. It
 // returns the session, the upstream's name and the upstream login.
-func (o *oauthLogins) login(ctx context.Context, r *router, a *AccountConfig, pass string, pol imapback.Policy) (*imapback.Session, string, string, error) {
-	ok, err := checkLocalPassword(ctx, a, pass)
+func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountConfig, pass string, pol imapback.Policy) (*imapback.Session, string, string, error) {
+	ok, err := oauth2.CheckPassword(ctx, a, pass)
 	if err != nil {
 		return nil, "", "", pop3front.ErrUnavailable
 	}
@@ -80,14 +74,14 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *AccountConfig, pa
 		o.log.Error("oauth2 provider's upstream missing", "provider", a.Provider, "upstream", name)
 		return nil, name, "", pop3front.ErrUnavailable
 	}
-	key := o.tokens.keyFor(a)
+	key := o.tokens.KeyFor(a)
 	var (
 		mu    sync.Mutex
 		used  string // the last token handed to imapback
 		fresh bool
 	)
 	cr := imapback.Credentials{User: a.UpstreamUser, Token: func(ctx context.Context) (string, error) {
-		tok, f, err := o.tokens.token(ctx, key)
+		tok, f, err := o.tokens.Token(ctx, key)
 		mu.Lock()
 		used, fresh = tok, f
 		mu.Unlock()
@@ -103,7 +97,7 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *AccountConfig, pa
 		// its lifetime shorter than it said): one more try with a new
 		// one.
 		o.log.Info("upstream refused the cached access token; getting a new one", "user", a.User, "provider", a.Provider)
-		o.tokens.invalidate(key, tok)
+		o.tokens.Invalidate(key, tok)
 		s, err = b.LoginWith(ctx, cr, pol)
 	}
 	if err != nil {
@@ -113,10 +107,10 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *AccountConfig, pa
 }
 
 // loginError maps the errors of an OAuth2 login to POP3 answers.
-func (o *oauthLogins) loginError(a *AccountConfig, err error) error {
-	var te *tokenError
+func (o *oauthLogins) loginError(a *config.AccountConfig, err error) error {
+	var te *oauth2.TokenError
 	switch {
-	case errors.As(err, &te) && te.perm:
+	case errors.As(err, &te) && te.Perm:
 		return errNotAuthorised // the cache logged why, rate-limited
 	case errors.As(err, &te):
 		o.log.Debug("oauth2 access token unavailable", "user", a.User, "err", te.Error())
@@ -132,46 +126,11 @@ func (o *oauthLogins) loginError(a *AccountConfig, err error) error {
 	return popError(o.log, err)
 }
 
-// checkLocalPassword verifies pass against the account's hash, waiting
-// for a slot among passwordChecks as long as ctx allows.
-func checkLocalPassword(ctx context.Context, a *AccountConfig, pass string) (bool, error) {
-	select {
-	case passwordChecks <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	defer func() { <-passwordChecks }()
-	return a.hash.verify(pass), nil
-}
-
-// adoptTokens hands the OAuth2 token state of the Proxy that a reload
-// replaces to p, which is not serving yet: cached access tokens (no burst
-// of refreshes after every SIGHUP) and, above all, a rotated refresh token
-// that the store refused and only memory holds. Only entries whose
-// account, provider, token endpoint and client are unchanged are taken.
-func (p *Proxy) adoptTokens(old *Proxy) {
-	if p.oauth == nil || old == nil || old.oauth == nil {
+// adopt hands the OAuth2 token state of the Proxy that a reload replaces
+// to o, which is not serving yet (oauth2.TokenCache.Adopt).
+func (o *oauthLogins) adopt(old *oauthLogins) {
+	if o == nil || old == nil {
 		return
 	}
-	from, to := old.oauth.tokens, p.oauth.tokens
-	from.mu.Lock()
-	defer from.mu.Unlock()
-	to.mu.Lock()
-	defer to.mu.Unlock()
-	for key, ne := range to.entries {
-		oe := from.entries[key]
-		if oe == nil || oe.endpoint() != ne.endpoint() {
-			continue
-		}
-		ne.access, ne.margin = oe.access, oe.margin
-		ne.memRT, ne.storedRT, ne.deadRT, ne.saveWarned = oe.memRT, oe.storedRT, oe.deadRT, oe.saveWarned
-	}
-}
-
-// endpoint identifies where and as whom the entry gets its tokens.
-func (e *tokenEntry) endpoint() string {
-	if e.app != nil {
-		return "app\x00" + e.app.TokenURL + "\x00" + e.app.ClientID + "\x00" + e.app.ClientSecret + "\x00" + strings.Join(e.app.Scopes, " ")
-	}
-	return "user\x00" + e.conf.Endpoint.TokenURL + "\x00" + e.conf.ClientID + "\x00" + e.conf.ClientSecret + "\x00" + strings.Join(e.conf.Scopes, " ")
+	o.tokens.Adopt(old.tokens)
 }

@@ -6,57 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/oauth2"
 )
-
-// MetricsConfig is the HTTP listener for /metrics, /healthz and /readyz,
-// and the upstream probe behind /readyz.
-type MetricsConfig struct {
-	// Listen is the host:port of the HTTP listener; empty means none.
-	Listen string `yaml:"listen"`
-	// ProbeInterval is how often the upstream is probed.
-	ProbeInterval time.Duration `yaml:"probe_interval"`
-	// ProbeTimeout bounds one probe.
-	ProbeTimeout time.Duration `yaml:"probe_timeout"`
-}
-
-// Defaults of MetricsConfig, applied by Check.
-const (
-	DefaultProbeInterval = 10 * time.Second
-	DefaultProbeTimeout  = 5 * time.Second
-)
-
-func (m *MetricsConfig) check() []error {
-	var errs []error
-	if m.Listen != "" {
-		if _, _, err := net.SplitHostPort(m.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("metrics.listen: %v", err))
-		}
-	}
-	if m.ProbeInterval == 0 {
-		m.ProbeInterval = DefaultProbeInterval
-	}
-	if m.ProbeTimeout == 0 {
-		m.ProbeTimeout = DefaultProbeTimeout
-	}
-	if m.ProbeInterval < 0 {
-		errs = append(errs, errors.New("metrics.probe_interval: must be positive"))
-	}
-	if m.ProbeTimeout < 0 {
-		errs = append(errs, errors.New("metrics.probe_timeout: must be positive"))
-	}
-	return errs
-}
 
 // Hooks connects a Proxy to metrics. Nil fields observe nothing.
 type Hooks struct {
 	POP3     pop3front.Observer
 	Upstream imapback.Observer
-	// Tokens observes OAuth2 token requests (oauth2tokens.go).
-	Tokens TokenObserver
+	// Tokens observes OAuth2 token requests.
+	Tokens oauth2.TokenObserver
 }
 
 // Probe checks that the upstream answers (connect, greeting, LOGOUT)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // startDovecotWith is startDovecotUpstream with extra Dovecot settings.
@@ -85,52 +85,16 @@ func bodiesOf(msgs []upstreamMessage) []string {
 	return b
 }
 
-// startProxyAll is startProxy that returns every listener's address.
-func startProxyAll(t *testing.T, u *upstream, configure func(*Config)) []string {
-	t.Helper()
-	noDelay := time.Duration(0)
-	cfg := &Config{
-		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: UpstreamConfig{Address: u.addr, TLS: "none", DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second},
-		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	configure(cfg)
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Serve()
-	}()
-	t.Cleanup(func() {
-		p.Close()
-		<-done
-	})
-	var addrs []string
-	for _, a := range p.Addrs() {
-		addrs = append(addrs, a.String())
-	}
-	return addrs
-}
-
 // Every delete policy: the session itself no longer lists the deleted
 // messages (RFC 1939 section 5, DELE), and after QUIT an independent
 // IMAP client sees exactly the policy's effect.
 func TestDeletePoliciesLeaveTheExpectedUpstreamState(t *testing.T) {
-	for _, policy := range []string{"expunge", "trash", "flag", "keep"} {
-		t.Run(policy, func(t *testing.T) {
+	for _, policy := range imapback.DeletePolicies {
+		t.Run(string(policy), func(t *testing.T) {
 			forEachUpstream(t, func(t *testing.T, u *upstream) {
 				deliverN(t, u, 3)
 				before := upstreamState(t, u)
-				addr := startProxy(t, u, func(c *Config) { c.Policy.Delete = policy })
+				addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Policy.Delete = policy }}).addr
 				c := pop3test.Dial(t, addr)
 				c.Login(u.user, u.pass)
 				uidl := c.Multi("UIDL")
@@ -187,7 +151,11 @@ func TestDeletePoliciesLeaveTheExpectedUpstreamState(t *testing.T) {
 // A session that drops instead of QUIT changes nothing upstream, whatever
 // the policy: no \Seen (seen=quit), no move, no keyword.
 func TestDroppedSessionChangesNothingUnderAnyPolicy(t *testing.T) {
-	for _, tc := range []struct{ name, delete, device string }{
+	for _, tc := range []struct {
+		name   string
+		delete imapback.DeletePolicy
+		device string
+	}{
 		{"trash", "trash", ""},
 		{"flag", "flag", ""},
 		{"device view", "expunge", "#laptop"},
@@ -196,11 +164,11 @@ func TestDroppedSessionChangesNothingUnderAnyPolicy(t *testing.T) {
 			forEachUpstream(t, func(t *testing.T, u *upstream) {
 				deliverN(t, u, 2)
 				before := upstreamState(t, u)
-				addr := startProxy(t, u, func(c *Config) {
+				addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
 					c.Policy.Seen = "quit"
 					c.Policy.Delete = tc.delete
 					c.Policy.Devices.Separator = "#"
-				})
+				}}).addr
 				c := pop3test.Dial(t, addr)
 				c.Login(u.user+tc.device, u.pass)
 				c.Multi("RETR 1")
@@ -235,7 +203,7 @@ func TestDroppedSessionChangesNothingUnderAnyPolicy(t *testing.T) {
 func TestSeenQuitMarksRetrievedMailAtQuit(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
-		addr := startProxy(t, u, func(c *Config) { c.Policy.Seen = "quit" })
+		addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Policy.Seen = "quit" }}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 		c.Multi("RETR 2")
@@ -281,7 +249,7 @@ func TestTrashOnDovecotVariants(t *testing.T) {
 			}
 			other.Close()
 			before := upstreamState(t, u)
-			addr := startProxy(t, u, func(c *Config) { c.Policy.Delete = "trash" })
+			addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Policy.Delete = "trash" }}).addr
 			c := pop3test.Dial(t, addr)
 			c.Login(u.user, u.pass)
 			c.OK("DELE 1")
@@ -322,10 +290,10 @@ func TestTrashOnDovecotVariants(t *testing.T) {
 func TestDeviceViewsShareOneMailbox(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
-		addr := startProxy(t, u, func(c *Config) {
+		addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
 			c.Policy.Devices.Separator = "#"
 			c.Policy.Devices.Known = []string{"laptop", "scanner"}
-		})
+		}}).addr
 		plainUIDL := func() []string {
 			c := pop3test.Dial(t, addr)
 			c.Login(u.user, u.pass)
@@ -388,12 +356,12 @@ func TestDeviceDeletesRemoveMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
 		before := upstreamState(t, u)
-		addr := startProxy(t, u, func(c *Config) {
+		addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
 			c.Policy.Delete = "trash"
 			c.Policy.Devices.Separator = "+"
 			c.Policy.Devices.Known = []string{"laptop", "scanner"}
 			c.Policy.Devices.DeleteWhenAllDeleted = true
-		})
+		}}).addr
 		dele := func(device string, msgs ...int) {
 			c := pop3test.Dial(t, addr)
 			c.Login(u.user+"+"+device, u.pass)
@@ -424,15 +392,15 @@ func TestPolicyRulesAndAddressDevices(t *testing.T) {
 	u := startDovecotUpstream(t)
 	deliverN(t, u, 2)
 	zero := 0
-	addrs := startProxyAll(t, u, func(c *Config) {
-		c.Listen = append(c.Listen, ListenConfig{Address: "127.0.0.2:0"})
-		c.Policy.Devices.Addresses = []DeviceAddress{{Network: "127.0.0.2", Device: "scanner"}}
+	addrs := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
+		c.Listen = append(c.Listen, config.ListenConfig{Address: "127.0.0.2:0"})
+		c.Policy.Devices.Addresses = []config.DeviceAddress{{Network: "127.0.0.2", Device: "scanner"}}
 		c.Policy.MaxAgeDays = 1
-		c.Policy.Rules = []PolicyRule{
+		c.Policy.Rules = []config.PolicyRule{
 			{Users: []string{"al*"}, MaxAgeDays: &zero, Seen: "never"},
 			{Listen: []string{"127.0.0.2:0"}, Delete: "keep"},
 		}
-	})
+	}}).addrs
 	// Dovecot's internal dates are the delivery time, so max_age_days 1
 	// would show both; the rule for al* sets it to 0 anyway, and seen
 	// never: RETR leaves no \Seen.
@@ -480,7 +448,7 @@ func TestMaxAgeShowsOnlyRecentMail(t *testing.T) {
 		}
 	}
 	state := upstreamState(t, u)
-	addr := startProxy(t, u, func(c *Config) { c.Policy.MaxAgeDays = 30 })
+	addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Policy.MaxAgeDays = 30 }}).addr
 	p := pop3test.Dial(t, addr)
 	p.Login(u.user, u.pass)
 	if got := p.Multi("RETR 1"); !bytes.Equal(got, state[1].Body) {
@@ -497,7 +465,10 @@ func TestMaxAgeShowsOnlyRecentMail(t *testing.T) {
 // next session can finish the job.
 func TestUpstreamFailureDuringQuitLosesNothing(t *testing.T) {
 	for _, tc := range []struct {
-		name, extra, delete, seen, device, cutAt string
+		name, extra   string
+		delete        imapback.DeletePolicy
+		seen          imapback.SeenPolicy
+		device, cutAt string
 	}{
 		{"trash, before UID MOVE", "", "trash", "retr", "", "UID MOVE"},
 		{"trash without MOVE, before UID COPY", dovecotNoMove, "trash", "retr", "", "UID COPY"},
@@ -512,11 +483,11 @@ func TestUpstreamFailureDuringQuitLosesNothing(t *testing.T) {
 			deliverN(t, u, 3)
 			before := upstreamState(t, u)
 			relay := faultrelay.New(t, u.addr)
-			addr := startProxyAt(t, relay.Addr, func(c *Config) {
+			addr := startProxy(t, relay.Addr, proxyOptions{configure: func(c *config.Config) {
 				c.Policy.Delete = tc.delete
 				c.Policy.Seen = tc.seen
 				c.Policy.Devices.Separator = "#"
-			})
+			}}).addr
 			// The messages to delete, by UIDL: after a QUIT that failed
 			// late, a device view may already hide them.
 			var targets []string
@@ -590,7 +561,7 @@ func TestDeviceLoginRefusedWithoutPermanentKeywords(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	srv.AddUser("alice", "secret")
-	addr := startProxyAt(t, srv.Addr, func(c *Config) { c.Policy.Devices.Separator = "#" })
+	addr := startProxy(t, srv.Addr, proxyOptions{configure: func(c *config.Config) { c.Policy.Devices.Separator = "#" }}).addr
 	c := pop3test.Dial(t, addr)
 	c.OK("USER alice#laptop")
 	want := "-ERR [SYS/PERM] Mailbox cannot keep per-device state (no IMAP keywords); log in without a device"

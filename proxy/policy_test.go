@@ -7,10 +7,11 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 func TestResolveSplitsDevicesAndAppliesRules(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`
+	cfg, err := config.ParseConfig([]byte(`
 upstream:
   address: imap.example.com:993
 listen:

@@ -1,6 +1,9 @@
+// Package proxy wires popbridge together: POP3 listeners in front of one
+// or more IMAP upstreams, with routing, policies, limits and reloads.
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -10,12 +13,13 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
-// Proxy is a configured popbridge: POP3 listeners in front of one IMAP
-// upstream.
+// Proxy is a configured popbridge: POP3 listeners in front of the IMAP
+// upstreams that routes choose from.
 type Proxy struct {
-	cfg       *Config
+	cfg       *config.Config
 	log       *slog.Logger
 	srv       *pop3front.Server
 	pols      *policies
@@ -26,39 +30,45 @@ type Proxy struct {
 	probe     func(ctx context.Context) error
 }
 
-// New builds a Proxy from a checked config. It does not listen yet.
-func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
-	return NewWithHooks(cfg, logger, Hooks{})
+// Options are what a Proxy needs besides its config.
+type Options struct {
+	// Logger receives the logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Hooks observe the Proxy for metrics.
+	Hooks Hooks
 }
 
-// NewWithHooks is New with observers for metrics.
-func NewWithHooks(cfg *Config, logger *slog.Logger, hooks Hooks) (*Proxy, error) {
-	cfg.hooks = hooks
-	r, err := cfg.newRouter(logger)
+// New builds a Proxy from a checked config. It does not listen yet.
+func New(cfg *config.Config, opts Options) (*Proxy, error) {
+	logger := cmp.Or(opts.Logger, slog.Default())
+	r, err := newRouter(cfg, opts.Hooks, logger)
 	if err != nil {
 		return nil, err
 	}
 	pols := newPolicies(cfg)
-	oauth, err := newOAuthLogins(cfg, logger)
+	oauth, err := newOAuthLogins(cfg, opts.Hooks.Tokens, logger)
 	if err != nil {
 		return nil, err
 	}
+	var locks *sessionLocks
+	if cfg.Limits.LockSession {
+		locks = newSessionLocks()
+	}
 	srv := &pop3front.Server{
-		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: cfg.sessionLocks(), oauth: oauth},
+		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: locks, oauth: oauth},
 			cfg.Limits, logger),
-		Logger:           logger,
-		IdleTimeout:      cfg.Limits.IdleTimeout,
-		WriteTimeout:     cfg.Limits.WriteTimeout,
-		AuthFailureDelay: *cfg.Limits.AuthFailureDelay,
-		MaxConnections:   cfg.Limits.MaxConnections,
-		// TLS, trusted networks and per-address limits: security.go.
+		Logger:              logger,
+		IdleTimeout:         cfg.Limits.IdleTimeout,
+		WriteTimeout:        cfg.Limits.WriteTimeout,
+		AuthFailureDelay:    *cfg.Limits.AuthFailureDelay,
+		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		HandshakeTimeout:    cfg.Limits.HandshakeTimeout,
-		PlaintextAllowed:    cfg.plaintextPolicy(),
+		PlaintextAllowed:    plaintextPolicy(cfg.TrustedNetworks),
 		// Login and UPDATE may each take a dial and a few upstream
 		// commands; the backend bounds every single one itself.
 		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
-		Observer:       hooks.POP3,
+		Observer:       opts.Hooks.POP3,
 	}
 	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP,
 		probe: func(ctx context.Context) error { return r.probe(ctx, logger) }}, nil
@@ -123,8 +133,8 @@ type backend struct {
 	r     *router
 	pols  *policies
 	log   *slog.Logger
-	locks *sessionLocks // nil unless limits.lock_session (lock.go)
-	oauth *oauthLogins  // nil unless oauth2.accounts (oauth2login.go)
+	locks *sessionLocks // nil unless limits.lock_session
+	oauth *oauthLogins  // nil unless oauth2.accounts
 }
 
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {

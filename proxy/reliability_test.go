@@ -16,6 +16,7 @@ import (
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	fr "github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // The upstream fails between the STORE \Deleted and the UID EXPUNGE of
@@ -41,7 +42,7 @@ func TestInterruptedUpdateIsRepairedByTheNextSession(t *testing.T) {
 
 	relay := fr.New(t, d.IMAPAddr)
 	relay.Arm(fr.Fault{Dir: fr.Up, Match: "UID EXPUNGE", Action: fr.Cut})
-	addr := startProxyAt(t, relay.Addr, nil)
+	addr := startProxy(t, relay.Addr, proxyOptions{}).addr
 
 	c := pop3test.Dial(t, addr)
 	c.Login("alice", "secret")
@@ -102,7 +103,7 @@ func TestUpstreamHangupReconnects(t *testing.T) {
 	msgs := deliverN(t, u, 3)
 	before := upstreamState(t, u)
 	relay := fr.New(t, u.addr)
-	addr := startProxyAt(t, relay.Addr, nil)
+	addr := startProxy(t, relay.Addr, proxyOptions{}).addr
 	c := pop3test.Dial(t, addr)
 	c.Login(u.user, u.pass)
 	uidl := c.Multi("UIDL")
@@ -163,7 +164,7 @@ func TestReconnectWithChangedUIDValidityDeletesNothing(t *testing.T) {
 	}
 	appendTo(2)
 	relay := fr.New(t, u.addr)
-	addr := startProxyAt(t, relay.Addr, func(c *Config) { c.Upstream.Mailbox = "Box" })
+	addr := startProxy(t, relay.Addr, proxyOptions{configure: func(c *config.Config) { c.Upstream.Mailbox = "Box" }}).addr
 	c := pop3test.Dial(t, addr)
 	c.Login(u.user, u.pass)
 	c.OK("DELE 1")
@@ -201,7 +202,7 @@ func TestReconnectOff(t *testing.T) {
 	deliverN(t, u, 2)
 	relay := fr.New(t, u.addr)
 	off := false
-	addr := startProxyAt(t, relay.Addr, func(c *Config) { c.Upstream.Reconnect = &off })
+	addr := startProxy(t, relay.Addr, proxyOptions{configure: func(c *config.Config) { c.Upstream.Reconnect = &off }}).addr
 	c := pop3test.Dial(t, addr)
 	c.Login(u.user, u.pass)
 	c.OK("DELE 1")
@@ -276,10 +277,10 @@ func TestUnreachableUpstreamFailsFastWithoutPileUp(t *testing.T) {
 		{"accepts but never greets", blackhole},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := startProxyAt(t, tc.upstream(t), func(c *Config) {
+			addr := startProxy(t, tc.upstream(t), proxyOptions{configure: func(c *config.Config) {
 				c.Upstream.DialTimeout = dialTimeout
 				c.Upstream.CommandTimeout = time.Second
-			})
+			}}).addr
 			// One session first, so that the server's own goroutines
 			// (its accept loop) are running when the baseline is taken.
 			probe := pop3test.Dial(t, addr)
@@ -340,10 +341,10 @@ func TestSlowUpstreamAndCommandDeadlines(t *testing.T) {
 			// Long enough for a loaded machine, short against the
 			// slow case.
 			const cmdTimeout = 4 * time.Second
-			addr := startProxyAt(t, relay.Addr, func(c *Config) {
+			addr := startProxy(t, relay.Addr, proxyOptions{configure: func(c *config.Config) {
 				c.Upstream.CommandTimeout = cmdTimeout
 				c.Performance.ChunkSize = matrixChunk
-			})
+			}}).addr
 			c := pop3test.Dial(t, addr)
 			c.Login(u.user, u.pass)
 			relay.Arm(fr.Fault{Dir: fr.Down, Action: fr.Slow, Rate: tc.rate})

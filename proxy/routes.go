@@ -1,143 +1,20 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
-	"strings"
 
 	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
-// DefaultUpstreamName names the upstream section in routes.
-const DefaultUpstreamName = "default"
-
-// RouteConfig maps POP3 logins to an upstream server and the login name
-// used there. Routes are tried in order; the first that matches the whole
-// login decides. A login that no route matches goes to the default
-// upstream unchanged.
-type RouteConfig struct {
-	// Domain matches logins "local@domain" with this domain, ignoring
-	// case. Its login template may use ${local} and ${domain}.
-	Domain string `yaml:"domain"`
-	// Regex matches the whole login (it is anchored at both ends). Its
-	// login template may use $1, ${name} for its groups.
-	Regex string `yaml:"regex"`
-	// Upstream is a name from upstreams, or "default" (the default).
-	Upstream string `yaml:"upstream"`
-	// Login is the upstream login, a template as for regexp.Expand: $0 is
-	// the whole POP3 login (the default).
-	Login string `yaml:"login"`
-}
-
-// route is a compiled RouteConfig.
-type route struct {
-	re       *regexp.Regexp
-	upstream string
-	login    string
-}
-
-func compileRoute(rc RouteConfig) (route, error) {
-	r := route{upstream: rc.Upstream, login: rc.Login}
-	if r.upstream == "" {
-		r.upstream = DefaultUpstreamName
-	}
-	if r.login == "" {
-		r.login = "$0"
-	}
-	var err error
-	switch {
-	case (rc.Domain == "") == (rc.Regex == ""):
-		return r, errors.New("needs exactly one of domain and regex")
-	case rc.Domain != "":
-		if strings.ContainsAny(rc.Domain, "@ \t") {
-			return r, fmt.Errorf("domain %q: a domain name without @", rc.Domain)
-		}
-		r.re, err = regexp.Compile(`(?i)^(?P<local>.+)@(?P<domain>` + regexp.QuoteMeta(rc.Domain) + `)$`)
-	default:
-		r.re, err = regexp.Compile(`^(?:` + rc.Regex + `)$`)
-	}
-	if err != nil {
-		return r, err
-	}
-	// A template that names groups the pattern lacks is most likely a
-	// typo that would send every login to the upstream as "".
-	for _, name := range templateRefs(r.login) {
-		if name == "0" {
-			continue
-		}
-		if i := r.re.SubexpIndex(name); i < 0 {
-			var n int
-			if _, err := fmt.Sscanf(name, "%d", &n); err != nil || n > r.re.NumSubexp() {
-				return r, fmt.Errorf("login %q refers to $%s, which the pattern does not have", r.login, name)
-			}
-		}
-	}
-	return r, nil
-}
-
-// templateRefs lists the group names and numbers a regexp.Expand template
-// refers to.
-func templateRefs(tmpl string) []string {
-	var refs []string
-	for i := 0; i < len(tmpl); i++ {
-		if tmpl[i] != '$' || i+1 >= len(tmpl) {
-			continue
-		}
-		rest := tmpl[i+1:]
-		if rest[0] == '$' {
-			i++
-			continue
-		}
-		if rest[0] == '{' {
-			if j := strings.IndexByte(rest, '}'); j > 0 {
-				refs = append(refs, rest[1:j])
-				i += j + 1
-			}
-			continue
-		}
-		j := 0
-		for j < len(rest) && (rest[j] == '_' || rest[j] >= '0' && rest[j] <= '9' ||
-			rest[j] >= 'a' && rest[j] <= 'z' || rest[j] >= 'A' && rest[j] <= 'Z') {
-			j++
-		}
-		if j > 0 {
-			refs = append(refs, rest[:j])
-			i += j
-		}
-	}
-	return refs
-}
-
-// match returns the upstream name and login for a POP3 login, and false
-// when no route matches.
-func (r route) match(login string) (upstream, upLogin string, ok bool) {
-	m := r.re.FindStringSubmatchIndex(login)
-	if m == nil {
-		return "", "", false
-	}
-	return r.upstream, string(r.re.ExpandString(nil, r.login, login, m)), true
-}
-
-func (c *Config) checkRoutes() []error {
-	var errs []error
-	for i, rc := range c.Routes {
-		r, err := compileRoute(rc)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("routes[%d]: %v", i, err))
-			continue
-		}
-		if _, ok := c.Upstreams[r.upstream]; !ok && r.upstream != DefaultUpstreamName {
-			errs = append(errs, fmt.Errorf("routes[%d].upstream: %q is not in upstreams", i, r.upstream))
-		}
-	}
-	return errs
-}
+// Routing: which upstream and which upstream login a POP3 login gets.
 
 // router picks the upstream backend and login for a POP3 login.
 type router struct {
-	routes   []route
+	routes   []config.Route
 	backends map[string]*imapback.Backend // by upstream name, "default" included
 }
 
@@ -145,10 +22,10 @@ type router struct {
 var errNoLogin = errors.New("route maps the login to an empty upstream login")
 
 func (r *router) pick(login string) (b *imapback.Backend, name, upLogin string, err error) {
-	name, upLogin = DefaultUpstreamName, login
+	name, upLogin = config.DefaultUpstreamName, login
 	for _, rt := range r.routes {
-		if n, l, ok := rt.match(login); ok {
-			name, upLogin = n, l
+		if l, ok := rt.Match(login); ok {
+			name, upLogin = rt.Upstream, l
 			break
 		}
 	}
@@ -160,14 +37,14 @@ func (r *router) pick(login string) (b *imapback.Backend, name, upLogin string, 
 
 // newRouter builds one imapback.Backend per upstream and the routes
 // between them, from a checked config.
-func (c *Config) newRouter(logger *slog.Logger) (*router, error) {
+func newRouter(c *config.Config, hooks Hooks, logger *slog.Logger) (*router, error) {
 	r := &router{backends: make(map[string]*imapback.Backend)}
-	ups := map[string]UpstreamConfig{DefaultUpstreamName: c.Upstream}
+	ups := map[string]config.UpstreamConfig{config.DefaultUpstreamName: c.Upstream}
 	for name, u := range c.Upstreams {
 		ups[name] = u
 	}
 	for name, u := range ups {
-		opts, err := c.upstreamOptions(u, logger)
+		opts, err := upstreamOptions(c, u, hooks, logger)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
@@ -176,14 +53,78 @@ func (c *Config) newRouter(logger *slog.Logger) (*router, error) {
 		}
 	}
 	for i, rc := range c.Routes {
-		rt, err := compileRoute(rc)
+		rt, err := rc.Compile()
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
 		}
-		if r.backends[rt.upstream] == nil {
-			return nil, fmt.Errorf("routes[%d]: unknown upstream %q", i, rt.upstream)
+		if r.backends[rt.Upstream] == nil {
+			return nil, fmt.Errorf("routes[%d]: unknown upstream %q", i, rt.Upstream)
 		}
 		r.routes = append(r.routes, rt)
 	}
 	return r, nil
+}
+
+// upstreamOptions turns one checked upstream's config into imapback
+// options.
+func upstreamOptions(c *config.Config, u config.UpstreamConfig, hooks Hooks, logger *slog.Logger) (imapback.Options, error) {
+	uidl, err := imapback.ParseUIDLFormat(c.Policy.UIDLFormat)
+	if err != nil {
+		return imapback.Options{}, err
+	}
+	tlsConfig, err := upstreamTLS(u, logger)
+	if err != nil {
+		return imapback.Options{}, err
+	}
+	perf := c.Performance
+	return imapback.Options{
+		Address:           u.Address,
+		TLS:               u.TLS,
+		TLSConfig:         tlsConfig,
+		Auth:              u.Auth,
+		Mailbox:           u.Mailbox,
+		UIDL:              uidl,
+		Seen:              c.Policy.Seen,
+		Delete:            c.Policy.Delete,
+		TrashFolder:       c.Policy.TrashFolder,
+		DialTimeout:       u.DialTimeout,
+		CommandTimeout:    u.CommandTimeout,
+		NoReconnect:       u.Reconnect != nil && !*u.Reconnect,
+		Logger:            logger,
+		Observer:          hooks.Upstream,
+		ForwardClientAddr: u.ForwardClientAddress,
+		ReadAheadBytes:    perf.ReadAheadBytes,
+		ReadAheadMessages: perf.ReadAheadMessages,
+		ReadAheadTotal:    perf.ReadAheadTotalBytes,
+		ChunkSize:         perf.ChunkSize,
+	}, nil
+}
+
+// upstreamTLS is the client TLS config for an upstream: verification on
+// unless insecure_skip_verify says otherwise, with the CA bundle and the
+// client certificate if configured.
+func upstreamTLS(u config.UpstreamConfig, logger *slog.Logger) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.ServerName}
+	if u.CAFile != "" {
+		pool, err := imapback.LoadCAFile(u.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if u.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(u.CertFile, u.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if u.InsecureSkipVerify {
+		if u.TLS != imapback.TLSNone {
+			logger.Warn("upstream TLS certificate verification is OFF (insecure_skip_verify): "+
+				"anyone between popbridge and the upstream can read the passwords", "upstream", u.Address)
+		}
+		cfg.InsecureSkipVerify = true
+	}
+	return cfg, nil
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // RunnerOptions configures a Runner.
@@ -37,7 +39,7 @@ type Runner struct {
 	fatal chan error // a listener failed for good
 
 	mu       sync.Mutex
-	cfg      *Config
+	cfg      *config.Config
 	cur      *Proxy
 	live     map[*Proxy]struct{} // cur and the retiring ones with open sessions
 	sockets  map[string]*sharedListener
@@ -54,7 +56,7 @@ type Runner struct {
 
 // NewRunner builds the Proxy for cfg (checked) and binds its listeners.
 // It does not serve yet.
-func NewRunner(cfg *Config, opts RunnerOptions) (*Runner, error) {
+func NewRunner(cfg *config.Config, opts RunnerOptions) (*Runner, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -78,8 +80,8 @@ func NewRunner(cfg *Config, opts RunnerOptions) (*Runner, error) {
 // build makes a Proxy for cfg whose listeners are views of the runner's
 // sockets, binding the addresses that are new. On error, the sockets it
 // bound are closed again.
-func (r *Runner) build(cfg *Config) (*Proxy, error) {
-	p, err := NewWithHooks(cfg, r.log, r.opts.Hooks)
+func (r *Runner) build(cfg *config.Config) (*Proxy, error) {
+	p, err := New(cfg, Options{Logger: r.log, Hooks: r.opts.Hooks})
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +170,7 @@ func (r *Runner) startLocked(p *Proxy) {
 // Listeners whose address is gone are closed, new ones bound. On error
 // (an address that cannot be bound, a certificate that cannot be read...)
 // nothing changes.
-func (r *Runner) Reload(cfg *Config) error {
+func (r *Runner) Reload(cfg *config.Config) error {
 	r.mu.Lock()
 	draining := r.draining
 	r.mu.Unlock()
@@ -188,7 +190,7 @@ func (r *Runner) Reload(cfg *Config) error {
 		return errors.New("draining: reload ignored")
 	}
 	old := r.cur
-	p.adoptTokens(old) // oauth2login.go
+	p.oauth.adopt(old.oauth)
 	r.cfg, r.cur = cfg, p
 	r.live[p] = struct{}{}
 	if r.serving {

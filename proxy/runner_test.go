@@ -12,18 +12,17 @@ import (
 
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // runnerConfig is a checked config for upstreamAddr, listening on listen.
-func runnerConfig(t *testing.T, upstreamAddr, listen string, configure func(*Config)) *Config {
+func runnerConfig(t *testing.T, upstreamAddr, listen string, configure func(*config.Config)) *config.Config {
 	t.Helper()
-	noDelay := time.Duration(0)
-	cfg := &Config{
-		Listen:   []ListenConfig{{Address: listen}},
-		Upstream: UpstreamConfig{Address: upstreamAddr, TLS: "none", DialTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second},
-		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
-		Metrics:  MetricsConfig{ProbeInterval: 20 * time.Millisecond, ProbeTimeout: time.Second},
-	}
+	cfg := testConfig(upstreamAddr)
+	cfg.Listen[0].Address = listen
+	cfg.Upstream.DialTimeout, cfg.Upstream.CommandTimeout = 2*time.Second, 5*time.Second
+	cfg.Metrics = config.MetricsConfig{ProbeInterval: 20 * time.Millisecond, ProbeTimeout: time.Second}
 	if configure != nil {
 		configure(cfg)
 	}
@@ -34,7 +33,7 @@ func runnerConfig(t *testing.T, upstreamAddr, listen string, configure func(*Con
 }
 
 // startRunner serves cfg with a Runner until the test ends.
-func startRunner(t *testing.T, cfg *Config) *Runner {
+func startRunner(t *testing.T, cfg *config.Config) *Runner {
 	t.Helper()
 	r, err := NewRunner(cfg, RunnerOptions{Logger: testLogger(t)})
 	if err != nil {
@@ -146,7 +145,7 @@ func TestReloadMovesListenerAndOldSessionsKeepTheirSettings(t *testing.T) {
 		old.Login(u.user, u.pass)
 
 		newAddr := freeAddr(t)
-		if err := r.Reload(runnerConfig(t, u.addr, newAddr, func(c *Config) { c.Policy.Delete = "keep" })); err != nil {
+		if err := r.Reload(runnerConfig(t, u.addr, newAddr, func(c *config.Config) { c.Policy.Delete = "keep" })); err != nil {
 			t.Fatalf("Reload: %v", err)
 		}
 		if got := r.Addrs()[0].String(); got != newAddr {
@@ -239,8 +238,8 @@ func TestReloadThatCannotBindKeepsTheOldConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cfg := runnerConfig(t, up.Addr, "127.0.0.1:0", func(c *Config) {
-		c.Listen = append(c.Listen, ListenConfig{Address: busy.Addr().String()})
+	cfg := runnerConfig(t, up.Addr, "127.0.0.1:0", func(c *config.Config) {
+		c.Listen = append(c.Listen, config.ListenConfig{Address: busy.Addr().String()})
 	})
 	if err := r.Reload(cfg); err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("Reload onto a busy address: %v, want address already in use", err)
@@ -253,5 +252,5 @@ func TestReloadThatCannotBindKeepsTheOldConfig(t *testing.T) {
 
 // testLogger logs at debug level to t.Log.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(testkit.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

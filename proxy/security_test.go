@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -16,53 +14,10 @@ import (
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testkit"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 const plaintextRefused = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS or POP3S"
-
-// startProxyFull runs popbridge with the config that configure makes from
-// the test defaults, logging at debug level to logs and the test log, and
-// returns it with its listeners' addresses.
-func startProxyFull(t *testing.T, upstreamAddr string, configure func(*Config), logs io.Writer) (*Proxy, []string) {
-	t.Helper()
-	noDelay := time.Duration(0)
-	cfg := &Config{
-		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: UpstreamConfig{Address: upstreamAddr, TLS: "none", DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second},
-		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	if configure != nil {
-		configure(cfg)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	w := io.Writer(testWriter{t})
-	if logs != nil {
-		w = io.MultiWriter(logs, w)
-	}
-	p, err := New(cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Serve()
-	}()
-	t.Cleanup(func() {
-		p.Close()
-		<-done
-	})
-	var addrs []string
-	for _, a := range p.Addrs() {
-		addrs = append(addrs, a.String())
-	}
-	return p, addrs
-}
 
 // memUpstream is a memimap server with alice/secret and one message.
 func memUpstream(t *testing.T) *memimap.Server {
@@ -93,10 +48,10 @@ func requireTool(t *testing.T, name string) string {
 
 // tlsListeners configures one STLS and one POP3S listener with a
 // certificate from pki.
-func tlsListeners(pki *testPKI) func(*Config) {
+func tlsListeners(pki *testPKI) func(*config.Config) {
 	cert, key, _ := pki.issue("pop3", false)
-	return func(c *Config) {
-		c.Listen = []ListenConfig{
+	return func(c *config.Config) {
+		c.Listen = []config.ListenConfig{
 			{Address: "127.0.0.1:0", TLS: "starttls", CertFile: cert, KeyFile: key},
 			{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key},
 		}
@@ -109,7 +64,7 @@ func tlsListeners(pki *testPKI) func(*Config) {
 func TestPlaintextAuthOnlyFromTrustedNetworksOrOverTLS(t *testing.T) {
 	up := memUpstream(t)
 	pki := newTestPKI(t)
-	_, addrs := startProxyFull(t, up.Addr, tlsListeners(pki), nil)
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: tlsListeners(pki)}).addrs
 	stls, pop3s := addrs[0], addrs[1]
 
 	c := pop3test.DialFrom(t, "127.0.0.2", stls)
@@ -152,7 +107,7 @@ func TestRealClientsOverSTLSAndPOP3S(t *testing.T) {
 	python := requireTool(t, "python3")
 	up := memUpstream(t)
 	pki := newTestPKI(t)
-	_, addrs := startProxyFull(t, up.Addr, tlsListeners(pki), nil)
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: tlsListeners(pki)}).addrs
 	stls, pop3s := addrs[0], addrs[1]
 	want := string(testMessage(1, "hello over TLS\r\n"))
 
@@ -215,12 +170,12 @@ func TestMinTLSVersion(t *testing.T) {
 	up := memUpstream(t)
 	pki := newTestPKI(t)
 	cert, key, _ := pki.issue("pop3", false)
-	_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
-		c.Listen = []ListenConfig{
+	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
+		c.Listen = []config.ListenConfig{
 			{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key}, // default 1.2
 			{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key, MinVersion: "1.3"},
 		}
-	}, nil)
+	}}).addrs
 	dial := func(addr string, maxVersion uint16) error {
 		cfg := pki.clientConfig()
 		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, maxVersion
@@ -264,9 +219,10 @@ func TestCertificateReload(t *testing.T) {
 	pki := newTestPKI(t)
 	cert, key, first := pki.issue("pop3", false)
 	var logs testkit.LockedBuffer
-	p, addrs := startProxyFull(t, up.Addr, func(c *Config) {
-		c.Listen = []ListenConfig{{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key}}
-	}, &logs)
+	p := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
+		c.Listen = []config.ListenConfig{{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key}}
+	}, logs: &logs})
+	addrs := p.addrs
 	if got := servedSerial(t, addrs[0], pki.Pool); got != first {
 		t.Fatalf("serving serial %d, want %d", got, first)
 	}
@@ -319,31 +275,31 @@ func TestListenerConfigErrors(t *testing.T) {
 	pki := newTestPKI(t)
 	cert, key, _ := pki.issue("pop3", false)
 	for _, tc := range []struct {
-		l    ListenConfig
+		l    config.ListenConfig
 		want string
 	}{
-		{ListenConfig{Address: "127.0.0.1:0", TLS: "starttls"}, "needs cert_file and key_file"},
-		{ListenConfig{Address: "127.0.0.1:0", TLS: "ssl", CertFile: cert, KeyFile: key}, "listen[0].tls"},
-		{ListenConfig{Address: "127.0.0.1:0", CertFile: cert, KeyFile: key}, "need tls: starttls or implicit"},
-		{ListenConfig{Address: "127.0.0.1:0", TLS: "implicit", CertFile: key, KeyFile: cert}, "cert_file/key_file"},
-		{ListenConfig{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key, MinVersion: "1.1"}, "min_version"},
-		{ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true}, "needs trusted_proxies"},
-		{ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"10.0.0.0/33"}}, "trusted_proxies"},
-		{ListenConfig{Address: "127.0.0.1:0", TrustedProxies: []string{"10.0.0.1"}}, "without proxy_protocol"},
+		{config.ListenConfig{Address: "127.0.0.1:0", TLS: "starttls"}, "needs cert_file and key_file"},
+		{config.ListenConfig{Address: "127.0.0.1:0", TLS: "ssl", CertFile: cert, KeyFile: key}, "listen[0].tls"},
+		{config.ListenConfig{Address: "127.0.0.1:0", CertFile: cert, KeyFile: key}, "need tls: starttls or implicit"},
+		{config.ListenConfig{Address: "127.0.0.1:0", TLS: "implicit", CertFile: key, KeyFile: cert}, "cert_file/key_file"},
+		{config.ListenConfig{Address: "127.0.0.1:0", TLS: "implicit", CertFile: cert, KeyFile: key, MinVersion: "1.1"}, "min_version"},
+		{config.ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true}, "needs trusted_proxies"},
+		{config.ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"10.0.0.0/33"}}, "trusted_proxies"},
+		{config.ListenConfig{Address: "127.0.0.1:0", TrustedProxies: []string{"10.0.0.1"}}, "without proxy_protocol"},
 	} {
-		cfg := &Config{Listen: []ListenConfig{tc.l}, Upstream: UpstreamConfig{Address: "127.0.0.1:143"}}
+		cfg := &config.Config{Listen: []config.ListenConfig{tc.l}, Upstream: config.UpstreamConfig{Address: "127.0.0.1:143"}}
 		if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: Check() = %v, want %q", tc.l, err, tc.want)
 		}
 	}
-	cfg := &Config{Upstream: UpstreamConfig{Address: "127.0.0.1:143"}, TrustedNetworks: []string{"loopback"}}
+	cfg := &config.Config{Upstream: config.UpstreamConfig{Address: "127.0.0.1:143"}, TrustedNetworks: []string{"loopback"}}
 	if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), "trusted_networks") {
 		t.Errorf("bad trusted_networks: Check() = %v", err)
 	}
 }
 
 func TestCheckFillsSecurityDefaults(t *testing.T) {
-	cfg, err := ParseConfig([]byte("upstream:\n  address: imap.example.com:993\n"))
+	cfg, err := config.ParseConfig([]byte("upstream:\n  address: imap.example.com:993\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +314,7 @@ func TestCheckFillsSecurityDefaults(t *testing.T) {
 		t.Errorf("security defaults not filled in: %+v", cfg)
 	}
 	// An explicit empty list trusts no one; explicit zeros turn limits off.
-	cfg, err = ParseConfig([]byte("upstream:\n  address: a:993\ntrusted_networks: []\nlimits:\n  auth_failures_per_ip: 0\n"))
+	cfg, err = config.ParseConfig([]byte("upstream:\n  address: a:993\ntrusted_networks: []\nlimits:\n  auth_failures_per_ip: 0\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,10 +336,10 @@ func TestNoPasswordInLogsOverTLSRefusalsAndLimits(t *testing.T) {
 		u.deliver(t, testMessage(1, "body\r\n"))
 		pki := newTestPKI(t)
 		var logs testkit.LockedBuffer
-		_, addrs := startProxyFull(t, u.addr, func(c *Config) {
+		addrs := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
 			tlsListeners(pki)(c)
 			c.Limits.AuthFailuresPerIP = intp(3)
-		}, &logs)
+		}, logs: &logs}).addrs
 		stls, pop3s := addrs[0], addrs[1]
 		b64 := func(authz, user, pass string) string {
 			return base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + user + "\x00" + pass))
@@ -462,10 +418,10 @@ func TestPlaintextPolicyForIPv6Clients(t *testing.T) {
 		{[]string{"127.0.0.1/32"}, false},
 		{[]string{"::1"}, true},
 	} {
-		_, addrs := startProxyFull(t, up.Addr, func(c *Config) {
-			c.Listen = []ListenConfig{{Address: "[::1]:0"}}
+		addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
+			c.Listen = []config.ListenConfig{{Address: "[::1]:0"}}
 			c.TrustedNetworks = tc.trusted
-		}, nil)
+		}}).addrs
 		c := pop3test.Dial(t, addrs[0])
 		got := c.Cmd("USER alice")
 		if ok := strings.HasPrefix(got, "+OK"); ok != tc.ok {

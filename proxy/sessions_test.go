@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // Several devices on one mailbox. TestMessageExpungedByAnotherClient (an
@@ -23,7 +24,7 @@ func TestDeletedFlagSetDuringSessionIsNotExpunged(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		msgs := deliverN(t, u, 3)
 		before := upstreamState(t, u)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		c := pop3test.Dial(t, addr)
 		c.Login(u.user, u.pass)
 
@@ -56,7 +57,7 @@ func TestDeletedFlagSetDuringSessionIsNotExpunged(t *testing.T) {
 func TestConcurrentSessionsOfOneUserAreAllowedByDefault(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		msgs := deliverN(t, u, 3)
-		addr := startProxy(t, u, nil)
+		addr := startProxy(t, u.addr, proxyOptions{}).addr
 		a := pop3test.Dial(t, addr)
 		a.Login(u.user, u.pass)
 		b := pop3test.Dial(t, addr)
@@ -92,7 +93,7 @@ func TestConcurrentSessionsOfOneUserAreAllowedByDefault(t *testing.T) {
 func TestSessionLockRefusesASecondSession(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 1)
-		addr := startProxy(t, u, func(c *Config) { c.Limits.LockSession = true })
+		addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) { c.Limits.LockSession = true }}).addr
 		a := pop3test.Dial(t, addr)
 		a.Login(u.user, u.pass)
 

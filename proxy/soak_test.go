@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // The soak test: many concurrent POP3 sessions doing mixed commands
@@ -138,11 +139,11 @@ service imap {
 	// and on a shared 2-core machine Dovecot alone may take tens of
 	// seconds to work through a burst of logins (the login latency is
 	// reported below).
-	addr := startProxyLogging(t, d.IMAPAddr, func(c *Config) {
+	addr := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) {
 		c.Log.Level = "warn"
 		c.Upstream.DialTimeout = time.Minute
 		c.Upstream.CommandTimeout = time.Minute
-	}, discardWarnings{t})
+	}, logs: discardWarnings{t}}).addr
 
 	// The baseline, once the server's own goroutines run.
 	probeSoakSession(t, addr, users)

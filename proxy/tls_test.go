@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // testCA makes a CA and a server certificate for 127.0.0.1, and writes the
@@ -55,8 +57,8 @@ func testCA(t *testing.T) (serverCert tls.Certificate, caFile string) {
 
 func TestUpstreamTLSVerifiesCertificates(t *testing.T) {
 	cert, caFile := testCA(t)
-	for _, mode := range []string{"implicit", "starttls"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []imapback.TLSMode{imapback.TLSImplicit, imapback.TLSStartTLS} {
+		t.Run(string(mode), func(t *testing.T) {
 			srv, err := memimap.Listen(memimap.Options{
 				TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
 				ImplicitTLS: mode == "implicit",
@@ -68,10 +70,10 @@ func TestUpstreamTLSVerifiesCertificates(t *testing.T) {
 			srv.AddUser("alice", "secret")
 			srv.Append("alice", "INBOX", testMessage(1, "over TLS\r\n"))
 
-			trusted := startProxyAt(t, srv.Addr, func(c *Config) {
+			trusted := startProxy(t, srv.Addr, proxyOptions{configure: func(c *config.Config) {
 				c.Upstream.TLS = mode
 				c.Upstream.CAFile = caFile
-			})
+			}}).addr
 			c := pop3test.Dial(t, trusted)
 			c.Login("alice", "secret")
 			if got := c.Multi("RETR 1"); !strings.Contains(string(got), "over TLS") {
@@ -81,7 +83,7 @@ func TestUpstreamTLSVerifiesCertificates(t *testing.T) {
 
 			// Without the CA the certificate is unknown: verification is on
 			// by default, so the login fails and nothing is sent upstream.
-			untrusted := startProxyAt(t, srv.Addr, func(c *Config) { c.Upstream.TLS = mode })
+			untrusted := startProxy(t, srv.Addr, proxyOptions{configure: func(c *config.Config) { c.Upstream.TLS = mode }}).addr
 			c = pop3test.Dial(t, untrusted)
 			c.OK("USER alice")
 			if resp := c.Cmd("PASS secret"); !strings.HasPrefix(resp, "-ERR [SYS/TEMP]") {

@@ -2,10 +2,7 @@ package proxy
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -133,59 +130,6 @@ func dialIMAP(t *testing.T, u *upstream) *imapclient.Client {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// startProxy runs popbridge in front of u and returns its POP3 address.
-func startProxy(t *testing.T, u *upstream, configure func(*Config)) string {
-	t.Helper()
-	return startProxyAt(t, u.addr, configure)
-}
-
-func startProxyAt(t *testing.T, upstreamAddr string, configure func(*Config)) string {
-	t.Helper()
-	return startProxyLogging(t, upstreamAddr, configure, testWriter{t})
-}
-
-// startProxyLogging is startProxyAt with debug logs sent to logs.
-func startProxyLogging(t *testing.T, upstreamAddr string, configure func(*Config), logs io.Writer) string {
-	t.Helper()
-	noDelay := time.Duration(0)
-	cfg := &Config{
-		Listen:   []ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: UpstreamConfig{Address: upstreamAddr, TLS: "none", DialTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second},
-		Limits:   LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	if configure != nil {
-		configure(cfg)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Serve()
-	}()
-	t.Cleanup(func() {
-		p.Close()
-		<-done
-	})
-	return p.Addrs()[0].String()
-}
-
-// testWriter sends logs to t.Log, so they show with the failing test only.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
 }
 
 // upstreamMessage is what an independent IMAP client sees of a message.

@@ -14,6 +14,7 @@ import (
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/popbench"
 	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 func startPopbridge(t *testing.T, msgs [][]byte) string {
@@ -30,15 +31,15 @@ func startPopbridge(t *testing.T, msgs [][]byte) string {
 		}
 	}
 	noDelay := time.Duration(0)
-	cfg := &proxy.Config{
-		Listen:   []proxy.ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: proxy.UpstreamConfig{Address: up.Addr, TLS: "none"},
-		Limits:   proxy.LimitsConfig{AuthFailureDelay: &noDelay},
+	cfg := &config.Config{
+		Listen:   []config.ListenConfig{{Address: "127.0.0.1:0"}},
+		Upstream: config.UpstreamConfig{Address: up.Addr, TLS: "none"},
+		Limits:   config.LimitsConfig{AuthFailureDelay: &noDelay},
 	}
 	if err := cfg.Check(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := proxy.New(cfg, slog.New(slog.DiscardHandler))
+	p, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("popbridge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "read the configuration from this YAML `file`")
-	listen := fs.String("listen", "", "POP3 listen `address` (default "+proxy.DefaultListen+")")
+	listen := fs.String("listen", "", "POP3 listen `address` (default "+config.DefaultListen+")")
 	upstream := fs.String("upstream", "", "upstream IMAP server `host:port`; without it and without -config, a demo runs")
 	upstreamTLS := fs.String("upstream-tls", "", "upstream TLS `mode`: implicit, starttls or none (default implicit for port 993, else starttls)")
 	mailbox := fs.String("mailbox", "", "upstream `mailbox` served as the maildrop (default INBOX)")
@@ -84,9 +84,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	// Flags override the file, at start and at every reload.
-	overrides := func(cfg *proxy.Config) {
+	overrides := func(cfg *config.Config) {
 		if *listen != "" {
-			cfg.Listen = []proxy.ListenConfig{{Address: *listen}}
+			cfg.Listen = []config.ListenConfig{{Address: *listen}}
 		}
 		setIf(&cfg.Upstream.Address, *upstream)
 		setIf(&cfg.Upstream.TLS, *upstreamTLS)
@@ -95,10 +95,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		setIf(&cfg.Log.Format, *logFormat)
 		setIf(&cfg.Metrics.Listen, *metricsListen)
 	}
-	cfg := &proxy.Config{}
+	cfg := &config.Config{}
 	if *configPath != "" {
 		var err error
-		if cfg, err = proxy.LoadConfig(*configPath); err != nil {
+		if cfg, err = config.LoadConfig(*configPath); err != nil {
 			fmt.Fprintln(stderr, "popbridge:", err)
 			return exitConfig
 		}
@@ -120,10 +120,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "popbridge: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
-	var load func() (*proxy.Config, error)
+	var load func() (*config.Config, error)
 	if *configPath != "" {
-		load = func() (*proxy.Config, error) {
-			cfg, err := proxy.LoadConfig(*configPath)
+		load = func() (*config.Config, error) {
+			cfg, err := config.LoadConfig(*configPath)
 			if err != nil {
 				return nil, err
 			}
@@ -139,7 +139,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: popbridge check-config FILE")
 		return exitConfig
 	}
-	cfg, err := proxy.LoadConfig(args[0])
+	cfg, err := config.LoadConfig(args[0])
 	if err == nil {
 		err = cfg.Check()
 	}
@@ -147,12 +147,15 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", args[0], err)
 		return exitConfig
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", args[0], w)
+	}
 	fmt.Fprintf(stdout, "%s: ok\n", args[0])
 	return exitOK
 }
 
-func setIf(dst *string, v string) {
+func setIf[T ~string](dst *T, v string) {
 	if v != "" {
-		*dst = v
+		*dst = T(v)
 	}
 }

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/oauth2"
+	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
+	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 // The operator's commands for OAuth2 accounts: oauth login, oauth keygen
@@ -94,7 +97,7 @@ func oauthLogin(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "popbridge oauth login: -config FILE is required: the account, its provider and the token store are configured there")
 		return exitConfig
 	}
-	cfg, err := proxy.LoadConfig(*configPath)
+	cfg, err := config.LoadConfig(*configPath)
 	if err == nil {
 		err = cfg.Check()
 	}
@@ -102,8 +105,8 @@ func oauthLogin(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", *configPath, err)
 		return exitConfig
 	}
-	err = proxy.OAuthLogin(ctx, cfg, pos[0], proxy.OAuthLoginOptions{
-		Grant:        *grant,
+	err = oauth2.Login(ctx, cfg, pos[0], oauth2.LoginOptions{
+		Grant:        config.Grant(*grant),
 		Timeout:      *timeout,
 		RedirectHost: *redirectHost,
 		RedirectPort: *redirectPort,
@@ -121,7 +124,7 @@ func oauthKeygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: popbridge oauth keygen FILE")
 		return exitConfig
 	}
-	if err := proxy.GenerateStoreKey(args[0]); err != nil {
+	if err := storekey.Generate(args[0]); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			fmt.Fprintf(stderr, "popbridge oauth keygen: %s exists: not overwritten, since the tokens sealed with that key would become unreadable\n", args[0])
 		} else {
@@ -206,9 +209,9 @@ func hashPassword(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "popbridge hash-password: the password is empty (it is read from stdin, one line)")
 		return exitFail
 	}
-	hash := proxy.HashPassword
+	hash := passhash.Argon2id
 	if *useBcrypt {
-		hash = proxy.HashPasswordBcrypt
+		hash = passhash.Bcrypt
 	}
 	h, err := hash(password)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
 )
 
 // The operator's whole story, with real processes: popbridge runs; a
@@ -34,7 +34,7 @@ func TestOAuthLoginIsPickedUpByARunningPopbridge(t *testing.T) {
 
 	dir := t.TempDir()
 	const localPassword = "scanner-local-pw"
-	hash, err := proxy.HashPassword(localPassword)
+	hash, err := passhash.Argon2id(localPassword)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/testkit"
-	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
 )
 
 // runBinary runs the popbridge binary to its end with stdin and returns
@@ -204,7 +204,7 @@ func oauthLoginConfig(t *testing.T, s *oauthtest.Server, grant string) (config, 
 	if err := os.Mkdir(storeDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	hash, err := proxy.HashPassword("local-pw")
+	hash, err := passhash.Argon2id("local-pw")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,13 +15,14 @@ import (
 
 	"github.com/popbridge/popbridge/metrics"
 	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // serve runs the bridge for cfg (checked) until ctx is done (SIGTERM,
 // SIGINT), then drains. SIGHUP reloads the configuration with load (nil
 // without a config file); a config that does not load or check is logged
 // and the running one stays.
-func serve(ctx context.Context, cfg *proxy.Config, load func() (*proxy.Config, error), demo *demoUpstream, stdout, stderr io.Writer) int {
+func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), demo *demoUpstream, stdout, stderr io.Writer) int {
 	level := new(slog.LevelVar)
 	level.UnmarshalText([]byte(cfg.Log.Level))
 	logger := newLogger(cfg.Log.Format, level, stderr)
@@ -41,6 +42,7 @@ func serve(ctx context.Context, cfg *proxy.Config, load func() (*proxy.Config, e
 		return exitConfig
 	}
 	m.SetReadyCheck(r.Ready)
+	logWarnings(cfg, logger)
 
 	var hs *http.Server
 	if cfg.Metrics.Listen != "" {
@@ -96,8 +98,8 @@ func serve(ctx context.Context, cfg *proxy.Config, load func() (*proxy.Config, e
 
 // reload loads and applies a new configuration and returns the one in
 // force afterwards.
-func reload(cur *proxy.Config, load func() (*proxy.Config, error), r *proxy.Runner, m *metrics.Metrics,
-	level *slog.LevelVar, logger *slog.Logger) *proxy.Config {
+func reload(cur *config.Config, load func() (*config.Config, error), r *proxy.Runner, m *metrics.Metrics,
+	level *slog.LevelVar, logger *slog.Logger) *config.Config {
 	if load == nil {
 		logger.Warn("SIGHUP ignored: no configuration file (-config) to reload")
 		return cur
@@ -118,8 +120,17 @@ func reload(cur *proxy.Config, load func() (*proxy.Config, error), r *proxy.Runn
 		logger.Warn("log.format changed: it takes effect at the next start", "format", cur.Log.Format)
 	}
 	level.UnmarshalText([]byte(cfg.Log.Level))
+	logWarnings(cfg, logger)
 	logger.Info("configuration reloaded", "listen", len(cfg.Listen), "upstream", cfg.Upstream.Address)
 	return cfg
+}
+
+// logWarnings logs what the checked cfg allows but the operator should
+// hear about.
+func logWarnings(cfg *config.Config, logger *slog.Logger) {
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
 }
 
 func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {

@@ -140,3 +140,19 @@ func TestProviderConfigsCarryTheClientAndEndpoints(t *testing.T) {
 		t.Errorf("generic provider upstream %q, upstreams %v", p.Upstream, cfg.Upstreams)
 	}
 }
+
+func TestProviderAuthStyleIsFixedNotProbed(t *testing.T) {
+	for _, tc := range []struct {
+		p    ProviderConfig
+		want oauth2.AuthStyle
+	}{
+		{ProviderConfig{Preset: "generic"}, oauth2.AuthStyleInParams}, // public client: names itself in the body
+		{ProviderConfig{Preset: "generic", ClientSecret: "s"}, oauth2.AuthStyleInHeader},
+		{ProviderConfig{Preset: "microsoft", ClientSecret: "s"}, oauth2.AuthStyleInParams},
+		{ProviderConfig{Preset: "google", ClientSecret: "s"}, oauth2.AuthStyleInParams},
+	} {
+		if got := tc.p.Client().Endpoint.AuthStyle; got != tc.want {
+			t.Errorf("%s with secret %v: auth style %v, want %v", tc.p.Preset, tc.p.ClientSecret != "", got, tc.want)
+		}
+	}
+}

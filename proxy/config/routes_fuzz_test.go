@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"strings"
@@ -24,14 +24,14 @@ func FuzzRoutes(f *testing.F) {
 		} else {
 			rc.Regex = pattern
 		}
-		r, err := compileRoute(rc)
+		r, err := rc.Compile()
 		if err != nil {
 			return
 		}
-		up, got, ok := r.match(login)
-		if ok && up != DefaultUpstreamName {
-			t.Errorf("upstream %q, want %q", up, DefaultUpstreamName)
+		if r.Upstream != DefaultUpstreamName {
+			t.Errorf("upstream %q, want %q", r.Upstream, DefaultUpstreamName)
 		}
+		got, ok := r.Match(login)
 		if ok && (template == "" || template == "$0") && got != login {
 			t.Errorf("template %q turned %q into %q", template, login, got)
 		}

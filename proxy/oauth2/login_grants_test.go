@@ -48,7 +48,7 @@ func loginTestConfig(t *testing.T, serverURL, store, provider string) *config.Co
 	return cfg
 }
 
-// login runs OAuthLogin in the background; its output is out.
+// login runs Login in the background; its output is out.
 type login struct {
 	out  testkit.LockedBuffer
 	done chan error

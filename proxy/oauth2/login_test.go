@@ -85,7 +85,7 @@ func TestOAuthLoginRefusesBeforeAnyoneSignsIn(t *testing.T) {
 			defer cancel()
 			err = Login(ctx, cfg, tc.account, LoginOptions{Grant: tc.grant, RedirectHost: tc.redirectHost, Out: &out})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("OAuthLogin: %v\nwant an error containing %q", err, tc.want)
+				t.Fatalf("Login: %v\nwant an error containing %q", err, tc.want)
 			}
 			if out.Len() != 0 {
 				t.Errorf("printed instructions although it refused: %q", out.String())

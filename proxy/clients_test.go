@@ -330,6 +330,22 @@ func TestClientsDownloadExactMail(t *testing.T) {
 	}
 }
 
+// download runs the client for r and returns what it stored, stripped,
+// less the messages the client is known to break.
+func (cl interopClient) download(t *testing.T, r *clientRun) [][]byte {
+	t.Helper()
+	if err := os.MkdirAll(r.out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	for _, m := range cl.run(t, r) {
+		if _, ok := cl.broken[subject(m)]; !ok {
+			got = append(got, cl.strip(m))
+		}
+	}
+	return got
+}
+
 func testClient(t *testing.T, cl interopClient, tool string, u *upstream, corpus []corpusMessage) {
 	for _, m := range corpus {
 		if u.refuses != nil && u.refuses(m.raw) {
@@ -344,16 +360,7 @@ func testClient(t *testing.T, cl interopClient, tool string, u *upstream, corpus
 		t.Helper()
 		r := &clientRun{tool: tool, host: host, port: port, user: u.user, pass: u.pass,
 			state: stateDir, out: filepath.Join(base, name), delete: del}
-		if err := os.MkdirAll(r.out, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		var got [][]byte
-		for _, m := range cl.run(t, r) {
-			if _, ok := cl.broken[subject(m)]; !ok {
-				got = append(got, cl.strip(m))
-			}
-		}
-		return got
+		return cl.download(t, r)
 	}
 	expect := func(state []upstreamMessage) [][]byte { return expectedStored(t, cl, tool, state) }
 	newState := func(name string) string {

@@ -38,14 +38,21 @@ func deliverN(t *testing.T, u *upstream, n int) [][]byte {
 	return msgs
 }
 
+// loginAfterDelivering delivers n messages to u, starts popbridge in front
+// of it and logs in there. It returns the messages, INBOX as an IMAP
+// client sees it then, and the POP3 session.
+func loginAfterDelivering(t *testing.T, u *upstream, n int) ([][]byte, []upstreamMessage, *pop3test.Client) {
+	t.Helper()
+	msgs := deliverN(t, u, n)
+	state := upstreamState(t, u)
+	c := pop3test.Dial(t, startProxy(t, u.addr, proxyOptions{}).addr)
+	c.Login(u.user, u.pass)
+	return msgs, state, c
+}
+
 func TestRetrieveGivesUpstreamBytesAndSizes(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		msgs := deliverN(t, u, 3)
-		state := upstreamState(t, u)
-		addr := startProxy(t, u.addr, proxyOptions{}).addr
-
-		c := pop3test.Dial(t, addr)
-		c.Login(u.user, u.pass)
+		msgs, state, c := loginAfterDelivering(t, u, 3)
 		n, size := c.Stat()
 		var total int64
 		for _, m := range state {
@@ -606,11 +613,7 @@ func TestHugeMessageStreamsWithBoundedMemory(t *testing.T) {
 // not be taken for the answer: every message stays retrievable.
 func TestFlagChangesByAnotherClientLeaveMessagesRetrievable(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		msgs := deliverN(t, u, 4)
-		state := upstreamState(t, u)
-		addr := startProxy(t, u.addr, proxyOptions{}).addr
-		c := pop3test.Dial(t, addr)
-		c.Login(u.user, u.pass)
+		msgs, state, c := loginAfterDelivering(t, u, 4)
 		other := dialIMAP(t, u)
 		flag := func(uid imap.UID) {
 			t.Helper()

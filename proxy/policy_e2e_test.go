@@ -45,29 +45,6 @@ namespace inbox {
 	dovecotNoUIDPlus = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE\n"
 )
 
-// mailboxState is upstreamState for any mailbox; nil if it does not exist.
-func mailboxState(t *testing.T, u *upstream, name string) []upstreamMessage {
-	t.Helper()
-	c := u.dial(t)
-	defer c.Close()
-	sel, err := c.Select(name, nil).Wait()
-	if err != nil || sel.NumMessages == 0 {
-		return nil
-	}
-	body := &imap.FetchItemBodySection{Peek: true}
-	bufs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{
-		UID: true, Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body},
-	}).Collect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := make([]upstreamMessage, len(bufs))
-	for i, b := range bufs {
-		msgs[i] = upstreamMessage{UID: b.UID, Size: b.RFC822Size, Flags: b.Flags, Body: b.FindBodySection(body)}
-	}
-	return msgs
-}
-
 func uidsOf(msgs []upstreamMessage) []imap.UID {
 	var uids []imap.UID
 	for _, m := range msgs {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/config"
 )
 
 func TestUpstreamErrorsMapToResponseCodes(t *testing.T) {
@@ -26,6 +28,49 @@ func TestUpstreamErrorsMapToResponseCodes(t *testing.T) {
 	} {
 		if got := popError(slog.New(slog.DiscardHandler), tc.err); got != tc.want {
 			t.Errorf("popError(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestPerformanceKeysReachTheBackend(t *testing.T) {
+	for _, tt := range []struct {
+		yaml    string
+		wantErr string
+		want    config.PerformanceConfig
+	}{
+		{"", "", config.PerformanceConfig{}},
+		{"performance: {read_ahead_bytes: -1}", "", config.PerformanceConfig{ReadAheadBytes: -1}},
+		{"performance: {read_ahead_bytes: 65536, read_ahead_messages: 8, read_ahead_total_bytes: 1048576}", "",
+			config.PerformanceConfig{ReadAheadBytes: 65536, ReadAheadMessages: 8, ReadAheadTotalBytes: 1048576}},
+		{"performance: {read_ahead_bytes: -2}", "performance.read_ahead_bytes", config.PerformanceConfig{}},
+		{"performance: {read_ahead_messages: -1}", "performance.read_ahead_messages", config.PerformanceConfig{}},
+		{"performance: {read_ahead_total_bytes: -1}", "performance.read_ahead_total_bytes", config.PerformanceConfig{}},
+		{"performance: {chunk_size: 262144}", "", config.PerformanceConfig{ChunkSize: 262144}},
+		{"performance: {chunk_size: 100}", "performance.chunk_size", config.PerformanceConfig{}},
+	} {
+		cfg, err := config.ParseConfig([]byte("upstream: {address: \"127.0.0.1:143\", tls: none}\n" + tt.yaml + "\n"))
+		if err == nil {
+			err = cfg.Check()
+		}
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: error %v, want one about %s", tt.yaml, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		if cfg.Performance != tt.want {
+			t.Errorf("%q: %+v, want %+v", tt.yaml, cfg.Performance, tt.want)
+		}
+		opts, err := upstreamOptions(cfg, cfg.Upstream, Hooks{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.ReadAheadBytes != tt.want.ReadAheadBytes || opts.ReadAheadMessages != tt.want.ReadAheadMessages ||
+			opts.ReadAheadTotal != tt.want.ReadAheadTotalBytes || opts.ChunkSize != tt.want.ChunkSize {
+			t.Errorf("%q: backend options %+v", tt.yaml, opts)
 		}
 	}
 }

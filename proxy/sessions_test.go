@@ -22,11 +22,7 @@ import (
 // our QUIT expunges only what this session deleted.
 func TestDeletedFlagSetDuringSessionIsNotExpunged(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		msgs := deliverN(t, u, 3)
-		before := upstreamState(t, u)
-		addr := startProxy(t, u.addr, proxyOptions{}).addr
-		c := pop3test.Dial(t, addr)
-		c.Login(u.user, u.pass)
+		msgs, before, c := loginAfterDelivering(t, u, 3)
 
 		other := u.dial(t)
 		flagDeleted(t, other, before[1].UID)

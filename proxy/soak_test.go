@@ -402,6 +402,20 @@ func (c *soakConn) expectOK(line, resp string) (ok, gone bool) {
 	return false, false
 }
 
+// multi sends a command and reads its multi-line answer. gone: the
+// message was removed by another session; !ok: this session is over.
+func (c *soakConn) multi(line string) (data []byte, gone, ok bool) {
+	resp, ok := c.cmd(line)
+	if !ok {
+		return nil, false, false
+	}
+	if ok, gone := c.expectOK(line, resp); !ok {
+		return nil, gone, false
+	}
+	data, ok = c.data(line)
+	return data, false, ok
+}
+
 // soakSession runs one session of mixed commands.
 func soakSession(addr, user, pass string, rng *rand.Rand, stats *soakStats) {
 	nc, err := net.DialTimeout("tcp", addr, 30*time.Second)
@@ -459,17 +473,10 @@ func soakSession(addr, user, pass string, rng *rand.Rand, stats *soakStats) {
 		switch k := rng.IntN(10); {
 		case k < 4: // RETR
 			line := "RETR " + strconv.Itoa(n)
-			resp, ok := c.cmd(line)
-			if !ok {
-				return
+			msg, gone, ok := c.multi(line)
+			if gone {
+				continue
 			}
-			if ok, gone := c.expectOK(line, resp); !ok {
-				if gone {
-					continue
-				}
-				return
-			}
-			msg, ok := c.data(line)
 			if !ok {
 				return
 			}
@@ -483,17 +490,10 @@ func soakSession(addr, user, pass string, rng *rand.Rand, stats *soakStats) {
 			}
 		case k < 6: // TOP
 			line := "TOP " + strconv.Itoa(n) + " " + strconv.Itoa(rng.IntN(5))
-			resp, ok := c.cmd(line)
-			if !ok {
-				return
+			top, gone, ok := c.multi(line)
+			if gone {
+				continue
 			}
-			if ok, gone := c.expectOK(line, resp); !ok {
-				if gone {
-					continue
-				}
-				return
-			}
-			top, ok := c.data(line)
 			if !ok {
 				return
 			}

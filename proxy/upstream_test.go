@@ -140,18 +140,16 @@ type upstreamMessage struct {
 	Body  []byte
 }
 
-// upstreamState fetches every message of INBOX with a fresh connection.
-func upstreamState(t *testing.T, u *upstream) []upstreamMessage {
+// mailboxState fetches every message of a mailbox with a fresh
+// connection; nil if the mailbox does not exist or is empty.
+func mailboxState(t *testing.T, u *upstream, name string) []upstreamMessage {
 	t.Helper()
 	c := u.dial(t)
 	defer c.Close()
 	// go-imap sets Mailbox() just after Select().Wait() returns: ask the
 	// server instead.
-	sel, err := c.Select("INBOX", nil).Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sel.NumMessages == 0 {
+	sel, err := c.Select(name, nil).Wait()
+	if err != nil || sel.NumMessages == 0 {
 		return nil
 	}
 	body := &imap.FetchItemBodySection{Peek: true}
@@ -166,6 +164,12 @@ func upstreamState(t *testing.T, u *upstream) []upstreamMessage {
 		msgs[i] = upstreamMessage{UID: b.UID, Size: b.RFC822Size, Flags: b.Flags, Body: b.FindBodySection(body)}
 	}
 	return msgs
+}
+
+// upstreamState fetches every message of INBOX with a fresh connection.
+func upstreamState(t *testing.T, u *upstream) []upstreamMessage {
+	t.Helper()
+	return mailboxState(t, u, "INBOX")
 }
 
 func hasFlag(flags []imap.Flag, f imap.Flag) bool {

@@ -2,10 +2,12 @@ package oauthtest
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -33,13 +35,8 @@ const (
 // accounts list as it is.
 func ConfigSection(t testing.TB, srv *Server, grant, extraAccounts string) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := filepath.Dir(ExpandSection(t, "DIR/key"))
 	key := filepath.Join(dir, "key")
-	raw := make([]byte, 32) // a store key may be 32 raw octets
-	rand.Read(raw)
-	if err := os.WriteFile(key, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	client, secret := DefaultClientID, ""
 	if grant == "client_credentials" {
 		client = AppClientID
@@ -69,4 +66,20 @@ func ClosedURL(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return "http://" + addr
+}
+
+// ExpandSection replaces KEY, SECRET, HASH and DIR in a config section by
+// a new store key file, a client secret file holding "s3cret", LocalHash
+// and a new directory, for tests that write their own sections.
+func ExpandSection(t testing.TB, section string) string {
+	t.Helper()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	raw := make([]byte, 32) // a store key may be 32 raw octets
+	rand.Read(raw)
+	secret := filepath.Join(dir, "secret")
+	if err := errors.Join(os.WriteFile(key, raw, 0o600), os.WriteFile(secret, []byte("s3cret\n"), 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	return strings.NewReplacer("KEY", key, "SECRET", secret, "HASH", LocalHash, "DIR", dir).Replace(section)
 }

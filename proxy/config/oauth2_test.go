@@ -1,29 +1,19 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"golang.org/x/oauth2"
 
-	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
-	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
+	"github.com/popbridge/popbridge/internal/oauthtest"
 )
 
-func oauth2TestConfig(t *testing.T, oauth2Section string) (*Config, error) {
+// oauth2TestConfig checks a config whose oauth2 section is section, with
+// KEY, SECRET, HASH ("local-pw") and DIR filled in.
+func oauth2TestConfig(t *testing.T, section string) (*Config, error) {
 	t.Helper()
-	dir := t.TempDir()
-	key := filepath.Join(dir, "key")
-	if err := storekey.Generate(key); err != nil {
-		t.Fatal(err)
-	}
-	secret := filepath.Join(dir, "secret")
-	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
-	hash, _ := passhash.Argon2id("local-pw")
-	r := strings.NewReplacer("KEY", key, "SECRET", secret, "HASH", hash, "DIR", dir)
-	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\noauth2:\n" + r.Replace(oauth2Section)))
+	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\noauth2:\n" + oauthtest.ExpandSection(t, section)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,8 +20,6 @@ import (
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
-	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
-	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
 )
 
 // Tests of `popbridge oauth login`'s grants against a real OAuth2 server
@@ -464,21 +461,11 @@ func TestOAuthLoginRefusesATokenWithoutRefreshToken(t *testing.T) {
 	noSecrets(t, out.String()+err.Error(), "at-only")
 }
 
-// oauth2TestConfig checks a config whose oauth2 section is oauth2Section,
-// with KEY, SECRET, HASH and DIR replaced by a new store key, a client
-// secret file, the hash of "local-pw" and a temporary directory.
-func oauth2TestConfig(t *testing.T, oauth2Section string) (*config.Config, error) {
+// oauth2TestConfig checks a config whose oauth2 section is section, with
+// KEY, SECRET, HASH ("local-pw") and DIR filled in.
+func oauth2TestConfig(t *testing.T, section string) (*config.Config, error) {
 	t.Helper()
-	dir := t.TempDir()
-	key := filepath.Join(dir, "key")
-	if err := storekey.Generate(key); err != nil {
-		t.Fatal(err)
-	}
-	secret := filepath.Join(dir, "secret")
-	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
-	hash, _ := passhash.Argon2id("local-pw")
-	r := strings.NewReplacer("KEY", key, "SECRET", secret, "HASH", hash, "DIR", dir)
-	cfg, err := config.ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\noauth2:\n" + r.Replace(oauth2Section)))
+	cfg, err := config.ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\noauth2:\n" + oauthtest.ExpandSection(t, section)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,9 +117,10 @@ type LogConfig struct {
 	Format string `yaml:"format"` // one of LogFormats
 }
 
-// The values of log.level and log.format; the first is the default.
+// The values of log.level and log.format; the first format is the
+// default, and info the default level.
 var (
-	LogLevels  = []string{"info", "debug", "warn", "error"}
+	LogLevels  = []string{"debug", "info", "warn", "error"}
 	LogFormats = []string{"text", "json"}
 )
 
@@ -205,7 +206,7 @@ func (c *Config) Check() error {
 		errs = append(errs, errors.New("limits.max_connections: must not be negative"))
 	}
 
-	c.Log.Level = cmp.Or(c.Log.Level, LogLevels[0])
+	c.Log.Level = cmp.Or(c.Log.Level, "info")
 	c.Log.Format = cmp.Or(c.Log.Format, LogFormats[0])
 	errs = append(errs, oneOf("log.level", c.Log.Level, LogLevels))
 	errs = append(errs, oneOf("log.format", c.Log.Format, LogFormats))

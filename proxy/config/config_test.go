@@ -62,3 +62,18 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestShortIdleTimeoutIsAWarningNotAnError(t *testing.T) {
+	for idle, want := range map[string]int{"": 0, "idle_timeout: 10m": 0, "idle_timeout: 5m": 1} {
+		cfg, err := ParseConfig([]byte("upstream: {address: a:993}\nlimits: {" + idle + "}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Check(); err != nil {
+			t.Fatalf("%q: %v", idle, err)
+		}
+		if w := cfg.Warnings(); len(w) != want || want > 0 && !strings.Contains(w[0], "limits.idle_timeout") {
+			t.Errorf("%q: warnings %q, want %d about limits.idle_timeout", idle, w, want)
+		}
+	}
+}

@@ -260,12 +260,12 @@ func (o pop3Observer) ConnClosed(c pop3front.ConnEvent, s pop3front.SessionStats
 	o.m.sessionDuration.Observe(s.Duration.Seconds())
 }
 
-// Tokens observes the OAuth2 token requests of proxy's token cache
+// Tokens observes the OAuth2 token requests of the token cache
 // (proxy.Hooks.Tokens).
 func (m *Metrics) Tokens() TokenObserver { return TokenObserver{m} }
 
 // TokenObserver counts OAuth2 token requests; it satisfies
-// proxy.TokenObserver.
+// oauth2.TokenObserver of proxy/oauth2.
 type TokenObserver struct{ m *Metrics }
 
 // TokenRequest counts one attempt of provider (a configured name) with

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -130,8 +129,6 @@ func (f *tokenFixture) mustToken(t *testing.T) string {
 	}
 	return tok
 }
-
-func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
 
 func TestExpiryMarginIsAMinuteOrATenthOfTheLifetime(t *testing.T) {
 	for _, tc := range []struct{ lifetime, want time.Duration }{

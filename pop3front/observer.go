@@ -3,7 +3,6 @@ package pop3front
 import (
 	"bytes"
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -96,34 +95,26 @@ var commandNames = map[string]bool{
 	"STLS": true,
 }
 
-// handle runs one command line, then reports it to the observer and, at
-// debug level, to the log, never with secret arguments.
-func (c *conn) handle(line []byte) error {
-	start := time.Now()
-	c.failed, c.truncated, c.committed = false, false, 0
-	err := c.dispatch(line)
-
-	kw, args, _ := bytes.Cut(line, []byte{' '})
-	name := strings.ToUpper(string(kw))
+// observeCommand reports one command, answered with result (as reply
+// classified its error err), to the observer and, at debug level, to the
+// log, never with secret arguments.
+func (c *conn) observeCommand(name string, args []byte, start time.Time, result string, err error) {
 	if !commandNames[name] {
 		name = "UNKNOWN"
 	}
 	queued := c.queued()
-	ev := CommandEvent{Name: name, Result: "ok", Duration: time.Since(start), Sent: queued - c.reported,
-		Truncated: c.truncated, Deleted: c.committed}
-	c.reported = queued
-	switch {
-	case err != nil && err != errHangUp:
-		ev.Result = "aborted"
-	case c.failed:
-		ev.Result = "err"
+	ev := CommandEvent{Name: name, Result: result, Duration: time.Since(start), Sent: queued - c.reported,
+		Truncated: errors.Is(err, errTruncated)}
+	if errors.Is(err, errHangUp) {
+		// Only the QUIT that ends the session sets nRemoved.
+		ev.Deleted = c.nRemoved
 	}
+	c.reported = queued
 	if c.srv.Observer != nil {
 		c.srv.Observer.CommandDone(c.event(), ev)
 	}
 	c.log.Debug("command", "cmd", name, "args", loggableArgs(name, args), "result", ev.Result,
 		"duration", ev.Duration.Round(time.Microsecond), "sent", ev.Sent)
-	return err
 }
 
 // loggableArgs returns a command's arguments as they may be logged: PASS
@@ -150,8 +141,9 @@ func loggableArgs(name string, args []byte) string {
 	return string(args)
 }
 
-// LoginResultOf classifies the outcome of a login attempt, nil for a
-// successful one, as Server.OnLogin receives it.
+// LoginResultOf classifies the outcome of a login attempt: nil for a
+// successful one, else the error that was answered (ErrPlaintextRefused,
+// ErrAuthFailed, ErrRateLimited, ErrUnavailable or a Backend's own error).
 func LoginResultOf(err error) LoginResult {
 	var e *Error
 	switch {

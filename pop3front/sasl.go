@@ -6,9 +6,9 @@ import (
 )
 
 // SASL PLAIN decoding errors, answered as protocol errors.
-const (
-	errBadBase64 = protoError("Invalid base64 data")
-	errBadPlain  = protoError("Invalid SASL PLAIN response")
+var (
+	errBadBase64 = badCommand("Invalid base64 data")
+	errBadPlain  = badCommand("Invalid SASL PLAIN response")
 )
 
 // decodePlain decodes a base64 SASL PLAIN response (RFC 4616):

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -80,12 +79,6 @@ type Server struct {
 	// ErrPlaintextRefused and CAPA lists neither USER nor SASL. Nil allows
 	// plaintext authentication everywhere.
 	PlaintextAllowed func(info ConnInfo) bool
-	// OnLogin, when set, is called once per login attempt (PASS, or AUTH
-	// with a response) with its outcome: nil on success, else the error
-	// that was answered, e.g. ErrPlaintextRefused, ErrAuthFailed,
-	// ErrRateLimited, ErrUnavailable or a Backend's own error. It is meant
-	// for metrics and must not block.
-	OnLogin func(info ConnInfo, err error)
 	// Implementation is the text of the IMPLEMENTATION capability.
 	Implementation string
 	// Observer receives connection, login and command events, for
@@ -117,25 +110,14 @@ func (s *Server) ServeSTLS(ln net.Listener, config *tls.Config) error {
 	}
 	defer s.untrack(ln)
 
-	var backoff time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := Accept(ln, s.logger(), nil)
 		if err != nil {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				// Out of descriptors or a transient error: back off
-				// instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("accept failed, retrying", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
-				continue
-			}
 			return err
 		}
-		backoff = 0
 		c := newConn(s, nc)
 		c.stls = config
 		c.listener = ln.Addr().String()

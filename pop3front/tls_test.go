@@ -7,8 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -171,16 +171,11 @@ func TestHandshakeTimeoutClosesSilentTLSClient(t *testing.T) {
 func TestPlaintextAuthRefusedOnUntrustedConnection(t *testing.T) {
 	srvCfg, cliCfg := testkit.SelfSignedTLS(t)
 	fb := newFakeBackend()
-	var mu sync.Mutex
-	var results []error
+	rec := &recorder{}
 	ts := startServer(t, fb, func(s *Server) {
 		s.TLSConfig = srvCfg
 		s.PlaintextAllowed = func(info ConnInfo) bool { return info.TLS } // trust nobody
-		s.OnLogin = func(info ConnInfo, err error) {
-			mu.Lock()
-			results = append(results, err)
-			mu.Unlock()
-		}
+		s.Observer = rec
 	})
 	c := dial(t, ts)
 	c.expect("CAPA\r\n", capaCommon+"STLS\r\n"+capaImpl)
@@ -201,16 +196,17 @@ func TestPlaintextAuthRefusedOnUntrustedConnection(t *testing.T) {
 	if n := len(fb.loginCalls()); n != 2 {
 		t.Errorf("Login called %d times, want 2 (only under TLS)", n)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	want := []error{ErrPlaintextRefused, ErrPlaintextRefused, ErrPlaintextRefused, ErrAuthFailed, nil}
-	if len(results) != len(want) {
-		t.Fatalf("OnLogin results = %v, want %v", results, want)
-	}
-	for i := range want {
-		if !errors.Is(results[i], want[i]) {
-			t.Errorf("OnLogin result %d = %v, want %v", i, results[i], want[i])
+	ts.waitSessions(t)
+	events, _ := rec.get()
+	var logins []string
+	for _, e := range events {
+		if strings.HasPrefix(e, "login ") {
+			logins = append(logins, e)
 		}
+	}
+	want := []string{"login refused_plaintext", "login refused_plaintext", "login refused_plaintext", "login auth_failed", "login ok"}
+	if !slices.Equal(logins, want) {
+		t.Errorf("logins observed = %q, want %q", logins, want)
 	}
 }
 

@@ -33,7 +33,7 @@ func Accept(ln net.Listener, log *slog.Logger, stop <-chan struct{}) (net.Conn, 
 		if err == nil || !retryAccept(err) {
 			return nc, err
 		}
-		backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+		backoff = nextAcceptBackoff(backoff)
 		log.Warn("accept failed, retrying", "addr", ln.Addr().String(), "err", err, "backoff", backoff)
 		t := time.NewTimer(backoff)
 		select {
@@ -49,4 +49,9 @@ func Accept(ln net.Listener, log *slog.Logger, stop <-chan struct{}) (net.Conn, 
 func retryAccept(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// nextAcceptBackoff is the pause after one that lasted d.
+func nextAcceptBackoff(d time.Duration) time.Duration {
+	return min(max(2*d, acceptBackoffMin), acceptBackoffMax)
 }

@@ -281,3 +281,25 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	}
 	return r.r.Read(p)
 }
+
+// fakeState is everything a fakeBackend saw, in one comparable value.
+type fakeState struct {
+	Logins    []string // user/pass
+	Retrieves []retrieveCall
+	Retrieved []int
+	Noops     int
+	Commits   [][]int
+	Closes    int
+	Open      int // message readers not closed
+}
+
+func (b *fakeBackend) state() fakeState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := fakeState{Retrieves: slices.Clone(b.retrieves), Retrieved: slices.Clone(b.retrieved), Noops: b.noops,
+		Commits: slices.Clone(b.commits), Closes: b.closes, Open: b.open}
+	for _, l := range b.logins {
+		st.Logins = append(st.Logins, l.user+"/"+l.pass)
+	}
+	return st
+}

@@ -358,15 +358,8 @@ func TestRetrSendsTheMessageDotStuffedWithCRLF(t *testing.T) {
 				c := dialLogin(t, ts, "1")
 				c.expect("RETR 1\r\n", fmt.Sprintf("+OK %d octets\r\n", len(tt.body))+tt.want)
 				c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-				if got := fb.retrieveCalls(); !slices.Equal(got, []retrieveCall{{0, -1}}) {
-					t.Errorf("Retrieve calls = %v, want [{0 -1}]", got)
-				}
-				if got := fb.retrievedCalls(); !slices.Equal(got, []int{0}) {
-					t.Errorf("Retrieved calls = %v, want [0]", got)
-				}
-				if n := fb.openReaders(); n != 0 {
-					t.Errorf("%d message readers not closed", n)
-				}
+				ts.expectBackend(t, fakeState{Logins: alice, Retrieves: []retrieveCall{{0, -1}}, Retrieved: []int{0},
+					Commits: [][]int{nil}, Closes: 1})
 			})
 		}
 	}
@@ -418,19 +411,11 @@ func TestTop(t *testing.T) {
 				c := dialLogin(t, ts, "1")
 				c.expect(tt.send, tt.want)
 				c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-				var want []retrieveCall
+				want := fakeState{Logins: alice, Commits: [][]int{nil}, Closes: 1}
 				if tt.wantLines != -2 {
-					want = []retrieveCall{{0, tt.wantLines}}
+					want.Retrieves = []retrieveCall{{0, tt.wantLines}}
 				}
-				if got := fb.retrieveCalls(); !slices.Equal(got, want) {
-					t.Errorf("Retrieve calls = %v, want %v", got, want)
-				}
-				if got := fb.retrievedCalls(); len(got) != 0 {
-					t.Errorf("TOP called Retrieved(%v)", got)
-				}
-				if n := fb.openReaders(); n != 0 {
-					t.Errorf("%d message readers not closed", n)
-				}
+				ts.expectBackend(t, want)
 			})
 		}
 	}
@@ -468,19 +453,7 @@ func TestUpstreamFailureMidRetrClosesWithoutTerminator(t *testing.T) {
 				if strings.HasSuffix(got, "\r\n.\r\n") {
 					t.Errorf("a cut message ends with the terminator: %q", got)
 				}
-				ts.waitSessions(t)
-				if got := fb.retrievedCalls(); len(got) != 0 {
-					t.Errorf("Retrieved calls = %v, want none", got)
-				}
-				if n := len(fb.commitCalls()); n != 0 {
-					t.Errorf("Commit called %d times", n)
-				}
-				if n := fb.closeCount(); n != 1 {
-					t.Errorf("Close called %d times, want 1", n)
-				}
-				if n := fb.openReaders(); n != 0 {
-					t.Errorf("%d message readers not closed", n)
-				}
+				ts.expectBackend(t, fakeState{Logins: alice, Retrieves: []retrieveCall{{0, -1}}, Closes: 1})
 			})
 		}
 	}
@@ -571,17 +544,11 @@ func TestIdleTimeoutClosesTheConnection(t *testing.T) {
 			if d := time.Since(start); d >= clientTimeout/2 {
 				t.Errorf("closed after %v", d)
 			}
-			ts.waitSessions(t)
-			if n := len(fb.commitCalls()); n != 0 {
-				t.Errorf("Commit called %d times", n)
-			}
-			wantClose := 0
+			var want fakeState // DELE 1 is not committed
 			if login {
-				wantClose = 1
+				want = fakeState{Logins: alice, Closes: 1}
 			}
-			if n := fb.closeCount(); n != wantClose {
-				t.Errorf("Close called %d times, want %d", n, wantClose)
-			}
+			ts.expectBackend(t, want)
 		})
 	}
 }
@@ -609,20 +576,7 @@ func TestMaxConnectionsRefusesTheExtraConnection(t *testing.T) {
 		"USER\r\nSASL PLAIN\r\nIMPLEMENTATION popbridge\r\n.\r\n")
 	c2.expect("STAT\r\n", "+OK 3 68\r\n")
 	c1.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-	// The freed slot is given to the next client once the server has
-	// noticed; bounded retries.
-	for i := 0; ; i++ {
-		c := dialRaw(t, ts)
-		got := c.readLines(1)
-		if got == greeting {
-			break
-		}
-		if got != "-ERR [SYS/TEMP] Too many connections, try again later\r\n" || i == 200 {
-			t.Fatalf("after a QUIT, new connection got %q", got)
-		}
-		c.nc.Close()
-		time.Sleep(5 * time.Millisecond)
-	}
+	ts.expectSlotFreed(t, "-ERR [SYS/TEMP] Too many connections, try again later\r\n")
 }
 
 // pipelineCommands is a deterministic mix of commands, some multi-line.

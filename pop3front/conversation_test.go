@@ -2,7 +2,6 @@ package pop3front
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -234,10 +233,7 @@ func TestConversations(t *testing.T) {
 			} else {
 				c.nc.Close()
 			}
-			ts.waitSessions(t)
-			if got, want := fmt.Sprintf("%+v", fb.state()), fmt.Sprintf("%+v", tc.want); got != want {
-				t.Errorf("backend saw\n %s\nwant\n %s", got, want)
-			}
+			ts.expectBackend(t, tc.want)
 		})
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"sync"
+	"testing"
 	"testing/iotest"
 )
 
@@ -302,4 +304,20 @@ func (b *fakeBackend) state() fakeState {
 		st.Logins = append(st.Logins, l.user+"/"+l.pass)
 	}
 	return st
+}
+
+// expectBackend waits for ts's sessions to end and checks everything its
+// fakeBackend saw.
+func (ts *testServer) expectBackend(t *testing.T, want fakeState) {
+	t.Helper()
+	ts.waitSessions(t)
+	ts.srv.Backend.(*fakeBackend).expectState(t, want)
+}
+
+// expectState checks everything b saw so far.
+func (b *fakeBackend) expectState(t *testing.T, want fakeState) {
+	t.Helper()
+	if got, want := fmt.Sprintf("%+v", b.state()), fmt.Sprintf("%+v", want); got != want {
+		t.Errorf("backend saw\n %s\nwant\n %s", got, want)
+	}
 }

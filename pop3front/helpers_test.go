@@ -140,6 +140,26 @@ func dial(t *testing.T, ts *testServer) *client {
 	return c
 }
 
+// expectSlotFreed checks that a connection refused with refusal is served
+// again once a client has left: the freed slot is given to the next
+// client once the server has noticed, so it retries, a bounded number of
+// times.
+func (ts *testServer) expectSlotFreed(t *testing.T, refusal string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		c := dialRaw(t, ts)
+		got := c.readLines(1)
+		if got == greeting {
+			return
+		}
+		if got != refusal || i == 200 {
+			t.Fatalf("after a QUIT, new connection got %q", got)
+		}
+		c.nc.Close()
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // dialLogin connects and logs in as alice with USER/PASS.
 func dialLogin(t *testing.T, ts *testServer, nmsgs string) *client {
 	t.Helper()

@@ -74,8 +74,8 @@ type conn struct {
 
 	state    state
 	user     string // from USER, waiting for PASS
-	bad      int
-	authFail int
+	bad      int    // protocol errors, up to maxBadCommands
+	authFail int    // failed logins, up to maxAuthFailures
 
 	// Set before serve: over MaxConnections, answer and close.
 	overLimit bool
@@ -83,32 +83,42 @@ type conn struct {
 	remote    net.Addr   // the client, behind a PROXY header if any
 	stls      *tls.Config
 
-	// TRANSACTION state.
+	authUser string // the logged-in user, for the log
+	maildrop        // set by the login
+	tally
+
+	scratch [64]byte // where single-line answers are built
+}
+
+// maildrop is the TRANSACTION state: the session's snapshot and the
+// messages marked deleted, which only QUIT removes.
+type maildrop struct {
 	sess      Session
 	msgs      []MessageInfo
 	deleted   []bool
 	nDeleted  int
 	totalSize int64
 	delSize   int64
+}
 
-	// Counters for the end-of-session log line.
+// tally counts what a connection did, for the end-of-session log line and
+// the Observer's SessionStats.
+type tally struct {
 	started            time.Time
 	nRetr, nTop, nDele int
 	nRemoved           int // messages removed at QUIT, which ends the session
 	octets             int64
-	authUser           string
-	scratch            [64]byte
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		srv:     s,
-		raw:     nc,
-		stls:    s.TLSConfig,
-		ctx:     ctx,
-		cancel:  cancel,
-		started: time.Now(),
+		srv:    s,
+		raw:    nc,
+		stls:   s.TLSConfig,
+		ctx:    ctx,
+		cancel: cancel,
+		tally:  tally{started: time.Now()},
 		// RemoteAddr may block (it reads a PROXY header): the address
 		// is added in serve.
 		log: s.logger(),

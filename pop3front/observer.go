@@ -141,10 +141,10 @@ func loggableArgs(name string, args []byte) string {
 	return string(args)
 }
 
-// LoginResultOf classifies the outcome of a login attempt: nil for a
+// loginResultOf classifies the outcome of a login attempt: nil for a
 // successful one, else the error that was answered (ErrPlaintextRefused,
 // ErrAuthFailed, ErrRateLimited, ErrUnavailable or a Backend's own error).
-func LoginResultOf(err error) LoginResult {
+func loginResultOf(err error) LoginResult {
 	var e *Error
 	switch {
 	case err == nil:
@@ -188,7 +188,7 @@ func (c *conn) observeLogin(err error) {
 	if c.srv.Observer == nil {
 		return
 	}
-	c.srv.Observer.LoginDone(c.event(), LoginResultOf(err))
+	c.srv.Observer.LoginDone(c.event(), loginResultOf(err))
 }
 
 func (c *conn) stats() SessionStats {

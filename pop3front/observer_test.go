@@ -133,8 +133,8 @@ func TestLoginResultOf(t *testing.T) {
 		{ErrInUse, LoginUpstreamError},
 		{errors.New("backend broke"), LoginUpstreamError},
 	} {
-		if got := LoginResultOf(tc.err); got != tc.want {
-			t.Errorf("LoginResultOf(%v) = %s, want %s", tc.err, got, tc.want)
+		if got := loginResultOf(tc.err); got != tc.want {
+			t.Errorf("loginResultOf(%v) = %s, want %s", tc.err, got, tc.want)
 		}
 	}
 }

@@ -108,7 +108,7 @@ func (c *conn) handleAuth(args []byte) error {
 	if string(initial) == "*" {
 		return &Error{Text: "Authentication cancelled"}
 	}
-	authz, user, pass, err := decodePlain(initial) // sasl.go
+	authz, user, pass, err := decodePlain(initial)
 	if err != nil {
 		return err
 	}

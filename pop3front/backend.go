@@ -1,3 +1,6 @@
+// backend.go holds the seam between the protocol and the mail store: the
+// Backend and Session interfaces a store implements, and what they pass.
+
 package pop3front
 
 import (

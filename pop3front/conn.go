@@ -1,9 +1,8 @@
 // conn.go holds one client connection: its state, the command loop that
-// reads a line, dispatches it to a handler and answers the handler's error
-// (reply, in errors.go), and the low-level reads and writes. The
-// connection's own goroutine runs everything here; other goroutines only
-// close raw and cancel ctx. The handlers live by state: auth.go
-// (AUTHORIZATION), transaction.go (TRANSACTION), update.go (QUIT).
+// reads a line, dispatches it to its handler and turns the handler's error
+// into the answer, and the low-level reads and writes. The connection's
+// own goroutine runs everything here; other goroutines only close raw and
+// cancel ctx. The handlers live in files named after their POP3 state.
 
 package pop3front
 

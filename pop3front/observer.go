@@ -1,3 +1,6 @@
+// observer.go holds the Observer interface, the events it receives, and
+// the connection's calls to it, each made from the connection's goroutine.
+
 package pop3front
 
 import (

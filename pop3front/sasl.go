@@ -1,3 +1,5 @@
+// sasl.go holds the decoding of a SASL PLAIN response (RFC 4616).
+
 package pop3front
 
 import (

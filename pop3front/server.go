@@ -1,6 +1,6 @@
-// Package pop3front is a POP3 server (RFC 1939, RFC 2449 CAPA and response
-// codes, RFC 5034 SASL PLAIN) that serves maildrops from a Backend. It knows
-// the wire protocol and nothing of where the mail lives.
+// server.go holds the Server: its settings, listeners, connection limits
+// and life cycle.
+
 package pop3front
 
 import (

@@ -1,7 +1,7 @@
 // transaction.go holds the handlers of the TRANSACTION state: STAT,
 // LIST, UIDL, RETR, TOP, DELE, RSET and NOOP, and send, which streams a
 // message to the client. DELE and RSET change marks in memory only; the
-// maildrop changes at QUIT (update.go).
+// maildrop changes at QUIT.
 
 package pop3front
 

@@ -29,18 +29,25 @@
 //     ACL2=UNION ENABLE UTF8=ACCEPT, before and after login: no MOVE, no
 //     SPECIAL-USE, no LITERAL+, no AUTH=PLAIN. NAMESPACE is
 //     (("INBOX." ".")) NIL (("#shared." ".")("shared." ".")).
-//   - Folders exist only under "INBOX.": CREATE Trash and COPY to Trash
-//     are refused (NO Invalid mailbox name), CREATE INBOX.Trash works.
-//   - Maildir files hold LF line ends. IMAP serves each LF as CRLF, and
-//     RFC822.SIZE counts it so; a bare CR and a missing final line end in
-//     a file are served as they are.
-//   - APPEND stores CRLF and bare LF as LF, drops a bare CR, and adds a
-//     final line end where the message has none.
+//   - Folders exist only under "INBOX.": CREATE Trash is refused with "NO
+//     Invalid mailbox name.", COPY to Trash with "NO Error in IMAP command
+//     received by server."; CREATE INBOX.Trash works.
+//   - Maildir files hold LF line ends. IMAP serves each LF as CRLF (a
+//     file's CRLF as CR CR LF), and RFC822.SIZE counts it so; a bare CR,
+//     a NUL and a missing final line end in a file are served as they
+//     are, except that a CR that ends the file is left out. BINARY is
+//     not offered (BINARY.PEEK[] gets NO).
+//   - APPEND stores CRLF and bare LF as LF, drops every bare CR ("a\rb"
+//     becomes "ab", "c\r\r\n" becomes "c\n"), and adds a final line end
+//     where the message has none.
 //   - A message another session expunged is not reported to a session
-//     until its next NOOP (or other command that may send EXPUNGE); until
-//     then a FETCH of it answers OK with FLAGS () and, as BODY[] and
-//     RFC822.SIZE, the 129 octets of UnavailableBody.
-//   - Start-up takes about a tenth of a second.
+//     until its next NOOP (UID FETCH does not report it). Until then a FETCH of it answers OK: with the real octets if it is the
+//     message this session read last (imapd keeps that file open),
+//     otherwise with FLAGS holding at most \Recent and, as BODY[] and
+//     RFC822.SIZE, the 129 octets of UnavailableBody; after that the
+//     file held open is given up, and it too is served as UnavailableBody.
+//   - Start-up takes about a tenth of a second, stopping about one and a
+//     half.
 package couriertest
 
 import (

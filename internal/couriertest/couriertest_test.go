@@ -210,25 +210,40 @@ func sorted(s []string) []string {
 }
 
 // Delivered files hold LF and are served with CRLF, in delivery order; a
-// bare CR and a missing final line end in a file are served as stored.
+// bare CR, a NUL and a missing final line end in a file are served as
+// stored, a CR at the very end is not.
 func TestDeliveredMessagesAreServedWithCRLF(t *testing.T) {
 	t.Parallel()
 	s := Start(t, Options{})
 	s.Deliver(t, "alice", []byte("Subject: one\r\nFrom: a@b\r\n\r\nline1\r\n.dot\r\n"))
 	s.Deliver(t, "alice", []byte("Subject: two\r\n\r\nno final line end"))
-	s.DeliverRaw(t, "alice", []byte("Subject: three\n\na\rb\n"))
-	stored := []string{
+	raw := []string{
+		"Subject: three\n\na\rb\n",
+		"Subject: crlf file\r\n\r\nx\r\n",
+		"Subject: cr at the end\n\nx\r",
+		"Subject: nul\n\na\x00b\n",
+		"",
+	}
+	for _, m := range raw {
+		s.DeliverRaw(t, "alice", []byte(m))
+	}
+	stored := append([]string{
 		"Subject: one\nFrom: a@b\n\nline1\n.dot\n",
 		"Subject: two\n\nno final line end",
-		"Subject: three\n\na\rb\n",
-	}
+	}, raw...)
 	served := []string{
 		"Subject: one\r\nFrom: a@b\r\n\r\nline1\r\n.dot\r\n",
 		"Subject: two\r\n\r\nno final line end",
 		"Subject: three\r\n\r\na\rb\r\n",
+		// Every LF gets a CR, even one that follows a CR.
+		"Subject: crlf file\r\r\n\r\r\nx\r\r\n",
+		// A CR that ends the file is not served.
+		"Subject: cr at the end\r\n\r\nx",
+		"Subject: nul\r\n\r\na\x00b\r\n",
+		"",
 	}
 	// More messages, to show that UIDs follow the order of delivery.
-	for i := 4; i <= 12; i++ {
+	for i := len(served) + 1; i <= 16; i++ {
 		s.Deliver(t, "alice", []byte(fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)))
 		stored = append(stored, fmt.Sprintf("Subject: %d\n\nx\n", i))
 		served = append(served, fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i))
@@ -238,6 +253,11 @@ func TestDeliveredMessagesAreServedWithCRLF(t *testing.T) {
 	}
 	if got := fetchAll(t, s, "alice"); !slices.Equal(got, served) {
 		t.Errorf("served BODY[] by UID:\n got %q\nwant %q", got, served)
+	}
+	w := dialWire(t, s, "alice")
+	w.cmd("SELECT INBOX")
+	if got, want := w.cmd("FETCH 1 (BINARY.PEEK[])"), "T NO Error in IMAP command received by server.\r\n"; got != want {
+		t.Errorf("BINARY.PEEK[]: %q, want %q", got, want)
 	}
 }
 

@@ -44,8 +44,11 @@
 //     until its next NOOP (UID FETCH does not report it). Until then a FETCH of it answers OK: with the real octets if it is the
 //     message this session read last (imapd keeps that file open),
 //     otherwise with FLAGS holding at most \Recent and, as BODY[] and
-//     RFC822.SIZE, the 129 octets of UnavailableBody; after that the
-//     file held open is given up, and it too is served as UnavailableBody.
+//     RFC822.SIZE, the 129 octets of UnavailableBody (partial fetches and
+//     BODY[HEADER] cut from it, {0} past its end); after that the file
+//     held open is given up, and it too is served as UnavailableBody. A
+//     UID STORE of it answers OK without the untagged FETCH that a
+//     non-silent STORE of an existing message brings.
 //   - Start-up takes about a tenth of a second, stopping about one and a
 //     half.
 package couriertest

@@ -344,8 +344,20 @@ func TestExpungeRaceServesSubstituteBody(t *testing.T) {
 		{"UID FETCH 2 (RFC822.SIZE BODY.PEEK[])", "* 2 FETCH (UID 2 RFC822.SIZE 129 BODY[] {129}\r\n" + UnavailableBody + ")\r\nT OK FETCH completed.\r\n"},
 		// Once the substitute was served, the one A held open is gone too.
 		{"UID FETCH 3 (RFC822.SIZE BODY.PEEK[])", "* 3 FETCH (UID 3 RFC822.SIZE 129 BODY[] {129}\r\n" + UnavailableBody + ")\r\nT OK FETCH completed.\r\n"},
+		// Partial fetches cut the substitute, as a chunked reader sees it.
+		{"UID FETCH 2 (BODY.PEEK[]<0.50>)", "* 2 FETCH (UID 2 BODY[]<0> {50}\r\n" + UnavailableBody[:50] + ")\r\nT OK FETCH completed.\r\n"},
+		{"UID FETCH 2 (BODY.PEEK[]<100.100>)", "* 2 FETCH (UID 2 BODY[]<100> {29}\r\n" + UnavailableBody[100:] + ")\r\nT OK FETCH completed.\r\n"},
+		{"UID FETCH 2 (BODY.PEEK[]<300.100>)", "* 2 FETCH (UID 2 BODY[]<300> {0}\r\n)\r\nT OK FETCH completed.\r\n"},
+		{"UID FETCH 2 (BODY.PEEK[HEADER])", "* 2 FETCH (UID 2 BODY[HEADER] {77}\r\n" + UnavailableBody[:77] + ")\r\nT OK FETCH completed.\r\n"},
+		// Among other messages in one read-ahead FETCH.
+		{"UID FETCH 1:2 (BODY.PEEK[])", fmt.Sprintf("* 1 FETCH (UID 1 BODY[] {%d}\r\n%s)\r\n", len(keep), keep) +
+			"* 2 FETCH (UID 2 BODY[] {129}\r\n" + UnavailableBody + ")\r\nT OK FETCH completed.\r\n"},
 		// The flags do not tell either: \Deleted went with the file.
 		{"UID FETCH 2 (FLAGS)", "* 2 FETCH (UID 2 FLAGS (\\Recent))\r\nT OK FETCH completed.\r\n"},
+		// A STORE answers OK, but without the FETCH of the new flags it
+		// sends for a message that exists.
+		{`UID STORE 2 +FLAGS (\Seen)`, "T OK STORE completed.\r\n"},
+		{`UID STORE 1 +FLAGS (\Seen)`, "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\nT OK STORE completed.\r\n"},
 		{"NOOP", "* 2 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXISTS\r\n* 1 RECENT\r\nT OK NOOP completed\r\n"},
 		// Once told, the UIDs are simply absent.
 		{"UID FETCH 2:3 (BODY.PEEK[])", "T OK FETCH completed.\r\n"},

@@ -1,6 +1,7 @@
 // Tests of the harness and of the facts about Courier that the package
 // comment states. wire is a bare IMAP connection for the tests that pin
 // down exact bytes, which a client library would hide.
+
 package couriertest
 
 import (

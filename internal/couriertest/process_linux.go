@@ -1,5 +1,6 @@
 // The life cycle of the one process tree an instance runs: started in its
 // own process group, stopped by signalling that group.
+
 package couriertest
 
 import (

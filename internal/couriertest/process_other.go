@@ -2,6 +2,7 @@
 
 // Outside Linux the harness only has to compile: Courier is run in a
 // private mount namespace, which only Linux has.
+
 package couriertest
 
 import "errors"

@@ -316,10 +316,12 @@ func (s *Server) prepare(root string) error {
 	return nil
 }
 
-// startScript runs inside the new mount namespace, as "sh -c startScript
-// sh DIR PORT AUTHDAEMOND COURIERTCPD LIMIT IMAPLOGIN IMAPD": it puts the instance's etc/ and run/ over Courier's
-// compiled-in paths, starts authdaemond with its settings exported (as its
-// own wrapper script does), and becomes couriertcpd with the packaged
+// startScript runs inside the new mount namespace, as
+// "sh -c startScript sh DIR PORT AUTHDAEMOND COURIERTCPD LIMIT IMAPLOGIN
+// IMAPD". It puts the instance's etc/ and run/ over Courier's compiled-in
+// paths (creating the mount points, since /run may have been emptied
+// since the install), starts authdaemond with its settings exported (as
+// its own wrapper script does), and becomes couriertcpd with the packaged
 // imapd settings exported (as the init script does). authdaemond stays in
 // couriertcpd's process group, so stopping the group stops both.
 const startScript = `set -e

@@ -81,10 +81,20 @@ func NewRedis(cfg Config, opts Options) (*Redis, error) {
 		}
 		ro.TLSConfig = tc
 	}
+	quietClient.Do(func() { redis.SetLogger(discard{}) })
 	r := &Redis{cfg: cfg, opts: opts, client: redis.NewClient(ro)}
 	r.leases = newRenewer(r)
 	return r, nil
 }
+
+// quietClient silences the client library's own log, once per process:
+// its lines (a failed dial, say) would bypass popbridge's structured log,
+// and every error they describe reaches a caller or Options.OnError.
+var quietClient sync.Once
+
+type discard struct{}
+
+func (discard) Printf(context.Context, string, ...any) {}
 
 // Ping asks the store for an answer, e.g. for a readiness check.
 func (r *Redis) Ping(ctx context.Context) error {

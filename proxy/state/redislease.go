@@ -31,11 +31,12 @@ type held struct {
 }
 
 type renewer struct {
-	r    *Redis
-	mu   sync.Mutex
-	set  map[*held]struct{}
-	stop chan struct{}
-	done chan struct{}
+	r        *Redis
+	mu       sync.Mutex
+	set      map[*held]struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 func newRenewer(r *Redis) *renewer {
@@ -136,10 +137,15 @@ func (w *renewer) lose(h *held) {
 	}
 }
 
+// halt stops the loop and waits for it to end.
+func (w *renewer) halt() {
+	w.stopOnce.Do(func() { close(w.stop) })
+	<-w.done
+}
+
 // close stops the loop and releases what is still held, in one pipeline.
 func (w *renewer) close() {
-	close(w.stop)
-	<-w.done
+	w.halt()
 	w.mu.Lock()
 	all := w.set
 	w.set = make(map[*held]struct{})

@@ -101,7 +101,9 @@ func (m *Memory) prune(now time.Time, window time.Duration) {
 	}
 	m.lastPrune = now
 	for k, list := range m.attempts {
-		if len(liveAttempts(list, now, window)) == 0 {
+		if live := liveAttempts(list, now, window); len(live) > 0 {
+			m.attempts[k] = live
+		} else {
 			delete(m.attempts, k)
 		}
 	}

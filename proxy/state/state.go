@@ -37,7 +37,8 @@ type Limiter interface {
 	// attempt back, release(true) after a failure keeps it counted for a
 	// window from then on. release is not nil whenever ok; it never blocks
 	// past the command timeout and may be called after ctx has ended.
-	// A key must always be used with the same limit and window; a limit
+	// A key must always be used with the same limit and window (of a
+	// millisecond or more); a limit
 	// below 1 is no limit (ok, with a release that does nothing).
 	Reserve(ctx context.Context, key string, limit int, window time.Duration) (release func(failed bool), ok bool, err error)
 

@@ -33,13 +33,15 @@ type Limiter interface {
 	// Reserve takes one of key's limit attempts per window, or refuses
 	// when limit attempts in flight or failed within the last window hold
 	// them all. The caller tries the password only when ok, and then calls
-	// release exactly once: release(false) after a success gives the
-	// attempt back, release(true) after a failure keeps it counted for a
-	// window from then on. release is not nil whenever ok; it never blocks
-	// past the command timeout and may be called after ctx has ended.
-	// A key must always be used with the same limit and window (of a
-	// millisecond or more); a limit
-	// below 1 is no limit (ok, with a release that does nothing).
+	// release (only the first call counts): release(false) after a
+	// success gives the attempt back, release(true) after a failure keeps
+	// it counted for a window from then on. An attempt still in flight a
+	// window after its reservation stops counting, so that a caller that
+	// never releases cannot hold a key forever. release is not nil
+	// whenever ok; it never blocks past the command timeout and may be
+	// called after ctx has ended. A key must always be used with the same
+	// limit and window (a millisecond or more); a limit below 1 is no
+	// limit (ok, with a release that does nothing).
 	Reserve(ctx context.Context, key string, limit int, window time.Duration) (release func(failed bool), ok bool, err error)
 
 	// Remember notes key for ttl, e.g. a user and an address that logged

@@ -5,8 +5,8 @@
 //
 // Each instance runs Debian's redis-server with no persistence (--save ""
 // --appendonly no), its working dir and log in a fresh temp dir, and is
-// stopped by its PID in the test's cleanup. Start-up until PING answers
-// takes about 10-30 ms. Without a redis-server binary, Start skips the
+// stopped by its PID in the test's cleanup. A start and a stop together
+// take about 0.1 s. Without a redis-server binary, Start skips the
 // test, or fails it when CI=true. Any user may run it (root too).
 //
 // Goroutines: each running process has one goroutine that waits for it

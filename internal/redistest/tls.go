@@ -1,5 +1,7 @@
 package redistest
 
+// This file holds the TLS files of a server started with Options.TLS.
+
 import (
 	"crypto/x509"
 	"encoding/pem"

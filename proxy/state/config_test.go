@@ -1,5 +1,7 @@
 package state
 
+// Tests of Config.Check and Config.WithDefaults.
+
 import (
 	"strings"
 	"testing"

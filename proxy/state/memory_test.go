@@ -1,5 +1,7 @@
 package state
 
+// Tests of the in-process store alone, on a clock driven by hand.
+
 import (
 	"context"
 	"fmt"

@@ -52,7 +52,7 @@ func benchBackend(b *testing.B, addr string, raBytes int) *Backend {
 		b.Fatal(err)
 	}
 	// One session first: Dovecot builds its index on first access.
-	s, err := be.Login(context.Background(), "alice", "secret")
+	s, err := be.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, be.DefaultPolicy())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func BenchmarkLoginSnapshot(b *testing.B) {
 				be := benchBackend(b, up.start(b, n, 300), 0)
 				b.ReportAllocs()
 				for b.Loop() {
-					s, err := be.Login(context.Background(), "alice", "secret")
+					s, err := be.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, be.DefaultPolicy())
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -94,7 +94,7 @@ func BenchmarkRetrieveSequential(b *testing.B) {
 		}{{"readahead", 0}, {"one-by-one", -1}} {
 			b.Run(up.name+"/"+ra.name, func(b *testing.B) {
 				be := benchBackend(b, up.start(b, n, size), ra.bytes)
-				s, err := be.Login(context.Background(), "alice", "secret")
+				s, err := be.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, be.DefaultPolicy())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -130,7 +130,7 @@ func BenchmarkRetrieveLarge(b *testing.B) {
 	}{{"readahead", 0}, {"one-by-one", -1}} {
 		b.Run("dovecot/"+ra.name, func(b *testing.B) {
 			be := benchBackend(b, benchUpstreams[1].start(b, n, size), ra.bytes)
-			s, err := be.Login(context.Background(), "alice", "secret")
+			s, err := be.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, be.DefaultPolicy())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -88,7 +88,7 @@ func TestTokenLoginWithEachMechanism(t *testing.T) {
 		before := len(loginMethods(d))
 		var calls atomic.Int32
 		tok := as.IssueAccessToken("alice", oauthtest.DefaultClientID, 0)
-		s, err := oauthBackend(t, d.IMAPAddr, c.auth).LoginWith(context.Background(),
+		s, err := oauthBackend(t, d.IMAPAddr, c.auth).Login(context.Background(),
 			Credentials{User: "alice", Token: fixedToken(tok, &calls)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 		if err != nil {
 			t.Fatalf("auth %q: %v", c.auth, err)
@@ -105,7 +105,7 @@ func TestTokenLoginWithEachMechanism(t *testing.T) {
 		}
 	}
 	// Password logins still work on the same server.
-	if _, err := oauthBackend(t, d.IMAPAddr, AuthAuto).Login(context.Background(), "alice", "secret"); err != nil {
+	if _, err := oauthBackend(t, d.IMAPAddr, AuthAuto).Login(context.Background(), Credentials{User: "alice", Password: "secret"}, oauthBackend(t, d.IMAPAddr, AuthAuto).DefaultPolicy()); err != nil {
 		t.Errorf("password login next to OAuth2: %v", err)
 	}
 	if st := as.Stats(); st.ActiveIntrospections != 5 {
@@ -118,7 +118,7 @@ func TestAutoChoosesXOAuth2WhenOnlyItIsOffered(t *testing.T) {
 	// A later setting overrides the generated one.
 	as, d := startOAuthDovecot(t, oauthtest.Options{}, "auth_mechanisms = plain login xoauth2\n")
 	tok := as.IssueAccessToken("alice", oauthtest.DefaultClientID, 0)
-	s, err := oauthBackend(t, d.IMAPAddr, AuthAuto).LoginWith(context.Background(),
+	s, err := oauthBackend(t, d.IMAPAddr, AuthAuto).Login(context.Background(),
 		Credentials{User: "alice", Token: fixedToken(tok, nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestAutoChoosesXOAuth2WhenOnlyItIsOffered(t *testing.T) {
 func TestTokenLoginFailsWhenServerOffersNoTokenMechanism(t *testing.T) {
 	t.Parallel()
 	srv := startMem(t, message(100))
-	_, err := oauthBackend(t, srv.Addr, AuthAuto).LoginWith(context.Background(),
+	_, err := oauthBackend(t, srv.Addr, AuthAuto).Login(context.Background(),
 		Credentials{User: "alice", Token: fixedToken("at-x", nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2") {
 		t.Errorf("error %v, want ErrUnavailable naming both mechanisms", err)
@@ -166,7 +166,7 @@ func TestRefusedTokenIsAuthFailed(t *testing.T) {
 			t.Parallel()
 			as, d := startOAuthDovecot(t, oauthtest.Options{}, "")
 			tok := c.token(as)
-			_, err := oauthBackend(t, d.IMAPAddr, c.auth).LoginWith(context.Background(),
+			_, err := oauthBackend(t, d.IMAPAddr, c.auth).Login(context.Background(),
 				Credentials{User: "alice", Token: fixedToken(tok, nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 			if !errors.Is(err, ErrAuthFailed) {
 				t.Fatalf("error %v, want ErrAuthFailed", err)
@@ -195,7 +195,7 @@ func TestTokenSourceErrorIsErrTokenWithoutConnecting(t *testing.T) {
 	srv := startMem(t, message(100))
 	relay := fr.New(t, srv.Addr)
 	boom := errors.New("refresh token revoked")
-	_, err := oauthBackend(t, relay.Addr, AuthXOAuth2).LoginWith(context.Background(),
+	_, err := oauthBackend(t, relay.Addr, AuthXOAuth2).Login(context.Background(),
 		Credentials{User: "alice", Token: func(context.Context) (string, error) { return "", boom }}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 	if !errors.Is(err, ErrToken) || !errors.Is(err, boom) {
 		t.Errorf("error %v, want ErrToken wrapping the source's error", err)
@@ -213,7 +213,7 @@ func TestTokenMechanismWithoutTokenIsAClearError(t *testing.T) {
 	srv := startMem(t, message(100))
 	relay := fr.New(t, srv.Addr)
 	for _, mech := range []AuthMechanism{AuthXOAuth2, AuthOAuthBearer} {
-		_, err := oauthBackend(t, relay.Addr, mech).Login(context.Background(), "alice", "secret")
+		_, err := oauthBackend(t, relay.Addr, mech).Login(context.Background(), Credentials{User: "alice", Password: "secret"}, oauthBackend(t, relay.Addr, mech).DefaultPolicy())
 		if err == nil || !strings.Contains(err.Error(), "token") || strings.Contains(err.Error(), "secret") {
 			t.Errorf("auth %s with a password: %v, want an error about the missing token", mech, err)
 		}
@@ -243,7 +243,7 @@ func TestReconnectAsksForANewToken(t *testing.T) {
 	b := oauthBackend(t, relay.Addr, AuthOAuthBearer)
 	var logs testkit.LockedBuffer
 	b.opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := b.LoginWith(context.Background(),
+	s, err := b.Login(context.Background(),
 		Credentials{User: "alice", Token: token}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 	if err != nil {
 		t.Fatal(err)
@@ -437,7 +437,7 @@ func TestXOAuth2ExchangeOnTheWire(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			addr, done := scriptedAuthServer(t, c.greeting, c.steps, nil)
-			_, err := oauthBackend(t, addr, AuthAuto).LoginWith(context.Background(),
+			_, err := oauthBackend(t, addr, AuthAuto).Login(context.Background(),
 				Credentials{User: "alice@example.com", Token: fixedToken(tok, nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 			if !errors.Is(err, c.wantErr) {
 				t.Errorf("error %v, want %v", err, c.wantErr)
@@ -473,7 +473,7 @@ func TestXOAuth2ErrorExchangeOverSTARTTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.LoginWith(context.Background(), Credentials{User: "alice", Token: fixedToken(tok, nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
+	_, err = b.Login(context.Background(), Credentials{User: "alice", Token: fixedToken(tok, nil)}, Policy{Delete: DeleteKeep, Seen: SeenNever})
 	if !errors.Is(err, ErrAuthFailed) || !strings.Contains(err.Error(), `status "400"`) || strings.Contains(err.Error(), tok) {
 		t.Errorf("error %v, want ErrAuthFailed with the status and without the token", err)
 	}

@@ -42,7 +42,7 @@ func loginPolicy(t *testing.T, b *Backend, pol Policy) *Session {
 	if pol.Seen == "" {
 		pol.Seen = SeenRetr
 	}
-	s, err := b.LoginPolicy(context.Background(), "alice", "secret", pol)
+	s, err := b.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, pol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,10 +398,10 @@ func TestDeviceViewNeedsPermanentKeywords(t *testing.T) {
 	defer srv.Close()
 	srv.AddUser("alice", "secret")
 	b := newBackend(t, srv.Addr, 0)
-	if _, err := b.LoginPolicy(context.Background(), "alice", "secret", Policy{Delete: DeleteExpunge, Seen: SeenRetr, Device: "laptop"}); !errors.Is(err, ErrNoKeywords) {
+	if _, err := b.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, Policy{Delete: DeleteExpunge, Seen: SeenRetr, Device: "laptop"}); !errors.Is(err, ErrNoKeywords) {
 		t.Errorf("device view without keywords: %v, want ErrNoKeywords", err)
 	}
-	s, err := b.Login(context.Background(), "alice", "secret")
+	s, err := b.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, b.DefaultPolicy())
 	if err != nil {
 		t.Fatalf("a login without a device must still work: %v", err)
 	}

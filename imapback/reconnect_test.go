@@ -182,7 +182,7 @@ func TestMessageExpungedDuringTransferIsNotCutShortSilently(t *testing.T) {
 	d.Deliver(t, "alice", message(5000))
 	b := newBackend(t, d.IMAPAddr, 1<<10)
 	b.opts.ReadAheadBytes = 0
-	s, err := b.Login(context.Background(), "alice", "secret")
+	s, err := b.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, b.DefaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func newBackend(t *testing.T, addr string, chunk int) *Backend {
 
 func login(t *testing.T, b *Backend) *Session {
 	t.Helper()
-	s, err := b.Login(context.Background(), "alice", "secret")
+	s, err := b.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, b.DefaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,13 +126,13 @@ func TestRetrieveReadsWholeMessagesAcrossChunkBoundaries(t *testing.T) {
 func TestLoginFailures(t *testing.T) {
 	srv := startMem(t)
 	b := newBackend(t, srv.Addr, 0)
-	if _, err := b.Login(context.Background(), "alice", "wrong"); !errors.Is(err, ErrAuthFailed) {
+	if _, err := b.Login(context.Background(), Credentials{User: "alice", Password: "wrong"}, b.DefaultPolicy()); !errors.Is(err, ErrAuthFailed) {
 		t.Errorf("wrong password: %v, want ErrAuthFailed", err)
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
 	ln.Close()
-	if _, err := newBackend(t, dead, 0).Login(context.Background(), "alice", "secret"); !errors.Is(err, ErrUnavailable) {
+	if _, err := newBackend(t, dead, 0).Login(context.Background(), Credentials{User: "alice", Password: "secret"}, newBackend(t, dead, 0).DefaultPolicy()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("no server: %v, want ErrUnavailable", err)
 	}
 	// A server that accepts and then says nothing: the dial timeout ends it.
@@ -148,7 +148,7 @@ func TestLoginFailures(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	if _, err := newBackend(t, silent.Addr().String(), 0).Login(context.Background(), "alice", "secret"); !errors.Is(err, ErrUnavailable) {
+	if _, err := newBackend(t, silent.Addr().String(), 0).Login(context.Background(), Credentials{User: "alice", Password: "secret"}, Policy{Delete: DeleteExpunge, Seen: SeenRetr}); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("silent server: %v, want ErrUnavailable", err)
 	}
 	if d := time.Since(start); d > 4*time.Second {
@@ -175,7 +175,7 @@ func TestLoginRefusesPreauth(t *testing.T) {
 	}
 	go srv.Serve(ln)
 	defer srv.Close()
-	_, err = newBackend(t, ln.Addr().String(), 0).Login(context.Background(), "alice", "anything")
+	_, err = newBackend(t, ln.Addr().String(), 0).Login(context.Background(), Credentials{User: "alice", Password: "anything"}, Policy{Delete: DeleteExpunge, Seen: SeenRetr})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("PREAUTH upstream: %v, want ErrUnavailable", err)
 	}
@@ -218,7 +218,7 @@ func TestLoginMechanisms(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := b.Login(context.Background(), "alice", "secret")
+		s, err := b.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, b.DefaultPolicy())
 		if err != nil {
 			t.Errorf("auth %q: %v", mech, err)
 			continue
@@ -227,7 +227,7 @@ func TestLoginMechanisms(t *testing.T) {
 			t.Errorf("auth %q: %d messages", mech, len(s.Messages()))
 		}
 		s.Close()
-		if _, err := b.Login(context.Background(), "alice", "wrong"); !errors.Is(err, ErrAuthFailed) {
+		if _, err := b.Login(context.Background(), Credentials{User: "alice", Password: "wrong"}, b.DefaultPolicy()); !errors.Is(err, ErrAuthFailed) {
 			t.Errorf("auth %q with a wrong password: %v", mech, err)
 		}
 	}

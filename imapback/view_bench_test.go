@@ -44,7 +44,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				s, err := be.LoginPolicy(context.Background(), "alice", "secret", tc.pol)
+				s, err := be.Login(context.Background(), Credentials{User: "alice", Password: "secret"}, tc.pol)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,9 +1,10 @@
 package imapback
 
 // The message stream: Retrieve and the reader it returns, which fetches
-// one message in ranges of BODY.PEEK[]<offset.size> and hands each octet
-// to the POP3 side as soon as it is in. The batch of small messages that
-// a sequential client is served from memory is in readahead.go.
+// one message in chunks of ChunkSize octets (BODY.PEEK[]<offset.size>,
+// one range per FETCH) and hands each octet to the POP3 side as soon as
+// it is in. The batch of small messages that a sequential client is
+// served from memory is in readahead.go.
 //
 // Who owns the upstream connection when. go-imap's own reader goroutine
 // parses every response and calls Session.expunged (under s.mu) for
@@ -11,9 +12,10 @@ package imapback
 //
 //   - The session's goroutine, the caller of the Session's methods,
 //     between transfers. It alone reconnects (guard) and sends \Seen
-//     STOREs, NOOP, the snapshot and the UPDATE state.
-//   - The reader's goroutine (produce) from Retrieve until the reader's
-//     Close. It sends the range FETCHes one after the other, each bounded
+//     STOREs, NOOP, the snapshot and the UPDATE state. Retrieve does both
+//     before it starts the reader's goroutine.
+//   - The reader's goroutine (produce), from then until the reader's
+//     Close. It sends the chunk FETCHes one after the other, each bounded
 //     by the command timeout (bound), and neither reconnects nor sends a
 //     STORE. The session's goroutine sends nothing meanwhile: the POP3
 //     side reads a message and closes it before its next command, and
@@ -22,14 +24,14 @@ package imapback
 //     last body of the batch. guard, Close and rangeBuffer wait for it
 //     (ra.join) before they touch the connection.
 //
-// A range the client has not read yet is never what holds a literal open:
-// the reader's goroutine reads each range at upstream speed into a buffer
-// of its own (go-imap gives a literal one read deadline, which a slow
-// client would otherwise outlast). With read-ahead on, a message larger
-// than one range gets a second buffer, so the next range is fetched while
-// the client is sent the current one.
+// A chunk the client has not read yet never holds a literal open: the
+// reader's goroutine reads each chunk at upstream speed into a buffer of
+// its own (go-imap gives a literal one read deadline, which a slow client
+// would otherwise outlast). With read-ahead on, a message larger than one
+// chunk gets a second buffer, so the next chunk is fetched while the
+// client is sent the current one.
 //
-// A range that fails ends the reader with an error: the POP3 side then
+// A chunk that fails ends the reader with an error: the POP3 side then
 // cuts the client off without the terminating ".", so a truncated message
 // is never stored as whole.
 
@@ -292,7 +294,7 @@ func (f *rangeFetch) grew(n int) {
 	}
 }
 
-// fetchRange runs in the chunk's goroutine: it fetches the chunk and
+// fetchRange runs in the reader's goroutine: it fetches the chunk and
 // returns its length.
 func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
 	s := r.s

@@ -64,8 +64,8 @@ type Policy struct {
 	MaxAgeDays int
 }
 
-// DefaultPolicy returns the policy of Login: the backend's options and
-// no view.
+// DefaultPolicy returns the policy of the backend's Options, with no
+// view: the policy to pass to Login when nothing is set per user.
 func (b *Backend) DefaultPolicy() Policy {
 	return Policy{Delete: b.opts.Delete, Seen: b.opts.Seen, TrashFolder: b.opts.TrashFolder}
 }

@@ -151,7 +151,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		}
 		a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
 			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
-		s, err = b.LoginPolicy(imapback.WithClientAddr(ctx, info.RemoteAddr), upUser, pass, pol)
+		s, err = b.Login(imapback.WithClientAddr(ctx, info.RemoteAddr), imapback.Credentials{User: upUser, Password: pass}, pol)
 		if err != nil {
 			return nil, popError(a.log, err)
 		}

@@ -6,6 +6,9 @@
 // one direction or where a chosen pattern (an IMAP command such as
 // "UID EXPUNGE", a POP3 "QUIT") first appears in it.
 //
+// A tap copies what passes in one direction to a writer, so a test can
+// check which commands a client sent.
+//
 // The relay is bounded and clean: Close stops accepting, closes every
 // connection it holds and waits for all of its goroutines, so a test that
 // checks for leaked goroutines or file descriptors can use it.
@@ -109,6 +112,7 @@ type Relay struct {
 
 	mu     sync.Mutex
 	faults []*Armed
+	taps   [2]io.Writer // by Dir
 	links  map[*link]struct{}
 	closed bool
 	wg     sync.WaitGroup
@@ -154,6 +158,16 @@ func (r *Relay) Arm(f Fault) *Armed {
 	r.faults = append(r.faults, a)
 	r.mu.Unlock()
 	return a
+}
+
+// Tap copies everything the relay reads in direction d, on every
+// connection, to w, before any fault acts on it. w is written to from
+// the relay's goroutines, once per read: with more than one connection it
+// must be safe for concurrent use, and their data interleave.
+func (r *Relay) Tap(d Dir, w io.Writer) {
+	r.mu.Lock()
+	r.taps[d] = w
+	r.mu.Unlock()
 }
 
 // Disarm removes every fault that has not triggered yet.
@@ -288,6 +302,9 @@ func (l *link) pipe(dir Dir, src, dst net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if n > 0 {
+			l.r.tap(dir, buf[:n])
+		}
 		if n > 0 && !p.forward(buf[:n]) {
 			l.close()
 			return
@@ -301,6 +318,15 @@ func (l *link) pipe(dir Dir, src, dst net.Conn) {
 			l.close()
 			return
 		}
+	}
+}
+
+func (r *Relay) tap(d Dir, data []byte) {
+	r.mu.Lock()
+	w := r.taps[d]
+	r.mu.Unlock()
+	if w != nil {
+		w.Write(data)
 	}
 }
 

@@ -1,18 +1,17 @@
 package benchrig
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/proctest"
 )
 
 // dovecot is a private Dovecot instance for the benchmark, configured as
@@ -25,8 +24,7 @@ type dovecot struct {
 	dir      string
 	imapAddr string // "" for the gateway
 	pop3Addr string
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	proc     *proctest.Process
 	mailUID  int
 	mailGID  int
 	seq      int
@@ -37,9 +35,9 @@ type dovecot struct {
 const benchConnLimit = 1000
 
 func startDovecot(base string, users map[string]string, gateway string) (*dovecot, error) {
-	bin, err := exec.LookPath("dovecot")
+	bin, err := proctest.Executable("dovecot", "/usr/sbin", "/usr/local/sbin")
 	if err != nil {
-		bin = "/usr/sbin/dovecot"
+		return nil, err
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the benchmark runs Dovecot, which needs root (to switch to the mail user)")
@@ -48,7 +46,7 @@ func startDovecot(base string, users map[string]string, gateway string) (*doveco
 	if err != nil {
 		return nil, fmt.Errorf("system user mail: %w", err)
 	}
-	d := &dovecot{dir: base, exited: make(chan struct{})}
+	d := &dovecot{dir: base}
 	d.mailUID, _ = strconv.Atoi(u.Uid)
 	d.mailGID, _ = strconv.Atoi(u.Gid)
 	for _, sub := range []string{"", "state", "home"} {
@@ -72,7 +70,7 @@ func startDovecot(base string, users map[string]string, gateway string) (*doveco
 	if err := os.WriteFile(filepath.Join(base, "users"), []byte(pw.String()), 0o644); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2)
+	ports, err := proctest.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -84,24 +82,15 @@ func startDovecot(base string, users map[string]string, gateway string) (*doveco
 	if err := os.WriteFile(conf, []byte(d.config(ports[0], ports[1], gateway)), 0o644); err != nil {
 		return nil, err
 	}
-	out, err := os.Create(filepath.Join(base, "dovecot.out"))
-	if err != nil {
+	if d.proc, err = proctest.Start(filepath.Join(base, "dovecot.out"), bin, "-F", "-c", conf); err != nil {
 		return nil, err
 	}
-	defer out.Close()
-	d.cmd = exec.Command(bin, "-F", "-c", conf)
-	d.cmd.Stdout, d.cmd.Stderr = out, out
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
 	for _, a := range []struct{ addr, ok string }{{d.imapAddr, "* OK"}, {d.pop3Addr, "+OK"}} {
 		if a.addr == "" {
 			continue
 		}
-		if err := waitGreeting(a.addr, a.ok, d.exited); err != nil {
-			d.stop()
+		if err := d.proc.WaitGreeting(a.addr, a.ok, "", 15*time.Second); err != nil {
+			d.proc.Stop()
 			log, _ := os.ReadFile(filepath.Join(base, "dovecot.log"))
 			return nil, fmt.Errorf("dovecot in %s: %w\n%s", base, err, log)
 		}
@@ -202,70 +191,4 @@ func (d *dovecot) deliver(user string, raw []byte) error {
 		return err
 	}
 	return os.Chown(path, d.mailUID, d.mailGID)
-}
-
-// stop ends the master and the session processes in its group.
-func (d *dovecot) stop() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
-	}
-	pid := d.cmd.Process.Pid
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.exited
-	}
-	syscall.Kill(-pid, syscall.SIGTERM)
-}
-
-func waitGreeting(addr, ok string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return errors.New("dovecot exited")
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.SetDeadline(time.Now().Add(3 * time.Second))
-			r := bufio.NewReader(c)
-			for {
-				line, rerr := r.ReadString('\n')
-				if rerr != nil {
-					err = rerr
-					break
-				}
-				if strings.Contains(line, "Waiting for authentication") {
-					continue
-				}
-				if strings.HasPrefix(line, ok) {
-					c.Close()
-					return nil
-				}
-				err = fmt.Errorf("greeting %q", line)
-				break
-			}
-			c.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready: %v", addr, err)
-		}
-		time.Sleep(30 * time.Millisecond)
-	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

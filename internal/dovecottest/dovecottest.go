@@ -39,24 +39,22 @@
 package dovecottest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/proctest"
 )
 
 // Options configures Start.
@@ -97,14 +95,13 @@ type Server struct {
 	// fixed per server so that only the counter decides the order.
 	stamp int64
 	seq   atomic.Uint64
-	proc  *process
+	proc  *proctest.Process
 }
 
 // Tunables. Start-up normally takes well under a second; the generous
 // bounds are for loaded CI machines.
 const (
 	readyTimeout = 15 * time.Second
-	stopTimeout  = 10 * time.Second
 	startTries   = 3
 	// maxDirLen keeps base_dir's UNIX socket paths (e.g.
 	// run/token-login/tokenlogin) under the 108-byte sun_path limit.
@@ -123,15 +120,7 @@ func Available() bool {
 // dovecotPath also looks in the sbin dirs because they are often missing
 // from a non-root PATH even where Dovecot is installed.
 func dovecotPath() (string, error) {
-	if p, err := exec.LookPath("dovecot"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/dovecot", "/usr/local/sbin/dovecot"} {
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", errors.New("dovecot binary not found in PATH, /usr/sbin or /usr/local/sbin")
+	return proctest.Executable("dovecot", "/usr/sbin", "/usr/local/sbin")
 }
 
 // unavailable skips rather than fails on developer machines without
@@ -210,11 +199,11 @@ func Start(t testing.TB, opts Options) *Server {
 		if err == nil {
 			break
 		}
-		if errors.Is(err, errPortTaken) && try < startTries {
+		if errors.Is(err, proctest.ErrForeign) && try < startTries {
 			// Another process grabbed the port between our probe and
 			// Dovecot's bind; fresh ports almost always fix that.
 			t.Logf("dovecottest: attempt %d: %v; retrying with new ports", try, err)
-			s.proc.stop()
+			s.proc.Stop()
 			continue
 		}
 		t.Fatalf("dovecottest: starting dovecot failed (attempt %d): %v\n%s", try, err, s.Log())
@@ -292,13 +281,11 @@ func (s *Server) logPath() string { return filepath.Join(s.Dir, "dovecot.log") }
 // before its log process started end up.
 func (s *Server) outPath() string { return filepath.Join(s.Dir, "dovecot.out") }
 
-// errPortTaken marks start failures that new ports can fix.
-var errPortTaken = errors.New("port already in use")
-
 // launch writes a config with fresh ports, starts the master and waits for
 // the greetings. On error s.proc may still be running; the caller stops it.
+// An error wrapping proctest.ErrForeign is one that new ports can fix.
 func (s *Server) launch(t testing.TB, bin string, pop3 bool, extra string) error {
-	ports, err := freePorts(2)
+	ports, err := proctest.FreePorts(2)
 	if err != nil {
 		return err
 	}
@@ -318,98 +305,26 @@ func (s *Server) launch(t testing.TB, bin string, pop3 bool, extra string) error
 	os.Remove(s.logPath())
 	os.Remove(s.outPath())
 
-	s.proc, err = startProcess(s.outPath(), bin, "-F", "-c", conf)
+	s.proc, err = proctest.Start(s.outPath(), bin, "-F", "-c", conf)
 	if err != nil {
 		return err
 	}
-	t.Cleanup(s.proc.stop)
+	t.Cleanup(s.proc.Stop)
 
-	targets := []struct{ addr, ok string }{{s.IMAPAddr, "* OK "}}
-	if pop3 {
-		targets = append(targets, struct{ addr, ok string }{s.POP3Addr, "+OK "})
-	}
 	deadline := time.Now().Add(readyTimeout)
-	var lastErr error
-	for len(targets) > 0 {
-		select {
-		case <-s.proc.exited:
-			err := fmt.Errorf("dovecot exited before it was ready: %v", s.proc.err)
-			if strings.Contains(s.Log(), "Address already in use") {
-				err = fmt.Errorf("%w: %v", errPortTaken, err)
-			}
-			return err
-		default:
+	for _, target := range []struct{ addr, ok string }{{s.IMAPAddr, "* OK "}, {s.POP3Addr, "+OK "}} {
+		if target.addr == "" {
+			continue
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v", readyTimeout, lastErr)
+		err := s.proc.WaitGreeting(target.addr, target.ok, token, time.Until(deadline))
+		if err != nil && strings.Contains(s.Log(), "Address already in use") {
+			err = fmt.Errorf("%w: %v", proctest.ErrForeign, err)
 		}
-		err := probe(targets[0].addr, targets[0].ok, token, s.proc.exited)
-		switch {
-		case err == nil:
-			targets = targets[1:]
-		case errors.Is(err, errPortTaken):
+		if err != nil {
 			return err
-		default:
-			lastErr = err
-			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return nil
-}
-
-// probe reads one server greeting. Dovecot's login processes hold the real
-// greeting back until the auth process answers, and imap-login may send a
-// "Waiting for authentication process" line first, so the probe reads on.
-// A greeting from our instance also means logins will be served. The probe
-// gives up as soon as the master exits, which is how a lost port race
-// shows when a silent process holds the port.
-func probe(addr, okPrefix, token string, exited <-chan struct{}) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-exited:
-		case <-done:
-		}
-		c.Close()
-	}()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("reading greeting from %s: %w", addr, err)
-		}
-		switch {
-		case strings.Contains(line, token) && strings.HasPrefix(line, okPrefix):
-			return nil
-		case strings.Contains(line, "Waiting for authentication"):
-			continue
-		default:
-			return fmt.Errorf("%w: %s greeted with %q", errPortTaken, addr, line)
-		}
-	}
-}
-
-// freePorts asks the kernel for n distinct free ports. They are released
-// before Dovecot binds them, so a race is possible; Start retries on it.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		// Kept open until all are picked so the kernel cannot hand out
-		// the same port twice.
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func (s *Server) config(token string, imapPort, pop3Port int, pop3 bool) string {
@@ -487,74 +402,6 @@ service anvil {
 }
 `, 5*connLimit)
 	return b.String()
-}
-
-// process is one dovecot master started by launch.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd.Wait returned
-	err    error         // from cmd.Wait; valid after exited is closed
-	once   sync.Once
-}
-
-// startProcess sends the master's stdout and stderr to a file, not a pipe:
-// session processes inherit them, and with a pipe cmd.Wait would also wait
-// for every session still open.
-func startProcess(outPath, bin string, args ...string) (*process, error) {
-	out, err := os.Create(outPath)
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close() // the child has its own copy
-	p := &process{
-		cmd:    exec.Command(bin, args...),
-		exited: make(chan struct{}),
-	}
-	p.cmd.Stdout = out
-	p.cmd.Stderr = out
-	p.cmd.SysProcAttr = sysProcAttr()
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// stop signals only the master we started; SIGKILL is the last resort for
-// a hung master. The master's own shutdown takes 1-3 s (it sleeps a fixed
-// second after telling its children to close their listeners) and does not
-// end sessions whose client is still connected: those notice the master is
-// gone only about 10 s later. They are still in the master's process group,
-// so they are sent SIGTERM too, and waited for (bounded) so that the temp
-// dir is not removed under them.
-func (p *process) stop() {
-	p.once.Do(func() {
-		pid := p.cmd.Process.Pid
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(stopTimeout):
-				_ = p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if signalGroup(pid, syscall.SIGTERM) != nil {
-			return // group already empty, or no groups on this platform
-		}
-		for end := time.Now().Add(stopTimeout); time.Now().Before(end); {
-			if signalGroup(pid, 0) != nil {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		_ = signalGroup(pid, syscall.SIGKILL)
-	})
 }
 
 // Deliver writes raw (bytes exactly as given, no conversion) as a new

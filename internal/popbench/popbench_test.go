@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -14,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/memimap"
-	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/internal/popbridgetest"
 )
 
 // corpus has the cases a POP3 server must get right: dot-stuffing at the
@@ -35,46 +33,9 @@ func corpus() [][]byte {
 	return msgs
 }
 
-// startPopbridge runs popbridge in front of an in-memory IMAP server
-// holding msgs.
-func startPopbridge(t *testing.T, msgs [][]byte) string {
-	t.Helper()
-	up, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
-	up.AddUser("alice", "secret")
-	for _, m := range msgs {
-		if err := up.Append("alice", "INBOX", m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	noDelay := time.Duration(0)
-	cfg := &proxy.Config{
-		Listen:   []proxy.ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: proxy.UpstreamConfig{Address: up.Addr, TLS: "none"},
-		Limits:   proxy.LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := proxy.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); p.Serve() }()
-	t.Cleanup(func() { p.Close(); <-done })
-	return p.Addrs()[0].String()
-}
-
 func TestEveryModePassesAgainstPopbridge(t *testing.T) {
 	msgs := corpus()
-	addr := startPopbridge(t, msgs)
+	addr := popbridgetest.Start(t, msgs)
 	for _, mode := range Modes {
 		for _, pipeline := range []int{1, 8} {
 			t.Run(fmt.Sprintf("%s/pipeline=%d", mode, pipeline), func(t *testing.T) {
@@ -117,7 +78,7 @@ func TestEveryModePassesAgainstPopbridge(t *testing.T) {
 
 func TestReportsAMailboxOtherThanExpected(t *testing.T) {
 	msgs := corpus()
-	addr := startPopbridge(t, msgs[:len(msgs)-1])
+	addr := popbridgetest.Start(t, msgs[:len(msgs)-1])
 	rep, err := Run(context.Background(), Options{
 		Addr: addr, Users: []Credentials{{"alice", "secret"}}, Mode: ModeRetrAll, Expect: NewExpected(msgs),
 	})

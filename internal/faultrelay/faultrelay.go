@@ -4,7 +4,9 @@
 // and, when an armed fault triggers, cuts the connection, stalls one
 // direction or slows it down. A fault triggers at a chosen octet offset of
 // one direction or where a chosen pattern (an IMAP command such as
-// "UID EXPUNGE", a POP3 "QUIT") first appears in it.
+// "UID EXPUNGE", a POP3 "QUIT") first appears in it. All along, the relay
+// can also delay both directions, as a distant server would, and count a
+// pattern, such as the FETCH commands a test expects to be batched.
 //
 // The relay is bounded and clean: Close stops accepting, closes every
 // connection it holds and waits for all of its goroutines, so a test that
@@ -107,11 +109,13 @@ type Relay struct {
 	ln       net.Listener
 	accepted atomic.Int64
 
-	mu     sync.Mutex
-	faults []*Armed
-	links  map[*link]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	faults   []*Armed
+	counters []*Counter
+	latency  time.Duration
+	links    map[*link]struct{}
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // DialTimeout bounds the relay's connection to its target.
@@ -238,6 +242,7 @@ func (r *Relay) accept() {
 		}
 		l := &link{r: r, conns: [2]net.Conn{down, up}, done: make(chan struct{})}
 		r.mu.Lock()
+		l.latency = r.latency
 		if r.closed {
 			r.mu.Unlock()
 			down.Close()
@@ -258,6 +263,8 @@ type link struct {
 	conns [2]net.Conn
 	once  sync.Once
 	done  chan struct{}
+	// latency delays both directions (steady.go).
+	latency time.Duration
 	// halfClosed counts the directions whose source has ended.
 	halfClosed atomic.Int32
 }
@@ -285,12 +292,15 @@ type pipeState struct {
 func (l *link) pipe(dir Dir, src, dst net.Conn) {
 	defer l.r.wg.Done()
 	p := &pipeRun{l: l, dir: dir, dst: dst, states: make(map[*Armed]*pipeState)}
-	buf := make([]byte, 32<<10)
+	read := l.reader(src)
 	for {
-		n, err := src.Read(buf)
-		if n > 0 && !p.forward(buf[:n]) {
-			l.close()
-			return
+		data, err := read()
+		if len(data) > 0 {
+			p.count(data)
+			if !p.forward(data) {
+				l.close()
+				return
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			if tc, ok := dst.(*net.TCPConn); ok && tc.CloseWrite() == nil && l.halfClosed.Add(1) < 2 {
@@ -313,6 +323,7 @@ type pipeRun struct {
 	active bool // mode is in effect (Stall or Slow)
 	rate   int
 	states map[*Armed]*pipeState
+	tails  map[*Counter][]byte // the end of the data counted so far
 }
 
 // forward handles data read from the source; false means the link is

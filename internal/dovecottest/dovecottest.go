@@ -29,9 +29,10 @@
 //   - Messages delivered in order get increasing UIDs, because Dovecot sorts
 //     new maildir files by the time stamp in their name and then by the
 //     rest of the base name (see Deliver).
-//   - Apart from raised connection limits, mail_fsync = never and a login
-//     greeting that carries a per-instance token (instead of "Dovecot
-//     ready."), the settings are Dovecot's defaults.
+//   - Apart from raised connection limits, mail_fsync = never, the time
+//     zone UTC (SEARCH SINCE and BEFORE compare dates in the server's
+//     zone) and a login greeting that carries a per-instance token
+//     (instead of "Dovecot ready."), the settings are Dovecot's defaults.
 //   - Start-up until both greetings takes about 50-80 ms. Shutdown takes
 //     1-3 s, because the master sleeps a fixed second while its log
 //     process drains, so tests that start instances should use t.Parallel.
@@ -361,6 +362,9 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 # Answer wrong passwords at once: the tests measure popbridge's own delay.
 auth_failure_delay = 0
+# Dates in SEARCH (SINCE, BEFORE) are the server's local dates: UTC makes
+# them the same on every machine.
+import_environment = TZ=UTC
 
 mail_max_userip_connections = %[8]d
 default_process_limit = %[8]d

@@ -180,28 +180,27 @@ func (r *Relay) Open() int {
 // CutAll closes every open connection now, as a server or a NAT box that
 // drops idle connections would. The relay goes on accepting.
 func (r *Relay) CutAll() {
+	for _, l := range r.openLinks() {
+		l.close()
+	}
+}
+
+// openLinks returns the connections open now; closing one takes the lock.
+func (r *Relay) openLinks() []*link {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	links := make([]*link, 0, len(r.links))
 	for l := range r.links {
 		links = append(links, l)
 	}
-	r.mu.Unlock()
-	for _, l := range links {
-		l.close()
-	}
+	return links
 }
 
 // Hangup writes msg (e.g. an IMAP "* BYE Disconnected for inactivity.")
 // to the side that dialled each open connection, then closes them all, as
 // a server that drops idle clients does. The relay goes on accepting.
 func (r *Relay) Hangup(msg []byte) {
-	r.mu.Lock()
-	links := make([]*link, 0, len(r.links))
-	for l := range r.links {
-		links = append(links, l)
-	}
-	r.mu.Unlock()
-	for _, l := range links {
+	for _, l := range r.openLinks() {
 		l.conns[0].SetWriteDeadline(time.Now().Add(DialTimeout))
 		l.conns[0].Write(msg)
 		l.close()

@@ -3,16 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -352,36 +345,6 @@ func TestSIGHUPReloadsListenersAndRejectsABrokenConfig(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate with the given serial number
-// and its key to dir/tls.crt and dir/tls.key.
-func writeCert(t *testing.T, dir string, serial int64) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "pop.example.org"},
-		DNSNames:     []string{"pop.example.org"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "PRIVATE KEY", Bytes: kder}} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // servedSerial connects with implicit TLS and returns the serial number of
 // the certificate popbridge presents.
 func servedSerial(t *testing.T, addr string) int64 {
@@ -405,7 +368,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	t.Parallel()
 	d := startDovecot(t)
 	dir := t.TempDir()
-	writeCert(t, dir, 1)
+	testkit.WriteSelfSigned(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), 1)
 	pop3s, metrics := freeAddr(t), freeAddr(t)
 	cfg := strings.Replace(bridgeConfig(d.IMAPAddr, pop3s, metrics, ""), fmt.Sprintf("  - address: %q\n", pop3s),
 		fmt.Sprintf("  - address: %q\n    tls: implicit\n    cert_file: %s/tls.crt\n    key_file: %s/tls.key\n", pop3s, dir, dir), 1)
@@ -414,7 +377,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 		t.Fatalf("serving certificate %d, want 1", got)
 	}
 
-	writeCert(t, dir, 2)
+	testkit.WriteSelfSigned(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), 2)
 	b.signal(t, syscall.SIGHUP)
 	b.waitLog(t, `msg="configuration reloaded"`)
 	if got := servedSerial(t, pop3s); got != 2 {

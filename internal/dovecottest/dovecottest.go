@@ -55,6 +55,7 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/popbridge/popbridge/internal/dovecotconf"
 	"github.com/popbridge/popbridge/internal/proctest"
 )
 
@@ -90,8 +91,7 @@ type Server struct {
 
 	users     map[string]string
 	oauth2URL string
-	mailUID   int
-	mailGID   int
+	inst      *dovecotconf.Instance
 	// stamp is the leading "time" field of every delivered file name; it is
 	// fixed per server so that only the counter decides the order.
 	stamp int64
@@ -149,7 +149,6 @@ func Start(t testing.TB, opts Options) *Server {
 	if os.Geteuid() != 0 {
 		unavailable(t, "running Dovecot with separate mail and login users requires root")
 	}
-	mailUID, mailGID := lookupIDs(t, "mail")
 	for _, name := range []string{"dovenull", "dovecot"} {
 		if _, err := user.Lookup(name); err != nil {
 			t.Fatalf("dovecottest: system user %q (created by Debian's dovecot-core) is missing: %v", name, err)
@@ -159,15 +158,6 @@ func Start(t testing.TB, opts Options) *Server {
 	users := opts.Users
 	if users == nil {
 		users = map[string]string{"alice": "secret"}
-	}
-	for name, pass := range users {
-		// passwd-file has no quoting, and the name becomes a path element.
-		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, ":/%\n\r\t ") {
-			t.Fatalf("dovecottest: unsupported user name %q", name)
-		}
-		if strings.ContainsAny(pass, ":\n\r") {
-			t.Fatalf("dovecottest: password for %q contains ':' or a line break, which passwd-file cannot hold", name)
-		}
 	}
 
 	// Not t.TempDir: its path embeds the test name and could exceed the
@@ -183,15 +173,22 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("dovecottest: temp dir %q is too long or has characters Dovecot's config cannot take unquoted; set TMPDIR to a short plain path such as /tmp", dir)
 	}
 
+	inst, err := dovecotconf.New(dir, filepath.Base(dir), connLimit)
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
 	s := &Server{
 		Dir:       dir,
 		users:     users,
 		oauth2URL: opts.OAuth2IntrospectionURL,
-		mailUID:   mailUID,
-		mailGID:   mailGID,
+		inst:      inst,
 		stamp:     time.Now().Unix(),
 	}
-	if err := s.prepare(); err != nil {
+	// The config depends on the ports and is written by each launch.
+	if err := inst.Layout(users); err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+	if err := s.writeOAuth2Args(); err != nil {
 		t.Fatalf("dovecottest: %v", err)
 	}
 
@@ -222,61 +219,7 @@ func Start(t testing.TB, opts Options) *Server {
 // passdb/userdb args, which are split on spaces and expand %-variables.
 var safePath = regexp.MustCompile(`^[A-Za-z0-9/._+-]+$`)
 
-func lookupIDs(t testing.TB, name string) (uid, gid int) {
-	t.Helper()
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatalf("dovecottest: system user %q is needed to own the maildirs: %v", name, err)
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err1 != nil || err2 != nil || uid == 0 {
-		t.Fatalf("dovecottest: user %q has unusable uid/gid %s/%s", name, u.Uid, u.Gid)
-	}
-	return uid, gid
-}
-
-// prepare lays out everything except the config, which depends on the
-// ports and is rewritten on each launch attempt.
-func (s *Server) prepare() error {
-	// Dovecot's unprivileged processes must traverse Dir to reach the
-	// users file, their homes and base_dir.
-	if err := os.Chmod(s.Dir, 0o755); err != nil {
-		return err
-	}
-	if err := os.Mkdir(filepath.Join(s.Dir, "state"), 0o755); err != nil {
-		return err
-	}
-	if err := os.Mkdir(filepath.Join(s.Dir, "home"), 0o755); err != nil {
-		return err
-	}
-	var pw strings.Builder
-	for name, pass := range s.users {
-		home := filepath.Join(s.Dir, "home", name)
-		// uid/gid come from mail_uid/mail_gid, so the fields stay empty.
-		fmt.Fprintf(&pw, "%s:{PLAIN}%s::::%s::\n", name, pass, home)
-		for _, d := range []string{home, filepath.Join(home, "Maildir"),
-			s.maildir(name, "cur"), s.maildir(name, "new"), s.maildir(name, "tmp")} {
-			if err := os.Mkdir(d, 0o700); err != nil {
-				return err
-			}
-			if err := os.Chown(d, s.mailUID, s.mailGID); err != nil {
-				return err
-			}
-		}
-	}
-	// The auth process runs as the "dovecot" user and must read it.
-	if err := os.WriteFile(filepath.Join(s.Dir, "users"), []byte(pw.String()), 0o644); err != nil {
-		return err
-	}
-	return s.writeOAuth2Args()
-}
-
-func (s *Server) maildir(user, sub string) string {
-	return filepath.Join(s.Dir, "home", user, "Maildir", sub)
-}
-
-func (s *Server) logPath() string { return filepath.Join(s.Dir, "dovecot.log") }
+func (s *Server) logPath() string { return s.inst.LogPath() }
 
 // outPath receives the master's stdout and stderr, where errors from
 // before its log process started end up.
@@ -333,79 +276,18 @@ func (s *Server) config(token string, imapPort, pop3Port int, pop3 bool) string 
 	if pop3 {
 		protocols = "imap pop3"
 	}
-	var b strings.Builder
 	// Standalone on purpose: nothing from /etc/dovecot may leak in, so the
 	// instance behaves the same on every machine.
-	fmt.Fprintf(&b, `# Generated by dovecottest for one test run.
-instance_name = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-log_path = %[3]s
-info_log_path = %[3]s
-debug_log_path = %[3]s
-
-protocols = %[4]s
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = %[11]s
-login_greeting = %[5]s ready.
-
-default_login_user = dovenull
-default_internal_user = dovecot
-mail_uid = %[6]d
-mail_gid = %[7]d
-first_valid_uid = %[6]d
-first_valid_gid = %[7]d
+	conf := "# Generated by dovecottest for one test run.\n" + s.inst.Settings() + fmt.Sprintf(`
+protocols = %s
+auth_mechanisms = %s
+login_greeting = %s ready.
 mail_location = maildir:~/Maildir
-# Throw-away mail: durability is not worth the fsync latency.
-mail_fsync = never
-# Answer wrong passwords at once: the tests measure popbridge's own delay.
-auth_failure_delay = 0
-# Dates in SEARCH (SINCE, BEFORE) are the server's local dates: UTC makes
-# them the same on every machine.
-import_environment = TZ=UTC
-
-mail_max_userip_connections = %[8]d
-default_process_limit = %[8]d
-default_client_limit = %[8]d
-
-%[10]s
-userdb {
-  driver = passwd-file
-  args = username_format=%%u %[2]s/users
-}
-
-service imap-login {
-  inet_listener imap {
-    port = %[9]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-`, token, s.Dir, s.logPath(), protocols, token, s.mailUID, s.mailGID, connLimit, imapPort, s.passdbConfig(), s.authMechanisms())
+`, protocols, s.authMechanisms(), token) + s.passdbConfig() + s.inst.UserDB() + dovecotconf.Listener("imap", imapPort)
 	if pop3 {
-		fmt.Fprintf(&b, `service pop3-login {
-  inet_listener pop3 {
-    port = %d
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-`, pop3Port)
+		conf += dovecotconf.Listener("pop3", pop3Port)
 	}
-	// auth and anvil serve every login process; Dovecot warns at start-up
-	// unless their client_limit covers the raised process limits.
-	fmt.Fprintf(&b, `service auth {
-  client_limit = %[1]d
-}
-service anvil {
-  client_limit = %[1]d
-}
-`, 5*connLimit)
-	return b.String()
+	return conf
 }
 
 // Deliver writes raw (bytes exactly as given, no conversion) as a new
@@ -427,20 +309,20 @@ func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 		t.Fatalf("dovecottest: Deliver to unknown user %q", user)
 	}
 	name := fmt.Sprintf("%d.Q%012d.dovecottest", s.stamp, s.seq.Add(1))
-	tmp := filepath.Join(s.maildir(user, "tmp"), name)
+	tmp := filepath.Join(s.inst.Maildir(user, "tmp"), name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		t.Fatalf("dovecottest: Deliver: %v", err)
 	}
 	_, err = f.Write(raw)
 	if err == nil {
-		err = f.Chown(s.mailUID, s.mailGID)
+		err = f.Chown(s.inst.MailUID, s.inst.MailGID)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.maildir(user, "new"), name))
+		err = os.Rename(tmp, filepath.Join(s.inst.Maildir(user, "new"), name))
 	}
 	if err != nil {
 		os.Remove(tmp)

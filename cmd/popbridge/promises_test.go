@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testkit"
+
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
 )
@@ -22,7 +24,7 @@ func TestConfiguredAuthFailureDelayHoldsTheAnswer(t *testing.T) {
 	}
 	t.Cleanup(func() { up.Close() })
 	up.AddUser("alice", "secret")
-	pop3, metrics := freeAddr(t), freeAddr(t)
+	pop3, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	b := startBridge(t, fmt.Sprintf(`listen:
   - address: %q
 upstream:

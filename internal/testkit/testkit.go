@@ -1,6 +1,6 @@
 // Package testkit holds small helpers that tests of several packages
-// need alike: a self-signed TLS pair (in memory or in files) and a log
-// buffer safe for concurrent writers.
+// need alike: a self-signed TLS pair (in memory or in files), a free
+// port that stays free, and a log buffer safe for concurrent writers.
 package testkit
 
 import (
@@ -12,7 +12,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -71,6 +73,23 @@ func selfSigned(t testing.TB, serial int64) (der []byte, key *ecdsa.PrivateKey) 
 		t.Fatal(err)
 	}
 	return der, key
+}
+
+// FreeAddr returns a free loopback address below the ephemeral port range
+// (32768 and up on Linux), so that no listener of a parallel test that
+// binds port 0 can take it over once it is closed, for tests that check
+// that a closed address refuses connections.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	for range 200 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
+		if err == nil {
+			defer ln.Close()
+			return ln.Addr().String()
+		}
+	}
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // LockedBuffer collects output (a logger's, a process's) from several

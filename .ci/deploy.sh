@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Validates deploy/ and the release with the real tools: the static build the
-# Dockerfile uses, kustomize build, helm lint and template against the
-# chart's schema, a strict decode of every rendered object into the
-# Kubernetes and prometheus-operator API types (deploy/validate, which also
-# runs popbridge check-config on each rendered configuration), promtool for
-# the alert rules, a GoReleaser snapshot of every release artefact but the
-# image, and the .deb installed, run and removed, with systemd-analyze on
-# the unit it installs. Called by .ci/run; needs root (dpkg) and Debian.
-# Each step prints how long it took.
+# Dockerfile uses and BuildKit's lint rules for the Dockerfile, kustomize
+# build, helm lint and template against the chart's schema, a strict decode
+# of every rendered object into the Kubernetes and prometheus-operator API
+# types (deploy/validate, which also runs popbridge check-config on each
+# rendered configuration), promtool for the alert rules, a GoReleaser
+# snapshot of every release artefact but the image, and the .deb installed,
+# run and removed, with systemd-analyze on the unit it installs. Called by
+# .ci/run; needs root (dpkg) and Debian. Each step prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$(go env GOPATH)/bin"
@@ -50,8 +50,12 @@ echo "built: $((SECONDS - start))s"
 
 echo "== deploy: manifests (kustomize, helm, Kubernetes API types)"
 start=$SECONDS
-(cd deploy/validate && go vet ./... && staticcheck ./... && go test -count=1 ./... && go build -o "$work/validate" .)
-echo "validator built and tested: $((SECONDS - start))s"
+(cd deploy/validate && go vet ./... && staticcheck ./... && go test -count=1 ./... &&
+  go build -o "$work/validate" . && go build -o "$work/dockerlint" ./dockerlint)
+echo "validator and Dockerfile linter built and tested: $((SECONDS - start))s"
+# hadolint is neither a Debian package nor a Go module: BuildKit's own
+# rules (docker build --check) lint the Dockerfile instead, every stage.
+"$work/dockerlint" deploy/Dockerfile
 start=$SECONDS
 chart=deploy/helm/popbridge
 app_version=$(sed -n 's/^appVersion: "\(.*\)"$/\1/p' "$chart/Chart.yaml")

@@ -10,6 +10,10 @@
 # .ci/run; needs root (dpkg) and Debian. Each step prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ] || ! command -v dpkg > /dev/null; then
+  echo "deploy.sh installs the release's .deb: it needs root on Debian or Ubuntu" >&2
+  exit 1
+fi
 export PATH="$PATH:$(go env GOPATH)/bin"
 work=$(mktemp -d)
 cleanup() {

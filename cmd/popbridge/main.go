@@ -23,9 +23,6 @@ import (
 	"github.com/popbridge/popbridge/proxy"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // Exit codes.
 const (
 	exitOK     = 0
@@ -43,7 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
-			fmt.Fprintln(stdout, "popbridge", version)
+			printVersion(stdout)
 			return exitOK
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test suite, with what it needs. First it installs, as Debian packages,
 # each program the end-to-end tests drive that is missing (the IMAP servers
-# Dovecot and Cyrus, the POP3 clients, promtool, systemd-analyze, a C
-# compiler for -race), then it runs `go test -race` on the whole module.
+# Dovecot, Cyrus and Courier, Redis, the POP3 clients, promtool,
+# systemd-analyze, a C compiler for -race), then it runs `go test -race` on
+# the whole module.
 # .ci/run calls it too, so CI and a developer run the same thing.
 #
 #   ./test.sh                          install what is missing, run every test
@@ -83,6 +84,34 @@ unpack_cyrus_imapd() {
   rm -rf "$tmp"
 }
 
+# Courier IMAP, the fourth upstream (internal/couriertest). courier-imap
+# conflicts with dovecot-imapd like Cyrus, so its imapd is unpacked into
+# /opt/courier-imap; courier-base (couriertcpd), the authdaemon and its
+# userdb module install normally without touching Dovecot.
+component_courier() {
+  need /usr/sbin/couriertcpd courier-base
+  need /usr/sbin/authdaemond courier-authlib courier-authdaemon
+  need /usr/sbin/makeuserdb courier-authlib-userdb
+  if [ ! -x /opt/courier-imap/usr/bin/imapd ]; then
+    missing+=(/opt/courier-imap/usr/bin/imapd)
+    # The libraries imapd links against, which only courier-imap pulls in.
+    packages+=(libcourier-unicode4 libgamin0 libgdbm6 libidn12)
+    after_install+=(unpack_courier_imap)
+  fi
+}
+unpack_courier_imap() {
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download courier-imap && dpkg-deb -x courier-imap_*.deb /opt/courier-imap)
+  rm -rf "$tmp"
+}
+
+# Redis, the shared state of several replicas (internal/redistest starts
+# private instances on 127.0.0.1; the package's own service is not started).
+component_redis() {
+  need redis-server redis-server
+}
+
 # go test -race needs cgo, and cgo a C compiler.
 component_c_compiler() {
   need gcc gcc libc6-dev
@@ -92,6 +121,8 @@ component_dovecot
 component_pop3_clients
 component_monitoring_tools
 component_cyrus
+component_courier
+component_redis
 component_c_compiler
 
 if [ ${#missing[@]} -gt 0 ] && [ -z "${POPBRIDGE_NO_INSTALL:-}" ]; then

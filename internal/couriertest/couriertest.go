@@ -17,7 +17,7 @@
 //
 // courier-imap and dovecot-imapd conflict as Debian packages (both
 // provide imap-server), so on a machine with Dovecot installed imapd and
-// imaplogin come from the unpacked package: .ci/install-courier.sh
+// imaplogin come from the unpacked package: test.sh (component_courier)
 // installs courier-base, courier-authdaemon and courier-authlib-userdb
 // and unpacks courier-imap into /opt/courier-imap.
 //
@@ -125,7 +125,7 @@ var (
 	unsharePath  = "unshare"
 )
 
-const installHint = "install courier-base, courier-authdaemon and courier-authlib-userdb, and unpack courier-imap as .ci/install-courier.sh does"
+const installHint = "install courier-base, courier-authdaemon and courier-authlib-userdb, and unpack courier-imap as test.sh's component_courier does"
 
 func isExecutable(p string) bool {
 	fi, err := os.Stat(p)
@@ -170,7 +170,7 @@ func Available() bool {
 // not silently skip the integration tests.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := "couriertest: " + why + " (see .ci/install-courier.sh; the tests must run as root)"
+	msg := "couriertest: " + why + " (see component_courier in test.sh; the tests must run as root)"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg + "; failing because CI=true")
 	}

@@ -345,12 +345,14 @@ func (s *Session) waitSeen() {
 }
 
 // Commit applies the seen and delete policies (policy.go) to exactly
-// the messages in deleted.
-func (s *Session) Commit(ctx context.Context, deleted []int) error {
+// the messages in deleted. It returns how many left the mailbox
+// (expunged or moved) and how many stay in it marked deleted (\Deleted
+// without an expunge, or a device's keyword); the rest were kept.
+func (s *Session) Commit(ctx context.Context, deleted []int) (removed, flagged int, err error) {
 	done, err := s.guard(ctx)
 	defer done()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	s.settle()
 	return s.commit(deleted)

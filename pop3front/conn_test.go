@@ -24,11 +24,11 @@ func TestCapaListsCapabilitiesForTheState(t *testing.T) {
 		want  string
 	}{
 		{"authorization", "", false, "CAPA\r\n",
-			common + "USER\r\nSASL PLAIN\r\nIMPLEMENTATION popbridge\r\n.\r\n"},
+			common + "USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION popbridge\r\n.\r\n"},
 		{"transaction", "", true, "CAPA\r\n",
 			common + "IMPLEMENTATION popbridge\r\n.\r\n"},
 		{"implementation field", "test-impl 1.0", false, "CAPA\r\n",
-			common + "USER\r\nSASL PLAIN\r\nIMPLEMENTATION test-impl 1.0\r\n.\r\n"},
+			common + "USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION test-impl 1.0\r\n.\r\n"},
 		{"arguments rejected", "", false, "CAPA x\r\n", "-ERR CAPA takes no arguments\r\n"},
 	}
 	for _, tt := range tests {
@@ -156,9 +156,10 @@ func TestAuthPlain(t *testing.T) {
 		{"empty user", "AUTH PLAIN " + plain("", "", "secret") + "\r\n", "-ERR Invalid SASL PLAIN response\r\n", false},
 		{"authzid mismatch", "AUTH PLAIN " + plain("admin", "alice", "secret") + "\r\n",
 			"-ERR [AUTH] Authorization identity must match the user\r\n", false},
-		{"bare AUTH lists mechanisms", "AUTH\r\n", "+OK Supported mechanisms follow\r\nPLAIN\r\n.\r\n", false},
+		{"bare AUTH lists mechanisms", "AUTH\r\n", "+OK Supported mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n", false},
 		{"unsupported mechanism", "AUTH CRAM-MD5\r\n", "-ERR Unsupported authentication mechanism\r\n", false},
-		{"unsupported mechanism with response", "AUTH LOGIN YWxpY2U=\r\n", "-ERR Unsupported authentication mechanism\r\n", false},
+		{"unsupported mechanism with response", "AUTH CRAM-MD5 YWxpY2U=\r\n", "-ERR Unsupported authentication mechanism\r\n", false},
+		{"cancel as the initial response", "AUTH PLAIN *\r\n", "-ERR Authentication cancelled\r\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -535,11 +536,12 @@ func TestIdleTimeoutClosesTheConnection(t *testing.T) {
 			} else {
 				c = dial(t, ts)
 			}
-			// The autologout timer closes the connection without an answer
-			// (RFC 1939 section 3); the client's own deadline is far later.
+			// The autologout timer closes the connection (RFC 1939
+			// section 3), saying why; the client's own deadline is far
+			// later.
 			start := time.Now()
-			if got := c.readAll(); got != "" {
-				t.Errorf("got %q before the close, want nothing", got)
+			if got := c.readAll(); got != "-ERR Autologout; idle for too long\r\n" {
+				t.Errorf("got %q before the close", got)
 			}
 			if d := time.Since(start); d >= clientTimeout/2 {
 				t.Errorf("closed after %v", d)
@@ -573,7 +575,7 @@ func TestMaxConnectionsRefusesTheExtraConnection(t *testing.T) {
 		t.Errorf("extra connection got %q", got)
 	}
 	c1.expect("CAPA\r\n", "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"+
-		"USER\r\nSASL PLAIN\r\nIMPLEMENTATION popbridge\r\n.\r\n")
+		"USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION popbridge\r\n.\r\n")
 	c2.expect("STAT\r\n", "+OK 3 68\r\n")
 	c1.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
 	ts.expectSlotFreed(t, "-ERR [SYS/TEMP] Too many connections, try again later\r\n")

@@ -44,6 +44,7 @@ type fakeBackend struct {
 	readChunk   int           // > 0: readers return at most this many bytes per Read; < 0: readers are io.WriterTo
 	writeWhole  bool          // an io.WriterTo reader writes the message in one piece
 	commitErr   error         // Commit fails with this error
+	policy      string        // what Commit does: "" removes the messages, "flag" flags them, "keep" keeps them
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
 
@@ -211,11 +212,20 @@ func (s *fakeSession) Noop(ctx context.Context) error {
 	return s.b.noopErr
 }
 
-func (s *fakeSession) Commit(ctx context.Context, deleted []int) error {
+func (s *fakeSession) Commit(ctx context.Context, deleted []int) (UpdateResult, error) {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	s.b.commits = append(s.b.commits, slices.Clone(deleted))
-	return s.b.commitErr
+	if s.b.commitErr != nil {
+		return UpdateResult{}, s.b.commitErr
+	}
+	switch s.b.policy {
+	case "flag":
+		return UpdateResult{Flagged: len(deleted)}, nil
+	case "keep":
+		return UpdateResult{}, nil
+	}
+	return UpdateResult{Removed: len(deleted)}, nil
 }
 
 func (s *fakeSession) Close() error {

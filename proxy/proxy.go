@@ -193,6 +193,12 @@ func (s *session) Close() error {
 
 func (s *session) Messages() []pop3front.MessageInfo { return s.msgs }
 
+// Commit runs the UPDATE state and says what became of the messages.
+func (s *session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateResult, error) {
+	removed, flagged, err := s.Session.Commit(ctx, deleted)
+	return pop3front.UpdateResult{Removed: removed, Flagged: flagged}, err
+}
+
 func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, error) {
 	rc, err := s.Session.Retrieve(ctx, i, lines)
 	if err != nil {

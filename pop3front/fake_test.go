@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // fakeMsg is one message of the fake maildrop.
@@ -47,6 +48,7 @@ type fakeBackend struct {
 	policy      string        // what Commit does: "" removes the messages, "flag" flags them, "keep" keeps them
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
+	closeDelay  time.Duration // Close takes this long, as an upstream logout does
 
 	mu        sync.Mutex
 	expunged  map[int]bool
@@ -229,6 +231,7 @@ func (s *fakeSession) Commit(ctx context.Context, deleted []int) (UpdateResult, 
 }
 
 func (s *fakeSession) Close() error {
+	time.Sleep(s.b.closeDelay)
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	s.b.closes++

@@ -241,6 +241,7 @@ func TestCommandsInTheWrongState(t *testing.T) {
 		{false, "DELE 1", before},
 		{false, "RSET", before},
 		{false, "NOOP", before},
+		{false, "LAST", before},
 		{false, "APOP alice 0123456789abcdef0123456789abcdef", apop},
 		{true, "USER alice", after},
 		{true, "PASS secret", after},

@@ -45,6 +45,7 @@ type fakeBackend struct {
 	readChunk   int           // > 0: readers return at most this many bytes per Read; < 0: readers are io.WriterTo
 	writeWhole  bool          // an io.WriterTo reader writes the message in one piece
 	commitErr   error         // Commit fails with this error
+	seen        map[int]bool  // messages the snapshot reports as seen
 	policy      string        // what Commit does: "" removes the messages, "flag" flags them, "keep" keeps them
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
@@ -112,8 +113,8 @@ func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInf
 		return nil, ErrAuthFailed
 	}
 	s := &fakeSession{b: b}
-	for _, m := range b.msgs {
-		s.info = append(s.info, MessageInfo{Size: int64(len(m.body)), UID: m.uid})
+	for i, m := range b.msgs {
+		s.info = append(s.info, MessageInfo{Size: int64(len(m.body)), UID: m.uid, Seen: b.seen[i]})
 	}
 	return s, nil
 }

@@ -206,6 +206,7 @@ func (c *conn) serve() {
 			// The connection's place under the limits is free before the
 			// client sees the last answer: a client that reconnects as
 			// soon as it has read it is never refused as one too many.
+			c.markEnded()
 			c.srv.releaseSlot(c)
 			c.bw.Flush()
 			return
@@ -340,6 +341,7 @@ func (c *conn) lineQueued() bool {
 }
 
 func (c *conn) close() {
+	closedBy := c.markEnded()
 	// The limits first, then the client: it need not wait for the
 	// upstream logout.
 	c.srv.releaseSlot(c)
@@ -351,10 +353,10 @@ func (c *conn) close() {
 		}
 	}
 	c.cancel()
-	if by := c.closer(); by != "" && c.why != endQuit {
+	if closedBy != "" && c.why != endQuit {
 		// The server closed the connection: whatever failed then
 		// followed from that.
-		c.why = by
+		c.why = closedBy
 	}
 	c.endAs(endClientClosed)
 	st := c.stats()

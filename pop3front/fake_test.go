@@ -50,6 +50,7 @@ type fakeBackend struct {
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
 	closeDelay  time.Duration // Close takes this long, as an upstream logout does
+	commitGate  chan struct{} // if non-nil, Commit waits for it after recording the call
 
 	mu        sync.Mutex
 	expunged  map[int]bool
@@ -105,6 +106,9 @@ func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInf
 	b.mu.Unlock()
 	if b.loginCalled != nil {
 		b.loginCalled <- struct{}{}
+	}
+	if info.Logger != nil {
+		info.Logger.Info("backend login", "user", user)
 	}
 	if b.loginErr != nil {
 		return nil, b.loginErr
@@ -217,8 +221,13 @@ func (s *fakeSession) Noop(ctx context.Context) error {
 
 func (s *fakeSession) Commit(ctx context.Context, deleted []int) (UpdateResult, error) {
 	s.b.mu.Lock()
-	defer s.b.mu.Unlock()
 	s.b.commits = append(s.b.commits, slices.Clone(deleted))
+	s.b.mu.Unlock()
+	if s.b.commitGate != nil {
+		<-s.b.commitGate
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
 	if s.b.commitErr != nil {
 		return UpdateResult{}, s.b.commitErr
 	}

@@ -47,6 +47,7 @@ type liveStatus struct {
 	info     SessionInfo
 	state    state
 	closedBy string // endShutdown or endKicked, once the server closed it
+	ended    bool   // the session ended by itself: a later close is no reason
 }
 
 // publish copies what Sessions shows of c, from c's goroutine.
@@ -82,7 +83,7 @@ func (c *conn) closeBy(why string) bool {
 		c.live.mu.Unlock()
 		return false
 	}
-	if c.live.closedBy == "" {
+	if c.live.closedBy == "" && !c.live.ended {
 		c.live.closedBy = why
 	}
 	c.live.mu.Unlock()
@@ -91,10 +92,13 @@ func (c *conn) closeBy(why string) bool {
 	return true
 }
 
-// closer is why the server closed c, or "".
-func (c *conn) closer() string {
+// markEnded records that the session is ending by itself (before its last
+// answer goes out), and returns why the server closed it before that, or
+// "".
+func (c *conn) markEnded() string {
 	c.live.mu.Lock()
 	defer c.live.mu.Unlock()
+	c.live.ended = true
 	return c.live.closedBy
 }
 

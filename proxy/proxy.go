@@ -128,6 +128,9 @@ type backend struct {
 }
 
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
+	if info.Logger != nil {
+		a.log = info.Logger // this call's copy: its lines carry the session id
+	}
 	// The upstream sees the user without the device suffix.
 	user, pol, err := a.pols.resolve(login, info)
 	if err != nil {

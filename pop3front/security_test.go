@@ -2,6 +2,7 @@ package pop3front
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -129,4 +130,61 @@ func TestAuthTimeoutBoundsTheWholeAuthorizationState(t *testing.T) {
 		c.expect("STAT\r\n", "+OK 3 68\r\n")
 		c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
 	})
+}
+
+func TestIdleTimeoutClosesTheConnection(t *testing.T) {
+	for _, login := range []bool{false, true} {
+		t.Run(fmt.Sprintf("login=%v", login), func(t *testing.T) {
+			fb := newFakeBackend()
+			ts := startServer(t, fb, func(s *Server) { s.IdleTimeout = 250 * time.Millisecond })
+			var c *client
+			if login {
+				c = dialLogin(t, ts, "3")
+				c.expect("DELE 1\r\n", "+OK Message 1 deleted\r\n")
+			} else {
+				c = dial(t, ts)
+			}
+			// The autologout timer closes the connection (RFC 1939
+			// section 3), saying why; the client's own deadline is far
+			// later.
+			start := time.Now()
+			if got := c.readAll(); got != "-ERR Autologout; idle for too long\r\n" {
+				t.Errorf("got %q before the close", got)
+			}
+			if d := time.Since(start); d >= clientTimeout/2 {
+				t.Errorf("closed after %v", d)
+			}
+			var want fakeState // DELE 1 is not committed
+			if login {
+				want = fakeState{Logins: alice, Closes: 1}
+			}
+			ts.expectBackend(t, want)
+		})
+	}
+}
+
+func TestIdleTimeoutRestartsWithEachCommand(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	ts := startServer(t, newFakeBackend(), func(s *Server) { s.IdleTimeout = idle })
+	c := dialLogin(t, ts, "3")
+	start := time.Now()
+	for time.Since(start) < 2*idle {
+		c.expect("NOOP\r\n", "+OK\r\n")
+		time.Sleep(idle / 10) // time passing, not synchronisation
+	}
+}
+
+func TestMaxConnectionsRefusesTheExtraConnection(t *testing.T) {
+	ts := startServer(t, newFakeBackend(), func(s *Server) { s.MaxConnections = 2 })
+	c1 := dial(t, ts)
+	c2 := dialLogin(t, ts, "3")
+	c3 := dialRaw(t, ts)
+	if got := c3.readAll(); got != "-ERR [SYS/TEMP] Too many connections, try again later\r\n" {
+		t.Errorf("extra connection got %q", got)
+	}
+	c1.expect("CAPA\r\n", "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"+
+		"USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION popbridge\r\n.\r\n")
+	c2.expect("STAT\r\n", "+OK 3 68\r\n")
+	c1.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
+	ts.expectSlotFreed(t, "-ERR [SYS/TEMP] Too many connections, try again later\r\n")
 }

@@ -97,3 +97,12 @@ type Session interface {
 	// Close ends the session without removing anything.
 	Close() error
 }
+
+// DeviceSession is a Session that serves one of the user's devices (a
+// per-device view of the maildrop). Server.Sessions shows the device; a
+// Session without the method has none.
+type DeviceSession interface {
+	Session
+	// Device names the device, or is empty.
+	Device() string
+}

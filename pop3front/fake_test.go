@@ -46,6 +46,7 @@ type fakeBackend struct {
 	writeWhole  bool          // an io.WriterTo reader writes the message in one piece
 	commitErr   error         // Commit fails with this error
 	seen        map[int]bool  // messages the snapshot reports as seen
+	device      string        // what the session's Device reports
 	policy      string        // what Commit does: "" removes the messages, "flag" flags them, "keep" keeps them
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
@@ -173,6 +174,8 @@ type fakeSession struct {
 }
 
 func (s *fakeSession) Messages() []MessageInfo { return s.info }
+
+func (s *fakeSession) Device() string { return s.b.device }
 
 func (s *fakeSession) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
 	b := s.b

@@ -25,11 +25,12 @@ const (
 	// handshake has the same bound.
 	DefaultHandshakeTimeout = 30 * time.Second
 	// DefaultAuthTimeout bounds the AUTHORIZATION state. A real client
-	// logs in within seconds of the greeting (Dovecot's login process
-	// allows a minute too, nginx's mail proxy the same); only a client
-	// that holds connections open to exhaust the server takes longer,
-	// and IdleTimeout's 10 minutes, which RFC 1939 requires, would let
-	// it hold each one ten times as long.
+	// logs in within seconds of the greeting; only a client that holds
+	// connections open to exhaust the server takes longer, and
+	// IdleTimeout's 10 minutes, which RFC 1939 requires, would let it hold
+	// each one ten times as long. nginx's mail proxy allows the same
+	// minute before it proxies (its timeout directive); Dovecot's login
+	// process allows three.
 	DefaultAuthTimeout = time.Minute
 )
 
@@ -234,6 +235,8 @@ func (s *Server) closeConns() {
 	}
 }
 
+// allConns lists the registered connections, so that they can be closed
+// or read without holding s.mu.
 func (s *Server) allConns() []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()

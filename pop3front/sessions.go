@@ -24,6 +24,9 @@ type SessionInfo struct {
 	// User is the login name as the client sent it (with a device
 	// suffix, if the Backend uses one); empty before the login.
 	User string
+	// Device is the device the session serves, when its Session is a
+	// DeviceSession.
+	Device string
 	// RemoteAddr is the client, behind a PROXY protocol header if any.
 	RemoteAddr net.Addr
 	// Listener is the address of the listener that accepted it.
@@ -54,7 +57,11 @@ type liveStatus struct {
 func (c *conn) publish() {
 	c.live.mu.Lock()
 	defer c.live.mu.Unlock()
-	c.live.info = SessionInfo{ID: c.id, User: c.authUser, RemoteAddr: c.remote, Listener: c.listener, TLS: c.isTLS(),
+	var device string
+	if d, ok := c.sess.(DeviceSession); ok {
+		device = d.Device()
+	}
+	c.live.info = SessionInfo{ID: c.id, User: c.authUser, Device: device, RemoteAddr: c.remote, Listener: c.listener, TLS: c.isTLS(),
 		Since: c.started, State: c.state.String(), Sent: c.queued(), Retrieved: c.nRetr, Marked: c.nDeleted}
 	c.live.state = c.state
 }
@@ -116,7 +123,7 @@ func (s state) String() string {
 // the connection limits, and not ended yet.
 func (s *Server) Sessions() []SessionInfo {
 	var list []SessionInfo
-	for _, c := range s.openConns() {
+	for _, c := range s.allConns() {
 		c.live.mu.Lock()
 		if c.live.info.ID != "" {
 			list = append(list, c.live.info)
@@ -130,7 +137,7 @@ func (s *Server) Sessions() []SessionInfo {
 // marked deleted is removed. It reports whether it closed one; a session
 // already in its UPDATE state is left to finish it.
 func (s *Server) Kick(id string) bool {
-	for _, c := range s.openConns() {
+	for _, c := range s.allConns() {
 		if c.id == id {
 			return c.closeBy(endKicked)
 		}
@@ -142,7 +149,7 @@ func (s *Server) Kick(id string) bool {
 // Sessions shows it) and returns how many it closed.
 func (s *Server) KickUser(user string) int {
 	n := 0
-	for _, c := range s.openConns() {
+	for _, c := range s.allConns() {
 		c.live.mu.Lock()
 		match := c.live.info.User == user && user != ""
 		c.live.mu.Unlock()
@@ -151,18 +158,6 @@ func (s *Server) KickUser(user string) int {
 		}
 	}
 	return n
-}
-
-func (s *Server) openConns() []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		if !c.overLimit {
-			list = append(list, c)
-		}
-	}
-	return list
 }
 
 // Session ids are a random prefix, drawn once per process, and a counter:

@@ -153,7 +153,9 @@ func TestSessionEndReasons(t *testing.T) {
 }
 
 func TestSessionsListsOpenSessions(t *testing.T) {
-	ts := startServer(t, newFakeBackend())
+	fb := newFakeBackend()
+	fb.device = "laptop"
+	ts := startServer(t, fb)
 	if s := ts.srv.Sessions(); len(s) != 0 {
 		t.Fatalf("Sessions before any client = %+v", s)
 	}
@@ -171,14 +173,14 @@ func TestSessionsListsOpenSessions(t *testing.T) {
 	a, b := list[0], list[1]
 	sent := int64(len(greeting + "+OK Send your password\r\n+OK Logged in, 3 messages\r\n+OK 23 octets\r\n" + body1 +
 		".\r\n+OK Message 1 deleted\r\n+OK Message 2 deleted\r\n"))
-	if a.User != "alice" || a.State != "transaction" || a.Retrieved != 1 || a.Marked != 2 || a.Sent != sent ||
+	if a.User != "alice" || a.Device != "laptop" || a.State != "transaction" || a.Retrieved != 1 || a.Marked != 2 || a.Sent != sent ||
 		a.Listener != ts.addr || a.RemoteAddr.String() != c1.nc.LocalAddr().String() || a.TLS ||
 		a.Since.Before(before) || a.ID == "" {
-		t.Errorf("alice's session = %+v; want logged in, 1 retrieved, 2 marked, %d sent, from %s on %s",
+		t.Errorf("alice's session = %+v; want logged in on the laptop, 1 retrieved, 2 marked, %d sent, from %s on %s",
 			a, sent, c1.nc.LocalAddr(), ts.addr)
 	}
 	// A USER without PASS is no login.
-	if b.User != "" || b.State != "authorization" || b.ID == a.ID || b.ID == "" {
+	if b.User != "" || b.Device != "" || b.State != "authorization" || b.ID == a.ID || b.ID == "" {
 		t.Errorf("second session = %+v, want one in authorization", b)
 	}
 }

@@ -175,7 +175,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	for i, m := range msgs {
 		infos[i] = pop3front.MessageInfo{Size: m.Size, UID: m.UIDL}
 	}
-	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock}, nil
+	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock, device: pol.Device}, nil
 }
 
 type session struct {
@@ -183,7 +183,11 @@ type session struct {
 	msgs   []pop3front.MessageInfo
 	log    *slog.Logger
 	unlock func() // releases the session lock, if any
+	device string // the device view's name, for pop3front's session list
 }
+
+// Device names the device view the session serves, or is empty.
+func (s *session) Device() string { return s.device }
 
 // Close ends the upstream session, then releases the maildrop's lock.
 func (s *session) Close() error {

@@ -119,8 +119,8 @@ func (s state) String() string {
 	return "update"
 }
 
-// Sessions returns the sessions open now: past their TLS handshake and
-// the connection limits, and not ended yet.
+// Sessions returns the sessions open now, in no particular order: past
+// their TLS handshake and the connection limits, and not ended yet.
 func (s *Server) Sessions() []SessionInfo {
 	var list []SessionInfo
 	for _, c := range s.allConns() {

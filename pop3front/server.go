@@ -107,7 +107,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	admitted  int                // conns within MaxConnections
+	admitted  int                // conns within MaxConnections, until they give their place back
+	refusing  int                // conns being refused (overLimit), until they end
 	perIP     map[netip.Addr]int // admitted conns by client address
 	closed    bool
 	wg        sync.WaitGroup
@@ -260,10 +261,13 @@ func (s *Server) addConn(c *conn) error {
 		return ErrServerClosed
 	}
 	if s.MaxConnections > 0 && s.admitted >= s.MaxConnections {
-		if len(s.conns)-s.admitted >= maxRefusing {
+		// Counted apart from len(s.conns)-admitted: a session that gave
+		// its place back may still be logging out upstream.
+		if s.refusing >= maxRefusing {
 			return errTooManyConns
 		}
 		c.overLimit = true
+		s.refusing++
 	} else {
 		s.admitted++
 	}
@@ -289,6 +293,7 @@ func (s *Server) addIP(c *conn, ip netip.Addr) bool {
 	if s.perIP[ip] >= s.MaxConnectionsPerIP {
 		if !c.overLimit {
 			c.overLimit = true
+			s.refusing++
 			s.admitted--
 		}
 		return false
@@ -326,6 +331,9 @@ func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	if c.overLimit {
+		s.refusing--
+	}
 }
 
 func (s *Server) logger() *slog.Logger {

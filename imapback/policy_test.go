@@ -31,7 +31,7 @@ func TestSeenQuitSetsSeenAtCommitOnly(t *testing.T) {
 			t.Fatalf("seen=quit: \\Seen set before QUIT: %v", f)
 		}
 		if commit {
-			if err := s.Commit(context.Background(), nil); err != nil {
+			if _, _, err := s.Commit(context.Background(), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -70,7 +70,7 @@ func TestTrashMovesExactlyTheDeletedMessages(t *testing.T) {
 			}
 			up := tapUpstream(t, srv.Addr)
 			s := loginPolicy(t, newBackend(t, Options{Address: up.Addr}), Policy{Delete: DeleteTrash})
-			if err := s.Commit(context.Background(), []int{0, 1}); err != nil {
+			if _, _, err := s.Commit(context.Background(), []int{0, 1}); err != nil {
 				t.Fatalf("Commit: %v", err)
 			}
 			s.Close()
@@ -114,7 +114,7 @@ func TestTrashMovesExactlyTheDeletedMessages(t *testing.T) {
 func TestTrashUsesTheConfiguredFolder(t *testing.T) {
 	srv := startMem(t, message(100), message(200))
 	s := loginPolicy(t, newBackend(t, Options{Address: srv.Addr}), Policy{Delete: DeleteTrash, TrashFolder: "Deleted Items"})
-	if err := s.Commit(context.Background(), []int{1}); err != nil {
+	if _, _, err := s.Commit(context.Background(), []int{1}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(mailboxFlags(t, srv.Addr, "Deleted Items")); n != 1 {
@@ -131,7 +131,7 @@ func TestTrashUsesTheConfiguredFolder(t *testing.T) {
 func TestTrashRefusesTheMaildropItself(t *testing.T) {
 	srv := startMem(t, message(100))
 	s := loginPolicy(t, newBackend(t, Options{Address: srv.Addr}), Policy{Delete: DeleteTrash, TrashFolder: "inbox"})
-	if err := s.Commit(context.Background(), []int{0}); err == nil {
+	if _, _, err := s.Commit(context.Background(), []int{0}); err == nil {
 		t.Fatal("moving INBOX mail to INBOX succeeded; the message would come back with a new UID")
 	}
 	if n := len(mailboxFlags(t, srv.Addr, "INBOX")); n != 1 {
@@ -156,7 +156,7 @@ func TestDeviceViewHidesOnlyThatDevicesDeletes(t *testing.T) {
 	if got := uidls(laptop); !slices.Equal(got, full) {
 		t.Fatalf("fresh device view %v, want %v", got, full)
 	}
-	if err := laptop.Commit(context.Background(), []int{0, 2}); err != nil {
+	if _, _, err := laptop.Commit(context.Background(), []int{0, 2}); err != nil {
 		t.Fatal(err)
 	}
 	laptop.Close()
@@ -191,7 +191,7 @@ func TestDeviceViewRemovesMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
 	b := newBackend(t, Options{Address: srv.Addr})
 	known := []string{"laptop", "scanner"}
 	laptop := loginPolicy(t, b, Policy{Device: "laptop", AllDevices: known})
-	if err := laptop.Commit(context.Background(), []int{0, 1}); err != nil {
+	if _, _, err := laptop.Commit(context.Background(), []int{0, 1}); err != nil {
 		t.Fatal(err)
 	}
 	laptop.Close()
@@ -199,7 +199,7 @@ func TestDeviceViewRemovesMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
 		t.Fatalf("after one of two devices deleted: %d messages, want 2", n)
 	}
 	scanner := loginPolicy(t, b, Policy{Device: "scanner", AllDevices: known, Delete: DeleteTrash})
-	if err := scanner.Commit(context.Background(), []int{1}); err != nil {
+	if _, _, err := scanner.Commit(context.Background(), []int{1}); err != nil {
 		t.Fatal(err)
 	}
 	scanner.Close()
@@ -269,7 +269,7 @@ func TestDeviceViewTracksExpungesAroundHiddenMessages(t *testing.T) {
 	other := loginPolicy(t, b, Policy{})
 	// The laptop has deleted messages 1 and 3; its view is 2, 4, 5.
 	hide := loginPolicy(t, b, Policy{Device: "laptop"})
-	if err := hide.Commit(context.Background(), []int{0, 2}); err != nil {
+	if _, _, err := hide.Commit(context.Background(), []int{0, 2}); err != nil {
 		t.Fatal(err)
 	}
 	view := loginPolicy(t, b, Policy{Device: "laptop"})
@@ -278,7 +278,7 @@ func TestDeviceViewTracksExpungesAroundHiddenMessages(t *testing.T) {
 	}
 	// Another client expunges hidden message 3, then visible message 4
 	// (index 1 of the view), then hidden message 1.
-	if err := other.Commit(context.Background(), []int{2, 3, 0}); err != nil {
+	if _, _, err := other.Commit(context.Background(), []int{2, 3, 0}); err != nil {
 		t.Fatal(err)
 	}
 	if err := view.Noop(context.Background()); err != nil {

@@ -360,13 +360,15 @@ func (s *Session) waitSeen() {
 	s.seen = nil
 }
 
-// Commit runs the UPDATE state: it applies the session's seen and delete
-// policies to exactly the messages in deleted.
-func (s *Session) Commit(ctx context.Context, deleted []int) error {
+// Commit applies the seen and delete policies to exactly
+// the messages in deleted. It returns how many left the mailbox
+// (expunged or moved) and how many stay in it marked deleted (\Deleted
+// without an expunge, or a device's keyword); the rest were kept.
+func (s *Session) Commit(ctx context.Context, deleted []int) (removed, flagged int, err error) {
 	done, err := s.guard(ctx)
 	defer done()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	s.settle()
 	return s.commit(deleted)

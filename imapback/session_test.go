@@ -77,7 +77,7 @@ func TestRetrieveOfExpungedMessageIsErrGone(t *testing.T) {
 	srv := startMem(t, message(100), message(200))
 	b := newBackend(t, Options{Address: srv.Addr})
 	s, other := login(t, b), login(t, b)
-	if err := other.Commit(context.Background(), []int{0}); err != nil {
+	if _, _, err := other.Commit(context.Background(), []int{0}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Retrieve(context.Background(), 0, -1); !errors.Is(err, ErrGone) {

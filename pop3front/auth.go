@@ -1,7 +1,7 @@
 // auth.go holds the handlers of the AUTHORIZATION state: USER, PASS, AUTH
-// PLAIN (RFC 5034) and STLS (RFC 2595), the login that moves a connection
-// to TRANSACTION, and CAPA, which is valid in every state but lists what
-// AUTHORIZATION offers.
+// PLAIN (RFC 5034) and LOGIN, and STLS (RFC 2595), the login that moves a
+// connection to TRANSACTION, and CAPA, which is valid in every state but
+// lists what AUTHORIZATION offers.
 
 package pop3front
 
@@ -23,7 +23,7 @@ func (c *conn) handleCapa(args []byte) error {
 	c.bw.WriteString("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
 	if c.state == stateAuthorization {
 		if c.plaintextAllowed() {
-			c.bw.WriteString("USER\r\nSASL PLAIN\r\n")
+			c.bw.WriteString("USER\r\nSASL PLAIN LOGIN\r\n")
 		}
 		if c.stlsAvailable() {
 			c.bw.WriteString("STLS\r\n")
@@ -50,6 +50,10 @@ func (c *conn) handleUser(args []byte) error {
 	if !c.plaintextAllowed() {
 		return c.refusePlaintext()
 	}
+	if hasControl(args) {
+		c.user = ""
+		return errControlChars
+	}
 	c.user = string(args)
 	c.ok("Send your password")
 	return nil
@@ -64,6 +68,9 @@ func (c *conn) handlePass(args []byte) error {
 	}
 	user := c.user
 	c.user = ""
+	if hasControl(args) {
+		return errControlChars
+	}
 	// RFC 1939 section 7: the password is the rest of the line, spaces
 	// included.
 	return c.login(user, string(args))
@@ -79,34 +86,31 @@ func (c *conn) handleAuth(args []byte) error {
 		// with a bare AUTH.
 		c.ok("Supported mechanisms follow")
 		if c.plaintextAllowed() {
-			c.bw.WriteString("PLAIN\r\n")
+			c.bw.WriteString("PLAIN\r\nLOGIN\r\n")
 		}
 		c.bw.WriteString(".\r\n")
 		return nil
 	}
-	if !strings.EqualFold(string(mech), "PLAIN") {
+	login := strings.EqualFold(string(mech), "LOGIN")
+	if !login && !strings.EqualFold(string(mech), "PLAIN") {
 		return &Error{Text: "Unsupported authentication mechanism"}
 	}
 	if !c.plaintextAllowed() {
 		// Refused before the client sends its credentials in clear.
 		return c.refusePlaintext()
 	}
+	if hasInitial && string(initial) == "*" {
+		return errCancelled
+	}
+	if login {
+		return c.authLogin(initial, hasInitial)
+	}
 	if !hasInitial {
-		c.bw.WriteString("+ \r\n")
-		if err := c.bw.Flush(); err != nil {
-			return abort(err)
-		}
-		line, err := c.readLine(maxAuthLine)
-		if err == errLineTooLong {
-			return badCommand("Authentication line too long")
-		}
+		line, err := c.saslResponse("")
 		if err != nil {
-			return abort(err)
+			return err
 		}
 		initial = line
-	}
-	if string(initial) == "*" {
-		return &Error{Text: "Authentication cancelled"}
 	}
 	authz, user, pass, err := decodePlain(initial)
 	if err != nil {
@@ -116,6 +120,59 @@ func (c *conn) handleAuth(args []byte) error {
 		return &Error{Code: "AUTH", Text: "Authorization identity must match the user"}
 	}
 	return c.login(user, pass)
+}
+
+// authLogin runs the LOGIN mechanism, in the form Dovecot and Exchange
+// accept: the server asks "Username:" and "Password:" (in base64), the
+// client answers each in base64; an initial response is the user name,
+// and then only the password is asked for.
+func (c *conn) authLogin(initial []byte, hasInitial bool) error {
+	if !hasInitial {
+		line, err := c.saslResponse("VXNlcm5hbWU6") // "Username:"
+		if err != nil {
+			return err
+		}
+		initial = line
+	}
+	user, err := decodeLogin(initial)
+	if err != nil {
+		return err
+	}
+	if user == "" {
+		return errBadLogin
+	}
+	line, err := c.saslResponse("UGFzc3dvcmQ6") // "Password:"
+	if err != nil {
+		return err
+	}
+	pass, err := decodeLogin(line)
+	if err != nil {
+		return err
+	}
+	return c.login(user, pass)
+}
+
+var errCancelled = &Error{Text: "Authentication cancelled"}
+
+// saslResponse sends a SASL challenge (base64, RFC 5034 section 4) and
+// reads the client's response line, which belongs to the AUTH command: it
+// is never dispatched as a command of its own. "*" cancels the exchange.
+func (c *conn) saslResponse(challenge string) ([]byte, error) {
+	c.bw.WriteString("+ " + challenge + "\r\n")
+	if err := c.bw.Flush(); err != nil {
+		return nil, abort(err)
+	}
+	line, err := c.readLine(maxAuthLine)
+	if err == errLineTooLong {
+		return nil, badCommand("Authentication line too long")
+	}
+	if err != nil {
+		return nil, c.readFailed(err)
+	}
+	if string(line) == "*" {
+		return nil, errCancelled
+	}
+	return line, nil
 }
 
 // login asks the Backend for the user's maildrop and, on success, enters
@@ -145,6 +202,7 @@ func (c *conn) login(user, pass string) error {
 			c.log.Warn("login error", "user", user, "err", err)
 		}
 		if c.authFail >= maxAuthFailures {
+			c.endAs(endAuthFailures)
 			return closeAfter(err)
 		}
 		return err
@@ -153,11 +211,14 @@ func (c *conn) login(user, pass string) error {
 	c.authUser = user
 	c.msgs = sess.Messages()
 	c.deleted = make([]bool, len(c.msgs))
-	for _, m := range c.msgs {
+	for i, m := range c.msgs {
 		c.totalSize += m.Size
+		if m.Seen {
+			c.lastSeen = i + 1
+		}
 	}
 	c.state = stateTransaction
-	c.log.Info("logged in", "user", user, "messages", len(c.msgs))
+	c.log.Info("logged in", "user", user, "messages", len(c.msgs), "size", c.totalSize)
 	c.ok("Logged in, " + strconv.Itoa(len(c.msgs)) + " messages")
 	return nil
 }
@@ -207,6 +268,7 @@ func (c *conn) handleStls(args []byte) error {
 		// and must not be taken as a command sent under TLS (the command
 		// injection of CVE-2011-0411). A correct client waits for +OK.
 		c.log.Warn("data after STLS before the TLS handshake, closing connection")
+		c.endAs(endProtocol)
 		return closeAfter(&Error{Text: "STLS must be the last command before the TLS handshake"})
 	}
 	c.ok("Begin TLS negotiation now")
@@ -221,6 +283,7 @@ func (c *conn) handleStls(args []byte) error {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		// The command was answered; the client could not follow.
 		c.log.Info("STLS handshake failed", "err", err)
+		c.endAs(endTLSFailed)
 		return errHangUp
 	}
 	tc.SetDeadline(time.Time{})

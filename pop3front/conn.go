@@ -1,8 +1,10 @@
 // conn.go holds one client connection: its state, the command loop that
 // reads a line, dispatches it to its handler and turns the handler's error
-// into the answer, and the low-level reads and writes. The connection's
-// own goroutine runs everything here; other goroutines only close raw and
-// cancel ctx. The handlers live in files named after their POP3 state.
+// into the answer, the end of the session and its last log line, and the
+// low-level reads and writes. The connection's own goroutine runs
+// everything here; other goroutines only close raw and cancel ctx (through
+// closeBy), and read what publish left in live. The handlers live in files
+// named after their POP3 state.
 
 package pop3front
 
@@ -17,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 )
@@ -51,9 +54,33 @@ const (
 
 var errLineTooLong = errors.New("line too long")
 
+// Why a session ended, as its last log line and SessionStats.Reason say.
+const (
+	endQuit           = "quit"
+	endClientClosed   = "client closed"
+	endIdleTimeout    = "idle timeout"
+	endAuthTimeout    = "auth timeout"
+	endWriteTimeout   = "write timeout"
+	endShutdown       = "shutdown"
+	endKicked         = "kicked"
+	endUpstreamFailed = "upstream failed"
+	endBadCommands    = "bad commands"
+	endAuthFailures   = "auth failures"
+	endProtocol       = "protocol error"
+	endTLSFailed      = "tls handshake failed"
+)
+
+// The answers before an autologout (RFC 1939 section 3 lets the server
+// close without one; a person testing by hand then sees why).
+var (
+	errIdleTimeout = &Error{Text: "Autologout; idle for too long"}
+	errAuthTimeout = &Error{Text: "Autologout; authentication took too long"}
+)
+
 // conn is one client connection: a state machine driven by serve.
 type conn struct {
 	srv    *Server
+	id     string   // the session id on every log line
 	raw    net.Conn // as accepted; other goroutines close this one
 	nc     net.Conn // raw, or the TLS conn over it after STLS
 	br     *bufio.Reader
@@ -78,13 +105,18 @@ type conn struct {
 
 	// Set before serve: over MaxConnections, answer and close.
 	overLimit bool
+	released  bool       // the connection's place under the limits was given back (under srv.mu)
 	ip        netip.Addr // counted against MaxConnectionsPerIP
 	remote    net.Addr   // the client, behind a PROXY header if any
 	stls      *tls.Config
 
-	authUser string // the logged-in user, for the log
-	maildrop        // set by the login
+	authUser     string    // the logged-in user, for the log
+	authDeadline time.Time // end of the AUTHORIZATION state's AuthTimeout
+	served       bool      // past the handshake and the limits: a session to log
+	why          string    // why the session ended, once known
+	maildrop               // set by the login
 	tally
+	live liveStatus // what Server.Sessions shows, and how to kick
 
 	scratch [64]byte // where single-line answers are built
 }
@@ -98,21 +130,26 @@ type maildrop struct {
 	nDeleted  int
 	totalSize int64
 	delSize   int64
+	// lastSeen is LAST's answer (RFC 1460): the highest message number
+	// retrieved, or seen before the session.
+	lastSeen int
 }
 
 // tally counts what a connection did, for the end-of-session log line and
 // the Observer's SessionStats.
 type tally struct {
-	started            time.Time
-	nRetr, nTop, nDele int
-	nRemoved           int // messages removed at QUIT, which ends the session
-	octets             int64
+	started               time.Time
+	nRetr, nTop, nDele    int
+	retrOctets, topOctets int64
+	update                UpdateResult // what QUIT's UPDATE did, which ends the session
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	id := newSessionID()
 	c := &conn{
 		srv:    s,
+		id:     id,
 		raw:    nc,
 		stls:   s.TLSConfig,
 		ctx:    ctx,
@@ -120,7 +157,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		tally:  tally{started: time.Now()},
 		// RemoteAddr may block (it reads a PROXY header): the address
 		// is added in serve.
-		log: s.logger(),
+		log: s.logger().With("session", id),
 	}
 	c.setConn(nc)
 	return c
@@ -139,13 +176,18 @@ func (c *conn) serve() {
 	if !c.start() {
 		return
 	}
+	c.served = true
+	c.publish()
 	c.observeOpened()
 	c.ok(c.implementation() + " ready")
+	// AuthTimeout runs from the greeting, whatever the client does.
+	c.authDeadline = time.Now().Add(orDefault(c.srv.AuthTimeout, DefaultAuthTimeout))
 	for {
 		if !c.lineQueued() {
 			// Flush only when the client has no further command queued,
 			// so that pipelined commands get their answers in one write.
 			if err := c.bw.Flush(); err != nil {
+				c.reply("", c.writeFailed(err))
 				return
 			}
 		}
@@ -158,15 +200,54 @@ func (c *conn) serve() {
 			// Not a command: the observer does not see it.
 			_, end = c.reply("", badCommand("Line too long"))
 		default:
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.log.Debug("read failed", "err", err)
-			}
-			return
+			_, end = c.reply("", c.readFailed(err))
 		}
 		if end {
+			// The connection's place under the limits is free before the
+			// client sees the last answer: a client that reconnects as
+			// soon as it has read it is never refused as one too many.
+			c.markEnded()
+			c.srv.releaseSlot(c)
 			c.bw.Flush()
 			return
 		}
+	}
+}
+
+// readFailed ends the connection after a read failed with err. A timeout
+// is answered first; anything else means that the client left or that
+// the server closed the connection.
+func (c *conn) readFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.state == stateAuthorization && !time.Now().Before(c.authDeadline) {
+			c.endAs(endAuthTimeout)
+			c.log.Info("closing connection: no login within the authentication timeout")
+			return closeAfter(errAuthTimeout)
+		}
+		c.endAs(endIdleTimeout)
+		return closeAfter(errIdleTimeout)
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Debug("read failed", "err", err)
+	}
+	c.endAs(endClientClosed)
+	return abort(err)
+}
+
+// writeFailed ends the connection after a write to the client failed.
+func (c *conn) writeFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.endAs(endWriteTimeout)
+	} else {
+		c.endAs(endClientClosed)
+	}
+	return abort(err)
+}
+
+// endAs records why the session ends, unless an earlier cause is known.
+func (c *conn) endAs(why string) {
+	if c.why == "" {
+		c.why = why
 	}
 }
 
@@ -185,6 +266,7 @@ func (c *conn) command(line []byte) (end bool) {
 	}
 	result, end := c.reply(name, err)
 	c.observeCommand(name, args, start, result, err)
+	c.publish()
 	return end
 }
 
@@ -219,6 +301,8 @@ func (c *conn) dispatch(name string, args []byte) error {
 		return c.handleRset(args)
 	case "NOOP":
 		return c.handleNoop(args)
+	case "LAST":
+		return c.handleLast(args)
 	case "QUIT":
 		return c.handleQuit(args)
 	case "PROXY":
@@ -227,6 +311,7 @@ func (c *conn) dispatch(name string, args []byte) error {
 		// sending headers to a listener not configured for them. (A v2
 		// header's signature ends in "QUIT", which closes as well.)
 		c.log.Warn("PROXY protocol header not accepted from this address, closing connection")
+		c.endAs(endProtocol)
 		return closeAfter(&Error{Text: "PROXY protocol header not accepted from this address"})
 	}
 	return badCommand("Unknown command")
@@ -256,7 +341,10 @@ func (c *conn) lineQueued() bool {
 }
 
 func (c *conn) close() {
-	// The client first: it need not wait for the upstream logout.
+	closedBy := c.markEnded()
+	// The limits first, then the client: it need not wait for the
+	// upstream logout.
+	c.srv.releaseSlot(c)
 	c.nc.Close()
 	if c.sess != nil {
 		if err := c.sess.Close(); err != nil {
@@ -265,14 +353,22 @@ func (c *conn) close() {
 		}
 	}
 	c.cancel()
+	if closedBy != "" && c.why != endQuit {
+		// The server closed the connection: whatever failed then
+		// followed from that.
+		c.why = closedBy
+	}
+	c.endAs(endClientClosed)
 	st := c.stats()
 	if c.opened {
 		c.srv.Observer.ConnClosed(c.event(), st)
 	}
-	if c.authUser != "" {
+	if c.served {
 		// One line per session, like Dovecot's pop3_logout_format.
-		c.log.Info("session ended", "user", c.authUser, "duration", st.Duration.Round(time.Millisecond),
-			"retr", c.nRetr, "top", c.nTop, "dele", c.nDele, "deleted", c.nRemoved, "octets", c.octets, "sent", st.Sent)
+		c.log.Info("session ended", "user", c.authUser, "reason", c.why, "duration", st.Duration.Seconds(),
+			"messages", len(c.msgs), "size", c.totalSize, "retr", c.nRetr, "retr_octets", c.retrOctets,
+			"top", c.nTop, "top_octets", c.topOctets, "marked", c.nDeleted, "removed", c.update.Removed,
+			"flagged", c.update.Flagged, "sent", st.Sent)
 	}
 }
 
@@ -282,7 +378,11 @@ func (c *conn) readLine(limit int) ([]byte, error) {
 	if !c.lineQueued() {
 		// Only a read that may block needs the idle deadline; setting it
 		// for each of many pipelined commands costs a timer update each.
-		c.nc.SetReadDeadline(time.Now().Add(orDefault(c.srv.IdleTimeout, DefaultIdleTimeout)))
+		deadline := time.Now().Add(orDefault(c.srv.IdleTimeout, DefaultIdleTimeout))
+		if c.state == stateAuthorization && c.authDeadline.Before(deadline) {
+			deadline = c.authDeadline
+		}
+		c.nc.SetReadDeadline(deadline)
 	}
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {

@@ -106,8 +106,11 @@ func (c *conn) reply(name string, err error) (result string, end bool) {
 	}
 	var ab abortError
 	if errors.As(err, &ab) {
-		if !errors.Is(err, errTruncated) {
+		if errors.Is(err, errTruncated) {
+			c.endAs(endUpstreamFailed)
+		} else {
 			c.log.Debug("connection closed", "err", ab.err)
+			c.writeFailed(ab.err) // a read failure has set why already
 		}
 		return "aborted", true
 	}
@@ -137,5 +140,6 @@ func (c *conn) tooManyBadCommands() bool {
 	}
 	c.writeErr(&Error{Text: "Too many bad commands, closing connection"})
 	c.log.Info("closing connection after too many bad commands")
+	c.endAs(endBadCommands)
 	return true
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -46,5 +48,23 @@ func TestReply(t *testing.T) {
 					tc.wire, tc.result, tc.end)
 			}
 		})
+	}
+}
+
+// TestEndReasonOfAFailedWrite: a write that timed out and one that failed
+// because the client left end the session for different reasons.
+func TestEndReasonOfAFailedWrite(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("write tcp: %w", os.ErrDeadlineExceeded), endWriteTimeout},
+		{syscall.EPIPE, endClientClosed},
+		{errTruncated, endUpstreamFailed},
+	} {
+		c := &conn{log: discardLogger(), bw: bufio.NewWriter(io.Discard)}
+		if result, end := c.reply("RETR", abort(tc.err)); result != "aborted" || !end || c.why != tc.want {
+			t.Errorf("reply(abort(%v)) = %s, end %v, why %q; want aborted, end, %q", tc.err, result, end, c.why, tc.want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // fakeMsg is one message of the fake maildrop.
@@ -44,8 +45,13 @@ type fakeBackend struct {
 	readChunk   int           // > 0: readers return at most this many bytes per Read; < 0: readers are io.WriterTo
 	writeWhole  bool          // an io.WriterTo reader writes the message in one piece
 	commitErr   error         // Commit fails with this error
+	seen        map[int]bool  // messages the snapshot reports as seen
+	device      string        // what the session's Device reports
+	policy      string        // what Commit does: "" removes the messages, "flag" flags them, "keep" keeps them
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
+	closeDelay  time.Duration // Close takes this long, as an upstream logout does
+	commitGate  chan struct{} // if non-nil, Commit waits for it after recording the call
 
 	mu        sync.Mutex
 	expunged  map[int]bool
@@ -102,6 +108,9 @@ func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInf
 	if b.loginCalled != nil {
 		b.loginCalled <- struct{}{}
 	}
+	if info.Logger != nil {
+		info.Logger.Info("backend login", "user", user)
+	}
 	if b.loginErr != nil {
 		return nil, b.loginErr
 	}
@@ -109,8 +118,8 @@ func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInf
 		return nil, ErrAuthFailed
 	}
 	s := &fakeSession{b: b}
-	for _, m := range b.msgs {
-		s.info = append(s.info, MessageInfo{Size: int64(len(m.body)), UID: m.uid})
+	for i, m := range b.msgs {
+		s.info = append(s.info, MessageInfo{Size: int64(len(m.body)), UID: m.uid, Seen: b.seen[i]})
 	}
 	return s, nil
 }
@@ -166,6 +175,8 @@ type fakeSession struct {
 
 func (s *fakeSession) Messages() []MessageInfo { return s.info }
 
+func (s *fakeSession) Device() string { return s.b.device }
+
 func (s *fakeSession) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
 	b := s.b
 	b.mu.Lock()
@@ -211,14 +222,29 @@ func (s *fakeSession) Noop(ctx context.Context) error {
 	return s.b.noopErr
 }
 
-func (s *fakeSession) Commit(ctx context.Context, deleted []int) error {
+func (s *fakeSession) Commit(ctx context.Context, deleted []int) (UpdateResult, error) {
+	s.b.mu.Lock()
+	s.b.commits = append(s.b.commits, slices.Clone(deleted))
+	s.b.mu.Unlock()
+	if s.b.commitGate != nil {
+		<-s.b.commitGate
+	}
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	s.b.commits = append(s.b.commits, slices.Clone(deleted))
-	return s.b.commitErr
+	if s.b.commitErr != nil {
+		return UpdateResult{}, s.b.commitErr
+	}
+	switch s.b.policy {
+	case "flag":
+		return UpdateResult{Flagged: len(deleted)}, nil
+	case "keep":
+		return UpdateResult{}, nil
+	}
+	return UpdateResult{Removed: len(deleted)}, nil
 }
 
 func (s *fakeSession) Close() error {
+	time.Sleep(s.b.closeDelay)
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	s.b.closes++

@@ -67,20 +67,27 @@ type CommandEvent struct {
 	// message could not be read in full; the client got no terminating
 	// line.
 	Truncated bool
-	// Deleted is the number of messages the UPDATE state removed, for a
-	// QUIT whose removal was confirmed.
+	// Deleted is the number of messages the UPDATE state removed from
+	// the mailbox, for a QUIT whose UPDATE was confirmed; messages only
+	// flagged or kept upstream do not count.
 	Deleted int
 }
 
 // SessionStats sums up one connection, as its end-of-session log line does.
 type SessionStats struct {
+	// Reason says why the session ended: "quit", "client closed", "idle
+	// timeout", "auth timeout", "write timeout", "shutdown", "kicked",
+	// "upstream failed", "bad commands", "auth failures", "protocol
+	// error" or "tls handshake failed".
+	Reason   string
 	Duration time.Duration
 	// LoggedIn reports whether the client reached the TRANSACTION state.
 	LoggedIn bool
 	// Retr, Top and Dele count the completed commands.
 	Retr, Top, Dele int
-	// Deleted is the number of messages removed upstream at QUIT.
-	Deleted int
+	// Deleted is the number of messages removed upstream at QUIT;
+	// Flagged the number marked deleted there but left in the mailbox.
+	Deleted, Flagged int
 	// Octets is the message content sent by RETR and TOP, before
 	// dot-stuffing.
 	Octets int64
@@ -95,7 +102,7 @@ type SessionStats struct {
 var commandNames = map[string]bool{
 	"CAPA": true, "QUIT": true, "NOOP": true, "USER": true, "PASS": true, "AUTH": true, "STAT": true,
 	"LIST": true, "UIDL": true, "RETR": true, "TOP": true, "DELE": true, "RSET": true, "APOP": true,
-	"STLS": true,
+	"STLS": true, "LAST": true,
 }
 
 // observeCommand reports one command, answered with result (as reply
@@ -109,15 +116,15 @@ func (c *conn) observeCommand(name string, args []byte, start time.Time, result 
 	ev := CommandEvent{Name: name, Result: result, Duration: time.Since(start), Sent: queued - c.reported,
 		Truncated: errors.Is(err, errTruncated)}
 	if errors.Is(err, errHangUp) {
-		// Only the QUIT that ends the session sets nRemoved.
-		ev.Deleted = c.nRemoved
+		// Only the QUIT that ends the session sets update.
+		ev.Deleted = c.update.Removed
 	}
 	c.reported = queued
 	if c.srv.Observer != nil {
 		c.srv.Observer.CommandDone(c.event(), ev)
 	}
 	c.log.Debug("command", "cmd", name, "args", loggableArgs(name, args), "result", ev.Result,
-		"duration", ev.Duration.Round(time.Microsecond), "sent", ev.Sent)
+		"duration", ev.Duration.Seconds(), "sent", ev.Sent)
 }
 
 // loggableArgs returns a command's arguments as they may be logged: PASS
@@ -195,8 +202,9 @@ func (c *conn) observeLogin(err error) {
 }
 
 func (c *conn) stats() SessionStats {
-	return SessionStats{Duration: time.Since(c.started), LoggedIn: c.authUser != "", Retr: c.nRetr, Top: c.nTop,
-		Dele: c.nDele, Deleted: c.nRemoved, Octets: c.octets, Sent: c.queued(), Unreported: c.queued() - c.reported}
+	return SessionStats{Reason: c.why, Duration: time.Since(c.started), LoggedIn: c.authUser != "", Retr: c.nRetr,
+		Top: c.nTop, Dele: c.nDele, Deleted: c.update.Removed, Flagged: c.update.Flagged,
+		Octets: c.retrOctets + c.topOctets, Sent: c.queued(), Unreported: c.queued() - c.reported}
 }
 
 // queued is what was written to the client or is waiting in the buffer.

@@ -222,3 +222,30 @@ func TestNoGoroutinesLeftAfterClose(t *testing.T) {
 	}
 	t.Errorf("%d goroutines before, %d after Close:\n%s", before, now, serverGoroutines())
 }
+
+// TestSessionsLoggingOutDoNotCountAsRefusals: a session that gave its
+// place back is still registered while it logs out upstream; many of them
+// must not make the server close new connections without an answer.
+func TestSessionsLoggingOutDoNotCountAsRefusals(t *testing.T) {
+	s := &Server{MaxConnections: 1, Logger: discardLogger()}
+	add := func() *conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		c := newConn(s, a)
+		if err := s.addConn(c); err != nil {
+			t.Fatalf("addConn: %v", err)
+		}
+		return c
+	}
+	for range maxRefusing + 1 {
+		c := add()
+		if c.overLimit {
+			t.Fatal("a connection was over the limit although every earlier one gave its place back")
+		}
+		s.releaseSlot(c) // ended; its goroutine is logging out
+	}
+	add()
+	if c := add(); !c.overLimit {
+		t.Error("the second live connection was admitted over MaxConnections 1")
+	}
+}

@@ -59,5 +59,5 @@ func (c *conn) isTLS() bool {
 
 // info describes the connection for the Backend and PlaintextAllowed.
 func (c *conn) info() ConnInfo {
-	return ConnInfo{RemoteAddr: c.remote, LocalAddr: c.nc.LocalAddr(), TLS: c.isTLS()}
+	return ConnInfo{RemoteAddr: c.remote, LocalAddr: c.nc.LocalAddr(), TLS: c.isTLS(), Session: c.id, Logger: c.log}
 }

@@ -28,7 +28,7 @@ func (c *client) startTLS(cfg *tls.Config) {
 
 const (
 	capaCommon    = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
-	capaAuth      = "USER\r\nSASL PLAIN\r\n"
+	capaAuth      = "USER\r\nSASL PLAIN LOGIN\r\n"
 	capaImpl      = "IMPLEMENTATION popbridge\r\n.\r\n"
 	refusedAnswer = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS or POP3S\r\n"
 )

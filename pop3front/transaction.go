@@ -1,5 +1,5 @@
 // transaction.go holds the handlers of the TRANSACTION state: STAT,
-// LIST, UIDL, RETR, TOP, DELE, RSET and NOOP, and send, which streams a
+// LIST, UIDL, RETR, TOP, DELE, RSET, NOOP and LAST, and send, which streams a
 // message to the client. DELE and RSET change marks in memory only; the
 // maildrop changes at QUIT.
 
@@ -112,6 +112,7 @@ func (c *conn) handleRetr(args []byte) error {
 		return err
 	}
 	c.nRetr++
+	c.lastSeen = max(c.lastSeen, i+1)
 	c.sess.Retrieved(i)
 	return nil
 }
@@ -171,6 +172,9 @@ func (c *conn) handleRset(args []byte) error {
 	}
 	clear(c.deleted)
 	c.nDeleted, c.delSize = 0, 0
+	// As Dovecot does; it also removes \Seen upstream at once, which
+	// would change the maildrop outside QUIT, so that part is left out.
+	c.lastSeen = 0
 	c.ok(strconv.Itoa(len(c.msgs)) + " messages")
 	return nil
 }
@@ -188,6 +192,21 @@ func (c *conn) handleNoop(args []byte) error {
 		return err
 	}
 	c.ok("")
+	return nil
+}
+
+// handleLast answers LAST (RFC 1460, dropped by RFC 1725 but still sent
+// by the oldest clients) as Dovecot's POP3 server does: the highest
+// message number that RETR sent in this session, or that was seen before
+// it; RSET sets it to 0; TOP and DELE leave it.
+func (c *conn) handleLast(args []byte) error {
+	if err := c.need(stateTransaction); err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return badCommand("LAST takes no arguments")
+	}
+	c.ok(strconv.Itoa(c.lastSeen))
 	return nil
 }
 
@@ -223,6 +242,10 @@ func (c *conn) send(i, lines int) error {
 	} else {
 		c.ok("Top of message follows")
 	}
+	octets := &c.retrOctets
+	if lines >= 0 {
+		octets = &c.topOctets
+	}
 	dw := newDotWriter(c.bw)
 	var rerr error
 	if wt, ok := rc.(io.WriterTo); ok && lines < 0 {
@@ -230,14 +253,14 @@ func (c *conn) send(i, lines int) error {
 		// buffer of ours.
 		c.cw = clientWriter{dw: dw}
 		_, rerr = wt.WriteTo(&c.cw)
-		c.octets += c.cw.n
+		*octets += c.cw.n
 		if c.cw.err != nil {
-			return abort(c.cw.err) // the client is gone
+			return c.writeFailed(c.cw.err) // the client is gone
 		}
 	} else {
 		var werr error
-		if rerr, werr = c.copyMessage(dw, rc, lines); werr != nil {
-			return abort(werr) // the client is gone
+		if rerr, werr = c.copyMessage(dw, rc, lines, octets); werr != nil {
+			return c.writeFailed(werr) // the client is gone
 		}
 	}
 	if rerr != nil {
@@ -248,14 +271,15 @@ func (c *conn) send(i, lines int) error {
 		return abort(errTruncated)
 	}
 	if err := dw.Close(); err != nil {
-		return abort(err)
+		return c.writeFailed(err)
 	}
 	return nil
 }
 
 // copyMessage copies a message (or, with lines >= 0, its top) from rc to
-// dw. rerr is a failure to read the message, werr one to write it.
-func (c *conn) copyMessage(dw *dotWriter, rc io.Reader, lines int) (rerr, werr error) {
+// dw, adding what it copied to *octets. rerr is a failure to read the
+// message, werr one to write it.
+func (c *conn) copyMessage(dw *dotWriter, rc io.Reader, lines int, octets *int64) (rerr, werr error) {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -269,7 +293,7 @@ func (c *conn) copyMessage(dw *dotWriter, rc io.Reader, lines int) (rerr, werr e
 		if _, werr := dw.Write(p); werr != nil {
 			return nil, werr
 		}
-		c.octets += int64(len(p))
+		*octets += int64(len(p))
 		if err == io.EOF || top.done {
 			return nil, nil
 		}

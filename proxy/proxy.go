@@ -128,6 +128,9 @@ type backend struct {
 }
 
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
+	if info.Logger != nil {
+		a.log = info.Logger // this call's copy: its lines carry the session id
+	}
 	// The upstream sees the user without the device suffix.
 	user, pol, err := a.pols.resolve(login, info)
 	if err != nil {
@@ -172,7 +175,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	for i, m := range msgs {
 		infos[i] = pop3front.MessageInfo{Size: m.Size, UID: m.UIDL}
 	}
-	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock}, nil
+	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock, device: pol.Device}, nil
 }
 
 type session struct {
@@ -180,7 +183,11 @@ type session struct {
 	msgs   []pop3front.MessageInfo
 	log    *slog.Logger
 	unlock func() // releases the session lock, if any
+	device string // the device view's name, for pop3front's session list
 }
+
+// Device names the device view the session serves, or is empty.
+func (s *session) Device() string { return s.device }
 
 // Close ends the upstream session, then releases the maildrop's lock.
 func (s *session) Close() error {
@@ -192,6 +199,12 @@ func (s *session) Close() error {
 }
 
 func (s *session) Messages() []pop3front.MessageInfo { return s.msgs }
+
+// Commit runs the UPDATE state and says what became of the messages.
+func (s *session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateResult, error) {
+	removed, flagged, err := s.Session.Commit(ctx, deleted)
+	return pop3front.UpdateResult{Removed: removed, Flagged: flagged}, err
+}
 
 func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, error) {
 	rc, err := s.Session.Retrieve(ctx, i, lines)

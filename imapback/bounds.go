@@ -1,0 +1,161 @@
+package imapback
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+)
+
+// The bounds on what an upstream may send. go-imap v2's client
+// (v2.0.0-beta.8) trusts its server: imapclient.Options has no limit of
+// any kind, and its decoder's two guards, Decoder.MaxSize and
+// Decoder.CheckBufferedLiteralFunc (internal/imapwire/decoder.go), are
+// set only by imapserver (imapserver/conn.go), never by imapclient.
+// Decoder.Literal copies a literal of any announced size into a
+// strings.Builder, quoted strings and text grow without end, and nothing
+// counts responses. So an upstream (or anyone in the middle of a
+// plaintext connection) could make one login hold gigabytes. The option
+// does not exist, so boundedConn sits between imapclient and the
+// connection and watches the bytes go by.
+//
+// It follows the response grammar as imapclient's reader does, byte by
+// byte, without copying: where a response starts and ends, which parts
+// are free text (after OK/NO/BAD/BYE/PREAUTH and in continuation
+// requests: no literals there), response codes (which go-imap skips to
+// the next "]", across line ends), quoted strings (which go-imap reads
+// across line ends too), literals ({N}, and {N+} and ~{N}, announced
+// however) and, in a FETCH response, which literal is a message body:
+// the one after BODY[...] or BINARY[...] (with an optional <offset>) in
+// the top list, which imapclient streams instead of buffering.
+// RFC822, RFC822.HEADER and RFC822.TEXT need no case: go-imap fails on
+// them before reading their value. Where the grammar is broken go-imap
+// gives up on the connection, so the scanner only has to agree with it
+// on well-formed input and never to let through more than a bound.
+//
+// Past a bound, Read returns a *BoundError (errors.Is
+// ErrResponseTooLarge) from then on, having passed none of the offending
+// octets. imapclient reports it with %v, which loses the type, so the
+// session asks Err after a failed command.
+//
+// Reads run in imapclient's reader goroutine; Expect and Err may be
+// called from any goroutine.
+
+// Default bounds of Limits.
+const (
+	// DefaultMaxLiteral bounds a literal that is not a message body:
+	// a mailbox name, an ID value, an envelope field.
+	DefaultMaxLiteral = 1 << 20
+	// DefaultMaxResponse bounds one response outside its body literals,
+	// its other literals included.
+	DefaultMaxResponse = 4 << 20
+)
+
+// Limits bounds what one upstream connection may send. A zero field
+// takes its default.
+type Limits struct {
+	// Literal bounds a literal that is not a message body
+	// (default DefaultMaxLiteral).
+	Literal int64
+	// Response bounds the octets of one response outside its body
+	// literals, its other literals included (default DefaultMaxResponse).
+	Response int64
+	// Body bounds one message-body literal. 0: no bound, for a session
+	// that streams bodies and checks their announced size itself.
+	Body int64
+}
+
+// ErrResponseTooLarge is what every *BoundError wraps.
+var ErrResponseTooLarge = errors.New("upstream response exceeds a bound")
+
+// Bound names the bound a response passed.
+type Bound string
+
+// Bounds.
+const (
+	BoundLiteral   Bound = "literal"
+	BoundBody      Bound = "body literal"
+	BoundResponse  Bound = "response"
+	BoundResponses Bound = "responses"
+)
+
+// BoundError is the error of a response past one of its bounds.
+type BoundError struct {
+	Bound Bound
+	Limit int64
+	// Got is the size announced or reached when the bound was passed
+	// (for BoundResponses, the count of responses).
+	Got int64
+}
+
+func (e *BoundError) Error() string {
+	return fmt.Sprintf("%v: %s of %d, bound %d", ErrResponseTooLarge, e.Bound, e.Got, e.Limit)
+}
+
+func (e *BoundError) Unwrap() error { return ErrResponseTooLarge }
+
+// Expectation bounds the responses to the commands a session sends next.
+type Expectation struct {
+	// Responses bounds the responses of every kind from now on; 0: no
+	// bound.
+	Responses int64
+	// ResponseOctets, if larger than Limits.Response, raises the bound
+	// of one response until the next Expect: a SEARCH answered without
+	// ESEARCH lists every UID in one response.
+	ResponseOctets int64
+}
+
+// boundedConn enforces Limits on what is read from its net.Conn.
+type boundedConn struct {
+	net.Conn
+	sc scanner
+	// responses counts the responses since the last Expect, and
+	// maxResponses bounds them (0: none); maxOctets is the response
+	// bound, raised by Expect.
+	responses    atomic.Int64
+	maxResponses atomic.Int64
+	maxOctets    atomic.Int64
+	err          atomic.Pointer[BoundError]
+}
+
+func newBoundedConn(nc net.Conn, lim Limits) *boundedConn {
+	if lim.Literal <= 0 {
+		lim.Literal = DefaultMaxLiteral
+	}
+	if lim.Response <= 0 {
+		lim.Response = DefaultMaxResponse
+	}
+	c := &boundedConn{Conn: nc}
+	c.sc = scanner{c: c, lim: lim, maxOctets: lim.Response}
+	c.maxOctets.Store(lim.Response)
+	return c
+}
+
+// Expect restarts the count of responses under new bounds.
+func (c *boundedConn) Expect(e Expectation) {
+	c.maxResponses.Store(max(e.Responses, 0))
+	c.responses.Store(0)
+	c.maxOctets.Store(max(e.ResponseOctets, c.sc.lim.Response))
+}
+
+// Err returns the bound the upstream passed, or nil.
+func (c *boundedConn) Err() error {
+	if e := c.err.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+func (c *boundedConn) Read(p []byte) (int, error) {
+	if e := c.err.Load(); e != nil {
+		return 0, e
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if k, e := c.sc.scan(p[:n]); e != nil {
+			c.err.CompareAndSwap(nil, e)
+			return k, c.err.Load()
+		}
+	}
+	return n, err
+}

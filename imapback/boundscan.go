@@ -1,0 +1,405 @@
+package imapback
+
+// The scanner of boundedConn (bounds.go): a byte state machine over the
+// upstream's response stream that knows just enough of IMAP's response
+// grammar, read the way go-imap's client reads it, to tell where each
+// response starts and ends and which octets are literals. It runs in
+// imapclient's reader goroutine, on the buffer imapclient reads into: it
+// never copies, and the octets of a literal cost it one subtraction per
+// Read.
+
+// scanState is where the scanner is within a response.
+type scanState uint8
+
+const (
+	stStart     scanState = iota // the first octet of a response
+	stTag                        // the tag, or "*"
+	stType                       // the response type, or the number before it
+	stStatusSP                   // after OK, NO, BAD, BYE or PREAUTH and a space
+	stCode                       // a response code, up to "]" (line ends included)
+	stText                       // free text, up to the line end
+	stData                       // structured data: lists, atoms, strings
+	stQuoted                     // in a quoted string (line ends included)
+	stQuotedEsc                  // after a backslash in a quoted string
+	stLitSize                    // after "{": the digits of a literal's size
+	stLitPlus                    // after "{N+"
+	stLitClose                   // after "}"
+	stLitSP                      // after "} "
+	stLitCR                      // after "}\r" or "} \r"
+	stLiteral                    // in a literal
+)
+
+// fetchItem follows the top list of a FETCH response far enough to
+// tell a body literal: BODY[...] or BINARY[...], then <offset>, a space
+// and "~" at most, then "{".
+type fetchItem uint8
+
+const (
+	fiNone      fetchItem = iota
+	fiSection             // inside BODY[ or BINARY[, before its "]"
+	fiAfter               // after the "]" (and perhaps <offset>)
+	fiBodyValue           // after the space: a literal now is the body
+)
+
+// scanner holds the state of one connection's response stream.
+type scanner struct {
+	c   *boundedConn
+	lim Limits
+
+	st        scanState
+	octets    int64 // of the current response, body literals left out
+	maxOctets int64 // the response bound, read at each response's start
+	lit       int64 // literal octets still to come
+	size      int64 // the size being read in a literal's header
+	digits    int   // digits read of it
+	body      bool  // the literal being announced or read is a body
+
+	// The response's header: tagged or not, whether the number before
+	// the type was read, and the type so far (upper case, cut to 8).
+	untagged, numbered bool
+	typ                [8]byte
+	typLen             int
+	allDigits          bool
+
+	// FETCH responses: list depth, the atom being read in the top list
+	// (upper case, cut to 6) and the body item state.
+	fetch  bool
+	depth  int
+	tok    [6]byte
+	tokLen int
+	item   fetchItem
+}
+
+// dataSpecial marks the octets that matter in structured data outside
+// a FETCH response's top list; all others are skipped in a tight loop.
+var dataSpecial = [256]bool{'"': true, '{': true, '\n': true, '(': true, ')': true}
+
+// scan follows p, the next octets of the stream. It returns how many of
+// them may be passed on: all, or those before the first octet past a
+// bound, with the bound's error.
+func (s *scanner) scan(p []byte) (int, *BoundError) {
+	i := 0
+	for i < len(p) {
+		if s.st == stLiteral {
+			k := int(min(s.lit, int64(len(p)-i)))
+			i += k
+			s.lit -= int64(k)
+			if s.lit == 0 {
+				s.st = stData
+			}
+			continue
+		}
+		if s.st == stStart {
+			s.startResponse()
+			n, limit := s.c.responses.Add(1), s.c.maxResponses.Load()
+			if limit > 0 && n > limit {
+				return i, &BoundError{Bound: BoundResponses, Limit: limit, Got: n}
+			}
+		}
+		// Runs of octets that change nothing but the count.
+		if run := s.run(p[i:]); run > 0 {
+			if s.octets+int64(run) > s.maxOctets {
+				return i + int(s.maxOctets-s.octets), s.tooLong()
+			}
+			s.octets += int64(run)
+			i += run
+			continue
+		}
+		s.octets++
+		if s.octets > s.maxOctets {
+			return i, s.tooLong()
+		}
+		if err := s.step(p[i]); err != nil {
+			return i, err
+		}
+		i++
+	}
+	return len(p), nil
+}
+
+func (s *scanner) tooLong() *BoundError {
+	return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: s.maxOctets + 1}
+}
+
+func (s *scanner) startResponse() {
+	*s = scanner{c: s.c, lim: s.lim, st: stTag, maxOctets: s.c.maxOctets.Load()}
+}
+
+// run returns how many octets at the start of p the current state
+// passes over without a change: free text, a response code, a quoted
+// string, or data that is not a FETCH's top list.
+func (s *scanner) run(p []byte) int {
+	var n int
+	switch s.st {
+	case stText:
+		for n < len(p) && p[n] != '\n' {
+			n++
+		}
+	case stCode:
+		for n < len(p) && p[n] != ']' {
+			n++
+		}
+	case stQuoted:
+		for n < len(p) && p[n] != '"' && p[n] != '\\' {
+			n++
+		}
+	case stData:
+		if s.fetch && s.depth == 1 {
+			return 0
+		}
+		for n < len(p) && !dataSpecial[p[n]] {
+			n++
+		}
+	}
+	return n
+}
+
+// step moves the state machine by one octet b (outside a literal).
+func (s *scanner) step(b byte) *BoundError {
+	switch s.st {
+	case stTag:
+		switch b {
+		case ' ':
+			s.st, s.typLen, s.allDigits = stType, 0, true
+		case '\n':
+			s.st = stStart
+		case '+':
+			if s.octets == 1 { // a continuation request: free text
+				s.st = stText
+			}
+		case '*':
+			if s.octets == 1 {
+				s.untagged = true
+			}
+		}
+	case stType:
+		if isAtomOctet(b) {
+			if s.typLen < len(s.typ) {
+				s.typ[s.typLen] = upper(b)
+			}
+			s.typLen++
+			s.allDigits = s.allDigits && b >= '0' && b <= '9'
+			return nil
+		}
+		return s.endType(b)
+	case stStatusSP:
+		if b == '[' {
+			s.st = stCode
+			return nil
+		}
+		s.st = stText
+		return s.step(b)
+	case stCode:
+		if b == ']' {
+			s.st = stText
+		}
+	case stText:
+		if b == '\n' {
+			s.st = stStart
+		}
+	case stQuoted:
+		switch b {
+		case '"':
+			s.st = stData
+		case '\\':
+			s.st = stQuotedEsc
+		}
+	case stQuotedEsc:
+		s.st = stQuoted
+	case stData:
+		return s.data(b)
+	case stLitSize:
+		return s.litSize(b)
+	case stLitPlus:
+		if b == '}' {
+			s.st = stLitClose
+			return nil
+		}
+		return s.notLiteral(b)
+	case stLitClose:
+		switch b {
+		case ' ':
+			s.st = stLitSP
+			return nil
+		case '\r':
+			s.st = stLitCR
+			return nil
+		}
+		fallthrough
+	case stLitSP, stLitCR:
+		if b == '\n' {
+			return s.startLiteral()
+		}
+		if b == '\r' && s.st == stLitSP {
+			s.st = stLitCR
+			return nil
+		}
+		return s.notLiteral(b)
+	}
+	return nil
+}
+
+// endType classifies the response by its type, which b ends.
+func (s *scanner) endType(b byte) *BoundError {
+	typ := string(s.typ[:min(s.typLen, len(s.typ))])
+	switch {
+	case s.untagged && !s.numbered && s.typLen > 0 && s.allDigits:
+		// "* 3 EXISTS": the type follows the number.
+		s.numbered = true
+		if b == ' ' {
+			s.typLen, s.allDigits = 0, true
+			return nil
+		}
+		s.st = stData
+	case !s.untagged || isStatus(typ):
+		// A tagged response is read as a status whatever its type.
+		if b == ' ' {
+			s.st = stStatusSP
+			return nil
+		}
+		s.st = stText
+	default:
+		// go-imap reads a FETCH without a number too.
+		s.fetch = s.typLen == 5 && typ == "FETCH"
+		s.st = stData
+	}
+	return s.step(b)
+}
+
+func isStatus(typ string) bool {
+	switch typ {
+	case "OK", "NO", "BAD", "BYE", "PREAUTH":
+		return true
+	}
+	return false
+}
+
+// data handles an octet of structured data.
+func (s *scanner) data(b byte) *BoundError {
+	if b == '{' {
+		s.body = s.fetch && s.depth == 1 && s.item == fiBodyValue
+		s.st, s.size, s.digits = stLitSize, 0, 0
+		return nil
+	}
+	switch b {
+	case '(':
+		s.depth++
+	case ')':
+		s.depth = max(s.depth-1, 0)
+	}
+	if s.fetch && (s.depth == 1 || b == '(' && s.depth == 2) {
+		s.fetchItem(b)
+	}
+	switch b {
+	case '\n':
+		s.st = stStart
+	case '"':
+		s.st = stQuoted
+	}
+	return nil
+}
+
+// fetchItem follows b in the top list of a FETCH response (or the "("
+// that leaves it, which ends the current atom).
+func (s *scanner) fetchItem(b byte) {
+	switch s.item {
+	case fiNone:
+		if isAtomOctet(b) && b != '[' {
+			if s.tokLen < len(s.tok) {
+				s.tok[s.tokLen] = upper(b)
+			}
+			s.tokLen++
+			return
+		}
+		tok := string(s.tok[:min(s.tokLen, len(s.tok))])
+		if b == '[' && (s.tokLen == 4 && tok == "BODY" || s.tokLen == 6 && tok == "BINARY") {
+			s.item = fiSection
+		}
+		s.tokLen = 0
+	case fiSection:
+		if b == ']' && s.depth == 1 {
+			s.item = fiAfter
+		}
+	case fiAfter:
+		switch {
+		case b == ' ':
+			s.item = fiBodyValue
+		case b != '<' && b != '>' && (b < '0' || b > '9'):
+			s.item, s.tokLen = fiNone, 0
+		}
+	case fiBodyValue:
+		if b != '~' {
+			s.item, s.tokLen = fiNone, 0
+		}
+	}
+}
+
+// litSize reads a digit of a literal's size, or what ends them.
+func (s *scanner) litSize(b byte) *BoundError {
+	switch {
+	case b >= '0' && b <= '9':
+		if s.size > (1<<63-1-9)/10 {
+			s.size = 1<<63 - 1
+		} else {
+			s.size = s.size*10 + int64(b-'0')
+		}
+		s.digits++
+		if s.body {
+			if s.lim.Body > 0 && s.size > s.lim.Body {
+				return &BoundError{Bound: BoundBody, Limit: s.lim.Body, Got: s.size}
+			}
+		} else if s.size > s.lim.Literal {
+			return &BoundError{Bound: BoundLiteral, Limit: s.lim.Literal, Got: s.size}
+		}
+		return nil
+	case b == '}' && s.digits > 0:
+		s.st = stLitClose
+		return nil
+	case b == '+' && s.digits > 0:
+		s.st = stLitPlus
+		return nil
+	}
+	return s.notLiteral(b)
+}
+
+// notLiteral: what started as a literal's header is not one. go-imap
+// fails on it; the scanner reads on as data.
+func (s *scanner) notLiteral(b byte) *BoundError {
+	s.st, s.item, s.tokLen = stData, fiNone, 0
+	return s.data(b)
+}
+
+// startLiteral starts a literal after its header's line end.
+func (s *scanner) startLiteral() *BoundError {
+	if !s.body {
+		if s.octets+s.size > s.maxOctets {
+			return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: s.octets + s.size}
+		}
+		s.octets += s.size
+	}
+	if s.body {
+		s.item = fiNone // the body ends the item
+	}
+	s.tokLen = 0
+	s.st, s.lit = stLiteral, s.size
+	if s.lit == 0 {
+		s.st = stData
+	}
+	return nil
+}
+
+// isAtomOctet is go-imap's IsAtomChar for one octet.
+func isAtomOctet(b byte) bool {
+	switch b {
+	case '(', ')', '{', ' ', '%', '*', '"', '\\', ']':
+		return false
+	}
+	return b > 0x1f && b != 0x7f && (b < 0x80 || b > 0x9f)
+}
+
+func upper(b byte) byte {
+	if b >= 'a' && b <= 'z' {
+		return b - 'a' + 'A'
+	}
+	return b
+}

@@ -55,24 +55,65 @@ type scanner struct {
 	body      bool  // the literal being announced or read is a body
 
 	// The response's header: tagged or not, whether the number before
-	// the type was read, and the type so far (upper case, cut to 8).
+	// the type was read, and the type so far.
 	untagged, numbered bool
-	typ                [8]byte
-	typLen             int
+	typ                atomKey
 	allDigits          bool
 
 	// FETCH responses: list depth, the atom being read in the top list
-	// (upper case, cut to 6) and the body item state.
-	fetch  bool
-	depth  int
-	tok    [6]byte
-	tokLen int
-	item   fetchItem
+	// and the body item state.
+	fetch bool
+	depth int
+	tok   atomKey
+	item  fetchItem
 }
 
-// dataSpecial marks the octets that matter in structured data outside
-// a FETCH response's top list; all others are skipped in a tight loop.
-var dataSpecial = [256]bool{'"': true, '{': true, '\n': true, '(': true, ')': true}
+// atomKey holds the first 8 octets of an atom in upper case, packed for
+// comparisons with keywords, and how many octets it has.
+type atomKey struct {
+	k uint64
+	n int
+}
+
+func (a *atomKey) add(b byte) {
+	if a.n < 8 {
+		a.k = a.k<<8 | uint64(upper(b))
+	}
+	a.n++
+}
+
+// is reports whether the atom is kw, a key of keyOf.
+func (a atomKey) is(kw uint64) bool { return a.n <= 8 && a.k == kw }
+
+// keyOf packs an upper-case keyword of up to 8 octets. Atoms hold no
+// NUL, so keys of different lengths differ.
+func keyOf(kw string) uint64 {
+	var k uint64
+	for i := range len(kw) {
+		k = k<<8 | uint64(kw[i])
+	}
+	return k
+}
+
+var (
+	kwFETCH, kwBODY, kwBINARY         = keyOf("FETCH"), keyOf("BODY"), keyOf("BINARY")
+	kwOK, kwNO, kwBAD, kwBYE, kwPREAU = keyOf("OK"), keyOf("NO"), keyOf("BAD"), keyOf("BYE"), keyOf("PREAUTH")
+)
+
+// Octet classes of the tight loops in run: an octet marked stops the
+// loop of its state.
+var (
+	atomOctet   [256]bool // go-imap's IsAtomChar
+	dataStop    = [256]bool{'"': true, '{': true, '\n': true, '(': true, ')': true}
+	topStop     = [256]bool{'"': true, '{': true, '\n': true, '(': true, ')': true, '[': true}
+	sectionStop = [256]bool{'"': true, '{': true, '\n': true, '(': true, ')': true, ']': true}
+)
+
+func init() {
+	for b := range 256 {
+		atomOctet[b] = isAtomOctet(byte(b))
+	}
+}
 
 // scan follows p, the next octets of the stream. It returns how many of
 // them may be passed on: all, or those before the first octet past a
@@ -98,7 +139,7 @@ func (s *scanner) scan(p []byte) (int, *BoundError) {
 		}
 		// Runs of octets that change nothing but the count.
 		if run := s.run(p[i:]); run > 0 {
-			if s.octets+int64(run) > s.maxOctets {
+			if int64(run) > s.maxOctets-s.octets {
 				return i + int(s.maxOctets-s.octets), s.tooLong()
 			}
 			s.octets += int64(run)
@@ -122,14 +163,15 @@ func (s *scanner) tooLong() *BoundError {
 }
 
 func (s *scanner) startResponse() {
-	*s = scanner{c: s.c, lim: s.lim, st: stTag, maxOctets: s.c.maxOctets.Load()}
+	s.st, s.octets, s.maxOctets = stTag, 0, s.c.maxOctets.Load()
+	s.untagged, s.numbered, s.fetch, s.depth, s.item, s.tok = false, false, false, 0, fiNone, atomKey{}
 }
 
 // run returns how many octets at the start of p the current state
-// passes over without a change: free text, a response code, a quoted
-// string, or data that is not a FETCH's top list.
+// passes over in a tight loop: those that change nothing but the count
+// or the atom being read. step takes the octet that stops it.
 func (s *scanner) run(p []byte) int {
-	var n int
+	n := 0
 	switch s.st {
 	case stText:
 		for n < len(p) && p[n] != '\n' {
@@ -143,12 +185,48 @@ func (s *scanner) run(p []byte) int {
 		for n < len(p) && p[n] != '"' && p[n] != '\\' {
 			n++
 		}
-	case stData:
-		if s.fetch && s.depth == 1 {
-			return 0
+	case stTag:
+		if s.octets == 0 {
+			return 0 // the first octet tells "*" and "+" from a tag
 		}
-		for n < len(p) && !dataSpecial[p[n]] {
+		for n < len(p) && p[n] != ' ' && p[n] != '\n' {
 			n++
+		}
+	case stType:
+		typ, digits := s.typ, s.allDigits
+		for ; n < len(p) && atomOctet[p[n]]; n++ {
+			b := p[n]
+			typ.add(b)
+			digits = digits && b >= '0' && b <= '9'
+		}
+		s.typ, s.allDigits = typ, digits
+	case stData:
+		switch {
+		case !s.fetch || s.depth != 1:
+			for n < len(p) && !dataStop[p[n]] {
+				n++
+			}
+		case s.item == fiNone:
+			// The top list of a FETCH: remember the atom before a "[",
+			// the one the run ends with (or continues).
+			start := 0
+			for ; n < len(p) && !topStop[p[n]]; n++ {
+				if !atomOctet[p[n]] {
+					start = n + 1
+				}
+			}
+			tok := s.tok
+			if start > 0 {
+				tok = atomKey{}
+			}
+			for _, b := range p[start:min(n, start+9)] {
+				tok.add(b) // 9 octets tell any atom from a keyword
+			}
+			s.tok = tok
+		case s.item == fiSection:
+			for n < len(p) && !sectionStop[p[n]] {
+				n++
+			}
 		}
 	}
 	return n
@@ -160,7 +238,7 @@ func (s *scanner) step(b byte) *BoundError {
 	case stTag:
 		switch b {
 		case ' ':
-			s.st, s.typLen, s.allDigits = stType, 0, true
+			s.st, s.typ, s.allDigits = stType, atomKey{}, true
 		case '\n':
 			s.st = stStart
 		case '+':
@@ -173,15 +251,7 @@ func (s *scanner) step(b byte) *BoundError {
 			}
 		}
 	case stType:
-		if isAtomOctet(b) {
-			if s.typLen < len(s.typ) {
-				s.typ[s.typLen] = upper(b)
-			}
-			s.typLen++
-			s.allDigits = s.allDigits && b >= '0' && b <= '9'
-			return nil
-		}
-		return s.endType(b)
+		return s.endType(b) // run took the type's atom octets
 	case stStatusSP:
 		if b == '[' {
 			s.st = stCode
@@ -241,17 +311,16 @@ func (s *scanner) step(b byte) *BoundError {
 
 // endType classifies the response by its type, which b ends.
 func (s *scanner) endType(b byte) *BoundError {
-	typ := string(s.typ[:min(s.typLen, len(s.typ))])
 	switch {
-	case s.untagged && !s.numbered && s.typLen > 0 && s.allDigits:
+	case s.untagged && !s.numbered && s.typ.n > 0 && s.allDigits:
 		// "* 3 EXISTS": the type follows the number.
 		s.numbered = true
 		if b == ' ' {
-			s.typLen, s.allDigits = 0, true
+			s.typ, s.allDigits = atomKey{}, true
 			return nil
 		}
 		s.st = stData
-	case !s.untagged || isStatus(typ):
+	case !s.untagged || s.isStatus():
 		// A tagged response is read as a status whatever its type.
 		if b == ' ' {
 			s.st = stStatusSP
@@ -260,18 +329,15 @@ func (s *scanner) endType(b byte) *BoundError {
 		s.st = stText
 	default:
 		// go-imap reads a FETCH without a number too.
-		s.fetch = s.typLen == 5 && typ == "FETCH"
+		s.fetch = s.typ.is(kwFETCH)
 		s.st = stData
 	}
 	return s.step(b)
 }
 
-func isStatus(typ string) bool {
-	switch typ {
-	case "OK", "NO", "BAD", "BYE", "PREAUTH":
-		return true
-	}
-	return false
+func (s *scanner) isStatus() bool {
+	t := s.typ
+	return t.is(kwOK) || t.is(kwNO) || t.is(kwBAD) || t.is(kwBYE) || t.is(kwPREAU)
 }
 
 // data handles an octet of structured data.
@@ -303,19 +369,11 @@ func (s *scanner) data(b byte) *BoundError {
 // that leaves it, which ends the current atom).
 func (s *scanner) fetchItem(b byte) {
 	switch s.item {
-	case fiNone:
-		if isAtomOctet(b) && b != '[' {
-			if s.tokLen < len(s.tok) {
-				s.tok[s.tokLen] = upper(b)
-			}
-			s.tokLen++
-			return
-		}
-		tok := string(s.tok[:min(s.tokLen, len(s.tok))])
-		if b == '[' && (s.tokLen == 4 && tok == "BODY" || s.tokLen == 6 && tok == "BINARY") {
+	case fiNone: // run took the atom octets but "["
+		if b == '[' && (s.tok.is(kwBODY) || s.tok.is(kwBINARY)) {
 			s.item = fiSection
 		}
-		s.tokLen = 0
+		s.tok = atomKey{}
 	case fiSection:
 		if b == ']' && s.depth == 1 {
 			s.item = fiAfter
@@ -325,11 +383,11 @@ func (s *scanner) fetchItem(b byte) {
 		case b == ' ':
 			s.item = fiBodyValue
 		case b != '<' && b != '>' && (b < '0' || b > '9'):
-			s.item, s.tokLen = fiNone, 0
+			s.item, s.tok = fiNone, atomKey{}
 		}
 	case fiBodyValue:
 		if b != '~' {
-			s.item, s.tokLen = fiNone, 0
+			s.item, s.tok = fiNone, atomKey{}
 		}
 	}
 }
@@ -339,10 +397,9 @@ func (s *scanner) litSize(b byte) *BoundError {
 	switch {
 	case b >= '0' && b <= '9':
 		if s.size > (1<<63-1-9)/10 {
-			s.size = 1<<63 - 1
-		} else {
-			s.size = s.size*10 + int64(b-'0')
+			return s.notLiteral(b) // go-imap fails on a size past int64
 		}
+		s.size = s.size*10 + int64(b-'0')
 		s.digits++
 		if s.body {
 			if s.lim.Body > 0 && s.size > s.lim.Body {
@@ -365,22 +422,22 @@ func (s *scanner) litSize(b byte) *BoundError {
 // notLiteral: what started as a literal's header is not one. go-imap
 // fails on it; the scanner reads on as data.
 func (s *scanner) notLiteral(b byte) *BoundError {
-	s.st, s.item, s.tokLen = stData, fiNone, 0
+	s.st, s.item, s.tok = stData, fiNone, atomKey{}
 	return s.data(b)
 }
 
 // startLiteral starts a literal after its header's line end.
 func (s *scanner) startLiteral() *BoundError {
 	if !s.body {
-		if s.octets+s.size > s.maxOctets {
-			return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: s.octets + s.size}
+		if s.size > s.maxOctets-s.octets {
+			return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: satAdd(s.octets, s.size)}
 		}
 		s.octets += s.size
 	}
 	if s.body {
 		s.item = fiNone // the body ends the item
 	}
-	s.tokLen = 0
+	s.tok = atomKey{}
 	s.st, s.lit = stLiteral, s.size
 	if s.lit == 0 {
 		s.st = stData
@@ -395,6 +452,13 @@ func isAtomOctet(b byte) bool {
 		return false
 	}
 	return b > 0x1f && b != 0x7f && (b < 0x80 || b > 0x9f)
+}
+
+func satAdd(a, b int64) int64 {
+	if b > 1<<63-1-a {
+		return 1<<63 - 1
+	}
+	return a + b
 }
 
 func upper(b byte) byte {

@@ -7,41 +7,52 @@ import (
 	"sync/atomic"
 )
 
-// The bounds on what an upstream may send. go-imap v2's client
-// (v2.0.0-beta.8) trusts its server: imapclient.Options has no limit of
-// any kind, and its decoder's two guards, Decoder.MaxSize and
-// Decoder.CheckBufferedLiteralFunc (internal/imapwire/decoder.go), are
-// set only by imapserver (imapserver/conn.go), never by imapclient.
-// Decoder.Literal copies a literal of any announced size into a
-// strings.Builder, quoted strings and text grow without end, and nothing
-// counts responses. So an upstream (or anyone in the middle of a
-// plaintext connection) could make one login hold gigabytes. The option
-// does not exist, so boundedConn sits between imapclient and the
-// connection and watches the bytes go by.
+// The bounds on what an upstream may send, and the connection wrapper
+// that holds the upstream to them. The wrapper is needed because go-imap
+// v2's client (v2.0.0-beta.8) trusts its server and offers no way to
+// bound it:
+//   - imapclient.Options has no limit of any kind (TLSConfig,
+//     DebugWriter, UnilateralDataHandler, WordDecoder, Dialer);
+//   - its decoder has two guards, Decoder.MaxSize and
+//     Decoder.CheckBufferedLiteralFunc (internal/imapwire/decoder.go),
+//     but only imapserver sets them (imapserver/conn.go); imapclient.New
+//     makes its decoder without either, and the package is internal;
+//   - Decoder.Literal copies a literal of any announced size into a
+//     strings.Builder, Quoted and Text grow until their delimiter comes,
+//     and handlers append every response to what the command collects.
 //
-// It follows the response grammar as imapclient's reader does, byte by
-// byte, without copying: where a response starts and ends, which parts
-// are free text (after OK/NO/BAD/BYE/PREAUTH and in continuation
+// So an upstream (or anyone in the middle of a plaintext connection)
+// could make one login hold gigabytes. boundedConn sits between
+// imapclient and the connection and watches the octets go by. An option
+// contributed to go-imap (a MaxSize per response and a literal check on
+// the client's decoder) would let this shrink to setting it.
+//
+// The scanner (boundscan.go) follows the response grammar as imapclient's
+// reader does, without copying: where a response starts and ends, which
+// parts are free text (after OK/NO/BAD/BYE/PREAUTH and in continuation
 // requests: no literals there), response codes (which go-imap skips to
 // the next "]", across line ends), quoted strings (which go-imap reads
 // across line ends too), literals ({N}, and {N+} and ~{N}, announced
 // however) and, in a FETCH response, which literal is a message body:
 // the one after BODY[...] or BINARY[...] (with an optional <offset>) in
-// the top list, which imapclient streams instead of buffering.
-// RFC822, RFC822.HEADER and RFC822.TEXT need no case: go-imap fails on
-// them before reading their value. Where the grammar is broken go-imap
-// gives up on the connection, so the scanner only has to agree with it
-// on well-formed input and never to let through more than a bound.
+// the top list, the only literals imapclient streams instead of
+// buffering. RFC822, RFC822.HEADER and RFC822.TEXT need no case: go-imap
+// fails on them before reading their value. Where the grammar is broken
+// go-imap gives up on the connection, so the scanner only has to agree
+// with it on well-formed input and never let more than a bound through.
 //
 // Past a bound, Read returns a *BoundError (errors.Is
 // ErrResponseTooLarge) from then on, having passed none of the offending
 // octets. imapclient reports it with %v, which loses the type, so the
 // session asks Err after a failed command.
 //
+// The wrapper must see plaintext: it goes over the TLS connection, never
+// under go-imap's own STARTTLS, which would put TLS on top of it.
+//
 // Reads run in imapclient's reader goroutine; Expect and Err may be
 // called from any goroutine.
 
-// Default bounds of Limits.
+// Default bounds of ResponseLimits.
 const (
 	// DefaultMaxLiteral bounds a literal that is not a message body:
 	// a mailbox name, an ID value, an envelope field.
@@ -51,9 +62,9 @@ const (
 	DefaultMaxResponse = 4 << 20
 )
 
-// Limits bounds what one upstream connection may send. A zero field
-// takes its default.
-type Limits struct {
+// ResponseLimits bounds what one upstream connection may send. A zero
+// field takes its default.
+type ResponseLimits struct {
 	// Literal bounds a literal that is not a message body
 	// (default DefaultMaxLiteral).
 	Literal int64
@@ -96,16 +107,16 @@ func (e *BoundError) Unwrap() error { return ErrResponseTooLarge }
 
 // Expectation bounds the responses to the commands a session sends next.
 type Expectation struct {
-	// Responses bounds the responses of every kind from now on; 0: no
-	// bound.
+	// Responses bounds the responses of every kind (untagged, tagged,
+	// continuation requests) from now on; 0: no bound.
 	Responses int64
-	// ResponseOctets, if larger than Limits.Response, raises the bound
-	// of one response until the next Expect: a SEARCH answered without
-	// ESEARCH lists every UID in one response.
+	// ResponseOctets, if larger than ResponseLimits.Response, raises the
+	// bound of one response until the next Expect: a SEARCH answered
+	// without ESEARCH lists every UID in one response.
 	ResponseOctets int64
 }
 
-// boundedConn enforces Limits on what is read from its net.Conn.
+// boundedConn enforces ResponseLimits on what is read from its net.Conn.
 type boundedConn struct {
 	net.Conn
 	sc scanner
@@ -118,7 +129,7 @@ type boundedConn struct {
 	err          atomic.Pointer[BoundError]
 }
 
-func newBoundedConn(nc net.Conn, lim Limits) *boundedConn {
+func newBoundedConn(nc net.Conn, lim ResponseLimits) *boundedConn {
 	if lim.Literal <= 0 {
 		lim.Literal = DefaultMaxLiteral
 	}

@@ -37,7 +37,7 @@ func benchRead(b *testing.B, stream []byte, size int) {
 				src := &replayStream{streamConn: streamConn{size: size}, src: stream}
 				var r io.Reader = src
 				if bounded {
-					bc := newBoundedConn(src, Limits{})
+					bc := newBoundedConn(src, ResponseLimits{})
 					bc.Expect(Expectation{Responses: 20_000})
 					r = bc
 				}

@@ -33,7 +33,7 @@ func FuzzBoundedConn(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		chunk := 1 + int(cut)%64
-		small := Limits{Literal: 16, Response: 64, Body: 48}
+		small := ResponseLimits{Literal: 16, Response: 64, Body: 48}
 		exp := Expectation{Responses: 6}
 		got, err := readBounded(data, small, exp, chunk)
 		if !bytes.HasPrefix(data, got) {
@@ -51,12 +51,12 @@ func FuzzBoundedConn(f *testing.F) {
 			t.Fatalf("reads of %d: %d octets, %v; one read: %d octets, %v", chunk, len(got), err, len(whole), werr)
 		}
 
-		huge := Limits{Literal: 1<<63 - 1, Response: 1<<63 - 1}
+		huge := ResponseLimits{Literal: 1<<63 - 1, Response: 1<<63 - 1}
 		if got, err := readBounded(data, huge, Expectation{}, chunk); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("without reachable bounds: %d of %d octets, %v", len(got), len(data), err)
 		}
 
-		lim := Limits{Literal: 32, Response: 4096}
+		lim := ResponseLimits{Literal: 32, Response: 4096}
 		stream := wellFormed(data, lim)
 		if got, err := readBounded(stream, lim, Expectation{}, chunk); err != nil || !bytes.Equal(got, stream) {
 			t.Fatalf("well-formed stream %q: %d of %d octets, %v", stream, len(got), len(stream), err)
@@ -68,7 +68,7 @@ func FuzzBoundedConn(f *testing.F) {
 // response, and the following octets fill its literals, quoted strings
 // and text, whatever they are. Non-body literals stay within
 // lim.Literal and each response within lim.Response.
-func wellFormed(data []byte, lim Limits) []byte {
+func wellFormed(data []byte, lim ResponseLimits) []byte {
 	var b bytes.Buffer
 	take := func(n int) []byte {
 		n = min(n, len(data))

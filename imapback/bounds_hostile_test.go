@@ -25,7 +25,7 @@ const maxAttackHeap = 32 << 20
 
 // dialBounded connects go-imap's client to srv through a boundedConn
 // and logs in.
-func dialBounded(t *testing.T, srv *hostileimap.Server, lim Limits) (*imapclient.Client, *boundedConn) {
+func dialBounded(t *testing.T, srv *hostileimap.Server, lim ResponseLimits) (*imapclient.Client, *boundedConn) {
 	t.Helper()
 	nc, err := net.Dial("tcp", srv.Addr)
 	if err != nil {
@@ -96,7 +96,7 @@ func TestBoundHostileListLiteralDuringSelect(t *testing.T) {
 		w.Literal(200_000_000)
 		w.Printf("\r\n")
 	}})
-	c, bc := dialBounded(t, srv, Limits{})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
 	var err error
 	n := heapGrowth(func() { _, err = c.Select("INBOX", nil).Wait() })
 	t.Logf("heap growth %d octets", n)
@@ -114,7 +114,7 @@ func TestBoundHostileFetchFlood(t *testing.T) {
 			w.Line("* %d FETCH (UID %d RFC822.SIZE 10)", i, i)
 		}
 	}})
-	c, bc := dialBounded(t, srv, Limits{})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestBoundHostileEndlessResponse(t *testing.T) {
 		}
 		w.Line(")")
 	}})
-	c, bc := dialBounded(t, srv, Limits{})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
 	var err error
 	n := heapGrowth(func() { _, err = c.Select("INBOX", nil).Wait() })
 	t.Logf("heap growth %d octets", n)
@@ -166,7 +166,7 @@ func TestBoundHostileEndlessQuoted(t *testing.T) {
 		w.Printf(`* 1 EXISTS` + "\r\n" + `* LIST () "/" "`)
 		w.Filler(100 << 20)
 	}})
-	c, bc := dialBounded(t, srv, Limits{})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
 	var err error
 	n := heapGrowth(func() { _, err = c.Select("INBOX", nil).Wait() })
 	t.Logf("heap growth %d octets", n)
@@ -185,7 +185,7 @@ func TestBoundHostileBodyPasses(t *testing.T) {
 		w.Literal(body)
 		w.Line(")")
 	}})
-	c, bc := dialBounded(t, srv, Limits{})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ const (
 // scanner holds the state of one connection's response stream.
 type scanner struct {
 	c   *boundedConn
-	lim Limits
+	lim ResponseLimits
 
 	st        scanState
 	octets    int64 // of the current response, body literals left out
@@ -428,14 +428,13 @@ func (s *scanner) notLiteral(b byte) *BoundError {
 
 // startLiteral starts a literal after its header's line end.
 func (s *scanner) startLiteral() *BoundError {
-	if !s.body {
+	if s.body {
+		s.item = fiNone // the body ends the item
+	} else {
 		if s.size > s.maxOctets-s.octets {
 			return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: satAdd(s.octets, s.size)}
 		}
 		s.octets += s.size
-	}
-	if s.body {
-		s.item = fiNone // the body ends the item
 	}
 	s.tok = atomKey{}
 	s.st, s.lit = stLiteral, s.size

@@ -3,6 +3,7 @@ package imapback
 import (
 	"errors"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"testing"
 
@@ -133,7 +134,7 @@ func TestSnapshotHostileExists(t *testing.T) {
 			w.Line("* 4000000000 FETCH (UID 1 RFC822.SIZE 10)")
 		},
 	})
-	c, bc := dialBounded(t, srv, Limits{})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
 	sel, err := c.Select("INBOX", nil).Wait()
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +146,7 @@ func TestSnapshotHostileExists(t *testing.T) {
 	var x seqIndex
 	n := heapGrowth(func() {
 		bc.Expect(snapshotExpectation(min(sel.NumMessages, DefaultMaxMessages)))
-		seqs, err := fetchSeqs(c, b)
+		seqs, err := fetchSeqs(c, bc, b)
 		if err != nil {
 			t.Error(err)
 		}
@@ -164,12 +165,12 @@ func TestSnapshotHostileFetchBeyondMaximum(t *testing.T) {
 			w.Line("* %d FETCH (UID %d RFC822.SIZE 10)", i, i)
 		}
 	}})
-	c, _ := dialBounded(t, srv, Limits{})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	var err error
-	n := heapGrowth(func() { _, err = fetchSeqs(c, maildropBound(1000)) })
+	n := heapGrowth(func() { _, err = fetchSeqs(c, bc, maildropBound(1000)) })
 	if !errors.Is(err, ErrMaildropTooLarge) || n > maxAttackHeap {
 		t.Fatalf("FETCH of 2,000,000 answers: %v, heap growth %d", err, n)
 	}
@@ -177,7 +178,7 @@ func TestSnapshotHostileFetchBeyondMaximum(t *testing.T) {
 
 // fetchSeqs runs the snapshot's FETCH the way the session will, with
 // b.checkFetched on each answer, and returns the sequence numbers.
-func fetchSeqs(c *imapclient.Client, b maildropBound) ([]uint32, error) {
+func fetchSeqs(c *imapclient.Client, nc net.Conn, b maildropBound) ([]uint32, error) {
 	cmd := c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true})
 	var seqs []uint32
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
@@ -186,7 +187,11 @@ func fetchSeqs(c *imapclient.Client, b maildropBound) ([]uint32, error) {
 		}
 		seqs = append(seqs, m.SeqNum)
 		if err := b.checkFetched(len(seqs)); err != nil {
-			c.Close() // the session closes its connection: nothing more is read
+			// As the session does: close the connection under the
+			// client, so that nothing more is read, and let the command
+			// end. Client.Close would wait for its reader, which waits
+			// to hand this command the next answer.
+			nc.Close()
 			cmd.Close()
 			return nil, err
 		}

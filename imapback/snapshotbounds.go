@@ -22,8 +22,9 @@ import (
 //   - seqIndex maps sequence numbers to the snapshot's messages with one
 //     entry per message of the snapshot, for the EXPUNGE responses that
 //     name messages by sequence number.
-//   - snapshotExpectation and searchExpectation bound the responses to
-//     those commands on the upstream connection (bounds.go).
+//   - snapshotExpectation, searchExpectation and commandExpectation
+//     bound the responses to those commands on the upstream connection
+//     (bounds.go).
 
 // DefaultMaxMessages is the default largest maildrop served. A million
 // sizes and UIDLs take about 100 MB; a POP3 client would need days to
@@ -74,6 +75,15 @@ func (b maildropBound) checkFetched(n int) error {
 // responseSlack is the room left for responses no command asked for:
 // flag changes and expunges by other clients, EXISTS, status lines.
 const responseSlack = 1000
+
+// commandExpectation bounds the responses to any other command in a
+// mailbox of exists messages (the larger of the snapshot's and the
+// mailbox's count now): a NOOP collects an EXPUNGE or a flag change by
+// another client for each at most, and go-imap starts a goroutine for
+// each FETCH that no command asked for.
+func commandExpectation(exists uint32, b maildropBound) Expectation {
+	return Expectation{Responses: 2*min(int64(exists), int64(b)) + responseSlack}
+}
 
 // snapshotExpectation bounds the responses to the snapshot's FETCH of
 // up to n messages (n: EXISTS, or the UIDs of the view, already checked

@@ -43,6 +43,19 @@ func TestSnapshotMaildropBound(t *testing.T) {
 	}
 }
 
+func TestSnapshotExpectations(t *testing.T) {
+	b := maildropBound(1000)
+	if e := snapshotExpectation(10); e.Responses != 2*10+responseSlack {
+		t.Errorf("snapshot of 10: %+v", e)
+	}
+	if e := commandExpectation(4_000_000_000, b); e.Responses != 2*1000+responseSlack {
+		t.Errorf("command in a mailbox past the maximum: %+v", e)
+	}
+	if e := searchExpectation(4_000_000_000, b); e.ResponseOctets != 11*1000+4096 {
+		t.Errorf("SEARCH in a mailbox past the maximum: %+v", e)
+	}
+}
+
 // denseSeq is the snapshot's former sequence map, a slot per sequence
 // number: the model seqIndex must agree with.
 type denseSeq []int

@@ -94,13 +94,16 @@ const (
 type BoundError struct {
 	Bound Bound
 	Limit int64
-	// Got is the size announced or reached when the bound was passed
-	// (for BoundResponses, the count of responses).
+	// Got is the size (or, for BoundResponses, the count) seen when the
+	// bound was passed: a literal's size as far as its digits were read.
 	Got int64
 }
 
 func (e *BoundError) Error() string {
-	return fmt.Sprintf("%v: %s of %d, bound %d", ErrResponseTooLarge, e.Bound, e.Got, e.Limit)
+	if e.Bound == BoundResponses {
+		return fmt.Sprintf("%v: more than %d responses to a command", ErrResponseTooLarge, e.Limit)
+	}
+	return fmt.Sprintf("%v: %s larger than %d octets", ErrResponseTooLarge, e.Bound, e.Limit)
 }
 
 func (e *BoundError) Unwrap() error { return ErrResponseTooLarge }

@@ -88,6 +88,7 @@ const (
 	BoundBody      Bound = "body literal"
 	BoundResponse  Bound = "response"
 	BoundResponses Bound = "responses"
+	BoundOctets    Bound = "responses to a command"
 )
 
 // BoundError is the error of a response past one of its bounds.
@@ -117,6 +118,10 @@ type Expectation struct {
 	// bound of one response until the next Expect: a SEARCH answered
 	// without ESEARCH lists every UID in one response.
 	ResponseOctets int64
+	// Octets bounds the responses from now on together, body literals
+	// left out; 0: no bound. Responses times the bound of one response
+	// is no bound for a command whose answers go-imap collects (LIST).
+	Octets int64
 }
 
 // boundedConn enforces ResponseLimits on what is read from its net.Conn.
@@ -125,10 +130,14 @@ type boundedConn struct {
 	sc scanner
 	// responses counts the responses since the last Expect, and
 	// maxResponses bounds them (0: none); maxOctets is the response
-	// bound, raised by Expect.
+	// bound, raised by Expect, and maxTotal the bound of Octets. The
+	// scanner starts its count of octets again at the first response
+	// after Expect changed gen.
 	responses    atomic.Int64
 	maxResponses atomic.Int64
 	maxOctets    atomic.Int64
+	maxTotal     atomic.Int64
+	gen          atomic.Int64
 	err          atomic.Pointer[BoundError]
 }
 
@@ -150,6 +159,8 @@ func (c *boundedConn) Expect(e Expectation) {
 	c.maxResponses.Store(max(e.Responses, 0))
 	c.responses.Store(0)
 	c.maxOctets.Store(max(e.ResponseOctets, c.sc.lim.Response))
+	c.maxTotal.Store(max(e.Octets, 0))
+	c.gen.Add(1)
 }
 
 // Err returns the bound the upstream passed, or nil.

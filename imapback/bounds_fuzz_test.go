@@ -34,7 +34,7 @@ func FuzzBoundedConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		chunk := 1 + int(cut)%64
 		small := ResponseLimits{Literal: 16, Response: 64, Body: 48}
-		exp := Expectation{Responses: 6}
+		exp := Expectation{Responses: 6, Octets: 300}
 		got, err := readBounded(data, small, exp, chunk)
 		if !bytes.HasPrefix(data, got) {
 			t.Fatalf("passed octets that are not the stream's")

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +175,28 @@ func TestBoundHostileEndlessQuoted(t *testing.T) {
 		t.Errorf("the attack grew the heap by %d octets", n)
 	}
 	checkBound(t, err, bc, BoundResponse)
+}
+
+// 100,000 LIST responses of 1 KB each, which go-imap collects: stopped
+// by the bound of a LIST's responses together.
+func TestBoundHostileListFlood(t *testing.T) {
+	name := strings.Repeat("f", 1000)
+	srv := hostileimap.Start(t, hostileimap.Script{Other: func(w *hostileimap.Writer, cmd, _ string) {
+		for i := 0; cmd == "LIST" && i < 100_000 && w.Err() == nil; i++ {
+			w.Line(`* LIST () "/" "%s%d"`, name, i)
+		}
+	}})
+	c, bc := dialBounded(t, srv, ResponseLimits{})
+	var err error
+	n := heapGrowth(func() {
+		bc.Expect(listExpectation())
+		_, err = c.List("", "*", nil).Collect()
+	})
+	t.Logf("heap growth %d octets", n)
+	if n > maxAttackHeap {
+		t.Errorf("the attack grew the heap by %d octets", n)
+	}
+	checkBound(t, err, bc, BoundOctets)
 }
 
 // A body is no literal to bound: one of 3,000,030 octets, listed at 100,

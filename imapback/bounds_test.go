@@ -118,6 +118,12 @@ var boundCases = []struct {
 	{name: "responses within the bound", stream: strings.Repeat("* 1 EXPUNGE\r\n", 10), expect: Expectation{Responses: 10}},
 	{name: "raised response bound", stream: "* SEARCH" + strings.Repeat(" 4294967295", 200) + "\r\n",
 		lim: ResponseLimits{Response: 1000}, expect: Expectation{ResponseOctets: 4000}},
+	{name: "responses together", stream: strings.Repeat("* LIST () \"/\" INBOX\r\n", 10) + "* LIST () \"/\" Trash\r\n",
+		expect: Expectation{Octets: 10 * 21}, want: BoundOctets, before: "sh\r\n"},
+	{name: "responses together within the bound", stream: strings.Repeat("* LIST () \"/\" INBOX\r\n", 10),
+		expect: Expectation{Octets: 10 * 21}},
+	{name: "literals count in the responses together", stream: "* LIST () \"/\" " + lit("{N}", 100) + "\r\n",
+		expect: Expectation{Octets: 100}, want: BoundOctets, before: "xxx"},
 	{name: "size that overflows", stream: "* LIST () \"/\" {99999999999999999999999}\r\nx\r\n", lim: ResponseLimits{Literal: 1000},
 		want: BoundLiteral},
 }

@@ -46,9 +46,16 @@ type scanner struct {
 	c   *boundedConn
 	lim ResponseLimits
 
-	st        scanState
-	octets    int64 // of the current response, body literals left out
-	maxOctets int64 // the response bound, read at each response's start
+	st     scanState
+	octets int64 // of the current response, body literals left out
+	// maxOctets bounds octets: the response bound, or what is left of
+	// the bound of the responses together (total), whichever is less;
+	// set at each response's start.
+	maxOctets int64
+	total     int64 // octets of the responses since Expect (gen)
+	maxTotal  int64 // their bound, 0: none
+	gen       int64
+	byTotal   bool  // maxOctets is what is left of maxTotal
 	lit       int64 // literal octets still to come
 	size      int64 // the size being read in a literal's header
 	digits    int   // digits read of it
@@ -140,7 +147,7 @@ func (s *scanner) scan(p []byte) (int, *BoundError) {
 		// Runs of octets that change nothing but the count.
 		if run := s.run(p[i:]); run > 0 {
 			if int64(run) > s.maxOctets-s.octets {
-				return i + int(s.maxOctets-s.octets), s.tooLong()
+				return i + int(s.maxOctets-s.octets), s.tooLong(s.maxOctets + 1)
 			}
 			s.octets += int64(run)
 			i += run
@@ -148,7 +155,7 @@ func (s *scanner) scan(p []byte) (int, *BoundError) {
 		}
 		s.octets++
 		if s.octets > s.maxOctets {
-			return i, s.tooLong()
+			return i, s.tooLong(s.octets)
 		}
 		if err := s.step(p[i]); err != nil {
 			return i, err
@@ -158,12 +165,25 @@ func (s *scanner) scan(p []byte) (int, *BoundError) {
 	return len(p), nil
 }
 
-func (s *scanner) tooLong() *BoundError {
-	return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: s.maxOctets + 1}
+// tooLong is the error of a response past maxOctets, by got octets.
+func (s *scanner) tooLong(got int64) *BoundError {
+	if s.byTotal {
+		return &BoundError{Bound: BoundOctets, Limit: s.maxTotal, Got: satAdd(s.total, got)}
+	}
+	return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: got}
 }
 
 func (s *scanner) startResponse() {
-	s.st, s.octets, s.maxOctets = stTag, 0, s.c.maxOctets.Load()
+	s.total += s.octets // the previous response's
+	if g := s.c.gen.Load(); g != s.gen {
+		s.gen, s.total, s.maxTotal = g, 0, s.c.maxTotal.Load()
+	}
+	s.maxOctets = s.c.maxOctets.Load()
+	s.byTotal = s.maxTotal > 0 && s.maxTotal-s.total < s.maxOctets
+	if s.byTotal {
+		s.maxOctets = s.maxTotal - s.total
+	}
+	s.st, s.octets = stTag, 0
 	s.untagged, s.numbered, s.fetch, s.depth, s.item, s.tok = false, false, false, 0, fiNone, atomKey{}
 }
 
@@ -432,7 +452,7 @@ func (s *scanner) startLiteral() *BoundError {
 		s.item = fiNone // the body ends the item
 	} else {
 		if s.size > s.maxOctets-s.octets {
-			return &BoundError{Bound: BoundResponse, Limit: s.maxOctets, Got: satAdd(s.octets, s.size)}
+			return s.tooLong(satAdd(s.octets, s.size))
 		}
 		s.octets += s.size
 	}

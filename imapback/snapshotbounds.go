@@ -22,9 +22,9 @@ import (
 //   - seqIndex maps sequence numbers to the snapshot's messages with one
 //     entry per message of the snapshot, for the EXPUNGE responses that
 //     name messages by sequence number.
-//   - snapshotExpectation, searchExpectation and commandExpectation
-//     bound the responses to those commands on the upstream connection
-//     (bounds.go).
+//   - snapshotExpectation, searchExpectation, listExpectation and
+//     commandExpectation bound the responses to those commands on the
+//     upstream connection (bounds.go).
 
 // DefaultMaxMessages is the default largest maildrop served. A million
 // sizes and UIDLs take about 100 MB; a POP3 client would need days to
@@ -83,6 +83,12 @@ const responseSlack = 1000
 // each FETCH that no command asked for.
 func commandExpectation(exists uint32, b maildropBound) Expectation {
 	return Expectation{Responses: 2*min(int64(exists), int64(b)) + responseSlack}
+}
+
+// listExpectation bounds the answer to a LIST (the search for the trash
+// folder), which go-imap collects whole: ten thousand folders, in 8 MiB.
+func listExpectation() Expectation {
+	return Expectation{Responses: 10_000 + responseSlack, Octets: 8 << 20}
 }
 
 // snapshotExpectation bounds the responses to the snapshot's FETCH of

@@ -51,6 +51,9 @@ func TestSnapshotExpectations(t *testing.T) {
 	if e := commandExpectation(4_000_000_000, b); e.Responses != 2*1000+responseSlack {
 		t.Errorf("command in a mailbox past the maximum: %+v", e)
 	}
+	if e := listExpectation(); e.Octets == 0 || e.Responses == 0 {
+		t.Errorf("LIST unbounded: %+v", e)
+	}
 	if e := searchExpectation(4_000_000_000, b); e.ResponseOctets != 11*1000+4096 {
 		t.Errorf("SEARCH in a mailbox past the maximum: %+v", e)
 	}

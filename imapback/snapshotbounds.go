@@ -26,9 +26,9 @@ import (
 //     commandExpectation bound the responses to those commands on the
 //     upstream connection (bounds.go).
 
-// DefaultMaxMessages is the default largest maildrop served. A million
-// sizes and UIDLs take about 100 MB; a POP3 client would need days to
-// download such a maildrop anyway.
+// DefaultMaxMessages is the default largest maildrop served. Taking the
+// snapshot of a million messages peaks at about 130 MB; a POP3 client
+// would need days to download such a maildrop anyway.
 const DefaultMaxMessages = 1_000_000
 
 // ErrMaildropTooLarge: the maildrop holds more messages than popbridge

@@ -127,6 +127,12 @@ type Options struct {
 	// upstream connection was closed (by an idle timeout, a NAT box, a
 	// failed command); it then keeps no password after the login.
 	NoReconnect bool
+	// MaxMessages is the largest maildrop served (default
+	// DefaultMaxMessages); a larger one fails the login with
+	// ErrMaildropTooLarge.
+	MaxMessages int
+	// ResponseLimits bounds what the upstream may send (bounds.go).
+	ResponseLimits ResponseLimits
 	// ChunkSize is the size of one partial FETCH (default DefaultChunkSize).
 	ChunkSize int
 	// ReadAheadBytes is the most one session prefetches for a client
@@ -206,6 +212,9 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.MaxMessages <= 0 {
+		opts.MaxMessages = DefaultMaxMessages
 	}
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = DefaultChunkSize
@@ -332,7 +341,9 @@ func (s *Session) connect(ctx context.Context) (err error) {
 	}
 	copts.TLSConfig = tlsConfig
 	client, ok := clientAddrFrom(ctx)
-	if ok && o.ForwardClientAddr || o.TLS == TLSStartTLS && s.tokenLogin {
+	// STARTTLS always by hand: go-imap's own would put TLS on top of
+	// the bounded connection, which must read plaintext.
+	if ok && o.ForwardClientAddr || o.TLS == TLSStartTLS {
 		if !o.ForwardClientAddr {
 			client = netip.AddrPort{}
 		}
@@ -348,17 +359,9 @@ func (s *Session) connect(ctx context.Context) (err error) {
 			nc.Close()
 			return err
 		}
-		s.c = imapclient.New(s.saslLayer(tc), copts)
-	case TLSStartTLS:
-		// go-imap's STARTTLS puts TLS under its writer, out of reach of
-		// saslLayer: s.sasl stays nil. Token logins do not come here.
-		s.sasl = nil
-		if s.c, err = imapclient.NewStartTLS(nc, copts); err != nil {
-			nc.Close()
-			return err
-		}
+		s.c = imapclient.New(s.limitResponses(s.saslLayer(tc)), copts)
 	default:
-		s.c = imapclient.New(s.saslLayer(nc), copts)
+		s.c = imapclient.New(s.limitResponses(s.saslLayer(nc)), copts)
 	}
 	return s.waitGreeting(ctx)
 }

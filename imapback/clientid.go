@@ -135,7 +135,7 @@ func (s *Session) connectWithID(ctx context.Context, nc net.Conn, tlsConfig *tls
 	}
 	nc.SetDeadline(time.Time{})
 	// The greeting (or PREAUTH, or BYE) goes to go-imap as it came.
-	s.c = imapclient.New(s.saslLayer(&replayConn{Conn: conn, pending: greeting}), copts)
+	s.c = imapclient.New(s.limitResponses(s.saslLayer(&replayConn{Conn: conn, pending: greeting})), copts)
 	return nil
 }
 

@@ -289,7 +289,10 @@ func (s *Session) trashFolder() (name string, special bool, err error) {
 	// Without LIST-EXTENDED the attributes appear in the plain LIST
 	// response, if the server knows them at all (RFC 6154 section 2).
 	start := time.Now()
+	s.bc.Expect(listExpectation())
 	boxes, err := s.c.List("", "*", opts).Collect()
+	err = s.upstreamErr(err)
+	s.expectCommand() // the STOREs and EXPUNGEs that follow
 	s.observe("LIST", start, err)
 	if err != nil {
 		return "", false, fmt.Errorf("LIST for the \\Trash mailbox: %w", err)

@@ -47,10 +47,10 @@ type Session struct {
 	retrieved []int
 
 	mu sync.Mutex
-	// seq lists the snapshot indices of the messages still in the
-	// mailbox in sequence-number order: EXPUNGE responses name messages
-	// by sequence number. -1 stands for a message a view leaves out.
-	seq      []int
+	// seq maps the sequence numbers of the snapshot's messages still in
+	// the mailbox to their indices: EXPUNGE responses name messages by
+	// sequence number (snapshotbounds.go).
+	seq      seqIndex
 	gone     []bool // nil until the snapshot is installed
 	expunges int    // EXPUNGE responses seen, to detect them during the snapshot
 
@@ -63,6 +63,23 @@ type Session struct {
 
 	ra readAhead      // the batch of small messages fetched ahead
 	rc reconnectState // what logging in again after a lost connection needs
+	bc *boundedConn   // bounds what the upstream sends to c
+}
+
+// limitResponses puts the session's response bounds on conn, the
+// plaintext connection go-imap reads.
+func (s *Session) limitResponses(conn net.Conn) net.Conn {
+	s.bc = newBoundedConn(conn, s.b.opts.ResponseLimits)
+	return s.bc
+}
+
+// upstreamErr adds the bound the upstream passed, if any, to err: go-imap
+// reports a failed read without its type.
+func (s *Session) upstreamErr(err error) error {
+	if be := s.bc.Err(); be != nil && err != nil {
+		return fmt.Errorf("%w (%w)", err, be)
+	}
+	return err
 }
 
 // snapshot selects the mailbox and records every message's UID and size
@@ -70,7 +87,9 @@ type Session struct {
 func (s *Session) snapshot() error {
 	o := &s.b.opts
 	start := time.Now()
+	s.bc.Expect(Expectation{Responses: responseSlack})
 	sel, err := s.c.Select(o.Mailbox, nil).Wait()
+	err = s.upstreamErr(err)
 	s.observe("SELECT", start, err)
 	if err != nil {
 		var ie *imap.Error
@@ -80,7 +99,7 @@ func (s *Session) snapshot() error {
 		if errors.As(err, &ie) {
 			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, o.Mailbox, err)
 		}
-		return fmt.Errorf("%w: SELECT: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: SELECT: %w", ErrUnavailable, err)
 	}
 	if err := s.checkKeywords(sel); err != nil {
 		return err
@@ -93,21 +112,16 @@ func (s *Session) snapshot() error {
 		before := s.expunges
 		s.mu.Unlock()
 		msgs, seqs, err := s.fetchView(sel.NumMessages)
+		if errors.Is(err, ErrMaildropTooLarge) {
+			return err
+		}
 		if err != nil {
-			return fmt.Errorf("%w: snapshot: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: snapshot: %w", ErrUnavailable, err)
 		}
 		s.mu.Lock()
 		if s.expunges == before || attempt == 3 {
 			s.msgs = msgs
-			// Slots up to the last message in the view; an EXPUNGE
-			// beyond it moves no message of the view.
-			s.seq = make([]int, 0, len(msgs))
-			for i, n := range seqs {
-				for uint32(len(s.seq)) < n-1 {
-					s.seq = append(s.seq, -1)
-				}
-				s.seq = append(s.seq, i)
-			}
+			s.seq = newSeqIndex(seqs)
 			s.gone = make([]bool, len(msgs))
 			s.mu.Unlock()
 			break
@@ -193,6 +207,7 @@ func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 func (s *Session) fetchSizesOnce(uids imap.UIDSet) ([]seqMsg, error) {
 	var got []seqMsg
 	start := time.Now()
+	limit := maildropBound(s.b.opts.MaxMessages)
 	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, RFC822Size: true})
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		sm := seqMsg{seq: m.SeqNum}
@@ -207,8 +222,16 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet) ([]seqMsg, error) {
 		if sm.UID != 0 {
 			got = append(got, sm)
 		}
+		if err := limit.checkFetched(len(got)); err != nil {
+			// Closing the client would wait for its reader, which waits
+			// to hand this command the next answer: close the
+			// connection under it.
+			s.nc.Close()
+			cmd.Close()
+			return nil, err
+		}
 	}
-	err := cmd.Close()
+	err := s.upstreamErr(cmd.Close())
 	s.observe("UID FETCH", start, err)
 	return got, err
 }
@@ -218,13 +241,12 @@ func (s *Session) expunged(seqNum uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expunges++
-	if s.gone == nil || seqNum == 0 || int(seqNum) > len(s.seq) {
-		return // a message that arrived after the snapshot
+	if s.gone == nil {
+		return
 	}
-	if i := s.seq[seqNum-1]; i >= 0 {
+	if i := s.seq.expunge(seqNum); i >= 0 {
 		s.gone[i] = true
 	}
-	s.seq = slices.Delete(s.seq, int(seqNum-1), int(seqNum))
 }
 
 // Messages returns the snapshot, in mailbox order.
@@ -258,7 +280,18 @@ func (s *Session) guard(ctx context.Context) (func(), error) {
 	if err := s.revive(ctx); err != nil {
 		return func() {}, err
 	}
+	s.expectCommand()
 	return s.bound(ctx), nil
+}
+
+// expectCommand bounds the responses to the commands that follow by
+// what the mailbox can produce.
+func (s *Session) expectCommand() {
+	n := uint32(len(s.msgs))
+	if mbox := s.c.Mailbox(); mbox != nil {
+		n = max(n, mbox.NumMessages)
+	}
+	s.bc.Expect(commandExpectation(n, maildropBound(s.b.opts.MaxMessages)))
 }
 
 // bound is guard without the reconnect, for a FETCH sent by a goroutine

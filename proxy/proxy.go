@@ -219,6 +219,7 @@ func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Ses
 var (
 	errMailbox    = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}
 	errNoKeywords = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot keep per-device state (no IMAP keywords); log in without a device"}
+	errTooLarge   = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox holds too many messages to be served over POP3"}
 )
 
 // popError maps imapback's errors to what the POP3 client should see. The
@@ -236,6 +237,9 @@ func popError(log *slog.Logger, err error) error {
 	case errors.Is(err, imapback.ErrNoKeywords):
 		log.Warn("per-device view refused: the upstream mailbox cannot keep keywords", "err", err)
 		return errNoKeywords
+	case errors.Is(err, imapback.ErrMaildropTooLarge):
+		log.Warn("maildrop refused: more messages than allowed", "err", err)
+		return errTooLarge
 	case errors.Is(err, imapback.ErrMailbox):
 		log.Warn("upstream mailbox cannot be opened", "err", err)
 		return errMailbox

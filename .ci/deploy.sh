@@ -1,57 +1,148 @@
 #!/usr/bin/env bash
-# Validates deploy/ with the real tools: the static build the Dockerfile
-# uses, kustomize build, helm lint and template, a strict decode of every
-# rendered object into the Kubernetes API types (deploy/validate, which also
-# runs popbridge check-config on each rendered configuration), promtool for
-# the alert rules and systemd-analyze for the unit. Called by .ci/run.
+# Validates deploy/ and the release with the real tools: the static build the
+# Dockerfile uses and BuildKit's lint rules for the Dockerfile, kustomize
+# build, helm lint and template against the chart's schema, a strict decode
+# of every rendered object into the Kubernetes and prometheus-operator API
+# types (deploy/validate, which also runs popbridge check-config on each
+# rendered configuration), promtool for the alert rules, a GoReleaser
+# snapshot of every release artefact but the image, and the .deb installed,
+# run and removed, with systemd-analyze on the unit it installs. Called by
+# .ci/run; needs root (dpkg) and Debian. Each step prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ] || ! command -v dpkg > /dev/null; then
+  echo "deploy.sh installs the release's .deb: it needs root on Debian or Ubuntu" >&2
+  exit 1
+fi
 export PATH="$PATH:$(go env GOPATH)/bin"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+  if dpkg-query -W -f='${Status}' popbridge 2>/dev/null | grep -q installed; then
+    dpkg --purge popbridge >/dev/null
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-echo "== deploy: install helm and kustomize"
+echo "== deploy: install helm, kustomize, goreleaser and syft"
 start=$SECONDS
 GOFLAGS= go install helm.sh/helm/v3/cmd/helm@v3.19.5
 GOFLAGS= go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.0
-echo "helm $(helm version --short), kustomize $(kustomize version): $((SECONDS - start))s"
+# GoReleaser builds the release; syft writes its SBOMs. Both from the Go
+# module proxy (neither is a Debian package).
+GOFLAGS= go install github.com/goreleaser/goreleaser/v2@v2.17.0
+GOFLAGS= go install -ldflags "-X main.version=1.57.2" github.com/anchore/syft/cmd/syft@v1.57.2
+echo "helm $(helm version --short), kustomize $(kustomize version), goreleaser and syft: $((SECONDS - start))s"
 
 echo "== deploy: the static binary, built as the Dockerfile builds it"
-grep -q '^RUN .*sh deploy/build.sh /out/popbridge' deploy/Dockerfile
+start=$SECONDS
+grep -q 'sh deploy/build.sh /out/popbridge' deploy/Dockerfile
+# Cross-compiled on the build platform, for the target's OS and CPU.
+grep -q '^FROM --platform=\$BUILDPLATFORM golang:' deploy/Dockerfile
+grep -q 'GOOS="\${TARGETOS}" GOARCH="\${TARGETARCH}"' deploy/Dockerfile
+for label in source version revision licenses; do
+  grep -q "org.opencontainers.image.$label=" deploy/Dockerfile
+done
 deploy/build.sh "$work/popbridge"
 go version -m "$work/popbridge" | grep -q 'build	CGO_ENABLED=0'
 go version -m "$work/popbridge" | grep -q 'build	-trimpath=true'
 if ldd "$work/popbridge" >/dev/null 2>&1; then
   echo "deploy/build.sh made a dynamically linked binary"; exit 1
 fi
-"$work/popbridge" version
+"$work/popbridge" version | grep -q "^popbridge .* (commit $(git rev-parse HEAD), go"
+echo "built: $((SECONDS - start))s"
 
 echo "== deploy: manifests (kustomize, helm, Kubernetes API types)"
 start=$SECONDS
-(cd deploy/validate && go vet ./... && staticcheck ./... && go test -count=1 ./... && go build -o "$work/validate" .)
-echo "validator built and tested: $((SECONDS - start))s"
+(cd deploy/validate && go vet ./... && staticcheck ./... && go test -count=1 ./... &&
+  go build -o "$work/validate" . && go build -o "$work/dockerlint" ./dockerlint)
+echo "validator and Dockerfile linter built and tested: $((SECONDS - start))s"
+# hadolint is neither a Debian package nor a Go module: BuildKit's own
+# rules (docker build --check) lint the Dockerfile instead, every stage.
+"$work/dockerlint" deploy/Dockerfile
+start=$SECONDS
+chart=deploy/helm/popbridge
+app_version=$(sed -n 's/^appVersion: "\(.*\)"$/\1/p' "$chart/Chart.yaml")
+# One image reference everywhere: the chart's appVersion, the tag kustomize
+# sets, and the top release of CHANGELOG.md.
+for k in deploy/kubernetes/base deploy/kubernetes/sidecar; do
+  grep -q "newTag: $app_version\$" "$k/kustomization.yaml" || { echo "$k does not run $app_version"; exit 1; }
+done
+grep -m1 '^## \[[0-9]' CHANGELOG.md | grep -q "^## \[$app_version\]" || { echo "appVersion $app_version is not the newest release in CHANGELOG.md"; exit 1; }
 kustomize build deploy/kubernetes/base > "$work/kustomize-base.yaml"
 kustomize build deploy/kubernetes/sidecar > "$work/kustomize-sidecar.yaml"
-chart=deploy/helm/popbridge
+grep -q "image: ghcr.io/popbridge/popbridge:$app_version\$" "$work/kustomize-base.yaml"
+# helm lint and template validate the values against values.schema.json.
+# A helm built by go install assumes Kubernetes 1.20 without a cluster: name
+# the oldest version the chart supports (kubeVersion) instead.
+helm() { command helm "$@" --kube-version "${kube_version:-1.30.0}"; }
 helm lint --strict "$chart" -f "$chart/ci/test-values.yaml"
 helm template pop "$chart" -f "$chart/ci/test-values.yaml" > "$work/helm-default.yaml"
+grep -q "image: \"ghcr.io/popbridge/popbridge:$app_version\"" "$work/helm-default.yaml"
 helm template pop "$chart" --set tls.existingSecret=pop-tls --set pop3s.enabled=false \
   --set pop3.tls=none --set autoscaling.enabled=false --set podDisruptionBudget.enabled=false \
-  --set drainTimeoutSeconds=120 --set 'config.trusted_networks={10.0.0.0/8}' > "$work/helm-variant.yaml"
-# TLS listeners without a certificate are refused at render time.
+  --set drainTimeoutSeconds=120 --set 'config.trusted_networks={10.0.0.0/8}' \
+  --set service.sessionAffinity=ClientIP > "$work/helm-variant.yaml"
+helm template pop "$chart" -f "$chart/ci/test-values.yaml" -f "$chart/ci/extras-values.yaml" > "$work/helm-extras.yaml"
+for kind in ServiceMonitor NetworkPolicy; do
+  grep -q "^kind: $kind\$" "$work/helm-extras.yaml" || { echo "helm template rendered no $kind"; exit 1; }
+done
+# Refused at render time: TLS listeners without a certificate, a value the
+# schema does not know, a Kubernetes older than the preStop sleep action.
 if helm template pop "$chart" > /dev/null 2>&1; then
   echo "helm template rendered TLS listeners without a certificate"; exit 1
 fi
-"$work/validate" -popbridge "$work/popbridge" "$work"/kustomize-*.yaml "$work"/helm-*.yaml
+if helm template pop "$chart" -f "$chart/ci/test-values.yaml" --set service.sesionAffinity=ClientIP > /dev/null 2>&1; then
+  echo "helm template accepted a value that values.schema.json does not name"; exit 1
+fi
+if kube_version=1.29.0 helm template pop "$chart" -f "$chart/ci/test-values.yaml" > /dev/null 2>&1; then
+  echo "helm template accepted Kubernetes 1.29, which has no preStop sleep"; exit 1
+fi
+# Secrets created by hand or by cert-manager, never by the manifests: the
+# base's TLS Secret and extras-values.yaml's token store.
+"$work/validate" -popbridge "$work/popbridge" -external-secret popbridge-tls \
+  -external-secret popbridge-oauth-tokens "$work"/kustomize-*.yaml "$work"/helm-*.yaml
+echo "rendered and validated: $((SECONDS - start))s"
 
 echo "== deploy: Prometheus rules"
+start=$SECONDS
 promtool check rules deploy/monitoring/popbridge-alerts.yaml
 promtool test rules deploy/monitoring/popbridge-alerts_test.yaml
+echo "promtool: $((SECONDS - start))s"
 
-echo "== deploy: systemd unit"
-# verify needs ExecStart's binary to exist: point it at the one just built.
-sed "s#/usr/local/bin/popbridge#$work/popbridge#g" deploy/systemd/popbridge.service > "$work/popbridge.service"
-systemd-analyze verify "$work/popbridge.service"
-exposure=$(systemd-analyze security --offline=true "$work/popbridge.service" | awk '/Overall exposure level/ {print $(NF-2)}')
+echo "== deploy: release snapshot (every artefact but the image: no Docker daemon here)"
+start=$SECONDS
+goreleaser check
+goreleaser release --snapshot --clean --skip=publish,docker
+version=$(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' dist/metadata.json)
+commit=$(sed -n 's/.*"commit":"\([^"]*\)".*/\1/p' dist/metadata.json)
+for arch in amd64 arm64; do
+  archive=dist/popbridge_${version}_linux_$arch.tar.gz
+  test -s "$archive.spdx.json" || { echo "no SBOM for $archive"; exit 1; }
+  tar -tzf "$archive" | sed 's#^[^/]*/##' | sort > "$work/contents"
+  printf '%s\n' CHANGELOG.md LICENSE README.md deploy/popbridge.yaml deploy/systemd/popbridge.service popbridge |
+    diff - "$work/contents" || { echo "$archive holds other files"; exit 1; }
+done
+ls dist/popbridge_*_amd64.deb dist/popbridge_*_arm64.deb dist/popbridge-*.x86_64.rpm dist/popbridge-*.aarch64.rpm > /dev/null
+(cd dist && sha256sum --quiet -c checksums.txt)
+echo "goreleaser snapshot $version: $((SECONDS - start))s"
+
+echo "== deploy: the .deb installed, run and removed; its systemd unit"
+start=$SECONDS
+if dpkg-query -W popbridge > /dev/null 2>&1; then
+  echo "a popbridge package is installed already: not replacing it"; exit 1
+fi
+dpkg -i dist/popbridge_*_amd64.deb
+/usr/bin/popbridge version | grep -qx "popbridge $version (commit $commit, go[0-9.]*, linux/amd64)"
+getent passwd popbridge > /dev/null
+# As the service runs it: the package's user reads the example config.
+runuser -u popbridge -- /usr/bin/popbridge check-config /etc/popbridge/popbridge.yaml
+unit=/usr/lib/systemd/system/popbridge.service
+cmp "$unit" deploy/systemd/popbridge.service
+systemd-analyze verify "$unit"
+exposure=$(systemd-analyze security --offline=true "$unit" | awk '/Overall exposure level/ {print $(NF-2)}')
 echo "systemd-analyze security: exposure $exposure"
 awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 2.0) }' || { echo "the unit's exposure rose above 2.0"; exit 1; }
+dpkg --purge popbridge
+test ! -e /usr/bin/popbridge && test ! -e "$unit" && test ! -e /etc/popbridge/popbridge.yaml
+echo "package checked: $((SECONDS - start))s"

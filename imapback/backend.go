@@ -1,8 +1,10 @@
-// Package imapback opens POP3-style maildrops on an upstream IMAP server
-// with go-imap's client: it logs in, takes a snapshot of a mailbox, streams
-// messages in bounded chunks and applies a delete policy at the end of a
-// session. It knows nothing of the POP3 wire format.
+// Package imapback serves POP3-style maildrops from an upstream IMAP
+// server: login, a snapshot of one mailbox, messages streamed in bounded
+// ranges, and the seen and delete policies at the end of a session.
 package imapback
+
+// This file holds the Backend, its Options and Login, which connects,
+// authenticates and takes the snapshot.
 
 import (
 	"context"
@@ -135,9 +137,6 @@ type Options struct {
 	Mailbox string
 	// UIDL formats unique-ids (default DefaultUIDLFormat).
 	UIDL *UIDLFormat
-	// KeepUnseen stops a completed RETR from setting \Seen: the same as
-	// Seen: SeenNever, kept for callers that predate Seen.
-	KeepUnseen bool
 	// Seen is the default seen policy (default SeenRetr).
 	Seen SeenPolicy
 	// Delete is the default delete policy (default DeleteExpunge).
@@ -150,14 +149,21 @@ type Options struct {
 	// CommandTimeout bounds each upstream command.
 	CommandTimeout time.Duration
 	// NoReconnect stops a session from logging in again when its
-	// upstream connection was closed (reconnect.go); it then keeps no
-	// password after the login.
+	// upstream connection was closed (by an idle timeout, a NAT box, a
+	// failed command); it then keeps no password after the login.
 	NoReconnect bool
+	// MaxMessages is the largest maildrop served (default
+	// DefaultMaxMessages); a larger one fails the login with
+	// ErrMaildropTooLarge.
+	MaxMessages int
+	// ResponseLimits bounds what the upstream may send (bounds.go).
+	ResponseLimits ResponseLimits
 	// ChunkSize is the size of one partial FETCH (default DefaultChunkSize).
 	ChunkSize int
 	// ReadAheadBytes is the most one session prefetches for a client
-	// that retrieves messages in order (default DefaultReadAheadBytes;
-	// negative: no read-ahead). See readahead.go.
+	// that retrieves messages in order, and the buffer in which a large
+	// message's next range is fetched while the client reads the current
+	// one (default DefaultReadAheadBytes; negative: no read-ahead).
 	ReadAheadBytes int
 	// ReadAheadMessages is the most messages one prefetch FETCH asks for
 	// (default DefaultReadAheadMessages).
@@ -171,8 +177,9 @@ type Options struct {
 	// cap to prove that no literal is held open at the client's pace.
 	ReadTimeout time.Duration
 	// ForwardClientAddr sends the POP3 client's address (from
-	// WithClientAddr on Login's context) with IMAP ID before logging in
-	// (clientid.go).
+	// WithClientAddr on Login's context) with IMAP ID before logging in,
+	// so that the upstream's logs and auth penalties see the client, not
+	// popbridge.
 	ForwardClientAddr bool
 	// Logger receives upstream errors. Default: slog.Default().
 	Logger *slog.Logger
@@ -210,9 +217,6 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.Seen == "" {
 		opts.Seen = SeenRetr
-		if opts.KeepUnseen {
-			opts.Seen = SeenNever
-		}
 	}
 	if err := (&Policy{Delete: opts.Delete, Seen: opts.Seen, TrashFolder: opts.TrashFolder}).check(); err != nil {
 		return nil, err
@@ -233,6 +237,9 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.MaxMessages <= 0 {
+		opts.MaxMessages = DefaultMaxMessages
 	}
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = DefaultChunkSize
@@ -270,21 +277,21 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Login connects, authenticates as user and takes the maildrop snapshot,
-// with the backend's default policy.
-func (b *Backend) Login(ctx context.Context, user, pass string) (*Session, error) {
-	return b.LoginPolicy(ctx, user, pass, b.DefaultPolicy())
+// Credentials authenticate one upstream login.
+type Credentials struct {
+	User     string
+	Password string
+	// Token, when set, returns an OAuth2 access token for User; the login
+	// then uses SASL OAUTHBEARER (RFC 7628) or XOAUTH2 instead of
+	// Password. It is called for every login and every reconnect, since
+	// the token of the first login may have expired by then.
+	Token func(ctx context.Context) (string, error)
 }
 
-// LoginPolicy is Login with a policy for this session (policy.go), e.g.
-// a per-device view.
-func (b *Backend) LoginPolicy(ctx context.Context, user, pass string, pol Policy) (*Session, error) {
-	return b.LoginWith(ctx, Credentials{User: user, Password: pass}, pol)
-}
-
-// LoginWith is LoginPolicy with credentials that may carry an OAuth2
-// token source (oauth.go).
-func (b *Backend) LoginWith(ctx context.Context, cr Credentials, pol Policy) (*Session, error) {
+// Login connects, authenticates with cr and takes the snapshot of the
+// maildrop as pol sees it: pol also says what RETR and QUIT do upstream.
+// DefaultPolicy is the policy of the backend's Options.
+func (b *Backend) Login(ctx context.Context, cr Credentials, pol Policy) (*Session, error) {
 	if err := pol.check(); err != nil {
 		return nil, err
 	}
@@ -359,7 +366,9 @@ func (s *Session) connect(ctx context.Context) (err error) {
 	}
 	copts.TLSConfig = tlsConfig
 	client, ok := clientAddrFrom(ctx)
-	if ok && o.ForwardClientAddr || o.TLS == TLSStartTLS && s.tokenLogin {
+	// STARTTLS always by hand: go-imap's own would put TLS on top of
+	// the bounded connection, which must read plaintext.
+	if ok && o.ForwardClientAddr || o.TLS == TLSStartTLS {
 		if !o.ForwardClientAddr {
 			client = netip.AddrPort{}
 		}
@@ -375,17 +384,9 @@ func (s *Session) connect(ctx context.Context) (err error) {
 			nc.Close()
 			return err
 		}
-		s.c = imapclient.New(s.saslLayer(tc), copts)
-	case TLSStartTLS:
-		// go-imap's STARTTLS puts TLS under its writer, out of reach of
-		// saslLayer: s.sasl stays nil. Token logins do not come here.
-		s.sasl = nil
-		if s.c, err = imapclient.NewStartTLS(nc, copts); err != nil {
-			nc.Close()
-			return err
-		}
+		s.c = imapclient.New(s.limitResponses(s.saslLayer(tc)), copts)
 	default:
-		s.c = imapclient.New(s.saslLayer(nc), copts)
+		s.c = imapclient.New(s.limitResponses(s.saslLayer(nc)), copts)
 	}
 	return s.waitGreeting(ctx)
 }

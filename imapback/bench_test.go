@@ -3,13 +3,11 @@ package imapback
 import (
 	"context"
 	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
-	"github.com/popbridge/popbridge/internal/memimap"
 )
 
 // benchUpstreams start an upstream holding n messages of size octets.
@@ -18,19 +16,11 @@ var benchUpstreams = []struct {
 	start func(b *testing.B, n, size int) string
 }{
 	{"memimap", func(b *testing.B, n, size int) string {
-		srv, err := memimap.Listen(memimap.Options{})
-		if err != nil {
-			b.Fatal(err)
+		msgs := make([][]byte, n)
+		for i := range msgs {
+			msgs[i] = message(size)
 		}
-		b.Cleanup(func() { srv.Close() })
-		srv.AddUser("alice", "secret")
-		m := message(size)
-		for range n {
-			if err := srv.Append("alice", "INBOX", m); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return srv.Addr
+		return startMem(b, msgs...).Addr
 	}},
 	{"dovecot", func(b *testing.B, n, size int) string {
 		d := dovecottest.Start(b, dovecottest.Options{})
@@ -42,17 +32,11 @@ var benchUpstreams = []struct {
 	}},
 }
 
+// benchBackend returns a Backend with timeouts for large mailboxes, after
+// one session: Dovecot builds its index on first access.
 func benchBackend(b *testing.B, addr string, raBytes int) *Backend {
-	be, err := New(Options{
-		Address: addr, TLS: TLSNone, ReadAheadBytes: raBytes,
-		DialTimeout: 10 * time.Second, CommandTimeout: time.Minute,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	// One session first: Dovecot builds its index on first access.
-	s, err := be.Login(context.Background(), "alice", "secret")
+	be := newBackend(b, Options{Address: addr, ReadAheadBytes: raBytes, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute})
+	s, err := be.Login(context.Background(), alice, be.DefaultPolicy())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +53,7 @@ func BenchmarkLoginSnapshot(b *testing.B) {
 				be := benchBackend(b, up.start(b, n, 300), 0)
 				b.ReportAllocs()
 				for b.Loop() {
-					s, err := be.Login(context.Background(), "alice", "secret")
+					s, err := be.Login(context.Background(), alice, be.DefaultPolicy())
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -93,12 +77,7 @@ func BenchmarkRetrieveSequential(b *testing.B) {
 			bytes int
 		}{{"readahead", 0}, {"one-by-one", -1}} {
 			b.Run(up.name+"/"+ra.name, func(b *testing.B) {
-				be := benchBackend(b, up.start(b, n, size), ra.bytes)
-				s, err := be.Login(context.Background(), "alice", "secret")
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
+				s := login(b, benchBackend(b, up.start(b, n, size), ra.bytes))
 				b.SetBytes(n * size)
 				b.ReportAllocs()
 				for b.Loop() {
@@ -129,12 +108,7 @@ func BenchmarkRetrieveLarge(b *testing.B) {
 		bytes int
 	}{{"readahead", 0}, {"one-by-one", -1}} {
 		b.Run("dovecot/"+ra.name, func(b *testing.B) {
-			be := benchBackend(b, benchUpstreams[1].start(b, n, size), ra.bytes)
-			s, err := be.Login(context.Background(), "alice", "secret")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := login(b, benchBackend(b, benchUpstreams[1].start(b, n, size), ra.bytes))
 			b.SetBytes(n * size)
 			b.ReportAllocs()
 			buf := make([]byte, 32<<10)

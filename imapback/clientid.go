@@ -63,7 +63,8 @@ var errPreLogin = errors.New("upstream pre-login exchange failed")
 // connectWithID is connect's path when the client address is forwarded:
 // TLS or STARTTLS by hand, then ID, then go-imap's client on the result.
 // A token login over STARTTLS takes it too, with no client address (and
-// so no ID), for the plaintext layer that XOAUTH2 needs (oauth.go).
+// so no ID): go-imap's own STARTTLS would put TLS under the plaintext
+// layer that turns XOAUTH2's empty response into an empty line.
 func (s *Session) connectWithID(ctx context.Context, nc net.Conn, tlsConfig *tls.Config, copts *imapclient.Options, client netip.AddrPort) error {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
@@ -134,7 +135,7 @@ func (s *Session) connectWithID(ctx context.Context, nc net.Conn, tlsConfig *tls
 	}
 	nc.SetDeadline(time.Time{})
 	// The greeting (or PREAUTH, or BYE) goes to go-imap as it came.
-	s.c = imapclient.New(s.saslLayer(&replayConn{Conn: conn, pending: greeting}), copts)
+	s.c = imapclient.New(s.limitResponses(s.saslLayer(&replayConn{Conn: conn, pending: greeting})), copts)
 	return nil
 }
 

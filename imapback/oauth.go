@@ -29,16 +29,6 @@ import (
 // §3.2.3), and only then does the server say NO. The JSON's status ends
 // up in the ErrAuthFailed error text; the token never does.
 
-// Credentials authenticate one upstream login.
-type Credentials struct {
-	User     string
-	Password string
-	// Token, when set, returns an OAuth2 access token for User; the login then uses SASL
-	// OAUTHBEARER (RFC 7628) or XOAUTH2 instead of Password. It is called for every login and
-	// every reconnect (reconnect.go must call it again, not reuse an old token).
-	Token func(ctx context.Context) (string, error)
-}
-
 // ErrToken wraps an error of Credentials.Token (both wrapped with %w, so callers can errors.Is the original too).
 var ErrToken = errors.New("no upstream access token")
 

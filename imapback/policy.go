@@ -64,8 +64,8 @@ type Policy struct {
 	MaxAgeDays int
 }
 
-// DefaultPolicy returns the policy of Login: the backend's options and
-// no view.
+// DefaultPolicy returns the policy of the backend's Options, with no
+// view: the policy to pass to Login when nothing is set per user.
 func (b *Backend) DefaultPolicy() Policy {
 	return Policy{Delete: b.opts.Delete, Seen: b.opts.Seen, TrashFolder: b.opts.TrashFolder}
 }
@@ -118,24 +118,51 @@ func DeviceKeyword(device string) imap.Flag {
 }
 
 // commit runs the UPDATE state: \Seen for SeenQuit, then the delete
-// policy, or in a device view the device's keyword.
-func (s *Session) commit(deleted []int) error {
+// policy, or in a device view the device's keyword. It counts what
+// became of the messages as Commit says.
+func (s *Session) commit(deleted []int) (removed, flagged int, err error) {
 	if s.pol.Seen == SeenQuit && len(s.retrieved) > 0 {
 		if err := s.store(s.uidSet(s.retrieved), imap.FlagSeen); err != nil {
-			return fmt.Errorf("UID STORE \\Seen: %w", err)
+			return 0, 0, fmt.Errorf("UID STORE \\Seen: %w", err)
 		}
 	}
 	if len(deleted) == 0 {
-		return nil
+		return 0, 0, nil
 	}
 	uids := s.uidSet(deleted)
 	if s.pol.Device != "" {
-		var err error
-		if uids, err = s.deleteForDevice(uids); err != nil || len(uids) == 0 {
-			return err
+		all, err := s.deleteForDevice(uids)
+		if err != nil {
+			return 0, 0, err
 		}
+		// Marked for this device; those every device deleted get the
+		// delete policy below.
+		flagged = len(deleted) - uidCount(all)
+		if uidCount(all) == 0 {
+			return 0, flagged, nil
+		}
+		uids = all
 	}
-	return s.remove(uids)
+	gone, err := s.remove(uids)
+	if err != nil {
+		return 0, 0, err
+	}
+	switch {
+	case gone:
+		removed = uidCount(uids)
+	case s.pol.Delete != DeleteKeep:
+		flagged += uidCount(uids)
+	}
+	return removed, flagged, nil
+}
+
+// uidCount is the number of UIDs in a set of single UIDs and ranges.
+func uidCount(uids imap.UIDSet) int {
+	n := 0
+	for _, r := range uids {
+		n += int(r.Stop-r.Start) + 1
+	}
+	return n
 }
 
 func (s *Session) uidSet(idx []int) imap.UIDSet {
@@ -153,91 +180,94 @@ func (s *Session) store(uids imap.UIDSet, flags ...imap.Flag) error {
 	return err
 }
 
-// remove applies the delete policy to uids.
-func (s *Session) remove(uids imap.UIDSet) error {
+// remove applies the delete policy to uids. gone reports that they left
+// the mailbox; otherwise they were kept (DeleteKeep) or stay flagged
+// \Deleted.
+func (s *Session) remove(uids imap.UIDSet) (gone bool, err error) {
 	switch s.pol.Delete {
 	case DeleteKeep:
-		return nil
+		return false, nil
 	case DeleteTrash:
 		return s.trash(uids)
 	}
 	if err := s.store(uids, imap.FlagDeleted); err != nil {
-		return fmt.Errorf("UID STORE \\Deleted: %w", err)
+		return false, fmt.Errorf("UID STORE \\Deleted: %w", err)
 	}
 	if s.pol.Delete == DeleteFlag {
-		return nil
+		return false, nil
 	}
 	return s.expungeUIDs(uids)
 }
 
-// expungeUIDs removes exactly uids, which are flagged \Deleted. Without
-// UID EXPUNGE they stay flagged: a plain EXPUNGE would also remove the
-// messages other clients flagged.
-func (s *Session) expungeUIDs(uids imap.UIDSet) error {
+// expungeUIDs removes exactly uids, which are flagged \Deleted, and
+// reports whether it did. Without UID EXPUNGE they stay flagged: a plain
+// EXPUNGE would also remove the messages other clients flagged.
+func (s *Session) expungeUIDs(uids imap.UIDSet) (bool, error) {
 	if !s.c.Caps().Has(imap.CapUIDPlus) {
 		s.b.warnedNoUIDPlus.Do(func() {
 			s.log.Warn("upstream has neither UIDPLUS nor IMAP4rev2: deleted messages are only flagged \\Deleted, not expunged")
 		})
-		return nil
+		return false, nil
 	}
 	start := time.Now()
 	_, err := s.c.UIDExpunge(uids).Collect()
 	s.observe("UID EXPUNGE", start, err)
 	if err != nil {
-		return fmt.Errorf("UID EXPUNGE: %w", err)
+		return false, fmt.Errorf("UID EXPUNGE: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
-// trash moves uids to the trash folder, creating it when missing.
-func (s *Session) trash(uids imap.UIDSet) error {
+// trash moves uids to the trash folder, creating it when missing; gone
+// is false when, without UIDPLUS, the originals stay flagged \Deleted.
+func (s *Session) trash(uids imap.UIDSet) (gone bool, err error) {
 	folder, special, err := s.trashFolder()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if strings.EqualFold(folder, s.b.opts.Mailbox) {
 		// Moving a message into its own mailbox gives it a new UID: the
 		// client would download it again, forever.
-		return fmt.Errorf("trash folder %q is the maildrop itself", folder)
+		return false, fmt.Errorf("trash folder %q is the maildrop itself", folder)
 	}
-	err = s.moveTo(uids, folder)
+	gone, err = s.moveTo(uids, folder)
 	var ie *imap.Error
 	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
 		// Most likely [TRYCREATE]; some servers send a bare NO. CREATE
 		// fails harmlessly if the folder exists and the NO had another
 		// cause, which is then the error to report.
 		if cerr := s.create(folder, special); cerr != nil {
-			return fmt.Errorf("moving to %q: %w (and CREATE: %v)", folder, err, cerr)
+			return false, fmt.Errorf("moving to %q: %w (and CREATE: %v)", folder, err, cerr)
 		}
-		err = s.moveTo(uids, folder)
+		gone, err = s.moveTo(uids, folder)
 	}
 	if err != nil {
-		return fmt.Errorf("moving to %q: %w", folder, err)
+		return false, fmt.Errorf("moving to %q: %w", folder, err)
 	}
-	return nil
+	return gone, nil
 }
 
 // moveTo moves uids with UID MOVE (RFC 6851) where the upstream offers it,
 // else with UID COPY, UID STORE \Deleted and UID EXPUNGE. go-imap's own
 // Move falls back to a plain EXPUNGE without UIDPLUS, which would remove
 // other clients' \Deleted mail, so the fallback is spelt out here.
-func (s *Session) moveTo(uids imap.UIDSet, folder string) error {
+func (s *Session) moveTo(uids imap.UIDSet, folder string) (gone bool, err error) {
 	if s.c.Caps().Has(imap.CapMove) {
 		start := time.Now()
 		_, err := s.c.Move(uids, folder).Wait()
 		s.observe("UID MOVE", start, err)
-		return err
+		return err == nil, err
 	}
 	start := time.Now()
-	_, err := s.c.Copy(uids, folder).Wait()
+	_, err = s.c.Copy(uids, folder).Wait()
 	s.observe("UID COPY", start, err)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// From here on the messages are safe in the trash: a failure leaves a
 	// copy in both places, never none.
 	if err := s.store(uids, imap.FlagDeleted); err != nil {
-		return fmt.Errorf("UID STORE \\Deleted after COPY: %w", err)
+		return false, fmt.Errorf("UID STORE \\Deleted after COPY: %w", err)
 	}
 	return s.expungeUIDs(uids)
 }
@@ -259,7 +289,10 @@ func (s *Session) trashFolder() (name string, special bool, err error) {
 	// Without LIST-EXTENDED the attributes appear in the plain LIST
 	// response, if the server knows them at all (RFC 6154 section 2).
 	start := time.Now()
+	s.bc.Expect(listExpectation())
 	boxes, err := s.c.List("", "*", opts).Collect()
+	err = s.upstreamErr(err)
+	s.expectCommand() // the STOREs and EXPUNGEs that follow
 	s.observe("LIST", start, err)
 	if err != nil {
 		return "", false, fmt.Errorf("LIST for the \\Trash mailbox: %w", err)

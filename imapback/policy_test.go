@@ -1,172 +1,28 @@
 package imapback
 
+// Tests of the seen and delete policies and of per-device and
+// max-age views.
+
 import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/popbridge/popbridge/internal/memimap"
 )
 
-// startMemCaps is startMem with the given capabilities.
-func startMemCaps(t *testing.T, caps imap.CapSet, msgs ...[]byte) *memimap.Server {
-	t.Helper()
-	srv, err := memimap.Listen(memimap.Options{Caps: caps})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	srv.AddUser("alice", "secret")
-	for _, m := range msgs {
-		if err := srv.Append("alice", "INBOX", m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return srv
-}
-
-func loginPolicy(t *testing.T, b *Backend, pol Policy) *Session {
-	t.Helper()
-	if pol.Delete == "" {
-		pol.Delete = DeleteExpunge
-	}
-	if pol.Seen == "" {
-		pol.Seen = SeenRetr
-	}
-	s, err := b.LoginPolicy(context.Background(), "alice", "secret", pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// mailboxFlags returns UID → flags of every message in mailbox, as an
-// independent client sees it; nil when the mailbox does not exist.
-func mailboxFlags(t *testing.T, addr, mailbox string) map[imap.UID][]imap.Flag {
-	t.Helper()
-	c, err := imapclient.DialInsecure(addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login("alice", "secret").Wait(); err != nil {
-		t.Fatal(err)
-	}
-	sel, err := c.Select(mailbox, nil).Wait()
-	if err != nil {
-		return nil
-	}
-	got := map[imap.UID][]imap.Flag{}
-	if sel.NumMessages == 0 {
-		return got
-	}
-	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true}).Collect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
-		got[m.UID] = m.Flags
-	}
-	return got
-}
-
-// recorder relays TCP to target and keeps every command line popbridge
-// sent, to check which IMAP commands a policy used.
-type recorder struct {
-	addr string
-	mu   sync.Mutex
-	sent strings.Builder
-}
-
-func startRecorder(t *testing.T, target string) *recorder {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		r.mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		r.mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			r.mu.Lock()
-			conns = append(conns, down, up)
-			r.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(io.MultiWriter(up, r), down); up.Close() }()
-			go func() { defer wg.Done(); io.Copy(down, up); down.Close() }()
-		}
-	}()
-	return r
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.sent.Write(p)
-}
-
-// commands returns the command names sent so far ("UID MOVE", "EXPUNGE"),
-// without tags and arguments.
-func (r *recorder) commands() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var cmds []string
-	for _, line := range strings.Split(r.sent.String(), "\r\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		name := strings.ToUpper(f[1])
-		if name == "UID" && len(f) > 2 {
-			name += " " + strings.ToUpper(f[2])
-		}
-		cmds = append(cmds, name)
-	}
-	return cmds
-}
-
 func TestSeenQuitSetsSeenAtCommitOnly(t *testing.T) {
 	srv := startMem(t, message(100), message(200))
-	b := newBackend(t, srv.Addr, 0)
+	b := newBackend(t, Options{Address: srv.Addr})
 	for _, commit := range []bool{false, true} {
 		s := loginPolicy(t, b, Policy{Seen: SeenQuit})
-		rc, err := s.Retrieve(context.Background(), 1, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, rc)
-		rc.Close()
+		retrieveAll(t, s, 1)
 		s.Retrieved(1)
 		if err := s.Noop(context.Background()); err != nil {
 			t.Fatal(err)
@@ -175,7 +31,7 @@ func TestSeenQuitSetsSeenAtCommitOnly(t *testing.T) {
 			t.Fatalf("seen=quit: \\Seen set before QUIT: %v", f)
 		}
 		if commit {
-			if err := s.Commit(context.Background(), nil); err != nil {
+			if _, _, err := s.Commit(context.Background(), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -206,25 +62,19 @@ func TestTrashMovesExactlyTheDeletedMessages(t *testing.T) {
 			[]string{"UID COPY", "UID STORE"}, []string{"UID MOVE", "EXPUNGE", "UID EXPUNGE"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startMemCaps(t, tc.caps, message(100), message(200), message(300))
+			srv := startMemWith(t, memimap.Options{Caps: tc.caps}, message(100), message(200), message(300))
 			// Another client's \Deleted mail must survive every variant.
-			c, err := imapclient.DialInsecure(srv.Addr, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.Login("alice", "secret").Wait()
-			c.Select("INBOX", nil).Wait()
+			c := otherDevice(t, srv.Addr)
 			if err := c.Store(imap.UIDSetNum(3), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
 				t.Fatal(err)
 			}
-			rec := startRecorder(t, srv.Addr)
-			s := loginPolicy(t, newBackend(t, rec.addr, 0), Policy{Delete: DeleteTrash})
-			if err := s.Commit(context.Background(), []int{0, 1}); err != nil {
+			up := tapUpstream(t, srv.Addr)
+			s := loginPolicy(t, newBackend(t, Options{Address: up.Addr}), Policy{Delete: DeleteTrash})
+			if _, _, err := s.Commit(context.Background(), []int{0, 1}); err != nil {
 				t.Fatalf("Commit: %v", err)
 			}
 			s.Close()
-			cmds := rec.commands()
+			cmds := up.commands()
 			for _, w := range tc.want {
 				if !slices.Contains(cmds, w) {
 					t.Errorf("commands %v lack %s", cmds, w)
@@ -263,8 +113,8 @@ func TestTrashMovesExactlyTheDeletedMessages(t *testing.T) {
 
 func TestTrashUsesTheConfiguredFolder(t *testing.T) {
 	srv := startMem(t, message(100), message(200))
-	s := loginPolicy(t, newBackend(t, srv.Addr, 0), Policy{Delete: DeleteTrash, TrashFolder: "Deleted Items"})
-	if err := s.Commit(context.Background(), []int{1}); err != nil {
+	s := loginPolicy(t, newBackend(t, Options{Address: srv.Addr}), Policy{Delete: DeleteTrash, TrashFolder: "Deleted Items"})
+	if _, _, err := s.Commit(context.Background(), []int{1}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(mailboxFlags(t, srv.Addr, "Deleted Items")); n != 1 {
@@ -280,8 +130,8 @@ func TestTrashUsesTheConfiguredFolder(t *testing.T) {
 
 func TestTrashRefusesTheMaildropItself(t *testing.T) {
 	srv := startMem(t, message(100))
-	s := loginPolicy(t, newBackend(t, srv.Addr, 0), Policy{Delete: DeleteTrash, TrashFolder: "inbox"})
-	if err := s.Commit(context.Background(), []int{0}); err == nil {
+	s := loginPolicy(t, newBackend(t, Options{Address: srv.Addr}), Policy{Delete: DeleteTrash, TrashFolder: "inbox"})
+	if _, _, err := s.Commit(context.Background(), []int{0}); err == nil {
 		t.Fatal("moving INBOX mail to INBOX succeeded; the message would come back with a new UID")
 	}
 	if n := len(mailboxFlags(t, srv.Addr, "INBOX")); n != 1 {
@@ -291,7 +141,7 @@ func TestTrashRefusesTheMaildropItself(t *testing.T) {
 
 func TestDeviceViewHidesOnlyThatDevicesDeletes(t *testing.T) {
 	srv := startMem(t, message(100), message(200), message(300))
-	b := newBackend(t, srv.Addr, 0)
+	b := newBackend(t, Options{Address: srv.Addr})
 	all := loginPolicy(t, b, Policy{})
 	uidls := func(s *Session) []string {
 		var u []string
@@ -306,7 +156,7 @@ func TestDeviceViewHidesOnlyThatDevicesDeletes(t *testing.T) {
 	if got := uidls(laptop); !slices.Equal(got, full) {
 		t.Fatalf("fresh device view %v, want %v", got, full)
 	}
-	if err := laptop.Commit(context.Background(), []int{0, 2}); err != nil {
+	if _, _, err := laptop.Commit(context.Background(), []int{0, 2}); err != nil {
 		t.Fatal(err)
 	}
 	laptop.Close()
@@ -338,10 +188,10 @@ func TestDeviceViewHidesOnlyThatDevicesDeletes(t *testing.T) {
 
 func TestDeviceViewRemovesMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
 	srv := startMem(t, message(100), message(200))
-	b := newBackend(t, srv.Addr, 0)
+	b := newBackend(t, Options{Address: srv.Addr})
 	known := []string{"laptop", "scanner"}
 	laptop := loginPolicy(t, b, Policy{Device: "laptop", AllDevices: known})
-	if err := laptop.Commit(context.Background(), []int{0, 1}); err != nil {
+	if _, _, err := laptop.Commit(context.Background(), []int{0, 1}); err != nil {
 		t.Fatal(err)
 	}
 	laptop.Close()
@@ -349,7 +199,7 @@ func TestDeviceViewRemovesMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
 		t.Fatalf("after one of two devices deleted: %d messages, want 2", n)
 	}
 	scanner := loginPolicy(t, b, Policy{Device: "scanner", AllDevices: known, Delete: DeleteTrash})
-	if err := scanner.Commit(context.Background(), []int{1}); err != nil {
+	if _, _, err := scanner.Commit(context.Background(), []int{1}); err != nil {
 		t.Fatal(err)
 	}
 	scanner.Close()
@@ -365,12 +215,7 @@ func TestDeviceViewRemovesMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
 
 func TestMaxAgeHidesOldMail(t *testing.T) {
 	srv := startMem(t)
-	c, err := imapclient.DialInsecure(srv.Addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Login("alice", "secret").Wait()
+	c := dialAlice(t, srv.Addr)
 	for _, age := range []time.Duration{400 * 24 * time.Hour, 10 * 24 * time.Hour, 0} {
 		raw := message(100)
 		cmd := c.Append("INBOX", int64(len(raw)), &imap.AppendOptions{Time: time.Now().Add(-age)})
@@ -380,7 +225,7 @@ func TestMaxAgeHidesOldMail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b := newBackend(t, srv.Addr, 0)
+	b := newBackend(t, Options{Address: srv.Addr})
 	for _, tc := range []struct{ days, want int }{{0, 3}, {30, 2}, {5, 1}, {1000, 3}} {
 		s := loginPolicy(t, b, Policy{MaxAgeDays: tc.days})
 		if got := len(s.Messages()); got != tc.want {
@@ -391,17 +236,12 @@ func TestMaxAgeHidesOldMail(t *testing.T) {
 }
 
 func TestDeviceViewNeedsPermanentKeywords(t *testing.T) {
-	srv, err := memimap.Listen(memimap.Options{NoKeywords: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	srv.AddUser("alice", "secret")
-	b := newBackend(t, srv.Addr, 0)
-	if _, err := b.LoginPolicy(context.Background(), "alice", "secret", Policy{Delete: DeleteExpunge, Seen: SeenRetr, Device: "laptop"}); !errors.Is(err, ErrNoKeywords) {
+	srv := startMemWith(t, memimap.Options{NoKeywords: true})
+	b := newBackend(t, Options{Address: srv.Addr})
+	if _, err := b.Login(context.Background(), alice, Policy{Delete: DeleteExpunge, Seen: SeenRetr, Device: "laptop"}); !errors.Is(err, ErrNoKeywords) {
 		t.Errorf("device view without keywords: %v, want ErrNoKeywords", err)
 	}
-	s, err := b.Login(context.Background(), "alice", "secret")
+	s, err := loginAs(b, "alice", "secret")
 	if err != nil {
 		t.Fatalf("a login without a device must still work: %v", err)
 	}
@@ -425,11 +265,11 @@ func TestValidDevice(t *testing.T) {
 // own messages out of step.
 func TestDeviceViewTracksExpungesAroundHiddenMessages(t *testing.T) {
 	srv := startMem(t, message(101), message(102), message(103), message(104), message(105))
-	b := newBackend(t, srv.Addr, 0)
+	b := newBackend(t, Options{Address: srv.Addr})
 	other := loginPolicy(t, b, Policy{})
 	// The laptop has deleted messages 1 and 3; its view is 2, 4, 5.
 	hide := loginPolicy(t, b, Policy{Device: "laptop"})
-	if err := hide.Commit(context.Background(), []int{0, 2}); err != nil {
+	if _, _, err := hide.Commit(context.Background(), []int{0, 2}); err != nil {
 		t.Fatal(err)
 	}
 	view := loginPolicy(t, b, Policy{Device: "laptop"})
@@ -438,7 +278,7 @@ func TestDeviceViewTracksExpungesAroundHiddenMessages(t *testing.T) {
 	}
 	// Another client expunges hidden message 3, then visible message 4
 	// (index 1 of the view), then hidden message 1.
-	if err := other.Commit(context.Background(), []int{2, 3, 0}); err != nil {
+	if _, _, err := other.Commit(context.Background(), []int{2, 3, 0}); err != nil {
 		t.Fatal(err)
 	}
 	if err := view.Noop(context.Background()); err != nil {

@@ -1,5 +1,39 @@
 package imapback
 
+// The batch read-ahead: the small messages a sequential client asks for
+// next, fetched with one UID FETCH and served from memory. A POP3 client
+// that downloads its mail asks for message n, then n+1, and so on, each
+// RETR waiting for the previous one; one FETCH per message would cost an
+// upstream round trip each.
+//
+//   - The window starts at one message and doubles with each batch the
+//     client consumes in order (up to ReadAheadMessages), as in a file
+//     system's read-ahead: a client that stops after one message costs
+//     nothing extra, and one that stops early wastes at most about as
+//     much as it took.
+//   - Only messages up to ChunkSize are batched, up to ReadAheadBytes in
+//     all; a larger message ends the batch and is streamed in ranges.
+//     The batch lives in one buffer per session, taken from a pool and
+//     returned once every message in it was served or the session ends;
+//     ReadAheadTotal bounds those buffers per Backend, and when it is
+//     reached the session simply fetches one message at a time. A large
+//     message borrows the same buffer, once the batch is used up, to
+//     fetch its next range ahead.
+//   - Who owns the connection: the batch is read by a goroutine of its
+//     own, from fetchBatch until its last body is in, at upstream speed
+//     into room reserved beforehand. Each message is served as soon as
+//     its literal is in: the client waits for the first message of a
+//     batch, not for the whole batch. While that goroutine runs, the
+//     session's goroutine sends nothing upstream (guard, Close and
+//     rangeBuffer wait for it with join), and the batch's goroutine
+//     neither reconnects nor sends \Seen STOREs: those stay with the
+//     session's goroutine.
+//   - The bodies are fetched with BODY.PEEK[], which never sets \Seen:
+//     only Retrieved does, after the client received a message in full.
+//   - A message missing from the batch answer (expunged by another
+//     client meanwhile) is not cached; asking for it runs the ranged
+//     path, which answers ErrGone.
+
 import (
 	"bytes"
 	"context"
@@ -11,39 +45,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 )
-
-// Read-ahead. A POP3 client that downloads its mail asks for message n,
-// then n+1, and so on, each RETR waiting for the previous one. One UID
-// FETCH per message costs an upstream round trip per message; a FETCH of
-// many small messages at once costs one for all of them. So when the
-// client retrieves sequentially, the session fetches the bodies of the
-// next few small messages with the one it needs, and serves them from
-// memory when they are asked for.
-//
-//   - The window starts at one message and doubles with each batch the
-//     client consumes in order (up to ReadAheadMessages), as in a file
-//     system's read-ahead: a client that stops after one message costs
-//     nothing extra, and one that stops early wastes at most about as
-//     much as it took.
-//   - Only messages up to ChunkSize are batched, up to ReadAheadBytes in
-//     all; a larger message ends the batch and is streamed in chunks as
-//     before. The batch lives in one buffer per session, taken from a
-//     pool and returned once every message in it was served or the
-//     session ends; ReadAheadTotal bounds those buffers per Backend,
-//     and when it is reached the session simply fetches one message at
-//     a time.
-//   - The batch is read by a goroutine of its own, at upstream speed, into
-//     room reserved for it beforehand, and each message is served as soon
-//     as its literal is in: the client waits for the first message of a
-//     batch, not for the whole batch, and is sent the first messages
-//     while the rest arrive. While that goroutine runs, the session's
-//     goroutine sends nothing upstream: guard and Close wait for it
-//     (join), and it neither reconnects nor sends \Seen STOREs.
-//   - The bodies are fetched with BODY.PEEK[], which never sets \Seen:
-//     only Retrieved does, after the client received a message in full.
-//   - A message missing from the batch answer (expunged by another
-//     client meanwhile) is not cached; asking for it runs the normal
-//     path, which answers ErrGone.
 
 // Read-ahead defaults.
 const (
@@ -195,7 +196,9 @@ func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want m
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		n, uid, err := readWholeBody(m, buf[off:])
 		if errors.Is(err, errLiteral) {
-			// As in bodyReader.fill: the connection is out of step.
+			// The connection is out of step, and go-imap's reader
+			// goroutine would read the literal again on cmd.Close:
+			// close the connection, which ends the command.
 			s.nc.Close()
 			if answered {
 				return nil, true

@@ -151,13 +151,22 @@ func (s *Session) reselect(token string) error {
 		s.seq = nil
 		before := s.expunges
 		s.mu.Unlock()
-		uids, err := s.mailboxUIDs(sel.NumMessages)
+		got, err := s.snapshotSeqs()
+		if err != nil {
+			return err
+		}
+		x, present, err := remapSeqIndex(s.msgs, got)
 		if err != nil {
 			return err
 		}
 		s.mu.Lock()
 		if s.expunges == before || attempt == 3 {
-			s.remap(uids)
+			s.seq = x
+			for i := range s.msgs {
+				if !present[i] {
+					s.gone[i] = true
+				}
+			}
 			s.mu.Unlock()
 			return nil
 		}
@@ -165,13 +174,21 @@ func (s *Session) reselect(token string) error {
 	}
 }
 
-// mailboxUIDs lists the UID of every message, in sequence order.
-func (s *Session) mailboxUIDs(exists uint32) ([]imap.UID, error) {
-	if exists == 0 {
+// snapshotSeqs asks for the sequence numbers of the snapshot's messages
+// still in the mailbox: one answer each, whatever the mailbox holds
+// besides.
+func (s *Session) snapshotSeqs() ([]seqUID, error) {
+	if len(s.msgs) == 0 {
 		return nil, nil
 	}
-	cmd := s.c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true})
-	uids := make([]imap.UID, 0, exists)
+	var uids imap.UIDSet
+	for _, m := range s.msgs {
+		uids.AddNum(m.UID)
+	}
+	limit := maildropBound(s.b.opts.MaxMessages)
+	s.bc.Expect(snapshotExpectation(uint32(len(s.msgs))))
+	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true})
+	var got []seqUID
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		var uid imap.UID
 		for item := m.Next(); item != nil; item = m.Next() {
@@ -179,48 +196,15 @@ func (s *Session) mailboxUIDs(exists uint32) ([]imap.UID, error) {
 				uid = u.UID
 			}
 		}
-		// A sequence number beyond the mailbox is a server bug; it must
-		// not make us allocate without bound.
-		limit := exists
-		if mbox := s.c.Mailbox(); mbox != nil {
-			limit = max(limit, mbox.NumMessages)
-		}
-		if m.SeqNum == 0 || m.SeqNum > limit {
-			continue
-		}
-		for len(uids) < int(m.SeqNum) {
-			uids = append(uids, 0)
-		}
-		uids[m.SeqNum-1] = uid
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, fmt.Errorf("UID FETCH 1:* (UID): %v", err)
-	}
-	return uids, nil
-}
-
-// remap rebuilds the sequence map from the mailbox's UIDs, in sequence
-// order, and marks the snapshot's messages that are no longer there as
-// gone. s.mu is held.
-func (s *Session) remap(uids []imap.UID) {
-	index := make(map[imap.UID]int, len(s.msgs))
-	for i, m := range s.msgs {
-		index[m.UID] = i
-	}
-	present := make([]bool, len(s.msgs))
-	s.seq = make([]int, len(uids))
-	for n, uid := range uids {
-		i, ok := index[uid]
-		if !ok {
-			s.seq[n] = -1 // outside the snapshot: new mail, or not in the view
-			continue
-		}
-		s.seq[n] = i
-		present[i] = true
-	}
-	for i := range s.msgs {
-		if !present[i] {
-			s.gone[i] = true
+		got = append(got, seqUID{seq: m.SeqNum, uid: uid})
+		if err := limit.checkFetched(len(got)); err != nil {
+			s.nc.Close()
+			cmd.Close()
+			return nil, err
 		}
 	}
+	if err := s.upstreamErr(cmd.Close()); err != nil {
+		return nil, fmt.Errorf("UID FETCH (UID): %v", err)
+	}
+	return got, nil
 }

@@ -1,18 +1,19 @@
 package imapback
 
+// Tests of reconnecting after a lost upstream connection: bounded
+// attempts, no password kept without it, expunges mapped afresh, and a
+// lost \Seen sent again.
+
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/popbridge/popbridge/internal/dovecottest"
 	fr "github.com/popbridge/popbridge/internal/faultrelay"
 )
 
@@ -32,7 +33,7 @@ func waitClosed(t *testing.T, s *Session) {
 func TestReconnectsAreBounded(t *testing.T) {
 	srv := startMem(t, message(100), message(200))
 	relay := fr.New(t, srv.Addr)
-	s := login(t, newBackend(t, relay.Addr, 1<<10))
+	s := login(t, newBackend(t, Options{Address: relay.Addr, ChunkSize: 1 << 10}))
 	ctx := context.Background()
 	for i := 1; i <= maxReconnects; i++ {
 		relay.Hangup([]byte("* BYE idle\r\n"))
@@ -66,7 +67,7 @@ func TestReconnectsAreBounded(t *testing.T) {
 func TestNoReconnectKeepsNoPassword(t *testing.T) {
 	srv := startMem(t, message(100))
 	relay := fr.New(t, srv.Addr)
-	b := newBackend(t, relay.Addr, 1<<10)
+	b := newBackend(t, Options{Address: relay.Addr, ChunkSize: 1 << 10})
 	b.opts.NoReconnect = true
 	s := login(t, b)
 	if s.rc.cr.Password != "" || s.rc.cr.Token != nil || s.rc.on {
@@ -88,35 +89,16 @@ func TestNoReconnectKeepsNoPassword(t *testing.T) {
 func TestReconnectMapsExpungesOntoTheSnapshot(t *testing.T) {
 	srv := startMem(t, message(100), message(101), message(102), message(103))
 	relay := fr.New(t, srv.Addr)
-	s := login(t, newBackend(t, relay.Addr, 1<<10))
-	other, err := imapclient.DialInsecure(srv.Addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if err := other.Login("alice", "secret").Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	expunge := func(i int) {
-		uid := imap.UIDSetNum(s.Messages()[i].UID)
-		if err := other.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := other.UIDExpunge(uid).Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := login(t, newBackend(t, Options{Address: relay.Addr, ChunkSize: 1 << 10}))
+	other := otherDevice(t, srv.Addr)
 	relay.Hangup([]byte("* BYE idle\r\n"))
 	waitClosed(t, s)
-	expunge(1) // while disconnected
+	expunge(t, other, imap.UIDSetNum(s.Messages()[1].UID)) // while disconnected
 	ctx := context.Background()
 	if err := s.Noop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expunge(3) // on the new connection: "* 3 EXPUNGE"
+	expunge(t, other, imap.UIDSetNum(s.Messages()[3].UID)) // on the new connection: "* 3 EXPUNGE"
 	if err := s.Noop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -135,14 +117,9 @@ func TestReconnectMapsExpungesOntoTheSnapshot(t *testing.T) {
 func TestReconnectResendsALostSeen(t *testing.T) {
 	srv := startMem(t, message(100), message(101))
 	relay := fr.New(t, srv.Addr)
-	s := login(t, newBackend(t, relay.Addr, 1<<10))
+	s := login(t, newBackend(t, Options{Address: relay.Addr, ChunkSize: 1 << 10}))
 	ctx := context.Background()
-	rc, err := s.Retrieve(ctx, 0, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.ReadAll(rc)
-	rc.Close()
+	retrieveAll(t, s, 0)
 	s.Retrieved(0)
 	// The STORE goes out ahead of the next FETCH and dies with the
 	// connection.
@@ -154,94 +131,7 @@ func TestReconnectResendsALostSeen(t *testing.T) {
 	if err := s.Noop(ctx); err != nil {
 		t.Fatalf("NOOP after the cut: %v", err)
 	}
-	other, err := imapclient.DialInsecure(srv.Addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if err := other.Login("alice", "secret").Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := other.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("FETCH FLAGS: %v", err)
-	}
-	if !slices.Contains(msgs[0].Flags, imap.FlagSeen) {
-		t.Errorf("flags of the retrieved message after the reconnect: %v, want \\Seen", msgs[0].Flags)
-	}
-}
-
-// Another client expunges a message while it is being retrieved in
-// chunks: Dovecot then answers the next chunk with NIL, which must not be
-// taken for the end of the message.
-func TestMessageExpungedDuringTransferIsNotCutShortSilently(t *testing.T) {
-	d := dovecottest.Start(t, dovecottest.Options{})
-	d.Deliver(t, "alice", message(5000))
-	b := newBackend(t, d.IMAPAddr, 1<<10)
-	b.opts.ReadAheadBytes = 0
-	s, err := b.Login(context.Background(), "alice", "secret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rc, err := s.Retrieve(context.Background(), 0, -1) // the first 1 KiB chunk
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	other := d.Dial(t, "alice")
-	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	uid := imap.UIDSetNum(s.Messages()[0].UID)
-	if err := other.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.UIDExpunge(uid).Close(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	if err == nil {
-		t.Fatalf("read %d of %d octets and then a clean end: a truncated message passes for a whole one", len(data), 5000)
-	}
-	if !errors.Is(err, ErrUnavailable) {
-		t.Errorf("error: %v, want ErrUnavailable", err)
-	}
-}
-
-// A message another client expunged before its RETR began is gone, not an
-// upstream failure, in the chunked and the read-ahead path alike: Dovecot
-// may answer its FETCH with a NIL body.
-func TestMessageExpungedBeforeTransferIsGone(t *testing.T) {
-	for _, readAhead := range []int{0, 1 << 20} {
-		t.Run(fmt.Sprintf("read-ahead=%d", readAhead), func(t *testing.T) {
-			d := dovecottest.Start(t, dovecottest.Options{})
-			d.Deliver(t, "alice", message(5000))
-			b := newBackend(t, d.IMAPAddr, 1<<10)
-			b.opts.ReadAheadBytes = readAhead
-			s := login(t, b)
-			other := d.Dial(t, "alice")
-			if _, err := other.Select("INBOX", nil).Wait(); err != nil {
-				t.Fatal(err)
-			}
-			uid := imap.UIDSetNum(s.Messages()[0].UID)
-			if err := other.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-				t.Fatal(err)
-			}
-			if err := other.UIDExpunge(uid).Close(); err != nil {
-				t.Fatal(err)
-			}
-			rc, err := s.Retrieve(context.Background(), 0, -1)
-			if err == nil {
-				_, err = io.ReadAll(rc)
-				rc.Close()
-			}
-			if !errors.Is(err, ErrGone) {
-				t.Errorf("RETR of an expunged message: %v, want ErrGone", err)
-			}
-		})
+	if f := mailboxFlags(t, srv.Addr, "INBOX")[s.Messages()[0].UID]; !slices.Contains(f, imap.FlagSeen) {
+		t.Errorf("flags of the retrieved message after the reconnect: %v, want \\Seen", f)
 	}
 }

@@ -1,15 +1,18 @@
 package imapback
 
+// The Session and the methods the POP3 side calls on it between
+// transfers: the snapshot taken at login, NOOP, \Seen flags, Commit and
+// Close. Retrieve and the stream it returns are in stream.go, which also
+// tells which goroutine sends upstream commands when.
+
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -24,28 +27,30 @@ type Message struct {
 }
 
 // Session is one user's maildrop: an authenticated IMAP connection with the
-// mailbox selected and a snapshot of its messages. It is used by one
-// goroutine at a time; go-imap's reader goroutine reports expunges to it.
+// mailbox selected and a snapshot of its messages. Its methods are called
+// by one goroutine at a time; go-imap's reader goroutine reports expunges
+// to it, under mu.
 type Session struct {
 	b   *Backend
 	log *slog.Logger
 	nc  net.Conn // the TCP connection, closed to abort a blocked command
 	c   *imapclient.Client
-	// sasl is the plaintext layer under c, or nil (oauth.go).
+	// sasl is the plaintext layer under c that turns XOAUTH2's empty
+	// response into an empty line, or nil.
 	sasl *saslConn
 	// tokenLogin: the session logs in with OAuth2 tokens.
 	tokenLogin bool
 
 	msgs []Message
-	pol  Policy // delete, seen and view policy of this session (policy.go)
+	pol  Policy // delete, seen and view policy of this session
 	// retrieved lists the messages RETR sent in full, for SeenQuit.
 	retrieved []int
 
 	mu sync.Mutex
-	// seq lists the snapshot indices of the messages still in the
-	// mailbox in sequence-number order: EXPUNGE responses name messages
-	// by sequence number. -1 stands for a message a view leaves out.
-	seq      []int
+	// seq maps the sequence numbers of the snapshot's messages still in
+	// the mailbox to their indices: EXPUNGE responses name messages by
+	// sequence number (snapshotbounds.go).
+	seq      seqIndex
 	gone     []bool // nil until the snapshot is installed
 	expunges int    // EXPUNGE responses seen, to detect them during the snapshot
 
@@ -56,8 +61,25 @@ type Session struct {
 	seenSet imap.UIDSet // the UIDs of seen
 	toSee   imap.UIDSet
 
-	ra readAhead
-	rc reconnectState // reconnect.go
+	ra readAhead      // the batch of small messages fetched ahead
+	rc reconnectState // what logging in again after a lost connection needs
+	bc *boundedConn   // bounds what the upstream sends to c
+}
+
+// limitResponses puts the session's response bounds on conn, the
+// plaintext connection go-imap reads.
+func (s *Session) limitResponses(conn net.Conn) net.Conn {
+	s.bc = newBoundedConn(conn, s.b.opts.ResponseLimits)
+	return s.bc
+}
+
+// upstreamErr adds the bound the upstream passed, if any, to err: go-imap
+// reports a failed read without its type.
+func (s *Session) upstreamErr(err error) error {
+	if be := s.bc.Err(); be != nil && err != nil {
+		return fmt.Errorf("%w (%w)", err, be)
+	}
+	return err
 }
 
 // snapshot selects the mailbox and records every message's UID and size
@@ -65,7 +87,9 @@ type Session struct {
 func (s *Session) snapshot() error {
 	o := &s.b.opts
 	start := time.Now()
+	s.bc.Expect(Expectation{Responses: responseSlack})
 	sel, err := s.c.Select(o.Mailbox, nil).Wait()
+	err = s.upstreamErr(err)
 	s.observe("SELECT", start, err)
 	if err != nil {
 		var ie *imap.Error
@@ -75,7 +99,7 @@ func (s *Session) snapshot() error {
 		if errors.As(err, &ie) {
 			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, o.Mailbox, err)
 		}
-		return fmt.Errorf("%w: SELECT: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: SELECT: %w", ErrUnavailable, err)
 	}
 	if err := s.checkKeywords(sel); err != nil {
 		return err
@@ -88,21 +112,16 @@ func (s *Session) snapshot() error {
 		before := s.expunges
 		s.mu.Unlock()
 		msgs, seqs, err := s.fetchView(sel.NumMessages)
+		if errors.Is(err, ErrMaildropTooLarge) {
+			return err
+		}
 		if err != nil {
-			return fmt.Errorf("%w: snapshot: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: snapshot: %w", ErrUnavailable, err)
 		}
 		s.mu.Lock()
 		if s.expunges == before || attempt == 3 {
 			s.msgs = msgs
-			// Slots up to the last message in the view; an EXPUNGE
-			// beyond it moves no message of the view.
-			s.seq = make([]int, 0, len(msgs))
-			for i, n := range seqs {
-				for uint32(len(s.seq)) < n-1 {
-					s.seq = append(s.seq, -1)
-				}
-				s.seq = append(s.seq, i)
-			}
+			s.seq = newSeqIndex(seqs)
 			s.gone = make([]bool, len(msgs))
 			s.mu.Unlock()
 			break
@@ -128,8 +147,8 @@ type seqMsg struct {
 func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 	got, err := s.fetchSizesOnce(uids)
 	// A flag change by another client, reported during the FETCH, makes
-	// go-imap drop the size that follows for that UID (see
-	// bodyReader.fill): ask again for those.
+	// go-imap take it for that UID's answer and drop the size that
+	// follows: ask again for those.
 	for attempt := 1; err == nil; attempt++ {
 		var missing imap.UIDSet
 		byUID := make(map[imap.UID]*seqMsg)
@@ -188,6 +207,7 @@ func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 func (s *Session) fetchSizesOnce(uids imap.UIDSet) ([]seqMsg, error) {
 	var got []seqMsg
 	start := time.Now()
+	limit := maildropBound(s.b.opts.MaxMessages)
 	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, RFC822Size: true})
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		sm := seqMsg{seq: m.SeqNum}
@@ -202,8 +222,16 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet) ([]seqMsg, error) {
 		if sm.UID != 0 {
 			got = append(got, sm)
 		}
+		if err := limit.checkFetched(len(got)); err != nil {
+			// Closing the client would wait for its reader, which waits
+			// to hand this command the next answer: close the
+			// connection under it.
+			s.nc.Close()
+			cmd.Close()
+			return nil, err
+		}
 	}
-	err := cmd.Close()
+	err := s.upstreamErr(cmd.Close())
 	s.observe("UID FETCH", start, err)
 	return got, err
 }
@@ -213,13 +241,12 @@ func (s *Session) expunged(seqNum uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expunges++
-	if s.gone == nil || seqNum == 0 || int(seqNum) > len(s.seq) {
-		return // a message that arrived after the snapshot
+	if s.gone == nil {
+		return
 	}
-	if i := s.seq[seqNum-1]; i >= 0 {
+	if i := s.seq.expunge(seqNum); i >= 0 {
 		s.gone[i] = true
 	}
-	s.seq = slices.Delete(s.seq, int(seqNum-1), int(seqNum))
 }
 
 // Messages returns the snapshot, in mailbox order.
@@ -244,7 +271,8 @@ func (s *Session) markGone(i int) {
 // interrupted command is unknown. A ctx that is already done is an error
 // before anything is sent.
 func (s *Session) guard(ctx context.Context) (func(), error) {
-	// A batch FETCH of read-ahead may still be reading (readahead.go).
+	// A batch FETCH may still be reading: it owns the connection until
+	// its last body is in.
 	s.ra.join()
 	if err := ctx.Err(); err != nil {
 		return func() {}, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -252,16 +280,37 @@ func (s *Session) guard(ctx context.Context) (func(), error) {
 	if err := s.revive(ctx); err != nil {
 		return func() {}, err
 	}
+	s.expectCommand()
 	return s.bound(ctx), nil
 }
 
-// bound is guard without the reconnect, for a range fetched in the
-// background (rangeahead.go), which must leave the connection to the
-// session's goroutine.
+// expectCommand bounds the responses to the commands that follow by
+// what the mailbox can produce.
+func (s *Session) expectCommand() {
+	n := uint32(len(s.msgs))
+	if mbox := s.c.Mailbox(); mbox != nil {
+		n = max(n, mbox.NumMessages)
+	}
+	s.bc.Expect(commandExpectation(n, maildropBound(s.b.opts.MaxMessages)))
+}
+
+// bound is guard without the reconnect, for a FETCH sent by a goroutine
+// other than the session's (a range or a batch read in the background):
+// reconnecting replaces s.c, which only the session's goroutine may do.
 func (s *Session) bound(ctx context.Context) func() {
 	ctx, cancel := context.WithTimeout(ctx, s.b.opts.CommandTimeout)
 	stop := context.AfterFunc(ctx, func() { s.nc.Close() })
 	return func() { stop(); cancel() }
+}
+
+// awaitClosed waits, after a background FETCH broke the connection,
+// until go-imap has noticed, so that the session's next command
+// reconnects (revive) instead of writing to a closed socket.
+func (s *Session) awaitClosed() {
+	select {
+	case <-s.c.Closed():
+	case <-time.After(closeTimeout):
+	}
 }
 
 // Noop sends NOOP, which keeps the upstream connection alive and collects
@@ -344,13 +393,15 @@ func (s *Session) waitSeen() {
 	s.seen = nil
 }
 
-// Commit applies the seen and delete policies (policy.go) to exactly
-// the messages in deleted.
-func (s *Session) Commit(ctx context.Context, deleted []int) error {
+// Commit applies the seen and delete policies to exactly
+// the messages in deleted. It returns how many left the mailbox
+// (expunged or moved) and how many stay in it marked deleted (\Deleted
+// without an expunge, or a device's keyword); the rest were kept.
+func (s *Session) Commit(ctx context.Context, deleted []int) (removed, flagged int, err error) {
 	done, err := s.guard(ctx)
 	defer done()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	s.settle()
 	return s.commit(deleted)
@@ -374,382 +425,3 @@ func (s *Session) Close() error {
 // closeTimeout bounds Close: LOGOUT changes nothing, so a slow upstream
 // should not hold a finished session (or a server shutdown) for long.
 const closeTimeout = 5 * time.Second
-
-// Retrieve returns a reader of message i. The first chunk is fetched
-// before it returns, so that a message expunged upstream gives ErrGone,
-// and an upstream that fails in the first chunk an error, instead of a
-// response the client already saw start. lines >= 0 says the caller needs
-// only the header and that many body lines. ctx bounds the whole
-// transfer; each chunk also has the command timeout.
-func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
-	if rc, err := s.retrieveAhead(ctx, i, lines); rc != nil || err != nil {
-		return rc, err
-	}
-	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize}
-	if lines >= 0 {
-		r.chunk = min(r.chunk, 64<<10)
-	}
-	done, err := s.guard(ctx)
-	if err != nil {
-		done()
-		return nil, err
-	}
-	// Pending \Seen STOREs go out (and are waited for, if one names this
-	// message) under the guard: a stalled upstream must not hold the
-	// session past the command timeout.
-	s.beforeFetch(s.msgs[i].UID)
-	r.bufp = s.b.bufPool.Get().(*[]byte)
-	r.free = make(chan []byte, 2)
-	r.free <- *r.bufp
-	if lines < 0 && s.msgs[i].Size >= int64(r.chunk) {
-		// More than one chunk: fetch the next while the client is sent
-		// this one (rangeahead.go).
-		if buf := s.rangeBuffer(); buf != nil {
-			r.other = buf
-			r.free <- buf
-		}
-	}
-	r.ready = make(chan *rangeFetch, 2)
-	r.stop = make(chan struct{})
-	r.exited = make(chan struct{})
-	go r.produce(done)
-	if r.cur = <-r.ready; r.cur == nil {
-		r.Close()
-		return nil, fmt.Errorf("%w: transfer stopped", ErrUnavailable)
-	}
-	<-r.cur.done
-	if err := r.cur.err; err != nil {
-		r.Close()
-		return nil, err
-	}
-	return r, nil
-}
-
-// bodyReader reads a message in chunks of BODY.PEEK[]<offset.size>. A
-// goroutine of its own (produce) fetches the chunks one after the other
-// into the reader's buffers, at upstream speed; the client takes each at
-// its own pace, from its first octets on (but the last octet of a chunk
-// only once its FETCH completed: a client cut off after the last literal
-// must not have the whole message). With one buffer, a chunk is fetched
-// when the client has read the one before; with two, while the client
-// reads it (rangeahead.go).
-type bodyReader struct {
-	s      *Session
-	ctx    context.Context
-	i      int
-	chunk  int
-	bufp   *[]byte          // from bufPool
-	other  []byte           // the session's read-ahead buffer, if taken
-	free   chan []byte      // buffers the client is done with
-	ready  chan *rangeFetch // the chunks, in order, as their FETCH starts
-	stop   chan struct{}    // closed by Close
-	exited chan struct{}    // closed when produce returns
-	cur    *rangeFetch
-	pos    int // octets of cur read
-	err    error
-}
-
-func (r *bodyReader) Read(p []byte) (int, error) {
-	in, err := r.arrived()
-	n := copy(p, in)
-	r.pos += n
-	return n, err
-}
-
-// WriteTo writes the message to w straight from the chunk buffers, as
-// the octets arrive (io.WriterTo: the POP3 front end then copies nothing
-// itself). It returns the error of a failed read like Read, or w's.
-func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	for {
-		in, err := r.arrived()
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-		n, err := w.Write(in)
-		r.pos += n
-		total += int64(n)
-		if err != nil {
-			return total, err
-		}
-	}
-}
-
-// arrived returns the octets of the message that are in and not read
-// yet, waiting for some if there are none; io.EOF at the end.
-func (r *bodyReader) arrived() ([]byte, error) {
-	for {
-		if r.err != nil {
-			return nil, r.err
-		}
-		f := r.cur
-		if avail := int(f.avail.Load()); r.pos < avail {
-			return f.buf[r.pos:avail], nil
-		}
-		if !f.finished() {
-			select {
-			case <-f.wake:
-			case <-f.done:
-			}
-			continue
-		}
-		if r.pos < int(f.avail.Load()) {
-			continue // the last octets came with the end
-		}
-		if f.err != nil {
-			r.err = f.err
-			return nil, f.err
-		}
-		if f.n < len(f.buf) {
-			return nil, io.EOF // a short chunk ends the message
-		}
-		r.free <- f.mem
-		if r.cur = <-r.ready; r.cur == nil {
-			r.err = fmt.Errorf("%w: transfer stopped", ErrUnavailable)
-			return nil, r.err
-		}
-		r.pos = 0
-	}
-}
-
-// rangeFetch is one chunk of a message, read into buf by the reader's
-// goroutine while the session's goroutine takes what has arrived.
-type rangeFetch struct {
-	offset int64
-	mem    []byte        // the whole buffer
-	buf    []byte        // the part asked for: len(buf) octets at offset
-	avail  atomic.Int64  // octets at the start of buf the client may have
-	wake   chan struct{} // signalled when avail grows
-	done   chan struct{} // closed at the end, after n and err are set
-	n      int
-	err    error
-	broken bool // the connection broke during the FETCH
-}
-
-// produce fetches the chunks of the message, each into a buffer the
-// client is done with, until the last one, a failure, or Close. done ends
-// the first chunk's guard; the later chunks get the command timeout
-// each, but no reconnect and no \Seen STORE: those belong to the
-// session's goroutine, which sends no command while a transfer is open.
-func (r *bodyReader) produce(done func()) {
-	defer close(r.exited)
-	defer close(r.ready)
-	s := r.s
-	offset := int64(0)
-	for {
-		var mem []byte
-		select {
-		case mem = <-r.free:
-		case <-r.stop:
-		}
-		select {
-		case <-r.stop:
-			done()
-			return
-		default:
-		}
-		f := &rangeFetch{
-			offset: offset, mem: mem, buf: mem[:min(r.chunk, len(mem))],
-			wake: make(chan struct{}, 1), done: make(chan struct{}),
-		}
-		r.ready <- f
-		if offset > 0 {
-			if err := r.ctx.Err(); err != nil {
-				f.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
-				close(f.done)
-				return
-			}
-			done = s.bound(r.ctx)
-		}
-		f.n, f.err = r.fetchRange(f)
-		if f.err == nil {
-			f.grew(f.n) // the last octet: the FETCH is complete
-		}
-		done()
-		if f.broken {
-			s.awaitClosed()
-		}
-		close(f.done)
-		if f.err != nil || f.n < len(f.buf) {
-			return
-		}
-		offset += int64(f.n)
-	}
-}
-
-func (f *rangeFetch) finished() bool {
-	select {
-	case <-f.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// grew publishes that the first n octets of buf are in.
-func (f *rangeFetch) grew(n int) {
-	f.avail.Store(int64(n))
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-// fetchRange runs in the chunk's goroutine: it fetches the chunk and
-// returns its length.
-func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
-	s := r.s
-	uid := s.msgs[r.i].UID
-	var n int
-	var found, spoiled bool
-	var err error
-	// go-imap counts a UID as answered when a flag change by another
-	// client arrives for it in the middle of this command, and then drops
-	// the body that follows. The message is still there: ask again.
-	for attempt := 1; ; attempt++ {
-		n, found, spoiled, err = r.fetchChunk(uid, f)
-		if found || !spoiled || err != nil || attempt == maxFetchAttempts {
-			break
-		}
-	}
-	if errors.Is(err, errLiteral) {
-		return 0, fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, f.offset, err)
-	}
-	if !found {
-		var ie *imap.Error
-		if f.offset == 0 && !spoiled && (err == nil || errors.As(err, &ie)) {
-			// No FETCH data for the UID, or a NIL body: another client
-			// expunged it.
-			s.markGone(r.i)
-			return 0, fmt.Errorf("%w: UID %d", ErrGone, uid)
-		}
-		if err == nil {
-			err = errors.New("no body in FETCH response")
-		}
-	}
-	if err != nil {
-		return 0, fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, f.offset, err)
-	}
-	if err := r.checkEnd(f.offset, len(f.buf), n); err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
-// maxFetchAttempts bounds the FETCHes of one chunk that other clients'
-// flag changes can spoil (see fetchRange).
-const maxFetchAttempts = 3
-
-// fetchChunk runs one UID FETCH of the chunk f.
-// spoiled reports that FETCH data for uid came without a body section:
-// a flag update, after which go-imap drops the answer.
-func (r *bodyReader) fetchChunk(uid imap.UID, f *rangeFetch) (n int, found, spoiled bool, err error) {
-	s := r.s
-	section := &imap.FetchItemBodySection{
-		Peek:    true,
-		Partial: &imap.SectionPartial{Offset: f.offset, Size: int64(len(f.buf))},
-	}
-	start := time.Now()
-	defer func() { s.observe("UID FETCH", start, err) }()
-	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
-		UID:         true,
-		BodySection: []*imap.FetchItemBodySection{section},
-	})
-	// go-imap passes this command only FETCH data that names uid.
-	for !found && err == nil {
-		m := cmd.Next()
-		if m == nil {
-			break
-		}
-		var section bool
-		n, found, section, err = readBodyChunk(m, f)
-		spoiled = spoiled || !section
-	}
-	if errors.Is(err, errLiteral) {
-		// After a failed literal read go-imap's reader goroutine owns the
-		// connection's buffer again, and closing the command would read
-		// the literal once more, racing with it. The connection is broken
-		// anyway: close it, which ends the command.
-		s.nc.Close()
-		f.broken = true
-		return n, found, spoiled, err
-	}
-	cerr := cmd.Close()
-	f.broken = ConnectionError(cerr)
-	if err == nil {
-		err = cerr
-	}
-	return n, found, spoiled, err
-}
-
-var errLiteral = errors.New("literal cut short")
-
-// readBodyChunk copies the body section of a FETCH response into f.buf,
-// publishing each piece as it comes. It checks that the server answered
-// the partial FETCH as asked: a server that sent another range or more
-// than asked would corrupt the message. section reports whether the
-// response had a body section at all, found whether it holds data (or,
-// past the start, NIL for the end of the message).
-func readBodyChunk(m *imapclient.FetchMessageData, f *rangeFetch) (n int, found, section bool, err error) {
-	for item := m.Next(); item != nil; item = m.Next() {
-		body, ok := item.(imapclient.FetchItemDataBodySection)
-		if !ok || section {
-			continue
-		}
-		section, found = true, true
-		if body.Literal == nil {
-			// NIL: past the end of the message, or no message at all.
-			return 0, f.offset > 0, true, nil
-		}
-		var got int64 // a response without <offset> is the whole body
-		if p := body.Section.Partial; p != nil {
-			got = p.Offset
-		}
-		size := body.Literal.Size()
-		if got != f.offset || size > int64(len(f.buf)) {
-			return 0, found, section, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", f.offset, size, got)
-		}
-		// Read exactly the announced size: a literal cut short is a broken
-		// connection, not the end of the message.
-		for n < int(size) {
-			// As much as the connection has: smaller reads cost more
-			// system calls and hand-overs (10% more CPU with 64 KiB).
-			k, rerr := body.Literal.Read(f.buf[n:size])
-			n += k
-			if k > 0 && min(n, int(size)-1) > 0 {
-				f.grew(min(n, int(size)-1)) // the last octet waits for the OK
-			}
-			if rerr != nil && n < int(size) {
-				if rerr == io.EOF {
-					rerr = io.ErrUnexpectedEOF
-				}
-				return n, found, section, fmt.Errorf("%w: %v", errLiteral, rerr)
-			}
-		}
-	}
-	return n, found, section, nil
-}
-
-// Close stops the transfer and releases the buffers. A transfer stopped
-// early (TOP, or a client gone) leaves nothing pending upstream: the
-// chunk in flight is read whole first.
-func (r *bodyReader) Close() error {
-	if r.stop != nil {
-		close(r.stop)
-		<-r.exited
-		r.stop = nil
-	}
-	r.cur = nil
-	if r.other != nil {
-		r.other = nil
-		r.s.ra.release(r.s.b)
-	}
-	if r.bufp != nil {
-		r.s.b.bufPool.Put(r.bufp)
-		r.bufp = nil
-	}
-	return nil
-}

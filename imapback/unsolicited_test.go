@@ -88,7 +88,7 @@ func startFlagNoisyServer(t *testing.T, msgs []string, nilBody bool) string {
 // message nor loses its size: popbridge asks again.
 func TestFlagUpdatesDuringFetchLoseNothing(t *testing.T) {
 	msgs := []string{"Subject: one\r\n\r\nfirst\r\n", "Subject: two\r\n\r\nsecond body\r\n"}
-	b := newBackend(t, startFlagNoisyServer(t, msgs, false), 1024)
+	b := newBackend(t, Options{Address: startFlagNoisyServer(t, msgs, false), ChunkSize: 1024})
 	s := login(t, b)
 	got := s.Messages()
 	if len(got) != 2 || got[0].Size != int64(len(msgs[0])) || got[1].Size != int64(len(msgs[1])) {
@@ -109,7 +109,7 @@ func TestFlagUpdatesDuringFetchLoseNothing(t *testing.T) {
 // message is gone, not that the upstream failed.
 func TestNilBodyAfterFlagUpdateIsGone(t *testing.T) {
 	msgs := []string{"Subject: one\r\n\r\nfirst\r\n"}
-	b := newBackend(t, startFlagNoisyServer(t, msgs, true), 1024)
+	b := newBackend(t, Options{Address: startFlagNoisyServer(t, msgs, true), ChunkSize: 1024})
 	s := login(t, b)
 	if _, err := s.Retrieve(context.Background(), 0, 0); !errors.Is(err, ErrGone) {
 		t.Errorf("Retrieve of a message answered with NIL: %v, want ErrGone", err)

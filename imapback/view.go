@@ -63,13 +63,21 @@ func (s *Session) fetchView(exists uint32) ([]Message, []uint32, error) {
 	if exists == 0 {
 		return nil, nil, nil // mail arriving now waits for the next session
 	}
+	limit := maildropBound(s.b.opts.MaxMessages)
 	uids := imap.UIDSet{{Start: 1, Stop: 0}}
 	if crit := s.viewCriteria(); crit != nil {
+		s.bc.Expect(searchExpectation(exists, limit))
 		var err error
 		if uids, err = s.search(crit); err != nil || len(uids) == 0 {
+			return nil, nil, s.upstreamErr(err)
+		}
+		if err := limit.checkUIDs(uids); err != nil {
 			return nil, nil, err
 		}
+	} else if err := limit.checkExists(exists); err != nil {
+		return nil, nil, err
 	}
+	s.bc.Expect(snapshotExpectation(min(exists, uint32(limit))))
 	return s.fetchSizes(uids)
 }
 

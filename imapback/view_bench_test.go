@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -30,10 +31,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		b.Fatal(err)
 	}
 	c.Close()
-	be, err := New(Options{Address: d.IMAPAddr, TLS: TLSNone})
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := newBackend(b, Options{Address: d.IMAPAddr, CommandTimeout: time.Minute})
 	for _, tc := range []struct {
 		name string
 		pol  Policy
@@ -44,7 +42,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				s, err := be.LoginPolicy(context.Background(), "alice", "secret", tc.pol)
+				s, err := be.Login(context.Background(), alice, tc.pol)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -32,7 +32,7 @@ const Namespace = "popbridge"
 // and alerts see zeros instead of missing series.
 var (
 	pop3Commands = []string{"CAPA", "QUIT", "NOOP", "USER", "PASS", "AUTH", "STAT", "LIST", "UIDL",
-		"RETR", "TOP", "DELE", "RSET", "APOP", "STLS", "UNKNOWN"}
+		"RETR", "TOP", "DELE", "RSET", "APOP", "STLS", "LAST", "UNKNOWN"}
 	commandResults = []string{"ok", "err", "aborted"}
 	loginResults   = []pop3front.LoginResult{pop3front.LoginOK, pop3front.LoginAuthFailed,
 		pop3front.LoginUpstreamError, pop3front.LoginRefusedPlaintext, pop3front.LoginRateLimited}

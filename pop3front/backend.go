@@ -1,8 +1,12 @@
+// backend.go holds the seam between the protocol and the mail store: the
+// Backend and Session interfaces a store implements, and what they pass.
+
 package pop3front
 
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 )
 
@@ -21,6 +25,12 @@ type ConnInfo struct {
 	RemoteAddr net.Addr
 	LocalAddr  net.Addr
 	TLS        bool
+	// Session is the id that every log line of the session carries.
+	Session string
+	// Logger is the server's logger with the session id and the client
+	// address: a Backend that logs with it puts its lines beside the
+	// connection's. Nil outside a connection.
+	Logger *slog.Logger
 }
 
 // MessageInfo is one message of a maildrop snapshot.
@@ -30,6 +40,23 @@ type MessageInfo struct {
 	// UID is the unique-id listing (UIDL) of the message: 1 to 70
 	// characters in the range 0x21 to 0x7E, stable across sessions.
 	UID string
+	// Seen reports that the message was read before the session (IMAP's
+	// \Seen): LAST starts from the highest such message, as Dovecot's
+	// does. A backend that does not know leaves it false.
+	Seen bool
+}
+
+// UpdateResult is what the UPDATE state did with the messages marked
+// deleted. Those neither removed nor flagged were left as they were (a
+// policy that keeps mail on the server).
+type UpdateResult struct {
+	// Removed counts the messages that left the mailbox: expunged, or
+	// moved to another folder.
+	Removed int
+	// Flagged counts the messages still in the mailbox but marked as
+	// deleted there (IMAP's \Deleted, or a per-device mark that hides
+	// them from this maildrop), for another client or a later expunge.
+	Flagged int
 }
 
 // Session is one authenticated user's maildrop. Messages are addressed by
@@ -62,11 +89,20 @@ type Session interface {
 	// Noop keeps the session alive and refreshes what Expunged knows.
 	Noop(ctx context.Context) error
 
-	// Commit runs the UPDATE state: it removes exactly the messages in
-	// deleted, according to the backend's delete policy. It returns nil
-	// only when the removal is confirmed.
-	Commit(ctx context.Context, deleted []int) error
+	// Commit runs the UPDATE state: it applies the backend's delete
+	// policy to exactly the messages in deleted, and says what became of
+	// them. It returns a nil error only when the upstream confirmed.
+	Commit(ctx context.Context, deleted []int) (UpdateResult, error)
 
 	// Close ends the session without removing anything.
 	Close() error
+}
+
+// DeviceSession is a Session that serves one of the user's devices (a
+// per-device view of the maildrop). Server.Sessions shows the device; a
+// Session without the method has none.
+type DeviceSession interface {
+	Session
+	// Device names the device, or is empty.
+	Device() string
 }

@@ -1,3 +1,11 @@
+// conn.go holds one client connection: its state, the command loop that
+// reads a line, dispatches it to its handler and turns the handler's error
+// into the answer, the end of the session and its last log line, and the
+// low-level reads and writes. The connection's own goroutine runs
+// everything here; other goroutines only close raw and cancel ctx (through
+// closeBy), and read what publish left in live. The handlers live in files
+// named after their POP3 state.
+
 package pop3front
 
 import (
@@ -11,9 +19,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
+	"os"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -45,16 +52,35 @@ const (
 	stateUpdate
 )
 
-// Errors that end the connection loop.
+var errLineTooLong = errors.New("line too long")
+
+// Why a session ended, as its last log line and SessionStats.Reason say.
+const (
+	endQuit           = "quit"
+	endClientClosed   = "client closed"
+	endIdleTimeout    = "idle timeout"
+	endAuthTimeout    = "auth timeout"
+	endWriteTimeout   = "write timeout"
+	endShutdown       = "shutdown"
+	endKicked         = "kicked"
+	endUpstreamFailed = "upstream failed"
+	endBadCommands    = "bad commands"
+	endAuthFailures   = "auth failures"
+	endProtocol       = "protocol error"
+	endTLSFailed      = "tls handshake failed"
+)
+
+// The answers before an autologout (RFC 1939 section 3 lets the server
+// close without one; a person testing by hand then sees why).
 var (
-	errLineTooLong = errors.New("line too long")
-	errHangUp      = errors.New("connection ends") // after QUIT or too many errors
-	errTruncated   = errors.New("message transfer aborted")
+	errIdleTimeout = &Error{Text: "Autologout; idle for too long"}
+	errAuthTimeout = &Error{Text: "Autologout; authentication took too long"}
 )
 
 // conn is one client connection: a state machine driven by serve.
 type conn struct {
 	srv    *Server
+	id     string   // the session id on every log line
 	raw    net.Conn // as accepted; other goroutines close this one
 	nc     net.Conn // raw, or the TLS conn over it after STLS
 	br     *bufio.Reader
@@ -74,49 +100,64 @@ type conn struct {
 
 	state    state
 	user     string // from USER, waiting for PASS
-	bad      int
-	authFail int
+	bad      int    // protocol errors, up to maxBadCommands
+	authFail int    // failed logins, up to maxAuthFailures
 
 	// Set before serve: over MaxConnections, answer and close.
 	overLimit bool
+	released  bool       // the connection's place under the limits was given back (under srv.mu)
 	ip        netip.Addr // counted against MaxConnectionsPerIP
 	remote    net.Addr   // the client, behind a PROXY header if any
 	stls      *tls.Config
 
-	// TRANSACTION state.
+	authUser     string    // the logged-in user, for the log
+	authDeadline time.Time // end of the AUTHORIZATION state's AuthTimeout
+	served       bool      // past the handshake and the limits: a session to log
+	why          string    // why the session ended, once known
+	maildrop               // set by the login
+	tally
+	live liveStatus // what Server.Sessions shows, and how to kick
+
+	scratch [64]byte // where single-line answers are built
+}
+
+// maildrop is the TRANSACTION state: the session's snapshot and the
+// messages marked deleted, which only QUIT removes.
+type maildrop struct {
 	sess      Session
 	msgs      []MessageInfo
 	deleted   []bool
 	nDeleted  int
 	totalSize int64
 	delSize   int64
+	// lastSeen is LAST's answer (RFC 1460): the highest message number
+	// retrieved, or seen before the session.
+	lastSeen int
+}
 
-	// Counters for the end-of-session log line.
-	started            time.Time
-	nRetr, nTop, nDele int
-	nRemoved           int // messages removed at QUIT
-	octets             int64
-	authUser           string
-	scratch            [64]byte
-
-	// How the current command went, for the Observer.
-	failed    bool // answered -ERR
-	truncated bool // a message transfer was cut
-	committed int  // messages removed by QUIT
+// tally counts what a connection did, for the end-of-session log line and
+// the Observer's SessionStats.
+type tally struct {
+	started               time.Time
+	nRetr, nTop, nDele    int
+	retrOctets, topOctets int64
+	update                UpdateResult // what QUIT's UPDATE did, which ends the session
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	id := newSessionID()
 	c := &conn{
-		srv:     s,
-		raw:     nc,
-		stls:    s.TLSConfig,
-		ctx:     ctx,
-		cancel:  cancel,
-		started: time.Now(),
+		srv:    s,
+		id:     id,
+		raw:    nc,
+		stls:   s.TLSConfig,
+		ctx:    ctx,
+		cancel: cancel,
+		tally:  tally{started: time.Now()},
 		// RemoteAddr may block (it reads a PROXY header): the address
 		// is added in serve.
-		log: s.logger(),
+		log: s.logger().With("session", id),
 	}
 	c.setConn(nc)
 	return c
@@ -135,38 +176,156 @@ func (c *conn) serve() {
 	if !c.start() {
 		return
 	}
+	c.served = true
+	c.publish()
 	c.observeOpened()
 	c.ok(c.implementation() + " ready")
+	// AuthTimeout runs from the greeting, whatever the client does.
+	c.authDeadline = time.Now().Add(orDefault(c.srv.AuthTimeout, DefaultAuthTimeout))
 	for {
 		if !c.lineQueued() {
 			// Flush only when the client has no further command queued,
 			// so that pipelined commands get their answers in one write.
 			if err := c.bw.Flush(); err != nil {
+				c.reply("", c.writeFailed(err))
 				return
 			}
 		}
 		line, err := c.readLine(maxAuthLine)
-		if err == errLineTooLong {
-			c.fail(&Error{Text: "Line too long"})
-			if c.badCommand() {
-				return
-			}
-			continue
+		var end bool
+		switch {
+		case err == nil:
+			end = c.command(line)
+		case err == errLineTooLong:
+			// Not a command: the observer does not see it.
+			_, end = c.reply("", badCommand("Line too long"))
+		default:
+			_, end = c.reply("", c.readFailed(err))
 		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.log.Debug("read failed", "err", err)
-			}
-			return
-		}
-		if err := c.handle(line); err != nil {
-			if err != errHangUp && err != errTruncated {
-				c.log.Debug("connection closed", "err", err)
-			}
+		if end {
+			// The connection's place under the limits is free before the
+			// client sees the last answer: a client that reconnects as
+			// soon as it has read it is never refused as one too many.
+			c.markEnded()
+			c.srv.releaseSlot(c)
 			c.bw.Flush()
 			return
 		}
 	}
+}
+
+// readFailed ends the connection after a read failed with err. A timeout
+// is answered first; anything else means that the client left or that
+// the server closed the connection.
+func (c *conn) readFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.state == stateAuthorization && !time.Now().Before(c.authDeadline) {
+			c.endAs(endAuthTimeout)
+			c.log.Info("closing connection: no login within the authentication timeout")
+			return closeAfter(errAuthTimeout)
+		}
+		c.endAs(endIdleTimeout)
+		return closeAfter(errIdleTimeout)
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Debug("read failed", "err", err)
+	}
+	c.endAs(endClientClosed)
+	return abort(err)
+}
+
+// writeFailed ends the connection after a write to the client failed.
+func (c *conn) writeFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.endAs(endWriteTimeout)
+	} else {
+		c.endAs(endClientClosed)
+	}
+	return abort(err)
+}
+
+// endAs records why the session ends, unless an earlier cause is known.
+func (c *conn) endAs(why string) {
+	if c.why == "" {
+		c.why = why
+	}
+}
+
+// command runs one command line: the handler's error becomes the reply,
+// and the outcome goes to the observer. It reports whether the connection
+// ends.
+func (c *conn) command(line []byte) (end bool) {
+	start := time.Now()
+	kw, args, _ := bytes.Cut(line, []byte{' '})
+	name := strings.ToUpper(string(kw))
+	var err error
+	if name != "AUTH" && len(line)+2 > maxLine {
+		err = badCommand("Line too long")
+	} else {
+		err = c.dispatch(name, args)
+	}
+	result, end := c.reply(name, err)
+	c.observeCommand(name, args, start, result, err)
+	c.publish()
+	return end
+}
+
+// dispatch runs the handler of command name.
+func (c *conn) dispatch(name string, args []byte) error {
+	switch name {
+	case "CAPA":
+		return c.handleCapa(args)
+	case "USER":
+		return c.handleUser(args)
+	case "PASS":
+		return c.handlePass(args)
+	case "AUTH":
+		return c.handleAuth(args)
+	case "STLS":
+		return c.handleStls(args)
+	case "APOP":
+		return badCommand("APOP is not supported, use USER/PASS or AUTH PLAIN")
+	case "STAT":
+		return c.handleStat(args)
+	case "LIST":
+		return c.handleList(args, false)
+	case "UIDL":
+		return c.handleList(args, true)
+	case "RETR":
+		return c.handleRetr(args)
+	case "TOP":
+		return c.handleTop(args)
+	case "DELE":
+		return c.handleDele(args)
+	case "RSET":
+		return c.handleRset(args)
+	case "NOOP":
+		return c.handleNoop(args)
+	case "LAST":
+		return c.handleLast(args)
+	case "QUIT":
+		return c.handleQuit(args)
+	case "PROXY":
+		// A PROXY protocol v1 header where none is accepted: someone
+		// trying to pass as another client address, or a load balancer
+		// sending headers to a listener not configured for them. (A v2
+		// header's signature ends in "QUIT", which closes as well.)
+		c.log.Warn("PROXY protocol header not accepted from this address, closing connection")
+		c.endAs(endProtocol)
+		return closeAfter(&Error{Text: "PROXY protocol header not accepted from this address"})
+	}
+	return badCommand("Unknown command")
+}
+
+// need checks the session state for a command.
+func (c *conn) need(s state) error {
+	if c.state == s {
+		return nil
+	}
+	if s == stateAuthorization {
+		return badCommand("Command not valid after login")
+	}
+	return badCommand("Command not valid before login")
 }
 
 // lineQueued reports whether a whole command line is already buffered. A
@@ -182,7 +341,10 @@ func (c *conn) lineQueued() bool {
 }
 
 func (c *conn) close() {
-	// The client first: it need not wait for the upstream logout.
+	closedBy := c.markEnded()
+	// The limits first, then the client: it need not wait for the
+	// upstream logout.
+	c.srv.releaseSlot(c)
 	c.nc.Close()
 	if c.sess != nil {
 		if err := c.sess.Close(); err != nil {
@@ -191,14 +353,22 @@ func (c *conn) close() {
 		}
 	}
 	c.cancel()
+	if closedBy != "" && c.why != endQuit {
+		// The server closed the connection: whatever failed then
+		// followed from that.
+		c.why = closedBy
+	}
+	c.endAs(endClientClosed)
 	st := c.stats()
 	if c.opened {
 		c.srv.Observer.ConnClosed(c.event(), st)
 	}
-	if c.authUser != "" {
+	if c.served {
 		// One line per session, like Dovecot's pop3_logout_format.
-		c.log.Info("session ended", "user", c.authUser, "duration", st.Duration.Round(time.Millisecond),
-			"retr", c.nRetr, "top", c.nTop, "dele", c.nDele, "deleted", c.nRemoved, "octets", c.octets, "sent", st.Sent)
+		c.log.Info("session ended", "user", c.authUser, "reason", c.why, "duration", st.Duration.Seconds(),
+			"messages", len(c.msgs), "size", c.totalSize, "retr", c.nRetr, "retr_octets", c.retrOctets,
+			"top", c.nTop, "top_octets", c.topOctets, "marked", c.nDeleted, "removed", c.update.Removed,
+			"flagged", c.update.Flagged, "sent", st.Sent)
 	}
 }
 
@@ -208,7 +378,11 @@ func (c *conn) readLine(limit int) ([]byte, error) {
 	if !c.lineQueued() {
 		// Only a read that may block needs the idle deadline; setting it
 		// for each of many pipelined commands costs a timer update each.
-		c.nc.SetReadDeadline(time.Now().Add(orDefault(c.srv.IdleTimeout, DefaultIdleTimeout)))
+		deadline := time.Now().Add(orDefault(c.srv.IdleTimeout, DefaultIdleTimeout))
+		if c.state == stateAuthorization && c.authDeadline.Before(deadline) {
+			deadline = c.authDeadline
+		}
+		c.nc.SetReadDeadline(deadline)
 	}
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
@@ -235,103 +409,7 @@ func (c *conn) readLine(limit int) ([]byte, error) {
 	return line, nil
 }
 
-// badCommand counts a protocol error and reports whether the connection
-// must now be closed.
-func (c *conn) badCommand() bool {
-	c.bad++
-	if c.bad < maxBadCommands {
-		return false
-	}
-	c.fail(&Error{Text: "Too many bad commands, closing connection"})
-	c.bw.Flush()
-	c.log.Info("closing connection after too many bad commands")
-	return true
-}
-
-// dispatch runs one command line.
-func (c *conn) dispatch(line []byte) error {
-	kw, args, _ := bytes.Cut(line, []byte{' '})
-	cmd := strings.ToUpper(string(kw))
-	if cmd != "AUTH" && len(line)+2 > maxLine {
-		c.fail(&Error{Text: "Line too long"})
-		return c.protocolError()
-	}
-	var err error
-	switch cmd {
-	case "CAPA":
-		err = c.handleCapa(args)
-	case "QUIT":
-		return c.handleQuit(args)
-	case "NOOP":
-		err = c.handleNoop(args)
-	case "USER":
-		err = c.handleUser(args)
-	case "PASS":
-		err = c.handlePass(args)
-	case "AUTH":
-		err = c.handleAuth(args)
-	case "STLS":
-		err = c.handleStls(args)
-	case "STAT":
-		err = c.handleStat(args)
-	case "LIST":
-		err = c.handleList(args, false)
-	case "UIDL":
-		err = c.handleList(args, true)
-	case "RETR":
-		err = c.handleRetr(args)
-	case "TOP":
-		err = c.handleTop(args)
-	case "DELE":
-		err = c.handleDele(args)
-	case "RSET":
-		err = c.handleRset(args)
-	case "PROXY":
-		// A PROXY protocol v1 header where none is accepted: someone
-		// trying to pass as another client address, or a load balancer
-		// sending headers to a listener not configured for them. (A v2
-		// header's signature ends in "QUIT", which closes as well.)
-		c.log.Warn("PROXY protocol header not accepted from this address, closing connection")
-		c.fail(&Error{Text: "PROXY protocol header not accepted from this address"})
-		return errHangUp
-	case "APOP":
-		c.fail(&Error{Text: "APOP is not supported, use USER/PASS or AUTH PLAIN"})
-		return c.protocolError()
-	default:
-		c.fail(&Error{Text: "Unknown command"})
-		return c.protocolError()
-	}
-	var pe protoError
-	if errors.As(err, &pe) {
-		c.fail(&Error{Text: string(pe)})
-		return c.protocolError()
-	}
-	return err
-}
-
-// protoError is a client mistake: answered with -ERR and counted.
-type protoError string
-
-func (e protoError) Error() string { return string(e) }
-
-func (c *conn) protocolError() error {
-	if c.badCommand() {
-		return errHangUp
-	}
-	return nil
-}
-
-// need checks the session state for a command.
-func (c *conn) need(s state) error {
-	if c.state == s {
-		return nil
-	}
-	if s == stateAuthorization {
-		return protoError("Command not valid after login")
-	}
-	return protoError("Command not valid before login")
-}
-
+// ok writes a positive answer.
 func (c *conn) ok(text string) {
 	c.bw.WriteString("+OK")
 	if text != "" {
@@ -341,506 +419,16 @@ func (c *conn) ok(text string) {
 	c.bw.Write(crlf)
 }
 
-func (c *conn) fail(e *Error) {
-	c.failed = true
+// writeErr writes a negative answer; handlers return errors instead and
+// reply writes them.
+func (c *conn) writeErr(e *Error) {
 	c.bw.WriteString("-ERR ")
 	c.bw.WriteString(e.Error())
 	c.bw.Write(crlf)
 }
 
-// failErr answers a backend error: an *Error as it is, anything else as
-// an internal error, with the details in the log only.
-func (c *conn) failErr(op string, err error) {
-	var e *Error
-	if errors.As(err, &e) {
-		c.fail(e)
-		return
-	}
-	c.log.Error(op+" failed", "user", c.authUser, "err", err)
-	c.fail(errInternal)
-}
-
 func (c *conn) commandContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.ctx, orDefault(c.srv.CommandTimeout, DefaultCommandTimeout))
-}
-
-func (c *conn) handleCapa(args []byte) error {
-	if len(args) > 0 {
-		return protoError("CAPA takes no arguments")
-	}
-	c.ok("Capability list follows")
-	c.bw.WriteString("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
-	if c.state == stateAuthorization {
-		if c.plaintextAllowed() {
-			c.bw.WriteString("USER\r\nSASL PLAIN\r\n")
-		}
-		if c.stlsAvailable() {
-			c.bw.WriteString("STLS\r\n")
-		}
-	}
-	c.bw.WriteString("IMPLEMENTATION " + c.implementation() + "\r\n.\r\n")
-	return nil
-}
-
-func (c *conn) implementation() string {
-	if c.srv.Implementation != "" {
-		return c.srv.Implementation
-	}
-	return DefaultImplementation
-}
-
-func (c *conn) handleNoop(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
-		return err
-	}
-	if len(args) > 0 {
-		return protoError("NOOP takes no arguments")
-	}
-	ctx, cancel := c.commandContext()
-	defer cancel()
-	if err := c.sess.Noop(ctx); err != nil {
-		c.failErr("noop", err)
-		return nil
-	}
-	c.ok("")
-	return nil
-}
-
-func (c *conn) handleQuit(args []byte) error {
-	if len(args) > 0 {
-		c.fail(&Error{Text: "QUIT takes no arguments"})
-		return c.protocolError()
-	}
-	if c.state != stateTransaction {
-		c.ok("Logging out")
-		return errHangUp
-	}
-	c.state = stateUpdate
-	var dele []int
-	for i, d := range c.deleted {
-		if d {
-			dele = append(dele, i)
-		}
-	}
-	ctx, cancel := c.commandContext()
-	defer cancel()
-	if err := c.sess.Commit(ctx, dele); err != nil {
-		// RFC 1939 section 6: "some deleted messages not removed".
-		c.log.Error("update failed", "user", c.authUser, "deleted", len(dele), "err", err)
-		c.fail(&Error{Code: "SYS/TEMP", Text: "Some deleted messages not removed, try again later"})
-		return errHangUp
-	}
-	c.nRemoved, c.committed = len(dele), len(dele)
-	if len(dele) == 0 {
-		c.ok("Logging out")
-	} else {
-		c.ok("Logging out, " + strconv.Itoa(len(dele)) + " messages deleted")
-	}
-	return errHangUp
-}
-
-func (c *conn) handleUser(args []byte) error {
-	if err := c.need(stateAuthorization); err != nil {
-		return err
-	}
-	if len(args) == 0 {
-		return protoError("USER needs a user name")
-	}
-	if !c.plaintextAllowed() {
-		return c.refusePlaintext()
-	}
-	c.user = string(args)
-	c.ok("Send your password")
-	return nil
-}
-
-func (c *conn) handlePass(args []byte) error {
-	if err := c.need(stateAuthorization); err != nil {
-		return err
-	}
-	if c.user == "" {
-		return protoError("Send USER first")
-	}
-	user := c.user
-	c.user = ""
-	// RFC 1939 section 7: the password is the rest of the line, spaces
-	// included.
-	return c.login(user, string(args))
-}
-
-func (c *conn) handleAuth(args []byte) error {
-	if err := c.need(stateAuthorization); err != nil {
-		return err
-	}
-	mech, initial, hasInitial := bytes.Cut(args, []byte{' '})
-	if len(mech) == 0 {
-		// Pre-RFC 5034 clients (Outlook among them) list the mechanisms
-		// with a bare AUTH.
-		c.ok("Supported mechanisms follow")
-		if c.plaintextAllowed() {
-			c.bw.WriteString("PLAIN\r\n")
-		}
-		c.bw.WriteString(".\r\n")
-		return nil
-	}
-	if !strings.EqualFold(string(mech), "PLAIN") {
-		c.fail(&Error{Text: "Unsupported authentication mechanism"})
-		return nil
-	}
-	if !c.plaintextAllowed() {
-		// Refused before the client sends its credentials in clear.
-		return c.refusePlaintext()
-	}
-	if !hasInitial {
-		c.bw.WriteString("+ \r\n")
-		if err := c.bw.Flush(); err != nil {
-			return err
-		}
-		line, err := c.readLine(maxAuthLine)
-		if err == errLineTooLong {
-			return protoError("Authentication line too long")
-		}
-		if err != nil {
-			return err
-		}
-		initial = line
-	}
-	if string(initial) == "*" {
-		c.fail(&Error{Text: "Authentication cancelled"})
-		return nil
-	}
-	authz, user, pass, err := decodePlain(initial) // sasl.go
-	if err != nil {
-		return err
-	}
-	if authz != "" && authz != user {
-		c.fail(&Error{Code: "AUTH", Text: "Authorization identity must match the user"})
-		return nil
-	}
-	return c.login(user, pass)
-}
-
-func (c *conn) login(user, pass string) error {
-	ctx, cancel := c.commandContext()
-	defer cancel()
-	info := c.info()
-	sess, err := c.srv.Backend.Login(ctx, user, pass, info)
-	if err == nil && sess == nil {
-		err = errors.New("backend returned no session")
-	}
-	if f := c.srv.OnLogin; f != nil {
-		f(info, err)
-	}
-	c.observeLogin(err)
-	if err != nil {
-		var e *Error
-		if errors.As(err, &e) && e.Code == "AUTH" {
-			c.log.Info("login failed", "user", user)
-			c.authFail++
-			if d := c.srv.AuthFailureDelay; d > 0 {
-				c.bw.Flush()
-				select {
-				case <-time.After(d):
-				case <-c.ctx.Done():
-					return c.ctx.Err()
-				}
-			}
-		} else {
-			c.log.Warn("login error", "user", user, "err", err)
-		}
-		c.failErr("login", err)
-		if c.authFail >= maxAuthFailures {
-			return errHangUp
-		}
-		return nil
-	}
-	c.sess = sess
-	c.authUser = user
-	c.msgs = sess.Messages()
-	c.deleted = make([]bool, len(c.msgs))
-	for _, m := range c.msgs {
-		c.totalSize += m.Size
-	}
-	c.state = stateTransaction
-	c.log.Info("logged in", "user", user, "messages", len(c.msgs))
-	c.ok("Logged in, " + strconv.Itoa(len(c.msgs)) + " messages")
-	return nil
-}
-
-func (c *conn) handleStat(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
-		return err
-	}
-	if len(args) > 0 {
-		return protoError("STAT takes no arguments")
-	}
-	b := append(c.scratch[:0], "+OK "...)
-	b = strconv.AppendInt(b, int64(len(c.msgs)-c.nDeleted), 10)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, c.totalSize-c.delSize, 10)
-	b = append(b, crlf...)
-	c.bw.Write(b)
-	return nil
-}
-
-// handleList answers LIST (sizes) and UIDL (unique ids), with or without a
-// message number.
-func (c *conn) handleList(args []byte, uidl bool) error {
-	if err := c.need(stateTransaction); err != nil {
-		return err
-	}
-	item := func(b []byte, i int) []byte {
-		b = strconv.AppendInt(b, int64(i+1), 10)
-		b = append(b, ' ')
-		if uidl {
-			b = append(b, c.msgs[i].UID...)
-		} else {
-			b = strconv.AppendInt(b, c.msgs[i].Size, 10)
-		}
-		return append(b, crlf...)
-	}
-	if len(args) > 0 {
-		i, err := c.message(args)
-		if err != nil {
-			return err
-		}
-		if i < 0 {
-			return nil
-		}
-		c.bw.Write(item(append(c.scratch[:0], "+OK "...), i))
-		return nil
-	}
-	if uidl {
-		c.ok("Unique-ID listing follows")
-	} else {
-		c.ok(strconv.Itoa(len(c.msgs)-c.nDeleted) + " messages")
-	}
-	for i := range c.msgs {
-		if !c.deleted[i] {
-			c.bw.Write(item(c.scratch[:0], i))
-		}
-	}
-	c.bw.WriteString(".\r\n")
-	return nil
-}
-
-// message parses a message-number argument. A syntax error is returned as
-// a protoError; a number that names no message is answered here and
-// reported as i < 0.
-func (c *conn) message(arg []byte) (int, error) {
-	n, ok := parseNumber(arg)
-	if !ok {
-		return -1, protoError("Invalid message number")
-	}
-	if n < 1 || n > len(c.msgs) {
-		c.fail(&Error{Text: "No such message"})
-		return -1, nil
-	}
-	if c.deleted[n-1] {
-		c.fail(&Error{Text: "Message " + strconv.Itoa(n) + " already deleted"})
-		return -1, nil
-	}
-	return n - 1, nil
-}
-
-// parseNumber parses a non-negative decimal number of at most 9 digits
-// (larger numbers name no message and no sensible line count).
-func parseNumber(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 9 {
-		return 0, false
-	}
-	n := 0
-	for _, ch := range b {
-		if ch < '0' || ch > '9' {
-			return 0, false
-		}
-		n = n*10 + int(ch-'0')
-	}
-	return n, true
-}
-
-func (c *conn) handleRetr(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
-		return err
-	}
-	i, err := c.message(args)
-	if err != nil || i < 0 {
-		return err
-	}
-	if sent, err := c.send(i, -1); !sent {
-		return err
-	}
-	c.nRetr++
-	c.sess.Retrieved(i)
-	return nil
-}
-
-func (c *conn) handleTop(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
-		return err
-	}
-	msg, lines, ok := bytes.Cut(args, []byte{' '})
-	if !ok {
-		return protoError("TOP needs a message number and a line count")
-	}
-	n, ok := parseNumber(lines)
-	if !ok {
-		// A line count too large for parseNumber is as good as "all".
-		if len(lines) == 0 || bytes.IndexFunc(lines, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
-			return protoError("Invalid line count")
-		}
-		n = int(^uint32(0) >> 1)
-	}
-	i, err := c.message(msg)
-	if err != nil || i < 0 {
-		return err
-	}
-	if sent, err := c.send(i, n); !sent {
-		return err
-	}
-	c.nTop++
-	return nil
-}
-
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// send streams message i as a multi-line response: all of it when
-// lines < 0, else the header and that many body lines. If the message
-// cannot be read in full, the connection is closed without the terminating
-// line: the client must not take a truncated message for a whole one.
-// sent reports whether the message went out in full; when it is false
-// and err is nil, the client got an -ERR answer and the session goes on.
-func (c *conn) send(i, lines int) (sent bool, err error) {
-	if c.sess.Expunged(i) {
-		c.failGone(i)
-		return false, nil
-	}
-	rc, err := c.sess.Retrieve(c.ctx, i, lines)
-	if errors.Is(err, ErrNoMessage) {
-		c.failGone(i)
-		return false, nil
-	}
-	if err != nil {
-		c.failErr("retrieve", err)
-		return false, nil
-	}
-	defer rc.Close()
-
-	if lines < 0 {
-		c.ok(strconv.FormatInt(c.msgs[i].Size, 10) + " octets")
-	} else {
-		c.ok("Top of message follows")
-	}
-	dw := newDotWriter(c.bw)
-	var rerr error
-	if wt, ok := rc.(io.WriterTo); ok && lines < 0 {
-		// The backend writes from its own buffers: no copy through a
-		// buffer of ours.
-		c.cw = clientWriter{dw: dw}
-		_, rerr = wt.WriteTo(&c.cw)
-		c.octets += c.cw.n
-		if c.cw.err != nil {
-			return false, c.cw.err // the client is gone
-		}
-	} else {
-		var werr error
-		if rerr, werr = c.copyMessage(dw, rc, lines); werr != nil {
-			return false, werr // the client is gone
-		}
-	}
-	if rerr != nil {
-		c.log.Error("message transfer failed, closing connection without the terminating line",
-			"user", c.authUser, "msg", i+1, "err", rerr)
-		// Send what is buffered so far but never the final ".".
-		c.truncated = true
-		c.bw.Flush()
-		return false, errTruncated
-	}
-	if err := dw.Close(); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// copyMessage copies a message (or, with lines >= 0, its top) from rc to
-// dw. rerr is a failure to read the message, werr one to write it.
-func (c *conn) copyMessage(dw *dotWriter, rc io.Reader, lines int) (rerr, werr error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
-	top := topCutter{n: lines}
-	for {
-		n, err := rc.Read(buf)
-		p := buf[:n]
-		if lines >= 0 {
-			p = top.cut(p)
-		}
-		if _, werr := dw.Write(p); werr != nil {
-			return nil, werr
-		}
-		c.octets += int64(len(p))
-		if err == io.EOF || top.done {
-			return nil, nil
-		}
-		if err != nil {
-			return err, nil
-		}
-	}
-}
-
-// clientWriter is where a backend's io.WriterTo writes a message: it
-// keeps the client's write error apart from the backend's read error.
-type clientWriter struct {
-	dw  *dotWriter
-	n   int64
-	err error
-}
-
-func (w *clientWriter) Write(p []byte) (int, error) {
-	n, err := w.dw.Write(p)
-	w.n += int64(n)
-	if err != nil {
-		w.err = err
-	}
-	return n, err
-}
-
-// failGone answers a command on a message another client removed.
-func (c *conn) failGone(i int) {
-	c.fail(&Error{Text: "Message " + strconv.Itoa(i+1) + " was removed by another client"})
-}
-
-func (c *conn) handleDele(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
-		return err
-	}
-	i, err := c.message(args)
-	if err != nil || i < 0 {
-		return err
-	}
-	if c.sess.Expunged(i) {
-		c.failGone(i)
-		return nil
-	}
-	c.deleted[i] = true
-	c.nDeleted++
-	c.delSize += c.msgs[i].Size
-	c.nDele++
-	c.ok("Message " + strconv.Itoa(i+1) + " deleted")
-	return nil
-}
-
-func (c *conn) handleRset(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
-		return err
-	}
-	if len(args) > 0 {
-		return protoError("RSET takes no arguments")
-	}
-	clear(c.deleted)
-	c.nDeleted, c.delSize = 0, 0
-	c.ok(strconv.Itoa(len(c.msgs)) + " messages")
-	return nil
 }
 
 // deadlineWriter gives every write to the client its own deadline.

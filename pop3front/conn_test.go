@@ -1,7 +1,6 @@
 package pop3front
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -11,22 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 )
-
-func TestGreetingAndQuitInAuthorization(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dial(t, ts)
-	c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-	ts.waitSessions(t)
-	if n := len(fb.commitCalls()); n != 0 {
-		t.Errorf("Commit called %d times without a session", n)
-	}
-	if n := fb.closeCount(); n != 0 {
-		t.Errorf("Close called %d times without a session", n)
-	}
-}
 
 func TestCapaListsCapabilitiesForTheState(t *testing.T) {
 	const common = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
@@ -38,11 +22,11 @@ func TestCapaListsCapabilitiesForTheState(t *testing.T) {
 		want  string
 	}{
 		{"authorization", "", false, "CAPA\r\n",
-			common + "USER\r\nSASL PLAIN\r\nIMPLEMENTATION popbridge\r\n.\r\n"},
+			common + "USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION popbridge\r\n.\r\n"},
 		{"transaction", "", true, "CAPA\r\n",
 			common + "IMPLEMENTATION popbridge\r\n.\r\n"},
 		{"implementation field", "test-impl 1.0", false, "CAPA\r\n",
-			common + "USER\r\nSASL PLAIN\r\nIMPLEMENTATION test-impl 1.0\r\n.\r\n"},
+			common + "USER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION test-impl 1.0\r\n.\r\n"},
 		{"arguments rejected", "", false, "CAPA x\r\n", "-ERR CAPA takes no arguments\r\n"},
 	}
 	for _, tt := range tests {
@@ -60,228 +44,6 @@ func TestCapaListsCapabilitiesForTheState(t *testing.T) {
 				c = dial(t, ts)
 			}
 			c.expect(tt.send, tt.want)
-			c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-		})
-	}
-}
-
-func TestUserPassLogin(t *testing.T) {
-	tests := []struct {
-		name     string
-		loginErr error
-		send     string
-		want     string
-		wantPass string
-	}{
-		{"success", nil, "USER alice\r\nPASS secret\r\n",
-			"+OK Send your password\r\n+OK Logged in, 3 messages\r\n", "secret"},
-		{"wrong password", nil, "USER alice\r\nPASS guess\r\n",
-			"+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n", "guess"},
-		{"unknown user", nil, "USER bob\r\nPASS secret\r\n",
-			"+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n", "secret"},
-		{"backend unavailable", ErrUnavailable, "USER alice\r\nPASS secret\r\n",
-			"+OK Send your password\r\n-ERR [SYS/TEMP] Mail server temporarily unavailable, try again later\r\n", "secret"},
-		{"maildrop in use", ErrInUse, "USER alice\r\nPASS secret\r\n",
-			"+OK Send your password\r\n-ERR [IN-USE] Mailbox is in use by another session\r\n", "secret"},
-		{"wrapped auth error", fmt.Errorf("ldap: %w", ErrAuthFailed), "USER alice\r\nPASS secret\r\n",
-			"+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n", "secret"},
-		{"plain error does not leak", errors.New("dial imap.internal:993: password hunter2 rejected"), "USER alice\r\nPASS secret\r\n",
-			"+OK Send your password\r\n-ERR [SYS/TEMP] Internal error, try again later\r\n", "secret"},
-		{"password with spaces", nil, "USER alice\r\nPASS  pass with  spaces \r\n",
-			"+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n", " pass with  spaces "},
-		{"empty password", nil, "USER alice\r\nPASS\r\n",
-			"+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			fb.loginErr = tt.loginErr
-			ts := startServer(t, fb)
-			c := dial(t, ts)
-			c.expect(tt.send, tt.want)
-			calls := fb.loginCalls()
-			if len(calls) != 1 {
-				t.Fatalf("Login called %d times, want 1", len(calls))
-			}
-			if calls[0].pass != tt.wantPass {
-				t.Errorf("Login got password %q, want %q", calls[0].pass, tt.wantPass)
-			}
-			info := calls[0].info
-			if info.RemoteAddr.String() != c.nc.LocalAddr().String() || info.LocalAddr.String() != ts.addr || info.TLS {
-				t.Errorf("Login got ConnInfo %+v, want remote %s local %s TLS false", info, c.nc.LocalAddr(), ts.addr)
-			}
-		})
-	}
-}
-
-func TestPasswordWithSpacesReachesBackendIntact(t *testing.T) {
-	fb := newFakeBackend()
-	fb.pass = " correct horse  battery staple "
-	ts := startServer(t, fb)
-	c := dial(t, ts)
-	c.expect("USER alice\r\nPASS  correct horse  battery staple \r\n",
-		"+OK Send your password\r\n+OK Logged in, 3 messages\r\n")
-}
-
-func TestPassBeforeUserIsRejected(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dial(t, ts)
-	c.expect("PASS secret\r\n", "-ERR Send USER first\r\n")
-	// A failed PASS forgets the user name too.
-	c.expect("USER alice\r\nPASS wrong\r\nPASS secret\r\n",
-		"+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n-ERR Send USER first\r\n")
-	c.expect("USER\r\n", "-ERR USER needs a user name\r\n")
-	if n := len(fb.loginCalls()); n != 1 {
-		t.Errorf("Login called %d times, want 1", n)
-	}
-}
-
-func TestThreeFailedLoginsCloseTheConnection(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dial(t, ts)
-	c.expect("USER alice\r\nPASS one\r\n", "+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n")
-	c.expect("AUTH PLAIN "+plain("", "alice", "two")+"\r\n", "-ERR [AUTH] Authentication failed\r\n")
-	c.expectClosed("USER alice\r\nPASS three\r\n", "+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n")
-}
-
-func TestNonAuthLoginErrorsDoNotCloseTheConnection(t *testing.T) {
-	fb := newFakeBackend()
-	fb.loginErr = ErrUnavailable
-	ts := startServer(t, fb)
-	c := dial(t, ts)
-	for range 5 {
-		c.expect("USER alice\r\nPASS secret\r\n",
-			"+OK Send your password\r\n-ERR [SYS/TEMP] Mail server temporarily unavailable, try again later\r\n")
-	}
-	c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-}
-
-func TestAuthFailureDelayIsCutShortByClose(t *testing.T) {
-	fb := newFakeBackend()
-	fb.loginCalled = make(chan struct{}, 1)
-	ts := startServer(t, fb, func(s *Server) { s.AuthFailureDelay = time.Hour })
-	c := dial(t, ts)
-	c.expect("USER alice\r\n", "+OK Send your password\r\n")
-	c.write("PASS wrong\r\n")
-	<-fb.loginCalled
-	done := make(chan struct{})
-	go func() { ts.srv.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(clientTimeout):
-		t.Fatal("Close waited for the auth failure delay")
-	}
-	// The failure answer is not sent: the connection was closed first.
-	if got := c.readAll(); got != "" {
-		t.Errorf("got %q", got)
-	}
-}
-
-func TestAuthFailureDelayDelaysTheAnswer(t *testing.T) {
-	const delay = 100 * time.Millisecond
-	ts := startServer(t, newFakeBackend(), func(s *Server) { s.AuthFailureDelay = delay })
-	c := dial(t, ts)
-	start := time.Now()
-	c.expect("USER alice\r\nPASS wrong\r\n", "+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n")
-	if d := time.Since(start); d < delay {
-		t.Errorf("failed login answered after %v, want at least %v", d, delay)
-	}
-	c.expect("USER alice\r\nPASS secret\r\n", "+OK Send your password\r\n+OK Logged in, 3 messages\r\n")
-}
-
-func TestAuthPlain(t *testing.T) {
-	ok := "+OK Logged in, 3 messages\r\n"
-	tests := []struct {
-		name      string
-		send      string
-		want      string
-		wantLogin bool // Login was called with alice/secret
-	}{
-		{"initial response", "AUTH PLAIN " + plain("", "alice", "secret") + "\r\n", ok, true},
-		{"lower case mechanism", "auth plain " + plain("", "alice", "secret") + "\r\n", ok, true},
-		{"authzid equal to user", "AUTH PLAIN " + plain("alice", "alice", "secret") + "\r\n", ok, true},
-		{"continuation", "AUTH PLAIN\r\n" + plain("", "alice", "secret") + "\r\n", "+ \r\n" + ok, true},
-		{"wrong password", "AUTH PLAIN " + plain("", "alice", "nope") + "\r\n",
-			"-ERR [AUTH] Authentication failed\r\n", false},
-		{"cancel", "AUTH PLAIN\r\n*\r\n", "+ \r\n-ERR Authentication cancelled\r\n", false},
-		{"empty initial response", "AUTH PLAIN =\r\n", "-ERR Invalid SASL PLAIN response\r\n", false},
-		{"empty continuation", "AUTH PLAIN\r\n\r\n", "+ \r\n-ERR Invalid SASL PLAIN response\r\n", false},
-		{"bad base64", "AUTH PLAIN !!!!\r\n", "-ERR Invalid base64 data\r\n", false},
-		{"bad base64 continuation", "AUTH PLAIN\r\nnot base64\r\n", "+ \r\n-ERR Invalid base64 data\r\n", false},
-		{"one NUL only", "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("alice\x00secret")) + "\r\n", "-ERR Invalid SASL PLAIN response\r\n", false},
-		{"empty user", "AUTH PLAIN " + plain("", "", "secret") + "\r\n", "-ERR Invalid SASL PLAIN response\r\n", false},
-		{"authzid mismatch", "AUTH PLAIN " + plain("admin", "alice", "secret") + "\r\n",
-			"-ERR [AUTH] Authorization identity must match the user\r\n", false},
-		{"bare AUTH lists mechanisms", "AUTH\r\n", "+OK Supported mechanisms follow\r\nPLAIN\r\n.\r\n", false},
-		{"unsupported mechanism", "AUTH CRAM-MD5\r\n", "-ERR Unsupported authentication mechanism\r\n", false},
-		{"unsupported mechanism with response", "AUTH LOGIN YWxpY2U=\r\n", "-ERR Unsupported authentication mechanism\r\n", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			ts := startServer(t, fb)
-			c := dial(t, ts)
-			c.expect(tt.send, tt.want)
-			calls := fb.loginCalls()
-			if tt.wantLogin {
-				if len(calls) != 1 || calls[0].user != "alice" || calls[0].pass != "secret" {
-					t.Errorf("Login calls = %+v, want one for alice/secret", calls)
-				}
-				c.expect("STAT\r\n", "+OK 3 68\r\n")
-			} else if tt.want == "-ERR [AUTH] Authentication failed\r\n" {
-				if len(calls) != 1 {
-					t.Errorf("Login called %d times, want 1", len(calls))
-				}
-			} else if len(calls) != 0 {
-				t.Errorf("Login called %d times, want none", len(calls))
-			}
-			c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-		})
-	}
-}
-
-func TestAuthPlainPasswordKeepsSpacesAndUTF8(t *testing.T) {
-	fb := newFakeBackend()
-	fb.pass = " p a s s é "
-	ts := startServer(t, fb)
-	c := dial(t, ts)
-	c.expect("AUTH PLAIN "+plain("", "alice", fb.pass)+"\r\n", "+OK Logged in, 3 messages\r\n")
-}
-
-func TestAuthLinesUpTo1024Octets(t *testing.T) {
-	// passFor returns a password that makes the base64 response n octets.
-	passFor := func(n int) string { return strings.Repeat("p", n/4*3-len("\x00alice\x00")) }
-	tests := []struct {
-		name   string
-		b64len int
-		send   func(resp string) string
-		want   string
-	}{
-		{"initial response, 1021 octets", 1008,
-			func(r string) string { return "AUTH PLAIN " + r + "\r\n" }, "+OK Logged in, 3 messages\r\n"},
-		{"initial response, 1024 octets with bare LF", 1012,
-			func(r string) string { return "AUTH PLAIN " + r + "\n" }, "+OK Logged in, 3 messages\r\n"},
-		{"initial response, 1025 octets", 1012,
-			func(r string) string { return "AUTH PLAIN " + r + "\r\n" }, "-ERR Line too long\r\n"},
-		{"continuation, 1022 octets", 1020,
-			func(r string) string { return "AUTH PLAIN\r\n" + r + "\r\n" }, "+ \r\n+OK Logged in, 3 messages\r\n"},
-		{"continuation, 1026 octets", 1024,
-			func(r string) string { return "AUTH PLAIN\r\n" + r + "\r\n" }, "+ \r\n-ERR Authentication line too long\r\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			fb.pass = passFor(tt.b64len)
-			resp := plain("", "alice", fb.pass)
-			if len(resp) != tt.b64len {
-				t.Fatalf("test bug: response is %d octets, want %d", len(resp), tt.b64len)
-			}
-			ts := startServer(t, fb)
-			c := dial(t, ts)
-			c.expect(tt.send(resp), tt.want)
-			// The session goes on either way.
 			c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
 		})
 	}
@@ -306,6 +68,7 @@ func TestCommandsInTheWrongState(t *testing.T) {
 		{false, "DELE 1", before},
 		{false, "RSET", before},
 		{false, "NOOP", before},
+		{false, "LAST", before},
 		{false, "APOP alice 0123456789abcdef0123456789abcdef", apop},
 		{true, "USER alice", after},
 		{true, "PASS secret", after},
@@ -393,13 +156,6 @@ func TestStatListUidl(t *testing.T) {
 	}
 }
 
-func TestEmptyMaildrop(t *testing.T) {
-	ts := startServer(t, newFakeBackend().withBodies())
-	c := dialLogin(t, ts, "0")
-	c.expect("STAT\r\nLIST\r\nUIDL\r\nLIST 1\r\nRETR 1\r\n",
-		"+OK 0 0\r\n+OK 0 messages\r\n.\r\n+OK Unique-ID listing follows\r\n.\r\n-ERR No such message\r\n-ERR No such message\r\n")
-}
-
 func TestRetrSendsTheMessageDotStuffedWithCRLF(t *testing.T) {
 	tests := []struct {
 		name string
@@ -431,28 +187,11 @@ func TestRetrSendsTheMessageDotStuffedWithCRLF(t *testing.T) {
 				c := dialLogin(t, ts, "1")
 				c.expect("RETR 1\r\n", fmt.Sprintf("+OK %d octets\r\n", len(tt.body))+tt.want)
 				c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-				if got := fb.retrieveCalls(); !slices.Equal(got, []retrieveCall{{0, -1}}) {
-					t.Errorf("Retrieve calls = %v, want [{0 -1}]", got)
-				}
-				if got := fb.retrievedCalls(); !slices.Equal(got, []int{0}) {
-					t.Errorf("Retrieved calls = %v, want [0]", got)
-				}
-				if n := fb.openReaders(); n != 0 {
-					t.Errorf("%d message readers not closed", n)
-				}
+				ts.expectBackend(t, fakeState{Logins: alice, Retrieves: []retrieveCall{{0, -1}}, Retrieved: []int{0},
+					Commits: [][]int{nil}, Closes: 1})
 			})
 		}
 	}
-}
-
-func TestRetrArguments(t *testing.T) {
-	ts := startServer(t, newFakeBackend())
-	c := dialLogin(t, ts, "3")
-	c.expect("RETR\r\n", "-ERR Invalid message number\r\n")
-	c.expect("RETR 0\r\n", "-ERR No such message\r\n")
-	c.expect("RETR 4\r\n", "-ERR No such message\r\n")
-	c.expect("RETR 1 2\r\n", "-ERR Invalid message number\r\n")
-	c.expect("RETR 2\r\n", "+OK 22 octets\r\nSubject: two\r\n\r\n..dot\r\n.\r\n")
 }
 
 func TestTop(t *testing.T) {
@@ -501,226 +240,13 @@ func TestTop(t *testing.T) {
 				c := dialLogin(t, ts, "1")
 				c.expect(tt.send, tt.want)
 				c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-				var want []retrieveCall
+				want := fakeState{Logins: alice, Commits: [][]int{nil}, Closes: 1}
 				if tt.wantLines != -2 {
-					want = []retrieveCall{{0, tt.wantLines}}
+					want.Retrieves = []retrieveCall{{0, tt.wantLines}}
 				}
-				if got := fb.retrieveCalls(); !slices.Equal(got, want) {
-					t.Errorf("Retrieve calls = %v, want %v", got, want)
-				}
-				if got := fb.retrievedCalls(); len(got) != 0 {
-					t.Errorf("TOP called Retrieved(%v)", got)
-				}
-				if n := fb.openReaders(); n != 0 {
-					t.Errorf("%d message readers not closed", n)
-				}
+				ts.expectBackend(t, want)
 			})
 		}
-	}
-}
-
-func TestDeleTwiceAndRsetRestores(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	c.expect("DELE 1\r\n", "+OK Message 1 deleted\r\n")
-	c.expect("DELE 1\r\n", "-ERR Message 1 already deleted\r\n")
-	c.expect("RETR 1\r\n", "-ERR Message 1 already deleted\r\n")
-	c.expect("TOP 1 0\r\n", "-ERR Message 1 already deleted\r\n")
-	c.expect("DELE 3\r\nSTAT\r\n", "+OK Message 3 deleted\r\n+OK 1 22\r\n")
-	c.expect("DELE 0\r\nDELE 4\r\nDELE\r\nDELE x\r\n",
-		"-ERR No such message\r\n-ERR No such message\r\n-ERR Invalid message number\r\n-ERR Invalid message number\r\n")
-	c.expect("RSET\r\n", "+OK 3 messages\r\n")
-	c.expect("STAT\r\nLIST\r\n", "+OK 3 68\r\n+OK 3 messages\r\n1 23\r\n2 22\r\n3 23\r\n.\r\n")
-	c.expect("RSET x\r\n", "-ERR RSET takes no arguments\r\n")
-	c.expect("DELE 2\r\n", "+OK Message 2 deleted\r\n")
-	c.expectClosed("QUIT\r\n", "+OK Logging out, 1 messages deleted\r\n")
-	if got := fb.commitCalls(); len(got) != 1 || !slices.Equal(got[0], []int{1}) {
-		t.Errorf("Commit calls = %v, want [[1]] (RSET undid the earlier deletions)", got)
-	}
-}
-
-func TestNoopCallsBackendNoop(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	c.expect("NOOP\r\nNOOP\r\n", "+OK\r\n+OK\r\n")
-	if n := fb.noopCount(); n != 2 {
-		t.Errorf("Noop called %d times, want 2", n)
-	}
-	c.expect("NOOP x\r\n", "-ERR NOOP takes no arguments\r\n")
-	if n := fb.noopCount(); n != 2 {
-		t.Errorf("Noop called %d times after a bad NOOP, want 2", n)
-	}
-}
-
-func TestNoopBackendErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want string
-	}{
-		{"response code", ErrUnavailable, "-ERR [SYS/TEMP] Mail server temporarily unavailable, try again later\r\n"},
-		{"internal", errors.New("secret detail"), "-ERR [SYS/TEMP] Internal error, try again later\r\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			fb.noopErr = tt.err
-			ts := startServer(t, fb)
-			c := dialLogin(t, ts, "3")
-			c.expect("NOOP\r\n", tt.want)
-			c.expect("STAT\r\n", "+OK 3 68\r\n")
-		})
-	}
-}
-
-func TestQuitCommitsExactlyTheDeletedMessages(t *testing.T) {
-	tests := []struct {
-		name   string
-		send   string
-		want   string
-		commit []int
-	}{
-		{"none", "", "+OK Logging out\r\n", nil},
-		{"one", "DELE 2\r\n", "+OK Message 2 deleted\r\n+OK Logging out, 1 messages deleted\r\n", []int{1}},
-		{"out of order", "DELE 3\r\nDELE 1\r\n",
-			"+OK Message 3 deleted\r\n+OK Message 1 deleted\r\n+OK Logging out, 2 messages deleted\r\n", []int{0, 2}},
-		{"after RSET", "DELE 3\r\nRSET\r\nDELE 1\r\n",
-			"+OK Message 3 deleted\r\n+OK 3 messages\r\n+OK Message 1 deleted\r\n+OK Logging out, 1 messages deleted\r\n", []int{0}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			ts := startServer(t, fb)
-			c := dialLogin(t, ts, "3")
-			c.expectClosed(tt.send+"QUIT\r\n", tt.want)
-			ts.waitSessions(t)
-			got := fb.commitCalls()
-			if len(got) != 1 || !slices.Equal(got[0], tt.commit) {
-				t.Errorf("Commit calls = %v, want one with %v", got, tt.commit)
-			}
-			if n := fb.closeCount(); n != 1 {
-				t.Errorf("Close called %d times, want 1", n)
-			}
-		})
-	}
-}
-
-func TestQuitWithArgumentIsRejected(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	c.expect("QUIT now\r\n", "-ERR QUIT takes no arguments\r\n")
-	c.expect("STAT\r\n", "+OK 3 68\r\n")
-	if n := len(fb.commitCalls()); n != 0 {
-		t.Errorf("Commit called %d times", n)
-	}
-}
-
-func TestCommitFailureAnswersSysTemp(t *testing.T) {
-	fb := newFakeBackend()
-	fb.commitErr = errors.New("imap: EXPUNGE failed")
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	c.expectClosed("DELE 1\r\nQUIT\r\n",
-		"+OK Message 1 deleted\r\n-ERR [SYS/TEMP] Some deleted messages not removed, try again later\r\n")
-	ts.waitSessions(t)
-	if got := fb.commitCalls(); len(got) != 1 || !slices.Equal(got[0], []int{0}) {
-		t.Errorf("Commit calls = %v, want [[0]]", got)
-	}
-	if n := fb.closeCount(); n != 1 {
-		t.Errorf("Close called %d times, want 1", n)
-	}
-}
-
-func TestConnectionClosedWithoutQuitDoesNotCommit(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	c.expect("DELE 1\r\nRETR 2\r\n", "+OK Message 1 deleted\r\n+OK 22 octets\r\nSubject: two\r\n\r\n..dot\r\n.\r\n")
-	c.nc.Close()
-	ts.waitSessions(t)
-	if n := len(fb.commitCalls()); n != 0 {
-		t.Errorf("Commit called %d times", n)
-	}
-	if n := fb.closeCount(); n != 1 {
-		t.Errorf("Close called %d times, want 1", n)
-	}
-}
-
-func TestRetrievedOnlyAfterTheWholeMessage(t *testing.T) {
-	fb := newFakeBackend()
-	fb.failAfter = map[int]int{2: 10}
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	c.expect("TOP 1 0\r\nTOP 2 5\r\n",
-		"+OK Top of message follows\r\nSubject: one\r\n\r\n.\r\n+OK Top of message follows\r\nSubject: two\r\n\r\n..dot\r\n.\r\n")
-	if got := fb.retrievedCalls(); len(got) != 0 {
-		t.Errorf("after TOP: Retrieved calls = %v, want none", got)
-	}
-	c.expect("RETR 2\r\n", "+OK 22 octets\r\nSubject: two\r\n\r\n..dot\r\n.\r\n")
-	if got := fb.retrievedCalls(); !slices.Equal(got, []int{1}) {
-		t.Errorf("after RETR 2: Retrieved calls = %v, want [1]", got)
-	}
-	c.expectClosed("RETR 3\r\n", "+OK 23 octets\r\nSubject: t")
-	ts.waitSessions(t)
-	if got := fb.retrievedCalls(); !slices.Equal(got, []int{1}) {
-		t.Errorf("after a cut RETR 3: Retrieved calls = %v, want [1]", got)
-	}
-}
-
-func TestExpungedMessage(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	fb.expunge(1)
-	c.expect("RETR 2\r\n", "-ERR Message 2 was removed by another client\r\n")
-	c.expect("TOP 2 0\r\n", "-ERR Message 2 was removed by another client\r\n")
-	c.expect("DELE 2\r\n", "-ERR Message 2 was removed by another client\r\n")
-	// The snapshot does not change and the session goes on.
-	c.expect("STAT\r\nUIDL 2\r\n", "+OK 3 68\r\n+OK 2 uid-two\r\n")
-	c.expect("RETR 1\r\n", "+OK 23 octets\r\n"+body1+".\r\n")
-	c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-	if got := fb.retrieveCalls(); !slices.Equal(got, []retrieveCall{{0, -1}}) {
-		t.Errorf("Retrieve calls = %v, want only message 1", got)
-	}
-	if got := fb.retrievedCalls(); !slices.Equal(got, []int{0}) {
-		t.Errorf("Retrieved calls = %v, want [0]", got)
-	}
-	if got := fb.commitCalls(); len(got) != 1 || len(got[0]) != 0 {
-		t.Errorf("Commit calls = %v, want one with nothing deleted", got)
-	}
-}
-
-func TestRetrieveErrors(t *testing.T) {
-	tests := []struct {
-		name        string
-		noMessage   bool
-		retrieveErr error
-		want        string
-	}{
-		{"ErrNoMessage", true, nil, "-ERR Message 1 was removed by another client\r\n"},
-		{"response code", false, ErrUnavailable, "-ERR [SYS/TEMP] Mail server temporarily unavailable, try again later\r\n"},
-		{"internal", false, errors.New("fetch: secret detail"), "-ERR [SYS/TEMP] Internal error, try again later\r\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			if tt.noMessage {
-				fb.noMessage = map[int]bool{0: true}
-			}
-			fb.retrieveErr = tt.retrieveErr
-			ts := startServer(t, fb)
-			c := dialLogin(t, ts, "3")
-			c.expect("RETR 1\r\n", tt.want)
-			c.expect("TOP 1 0\r\n", tt.want)
-			c.expect("STAT\r\n", "+OK 3 68\r\n")
-			c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-			if got := fb.retrievedCalls(); len(got) != 0 {
-				t.Errorf("Retrieved calls = %v for a message that was not sent", got)
-			}
-		})
 	}
 }
 
@@ -756,52 +282,9 @@ func TestUpstreamFailureMidRetrClosesWithoutTerminator(t *testing.T) {
 				if strings.HasSuffix(got, "\r\n.\r\n") {
 					t.Errorf("a cut message ends with the terminator: %q", got)
 				}
-				ts.waitSessions(t)
-				if got := fb.retrievedCalls(); len(got) != 0 {
-					t.Errorf("Retrieved calls = %v, want none", got)
-				}
-				if n := len(fb.commitCalls()); n != 0 {
-					t.Errorf("Commit called %d times", n)
-				}
-				if n := fb.closeCount(); n != 1 {
-					t.Errorf("Close called %d times, want 1", n)
-				}
-				if n := fb.openReaders(); n != 0 {
-					t.Errorf("%d message readers not closed", n)
-				}
+				ts.expectBackend(t, fakeState{Logins: alice, Retrieves: []retrieveCall{{0, -1}}, Closes: 1})
 			})
 		}
-	}
-}
-
-func TestUpstreamFailureMidTopAfterTheCutIsHarmless(t *testing.T) {
-	fb := newFakeBackend().withBodies("S: x\r\n\r\nl1\r\nl2\r\n")
-	fb.failAfter = map[int]int{0: 12} // the reader fails after "l1\r\n"
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "1")
-	c.expect("TOP 1 1\r\n", "+OK Top of message follows\r\nS: x\r\n\r\nl1\r\n.\r\n")
-	c.expect("TOP 1 2\r\nSTAT\r\n", "+OK Top of message follows\r\nS: x\r\n\r\nl1\r\n")
-	if got := c.readAll(); got != "" {
-		t.Errorf("after a cut TOP got %q, want the connection closed", got)
-	}
-}
-
-func TestUnknownCommand(t *testing.T) {
-	for _, login := range []bool{false, true} {
-		t.Run(fmt.Sprintf("login=%v", login), func(t *testing.T) {
-			ts := startServer(t, newFakeBackend())
-			var c *client
-			if login {
-				c = dialLogin(t, ts, "3")
-			} else {
-				c = dial(t, ts)
-			}
-			c.expect("XYZZY\r\n", "-ERR Unknown command\r\n")
-			c.expect("\r\n", "-ERR Unknown command\r\n")
-			c.expect(" STAT\r\n", "-ERR Unknown command\r\n")
-			c.expect("STLS\r\n", "-ERR Unknown command\r\n")
-			c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-		})
 	}
 }
 
@@ -867,134 +350,6 @@ func TestTooManyBadCommandsCloseTheConnection(t *testing.T) {
 	}
 	c.expectClosed("NOOP\r\nQUIT\r\n",
 		"-ERR Command not valid before login\r\n-ERR Too many bad commands, closing connection\r\n")
-}
-
-func TestBadCommandsAfterLoginCloseTheConnectionWithoutCommit(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dialLogin(t, ts, "3")
-	// Answers that name no message are not protocol errors.
-	c.expect(strings.Repeat("LIST 9\r\n", 12), strings.Repeat("-ERR No such message\r\n", 12))
-	c.expect("DELE 1\r\n", "+OK Message 1 deleted\r\n")
-	c.expectClosed(strings.Repeat("LIST x\r\n", 10)+"QUIT\r\n",
-		strings.Repeat("-ERR Invalid message number\r\n", 10)+"-ERR Too many bad commands, closing connection\r\n")
-	ts.waitSessions(t)
-	if n := len(fb.commitCalls()); n != 0 {
-		t.Errorf("Commit called %d times", n)
-	}
-	if n := fb.closeCount(); n != 1 {
-		t.Errorf("Close called %d times, want 1", n)
-	}
-}
-
-func TestIdleTimeoutClosesTheConnection(t *testing.T) {
-	for _, login := range []bool{false, true} {
-		t.Run(fmt.Sprintf("login=%v", login), func(t *testing.T) {
-			fb := newFakeBackend()
-			ts := startServer(t, fb, func(s *Server) { s.IdleTimeout = 250 * time.Millisecond })
-			var c *client
-			if login {
-				c = dialLogin(t, ts, "3")
-				c.expect("DELE 1\r\n", "+OK Message 1 deleted\r\n")
-			} else {
-				c = dial(t, ts)
-			}
-			// The autologout timer closes the connection without an answer
-			// (RFC 1939 section 3); the client's own deadline is far later.
-			start := time.Now()
-			if got := c.readAll(); got != "" {
-				t.Errorf("got %q before the close, want nothing", got)
-			}
-			if d := time.Since(start); d >= clientTimeout/2 {
-				t.Errorf("closed after %v", d)
-			}
-			ts.waitSessions(t)
-			if n := len(fb.commitCalls()); n != 0 {
-				t.Errorf("Commit called %d times", n)
-			}
-			wantClose := 0
-			if login {
-				wantClose = 1
-			}
-			if n := fb.closeCount(); n != wantClose {
-				t.Errorf("Close called %d times, want %d", n, wantClose)
-			}
-		})
-	}
-}
-
-func TestIdleTimeoutRestartsWithEachCommand(t *testing.T) {
-	const idle = 500 * time.Millisecond
-	ts := startServer(t, newFakeBackend(), func(s *Server) { s.IdleTimeout = idle })
-	c := dialLogin(t, ts, "3")
-	start := time.Now()
-	for time.Since(start) < 2*idle {
-		c.expect("NOOP\r\n", "+OK\r\n")
-		time.Sleep(idle / 10) // time passing, not synchronisation
-	}
-}
-
-func TestMaxConnectionsRefusesTheExtraConnection(t *testing.T) {
-	ts := startServer(t, newFakeBackend(), func(s *Server) { s.MaxConnections = 2 })
-	c1 := dial(t, ts)
-	c2 := dialLogin(t, ts, "3")
-	c3 := dialRaw(t, ts)
-	if got := c3.readAll(); got != "-ERR [SYS/TEMP] Too many connections, try again later\r\n" {
-		t.Errorf("extra connection got %q", got)
-	}
-	c1.expect("CAPA\r\n", "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"+
-		"USER\r\nSASL PLAIN\r\nIMPLEMENTATION popbridge\r\n.\r\n")
-	c2.expect("STAT\r\n", "+OK 3 68\r\n")
-	c1.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-	// The freed slot is given to the next client once the server has
-	// noticed; bounded retries.
-	for i := 0; ; i++ {
-		c := dialRaw(t, ts)
-		got := c.readLines(1)
-		if got == greeting {
-			break
-		}
-		if got != "-ERR [SYS/TEMP] Too many connections, try again later\r\n" || i == 200 {
-			t.Fatalf("after a QUIT, new connection got %q", got)
-		}
-		c.nc.Close()
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func TestCommandsAreCaseInsensitive(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dial(t, ts)
-	c.expect("capa\r\n", "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"+
-		"USER\r\nSASL PLAIN\r\nIMPLEMENTATION popbridge\r\n.\r\n")
-	c.expect("user alice\r\npAsS secret\r\n", "+OK Send your password\r\n+OK Logged in, 3 messages\r\n")
-	c.expect("stat\r\nList 1\r\nuidl 2\r\nnoop\r\ntop 2 0\r\nretr 1\r\ndele 3\r\nrset\r\n",
-		"+OK 3 68\r\n+OK 1 23\r\n+OK 2 uid-two\r\n+OK\r\n+OK Top of message follows\r\nSubject: two\r\n\r\n.\r\n"+
-			"+OK 23 octets\r\n"+body1+".\r\n+OK Message 3 deleted\r\n+OK 3 messages\r\n")
-	c.expectClosed("dele 1\r\nQuIt\r\n", "+OK Message 1 deleted\r\n+OK Logging out, 1 messages deleted\r\n")
-	if got := fb.commitCalls(); len(got) != 1 || !slices.Equal(got[0], []int{0}) {
-		t.Errorf("Commit calls = %v, want [[0]]", got)
-	}
-	// User names and passwords keep their case.
-	if got := fb.loginCalls(); got[0].user != "alice" || got[0].pass != "secret" {
-		t.Errorf("Login got %q/%q", got[0].user, got[0].pass)
-	}
-}
-
-func TestBareLFLineEndsAreAccepted(t *testing.T) {
-	ts := startServer(t, newFakeBackend())
-	c := dial(t, ts)
-	c.expect("USER alice\nPASS secret\n", "+OK Send your password\r\n+OK Logged in, 3 messages\r\n")
-	c.expect("STAT\nLIST 2\r\nUIDL 3\n", "+OK 3 68\r\n+OK 2 22\r\n+OK 3 uid-three\r\n")
-	c.expect("AUTH\n", "-ERR Command not valid after login\r\n")
-	c.expectClosed("QUIT\n", "+OK Logging out\r\n")
-}
-
-func TestAuthPlainContinuationWithBareLF(t *testing.T) {
-	ts := startServer(t, newFakeBackend())
-	c := dial(t, ts)
-	c.expect("AUTH PLAIN\n"+plain("", "alice", "secret")+"\n", "+ \r\n+OK Logged in, 3 messages\r\n")
 }
 
 // pipelineCommands is a deterministic mix of commands, some multi-line.
@@ -1118,13 +473,4 @@ func TestPipelinedAnswersAreSentTogether(t *testing.T) {
 	if n := ln.writes.Load() - before; n != 3 {
 		t.Errorf("3 commands one at a time took %d writes, want 3", n)
 	}
-}
-
-// A client may send the start of its next command before it reads the
-// answer to the previous one: a partial line must not hold back answers.
-func TestPartialLineDoesNotHoldBackAnswers(t *testing.T) {
-	ts := startServer(t, newFakeBackend())
-	c := dialLogin(t, ts, "3")
-	c.expect("NOOP\r\nNO", "+OK\r\n")
-	c.expect("OP\r\n", "+OK\r\n")
 }

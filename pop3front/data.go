@@ -1,3 +1,6 @@
+// data.go holds the multi-line response writer: dot-stuffing, CRLF line
+// ends and the terminating line, and the cut of a message for TOP.
+
 package pop3front
 
 import (

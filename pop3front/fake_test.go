@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"sync"
+	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // fakeMsg is one message of the fake maildrop.
@@ -42,8 +45,13 @@ type fakeBackend struct {
 	readChunk   int           // > 0: readers return at most this many bytes per Read; < 0: readers are io.WriterTo
 	writeWhole  bool          // an io.WriterTo reader writes the message in one piece
 	commitErr   error         // Commit fails with this error
+	seen        map[int]bool  // messages the snapshot reports as seen
+	device      string        // what the session's Device reports
+	policy      string        // what Commit does: "" removes the messages, "flag" flags them, "keep" keeps them
 	noopErr     error         // Noop fails with this error
 	loginCalled chan struct{} // if non-nil, receives once per Login call
+	closeDelay  time.Duration // Close takes this long, as an upstream logout does
+	commitGate  chan struct{} // if non-nil, Commit waits for it after recording the call
 
 	mu        sync.Mutex
 	expunged  map[int]bool
@@ -100,6 +108,9 @@ func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInf
 	if b.loginCalled != nil {
 		b.loginCalled <- struct{}{}
 	}
+	if info.Logger != nil {
+		info.Logger.Info("backend login", "user", user)
+	}
 	if b.loginErr != nil {
 		return nil, b.loginErr
 	}
@@ -107,8 +118,8 @@ func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInf
 		return nil, ErrAuthFailed
 	}
 	s := &fakeSession{b: b}
-	for _, m := range b.msgs {
-		s.info = append(s.info, MessageInfo{Size: int64(len(m.body)), UID: m.uid})
+	for i, m := range b.msgs {
+		s.info = append(s.info, MessageInfo{Size: int64(len(m.body)), UID: m.uid, Seen: b.seen[i]})
 	}
 	return s, nil
 }
@@ -164,6 +175,8 @@ type fakeSession struct {
 
 func (s *fakeSession) Messages() []MessageInfo { return s.info }
 
+func (s *fakeSession) Device() string { return s.b.device }
+
 func (s *fakeSession) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
 	b := s.b
 	b.mu.Lock()
@@ -209,14 +222,29 @@ func (s *fakeSession) Noop(ctx context.Context) error {
 	return s.b.noopErr
 }
 
-func (s *fakeSession) Commit(ctx context.Context, deleted []int) error {
+func (s *fakeSession) Commit(ctx context.Context, deleted []int) (UpdateResult, error) {
+	s.b.mu.Lock()
+	s.b.commits = append(s.b.commits, slices.Clone(deleted))
+	s.b.mu.Unlock()
+	if s.b.commitGate != nil {
+		<-s.b.commitGate
+	}
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	s.b.commits = append(s.b.commits, slices.Clone(deleted))
-	return s.b.commitErr
+	if s.b.commitErr != nil {
+		return UpdateResult{}, s.b.commitErr
+	}
+	switch s.b.policy {
+	case "flag":
+		return UpdateResult{Flagged: len(deleted)}, nil
+	case "keep":
+		return UpdateResult{}, nil
+	}
+	return UpdateResult{Removed: len(deleted)}, nil
 }
 
 func (s *fakeSession) Close() error {
+	time.Sleep(s.b.closeDelay)
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	s.b.closes++
@@ -280,4 +308,42 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		p = p[:r.n]
 	}
 	return r.r.Read(p)
+}
+
+// fakeState is everything a fakeBackend saw, in one comparable value.
+type fakeState struct {
+	Logins    []string // user/pass
+	Retrieves []retrieveCall
+	Retrieved []int
+	Noops     int
+	Commits   [][]int
+	Closes    int
+	Open      int // message readers not closed
+}
+
+func (b *fakeBackend) state() fakeState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := fakeState{Retrieves: slices.Clone(b.retrieves), Retrieved: slices.Clone(b.retrieved), Noops: b.noops,
+		Commits: slices.Clone(b.commits), Closes: b.closes, Open: b.open}
+	for _, l := range b.logins {
+		st.Logins = append(st.Logins, l.user+"/"+l.pass)
+	}
+	return st
+}
+
+// expectBackend waits for ts's sessions to end and checks everything its
+// fakeBackend saw.
+func (ts *testServer) expectBackend(t *testing.T, want fakeState) {
+	t.Helper()
+	ts.waitSessions(t)
+	ts.srv.Backend.(*fakeBackend).expectState(t, want)
+}
+
+// expectState checks everything b saw so far.
+func (b *fakeBackend) expectState(t *testing.T, want fakeState) {
+	t.Helper()
+	if got, want := fmt.Sprintf("%+v", b.state()), fmt.Sprintf("%+v", want); got != want {
+		t.Errorf("backend saw\n %s\nwant\n %s", got, want)
+	}
 }

@@ -157,6 +157,8 @@ func FuzzCommandLine(f *testing.F) {
 		"AUTH PLAIN " + strings.Repeat("A", 2000) + "\r\n",
 		login + "RETR 1\r\nQUI",
 		"\x00\xff\r\r\n\n",
+		"AUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\nLAST\r\nRETR 2\r\nLAST\r\nRSET\r\nLAST\r\n",
+		"AUTH LOGIN YWxpY2U=\r\n*\r\nAUTH LOGIN\r\n=\r\nUSER a\x00b\r\nPASS \x7f\r\n",
 	}
 	for i, s := range seeds {
 		f.Add([]byte(s), uint8(i*37))

@@ -140,6 +140,17 @@ func dial(t *testing.T, ts *testServer) *client {
 	return c
 }
 
+// expectSlotFreed checks that a connection refused with refusal is served
+// again as soon as a client has seen its connection end: its place was
+// given back before its last answer.
+func (ts *testServer) expectSlotFreed(t *testing.T, refusal string) {
+	t.Helper()
+	c := dialRaw(t, ts)
+	if got := c.readLines(1); got != greeting {
+		t.Fatalf("after a QUIT, new connection got %q (the refusal is %q)", got, refusal)
+	}
+}
+
 // dialLogin connects and logs in as alice with USER/PASS.
 func dialLogin(t *testing.T, ts *testServer, nmsgs string) *client {
 	t.Helper()

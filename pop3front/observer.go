@@ -1,9 +1,11 @@
+// observer.go holds the Observer interface, the events it receives, and
+// the connection's calls to it, each made from the connection's goroutine.
+
 package pop3front
 
 import (
 	"bytes"
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -65,20 +67,27 @@ type CommandEvent struct {
 	// message could not be read in full; the client got no terminating
 	// line.
 	Truncated bool
-	// Deleted is the number of messages the UPDATE state removed, for a
-	// QUIT whose removal was confirmed.
+	// Deleted is the number of messages the UPDATE state removed from
+	// the mailbox, for a QUIT whose UPDATE was confirmed; messages only
+	// flagged or kept upstream do not count.
 	Deleted int
 }
 
 // SessionStats sums up one connection, as its end-of-session log line does.
 type SessionStats struct {
+	// Reason says why the session ended: "quit", "client closed", "idle
+	// timeout", "auth timeout", "write timeout", "shutdown", "kicked",
+	// "upstream failed", "bad commands", "auth failures", "protocol
+	// error" or "tls handshake failed".
+	Reason   string
 	Duration time.Duration
 	// LoggedIn reports whether the client reached the TRANSACTION state.
 	LoggedIn bool
 	// Retr, Top and Dele count the completed commands.
 	Retr, Top, Dele int
-	// Deleted is the number of messages removed upstream at QUIT.
-	Deleted int
+	// Deleted is the number of messages removed upstream at QUIT;
+	// Flagged the number marked deleted there but left in the mailbox.
+	Deleted, Flagged int
 	// Octets is the message content sent by RETR and TOP, before
 	// dot-stuffing.
 	Octets int64
@@ -93,37 +102,29 @@ type SessionStats struct {
 var commandNames = map[string]bool{
 	"CAPA": true, "QUIT": true, "NOOP": true, "USER": true, "PASS": true, "AUTH": true, "STAT": true,
 	"LIST": true, "UIDL": true, "RETR": true, "TOP": true, "DELE": true, "RSET": true, "APOP": true,
-	"STLS": true,
+	"STLS": true, "LAST": true,
 }
 
-// handle runs one command line, then reports it to the observer and, at
-// debug level, to the log, never with secret arguments.
-func (c *conn) handle(line []byte) error {
-	start := time.Now()
-	c.failed, c.truncated, c.committed = false, false, 0
-	err := c.dispatch(line)
-
-	kw, args, _ := bytes.Cut(line, []byte{' '})
-	name := strings.ToUpper(string(kw))
+// observeCommand reports one command, answered with result (as reply
+// classified its error err), to the observer and, at debug level, to the
+// log, never with secret arguments.
+func (c *conn) observeCommand(name string, args []byte, start time.Time, result string, err error) {
 	if !commandNames[name] {
 		name = "UNKNOWN"
 	}
 	queued := c.queued()
-	ev := CommandEvent{Name: name, Result: "ok", Duration: time.Since(start), Sent: queued - c.reported,
-		Truncated: c.truncated, Deleted: c.committed}
-	c.reported = queued
-	switch {
-	case err != nil && err != errHangUp:
-		ev.Result = "aborted"
-	case c.failed:
-		ev.Result = "err"
+	ev := CommandEvent{Name: name, Result: result, Duration: time.Since(start), Sent: queued - c.reported,
+		Truncated: errors.Is(err, errTruncated)}
+	if errors.Is(err, errHangUp) {
+		// Only the QUIT that ends the session sets update.
+		ev.Deleted = c.update.Removed
 	}
+	c.reported = queued
 	if c.srv.Observer != nil {
 		c.srv.Observer.CommandDone(c.event(), ev)
 	}
 	c.log.Debug("command", "cmd", name, "args", loggableArgs(name, args), "result", ev.Result,
-		"duration", ev.Duration.Round(time.Microsecond), "sent", ev.Sent)
-	return err
+		"duration", ev.Duration.Seconds(), "sent", ev.Sent)
 }
 
 // loggableArgs returns a command's arguments as they may be logged: PASS
@@ -150,9 +151,10 @@ func loggableArgs(name string, args []byte) string {
 	return string(args)
 }
 
-// LoginResultOf classifies the outcome of a login attempt, nil for a
-// successful one, as Server.OnLogin receives it.
-func LoginResultOf(err error) LoginResult {
+// loginResultOf classifies the outcome of a login attempt: nil for a
+// successful one, else the error that was answered (ErrPlaintextRefused,
+// ErrAuthFailed, ErrRateLimited, ErrUnavailable or a Backend's own error).
+func loginResultOf(err error) LoginResult {
 	var e *Error
 	switch {
 	case err == nil:
@@ -196,12 +198,13 @@ func (c *conn) observeLogin(err error) {
 	if c.srv.Observer == nil {
 		return
 	}
-	c.srv.Observer.LoginDone(c.event(), LoginResultOf(err))
+	c.srv.Observer.LoginDone(c.event(), loginResultOf(err))
 }
 
 func (c *conn) stats() SessionStats {
-	return SessionStats{Duration: time.Since(c.started), LoggedIn: c.authUser != "", Retr: c.nRetr, Top: c.nTop,
-		Dele: c.nDele, Deleted: c.nRemoved, Octets: c.octets, Sent: c.queued(), Unreported: c.queued() - c.reported}
+	return SessionStats{Reason: c.why, Duration: time.Since(c.started), LoggedIn: c.authUser != "", Retr: c.nRetr,
+		Top: c.nTop, Dele: c.nDele, Deleted: c.update.Removed, Flagged: c.update.Flagged,
+		Octets: c.retrOctets + c.topOctets, Sent: c.queued(), Unreported: c.queued() - c.reported}
 }
 
 // queued is what was written to the client or is waiting in the buffer.

@@ -1,8 +1,10 @@
 package pop3front
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +39,8 @@ func (r *recorder) ConnClosed(c ConnEvent, s SessionStats) {
 	r.mu.Lock()
 	r.sent += s.Unreported
 	r.mu.Unlock()
-	r.add("closed loggedin=%v retr=%d top=%d dele=%d deleted=%d octets=%d", s.LoggedIn, s.Retr, s.Top, s.Dele, s.Deleted, s.Octets)
+	r.add("closed %s loggedin=%v retr=%d top=%d dele=%d deleted=%d flagged=%d octets=%d", s.Reason, s.LoggedIn, s.Retr, s.Top,
+		s.Dele, s.Deleted, s.Flagged, s.Octets)
 }
 
 func (r *recorder) get() ([]string, int64) {
@@ -63,14 +66,28 @@ func TestObserverSeesEveryCommandAndTheSessionEnd(t *testing.T) {
 				"DELE ok truncated=false deleted=0", "DELE ok truncated=false deleted=0",
 				"UNKNOWN err truncated=false deleted=0", "QUIT ok truncated=false deleted=2",
 				// RETR 1 (23 octets) and TOP 2 0 (the 16-octet header).
-				"closed loggedin=true retr=1 top=1 dele=2 deleted=2 octets=39"},
+				"closed quit loggedin=true retr=1 top=1 dele=2 deleted=2 flagged=0 octets=39"},
 		},
 		{
 			name:      "plaintext refused",
 			configure: func(s *Server) { s.PlaintextAllowed = func(ConnInfo) bool { return false } },
 			script:    "USER alice\r\nQUIT\r\n",
 			want: []string{"opened tls=false", "login refused_plaintext", "USER err truncated=false deleted=0",
-				"QUIT ok truncated=false deleted=0", "closed loggedin=false retr=0 top=0 dele=0 deleted=0 octets=0"},
+				"QUIT ok truncated=false deleted=0", "closed quit loggedin=false retr=0 top=0 dele=0 deleted=0 flagged=0 octets=0"},
+		},
+		{
+			name:      "a flag policy deletes nothing",
+			configure: func(s *Server) { s.Backend.(*fakeBackend).policy = "flag" },
+			script:    "USER alice\r\nPASS secret\r\nDELE 1\r\nQUIT\r\n",
+			want: []string{"opened tls=false", "USER ok truncated=false deleted=0", "login ok", "PASS ok truncated=false deleted=0",
+				"DELE ok truncated=false deleted=0", "QUIT ok truncated=false deleted=0",
+				"closed quit loggedin=true retr=0 top=0 dele=1 deleted=0 flagged=1 octets=0"},
+		},
+		{
+			name:   "the client leaves",
+			script: "USER alice\r\nPASS secret\r\nDELE 1\r\n",
+			want: []string{"opened tls=false", "USER ok truncated=false deleted=0", "login ok", "PASS ok truncated=false deleted=0",
+				"DELE ok truncated=false deleted=0", "closed client closed loggedin=true retr=0 top=0 dele=1 deleted=0 flagged=0 octets=0"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +100,13 @@ func TestObserverSeesEveryCommandAndTheSessionEnd(t *testing.T) {
 			})
 			c := dialRaw(t, ts)
 			c.write(tc.script)
-			got := c.readAll()
+			var got string
+			if !strings.HasSuffix(tc.script, "QUIT\r\n") {
+				// The client hangs up once it has its answers.
+				got = c.readLines(4)
+				c.nc.(*net.TCPConn).CloseWrite()
+			}
+			got += c.readAll()
 			ts.waitSessions(t)
 			events, sent := rec.get()
 			if !slices.Equal(events, tc.want) {
@@ -111,7 +134,7 @@ func TestObserverSeesRefusedConnections(t *testing.T) {
 	ts.waitSessions(t)
 	events, _ := rec.get()
 	want := []string{"opened tls=false", "refused tls=false", "QUIT ok truncated=false deleted=0",
-		"closed loggedin=false retr=0 top=0 dele=0 deleted=0 octets=0"}
+		"closed quit loggedin=false retr=0 top=0 dele=0 deleted=0 flagged=0 octets=0"}
 	if !slices.Equal(events, want) {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
 	}
@@ -133,8 +156,8 @@ func TestLoginResultOf(t *testing.T) {
 		{ErrInUse, LoginUpstreamError},
 		{errors.New("backend broke"), LoginUpstreamError},
 	} {
-		if got := LoginResultOf(tc.err); got != tc.want {
-			t.Errorf("LoginResultOf(%v) = %s, want %s", tc.err, got, tc.want)
+		if got := loginResultOf(tc.err); got != tc.want {
+			t.Errorf("loginResultOf(%v) = %s, want %s", tc.err, got, tc.want)
 		}
 	}
 }
@@ -154,5 +177,48 @@ func TestLoggableArgsHideSecrets(t *testing.T) {
 		if got := loggableArgs(tc.cmd, []byte(tc.args)); got != tc.want {
 			t.Errorf("loggableArgs(%s, %q) = %q, want %q", tc.cmd, tc.args, got, tc.want)
 		}
+	}
+}
+
+// TestObserverCountsTheAuthContinuationAsAuth: the lines a client sends
+// after "+ " belong to AUTH (issue 16.6, with the exchanges curl and mpop
+// use); they never count as commands of their own, whether the client
+// waits for each challenge or sends everything at once.
+func TestObserverCountsTheAuthContinuationAsAuth(t *testing.T) {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	for _, tc := range []struct {
+		name      string
+		exchanges []exchange
+		result    string
+	}{
+		{"PLAIN, as curl and mpop send it", []exchange{{"AUTH PLAIN\r\n", "+ \r\n"},
+			{plain("", "alice", "secret") + "\r\n", "+OK Logged in, 3 messages\r\n"}}, "login ok;AUTH ok"},
+		{"PLAIN, pipelined", []exchange{{"AUTH PLAIN\r\n" + plain("", "alice", "secret") + "\r\n",
+			"+ \r\n+OK Logged in, 3 messages\r\n"}}, "login ok;AUTH ok"},
+		{"PLAIN, wrong password", []exchange{{"AUTH PLAIN\r\n", "+ \r\n"},
+			{plain("", "alice", "guess") + "\r\n", "-ERR [AUTH] Authentication failed\r\n"}}, "login auth_failed;AUTH err"},
+		{"PLAIN, cancelled", []exchange{{"AUTH PLAIN\r\n", "+ \r\n"}, {"*\r\n", "-ERR Authentication cancelled\r\n"}},
+			"AUTH err"},
+		{"LOGIN", []exchange{{"AUTH LOGIN\r\n", "+ VXNlcm5hbWU6\r\n"}, {b64("alice") + "\r\n", "+ UGFzc3dvcmQ6\r\n"},
+			{b64("secret") + "\r\n", "+OK Logged in, 3 messages\r\n"}}, "login ok;AUTH ok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			ts := startServer(t, newFakeBackend(), func(s *Server) { s.Observer = rec })
+			c := dial(t, ts)
+			for _, e := range tc.exchanges {
+				c.expect(e.send, e.want)
+			}
+			c.expect("QUIT\r\n", "+OK Logging out\r\n")
+			ts.waitSessions(t)
+			events, _ := rec.get()
+			var got []string
+			for _, e := range events[1 : len(events)-2] { // between opened and QUIT, closed
+				got = append(got, strings.Fields(e)[0]+" "+strings.Fields(e)[1])
+			}
+			if strings.Join(got, ";") != tc.result {
+				t.Errorf("events %q, want %s between opened and QUIT", events, tc.result)
+			}
+		})
 	}
 }

@@ -1,6 +1,6 @@
-// Package pop3front is a POP3 server (RFC 1939, RFC 2449 CAPA and response
-// codes, RFC 5034 SASL PLAIN) that serves maildrops from a Backend. It knows
-// the wire protocol and nothing of where the mail lives.
+// server.go holds the Server: its settings, listeners, connection limits
+// and life cycle.
+
 package pop3front
 
 import (
@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -25,6 +24,14 @@ const (
 	// PROXY protocol header and an implicit TLS handshake. STLS's
 	// handshake has the same bound.
 	DefaultHandshakeTimeout = 30 * time.Second
+	// DefaultAuthTimeout bounds the AUTHORIZATION state. A real client
+	// logs in within seconds of the greeting; only a client that holds
+	// connections open to exhaust the server takes longer, and
+	// IdleTimeout's 10 minutes, which RFC 1939 requires, would let it hold
+	// each one ten times as long. nginx's mail proxy allows the same
+	// minute before it proxies (its timeout directive); Dovecot's login
+	// process allows three.
+	DefaultAuthTimeout = time.Minute
 )
 
 // maxRefusing bounds the connections over MaxConnections that are being
@@ -63,8 +70,19 @@ type Server struct {
 	MaxConnections int
 	// MaxConnectionsPerIP limits concurrent connections from one client
 	// address (the real one behind a PROXY protocol header); 0 means no
-	// limit. An IPv6 client counts by its address, not by its prefix.
+	// limit. An IPv6 client counts by its address, not by its prefix. A
+	// connection's place is free again before the client reads the last
+	// answer (QUIT's, or the -ERR before a close), so a client that
+	// reconnects at once is not refused. No limit is the zero value here
+	// because what is right depends on what is in front (one NAT address
+	// for a whole office, or a load balancer without PROXY headers):
+	// whoever configures the server chooses the default.
 	MaxConnectionsPerIP int
+	// AuthTimeout bounds the whole AUTHORIZATION state, from the greeting
+	// to a successful login, however active the client is meanwhile; the
+	// connection is then answered -ERR and closed. Default
+	// DefaultAuthTimeout.
+	AuthTimeout time.Duration
 	// HandshakeTimeout bounds reading a PROXY protocol header and the TLS
 	// handshake, implicit or after STLS. Default DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
@@ -80,12 +98,6 @@ type Server struct {
 	// ErrPlaintextRefused and CAPA lists neither USER nor SASL. Nil allows
 	// plaintext authentication everywhere.
 	PlaintextAllowed func(info ConnInfo) bool
-	// OnLogin, when set, is called once per login attempt (PASS, or AUTH
-	// with a response) with its outcome: nil on success, else the error
-	// that was answered, e.g. ErrPlaintextRefused, ErrAuthFailed,
-	// ErrRateLimited, ErrUnavailable or a Backend's own error. It is meant
-	// for metrics and must not block.
-	OnLogin func(info ConnInfo, err error)
 	// Implementation is the text of the IMPLEMENTATION capability.
 	Implementation string
 	// Observer receives connection, login and command events, for
@@ -95,7 +107,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	admitted  int                // conns within MaxConnections
+	admitted  int                // conns within MaxConnections, until they give their place back
+	refusing  int                // conns being refused (overLimit), until they end
 	perIP     map[netip.Addr]int // admitted conns by client address
 	closed    bool
 	wg        sync.WaitGroup
@@ -117,25 +130,14 @@ func (s *Server) ServeSTLS(ln net.Listener, config *tls.Config) error {
 	}
 	defer s.untrack(ln)
 
-	var backoff time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := Accept(ln, s.logger(), nil)
 		if err != nil {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				// Out of descriptors or a transient error: back off
-				// instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("accept failed, retrying", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
-				continue
-			}
 			return err
 		}
-		backoff = 0
 		c := newConn(s, nc)
 		c.stls = config
 		c.listener = ln.Addr().String()
@@ -229,12 +231,21 @@ func (s *Server) closeListeners() {
 }
 
 func (s *Server) closeConns() {
+	for _, c := range s.allConns() {
+		c.closeBy(endShutdown)
+	}
+}
+
+// allConns lists the registered connections, so that they can be closed
+// or read without holding s.mu.
+func (s *Server) allConns() []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	list := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.raw.Close()
-		c.cancel()
+		list = append(list, c)
 	}
+	return list
 }
 
 // addConn registers c and counts it in s.wg, under s.mu so that a
@@ -250,10 +261,13 @@ func (s *Server) addConn(c *conn) error {
 		return ErrServerClosed
 	}
 	if s.MaxConnections > 0 && s.admitted >= s.MaxConnections {
-		if len(s.conns)-s.admitted >= maxRefusing {
+		// Counted apart from len(s.conns)-admitted: a session that gave
+		// its place back may still be logging out upstream.
+		if s.refusing >= maxRefusing {
 			return errTooManyConns
 		}
 		c.overLimit = true
+		s.refusing++
 	} else {
 		s.admitted++
 	}
@@ -279,6 +293,7 @@ func (s *Server) addIP(c *conn, ip netip.Addr) bool {
 	if s.perIP[ip] >= s.MaxConnectionsPerIP {
 		if !c.overLimit {
 			c.overLimit = true
+			s.refusing++
 			s.admitted--
 		}
 		return false
@@ -291,10 +306,16 @@ func (s *Server) addIP(c *conn, ip netip.Addr) bool {
 	return true
 }
 
-func (s *Server) removeConn(c *conn) {
+// releaseSlot gives c's place under MaxConnections and
+// MaxConnectionsPerIP back, once: before the client sees the connection
+// end, while the goroutine may still be logging out upstream.
+func (s *Server) releaseSlot(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.conns, c)
+	if c.released {
+		return
+	}
+	c.released = true
 	if !c.overLimit {
 		s.admitted--
 	}
@@ -302,6 +323,16 @@ func (s *Server) removeConn(c *conn) {
 		if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
 			delete(s.perIP, c.ip)
 		}
+	}
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.releaseSlot(c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if c.overLimit {
+		s.refusing--
 	}
 }
 

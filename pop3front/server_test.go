@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 )
@@ -42,12 +41,8 @@ func TestShutdownWaitsForTheSessionToQuit(t *testing.T) {
 	case <-time.After(clientTimeout):
 		t.Fatal("Shutdown did not return after the session ended")
 	}
-	if got := fb.commitCalls(); len(got) != 1 || !slices.Equal(got[0], []int{0}) {
-		t.Errorf("Commit calls = %v, want [[0]]", got)
-	}
-	if n := fb.closeCount(); n != 1 {
-		t.Errorf("Close called %d times, want 1", n)
-	}
+	ts.expectBackend(t, fakeState{Logins: alice, Retrieves: []retrieveCall{{1, -1}}, Retrieved: []int{1},
+		Commits: [][]int{{0}}, Closes: 1})
 }
 
 func TestShutdownWithExpiredContextClosesSessionsWithoutCommit(t *testing.T) {
@@ -64,12 +59,7 @@ func TestShutdownWithExpiredContextClosesSessionsWithoutCommit(t *testing.T) {
 	}
 	// Shutdown has waited for the connection goroutines: the backend's
 	// records are final.
-	if n := len(fb.commitCalls()); n != 0 {
-		t.Errorf("Commit called %d times", n)
-	}
-	if n := fb.closeCount(); n != 1 {
-		t.Errorf("Close called %d times, want 1", n)
-	}
+	fb.expectState(t, fakeState{Logins: alice, Closes: 1})
 	if got := c.readAll(); got != "" {
 		t.Errorf("logged-in client got %q, want the connection closed", got)
 	}
@@ -126,12 +116,7 @@ func TestCloseEndsEverythingAndServeReturnsErrServerClosed(t *testing.T) {
 			t.Errorf("Serve %d returned %v, want ErrServerClosed", i+1, err)
 		}
 	}
-	if n := len(fb.commitCalls()); n != 0 {
-		t.Errorf("Commit called %d times", n)
-	}
-	if n := fb.closeCount(); n != 1 {
-		t.Errorf("Close called %d times, want 1", n)
-	}
+	ts.expectBackend(t, fakeState{Logins: alice, Closes: 1})
 	if _, err := net.Dial("tcp", ts.addr); err == nil {
 		t.Error("the listener still accepts connections")
 	}
@@ -236,4 +221,31 @@ func TestNoGoroutinesLeftAfterClose(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Errorf("%d goroutines before, %d after Close:\n%s", before, now, serverGoroutines())
+}
+
+// TestSessionsLoggingOutDoNotCountAsRefusals: a session that gave its
+// place back is still registered while it logs out upstream; many of them
+// must not make the server close new connections without an answer.
+func TestSessionsLoggingOutDoNotCountAsRefusals(t *testing.T) {
+	s := &Server{MaxConnections: 1, Logger: discardLogger()}
+	add := func() *conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		c := newConn(s, a)
+		if err := s.addConn(c); err != nil {
+			t.Fatalf("addConn: %v", err)
+		}
+		return c
+	}
+	for range maxRefusing + 1 {
+		c := add()
+		if c.overLimit {
+			t.Fatal("a connection was over the limit although every earlier one gave its place back")
+		}
+		s.releaseSlot(c) // ended; its goroutine is logging out
+	}
+	add()
+	if c := add(); !c.overLimit {
+		t.Error("the second live connection was admitted over MaxConnections 1")
+	}
 }

@@ -7,8 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +28,7 @@ func (c *client) startTLS(cfg *tls.Config) {
 
 const (
 	capaCommon    = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
-	capaAuth      = "USER\r\nSASL PLAIN\r\n"
+	capaAuth      = "USER\r\nSASL PLAIN LOGIN\r\n"
 	capaImpl      = "IMPLEMENTATION popbridge\r\n.\r\n"
 	refusedAnswer = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS or POP3S\r\n"
 )
@@ -171,16 +171,11 @@ func TestHandshakeTimeoutClosesSilentTLSClient(t *testing.T) {
 func TestPlaintextAuthRefusedOnUntrustedConnection(t *testing.T) {
 	srvCfg, cliCfg := testkit.SelfSignedTLS(t)
 	fb := newFakeBackend()
-	var mu sync.Mutex
-	var results []error
+	rec := &recorder{}
 	ts := startServer(t, fb, func(s *Server) {
 		s.TLSConfig = srvCfg
 		s.PlaintextAllowed = func(info ConnInfo) bool { return info.TLS } // trust nobody
-		s.OnLogin = func(info ConnInfo, err error) {
-			mu.Lock()
-			results = append(results, err)
-			mu.Unlock()
-		}
+		s.Observer = rec
 	})
 	c := dial(t, ts)
 	c.expect("CAPA\r\n", capaCommon+"STLS\r\n"+capaImpl)
@@ -201,16 +196,17 @@ func TestPlaintextAuthRefusedOnUntrustedConnection(t *testing.T) {
 	if n := len(fb.loginCalls()); n != 2 {
 		t.Errorf("Login called %d times, want 2 (only under TLS)", n)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	want := []error{ErrPlaintextRefused, ErrPlaintextRefused, ErrPlaintextRefused, ErrAuthFailed, nil}
-	if len(results) != len(want) {
-		t.Fatalf("OnLogin results = %v, want %v", results, want)
-	}
-	for i := range want {
-		if !errors.Is(results[i], want[i]) {
-			t.Errorf("OnLogin result %d = %v, want %v", i, results[i], want[i])
+	ts.waitSessions(t)
+	events, _ := rec.get()
+	var logins []string
+	for _, e := range events {
+		if strings.HasPrefix(e, "login ") {
+			logins = append(logins, e)
 		}
+	}
+	want := []string{"login refused_plaintext", "login refused_plaintext", "login refused_plaintext", "login auth_failed", "login ok"}
+	if !slices.Equal(logins, want) {
+		t.Errorf("logins observed = %q, want %q", logins, want)
 	}
 }
 
@@ -259,20 +255,7 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 	other.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
 	c2.expect("STAT\r\n", "+OK 3 68\r\n")
 	c1.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
-	// The freed slot is given to the next client once the server has
-	// noticed; bounded retries.
-	for i := 0; ; i++ {
-		c := dialRaw(t, ts)
-		got := c.readLines(1)
-		if got == greeting {
-			break
-		}
-		if got != tooMany || i == 200 {
-			t.Fatalf("after a QUIT, new connection got %q", got)
-		}
-		c.nc.Close()
-		time.Sleep(5 * time.Millisecond)
-	}
+	ts.expectSlotFreed(t, tooMany)
 }
 
 func TestProxyHeaderWhereNoneIsAcceptedClosesTheConnection(t *testing.T) {

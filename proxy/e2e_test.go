@@ -524,11 +524,11 @@ func TestLogsHoldNoPasswordOrMessageContent(t *testing.T) {
 		// Debug logs name each command, with secret arguments redacted;
 		// the session's line sums it up like Dovecot's pop3_logout_format.
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`level=DEBUG msg=command remote=127\.0\.0\.1:\d+ cmd=PASS args=<redacted> result=err `),
-			regexp.MustCompile(`level=DEBUG msg=command remote=127\.0\.0\.1:\d+ cmd=AUTH args="PLAIN <redacted>" result=err `),
-			regexp.MustCompile(`level=DEBUG msg=command remote=127\.0\.0\.1:\d+ cmd=RETR args=1 result=ok duration=\S+ sent=\d+`),
-			regexp.MustCompile(`level=INFO msg="session ended" remote=127\.0\.0\.1:\d+ user=` + u.user +
-				` duration=\S+ retr=1 top=1 dele=0 deleted=0 octets=\d+ sent=\d+`),
+			regexp.MustCompile(`level=DEBUG msg=command session=\S+ remote=127\.0\.0\.1:\d+ cmd=PASS args=<redacted> result=err `),
+			regexp.MustCompile(`level=DEBUG msg=command session=\S+ remote=127\.0\.0\.1:\d+ cmd=AUTH args="PLAIN <redacted>" result=err `),
+			regexp.MustCompile(`level=DEBUG msg=command session=\S+ remote=127\.0\.0\.1:\d+ cmd=RETR args=1 result=ok duration=\S+ sent=\d+`),
+			regexp.MustCompile(`level=INFO msg="session ended" session=\S+ remote=127\.0\.0\.1:\d+ user=` + u.user +
+				` reason=quit duration=\S+ messages=\d+ size=\d+ retr=1 retr_octets=\d+ top=1 top_octets=\d+ marked=0 removed=0 flagged=0 sent=\d+`),
 		} {
 			if !want.MatchString(logs.String()) {
 				t.Errorf("no log line matches %s:\n%s", want, logs.String())

@@ -177,7 +177,7 @@ func TestOAuth2LoginRetrievesThroughXOAUTH2AndOAUTHBEARER(t *testing.T) {
 			if st := r.srv.Stats(); st.RefreshGrants != 1 {
 				t.Errorf("oauth stats %+v, want one refresh grant", st)
 			}
-			if !strings.Contains(r.logs.String(), `msg="session ended" remote=`) ||
+			if !strings.Contains(r.logs.String(), `msg="session ended" session=`) ||
 				!strings.Contains(r.logs.String(), "user="+oauthtest.FixtureAccount) {
 				t.Errorf("no session log line for the account:\n%s", r.logs.String())
 			}

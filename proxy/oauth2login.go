@@ -88,7 +88,7 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountCon
 		return tok, err
 	}}
 	o.log.Debug("oauth2 login", "user", a.User, "provider", a.Provider, "upstream", name, "upstream_user", a.UpstreamUser)
-	s, err := b.LoginWith(ctx, cr, pol)
+	s, err := b.Login(ctx, cr, pol)
 	mu.Lock()
 	tok, wasFresh := used, fresh
 	mu.Unlock()
@@ -98,7 +98,7 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountCon
 		// one.
 		o.log.Info("upstream refused the cached access token; getting a new one", "user", a.User, "provider", a.Provider)
 		o.tokens.Invalidate(key, tok)
-		s, err = b.LoginWith(ctx, cr, pol)
+		s, err = b.Login(ctx, cr, pol)
 	}
 	if err != nil {
 		return nil, name, a.UpstreamUser, o.loginError(a, err)

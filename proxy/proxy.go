@@ -138,6 +138,9 @@ type backend struct {
 }
 
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
+	if info.Logger != nil {
+		a.log = info.Logger // this call's copy: its lines carry the session id
+	}
 	// The upstream sees the user without the device suffix.
 	user, pol, err := a.pols.resolve(login, info)
 	if err != nil {
@@ -161,7 +164,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		}
 		a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
 			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
-		s, err = b.LoginPolicy(imapback.WithClientAddr(ctx, info.RemoteAddr), upUser, pass, pol)
+		s, err = b.Login(imapback.WithClientAddr(ctx, info.RemoteAddr), imapback.Credentials{User: upUser, Password: pass}, pol)
 		if err != nil {
 			return nil, popError(a.log, err)
 		}
@@ -182,7 +185,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	for i, m := range msgs {
 		infos[i] = pop3front.MessageInfo{Size: m.Size, UID: m.UIDL}
 	}
-	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock}, nil
+	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock, device: pol.Device}, nil
 }
 
 type session struct {
@@ -190,7 +193,11 @@ type session struct {
 	msgs   []pop3front.MessageInfo
 	log    *slog.Logger
 	unlock func() // releases the session lock, if any
+	device string // the device view's name, for pop3front's session list
 }
+
+// Device names the device view the session serves, or is empty.
+func (s *session) Device() string { return s.device }
 
 // Close ends the upstream session, then releases the maildrop's lock.
 func (s *session) Close() error {
@@ -202,6 +209,12 @@ func (s *session) Close() error {
 }
 
 func (s *session) Messages() []pop3front.MessageInfo { return s.msgs }
+
+// Commit runs the UPDATE state and says what became of the messages.
+func (s *session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateResult, error) {
+	removed, flagged, err := s.Session.Commit(ctx, deleted)
+	return pop3front.UpdateResult{Removed: removed, Flagged: flagged}, err
+}
 
 func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, error) {
 	rc, err := s.Session.Retrieve(ctx, i, lines)
@@ -216,6 +229,7 @@ func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Ses
 var (
 	errMailbox    = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}
 	errNoKeywords = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot keep per-device state (no IMAP keywords); log in without a device"}
+	errTooLarge   = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox holds too many messages to be served over POP3"}
 )
 
 // popError maps imapback's errors to what the POP3 client should see. The
@@ -233,6 +247,9 @@ func popError(log *slog.Logger, err error) error {
 	case errors.Is(err, imapback.ErrNoKeywords):
 		log.Warn("per-device view refused: the upstream mailbox cannot keep keywords", "err", err)
 		return errNoKeywords
+	case errors.Is(err, imapback.ErrMaildropTooLarge):
+		log.Warn("maildrop refused: more messages than allowed", "err", err)
+		return errTooLarge
 	case errors.Is(err, imapback.ErrMailbox):
 		log.Warn("upstream mailbox cannot be opened", "err", err)
 		return errMailbox

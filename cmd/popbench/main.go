@@ -61,11 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 0, "bound on each read and write (default 60s)")
 	seed := fs.Uint64("seed", 1, "random seed of the mixed profile")
 	label := fs.String("label", "", "name of the target in the report")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "popbench: unexpected arguments %q\n", fs.Args())
+	if !parseFlags(fs, args) {
 		return exitUsage
 	}
 	if *users == "" {
@@ -123,4 +119,17 @@ func writeJSON(path string, stdout io.Writer, v any) error {
 		return err
 	}
 	return os.WriteFile(path, data, 0o644)
+}
+
+// parseFlags parses args into fs, which takes no positional arguments;
+// false means a usage error, which fs has reported on its output.
+func parseFlags(fs *flag.FlagSet, args []string) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return false
+	}
+	return true
 }

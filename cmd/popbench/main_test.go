@@ -4,57 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/popbridge/popbridge/internal/memimap"
+	"github.com/popbridge/popbridge/internal/popbridgetest"
+
 	"github.com/popbridge/popbridge/internal/popbench"
-	"github.com/popbridge/popbridge/proxy"
-	"github.com/popbridge/popbridge/proxy/config"
 )
-
-func startPopbridge(t *testing.T, msgs [][]byte) string {
-	t.Helper()
-	up, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
-	up.AddUser("alice", "secret")
-	for _, m := range msgs {
-		if err := up.Append("alice", "INBOX", m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	noDelay := time.Duration(0)
-	cfg := &config.Config{
-		Listen:   []config.ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: config.UpstreamConfig{Address: up.Addr, TLS: "none"},
-		Limits:   config.LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); p.Serve() }()
-	t.Cleanup(func() { p.Close(); <-done })
-	return p.Addrs()[0].String()
-}
 
 func TestRetrAllPrintsTextAndJSON(t *testing.T) {
 	msgs := [][]byte{[]byte("Subject: a\r\n\r\n.dot\r\n"), []byte("Subject: b\r\n\r\nbody\r\n")}
-	addr := startPopbridge(t, msgs)
+	addr := popbridgetest.Start(t, msgs)
 	dir := t.TempDir()
 	expect := filepath.Join(dir, "expect.json")
 	var e bytes.Buffer
@@ -84,7 +46,7 @@ func TestRetrAllPrintsTextAndJSON(t *testing.T) {
 }
 
 func TestFailedChecksExitWithOne(t *testing.T) {
-	addr := startPopbridge(t, [][]byte{[]byte("Subject: a\r\n\r\nbody\r\n")})
+	addr := popbridgetest.Start(t, [][]byte{[]byte("Subject: a\r\n\r\nbody\r\n")})
 	dir := t.TempDir()
 	expect := filepath.Join(dir, "expect.json")
 	var e bytes.Buffer

@@ -23,11 +23,7 @@ func rigMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.IdleSessions, "idle", 10000, "idle `sessions` for the memory figure (-1: skip)")
 	fs.StringVar(&cfg.Only, "only", "", "run only scenarios whose name contains this `text` (\"memory\" for the memory figures)")
 	jsonOut := fs.String("json", "", "write all results and raw reports to this JSON `file`")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "popbench rig: unexpected arguments %q\n", fs.Args())
+	if !parseFlags(fs, args) {
 		return exitUsage
 	}
 	cfg.Log = stdout

@@ -3,17 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -40,23 +32,6 @@ type bridge struct {
 	stderr  *testkit.LockedBuffer
 	exited  chan struct{}
 	err     error // of Wait, once exited is closed
-}
-
-// freeAddr returns a free loopback address below the ephemeral port range
-// (32768 and up on Linux), so that no listener of a parallel test that
-// binds port 0 can take it over once it is closed: the tests check that a
-// closed address refuses connections.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 200 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
-		if err == nil {
-			defer ln.Close()
-			return ln.Addr().String()
-		}
-	}
-	t.Fatal("no free port in 20000-31999")
-	return ""
 }
 
 // bridgeConfig is a config for the upstream at imapAddr listening on pop3.
@@ -194,7 +169,7 @@ func TestSIGTERMLetsARetrInProgressFinish(t *testing.T) {
 	d := startDovecot(t)
 	big := lifecycleMessage(1, strings.Repeat("a line of a large message, sent while draining\r\n", 60000))
 	d.Deliver(t, "alice", big)
-	pop3, metrics := freeAddr(t), freeAddr(t)
+	pop3, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	b := startBridge(t, bridgeConfig(d.IMAPAddr, pop3, metrics, ""), metrics)
 
 	c := pop3test.Dial(t, pop3)
@@ -258,7 +233,7 @@ func TestDrainDeadlineDeletesNothing(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		d.Deliver(t, "alice", lifecycleMessage(i, "body\r\n"))
 	}
-	pop3, metrics := freeAddr(t), freeAddr(t)
+	pop3, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	cfg := strings.Replace(bridgeConfig(d.IMAPAddr, pop3, metrics, ""), "drain_timeout: 20s", "drain_timeout: 1s", 1)
 	b := startBridge(t, cfg, metrics)
 
@@ -307,7 +282,7 @@ func TestSIGHUPReloadsListenersAndRejectsABrokenConfig(t *testing.T) {
 	t.Parallel()
 	d := startDovecot(t)
 	d.Deliver(t, "alice", lifecycleMessage(1, "body\r\n"))
-	oldAddr, newAddr, metrics := freeAddr(t), freeAddr(t), freeAddr(t)
+	oldAddr, newAddr, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	b := startBridge(t, bridgeConfig(d.IMAPAddr, oldAddr, metrics, ""), metrics)
 
 	old := pop3test.Dial(t, oldAddr)
@@ -352,36 +327,6 @@ func TestSIGHUPReloadsListenersAndRejectsABrokenConfig(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate with the given serial number
-// and its key to dir/tls.crt and dir/tls.key.
-func writeCert(t *testing.T, dir string, serial int64) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "pop.example.org"},
-		DNSNames:     []string{"pop.example.org"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "PRIVATE KEY", Bytes: kder}} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // servedSerial connects with implicit TLS and returns the serial number of
 // the certificate popbridge presents.
 func servedSerial(t *testing.T, addr string) int64 {
@@ -405,8 +350,8 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	t.Parallel()
 	d := startDovecot(t)
 	dir := t.TempDir()
-	writeCert(t, dir, 1)
-	pop3s, metrics := freeAddr(t), freeAddr(t)
+	testkit.WriteSelfSigned(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), 1)
+	pop3s, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	cfg := strings.Replace(bridgeConfig(d.IMAPAddr, pop3s, metrics, ""), fmt.Sprintf("  - address: %q\n", pop3s),
 		fmt.Sprintf("  - address: %q\n    tls: implicit\n    cert_file: %s/tls.crt\n    key_file: %s/tls.key\n", pop3s, dir, dir), 1)
 	b := startBridge(t, cfg, metrics)
@@ -414,7 +359,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 		t.Fatalf("serving certificate %d, want 1", got)
 	}
 
-	writeCert(t, dir, 2)
+	testkit.WriteSelfSigned(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), 2)
 	b.signal(t, syscall.SIGHUP)
 	b.waitLog(t, `msg="configuration reloaded"`)
 	if got := servedSerial(t, pop3s); got != 2 {

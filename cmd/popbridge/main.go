@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,9 +22,6 @@ import (
 
 	"github.com/popbridge/popbridge/proxy/config"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // Exit codes.
 const (
@@ -44,7 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
-			fmt.Fprintln(stdout, "popbridge", version)
+			printVersion(stdout)
 			return exitOK
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
@@ -72,15 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, usageText+"\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitConfig
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "popbridge: unexpected argument %q\n", fs.Arg(0))
-		return exitConfig
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 
 	// Flags override the file, at start and at every reload.

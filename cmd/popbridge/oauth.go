@@ -52,6 +52,23 @@ func oauthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitConfig
 }
 
+// parseFlags parses args into fs, which takes no positional arguments.
+// Unless ok, the command ends with code: exitOK after -help, exitConfig
+// on a usage error, which fs has reported on its output.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitConfig, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return exitConfig, false
+	}
+	return 0, true
+}
+
 // parseInterspersed parses flags before and after the positional
 // arguments (`oauth login ACCOUNT -config FILE` reads as naturally as the
 // other order), which flag.Parse alone stops at.
@@ -148,15 +165,8 @@ func hashPassword(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			"Reads one line, the local POP3 password of an oauth2 account, and prints its hash for password_hash.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitConfig
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitConfig
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	done := func() {}
 	if f, ok := stdin.(*os.File); ok {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testkit"
+
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/pop3test"
@@ -46,7 +48,7 @@ func TestOAuthLoginIsPickedUpByARunningPopbridge(t *testing.T) {
   accounts:
     - {user: scanner, password_hash: '%s', provider: idp, upstream_user: alice}
 `, dir, oauthtest.DefaultClientID, s.URL, s.URL, hash)
-	pop3, metrics := freeAddr(t), freeAddr(t)
+	pop3, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	b := startBridge(t, bridgeConfig(d.IMAPAddr, pop3, metrics, oauth2Section), metrics)
 
 	// Not authorised yet: a permanent error the device cannot fix, and

@@ -4,36 +4,32 @@
 // kubectl's server-side field validation), and popbridge's own rules are
 // checked: probes on /healthz and /readyz, a locked-down security context,
 // a grace period that covers the drain timeout, Service ports that name
-// container ports, and a configuration that `popbridge check-config`
-// accepts. It is a separate module so that the Kubernetes API types stay
+// container ports, a configuration that `popbridge check-config` accepts,
+// no replica count where an autoscaler sets it, and NetworkPolicies and
+// ServiceMonitors that reach the pods' named ports. It is a separate module so that the Kubernetes API types stay
 // out of popbridge's own build.
 //
-//	kustomize build deploy/kubernetes/base | validate -popbridge ./popbridge
+//	kustomize build deploy/kubernetes/base | validate -popbridge ./popbridge -external-secret popbridge-tls
 package main
 
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -44,6 +40,11 @@ import (
 
 func main() {
 	popbridge := flag.String("popbridge", "", "popbridge `binary` for check-config of the ConfigMaps (required)")
+	external := map[string]bool{}
+	flag.Func("external-secret", "a Secret `name` that is created outside the manifests (repeatable)", func(name string) error {
+		external[name] = true
+		return nil
+	})
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: validate -popbridge BINARY [FILE...]   (default: standard input)")
 		flag.PrintDefaults()
@@ -76,7 +77,7 @@ func main() {
 			errs = append(errs, fmt.Errorf("%s: %w", in, err))
 			continue
 		}
-		for _, err := range check(objs, *popbridge) {
+		for _, err := range check(objs, *popbridge, external) {
 			errs = append(errs, fmt.Errorf("%s: %w", in, err))
 		}
 		fmt.Printf("%s: %d objects decoded strictly\n", in, len(objs))
@@ -110,6 +111,10 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &autoscalingv2.HorizontalPodAutoscaler{}, nil
 	case "policy/v1 PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}, nil
+	case "networking.k8s.io/v1 NetworkPolicy":
+		return &networkingv1.NetworkPolicy{}, nil
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		return &monitoringv1.ServiceMonitor{}, nil
 	}
 	return nil, fmt.Errorf("unexpected kind %q of apiVersion %q", kind, apiVersion)
 }
@@ -159,11 +164,17 @@ func stripComments(doc []byte) []byte {
 	return out
 }
 
-// check applies popbridge's rules across the objects.
-func check(objs []object, popbridge string) []error {
+// check applies popbridge's rules across the objects. external names the
+// Secrets that exist without being rendered (created by hand or by
+// cert-manager).
+func check(objs []object, popbridge string, external map[string]bool) []error {
 	var errs []error
 	configs := map[string]*corev1.ConfigMap{}
-	secrets := map[string]bool{}
+	secrets := maps.Clone(external)
+	if secrets == nil {
+		secrets = map[string]bool{}
+	}
+	var services []*corev1.Service
 	var deployments []*appsv1.Deployment
 	for _, o := range objs {
 		switch v := o.obj.(type) {
@@ -173,6 +184,8 @@ func check(objs []object, popbridge string) []error {
 			secrets[v.Name] = true
 		case *appsv1.Deployment:
 			deployments = append(deployments, v)
+		case *corev1.Service:
+			services = append(services, v)
 		}
 	}
 	if len(deployments) == 0 {
@@ -192,10 +205,15 @@ func check(objs []object, popbridge string) []error {
 			if v.Spec.MinReplicas != nil && *v.Spec.MinReplicas < 2 {
 				errs = append(errs, fmt.Errorf("HorizontalPodAutoscaler %s: minReplicas %d leaves no replica during a drain", v.Name, *v.Spec.MinReplicas))
 			}
+			errs = append(errs, checkScaledReplicas(v, deployments)...)
 		case *policyv1.PodDisruptionBudget:
 			if !selectsDeployment(v.Spec.Selector, deployments) {
 				errs = append(errs, fmt.Errorf("PodDisruptionBudget %s selects no rendered Deployment", v.Name))
 			}
+		case *networkingv1.NetworkPolicy:
+			errs = append(errs, checkNetworkPolicy(v, deployments)...)
+		case *monitoringv1.ServiceMonitor:
+			errs = append(errs, checkServiceMonitor(v, services)...)
 		}
 	}
 	return errs
@@ -295,6 +313,11 @@ func checkDeployment(d *appsv1.Deployment, configs map[string]*corev1.ConfigMap,
 	}
 	probe("liveness", c.LivenessProbe, "/healthz")
 	probe("readiness", c.ReadinessProbe, "/readyz")
+	// A startup probe holds back the containers after a sidecar: on /readyz
+	// an IMAP outage would keep the application from starting at all.
+	if c.StartupProbe != nil {
+		probe("startup", c.StartupProbe, "/healthz")
+	}
 
 	sc := c.SecurityContext
 	psc := pod.SecurityContext
@@ -355,7 +378,7 @@ func checkDeployment(d *appsv1.Deployment, configs map[string]*corev1.ConfigMap,
 		fail("ConfigMap %s has no key %s", cm.Name, filepath.Base(configPath))
 		return errs
 	}
-	cfg, err := checkConfig(popbridge, data, tlsMount(mounts, pod.Volumes))
+	cfg, err := checkConfig(popbridge, data, secretMounts(mounts, pod.Volumes))
 	if err != nil {
 		fail("ConfigMap %s: %v", cm.Name, err)
 		return errs
@@ -394,15 +417,19 @@ func mountedAs(mounts map[string]string, volume string) bool {
 	return false
 }
 
-func tlsMount(mounts map[string]string, volumes []corev1.Volume) string {
+// secretMounts returns the paths where the container mounts Secrets, in
+// order.
+func secretMounts(mounts map[string]string, volumes []corev1.Volume) []string {
+	var paths []string
 	for path, name := range mounts {
 		for _, v := range volumes {
 			if v.Name == name && v.Secret != nil {
-				return path
+				paths = append(paths, path)
 			}
 		}
 	}
-	return ""
+	slices.Sort(paths)
+	return paths
 }
 
 func portDeclared(addr string, ports map[string]int32) bool {
@@ -416,86 +443,4 @@ func portDeclared(addr string, ports map[string]int32) bool {
 		}
 	}
 	return false
-}
-
-// popConfig is what the rules need from a popbridge configuration.
-type popConfig struct {
-	listen  []string
-	metrics string
-	drain   time.Duration
-}
-
-// checkConfig runs `popbridge check-config` on data. Certificate paths
-// under tlsDir (the Secret's mount) point at a throw-away certificate, as
-// the Secret would provide in the pod.
-func checkConfig(popbridge, data, tlsDir string) (*popConfig, error) {
-	dir, err := os.MkdirTemp("", "popbridge-validate")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	if tlsDir != "" {
-		if err := writeTestCert(dir); err != nil {
-			return nil, err
-		}
-		data = strings.ReplaceAll(data, strings.TrimSuffix(tlsDir, "/")+"/", dir+"/")
-	}
-	path := filepath.Join(dir, "popbridge.yaml")
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		return nil, err
-	}
-	out, err := exec.Command(popbridge, "check-config", path).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("popbridge check-config: %v\n%s", err, out)
-	}
-	var raw struct {
-		Listen []struct {
-			Address string `json:"address"`
-		} `json:"listen"`
-		Limits struct {
-			DrainTimeout string `json:"drain_timeout"`
-		} `json:"limits"`
-		Metrics struct {
-			Listen string `json:"listen"`
-		} `json:"metrics"`
-	}
-	if err := yaml.Unmarshal([]byte(data), &raw); err != nil {
-		return nil, err
-	}
-	cfg := &popConfig{metrics: raw.Metrics.Listen, drain: 30 * time.Second}
-	for _, l := range raw.Listen {
-		cfg.listen = append(cfg.listen, l.Address)
-	}
-	if raw.Limits.DrainTimeout != "" {
-		if cfg.drain, err = time.ParseDuration(raw.Limits.DrainTimeout); err != nil {
-			return nil, err
-		}
-	}
-	return cfg, nil
-}
-
-func writeTestCert(dir string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "pop.example.org"},
-		DNSNames:     []string{"pop.example.org"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
 }

@@ -54,7 +54,7 @@ func measureMemory(ctx context.Context, cfg Config, imapAddr string, huge *popbe
 		if err != nil {
 			return nil, err
 		}
-		defer pb.stop()
+		defer pb.Kill()
 		// A few sessions first, so that the baseline includes what every
 		// process has once it served anyone (pools, runtime structures).
 		warm, err := openIdle(pb.addr, 20)
@@ -63,7 +63,7 @@ func measureMemory(ctx context.Context, cfg Config, imapAddr string, huge *popbe
 			return nil, err
 		}
 		time.Sleep(500 * time.Millisecond)
-		if m.IdleRSSBeforeKiB, err = rss(pb.cmd.Process.Pid, "VmRSS"); err != nil {
+		if m.IdleRSSBeforeKiB, err = rss(pb.Pid(), "VmRSS"); err != nil {
 			return nil, err
 		}
 		logf("opening %d idle sessions", m.IdleSessions)
@@ -73,27 +73,27 @@ func measureMemory(ctx context.Context, cfg Config, imapAddr string, huge *popbe
 			return nil, err
 		}
 		time.Sleep(2 * time.Second)
-		if m.IdleRSSAfterKiB, err = rss(pb.cmd.Process.Pid, "VmRSS"); err != nil {
+		if m.IdleRSSAfterKiB, err = rss(pb.Pid(), "VmRSS"); err != nil {
 			return nil, err
 		}
 		m.IdleKiBPerSession = float64(m.IdleRSSAfterKiB-m.IdleRSSBeforeKiB) / float64(m.IdleSessions)
 		logf("idle: RSS %d KiB -> %d KiB with %d sessions: %.1f KiB each", m.IdleRSSBeforeKiB, m.IdleRSSAfterKiB, m.IdleSessions, m.IdleKiBPerSession)
 		closeAll(conns)
 		conns = nil
-		pb.stop()
+		pb.Kill()
 	}
 
 	pb, err := startPopbridge(ctx, cfg.Popbridge, imapAddr, filepath.Join(cfg.Dir, "popbridge-huge.log"))
 	if err != nil {
 		return nil, err
 	}
-	defer pb.stop()
+	defer pb.Kill()
 	opts := popbench.Options{Addr: pb.addr, Users: []popbench.Credentials{{User: "huge", Pass: password}}, Mode: popbench.ModeStat, Timeout: 5 * time.Minute}
 	if _, err := popbench.Run(ctx, opts); err != nil {
 		return nil, err
 	}
 	time.Sleep(200 * time.Millisecond)
-	if m.HugeRSSBeforeKiB, err = rss(pb.cmd.Process.Pid, "VmRSS"); err != nil {
+	if m.HugeRSSBeforeKiB, err = rss(pb.Pid(), "VmRSS"); err != nil {
 		return nil, err
 	}
 	opts.Mode, opts.Expect = popbench.ModeRetrAll, huge
@@ -105,7 +105,7 @@ func measureMemory(ctx context.Context, cfg Config, imapAddr string, huge *popbe
 		return nil, fmt.Errorf("RETR of the huge message: %w", err)
 	}
 	m.HugeSeconds = rep.Seconds
-	if m.HugePeakKiB, err = rss(pb.cmd.Process.Pid, "VmHWM"); err != nil {
+	if m.HugePeakKiB, err = rss(pb.Pid(), "VmHWM"); err != nil {
 		return nil, err
 	}
 	logf("%d MiB RETR: RSS %d KiB before, peak %d KiB", m.HugeSize>>20, m.HugeRSSBeforeKiB, m.HugePeakKiB)

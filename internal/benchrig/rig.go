@@ -28,6 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/proctest"
+
 	"github.com/popbridge/popbridge/internal/popbench"
 )
 
@@ -170,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer store.stop()
+	defer store.proc.Stop()
 
 	logf("filling mailboxes: %d mixed messages, %d small ones, one of %d MiB", cfg.Mixed, cfg.Small, cfg.HugeSize>>20)
 	expect := map[string]*popbench.Expected{}
@@ -200,12 +202,12 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer gw.stop()
+	defer gw.proc.Stop()
 	pb, err := startPopbridge(ctx, cfg.Popbridge, store.imapAddr, filepath.Join(cfg.Dir, "popbridge.log"))
 	if err != nil {
 		return nil, err
 	}
-	defer pb.stop()
+	defer pb.Kill()
 	addrs := map[string]string{Native: store.pop3Addr, Popbridge: pb.addr, Gateway: gw.pop3Addr}
 	targets := targets
 	if cfg.Baseline != "" {
@@ -213,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer base.stop()
+		defer base.Kill()
 		addrs[Baseline] = base.addr
 		targets = append(slices.Clone(targets), Baseline)
 	}
@@ -285,7 +287,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		res.Results = append(res.Results, r)
 	}
-	pb.stop()
+	pb.Kill()
 	res.WriteBaseline(cfg.Log)
 
 	if cfg.Only == "" || strings.Contains("memory", cfg.Only) {
@@ -344,44 +346,26 @@ func digest(m []byte) popbench.Digest { return sha256.Sum256(m) }
 
 // popbridgeProc is the popbridge binary under test.
 type popbridgeProc struct {
-	addr   string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	*proctest.Process
+	addr string
 }
 
 func startPopbridge(ctx context.Context, bin, upstream, logPath string, extra ...string) (*popbridgeProc, error) {
-	ports, err := freePorts(1)
+	ports, err := proctest.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	p := &popbridgeProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), exited: make(chan struct{})}
-	logf, err := os.Create(logPath)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	args := append([]string{"-listen", addr, "-upstream", upstream, "-upstream-tls", "none", "-log-level", "warn"}, extra...)
+	proc, err := proctest.Start(logPath, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	args := append([]string{"-listen", p.addr, "-upstream", upstream, "-upstream-tls", "none", "-log-level", "warn"}, extra...)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
-	if err := waitGreeting(p.addr, "+OK", p.exited); err != nil {
-		p.stop()
+	if err := proc.WaitGreeting(addr, "+OK", "", 15*time.Second); err != nil {
+		proc.Kill()
 		return nil, fmt.Errorf("popbridge: %w", err)
 	}
-	return p, nil
-}
-
-func (p *popbridgeProc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	p.cmd.Process.Kill()
-	<-p.exited
+	return &popbridgeProc{Process: proc, addr: addr}, nil
 }
 
 // rss reads a process's resident set (VmRSS) or its peak (VmHWM) in KiB.

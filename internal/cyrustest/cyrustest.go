@@ -38,7 +38,6 @@
 package cyrustest
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -51,13 +50,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/proctest"
 )
 
 // Options configures Start.
@@ -77,12 +76,11 @@ type Server struct {
 
 	users     map[string]string
 	adminPass string
-	proc      *process
+	proc      *proctest.Process
 }
 
 const (
 	readyTimeout = 15 * time.Second
-	stopTimeout  = 10 * time.Second
 	startTries   = 3
 	// maxDirLen keeps the UNIX socket paths under Dir short.
 	maxDirLen = 64
@@ -105,35 +103,24 @@ func imapdPath() (string, error) {
 		return p, nil
 	}
 	for _, p := range imapdPaths {
-		if isExecutable(p) {
+		if proctest.IsExecutable(p) {
 			return p, nil
 		}
 	}
 	return "", fmt.Errorf("no Cyrus imapd in %v (install cyrus-imapd, or unpack it as .ci/run does, or set CYRUS_IMAPD)", imapdPaths)
 }
 
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
 // tools finds every program the harness needs.
 func tools() (imapd, saslpw string, err error) {
 	for _, p := range []string{masterPath, ctlDBPath} {
-		if !isExecutable(p) {
+		if !proctest.IsExecutable(p) {
 			return "", "", fmt.Errorf("%s is missing (install cyrus-common)", p)
 		}
 	}
 	if imapd, err = imapdPath(); err != nil {
 		return "", "", err
 	}
-	saslpw, err = exec.LookPath(saslpasswd2)
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/saslpasswd2", "/sbin/saslpasswd2"} {
-			if isExecutable(p) {
-				return imapd, p, nil
-			}
-		}
+	if saslpw, err = proctest.Executable(saslpasswd2, "/usr/sbin", "/sbin"); err != nil {
 		return "", "", errors.New("saslpasswd2 is missing (install sasl2-bin)")
 	}
 	return imapd, saslpw, nil
@@ -210,7 +197,7 @@ func Start(t testing.TB, opts Options) *Server {
 		if err == nil {
 			break
 		}
-		s.proc.stop()
+		s.proc.Stop()
 		if try < startTries {
 			// Most likely another process took the port between our
 			// probe and the master's bind.
@@ -317,10 +304,11 @@ func (s *Server) outPath() string { return s.path("master.out") }
 // launch writes the configuration for a fresh port, starts the master and
 // waits for a greeting that carries this instance's token.
 func (s *Server) launch(t testing.TB, imapd string, uid, gid int) error {
-	port, err := freePort()
+	ports, err := proctest.FreePorts(1)
 	if err != nil {
 		return err
 	}
+	port := ports[0]
 	s.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	token := s.token()
 	imapdConf, cyrusConf := s.config(token, port, imapd)
@@ -330,55 +318,13 @@ func (s *Server) launch(t testing.TB, imapd string, uid, gid int) error {
 		}
 	}
 	os.Remove(s.outPath())
-	s.proc, err = startProcess(s.outPath(), masterPath,
+	s.proc, err = proctest.Start(s.outPath(), masterPath,
 		"-C", s.path("imapd.conf"), "-M", s.path("cyrus.conf"), "-p", s.path("master.pid"))
 	if err != nil {
 		return err
 	}
-	t.Cleanup(s.proc.stop)
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		select {
-		case <-s.proc.exited:
-			return fmt.Errorf("master exited before it was ready: %v", s.proc.err)
-		default:
-		}
-		err := probe(s.IMAPAddr, token)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v", readyTimeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// probe reads one greeting and checks that it is ours.
-func probe(addr, token string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("reading greeting from %s: %w", addr, err)
-	}
-	if !strings.HasPrefix(line, "* OK ") || !strings.Contains(line, token) {
-		return fmt.Errorf("%s greeted with %q, not as our instance", addr, line)
-	}
-	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	t.Cleanup(s.proc.Stop)
+	return s.proc.WaitGreeting(s.IMAPAddr, "* OK ", token, readyTimeout)
 }
 
 // createMailboxes creates every user's INBOX as the administrator.
@@ -451,69 +397,6 @@ func (s *Server) Log() string {
 		return fmt.Sprintf("(reading %s: %v)", s.outPath(), err)
 	}
 	return string(data)
-}
-
-// process is one master started by launch.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
-	once   sync.Once
-}
-
-// startProcess sends the master's output to a file, not a pipe, so that
-// cmd.Wait does not wait for the imapd processes that inherit it.
-func startProcess(outPath, bin string, args ...string) (*process, error) {
-	out, err := os.Create(outPath)
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close()
-	p := &process{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
-	p.cmd.Stdout = out
-	p.cmd.Stderr = out
-	p.cmd.SysProcAttr = sysProcAttr()
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM to the master we started, then to its process group
-// (the imapd processes), and waits for both, bounded; SIGKILL is the last
-// resort. Never by name.
-func (p *process) stop() {
-	if p == nil {
-		return
-	}
-	p.once.Do(func() {
-		pid := p.cmd.Process.Pid
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(stopTimeout):
-				_ = p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if signalGroup(pid, syscall.SIGTERM) != nil {
-			return
-		}
-		for end := time.Now().Add(stopTimeout); time.Now().Before(end); {
-			if signalGroup(pid, 0) != nil {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		_ = signalGroup(pid, syscall.SIGKILL)
-	})
 }
 
 // UIDValidity returns the UIDVALIDITY of the user's INBOX.

@@ -29,9 +29,10 @@
 //   - Messages delivered in order get increasing UIDs, because Dovecot sorts
 //     new maildir files by the time stamp in their name and then by the
 //     rest of the base name (see Deliver).
-//   - Apart from raised connection limits, mail_fsync = never and a login
-//     greeting that carries a per-instance token (instead of "Dovecot
-//     ready."), the settings are Dovecot's defaults.
+//   - Apart from raised connection limits, mail_fsync = never, the time
+//     zone UTC (SEARCH SINCE and BEFORE compare dates in the server's
+//     zone) and a login greeting that carries a per-instance token
+//     (instead of "Dovecot ready."), the settings are Dovecot's defaults.
 //   - Start-up until both greetings takes about 50-80 ms. Shutdown takes
 //     1-3 s, because the master sleeps a fixed second while its log
 //     process drains, so tests that start instances should use t.Parallel.
@@ -39,24 +40,23 @@
 package dovecottest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/dovecotconf"
+	"github.com/popbridge/popbridge/internal/proctest"
 )
 
 // Options configures Start.
@@ -91,20 +91,18 @@ type Server struct {
 
 	users     map[string]string
 	oauth2URL string
-	mailUID   int
-	mailGID   int
+	inst      *dovecotconf.Instance
 	// stamp is the leading "time" field of every delivered file name; it is
 	// fixed per server so that only the counter decides the order.
 	stamp int64
 	seq   atomic.Uint64
-	proc  *process
+	proc  *proctest.Process
 }
 
 // Tunables. Start-up normally takes well under a second; the generous
 // bounds are for loaded CI machines.
 const (
 	readyTimeout = 15 * time.Second
-	stopTimeout  = 10 * time.Second
 	startTries   = 3
 	// maxDirLen keeps base_dir's UNIX socket paths (e.g.
 	// run/token-login/tokenlogin) under the 108-byte sun_path limit.
@@ -123,15 +121,7 @@ func Available() bool {
 // dovecotPath also looks in the sbin dirs because they are often missing
 // from a non-root PATH even where Dovecot is installed.
 func dovecotPath() (string, error) {
-	if p, err := exec.LookPath("dovecot"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/dovecot", "/usr/local/sbin/dovecot"} {
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", errors.New("dovecot binary not found in PATH, /usr/sbin or /usr/local/sbin")
+	return proctest.Executable("dovecot", "/usr/sbin", "/usr/local/sbin")
 }
 
 // unavailable skips rather than fails on developer machines without
@@ -159,7 +149,6 @@ func Start(t testing.TB, opts Options) *Server {
 	if os.Geteuid() != 0 {
 		unavailable(t, "running Dovecot with separate mail and login users requires root")
 	}
-	mailUID, mailGID := lookupIDs(t, "mail")
 	for _, name := range []string{"dovenull", "dovecot"} {
 		if _, err := user.Lookup(name); err != nil {
 			t.Fatalf("dovecottest: system user %q (created by Debian's dovecot-core) is missing: %v", name, err)
@@ -169,15 +158,6 @@ func Start(t testing.TB, opts Options) *Server {
 	users := opts.Users
 	if users == nil {
 		users = map[string]string{"alice": "secret"}
-	}
-	for name, pass := range users {
-		// passwd-file has no quoting, and the name becomes a path element.
-		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, ":/%\n\r\t ") {
-			t.Fatalf("dovecottest: unsupported user name %q", name)
-		}
-		if strings.ContainsAny(pass, ":\n\r") {
-			t.Fatalf("dovecottest: password for %q contains ':' or a line break, which passwd-file cannot hold", name)
-		}
 	}
 
 	// Not t.TempDir: its path embeds the test name and could exceed the
@@ -193,15 +173,22 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("dovecottest: temp dir %q is too long or has characters Dovecot's config cannot take unquoted; set TMPDIR to a short plain path such as /tmp", dir)
 	}
 
+	inst, err := dovecotconf.New(dir, filepath.Base(dir), connLimit)
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
 	s := &Server{
 		Dir:       dir,
 		users:     users,
 		oauth2URL: opts.OAuth2IntrospectionURL,
-		mailUID:   mailUID,
-		mailGID:   mailGID,
+		inst:      inst,
 		stamp:     time.Now().Unix(),
 	}
-	if err := s.prepare(); err != nil {
+	// The config depends on the ports and is written by each launch.
+	if err := inst.Layout(users); err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+	if err := s.writeOAuth2Args(); err != nil {
 		t.Fatalf("dovecottest: %v", err)
 	}
 
@@ -210,11 +197,11 @@ func Start(t testing.TB, opts Options) *Server {
 		if err == nil {
 			break
 		}
-		if errors.Is(err, errPortTaken) && try < startTries {
+		if errors.Is(err, proctest.ErrForeign) && try < startTries {
 			// Another process grabbed the port between our probe and
 			// Dovecot's bind; fresh ports almost always fix that.
 			t.Logf("dovecottest: attempt %d: %v; retrying with new ports", try, err)
-			s.proc.stop()
+			s.proc.Stop()
 			continue
 		}
 		t.Fatalf("dovecottest: starting dovecot failed (attempt %d): %v\n%s", try, err, s.Log())
@@ -232,73 +219,17 @@ func Start(t testing.TB, opts Options) *Server {
 // passdb/userdb args, which are split on spaces and expand %-variables.
 var safePath = regexp.MustCompile(`^[A-Za-z0-9/._+-]+$`)
 
-func lookupIDs(t testing.TB, name string) (uid, gid int) {
-	t.Helper()
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatalf("dovecottest: system user %q is needed to own the maildirs: %v", name, err)
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err1 != nil || err2 != nil || uid == 0 {
-		t.Fatalf("dovecottest: user %q has unusable uid/gid %s/%s", name, u.Uid, u.Gid)
-	}
-	return uid, gid
-}
-
-// prepare lays out everything except the config, which depends on the
-// ports and is rewritten on each launch attempt.
-func (s *Server) prepare() error {
-	// Dovecot's unprivileged processes must traverse Dir to reach the
-	// users file, their homes and base_dir.
-	if err := os.Chmod(s.Dir, 0o755); err != nil {
-		return err
-	}
-	if err := os.Mkdir(filepath.Join(s.Dir, "state"), 0o755); err != nil {
-		return err
-	}
-	if err := os.Mkdir(filepath.Join(s.Dir, "home"), 0o755); err != nil {
-		return err
-	}
-	var pw strings.Builder
-	for name, pass := range s.users {
-		home := filepath.Join(s.Dir, "home", name)
-		// uid/gid come from mail_uid/mail_gid, so the fields stay empty.
-		fmt.Fprintf(&pw, "%s:{PLAIN}%s::::%s::\n", name, pass, home)
-		for _, d := range []string{home, filepath.Join(home, "Maildir"),
-			s.maildir(name, "cur"), s.maildir(name, "new"), s.maildir(name, "tmp")} {
-			if err := os.Mkdir(d, 0o700); err != nil {
-				return err
-			}
-			if err := os.Chown(d, s.mailUID, s.mailGID); err != nil {
-				return err
-			}
-		}
-	}
-	// The auth process runs as the "dovecot" user and must read it.
-	if err := os.WriteFile(filepath.Join(s.Dir, "users"), []byte(pw.String()), 0o644); err != nil {
-		return err
-	}
-	return s.writeOAuth2Args()
-}
-
-func (s *Server) maildir(user, sub string) string {
-	return filepath.Join(s.Dir, "home", user, "Maildir", sub)
-}
-
-func (s *Server) logPath() string { return filepath.Join(s.Dir, "dovecot.log") }
+func (s *Server) logPath() string { return s.inst.LogPath() }
 
 // outPath receives the master's stdout and stderr, where errors from
 // before its log process started end up.
 func (s *Server) outPath() string { return filepath.Join(s.Dir, "dovecot.out") }
 
-// errPortTaken marks start failures that new ports can fix.
-var errPortTaken = errors.New("port already in use")
-
 // launch writes a config with fresh ports, starts the master and waits for
 // the greetings. On error s.proc may still be running; the caller stops it.
+// An error wrapping proctest.ErrForeign is one that new ports can fix.
 func (s *Server) launch(t testing.TB, bin string, pop3 bool, extra string) error {
-	ports, err := freePorts(2)
+	ports, err := proctest.FreePorts(2)
 	if err != nil {
 		return err
 	}
@@ -318,98 +249,26 @@ func (s *Server) launch(t testing.TB, bin string, pop3 bool, extra string) error
 	os.Remove(s.logPath())
 	os.Remove(s.outPath())
 
-	s.proc, err = startProcess(s.outPath(), bin, "-F", "-c", conf)
+	s.proc, err = proctest.Start(s.outPath(), bin, "-F", "-c", conf)
 	if err != nil {
 		return err
 	}
-	t.Cleanup(s.proc.stop)
+	t.Cleanup(s.proc.Stop)
 
-	targets := []struct{ addr, ok string }{{s.IMAPAddr, "* OK "}}
-	if pop3 {
-		targets = append(targets, struct{ addr, ok string }{s.POP3Addr, "+OK "})
-	}
 	deadline := time.Now().Add(readyTimeout)
-	var lastErr error
-	for len(targets) > 0 {
-		select {
-		case <-s.proc.exited:
-			err := fmt.Errorf("dovecot exited before it was ready: %v", s.proc.err)
-			if strings.Contains(s.Log(), "Address already in use") {
-				err = fmt.Errorf("%w: %v", errPortTaken, err)
-			}
-			return err
-		default:
+	for _, target := range []struct{ addr, ok string }{{s.IMAPAddr, "* OK "}, {s.POP3Addr, "+OK "}} {
+		if target.addr == "" {
+			continue
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v", readyTimeout, lastErr)
+		err := s.proc.WaitGreeting(target.addr, target.ok, token, time.Until(deadline))
+		if err != nil && strings.Contains(s.Log(), "Address already in use") {
+			err = fmt.Errorf("%w: %v", proctest.ErrForeign, err)
 		}
-		err := probe(targets[0].addr, targets[0].ok, token, s.proc.exited)
-		switch {
-		case err == nil:
-			targets = targets[1:]
-		case errors.Is(err, errPortTaken):
+		if err != nil {
 			return err
-		default:
-			lastErr = err
-			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return nil
-}
-
-// probe reads one server greeting. Dovecot's login processes hold the real
-// greeting back until the auth process answers, and imap-login may send a
-// "Waiting for authentication process" line first, so the probe reads on.
-// A greeting from our instance also means logins will be served. The probe
-// gives up as soon as the master exits, which is how a lost port race
-// shows when a silent process holds the port.
-func probe(addr, okPrefix, token string, exited <-chan struct{}) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-exited:
-		case <-done:
-		}
-		c.Close()
-	}()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("reading greeting from %s: %w", addr, err)
-		}
-		switch {
-		case strings.Contains(line, token) && strings.HasPrefix(line, okPrefix):
-			return nil
-		case strings.Contains(line, "Waiting for authentication"):
-			continue
-		default:
-			return fmt.Errorf("%w: %s greeted with %q", errPortTaken, addr, line)
-		}
-	}
-}
-
-// freePorts asks the kernel for n distinct free ports. They are released
-// before Dovecot binds them, so a race is possible; Start retries on it.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		// Kept open until all are picked so the kernel cannot hand out
-		// the same port twice.
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func (s *Server) config(token string, imapPort, pop3Port int, pop3 bool) string {
@@ -417,144 +276,18 @@ func (s *Server) config(token string, imapPort, pop3Port int, pop3 bool) string 
 	if pop3 {
 		protocols = "imap pop3"
 	}
-	var b strings.Builder
 	// Standalone on purpose: nothing from /etc/dovecot may leak in, so the
 	// instance behaves the same on every machine.
-	fmt.Fprintf(&b, `# Generated by dovecottest for one test run.
-instance_name = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-log_path = %[3]s
-info_log_path = %[3]s
-debug_log_path = %[3]s
-
-protocols = %[4]s
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = %[11]s
-login_greeting = %[5]s ready.
-
-default_login_user = dovenull
-default_internal_user = dovecot
-mail_uid = %[6]d
-mail_gid = %[7]d
-first_valid_uid = %[6]d
-first_valid_gid = %[7]d
+	conf := "# Generated by dovecottest for one test run.\n" + s.inst.Settings() + fmt.Sprintf(`
+protocols = %s
+auth_mechanisms = %s
+login_greeting = %s ready.
 mail_location = maildir:~/Maildir
-# Throw-away mail: durability is not worth the fsync latency.
-mail_fsync = never
-# Answer wrong passwords at once: the tests measure popbridge's own delay.
-auth_failure_delay = 0
-
-mail_max_userip_connections = %[8]d
-default_process_limit = %[8]d
-default_client_limit = %[8]d
-
-%[10]s
-userdb {
-  driver = passwd-file
-  args = username_format=%%u %[2]s/users
-}
-
-service imap-login {
-  inet_listener imap {
-    port = %[9]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-`, token, s.Dir, s.logPath(), protocols, token, s.mailUID, s.mailGID, connLimit, imapPort, s.passdbConfig(), s.authMechanisms())
+`, protocols, s.authMechanisms(), token) + s.passdbConfig() + s.inst.UserDB() + dovecotconf.Listener("imap", imapPort)
 	if pop3 {
-		fmt.Fprintf(&b, `service pop3-login {
-  inet_listener pop3 {
-    port = %d
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-`, pop3Port)
+		conf += dovecotconf.Listener("pop3", pop3Port)
 	}
-	// auth and anvil serve every login process; Dovecot warns at start-up
-	// unless their client_limit covers the raised process limits.
-	fmt.Fprintf(&b, `service auth {
-  client_limit = %[1]d
-}
-service anvil {
-  client_limit = %[1]d
-}
-`, 5*connLimit)
-	return b.String()
-}
-
-// process is one dovecot master started by launch.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd.Wait returned
-	err    error         // from cmd.Wait; valid after exited is closed
-	once   sync.Once
-}
-
-// startProcess sends the master's stdout and stderr to a file, not a pipe:
-// session processes inherit them, and with a pipe cmd.Wait would also wait
-// for every session still open.
-func startProcess(outPath, bin string, args ...string) (*process, error) {
-	out, err := os.Create(outPath)
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close() // the child has its own copy
-	p := &process{
-		cmd:    exec.Command(bin, args...),
-		exited: make(chan struct{}),
-	}
-	p.cmd.Stdout = out
-	p.cmd.Stderr = out
-	p.cmd.SysProcAttr = sysProcAttr()
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// stop signals only the master we started; SIGKILL is the last resort for
-// a hung master. The master's own shutdown takes 1-3 s (it sleeps a fixed
-// second after telling its children to close their listeners) and does not
-// end sessions whose client is still connected: those notice the master is
-// gone only about 10 s later. They are still in the master's process group,
-// so they are sent SIGTERM too, and waited for (bounded) so that the temp
-// dir is not removed under them.
-func (p *process) stop() {
-	p.once.Do(func() {
-		pid := p.cmd.Process.Pid
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(stopTimeout):
-				_ = p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if signalGroup(pid, syscall.SIGTERM) != nil {
-			return // group already empty, or no groups on this platform
-		}
-		for end := time.Now().Add(stopTimeout); time.Now().Before(end); {
-			if signalGroup(pid, 0) != nil {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		_ = signalGroup(pid, syscall.SIGKILL)
-	})
+	return conf
 }
 
 // Deliver writes raw (bytes exactly as given, no conversion) as a new
@@ -576,20 +309,20 @@ func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 		t.Fatalf("dovecottest: Deliver to unknown user %q", user)
 	}
 	name := fmt.Sprintf("%d.Q%012d.dovecottest", s.stamp, s.seq.Add(1))
-	tmp := filepath.Join(s.maildir(user, "tmp"), name)
+	tmp := filepath.Join(s.inst.Maildir(user, "tmp"), name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		t.Fatalf("dovecottest: Deliver: %v", err)
 	}
 	_, err = f.Write(raw)
 	if err == nil {
-		err = f.Chown(s.mailUID, s.mailGID)
+		err = f.Chown(s.inst.MailUID, s.inst.MailGID)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.maildir(user, "new"), name))
+		err = os.Rename(tmp, filepath.Join(s.inst.Maildir(user, "new"), name))
 	}
 	if err != nil {
 		os.Remove(tmp)

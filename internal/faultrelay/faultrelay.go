@@ -4,7 +4,12 @@
 // and, when an armed fault triggers, cuts the connection, stalls one
 // direction or slows it down. A fault triggers at a chosen octet offset of
 // one direction or where a chosen pattern (an IMAP command such as
-// "UID EXPUNGE", a POP3 "QUIT") first appears in it.
+// "UID EXPUNGE", a POP3 "QUIT") first appears in it. All along, the relay
+// can also delay both directions, as a distant server would, and count a
+// pattern, such as the FETCH commands a test expects to be batched.
+//
+// A tap copies what passes in one direction to a writer, so a test can
+// check which commands a client sent.
 //
 // The relay is bounded and clean: Close stops accepting, closes every
 // connection it holds and waits for all of its goroutines, so a test that
@@ -107,11 +112,14 @@ type Relay struct {
 	ln       net.Listener
 	accepted atomic.Int64
 
-	mu     sync.Mutex
-	faults []*Armed
-	links  map[*link]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	faults   []*Armed
+	counters []*Counter
+	taps     [2]io.Writer // by Dir
+	latency  time.Duration
+	links    map[*link]struct{}
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // DialTimeout bounds the relay's connection to its target.
@@ -156,6 +164,16 @@ func (r *Relay) Arm(f Fault) *Armed {
 	return a
 }
 
+// Tap copies everything the relay reads in direction d, on every
+// connection, to w, before any fault acts on it. w is written to from
+// the relay's goroutines, once per read: with more than one connection it
+// must be safe for concurrent use, and their data interleave.
+func (r *Relay) Tap(d Dir, w io.Writer) {
+	r.mu.Lock()
+	r.taps[d] = w
+	r.mu.Unlock()
+}
+
 // Disarm removes every fault that has not triggered yet.
 func (r *Relay) Disarm() {
 	r.mu.Lock()
@@ -176,28 +194,27 @@ func (r *Relay) Open() int {
 // CutAll closes every open connection now, as a server or a NAT box that
 // drops idle connections would. The relay goes on accepting.
 func (r *Relay) CutAll() {
+	for _, l := range r.openLinks() {
+		l.close()
+	}
+}
+
+// openLinks returns the connections open now; closing one takes the lock.
+func (r *Relay) openLinks() []*link {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	links := make([]*link, 0, len(r.links))
 	for l := range r.links {
 		links = append(links, l)
 	}
-	r.mu.Unlock()
-	for _, l := range links {
-		l.close()
-	}
+	return links
 }
 
 // Hangup writes msg (e.g. an IMAP "* BYE Disconnected for inactivity.")
 // to the side that dialled each open connection, then closes them all, as
 // a server that drops idle clients does. The relay goes on accepting.
 func (r *Relay) Hangup(msg []byte) {
-	r.mu.Lock()
-	links := make([]*link, 0, len(r.links))
-	for l := range r.links {
-		links = append(links, l)
-	}
-	r.mu.Unlock()
-	for _, l := range links {
+	for _, l := range r.openLinks() {
 		l.conns[0].SetWriteDeadline(time.Now().Add(DialTimeout))
 		l.conns[0].Write(msg)
 		l.close()
@@ -238,6 +255,7 @@ func (r *Relay) accept() {
 		}
 		l := &link{r: r, conns: [2]net.Conn{down, up}, done: make(chan struct{})}
 		r.mu.Lock()
+		l.latency = r.latency
 		if r.closed {
 			r.mu.Unlock()
 			down.Close()
@@ -258,6 +276,8 @@ type link struct {
 	conns [2]net.Conn
 	once  sync.Once
 	done  chan struct{}
+	// latency delays both directions (steady.go).
+	latency time.Duration
 	// halfClosed counts the directions whose source has ended.
 	halfClosed atomic.Int32
 }
@@ -285,12 +305,16 @@ type pipeState struct {
 func (l *link) pipe(dir Dir, src, dst net.Conn) {
 	defer l.r.wg.Done()
 	p := &pipeRun{l: l, dir: dir, dst: dst, states: make(map[*Armed]*pipeState)}
-	buf := make([]byte, 32<<10)
+	read := l.reader(src)
 	for {
-		n, err := src.Read(buf)
-		if n > 0 && !p.forward(buf[:n]) {
-			l.close()
-			return
+		data, err := read()
+		if len(data) > 0 {
+			l.r.tap(dir, data)
+			p.count(data)
+			if !p.forward(data) {
+				l.close()
+				return
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			if tc, ok := dst.(*net.TCPConn); ok && tc.CloseWrite() == nil && l.halfClosed.Add(1) < 2 {
@@ -304,6 +328,15 @@ func (l *link) pipe(dir Dir, src, dst net.Conn) {
 	}
 }
 
+func (r *Relay) tap(d Dir, data []byte) {
+	r.mu.Lock()
+	w := r.taps[d]
+	r.mu.Unlock()
+	if w != nil {
+		w.Write(data)
+	}
+}
+
 type pipeRun struct {
 	l      *link
 	dir    Dir
@@ -313,6 +346,7 @@ type pipeRun struct {
 	active bool // mode is in effect (Stall or Slow)
 	rate   int
 	states map[*Armed]*pipeState
+	tails  map[*Counter][]byte // the end of the data counted so far
 }
 
 // forward handles data read from the source; false means the link is

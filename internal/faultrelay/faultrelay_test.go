@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -190,6 +192,37 @@ func TestMatchAcrossReads(t *testing.T) {
 	<-f.Fired()
 	if got := tg.received(t); string(got) != "A1 LOGOUT" {
 		t.Errorf("target got %q, want %q", got, "A1 LOGOUT")
+	}
+}
+
+// A tap sees what passed in its direction, including what a fault then
+// held back.
+func TestTapCopiesOneDirection(t *testing.T) {
+	tg := startTarget(t, []byte("* OK ready\r\n"))
+	r := New(t, tg.addr)
+	var up, down testkit.LockedBuffer
+	r.Tap(Up, &up)
+	r.Tap(Down, &down)
+	f := r.Arm(Fault{Dir: Up, Match: "A2", Action: Stall})
+	c := dial(t, r.Addr)
+	buf := make([]byte, len("* OK ready\r\n"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("A1 NOOP\r\nA2 LOGOUT\r\n"))
+	<-f.Fired()
+	for deadline := time.Now().Add(10 * time.Second); up.String() != "A1 NOOP\r\nA2 LOGOUT\r\n"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("up tap has %q", up.String())
+		}
+	}
+	c.Close()
+	if got := tg.received(t); string(got) != "A1 NOOP\r\n" {
+		t.Errorf("target got %q past the stall", got)
+	}
+	if got := down.String(); got != "* OK ready\r\n" {
+		t.Errorf("down tap has %q", got)
 	}
 }
 

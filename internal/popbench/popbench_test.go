@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -14,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/memimap"
-	"github.com/popbridge/popbridge/proxy"
-	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/internal/popbridgetest"
 )
 
 // corpus has the cases a POP3 server must get right: dot-stuffing at the
@@ -36,46 +34,9 @@ func corpus() [][]byte {
 	return msgs
 }
 
-// startPopbridge runs popbridge in front of an in-memory IMAP server
-// holding msgs.
-func startPopbridge(t *testing.T, msgs [][]byte) string {
-	t.Helper()
-	up, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
-	up.AddUser("alice", "secret")
-	for _, m := range msgs {
-		if err := up.Append("alice", "INBOX", m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	noDelay := time.Duration(0)
-	cfg := &config.Config{
-		Listen:   []config.ListenConfig{{Address: "127.0.0.1:0"}},
-		Upstream: config.UpstreamConfig{Address: up.Addr, TLS: "none"},
-		Limits:   config.LimitsConfig{AuthFailureDelay: &noDelay},
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); p.Serve() }()
-	t.Cleanup(func() { p.Close(); <-done })
-	return p.Addrs()[0].String()
-}
-
 func TestEveryModePassesAgainstPopbridge(t *testing.T) {
 	msgs := corpus()
-	addr := startPopbridge(t, msgs)
+	addr := popbridgetest.Start(t, msgs)
 	for _, mode := range Modes {
 		for _, pipeline := range []int{1, 8} {
 			t.Run(fmt.Sprintf("%s/pipeline=%d", mode, pipeline), func(t *testing.T) {
@@ -118,7 +79,7 @@ func TestEveryModePassesAgainstPopbridge(t *testing.T) {
 
 func TestReportsAMailboxOtherThanExpected(t *testing.T) {
 	msgs := corpus()
-	addr := startPopbridge(t, msgs[:len(msgs)-1])
+	addr := popbridgetest.Start(t, msgs[:len(msgs)-1])
 	rep, err := Run(context.Background(), Options{
 		Addr: addr, Users: []Credentials{{"alice", "secret"}}, Mode: ModeRetrAll, Expect: NewExpected(msgs),
 	})
@@ -140,10 +101,14 @@ type fakeServer struct {
 	list func(n int) int64
 
 	sessions *atomic.Int64
+	// reads counts the reads that returned data: a client's writes
+	// arrive as separate reads (closely enough: loopback keeps them apart
+	// when the client waits between them).
+	reads *atomic.Int64
 }
 
 func (f *fakeServer) start(t *testing.T) string {
-	f.sessions = new(atomic.Int64)
+	f.sessions, f.reads = new(atomic.Int64), new(atomic.Int64)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +152,7 @@ func (f *fakeServer) serve(nc net.Conn) {
 	defer nc.Close()
 	k := int(f.sessions.Add(1))
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(nc)
+	r := bufio.NewReader(readCounter{nc, f.reads})
 	w := bufio.NewWriter(nc)
 	defer w.Flush()
 	w.WriteString("+OK fake\r\n")
@@ -346,11 +311,9 @@ func boolInt(b bool) int64 {
 func TestPipelinedSessionsSendCommandsAhead(t *testing.T) {
 	// The fake server flushes only when no further command is buffered,
 	// so the number of separate reads tells whether the client pipelined.
-	var reads atomic.Int64
 	f := fakeServer{msgs: corpus()}
 	addr := f.start(t)
-	relay := countingRelay(t, addr, &reads)
-	rep, err := Run(context.Background(), Options{Addr: relay, Users: []Credentials{{"u", "p"}}, Mode: ModeRetrAll, Pipeline: 64})
+	rep, err := Run(context.Background(), Options{Addr: addr, Users: []Credentials{{"u", "p"}}, Mode: ModeRetrAll, Pipeline: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,61 +322,21 @@ func TestPipelinedSessionsSendCommandsAhead(t *testing.T) {
 	}
 	// One write each for USER+PASS, STAT, UIDL+LIST, the RETRs and QUIT;
 	// one command per write would be 2+1+2+12+1 = 18.
-	if got := reads.Load(); got > 8 {
+	if got := f.reads.Load(); got > 8 {
 		t.Errorf("client sent its %d commands in %d writes, want them batched", 18, got)
 	}
 }
 
-// countingRelay forwards to target and counts the client's writes that
-// arrive as separate reads (closely enough: loopback keeps them apart
-// when the client waits between them).
-func countingRelay(t *testing.T, target string, writes *atomic.Int64) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// readCounter counts the reads of r that return data.
+type readCounter struct {
+	r     io.Reader
+	reads *atomic.Int64
+}
+
+func (c readCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.reads.Add(1)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		down, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer down.Close()
-		up, err := net.Dial("tcp", target)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := up.Read(buf)
-				if n > 0 {
-					down.Write(buf[:n])
-				}
-				if err != nil {
-					down.Close()
-					return
-				}
-			}
-		}()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := down.Read(buf)
-			if n > 0 {
-				writes.Add(1)
-				up.Write(buf[:n])
-			}
-			if err != nil {
-				up.Close()
-				return
-			}
-		}
-	}()
-	return ln.Addr().String()
+	return n, err
 }

@@ -1,14 +1,14 @@
 //go:build !linux
 
-package cyrustest
+package proctest
 
 import (
 	"errors"
 	"syscall"
 )
 
-// sysProcAttr adds nothing outside Linux, where the harness is only
-// expected to compile: Cyrus is then stopped by the test's cleanup alone.
+// sysProcAttr adds nothing outside Linux, where the harnesses are only
+// expected to compile: a process is then stopped by Stop alone.
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 // signalGroup is unsupported without the process group set up on Linux.

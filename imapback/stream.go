@@ -1,0 +1,476 @@
+package imapback
+
+// The message stream: Retrieve and the reader it returns, which fetches
+// one message in chunks of ChunkSize octets (BODY.PEEK[]<offset.size>,
+// one range per FETCH) and hands each octet to the POP3 side as soon as
+// it is in. The batch of small messages that a sequential client is
+// served from memory is in readahead.go.
+//
+// Who owns the upstream connection when. go-imap's own reader goroutine
+// parses every response and calls Session.expunged (under s.mu) for
+// EXPUNGEs; commands are sent by exactly one goroutine at a time:
+//
+//   - The session's goroutine, the caller of the Session's methods,
+//     between transfers. It alone reconnects (guard) and sends \Seen
+//     STOREs, NOOP, the snapshot and the UPDATE state. Retrieve does both
+//     before it starts the reader's goroutine.
+//   - The reader's goroutine (produce), from then until the reader's
+//     Close. It sends the chunk FETCHes one after the other, each bounded
+//     by the command timeout (bound), and neither reconnects nor sends a
+//     STORE. The session's goroutine sends nothing meanwhile: the POP3
+//     side reads a message and closes it before its next command, and
+//     Close returns only once produce has.
+//   - A batch FETCH's goroutine, from fetchBatch until it has read the
+//     last body of the batch. guard, Close and rangeBuffer wait for it
+//     (ra.join) before they touch the connection.
+//
+// A chunk the client has not read yet never holds a literal open: the
+// reader's goroutine reads each chunk at upstream speed into a buffer of
+// its own (go-imap gives a literal one read deadline, which a slow client
+// would otherwise outlast). With read-ahead on, a message larger than one
+// chunk gets a second buffer, so the next chunk is fetched while the
+// client is sent the current one.
+//
+// A chunk that fails ends the reader with an error: the POP3 side then
+// cuts the client off without the terminating ".", so a truncated message
+// is never stored as whole.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Retrieve returns a reader of message i. The first chunk is fetched
+// before it returns, so that a message expunged upstream gives ErrGone,
+// and an upstream that fails in the first chunk an error, instead of a
+// response the client already saw start. lines >= 0 says the caller needs
+// only the header and that many body lines. ctx bounds the whole
+// transfer; each chunk also has the command timeout.
+func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser, error) {
+	// A sequential client's small messages come from the batch.
+	if rc, err := s.retrieveAhead(ctx, i, lines); rc != nil || err != nil {
+		return rc, err
+	}
+	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize}
+	if lines >= 0 {
+		r.chunk = min(r.chunk, 64<<10)
+	}
+	done, err := s.guard(ctx)
+	if err != nil {
+		done()
+		return nil, err
+	}
+	// Pending \Seen STOREs go out (and are waited for, if one names this
+	// message) under the guard: a stalled upstream must not hold the
+	// session past the command timeout.
+	s.beforeFetch(s.msgs[i].UID)
+	r.bufp = s.b.bufPool.Get().(*[]byte)
+	r.free = make(chan []byte, 2)
+	r.free <- *r.bufp
+	if lines < 0 && s.msgs[i].Size >= int64(r.chunk) {
+		// More than one chunk: fetch the next while the client is sent
+		// this one.
+		if buf := s.rangeBuffer(); buf != nil {
+			r.other = buf
+			r.free <- buf
+		}
+	}
+	r.ready = make(chan *rangeFetch, 2)
+	r.stop = make(chan struct{})
+	r.exited = make(chan struct{})
+	go r.produce(done)
+	if r.cur = <-r.ready; r.cur == nil {
+		r.Close()
+		return nil, fmt.Errorf("%w: transfer stopped", ErrUnavailable)
+	}
+	<-r.cur.done
+	if err := r.cur.err; err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// rangeBuffer takes the session's read-ahead buffer as the second buffer
+// of a large message, so that a session never holds more read-ahead
+// memory than one batch's buffer. It returns nil when read-ahead is off,
+// the batch still holds unserved messages, or the Backend-wide
+// ReadAheadTotal is spent: the ranges are then fetched one after the
+// other.
+func (s *Session) rangeBuffer() []byte {
+	if !s.readAheadEnabled() {
+		return nil
+	}
+	// A large message asked for in a sequential run used up the batch
+	// before it; a batch that still holds messages stays.
+	s.ra.join()
+	if s.ra.left > 0 {
+		return nil
+	}
+	s.ra.release(s.b)
+	if !s.ra.acquire(s.b) {
+		return nil
+	}
+	return *s.ra.bufp
+}
+
+// bodyReader reads a message in chunks of BODY.PEEK[]<offset.size>. A
+// goroutine of its own (produce) fetches the chunks one after the other
+// into the reader's buffers, at upstream speed; the client takes each at
+// its own pace, from its first octets on (but the last octet of a chunk
+// only once its FETCH completed: a client cut off after the last literal
+// must not have the whole message). With one buffer, a chunk is fetched
+// when the client has read the one before; with two, while the client
+// reads it.
+type bodyReader struct {
+	s      *Session
+	ctx    context.Context
+	i      int
+	chunk  int
+	bufp   *[]byte          // from bufPool
+	other  []byte           // the session's read-ahead buffer, if taken
+	free   chan []byte      // buffers the client is done with
+	ready  chan *rangeFetch // the chunks, in order, as their FETCH starts
+	stop   chan struct{}    // closed by Close
+	exited chan struct{}    // closed when produce returns
+	cur    *rangeFetch
+	pos    int // octets of cur read
+	err    error
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	in, err := r.arrived()
+	n := copy(p, in)
+	r.pos += n
+	return n, err
+}
+
+// WriteTo writes the message to w straight from the chunk buffers, as
+// the octets arrive (io.WriterTo: the POP3 front end then copies nothing
+// itself). It returns the error of a failed read like Read, or w's.
+func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		in, err := r.arrived()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		n, err := w.Write(in)
+		r.pos += n
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// arrived returns the octets of the message that are in and not read
+// yet, waiting for some if there are none; io.EOF at the end.
+func (r *bodyReader) arrived() ([]byte, error) {
+	for {
+		if r.err != nil {
+			return nil, r.err
+		}
+		f := r.cur
+		if avail := int(f.avail.Load()); r.pos < avail {
+			return f.buf[r.pos:avail], nil
+		}
+		if !f.finished() {
+			select {
+			case <-f.wake:
+			case <-f.done:
+			}
+			continue
+		}
+		if r.pos < int(f.avail.Load()) {
+			continue // the last octets came with the end
+		}
+		if f.err != nil {
+			r.err = f.err
+			return nil, f.err
+		}
+		if f.n < len(f.buf) {
+			return nil, io.EOF // a short chunk ends the message
+		}
+		r.free <- f.mem
+		if r.cur = <-r.ready; r.cur == nil {
+			r.err = fmt.Errorf("%w: transfer stopped", ErrUnavailable)
+			return nil, r.err
+		}
+		r.pos = 0
+	}
+}
+
+// rangeFetch is one chunk of a message, read into buf by the reader's
+// goroutine while the session's goroutine takes what has arrived.
+type rangeFetch struct {
+	offset int64
+	mem    []byte        // the whole buffer
+	buf    []byte        // the part asked for: len(buf) octets at offset
+	avail  atomic.Int64  // octets at the start of buf the client may have
+	wake   chan struct{} // signalled when avail grows
+	done   chan struct{} // closed at the end, after n and err are set
+	n      int
+	err    error
+	broken bool // the connection broke during the FETCH
+}
+
+// produce fetches the chunks of the message, each into a buffer the
+// client is done with, until the last one, a failure, or Close. done ends
+// the first chunk's guard; the later chunks get the command timeout
+// each, but no reconnect and no \Seen STORE: those belong to the
+// session's goroutine, which sends no command while a transfer is open.
+func (r *bodyReader) produce(done func()) {
+	defer close(r.exited)
+	defer close(r.ready)
+	s := r.s
+	offset := int64(0)
+	for {
+		var mem []byte
+		select {
+		case mem = <-r.free:
+		case <-r.stop:
+		}
+		select {
+		case <-r.stop:
+			done()
+			return
+		default:
+		}
+		f := &rangeFetch{
+			offset: offset, mem: mem, buf: mem[:min(r.chunk, len(mem))],
+			wake: make(chan struct{}, 1), done: make(chan struct{}),
+		}
+		r.ready <- f
+		if offset > 0 {
+			if err := r.ctx.Err(); err != nil {
+				f.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+				close(f.done)
+				return
+			}
+			done = s.bound(r.ctx)
+		}
+		f.n, f.err = r.fetchRange(f)
+		if f.err == nil {
+			f.grew(f.n) // the last octet: the FETCH is complete
+		}
+		done()
+		if f.broken {
+			s.awaitClosed()
+		}
+		close(f.done)
+		if f.err != nil || f.n < len(f.buf) {
+			return
+		}
+		offset += int64(f.n)
+	}
+}
+
+func (f *rangeFetch) finished() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// grew publishes that the first n octets of buf are in.
+func (f *rangeFetch) grew(n int) {
+	f.avail.Store(int64(n))
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fetchRange runs in the reader's goroutine: it fetches the chunk and
+// returns its length.
+func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
+	s := r.s
+	uid := s.msgs[r.i].UID
+	var n int
+	var found, spoiled bool
+	var err error
+	// go-imap counts a UID as answered when a flag change by another
+	// client arrives for it in the middle of this command, and then drops
+	// the body that follows. The message is still there: ask again.
+	for attempt := 1; ; attempt++ {
+		n, found, spoiled, err = r.fetchChunk(uid, f)
+		if found || !spoiled || err != nil || attempt == maxFetchAttempts {
+			break
+		}
+	}
+	if errors.Is(err, errLiteral) {
+		return 0, fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, f.offset, err)
+	}
+	if !found {
+		var ie *imap.Error
+		if f.offset == 0 && !spoiled && (err == nil || errors.As(err, &ie)) {
+			// No FETCH data for the UID, or a NIL body: another client
+			// expunged it.
+			s.markGone(r.i)
+			return 0, fmt.Errorf("%w: UID %d", ErrGone, uid)
+		}
+		if err == nil {
+			err = errors.New("no body in FETCH response")
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, f.offset, err)
+	}
+	if err := r.checkEnd(f.offset, len(f.buf), n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// checkEnd vets a chunk of n octets that may end the message. A short
+// chunk normally does, but Dovecot answers a partial FETCH of a message
+// another client expunged during the transfer with BODY[]<offset> NIL,
+// OK [EXPUNGEISSUED] and then "* n EXPUNGE": taken for the end, that would
+// deliver a truncated message as complete. So a message that ends before
+// its snapshot size is an error when it was expunged meanwhile or when the
+// upstream sent nothing at all past the first chunk. (A server whose
+// RFC822.SIZE is only an estimate is still served: its short last chunk
+// is believed unless the message is gone.)
+func (r *bodyReader) checkEnd(offset int64, asked, n int) error {
+	if n >= asked {
+		return nil
+	}
+	s := r.s
+	size := s.msgs[r.i].Size
+	end := offset + int64(n)
+	if end >= size {
+		return nil
+	}
+	if s.Expunged(r.i) || (n == 0 && offset > 0) {
+		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, s.msgs[r.i].UID, end, size)
+	}
+	return nil
+}
+
+// maxFetchAttempts bounds the FETCHes of one chunk that other clients'
+// flag changes can spoil (see fetchRange).
+const maxFetchAttempts = 3
+
+// fetchChunk runs one UID FETCH of the chunk f.
+// spoiled reports that FETCH data for uid came without a body section:
+// a flag update, after which go-imap drops the answer.
+func (r *bodyReader) fetchChunk(uid imap.UID, f *rangeFetch) (n int, found, spoiled bool, err error) {
+	s := r.s
+	section := &imap.FetchItemBodySection{
+		Peek:    true,
+		Partial: &imap.SectionPartial{Offset: f.offset, Size: int64(len(f.buf))},
+	}
+	start := time.Now()
+	defer func() { s.observe("UID FETCH", start, err) }()
+	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{section},
+	})
+	// go-imap passes this command only FETCH data that names uid.
+	for !found && err == nil {
+		m := cmd.Next()
+		if m == nil {
+			break
+		}
+		var section bool
+		n, found, section, err = readBodyChunk(m, f)
+		spoiled = spoiled || !section
+	}
+	if errors.Is(err, errLiteral) {
+		// After a failed literal read go-imap's reader goroutine owns the
+		// connection's buffer again, and closing the command would read
+		// the literal once more, racing with it. The connection is broken
+		// anyway: close it, which ends the command.
+		s.nc.Close()
+		f.broken = true
+		return n, found, spoiled, err
+	}
+	cerr := cmd.Close()
+	f.broken = ConnectionError(cerr)
+	if err == nil {
+		err = cerr
+	}
+	return n, found, spoiled, err
+}
+
+var errLiteral = errors.New("literal cut short")
+
+// readBodyChunk copies the body section of a FETCH response into f.buf,
+// publishing each piece as it comes. It checks that the server answered
+// the partial FETCH as asked: a server that sent another range or more
+// than asked would corrupt the message. section reports whether the
+// response had a body section at all, found whether it holds data (or,
+// past the start, NIL for the end of the message).
+func readBodyChunk(m *imapclient.FetchMessageData, f *rangeFetch) (n int, found, section bool, err error) {
+	for item := m.Next(); item != nil; item = m.Next() {
+		body, ok := item.(imapclient.FetchItemDataBodySection)
+		if !ok || section {
+			continue
+		}
+		section, found = true, true
+		if body.Literal == nil {
+			// NIL: past the end of the message, or no message at all.
+			return 0, f.offset > 0, true, nil
+		}
+		var got int64 // a response without <offset> is the whole body
+		if p := body.Section.Partial; p != nil {
+			got = p.Offset
+		}
+		size := body.Literal.Size()
+		if got != f.offset || size > int64(len(f.buf)) {
+			return 0, found, section, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", f.offset, size, got)
+		}
+		// Read exactly the announced size: a literal cut short is a broken
+		// connection, not the end of the message.
+		for n < int(size) {
+			// As much as the connection has: smaller reads cost more
+			// system calls and hand-overs (10% more CPU with 64 KiB).
+			k, rerr := body.Literal.Read(f.buf[n:size])
+			n += k
+			if k > 0 && min(n, int(size)-1) > 0 {
+				f.grew(min(n, int(size)-1)) // the last octet waits for the OK
+			}
+			if rerr != nil && n < int(size) {
+				if rerr == io.EOF {
+					rerr = io.ErrUnexpectedEOF
+				}
+				return n, found, section, fmt.Errorf("%w: %v", errLiteral, rerr)
+			}
+		}
+	}
+	return n, found, section, nil
+}
+
+// Close stops the transfer and releases the buffers. A transfer stopped
+// early (TOP, or a client gone) leaves nothing pending upstream: the
+// chunk in flight is read whole first.
+func (r *bodyReader) Close() error {
+	if r.stop != nil {
+		close(r.stop)
+		<-r.exited
+		r.stop = nil
+	}
+	r.cur = nil
+	if r.other != nil {
+		r.other = nil
+		r.s.ra.release(r.s.b)
+	}
+	if r.bufp != nil {
+		r.s.b.bufPool.Put(r.bufp)
+		r.bufp = nil
+	}
+	return nil
+}

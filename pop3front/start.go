@@ -1,0 +1,63 @@
+// start.go holds what a connection does before its greeting: the implicit
+// TLS handshake, learning the client's address (a PROXY protocol header,
+// read by the listener), and the connection limits.
+
+package pop3front
+
+import (
+	"context"
+	"crypto/tls"
+	"time"
+)
+
+// start runs in the connection's goroutine before the greeting. Under
+// HandshakeTimeout it completes the implicit TLS handshake and learns the
+// client's address (which, behind a PROXY protocol listener, reads the
+// header); then it applies the connection limits. It reports whether the
+// session goes on.
+func (c *conn) start() bool {
+	timeout := orDefault(c.srv.HandshakeTimeout, DefaultHandshakeTimeout)
+	c.nc.SetDeadline(time.Now().Add(timeout))
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(c.ctx, timeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.log.Info("TLS handshake failed", "remote", tc.RemoteAddr().String(), "err", err)
+			return false
+		}
+	}
+	c.remote = c.nc.RemoteAddr()
+	c.nc.SetDeadline(time.Time{})
+	c.log = c.log.With("remote", c.remote.String())
+	if c.overLimit {
+		c.refuse("too many connections", "Too many connections, try again later")
+		return false
+	}
+	if !c.srv.addIP(c, AddrIP(c.remote)) {
+		c.refuse("too many connections from the client's address", "Too many connections from your address, try again later")
+		return false
+	}
+	return true
+}
+
+// refuse answers a connection over one of the server's limits; the
+// caller closes it.
+func (c *conn) refuse(why, text string) {
+	c.log.Warn("connection refused: " + why)
+	if c.srv.Observer != nil {
+		c.srv.Observer.ConnRefused(c.event())
+	}
+	c.writeErr(&Error{Code: "SYS/TEMP", Text: text})
+	c.bw.Flush()
+}
+
+func (c *conn) isTLS() bool {
+	_, ok := c.nc.(*tls.Conn)
+	return ok
+}
+
+// info describes the connection for the Backend and PlaintextAllowed.
+func (c *conn) info() ConnInfo {
+	return ConnInfo{RemoteAddr: c.remote, LocalAddr: c.nc.LocalAddr(), TLS: c.isTLS(), Session: c.id, Logger: c.log}
+}

@@ -129,7 +129,7 @@ func newRateLimited(next pop3front.Backend, l config.LimitsConfig, log *slog.Log
 
 func (r *rateLimited) Login(ctx context.Context, user, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
 	now := r.now()
-	ip := addrIP(info.RemoteAddr)
+	ip := pop3front.AddrIP(info.RemoteAddr)
 	ipKey := ""
 	if ip.IsValid() {
 		ipKey = ip.String()

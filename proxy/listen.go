@@ -11,6 +11,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
@@ -73,7 +74,7 @@ func bind(l config.ListenConfig, handshakeTimeout time.Duration, log *slog.Logge
 // which closes the connection (a v2 header's signature contains "QUIT").
 func proxyPolicy(trusted netSet) proxyproto.ConnPolicyFunc {
 	return func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-		if trusted.contains(addrIP(o.Upstream)) {
+		if trusted.contains(pop3front.AddrIP(o.Upstream)) {
 			return proxyproto.REQUIRE, nil
 		}
 		return proxyproto.SKIP, nil

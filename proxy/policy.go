@@ -121,7 +121,7 @@ func (ps *policies) resolve(login string, info pop3front.ConnInfo) (string, imap
 			}
 		}
 	}
-	client := addrOf(info.RemoteAddr)
+	client := pop3front.AddrIP(info.RemoteAddr)
 	if device == "" && client.IsValid() {
 		for i, n := range ps.addresses {
 			if n.Contains(client) {
@@ -177,15 +177,4 @@ func (r *rule) matches(user, device string, client netip.Addr, listener string) 
 		return false
 	}
 	return true
-}
-
-func addrOf(a net.Addr) netip.Addr {
-	if a == nil {
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }

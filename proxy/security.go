@@ -5,7 +5,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/popbridge/popbridge/pop3front"
@@ -25,27 +24,12 @@ func (s netSet) contains(ip netip.Addr) bool {
 	return false
 }
 
-// addrIP is the IP address of a network address, or the zero Addr.
-func addrIP(a net.Addr) netip.Addr {
-	if a == nil {
-		return netip.Addr{}
-	}
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
-
 // plaintextPolicy allows USER/PASS and AUTH PLAIN without TLS only from
 // the trusted networks.
 func plaintextPolicy(trustedNetworks []string) func(pop3front.ConnInfo) bool {
 	nets, _ := config.ParseNetworks(trustedNetworks) // checked by Check
 	trusted := netSet(nets)
-	return func(info pop3front.ConnInfo) bool { return trusted.contains(addrIP(info.RemoteAddr)) }
+	return func(info pop3front.ConnInfo) bool { return trusted.contains(pop3front.AddrIP(info.RemoteAddr)) }
 }
 
 // ReloadCertificates reads every listener's certificate and key files

@@ -6,8 +6,9 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/popbridge/popbridge/pop3front"
 )
 
 // The Runner's listening sockets: one accept goroutine per socket
@@ -38,28 +39,16 @@ func newSharedListener(ln net.Listener, log *slog.Logger) *sharedListener {
 
 func (s *sharedListener) accept() {
 	defer close(s.exited)
-	var backoff time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := pop3front.Accept(s.ln, s.log, s.done)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed, retrying", "addr", s.ln.Addr().String(), "err", err, "backoff", backoff)
-				select {
-				case <-time.After(backoff):
-					continue
-				case <-s.done:
-					return
-				}
-			}
+			// A stop closed done first; the once keeps its error.
 			s.once.Do(func() {
 				s.err = err
 				close(s.done)
 			})
 			return
 		}
-		backoff = 0
 		select {
 		case s.conns <- nc:
 		case <-s.done:

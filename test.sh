@@ -2,8 +2,8 @@
 # The test suite, with what it needs. First it installs, as Debian packages,
 # each program the end-to-end tests drive that is missing (the IMAP servers
 # Dovecot, Cyrus and Courier, Redis, the POP3 clients, promtool,
-# systemd-analyze, a C compiler for -race), then it runs `go test -race` on
-# the whole module.
+# systemd-analyze, rpm for the release check, a C compiler for -race), then
+# it runs `go test -race` on the whole module.
 # .ci/run calls it too, so CI and a developer run the same thing.
 #
 #   ./test.sh                          install what is missing, run every test
@@ -55,10 +55,12 @@ component_pop3_clients() {
 }
 
 # promtool checks the alert rules and the dashboard's queries; systemd-analyze
-# verifies the unit (.ci/deploy.sh, proxy/monitoring_test.go).
+# verifies the unit (.ci/deploy.sh, proxy/monitoring_test.go); rpm lists what
+# the release's .rpm packages hold (.ci/deploy.sh).
 component_monitoring_tools() {
   need promtool prometheus
   need systemd-analyze systemd
+  need rpm rpm
 }
 
 # Cyrus IMAP, the third upstream (internal/cyrustest). cyrus-imapd conflicts

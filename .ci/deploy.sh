@@ -4,10 +4,11 @@
 # build, helm lint and template against the chart's schema, a strict decode
 # of every rendered object into the Kubernetes and prometheus-operator API
 # types (deploy/validate, which also runs popbridge check-config on each
-# rendered configuration), promtool for the alert rules, a GoReleaser
-# snapshot of every release artefact but the image, and the .deb installed,
+# rendered configuration), promtool for the alert rules, a snapshot of every
+# release artefact but the image (deploy/release.sh), and the .deb installed,
 # run and removed, with systemd-analyze on the unit it installs. Called by
-# .ci/run; needs root (dpkg) and Debian. Each step prints how long it took.
+# .ci/run; needs root (dpkg) and Debian, with rpm, promtool and systemd-analyze
+# (./test.sh installs them). Each step prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ] || ! command -v dpkg > /dev/null; then
@@ -24,15 +25,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== deploy: install helm, kustomize, goreleaser and syft"
+echo "== deploy: install helm, kustomize, nfpm and syft"
 start=$SECONDS
 GOFLAGS= go install helm.sh/helm/v3/cmd/helm@v3.19.5
 GOFLAGS= go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.0
-# GoReleaser builds the release; syft writes its SBOMs. Both from the Go
-# module proxy (neither is a Debian package).
-GOFLAGS= go install github.com/goreleaser/goreleaser/v2@v2.17.0
+# deploy/release.sh makes the packages with nfpm and the SBOMs with syft.
+# Both from the Go module proxy (neither is a Debian package).
+GOFLAGS= go install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 GOFLAGS= go install -ldflags "-X main.version=1.57.2" github.com/anchore/syft/cmd/syft@v1.57.2
-echo "helm $(helm version --short), kustomize $(kustomize version), goreleaser and syft: $((SECONDS - start))s"
+echo "helm $(helm version --short), kustomize $(kustomize version), nfpm and syft: $((SECONDS - start))s"
 
 echo "== deploy: the static binary, built as the Dockerfile builds it"
 start=$SECONDS
@@ -112,29 +113,54 @@ echo "promtool: $((SECONDS - start))s"
 
 echo "== deploy: release snapshot (every artefact but the image: no Docker daemon here)"
 start=$SECONDS
-goreleaser check
-goreleaser release --snapshot --clean --skip=publish,docker
-version=$(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' dist/metadata.json)
-commit=$(sed -n 's/.*"commit":"\([^"]*\)".*/\1/p' dist/metadata.json)
+# The next patch release, marked as a pre-release: it sorts after the
+# newest release and before the real next one.
+version=${app_version%.*}.$((${app_version##*.} + 1))-next
+commit=$(git rev-parse HEAD)
+dist=$work/dist
+deploy/release.sh "$version" "$dist" > /dev/null
 for arch in amd64 arm64; do
-  archive=dist/popbridge_${version}_linux_$arch.tar.gz
-  test -s "$archive.spdx.json" || { echo "no SBOM for $archive"; exit 1; }
+  archive=$dist/popbridge_${version}_linux_$arch.tar.gz
+  grep -q '"name": *"github.com/emersion/go-imap/v2"' "$archive.spdx.json" ||
+    { echo "no SBOM listing popbridge's modules for $archive"; exit 1; }
   tar -tzf "$archive" | sed 's#^[^/]*/##' | sort > "$work/contents"
   printf '%s\n' CHANGELOG.md LICENSE README.md deploy/popbridge.yaml deploy/systemd/popbridge.service popbridge |
     diff - "$work/contents" || { echo "$archive holds other files"; exit 1; }
 done
-ls dist/popbridge_*_amd64.deb dist/popbridge_*_arm64.deb dist/popbridge-*.x86_64.rpm dist/popbridge-*.aarch64.rpm > /dev/null
-(cd dist && sha256sum --quiet -c checksums.txt)
-echo "goreleaser snapshot $version: $((SECONDS - start))s"
+# Each package, deb and rpm for both architectures, holds the same files
+# (directories aside); the rpms' version, configuration file and scripts
+# are read here, the amd64 deb's by installing it below.
+for pkg in "$dist"/popbridge_*_amd64.deb "$dist"/popbridge_*_arm64.deb \
+  "$dist"/popbridge-*.x86_64.rpm "$dist"/popbridge-*.aarch64.rpm; do
+  case $pkg in
+    *.deb) dpkg-deb -c "$pkg" | awk '$1 !~ /^d/ { print substr($6, 2) }' ;;
+    *.rpm) rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$pkg" 2>/dev/null | awk '$1 !~ /^d/ { print $2 }' ;;
+  esac | sort > "$work/contents"
+  printf '%s\n' /etc/popbridge/popbridge.yaml /usr/bin/popbridge /usr/lib/systemd/system/popbridge.service \
+    /usr/share/doc/popbridge/CHANGELOG.md /usr/share/doc/popbridge/README.md /usr/share/doc/popbridge/copyright |
+    diff - "$work/contents" || { echo "$pkg holds other files"; exit 1; }
+done
+for rpm in "$dist"/popbridge-*.rpm; do
+  rpm -qp --qf '%{VERSION}-%{RELEASE}\n' "$rpm" 2>/dev/null | grep -qxF "${version/-/"~"}-1" ||
+    { echo "$rpm is not version $version"; exit 1; }
+  rpm -qp --configfiles "$rpm" 2>/dev/null | grep -qx /etc/popbridge/popbridge.yaml ||
+    { echo "$rpm does not keep an edited /etc/popbridge/popbridge.yaml"; exit 1; }
+  rpm -qp --scripts "$rpm" 2>/dev/null | grep -q 'useradd --system' ||
+    { echo "$rpm does not create the popbridge user"; exit 1; }
+done
+(cd "$dist" && sha256sum --quiet -c checksums.txt)
+test "$(wc -l < "$dist/checksums.txt")" = 8 || { echo "checksums.txt does not name all 8 artefacts"; exit 1; }
+echo "release snapshot $version: $((SECONDS - start))s"
 
 echo "== deploy: the .deb installed, run and removed; its systemd unit"
 start=$SECONDS
 if dpkg-query -W popbridge > /dev/null 2>&1; then
   echo "a popbridge package is installed already: not replacing it"; exit 1
 fi
-dpkg -i dist/popbridge_*_amd64.deb
+dpkg -i "$dist"/popbridge_*_amd64.deb
 /usr/bin/popbridge version | grep -qx "popbridge $version (commit $commit, go[0-9.]*, linux/amd64)"
 getent passwd popbridge > /dev/null
+test "$(stat -c %U:%G:%a /etc/popbridge/popbridge.yaml /etc/popbridge/tls)" = "$(printf 'root:popbridge:%s\n' 640 750)"
 # As the service runs it: the package's user reads the example config.
 runuser -u popbridge -- /usr/bin/popbridge check-config /etc/popbridge/popbridge.yaml
 unit=/usr/lib/systemd/system/popbridge.service

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the static popbridge binary: the one flag set used by the container
 # image (deploy/Dockerfile), CI (.ci/deploy.sh) and anyone packaging popbridge
-# by hand (.goreleaser.yaml sets the same flags for the release archives).
+# by hand, and deploy/release.sh for the release archives and packages.
 #   deploy/build.sh [OUTPUT]        VERSION=1.2.3 COMMIT=abc123 deploy/build.sh
 set -eu
 cd "$(dirname "$0")/.."

@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// version and commit are set by release builds (.goreleaser.yaml,
-// deploy/build.sh):
+// version and commit are set by release builds (deploy/build.sh, which
+// deploy/release.sh calls):
 //
 //	go build -ldflags "-X main.version=0.1.0 -X main.commit=$(git rev-parse HEAD)" ./cmd/popbridge
 //

@@ -207,9 +207,7 @@ func New(opts Options) (*Backend, error) {
 	if _, _, err := net.SplitHostPort(opts.Address); err != nil {
 		return nil, fmt.Errorf("imapback: upstream address: %w", err)
 	}
-	switch opts.TLS {
-	case TLSImplicit, TLSStartTLS, TLSNone:
-	default:
+	if !opts.TLS.Valid() {
 		return nil, fmt.Errorf("imapback: unknown TLS mode %q", opts.TLS)
 	}
 	if opts.Delete == "" {
@@ -221,9 +219,7 @@ func New(opts Options) (*Backend, error) {
 	if err := (&Policy{Delete: opts.Delete, Seen: opts.Seen, TrashFolder: opts.TrashFolder}).check(); err != nil {
 		return nil, err
 	}
-	switch opts.Auth {
-	case AuthAuto, AuthLogin, AuthPlain, AuthXOAuth2, AuthOAuthBearer:
-	default:
+	if !opts.Auth.Valid() {
 		return nil, fmt.Errorf("imapback: unknown auth mechanism %q", opts.Auth)
 	}
 	if opts.Mailbox == "" {

@@ -71,14 +71,10 @@ func (b *Backend) DefaultPolicy() Policy {
 }
 
 func (p *Policy) check() error {
-	switch p.Delete {
-	case DeleteExpunge, DeleteTrash, DeleteFlag, DeleteKeep:
-	default:
+	if !p.Delete.Valid() {
 		return fmt.Errorf("imapback: unknown delete policy %q", p.Delete)
 	}
-	switch p.Seen {
-	case SeenRetr, SeenNever, SeenQuit:
-	default:
+	if !p.Seen.Valid() {
 		return fmt.Errorf("imapback: unknown seen policy %q", p.Seen)
 	}
 	if p.Device != "" && !ValidDevice(p.Device) {

@@ -1,10 +1,10 @@
+// server.go holds the admin listener, its life cycle, the checks every
+// request passes and the handlers. The http.Server's goroutines run the
+// handlers; Reload may run beside them and swaps the token under a lock.
+
 // Package admin serves the operator's view of a running popbridge over
 // HTTP: open sessions, kicks, the effective configuration and OAuth2
 // token states.
-//
-// server.go holds the listener, its life cycle and its handlers. The
-// http.Server's goroutines run the handlers; Reload may run beside them
-// and swaps the token under a lock.
 package admin
 
 import (
@@ -169,6 +169,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /oauth", s.oauth)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if why := s.fromBrowser(r); why != "" {
+			http.Error(w, "refused: "+why, http.StatusForbidden)
+			return
+		}
 		if !s.authorized(r) {
 			s.noteRefusal(r)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="popbridge admin"`)
@@ -177,6 +181,31 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// fromBrowser says why r looks like a request that a web page made a
+// browser send, or "". The admin view is for the CLI and scripts; a page
+// must not kick sessions (a cross-site POST needs no token to be sent) nor
+// read the lists through a host name rebound to 127.0.0.1. Browsers send
+// Origin or Sec-Fetch-* headers; a rebinding page also sends its own host
+// name, which a listener without a token refuses.
+func (s *Server) fromBrowser(r *http.Request) string {
+	if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Sec-Fetch-Mode") != "" {
+		return "a browser request"
+	}
+	s.mu.Lock()
+	open := s.tokenHash == nil
+	s.mu.Unlock()
+	if open {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		if !loopbackHost(strings.Trim(host, "[]")) {
+			return "Host " + r.Host + " is not a loopback address"
+		}
+	}
+	return ""
 }
 
 // authorized compares the request's bearer token with the configured one

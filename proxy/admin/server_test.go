@@ -188,6 +188,7 @@ func TestConfigAndOAuthOverTheListener(t *testing.T) {
 func do(t *testing.T, h http.Handler, method, target, token string, body io.Reader) (int, string, http.Header) {
 	t.Helper()
 	req := httptest.NewRequest(method, target, body)
+	req.Host = "127.0.0.1:9111"
 	if token != "" {
 		req.Header.Set("Authorization", token)
 	}
@@ -249,6 +250,46 @@ func TestRequests(t *testing.T) {
 		}
 		if code == 405 && hdr.Get("Allow") == "" {
 			t.Errorf("%s %s: 405 without Allow", tt.method, tt.target)
+		}
+	}
+}
+
+func TestBrowserRequestsRefused(t *testing.T) {
+	tokenFile := writeToken(t, goodToken)
+	tests := []struct {
+		tokenFile string
+		host      string
+		header    string // name: value
+		code      int
+	}{
+		{"", "127.0.0.1:9111", "", 200},
+		{"", "localhost:9111", "", 200},
+		{"", "[::1]:9111", "", 200},
+		{"", "127.0.0.1:9111", "Origin: https://evil.example", 403},
+		{"", "127.0.0.1:9111", "Sec-Fetch-Site: cross-site", 403},
+		{"", "127.0.0.1:9111", "Sec-Fetch-Mode: no-cors", 403},
+		{"", "rebound.evil.example:9111", "", 403}, // DNS rebinding
+		{tokenFile, "admin.example.com:9111", "", 200},
+		{tokenFile, "admin.example.com:9111", "Origin: https://admin.example.com", 403},
+	}
+	for _, tt := range tests {
+		opts, _, _ := testServerOptions(Config{Listen: "127.0.0.1:0", TokenFile: tt.tokenFile})
+		s, err := New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest("POST", "/kick?user=bob", nil)
+		req.Host = tt.host
+		if tt.tokenFile != "" {
+			req.Header.Set("Authorization", "Bearer "+goodToken)
+		}
+		if name, value, ok := strings.Cut(tt.header, ": "); ok {
+			req.Header.Set(name, value)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != tt.code {
+			t.Errorf("token %v, Host %s, %q: %d %q, want %d", tt.tokenFile != "", tt.host, tt.header, rec.Code, rec.Body, tt.code)
 		}
 	}
 }

@@ -132,10 +132,15 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.hs.Shutdown(ctx)
 
 // Reload applies cfg from a configuration reload: it reads the token file
 // again (a rotated token takes effect now). A changed admin.listen takes
-// effect at the next start only. On an error the old token stays.
+// effect at the next start only; an emptied one changes nothing, so that
+// turning the listener off does not drop its token meanwhile. On an error
+// the old token stays.
 func (s *Server) Reload(cfg Config) error {
 	if err := cfg.Check(); err != nil {
 		return err
+	}
+	if cfg.Listen == "" {
+		return nil
 	}
 	if cfg.TokenFile == "" && s.ln != nil && !loopbackAddr(s.ln.Addr()) {
 		return fmt.Errorf("admin.token_file: required: the admin listener runs on %s, not a loopback address", s.ln.Addr())

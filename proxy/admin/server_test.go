@@ -351,6 +351,15 @@ func TestReloadRotatesTheToken(t *testing.T) {
 		t.Fatalf("after a failed reload: %v", err)
 	}
 
+	// Turning the listener off takes effect at the next start: the token
+	// stays required meanwhile.
+	if err := s.Reload(Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Client{URL: c.URL}).Sessions(ctx, ""); err == nil {
+		t.Fatal("the listener turned off in the configuration answers without a token")
+	}
+
 	// Dropping the token file on a loopback listener drops the check.
 	if err := s.Reload(Config{Listen: "127.0.0.1:0"}); err != nil {
 		t.Fatal(err)

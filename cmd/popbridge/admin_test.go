@@ -235,3 +235,16 @@ func TestAdminRefusals(t *testing.T) {
 		t.Errorf("oauth status -nope = %d, want %d", code, exitConfig)
 	}
 }
+
+func TestAdminCommandsInTheUsage(t *testing.T) {
+	_, out, _ := runCLI("help")
+	for _, want := range []string{"popbridge who [-l]", "popbridge kick [ADMIN FLAGS] USER | -id ID", "popbridge config [ADMIN FLAGS]",
+		"popbridge oauth status", "ADMIN FLAGS: -admin URL -token-file FILE -config FILE"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errOut := runCLI("oauth", "logout"); code != exitConfig || !strings.Contains(errOut, "want login, keygen or status") {
+		t.Errorf("oauth logout = %d %q", code, errOut)
+	}
+}

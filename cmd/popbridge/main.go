@@ -8,6 +8,7 @@
 //	popbridge oauth login -config FILE ACCOUNT  authorise an OAuth2 account (oauth.go)
 //	popbridge oauth keygen FILE                 a new token-store key
 //	popbridge hash-password [-bcrypt]           hash a local password from stdin
+//	popbridge who | kick | config               the admin view of a running popbridge (admin.go)
 //	popbridge version
 package main
 
@@ -46,6 +47,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "oauth":
 			return oauthCmd(ctx, args[1:], stdout, stderr)
+		case "who":
+			return whoCmd(ctx, args[1:], stdout, stderr)
+		case "kick":
+			return kickCmd(ctx, args[1:], stdout, stderr)
+		case "config":
+			return configCmd(ctx, args[1:], stdout, stderr)
 		case "hash-password":
 			return hashPassword(ctx, args[1:], stdout, stderr)
 		case "help":

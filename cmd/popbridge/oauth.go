@@ -31,15 +31,22 @@ const usageText = `usage: popbridge [flags]                      serve (without 
                              [-redirect-host 127.0.0.1|localhost] [-redirect-port N] ACCOUNT
                                                authorise an oauth2 account once, store its token
        popbridge oauth keygen FILE             write a new token-store key (mode 0600)
+       popbridge oauth status [ADMIN FLAGS]    list oauth2 accounts and their token states
        popbridge hash-password [-bcrypt]       hash a local password read from stdin
+       popbridge who [-l] [ADMIN FLAGS] [USER] list open sessions, as doveadm who
+       popbridge kick [ADMIN FLAGS] USER | -id ID
+                                               close sessions without UPDATE: nothing deleted
+       popbridge config [ADMIN FLAGS]          print the running configuration, secrets redacted
        popbridge version
        popbridge help
 
-See docs/oauth2.md for Microsoft 365 and Gmail mailboxes.`
+ADMIN FLAGS: -admin URL -token-file FILE -config FILE (default /etc/popbridge/popbridge.yaml:
+its admin.listen and admin.token_file). See docs/oauth2.md for Microsoft 365 and Gmail
+mailboxes, docs/operations.md for the admin view.`
 
 func oauthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: popbridge oauth login [flags] ACCOUNT | popbridge oauth keygen FILE")
+		fmt.Fprintln(stderr, "usage: popbridge oauth login [flags] ACCOUNT | popbridge oauth keygen FILE | popbridge oauth status [flags]")
 		return exitConfig
 	}
 	switch args[0] {
@@ -47,8 +54,10 @@ func oauthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return oauthLogin(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		return oauthKeygen(args[1:], stdout, stderr)
+	case "status":
+		return oauthStatus(ctx, args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "popbridge oauth: unknown command %q: want login or keygen\n", args[0])
+	fmt.Fprintf(stderr, "popbridge oauth: unknown command %q: want login, keygen or status\n", args[0])
 	return exitConfig
 }
 

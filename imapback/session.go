@@ -43,6 +43,9 @@ type Session struct {
 
 	msgs []Message
 	pol  Policy // delete, seen and view policy of this session
+	// mailbox is the upstream name of Options.Mailbox, found as
+	// folders.go says.
+	mailbox string
 	// retrieved lists the messages RETR sent in full, for SeenQuit.
 	retrieved []int
 
@@ -65,20 +68,39 @@ type Session struct {
 	rc reconnectState // what logging in again after a lost connection needs
 }
 
+// selectMaildrop selects Options.Mailbox, under the personal namespace
+// if the upstream refuses it as written (folders.go), and sets s.mailbox.
+func (s *Session) selectMaildrop() (*imap.SelectData, error) {
+	s.mailbox = s.b.opts.Mailbox
+	start := time.Now()
+	sel, err := s.c.Select(s.mailbox, nil).Wait()
+	s.observe("SELECT", start, err)
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Code == imap.ResponseCodeInUse {
+		return sel, err
+	}
+	name, ferr := s.findFolder(s.mailbox)
+	if ferr != nil || name == s.mailbox {
+		return sel, err
+	}
+	s.mailbox = name
+	start = time.Now()
+	sel, err = s.c.Select(s.mailbox, nil).Wait()
+	s.observe("SELECT", start, err)
+	return sel, err
+}
+
 // snapshot selects the mailbox and records every message's UID and size
 // with one UID FETCH 1:* (UID RFC822.SIZE).
 func (s *Session) snapshot() error {
-	o := &s.b.opts
-	start := time.Now()
-	sel, err := s.c.Select(o.Mailbox, nil).Wait()
-	s.observe("SELECT", start, err)
+	sel, err := s.selectMaildrop()
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeInUse {
-			return fmt.Errorf("%w: SELECT %q: %v", ErrInUse, o.Mailbox, err)
+			return fmt.Errorf("%w: SELECT %q: %v", ErrInUse, s.mailbox, err)
 		}
 		if errors.As(err, &ie) {
-			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, o.Mailbox, err)
+			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, s.mailbox, err)
 		}
 		return fmt.Errorf("%w: SELECT: %v", ErrUnavailable, err)
 	}
@@ -115,7 +137,7 @@ func (s *Session) snapshot() error {
 		s.mu.Unlock()
 	}
 	for i := range s.msgs {
-		s.msgs[i].UIDL = o.UIDL.Format(uint32(s.msgs[i].UID), sel.UIDValidity)
+		s.msgs[i].UIDL = s.b.opts.UIDL.Format(uint32(s.msgs[i].UID), sel.UIDValidity)
 	}
 	s.rc.uidValidity = sel.UIDValidity
 	return nil

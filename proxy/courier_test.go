@@ -7,8 +7,12 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -100,4 +104,88 @@ func (u *upstream) trashFolder() string {
 		return "INBOX." + imapback.DefaultTrashFolder
 	}
 	return imapback.DefaultTrashFolder
+}
+
+// What a POP3 client sees of the message files Courier serves, as a
+// delivery agent may have written them: the LIST size is always the
+// octets Courier serves, and popbridge adds the final CRLF that POP3
+// needs where Courier serves none (docs/interop.md).
+func TestCourierStorageAsAPOP3ClientSeesIt(t *testing.T) {
+	s := couriertest.Start(t, couriertest.Options{Users: map[string]string{"alice": "secret"}})
+	for _, tc := range []struct {
+		file, retr string
+		listed     int
+	}{
+		{"Subject: lf\n\nline\n", "Subject: lf\r\n\r\nline\r\n", 21},
+		{"Subject: no final\n\nlast line", "Subject: no final\r\n\r\nlast line\r\n", 30},
+		{"Subject: bare cr\n\na\rb\n", "Subject: bare cr\r\n\r\na\rb\r\n", 25},
+		// A CR that ends the file is left out (and not counted).
+		{"Subject: cr at end\n\nlast\r", "Subject: cr at end\r\n\r\nlast\r\n", 26},
+		// Each LF of the file is served as CRLF, so a CRLF as CR CR LF.
+		{"Subject: crlf\r\n\r\nx\r\n", "Subject: crlf\r\r\n\r\r\nx\r\r\n", 23},
+		{"Subject: nul\n\na\x00b\n", "Subject: nul\r\n\r\na\x00b\r\n", 21},
+	} {
+		t.Run(strings.Fields(tc.file)[1], func(t *testing.T) {
+			s.DeliverRaw(t, "alice", []byte(tc.file))
+			u := &upstream{name: "courier", addr: s.IMAPAddr, user: "alice", pass: "secret"}
+			c := pop3test.Dial(t, startProxy(t, u, nil))
+			c.Login(u.user, u.pass)
+			n, _ := c.Stat()
+			var listed int
+			fmt.Sscanf(c.OK(fmt.Sprint("LIST ", n)), "+OK %d %d", &n, &listed)
+			if got := c.Multi(fmt.Sprint("RETR ", n)); string(got) != tc.retr || listed != tc.listed {
+				t.Errorf("file %q: LIST %d, RETR %q; want %d, %q", tc.file, listed, got, tc.listed, tc.retr)
+			}
+			c.OK(fmt.Sprint("DELE ", n))
+			c.Quit()
+		})
+	}
+}
+
+// A large message expunged by another client while popbridge streams it
+// in ranges: Courier still serves the real octets of the file its session
+// holds open, so the client gets the message whole; never a stand-in's
+// octets followed by the terminating line. (Courier answers each ranged
+// FETCH some 40 ms late, so the 1 MiB in 16 KiB ranges take seconds and
+// the expunge surely comes in the middle.)
+func TestCourierExpungeDuringTransfer(t *testing.T) {
+	u := startCourierUpstream(t)
+	big := testMessage(1, strings.Repeat("0123456789 the quick brown fox jumps over the lazy dog\r\n", 20000))
+	u.deliver(t, big)
+	before := upstreamState(t, u)
+	relay := faultrelay.New(t, u.addr)
+	sent := &testkit.LockedBuffer{}
+	relay.Tap(faultrelay.Up, sent)
+	c := pop3test.Dial(t, startProxyAt(t, relay.Addr, func(cfg *Config) { cfg.Performance.ChunkSize = 16 << 10 }))
+	c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	c.Login(u.user, u.pass)
+	c.OK("RETR 1")
+	first := make([]byte, 4096)
+	if _, err := io.ReadFull(c, first); err != nil {
+		t.Fatal(err)
+	}
+	other := u.dial(t)
+	flagDeleted(t, other, before[0].UID)
+	if err := other.UIDExpunge(imap.UIDSetNum(before[0].UID)).Close(); err != nil {
+		t.Fatal(err)
+	}
+	mark := len(sent.String())
+	// Up to the terminating line, or until popbridge closes the
+	// connection.
+	c.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := first
+	buf := make([]byte, 64<<10)
+	var err error
+	for !bytes.HasSuffix(got, []byte("\r\n.\r\n")) && err == nil {
+		var n int
+		n, err = c.Read(buf)
+		got = append(got, buf[:n]...)
+	}
+	want := append(bytes.ReplaceAll(big, []byte("\r\n."), []byte("\r\n..")), ".\r\n"...)
+	if !bytes.Equal(got, want) {
+		t.Errorf("received %d octets (%v), differing from the message at %d; want the whole message, as Courier serves the file it holds open", len(got), err, commonPrefix(got, want))
+	}
+	if !strings.Contains(sent.String()[mark:], "UID FETCH") {
+		t.Errorf("every range was fetched before the expunge: the test saw no race")
+	}
 }

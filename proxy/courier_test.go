@@ -124,8 +124,11 @@ func TestCourierStorageAsAPOP3ClientSeesIt(t *testing.T) {
 		// Each LF of the file is served as CRLF, so a CRLF as CR CR LF.
 		{"Subject: crlf\r\n\r\nx\r\n", "Subject: crlf\r\r\n\r\r\nx\r\r\n", 23},
 		{"Subject: nul\n\na\x00b\n", "Subject: nul\r\n\r\na\x00b\r\n", 21},
+		{"Subject: 8bit \xe9\n\nx\n", "Subject: 8bit \xe9\r\n\r\nx\r\n", 22},
+		{"Subject: header only", "Subject: header only\r\n", 20},
+		{"", "", 0},
 	} {
-		t.Run(strings.Fields(tc.file)[1], func(t *testing.T) {
+		t.Run(fmt.Sprintf("%q", tc.file), func(t *testing.T) {
 			s.DeliverRaw(t, "alice", []byte(tc.file))
 			u := &upstream{name: "courier", addr: s.IMAPAddr, user: "alice", pass: "secret"}
 			c := pop3test.Dial(t, startProxy(t, u, nil))

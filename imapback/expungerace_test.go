@@ -28,26 +28,38 @@ import (
 	"github.com/popbridge/popbridge/internal/dovecottest"
 )
 
-// raceServer is a real upstream with alice's INBOX filled by deliver.
+// raceServer is a real upstream.
 type raceServer struct {
 	name string
-	// start returns the IMAP address of a new instance holding msgs.
-	start func(t *testing.T, msgs ...[]byte) string
+	// start starts a new instance.
+	start func(t *testing.T) (srv deliverer, addr string)
 	// answer is the server's answer, after another session expunged UID
 	// 1, to "UID FETCH 1 (BODY.PEEK[]<0.1024>)" from a session not yet
 	// told (tag "T", timings cut); body is message 1.
 	answer func(body []byte) *regexp.Regexp
 }
 
+// deliverer is what the three harnesses have in common.
+type deliverer interface {
+	Deliver(t testing.TB, user string, raw []byte)
+}
+
+// startFilled starts srv with msgs in alice's INBOX and returns its IMAP
+// address.
+func startFilled(t *testing.T, srv raceServer, msgs ...[]byte) string {
+	s, addr := srv.start(t)
+	for _, m := range msgs {
+		s.Deliver(t, "alice", m)
+	}
+	return addr
+}
+
 var raceServers = []raceServer{
 	{
 		name: "courier",
-		start: func(t *testing.T, msgs ...[]byte) string {
+		start: func(t *testing.T) (deliverer, string) {
 			s := couriertest.Start(t, couriertest.Options{})
-			for _, m := range msgs {
-				s.Deliver(t, "alice", m)
-			}
-			return s.IMAPAddr
+			return s, s.IMAPAddr
 		},
 		// OK with a stand-in body; the EXPUNGE waits for a NOOP.
 		answer: func([]byte) *regexp.Regexp {
@@ -56,12 +68,9 @@ var raceServers = []raceServer{
 	},
 	{
 		name: "dovecot",
-		start: func(t *testing.T, msgs ...[]byte) string {
+		start: func(t *testing.T) (deliverer, string) {
 			s := dovecottest.Start(t, dovecottest.Options{})
-			for _, m := range msgs {
-				s.Deliver(t, "alice", m)
-			}
-			return s.IMAPAddr
+			return s, s.IMAPAddr
 		},
 		// A NIL body, the EXPUNGE, and OK [EXPUNGEISSUED].
 		answer: func([]byte) *regexp.Regexp {
@@ -70,12 +79,9 @@ var raceServers = []raceServer{
 	},
 	{
 		name: "cyrus",
-		start: func(t *testing.T, msgs ...[]byte) string {
+		start: func(t *testing.T) (deliverer, string) {
 			s := cyrustest.Start(t, cyrustest.Options{})
-			for _, m := range msgs {
-				s.Deliver(t, "alice", m)
-			}
-			return s.IMAPAddr
+			return s, s.IMAPAddr
 		},
 		// The real message, with its flags, and the EXPUNGE.
 		answer: func(body []byte) *regexp.Regexp {
@@ -119,7 +125,7 @@ func TestExpungeRaceAnswers(t *testing.T) {
 	first, second := message(200), message(300)
 	for _, srv := range raceServers {
 		t.Run(srv.name, func(t *testing.T) {
-			addr := srv.start(t, first, second)
+			addr := startFilled(t, srv, first, second)
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -154,7 +160,7 @@ func TestExpungeRaceNeverDeliversAStandIn(t *testing.T) {
 		for _, readAhead := range []int{-1, DefaultReadAheadBytes} {
 			for _, lines := range []int{-1, 0} {
 				t.Run(fmt.Sprintf("%s/read-ahead=%d/lines=%d", srv.name, readAhead, lines), func(t *testing.T) {
-					addr := srv.start(t, first, second)
+					addr := startFilled(t, srv, first, second)
 					s := login(t, newBackend(t, Options{Address: addr, ReadAheadBytes: readAhead}))
 					expunge(t, otherDevice(t, addr), imap.UIDSetNum(s.Messages()[0].UID))
 					rc, err := s.Retrieve(context.Background(), 0, lines)

@@ -6,19 +6,19 @@ package imapback
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/couriertest"
-	"github.com/popbridge/popbridge/internal/dovecottest"
 )
 
 // trashCase is one start of a server and where the deleted message must
 // end up.
 type trashCase struct {
 	name    string
-	server  string // "courier" or "dovecot"
+	server  string // a raceServers name
 	folder  string // Policy.TrashFolder
 	create  string // a folder that exists before the session
 	landsIn string
@@ -34,18 +34,8 @@ func TestTrashFolderIsFoundUnderThePersonalNamespace(t *testing.T) {
 		{name: "configured, existing", server: "dovecot", folder: "Old", create: "Old", landsIn: "Old"},
 	} {
 		t.Run(tc.server+"/"+tc.name, func(t *testing.T) {
-			var addr string
-			if tc.server == "courier" {
-				s := couriertest.Start(t, couriertest.Options{})
-				s.Deliver(t, "alice", message(100))
-				s.Deliver(t, "alice", message(200))
-				addr = s.IMAPAddr
-			} else {
-				s := dovecottest.Start(t, dovecottest.Options{})
-				s.Deliver(t, "alice", message(100))
-				s.Deliver(t, "alice", message(200))
-				addr = s.IMAPAddr
-			}
+			i := slices.IndexFunc(raceServers, func(s raceServer) bool { return s.name == tc.server })
+			addr := startFilled(t, raceServers[i], message(100), message(200))
 			if tc.create != "" {
 				if err := dialAlice(t, addr).Create(tc.create, nil).Wait(); err != nil {
 					t.Fatal(err)

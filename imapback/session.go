@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,8 +76,9 @@ func (s *Session) selectMaildrop() (*imap.SelectData, error) {
 	start := time.Now()
 	sel, err := s.c.Select(s.mailbox, nil).Wait()
 	s.observe("SELECT", start, err)
+	// INBOX is the same name in every namespace (RFC 3501 section 5.1).
 	var ie *imap.Error
-	if !errors.As(err, &ie) || ie.Code == imap.ResponseCodeInUse {
+	if !errors.As(err, &ie) || ie.Code == imap.ResponseCodeInUse || strings.EqualFold(s.mailbox, "INBOX") {
 		return sel, err
 	}
 	name, ferr := s.findFolder(s.mailbox)

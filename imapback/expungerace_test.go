@@ -207,15 +207,27 @@ func (c *sizeCounter) mismatches() [][2]int64 {
 }
 
 // misSizer relays to target and adds add to every RFC822.SIZE the
-// server sends, as a server that miscounts its sizes does.
-func misSizer(t *testing.T, target string, add int) string {
+// server sends, as a server that miscounts its sizes does. With gone,
+// every NOOP also reports message 1 expunged, as Courier's NOOP does
+// after serving a stand-in.
+func misSizer(t *testing.T, target string, add int, gone bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	size := regexp.MustCompile(`RFC822\.SIZE (\d+)`)
+	noopDone := regexp.MustCompile(`^\S+ OK NOOP completed`)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -227,7 +239,9 @@ func misSizer(t *testing.T, target string, add int) string {
 				c.Close()
 				return
 			}
-			t.Cleanup(func() { c.Close(); u.Close() })
+			mu.Lock()
+			conns = append(conns, c, u)
+			mu.Unlock()
 			go func() { io.Copy(u, c); u.Close() }()
 			go func() {
 				defer c.Close()
@@ -238,6 +252,9 @@ func misSizer(t *testing.T, target string, add int) string {
 						n, _ := strconv.Atoi(string(size.FindSubmatch(m)[1]))
 						return fmt.Appendf(nil, "RFC822.SIZE %d", n+add)
 					})
+					if gone && noopDone.Match(line) {
+						line = append([]byte("* 1 EXPUNGE\r\n"), line...)
+					}
 					if _, werr := c.Write(line); werr != nil || err != nil {
 						return
 					}
@@ -257,13 +274,52 @@ func TestMiscountedSizeIsDeliveredAndCounted(t *testing.T) {
 			t.Run(fmt.Sprintf("add=%d/read-ahead=%d", add, readAhead), func(t *testing.T) {
 				mem := startMem(t, msg)
 				obs := &sizeCounter{}
-				s := login(t, newBackend(t, Options{Address: misSizer(t, mem.Addr, add), ReadAheadBytes: readAhead, ChunkSize: 1 << 10, Observer: obs}))
+				s := login(t, newBackend(t, Options{Address: misSizer(t, mem.Addr, add, false), ReadAheadBytes: readAhead, ChunkSize: 1 << 10, Observer: obs}))
 				if got := retrieveAll(t, s, 0); string(got) != string(msg) {
 					t.Errorf("delivered %q", got)
 				}
 				want := [2]int64{int64(len(msg) + add), int64(len(msg))}
 				if got := obs.mismatches(); len(got) != 1 || got[0] != want {
 					t.Errorf("SizeMismatch calls: %v, want [%v]", got, want)
+				}
+			})
+		}
+	}
+}
+
+// A body of the wrong length whose message the NOOP reports expunged is
+// never delivered: ErrGone when it ended within its first range (nothing
+// was sent), an ErrUnavailable error that cuts the client off when it
+// ended in a later one.
+func TestWrongLengthOfAGoneMessageIsNotDelivered(t *testing.T) {
+	for _, tc := range []struct {
+		size    int
+		want    error
+		sentAny bool
+	}{
+		{300, ErrGone, false},
+		{3000, ErrUnavailable, true},
+	} {
+		for _, readAhead := range []int{-1, DefaultReadAheadBytes} {
+			t.Run(fmt.Sprintf("size=%d/read-ahead=%d", tc.size, readAhead), func(t *testing.T) {
+				msg := message(tc.size)
+				mem := startMem(t, msg)
+				obs := &sizeCounter{}
+				s := login(t, newBackend(t, Options{Address: misSizer(t, mem.Addr, 10, true), ReadAheadBytes: readAhead, ChunkSize: 1 << 10, Observer: obs}))
+				rc, err := s.Retrieve(context.Background(), 0, -1)
+				var got []byte
+				if err == nil {
+					got, err = io.ReadAll(rc)
+					rc.Close()
+				}
+				if !errors.Is(err, tc.want) || errors.Is(err, ErrGone) && tc.want != ErrGone {
+					t.Errorf("Retrieve: %v, want %v", err, tc.want)
+				}
+				if sent := len(got) > 0; sent != tc.sentAny || len(got) >= len(msg) {
+					t.Errorf("%d octets read of %d", len(got), len(msg))
+				}
+				if n := len(obs.mismatches()); n != 0 {
+					t.Errorf("%d size mismatches counted for a message that is gone", n)
 				}
 			})
 		}

@@ -26,8 +26,8 @@ const (
 )
 
 // DefaultTrashFolder is the folder DeleteTrash uses when none is
-// configured and the upstream names no \Trash special-use mailbox. It is
-// created when missing.
+// configured and the upstream names no \Trash special-use mailbox, found
+// and created under the personal namespace as folders.go says.
 const DefaultTrashFolder = "Trash"
 
 // MaxDeviceLen bounds device names, which become part of an IMAP keyword.
@@ -44,7 +44,8 @@ type Policy struct {
 	Delete DeletePolicy
 	// TrashFolder is the folder of DeleteTrash. Empty: the mailbox with
 	// the \Trash special-use attribute (RFC 6154), else
-	// DefaultTrashFolder.
+	// DefaultTrashFolder. A name that does not exist as written is
+	// looked for under the personal namespace (folders.go).
 	TrashFolder string
 	// Seen is the seen policy.
 	Seen SeenPolicy
@@ -221,7 +222,7 @@ func (s *Session) trash(uids imap.UIDSet) (gone bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if strings.EqualFold(folder, s.b.opts.Mailbox) {
+	if strings.EqualFold(folder, s.mailbox) {
 		// Moving a message into its own mailbox gives it a new UID: the
 		// client would download it again, forever.
 		return false, fmt.Errorf("trash folder %q is the maildrop itself", folder)
@@ -266,41 +267,6 @@ func (s *Session) moveTo(uids imap.UIDSet, folder string) (gone bool, err error)
 		return false, fmt.Errorf("UID STORE \\Deleted after COPY: %w", err)
 	}
 	return s.expungeUIDs(uids)
-}
-
-// trashFolder returns the configured trash folder, else the mailbox with
-// the \Trash special-use attribute, else DefaultTrashFolder. special says
-// that a folder created for it should carry the \Trash attribute.
-func (s *Session) trashFolder() (name string, special bool, err error) {
-	if s.pol.TrashFolder != "" {
-		return s.pol.TrashFolder, false, nil
-	}
-	caps := s.c.Caps()
-	var opts *imap.ListOptions
-	if caps.Has(imap.CapSpecialUse) && caps.Has(imap.CapListExtended) {
-		// LIST (SPECIAL-USE) "" "*" returns only the special-use
-		// mailboxes, not every folder of the user.
-		opts = &imap.ListOptions{SelectSpecialUse: true}
-	}
-	// Without LIST-EXTENDED the attributes appear in the plain LIST
-	// response, if the server knows them at all (RFC 6154 section 2).
-	start := time.Now()
-	s.bc.Expect(listExpectation())
-	boxes, err := s.c.List("", "*", opts).Collect()
-	err = s.upstreamErr(err)
-	s.expectCommand() // the STOREs and EXPUNGEs that follow
-	s.observe("LIST", start, err)
-	if err != nil {
-		return "", false, fmt.Errorf("LIST for the \\Trash mailbox: %w", err)
-	}
-	for _, box := range boxes {
-		for _, attr := range box.Attrs {
-			if strings.EqualFold(string(attr), string(imap.MailboxAttrTrash)) {
-				return box.Mailbox, false, nil
-			}
-		}
-	}
-	return DefaultTrashFolder, true, nil
 }
 
 // create creates folder, as the \Trash special-use mailbox where the

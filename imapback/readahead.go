@@ -32,7 +32,8 @@ package imapback
 //     only Retrieved does, after the client received a message in full.
 //   - A message missing from the batch answer (expunged by another
 //     client meanwhile) is not cached; asking for it runs the ranged
-//     path, which answers ErrGone.
+//     path, which answers ErrGone. A body of another length than the
+//     listed size is served only after the size check (sizecheck.go).
 
 import (
 	"bytes"
@@ -84,9 +85,9 @@ func (s *Session) readAheadEnabled() bool { return s.b.opts.ReadAheadBytes > 0 }
 // streams it in chunks).
 func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadCloser, error) {
 	ra := &s.ra
-	if rc := ra.take(s, i); rc != nil {
+	if rc, err := ra.take(ctx, s, i); rc != nil || err != nil {
 		ra.next = i + 1
-		return rc, nil
+		return rc, err
 	}
 	if lines >= 0 || !s.readAheadEnabled() {
 		return nil, nil // TOP needs only the start of a message
@@ -112,9 +113,11 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 		ra.release(s.b)
 		return nil, err
 	}
-	rc := ra.take(s, i)
+	rc, err := ra.take(ctx, s, i)
 	if rc == nil {
-		err := ra.firstErr
+		if err == nil {
+			err = ra.firstErr
+		}
 		if errors.Is(err, ErrGone) {
 			// The rest of the batch is good: the run goes on past i.
 			ra.next = i + 1
@@ -279,21 +282,29 @@ func readWholeBody(m *imapclient.FetchMessageData, buf []byte) (n int, uid imap.
 }
 
 // take returns a reader of message i if the batch holds it, waiting for
-// the bodies still coming until it arrives or the FETCH is over.
-func (ra *readAhead) take(s *Session, i int) io.ReadCloser {
+// the bodies still coming until it arrives or the FETCH is over. A body
+// of another length than the listed size is served only once the
+// upstream confirmed the message exists (vetBatched); the error says why
+// it is not.
+func (ra *readAhead) take(ctx context.Context, s *Session, i int) (io.ReadCloser, error) {
 	for k := 0; ; k++ {
 		if k == len(ra.items) {
 			if !ra.receive() {
-				return nil
+				return nil, nil
 			}
 		}
-		it := &ra.items[k]
+		it := ra.items[k]
 		if it.i != i || it.served {
 			continue
 		}
-		it.served = true
+		ra.items[k].served = true
 		ra.left--
-		return &raReader{Reader: bytes.NewReader((*ra.bufp)[it.off : it.off+it.n]), s: s}
+		// vetBatched waits for the rest of the batch, which grows
+		// ra.items: it is indexed, not pointed into.
+		if err := s.vetBatched(ctx, i, int64(it.n)); err != nil {
+			return nil, err
+		}
+		return &raReader{Reader: bytes.NewReader((*ra.bufp)[it.off : it.off+it.n]), s: s}, nil
 	}
 }
 

@@ -136,7 +136,7 @@ func (s *Session) reselect(token string) error {
 		// but as an upstream failure: the POP3 login had succeeded.
 		return err
 	}
-	sel, err := s.c.Select(s.b.opts.Mailbox, nil).Wait()
+	sel, err := s.c.Select(s.mailbox, nil).Wait()
 	if err != nil {
 		return fmt.Errorf("SELECT: %v", err)
 	}

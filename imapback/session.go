@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ type Session struct {
 
 	msgs []Message
 	pol  Policy // delete, seen and view policy of this session
+	// mailbox is the upstream name of Options.Mailbox, found as
+	// folders.go says.
+	mailbox string
 	// retrieved lists the messages RETR sent in full, for SeenQuit.
 	retrieved []int
 
@@ -82,22 +86,42 @@ func (s *Session) upstreamErr(err error) error {
 	return err
 }
 
+// selectMaildrop selects Options.Mailbox, under the personal namespace
+// if the upstream refuses it as written (folders.go), and sets s.mailbox.
+func (s *Session) selectMaildrop() (*imap.SelectData, error) {
+	s.mailbox = s.b.opts.Mailbox
+	start := time.Now()
+	sel, err := s.c.Select(s.mailbox, nil).Wait()
+	s.observe("SELECT", start, err)
+	// INBOX is the same name in every namespace (RFC 3501 section 5.1).
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Code == imap.ResponseCodeInUse || strings.EqualFold(s.mailbox, "INBOX") {
+		return sel, err
+	}
+	name, ferr := s.findFolder(s.mailbox)
+	if ferr != nil || name == s.mailbox {
+		return sel, err
+	}
+	s.mailbox = name
+	start = time.Now()
+	sel, err = s.c.Select(s.mailbox, nil).Wait()
+	s.observe("SELECT", start, err)
+	return sel, err
+}
+
 // snapshot selects the mailbox and records every message's UID and size
 // with one UID FETCH 1:* (UID RFC822.SIZE).
 func (s *Session) snapshot() error {
-	o := &s.b.opts
-	start := time.Now()
 	s.bc.Expect(Expectation{Responses: responseSlack})
-	sel, err := s.c.Select(o.Mailbox, nil).Wait()
+	sel, err := s.selectMaildrop()
 	err = s.upstreamErr(err)
-	s.observe("SELECT", start, err)
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeInUse {
-			return fmt.Errorf("%w: SELECT %q: %v", ErrInUse, o.Mailbox, err)
+			return fmt.Errorf("%w: SELECT %q: %v", ErrInUse, s.mailbox, err)
 		}
 		if errors.As(err, &ie) {
-			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, o.Mailbox, err)
+			return fmt.Errorf("%w: SELECT %q: %v", ErrMailbox, s.mailbox, err)
 		}
 		return fmt.Errorf("%w: SELECT: %w", ErrUnavailable, err)
 	}
@@ -129,7 +153,7 @@ func (s *Session) snapshot() error {
 		s.mu.Unlock()
 	}
 	for i := range s.msgs {
-		s.msgs[i].UIDL = o.UIDL.Format(uint32(s.msgs[i].UID), sel.UIDValidity)
+		s.msgs[i].UIDL = s.b.opts.UIDL.Format(uint32(s.msgs[i].UID), sel.UIDValidity)
 	}
 	s.rc.uidValidity = sel.UIDValidity
 	return nil

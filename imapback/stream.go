@@ -341,23 +341,25 @@ func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
 // OK [EXPUNGEISSUED] and then "* n EXPUNGE": taken for the end, that would
 // deliver a truncated message as complete. So a message that ends before
 // its snapshot size is an error when it was expunged meanwhile or when the
-// upstream sent nothing at all past the first chunk. (A server whose
-// RFC822.SIZE is only an estimate is still served: its short last chunk
-// is believed unless the message is gone.)
+// upstream sent nothing at all past the first chunk. Any other end at a
+// length other than the listed size is checked with the upstream
+// (vetSize, sizecheck.go); a message gone by then is ErrGone if this is
+// the first chunk, which the client has not seen yet.
 func (r *bodyReader) checkEnd(offset int64, asked, n int) error {
 	if n >= asked {
 		return nil
 	}
 	s := r.s
-	size := s.msgs[r.i].Size
+	m := s.msgs[r.i]
 	end := offset + int64(n)
-	if end >= size {
-		return nil
+	if end < m.Size && (s.Expunged(r.i) || (n == 0 && offset > 0)) {
+		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, m.UID, end, m.Size)
 	}
-	if s.Expunged(r.i) || (n == 0 && offset > 0) {
-		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, s.msgs[r.i].UID, end, size)
+	err := s.vetSize(r.i, end)
+	if offset > 0 && errors.Is(err, ErrGone) {
+		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, m.UID, end, m.Size)
 	}
-	return nil
+	return err
 }
 
 // maxFetchAttempts bounds the FETCHes of one chunk that other clients'

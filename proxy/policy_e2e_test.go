@@ -96,7 +96,7 @@ func TestDeletePoliciesLeaveTheExpectedUpstreamState(t *testing.T) {
 				}
 
 				after := upstreamState(t, u)
-				trash := mailboxState(t, u, imapback.DefaultTrashFolder)
+				trash := mailboxState(t, u, u.trashFolder())
 				switch policy {
 				case "expunge", "trash":
 					if got := uidsOf(after); !slices.Equal(got, []imap.UID{before[1].UID}) {
@@ -169,7 +169,7 @@ func TestDroppedSessionChangesNothingUnderAnyPolicy(t *testing.T) {
 						t.Errorf("UID %d flags %v after a dropped session, were %v", after[i].UID, after[i].Flags, before[i].Flags)
 					}
 				}
-				if trash := mailboxState(t, u, imapback.DefaultTrashFolder); trash != nil {
+				if trash := mailboxState(t, u, u.trashFolder()); trash != nil {
 					t.Errorf("a dropped session moved %d messages to Trash", len(trash))
 				}
 			})
@@ -357,7 +357,7 @@ func TestDeviceDeletesRemoveMailOnceEveryKnownDeviceDeletedIt(t *testing.T) {
 		if got := uidsOf(upstreamState(t, u)); !slices.Equal(got, []imap.UID{before[0].UID, before[2].UID}) {
 			t.Errorf("INBOX UIDs %v, want %d and %d", got, before[0].UID, before[2].UID)
 		}
-		if got := bodiesOf(mailboxState(t, u, imapback.DefaultTrashFolder)); !slices.Equal(got, bodiesOf(before[1:2])) {
+		if got := bodiesOf(mailboxState(t, u, u.trashFolder())); !slices.Equal(got, bodiesOf(before[1:2])) {
 			t.Errorf("Trash holds %d messages, want the one both devices deleted", len(got))
 		}
 	})

@@ -13,7 +13,7 @@ import (
 )
 
 // upstream is an IMAP server the end-to-end tests run against: go-imap's
-// in-memory server or a real Dovecot.
+// in-memory server or a real Dovecot, Cyrus or Courier.
 type upstream struct {
 	name       string
 	addr       string
@@ -45,6 +45,7 @@ var upstreams = []struct {
 	{"memimap", startMemUpstream},
 	{"dovecot", startDovecotUpstream},
 	{"cyrus", startCyrusUpstream},
+	{"courier", startCourierUpstream},
 }
 
 // forEachUpstream runs f once per upstream kind, each with a fresh server.

@@ -103,8 +103,12 @@ func (c *Client) requestHead(r *Request) ([]byte, error) {
 	if t := r.TLS; t != nil {
 		b.WriteString("Auth-SSL: on\r\n")
 		if s := t.State; s != nil {
-			line("Auth-SSL-Protocol", tlsProtocol(s.Version))
-			line("Auth-SSL-Cipher", tls.CipherSuiteName(s.CipherSuite))
+			if v := tlsProtocol(s.Version); v != "" {
+				line("Auth-SSL-Protocol", v)
+			}
+			if s.CipherSuite != 0 {
+				line("Auth-SSL-Cipher", tls.CipherSuiteName(s.CipherSuite))
+			}
 		}
 		if t.VerifyClient {
 			c.writeCert(line, t.State)
@@ -150,7 +154,7 @@ func serial(b []byte) string {
 	return strings.ToUpper(hex.EncodeToString(b))
 }
 
-// tlsProtocol names a TLS version as OpenSSL does.
+// tlsProtocol names a TLS version as OpenSSL does, or is empty.
 func tlsProtocol(v uint16) string {
 	switch v {
 	case tls.VersionTLS10:
@@ -162,7 +166,7 @@ func tlsProtocol(v uint16) string {
 	case tls.VersionTLS13:
 		return "TLSv1.3"
 	}
-	return "unknown"
+	return ""
 }
 
 // escape URL-escapes s as nginx's NGX_ESCAPE_MAIL_AUTH: only the control

@@ -100,6 +100,11 @@ func New(cfg Config, opts Options) (*Client, error) {
 	}
 	if u.Scheme == "https" {
 		c.tlsConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			if c.tlsConfig.RootCAs, err = loadCA(cfg.CAFile); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, h := range cfg.Headers {
 		v, err := h.value()

@@ -5,9 +5,13 @@ package authhttp
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -267,4 +271,34 @@ func TestCacheBounded(t *testing.T) {
 	if n := len(h.requests()); n != 4 || c.cache.len() != 2 {
 		t.Fatalf("%d requests, %d cached", n, c.cache.len())
 	}
+}
+
+// TestHTTPSHook asks a hook served by net/http over TLS, its certificate
+// verified with auth_http.ca_file.
+func TestHTTPSHook(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Proto != "HTTP/1.0" || r.Header.Get("Auth-User") != "alice" {
+			w.Header().Set("Auth-Status", "unexpected request")
+			return
+		}
+		w.Header().Set("Auth-Status", "OK")
+		w.Header().Set("Auth-Server", "127.0.0.1")
+		w.Header().Set("Auth-Port", "993")
+	}))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{URL: srv.URL + "/auth", CAFile: ca, Servers: []Server{{Network: "127.0.0.1", TLS: "implicit"}}}
+	c, _ := newClient(t, cfg, Options{})
+	if a, err := login(c, "alice", "pw"); err != nil || a.Addr.Port() != 993 {
+		t.Fatalf("%+v, %v", a, err)
+	}
+	// Without the CA the hook's certificate is not trusted.
+	cfg.CAFile = ""
+	c, _ = newClient(t, cfg, Options{})
+	_, err := login(c, "alice", "pw")
+	wantUnavailable(t, err, ResultUnavailable)
 }

@@ -5,6 +5,7 @@
 package authhttp
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -27,6 +28,9 @@ type Config struct {
 	// URL is the hook, http:// or https://. Its path and query are sent
 	// as they are written.
 	URL string `yaml:"url"`
+	// CAFile verifies an https hook's certificate instead of the system
+	// roots.
+	CAFile string `yaml:"ca_file"`
 	// Timeout bounds one exchange with the hook, connecting included, and
 	// the wait for a free request slot.
 	Timeout time.Duration `yaml:"timeout"`
@@ -92,7 +96,7 @@ func (c *Config) Check() []error {
 		errs = append(errs, fmt.Errorf("auth_http.%s: "+format, append([]any{key}, args...)...))
 	}
 	if !c.Enabled() {
-		if c.Timeout != 0 || c.MaxConcurrent != 0 || len(c.Headers) > 0 || c.PassClientCert ||
+		if c.CAFile != "" || c.Timeout != 0 || c.MaxConcurrent != 0 || len(c.Headers) > 0 || c.PassClientCert ||
 			c.MaxWait != 0 || c.CacheTTL != 0 || c.CacheSize != 0 || len(c.Servers) > 0 {
 			bad("url", "required when other auth_http settings are given")
 		}
@@ -102,6 +106,13 @@ func (c *Config) Check() []error {
 		bad("url", "%v", err)
 	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
 		bad("url", "%q: an http:// or https:// URL with a host and no user or fragment", c.URL)
+	}
+	if c.CAFile != "" {
+		if !strings.HasPrefix(c.URL, "https://") {
+			bad("ca_file", "only for an https:// url")
+		} else if _, err := loadCA(c.CAFile); err != nil {
+			bad("ca_file", "%v", err)
+		}
 	}
 	positive := func(key string, d *time.Duration, def time.Duration) {
 		switch {
@@ -223,6 +234,19 @@ func (s Server) check() error {
 		}
 	}
 	return nil
+}
+
+// loadCA reads a PEM file of CA certificates.
+func loadCA(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // parseNetwork reads a CIDR prefix or a single address as a prefix.

@@ -69,6 +69,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"scheme", func(c *Config) { c.URL = "ftp://hook/" }, "auth_http.url: "},
 		{"no host", func(c *Config) { c.URL = "http:///auth" }, "auth_http.url: "},
 		{"user in URL", func(c *Config) { c.URL = "http://u:p@hook/" }, "auth_http.url: "},
+		{"ca_file on http", func(c *Config) { c.CAFile = empty }, "auth_http.ca_file: "},
+		{"ca_file not PEM", func(c *Config) { c.URL, c.CAFile = "https://hook/", empty }, "auth_http.ca_file: "},
 		{"timeout", func(c *Config) { c.Timeout = -time.Second }, "auth_http.timeout: "},
 		{"max_wait", func(c *Config) { c.MaxWait = -time.Second }, "auth_http.max_wait: "},
 		{"max_concurrent", func(c *Config) { c.MaxConcurrent = -1 }, "auth_http.max_concurrent: "},

@@ -162,18 +162,18 @@ func (c *Client) Login(ctx context.Context, r Request) (Answer, error) {
 		}
 		c.observe(ResultWait, time.Since(start))
 		if round+1 >= maxWaitRounds {
-			return Answer{}, c.fail(ResultMalformed, 0, "the hook answered WAIT %d times", maxWaitRounds)
+			return Answer{}, c.fail(ResultMalformed, "the hook answered WAIT %d times", maxWaitRounds)
 		}
 		if !sleep(ctx, v.wait) {
-			return Answer{}, c.fail(ResultCanceled, 0, "waiting to ask again: %w", ctx.Err())
+			return Answer{}, c.fail(ResultCanceled, "waiting to ask again: %w", ctx.Err())
 		}
 	}
 }
 
 // fail reports an outcome that ends Login without a request, and
 // returns its error.
-func (c *Client) fail(result string, latency time.Duration, format string, args ...any) error {
-	c.observe(result, latency)
+func (c *Client) fail(result string, format string, args ...any) error {
+	c.observe(result, 0)
 	return unavailable(result, format, args...)
 }
 

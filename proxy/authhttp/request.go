@@ -87,7 +87,11 @@ func (c *Client) requestHead(r *Request) ([]byte, error) {
 	line("Auth-Pass", escape(r.Pass))
 	line("Auth-Protocol", "pop3")
 	line("Auth-Login-Attempt", strconv.Itoa(max(r.LoginAttempt, 1)))
-	line("Client-IP", r.ClientIP.String())
+	clientIP := "" // no address known, as for a Unix socket
+	if r.ClientIP.IsValid() {
+		clientIP = r.ClientIP.String()
+	}
+	line("Client-IP", clientIP)
 	if r.ClientHost != "" {
 		if !safeValue(r.ClientHost) {
 			return nil, fmt.Errorf("client host %q holds a control character", r.ClientHost)

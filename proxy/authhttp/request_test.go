@@ -246,3 +246,14 @@ func TestRequestFor(t *testing.T) {
 		t.Fatalf("RequestFor = %+v", r)
 	}
 }
+
+func TestRequestWithoutClientAddress(t *testing.T) {
+	h := startHook(t, accept)
+	c, _ := newClient(t, testConfig(h), Options{})
+	if _, err := c.Login(t.Context(), Request{User: "u", Pass: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.requests()[0]; !strings.Contains(got, "\r\nAuth-Login-Attempt: 1\r\nClient-IP: \r\n\r\n") {
+		t.Fatalf("request %q", got)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/proxy/admin"
 )
 
 // DefaultListen is where popbridge listens when nothing says otherwise:
@@ -42,6 +43,9 @@ type Config struct {
 	Performance PerformanceConfig `yaml:"performance"`
 	// Local accounts that log in upstream with OAuth2 (oauth2.go).
 	OAuth2 OAuth2Config `yaml:"oauth2"`
+	// The admin listener: sessions, kicks, this config redacted. Off
+	// unless admin.listen is set.
+	Admin admin.Config `yaml:"admin"`
 }
 
 // ListenConfig is one POP3 listener.
@@ -211,6 +215,7 @@ func (c *Config) Check() error {
 	errs = append(errs, oneOf("log.level", c.Log.Level, LogLevels))
 	errs = append(errs, oneOf("log.format", c.Log.Format, LogFormats))
 	errs = append(errs, c.Metrics.check()...)
+	errs = append(errs, c.Admin.Check())
 	return errors.Join(errs...)
 }
 

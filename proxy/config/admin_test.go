@@ -1,0 +1,36 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckRefusesAnUnsafeAdminListener: the admin section is checked with
+// the rest of the file, so check-config refuses what the start would.
+func TestCheckRefusesAnUnsafeAdminListener(t *testing.T) {
+	token := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(token, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ admin, want string }{
+		{"", ""},
+		{"admin:\n  listen: 127.0.0.1:9111\n", ""},
+		{"admin:\n  listen: 0.0.0.0:9111\n  token_file: " + token + "\n", ""},
+		{"admin:\n  listen: 0.0.0.0:9111\n", "admin.listen: \"0.0.0.0:9111\" is not a loopback address"},
+		{"admin:\n  listen: 127.0.0.1:9111\n  token_file: " + token + ".missing\n", "admin.token_file:"},
+	} {
+		cfg, err := ParseConfig([]byte("upstream:\n  address: imap.example.com:993\n" + tc.admin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cfg.Check()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.admin, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: Check() = %v, want %q", tc.admin, err, tc.want)
+		}
+	}
+}

@@ -220,6 +220,7 @@ func (c *TokenCache) warn(e *tokenEntry, kind string, level slog.Level, msg stri
 // observe reports an attempt whose request started at start, or which
 // made none (zero start).
 func (c *TokenCache) observe(e *tokenEntry, result string, start time.Time) {
+	c.noteResult(e, result)
 	if c.obs == nil {
 		return
 	}

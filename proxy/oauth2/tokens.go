@@ -128,6 +128,10 @@ type tokenEntry struct {
 	// failures are logged at debug level only.
 	saveWarned bool
 	warned     map[string]time.Time
+	// The last attempt's result and, while attempts fail, when the
+	// first of them did (status.go).
+	lastResult   string
+	failingSince time.Time
 }
 
 // tokenFlight is one request for an access token that several logins may
@@ -291,6 +295,7 @@ func (c *TokenCache) Adopt(old *TokenCache) {
 		}
 		ne.access, ne.margin = oe.access, oe.margin
 		ne.memRT, ne.storedRT, ne.deadRT, ne.saveWarned = oe.memRT, oe.storedRT, oe.deadRT, oe.saveWarned
+		ne.lastResult, ne.failingSince = oe.lastResult, oe.failingSince
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/popbridge/popbridge/metrics"
 	"github.com/popbridge/popbridge/proxy"
+	"github.com/popbridge/popbridge/proxy/admin"
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
@@ -45,6 +47,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	logWarnings(cfg, logger)
 
 	var hs *http.Server
+	var reloadAdmin func(admin.Config) error // nil without an admin listener
 	if cfg.Metrics.Listen != "" {
 		if hs, err = serveMetrics(cfg.Metrics.Listen, m.Handler(), logger); err != nil {
 			fmt.Fprintln(stderr, "popbridge: metrics:", err)
@@ -56,6 +59,24 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 			defer cancel()
 			hs.Shutdown(ctx)
 		}()
+	}
+	if cfg.Admin.Listen != "" {
+		adm, configErr, bindErr := startAdminView(cfg.Admin, r, logger)
+		if configErr != nil || bindErr != nil {
+			fmt.Fprintln(stderr, "popbridge: admin:", cmp.Or(configErr, bindErr))
+			r.Drain(canceled())
+			if configErr != nil {
+				return exitConfig
+			}
+			return exitFail
+		}
+		// Deferred after the metrics server: it stops first, after the drain.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			adm.Shutdown(ctx)
+		}()
+		reloadAdmin = adm.Reload
 	}
 	if demo != nil {
 		fmt.Fprintf(stdout, "popbridge demo (user demo, password demo): curl pop3://demo:demo@%s/1\n", r.Addrs()[0])
@@ -73,7 +94,11 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 			logger.Error("server failed", "err", err)
 			return exitFail
 		case <-hup:
-			cfg = reload(cfg, load, r, m, level, logger)
+			next := reload(cfg, load, r, m, level, logger)
+			if next != cfg {
+				reloadAdminView(cfg.Admin, next.Admin, reloadAdmin, logger)
+			}
+			cfg = next
 			continue
 		case <-ctx.Done():
 		}

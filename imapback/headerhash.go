@@ -37,60 +37,60 @@ const maxHeaderLine = 64 << 10
 // without its line end, followed by LF, and the blank line that ends the
 // header. Left out are the headers in hashSkipHeaders, lines that are not
 // "name: value" nor a continuation, continuation lines of only blanks,
-// headers whose name has a control, space or 8-bit byte, and everything
-// from a line of only CRs on (servers disagree on whether it ends the
-// header). Then spaces and tabs are removed, and each run of control
+// headers whose name has a control, space or 8-bit byte, a continuation
+// line after one left out, and everything from a line of only CRs on
+// (servers disagree on whether it ends the header). Then spaces and tabs are removed, and each run of control
 // characters, 8-bit bytes and '?' becomes one '?'.
 func HeaderHash(r io.Reader) (string, error) {
 	h := sha1.New()
 	n := &hashNormaliser{h: h}
 	br := bufio.NewReaderSize(r, 4096)
-	skipping := false // the current header is left out, continuations too
+	// dropping: the current line is left out; a continuation line is
+	// left out when the line before it was.
+	dropping := false
 	for {
-		line, err := readHeaderLine(br)
-		if err != nil && len(line) == 0 {
-			if errors.Is(err, io.EOF) {
-				break // a header without its blank line
-			}
+		line, eol, err := readHeaderLine(br)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
 		}
 		if len(line) == 0 {
-			n.write([]byte("\n"))
+			if eol {
+				n.write([]byte("\n")) // the end of the header
+			}
 			break
 		}
-		if len(bytes.Trim(line, "\r")) == 0 {
-			break // a line of CRs: stop without the end of header
+		switch {
+		case len(bytes.Trim(line, "\r")) == 0:
+			return hex.EncodeToString(h.Sum(nil)), nil // a line of CRs
+		case line[0] == ' ' || line[0] == '\t':
+			dropping = dropping || len(bytes.Trim(line, " \t")) == 0
+		default:
+			colon := bytes.IndexByte(line, ':')
+			name := bytes.TrimRight(line[:max(colon, 0)], " \t")
+			dropping = colon < 0 || len(name) > maxHeaderName || !validHeaderName(name) ||
+				hashSkipHeaders[strings.ToLower(string(name))]
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if !skipping && len(bytes.Trim(line, " \t")) > 0 {
-				n.write(line)
+		if !dropping {
+			n.write(line)
+			if eol {
 				n.write([]byte("\n"))
 			}
-			continue
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			// Not a header: dropped, and its continuations are kept only
-			// if the line could be a name (Dovecot takes it for one).
-			skipping = !validHeaderName(line)
-			continue
-		}
-		name := bytes.TrimRight(line[:colon], " \t")
-		skipping = !validHeaderName(name) || hashSkipHeaders[strings.ToLower(string(name))]
-		if !skipping {
-			n.write(line)
-			n.write([]byte("\n"))
+		if err != nil {
+			break // a header without its blank line
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// readHeaderLine returns the next line without its LF or CRLF. Of a
-// line longer than maxHeaderLine only that much is kept: such a line is
-// no header a mail server wrote, and the hash must not cost unbounded
-// memory.
-func readHeaderLine(br *bufio.Reader) ([]byte, error) {
-	var line []byte
+// maxHeaderName: Dovecot takes a longer name for no header at all.
+const maxHeaderName = 1000
+
+// readHeaderLine returns the next line without its LF or CRLF, and
+// whether it had one. Of a line longer than maxHeaderLine only that much
+// is kept: such a line is no header a mail server wrote, and the hash
+// must not cost unbounded memory.
+func readHeaderLine(br *bufio.Reader) (line []byte, eol bool, err error) {
 	for {
 		frag, err := br.ReadSlice('\n')
 		if room := maxHeaderLine - len(line); room > 0 {
@@ -99,9 +99,12 @@ func readHeaderLine(br *bufio.Reader) ([]byte, error) {
 		if err == bufio.ErrBufferFull {
 			continue
 		}
+		eol = len(frag) > 0 && frag[len(frag)-1] == '\n'
 		line = bytes.TrimSuffix(line, []byte("\n"))
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		return line, err
+		if eol {
+			line = bytes.TrimSuffix(line, []byte("\r"))
+		}
+		return line, eol, err
 	}
 }
 

@@ -69,6 +69,8 @@ func TestHeaderHashNormalises(t *testing.T) {
 		"Return-Path: <b@y>\r\nFrom: a@example.org\r\nX-UIDL: 123\r\n continued\r\nSubject: hello world\r\nstatus: RO\r\nMessage-ID: <1@x>\r\n\r\n",
 		// A line that is no header, a blank continuation, a bad name.
 		"From: a@example.org\r\nnot a header\r\nSubject: hello world\r\n   \r\nMessage-ID: <1@x>\r\nBad Name: x\r\n\r\n",
+		// Continuations of a line left out are left out too.
+		"From: a@example.org\r\nnoheader\r\n cont\r\nSubject: hello world\r\n \r\n after blank\r\nMessage-ID: <1@x>\r\n\r\n",
 	}
 	for _, s := range same {
 		if h, _ := HeaderHash(strings.NewReader(s)); h != h0 {

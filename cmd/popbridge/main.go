@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "oauth":
 			return oauthCmd(ctx, args[1:], stdout, stderr)
+		case "uidl":
+			return uidlCmd(ctx, args[1:], stdout, stderr)
 		case "hash-password":
 			return hashPassword(ctx, args[1:], stdout, stderr)
 		case "help":

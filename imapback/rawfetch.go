@@ -137,8 +137,16 @@ func (t *itemTap) take(line []byte) bool {
 		return false
 	}
 	items, err := parseFetchLine(line)
+	if errors.Is(err, errNotFetch) {
+		return false
+	}
 	if err != nil {
-		return false // not a FETCH
+		// A FETCH without literals that does not parse: most likely a
+		// broken answer to this command, which go-imap would choke on.
+		if c.err == nil {
+			c.err = fmt.Errorf("UID FETCH (%s): %w in %q", c.item, err, bytes.TrimSpace(line))
+		}
+		return true
 	}
 	id, ok := items[c.item]
 	if !ok {
@@ -146,7 +154,9 @@ func (t *itemTap) take(line []byte) bool {
 	}
 	uid, err := strconv.ParseUint(items["UID"], 10, 32)
 	if err != nil || uid == 0 {
-		c.err = fmt.Errorf("UID FETCH (%s): an answer without its UID: %q", c.item, bytes.TrimSpace(line))
+		if c.err == nil {
+			c.err = fmt.Errorf("UID FETCH (%s): an answer without its UID: %q", c.item, bytes.TrimSpace(line))
+		}
 		return true
 	}
 	if err := checkIdentity(id); err != nil && c.err == nil {

@@ -132,6 +132,8 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 	return hashes, nil
 }
 
+var defaultUIDL, _ = ParseUIDLFormat(DefaultUIDLFormat)
+
 // makeUIDLs sets the UIDLs of the snapshot's messages: an imported one
 // where the map has it, the format's otherwise, then made distinct.
 func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
@@ -142,6 +144,7 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 			return fmt.Errorf("%w: uidl map: %w", ErrMailbox, err)
 		}
 	}
+	needs := s.b.opts.UIDL.Needs()
 	ids := make([]string, len(s.msgs))
 	for i, m := range s.msgs {
 		if id, ok := imported[m.UID]; ok {
@@ -150,8 +153,13 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 		}
 		v := vars[i]
 		v.UID, v.UIDValidity = uint32(m.UID), uidValidity
-		if err := checkUIDL(v.Identity); err != nil || len(v.Identity) > maxIdentityLen {
-			return fmt.Errorf("%w: UID %d has identity %q, not usable in a UIDL", ErrMailbox, m.UID, v.Identity)
+		if needs.Identity && v.Identity == "" || needs.HeaderHash && v.HeaderHash == "" {
+			// Not in the answer: expunged during the snapshot, or a
+			// server that skipped it. The default format keeps the
+			// message listed; dedupeUIDLs keeps the id distinct.
+			s.log.Warn("no identity or header hash for a message; its UIDL uses the default format", "uid", m.UID)
+			ids[i] = defaultUIDL.Format(v.UID, v.UIDValidity)
+			continue
 		}
 		ids[i] = s.b.opts.UIDL.FormatVars(v)
 	}

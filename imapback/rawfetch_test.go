@@ -77,7 +77,9 @@ func TestItemTapTakesOnlyItsAnswers(t *testing.T) {
 }
 
 func TestItemTapRefused(t *testing.T) {
-	tap, conn, _ := tapUnderTest(t, func(string) string { return rawTag + " BAD Error in IMAP command UID FETCH: Unknown parameter X-GUID\r\n" })
+	tap, conn, _ := tapUnderTest(t, func(string) string {
+		return rawTag + " BAD Error in IMAP command UID FETCH: Unknown parameter X-GUID\r\n"
+	})
 	_, err := tap.fetch(imap.UIDSet{{Start: 1, Stop: 0}}, "X-GUID", 5*time.Second, conn)
 	if !errors.Is(err, errRawRefused) || !strings.Contains(err.Error(), "Unknown parameter") {
 		t.Errorf("fetch = %v, want a refusal with the server's text", err)
@@ -88,7 +90,7 @@ func TestItemTapRefused(t *testing.T) {
 func TestItemTapBadAnswers(t *testing.T) {
 	for _, answer := range []string{
 		"* 1 FETCH (UID 5 X-GUID a\x01b)\r\n" + rawTag + " OK\r\n", // not a valid id
-		"* 1 FETCH (X-GUID abc)\r\n" + rawTag + " OK\r\n",         // no UID
+		"* 1 FETCH (X-GUID abc)\r\n" + rawTag + " OK\r\n",          // no UID
 		"* 1 FETCH (UID 5 X-GUID " + strings.Repeat("a", maxRawLine+10),
 		"", // silence: the timeout closes the connection
 	} {

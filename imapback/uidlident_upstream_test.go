@@ -13,6 +13,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/cyrustest"
 	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // mail returns a message with its own Message-ID and Subject.
@@ -82,30 +83,12 @@ func (m staticMap) UIDLs(user string, uidValidity uint32) (map[imap.UID]string, 
 	return m.ids, nil
 }
 
-// recreate deletes mailbox and APPENDs msgs to a new one of that name,
-// which gives new UIDs and a new UIDVALIDITY.
-func recreate(t *testing.T, c *imapclient.Client, mailbox string, msgs [][]byte) {
-	t.Helper()
-	c.Delete(mailbox).Wait() // absent the first time
-	if err := c.Create(mailbox, nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
-		cmd := c.Append(mailbox, int64(len(m)), nil)
-		cmd.Write(m)
-		cmd.Close()
-		if _, err := cmd.Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // With %m the UIDLs of a mailbox survive its re-creation by APPEND (a
 // restore, a move to another server); with the default format they do
 // not, which is what the test must tell apart.
 func testHeaderHashSurvivesRecreate(t *testing.T, addr string, c *imapclient.Client) {
 	msgs := [][]byte{mail(1), mail(2), mail(1), mail(3)}
-	recreate(t, c, "Test", msgs)
+	testkit.RecreateMailbox(t, c, "Test", msgs...)
 	snap := func(format string) (*Session, []string) {
 		s := login(t, newBackend(t, Options{Address: addr, Mailbox: "Test", UIDL: uidlFormat(t, format)}))
 		ids := uidls(s)
@@ -117,7 +100,7 @@ func testHeaderHashSurvivesRecreate(t *testing.T, addr string, c *imapclient.Cli
 	if len(before) != len(msgs) || before[2] != before[0]+"-2" {
 		t.Fatalf("UIDLs = %q: want 4, the third the first's with -2", before)
 	}
-	recreate(t, c, "Test", msgs)
+	testkit.RecreateMailbox(t, c, "Test", msgs...)
 	s2, after := snap("%m")
 	_, defAfter := snap(DefaultUIDLFormat)
 	if s1.rc.uidValidity == s2.rc.uidValidity && s1.Messages()[0].UID == s2.Messages()[0].UID {
@@ -144,8 +127,8 @@ func TestUIDLHeaderHashCyrus(t *testing.T) {
 // testIdentitySurvivesMove: %g UIDLs are the server's identities, which
 // stay with a message moved out of the mailbox and back (new UIDs).
 func testIdentitySurvivesMove(t *testing.T, addr string, c *imapclient.Client) {
-	recreate(t, c, "Test", [][]byte{mail(1), mail(2), mail(3)})
-	recreate(t, c, "Elsewhere", nil)
+	testkit.RecreateMailbox(t, c, "Test", mail(1), mail(2), mail(3))
+	testkit.RecreateMailbox(t, c, "Elsewhere")
 	snap := func() []Message {
 		s := login(t, newBackend(t, Options{Address: addr, Mailbox: "Test", UIDL: uidlFormat(t, "%g")}))
 		defer s.Close()

@@ -26,13 +26,7 @@ func TestClientsDownloadNothingAfterRecreateWithHeaderHash(t *testing.T) {
 	d := startDovecot(t)
 	c := d.Dial(t, "alice")
 	msgs := [][]byte{lifecycleMessage(1, "one\r\n"), lifecycleMessage(2, "two\r\n"), lifecycleMessage(3, "three\r\n")}
-	recreateTest := func() {
-		c.Delete("Test").Wait() // absent the first time
-		if err := c.Create("Test", nil).Wait(); err != nil {
-			t.Fatal(err)
-		}
-		appendTo(t, c, "Test", msgs...)
-	}
+	recreateTest := func() { testkit.RecreateMailbox(t, c, "Test", msgs...) }
 	for _, tc := range []struct {
 		format string
 		again  int // messages downloaded again after the re-creation

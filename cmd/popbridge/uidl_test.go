@@ -9,27 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-imap/v2/imapclient"
-
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/uidlmap"
 )
 
 func uidlMessage(n int) []byte {
 	return fmt.Appendf(nil, "From: a@example.org\r\nTo: alice@example.org\r\nSubject: old %d\r\nMessage-ID: <old%d@example.org>\r\n\r\nbody %d\r\n", n, n, n)
-}
-
-func appendTo(t *testing.T, c *imapclient.Client, mailbox string, msgs ...[]byte) {
-	t.Helper()
-	for _, m := range msgs {
-		cmd := c.Append(mailbox, int64(len(m)), nil)
-		cmd.Write(m)
-		cmd.Close()
-		if _, err := cmd.Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // The import against Dovecot's own POP3 server as the old one: its INBOX
@@ -47,7 +34,7 @@ func TestUIDLImportFromDovecotPOP3(t *testing.T) {
 	if err := c.Create("Migrated", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	appendTo(t, c, "Migrated", uidlMessage(1), append([]byte("Return-Path: <a@example.org>\r\n"), uidlMessage(2)...),
+	testkit.AppendAll(t, c, "Migrated", uidlMessage(1), append([]byte("Return-Path: <a@example.org>\r\n"), uidlMessage(2)...),
 		uidlMessage(3), uidlMessage(3), uidlMessage(5))
 
 	oldIDs, err := uidlmap.ReadPOP3(context.Background(), uidlmap.POP3Source{Address: d.POP3Addr, User: "alice", Password: "secret"})

@@ -85,7 +85,7 @@ func (s *Session) fetchIdentities(uids imap.UIDSet) (map[imap.UID]string, error)
 	err = s.upstreamErr(err)
 	s.observe("UID FETCH", start, err)
 	if errors.Is(err, errRawRefused) {
-		return nil, fmt.Errorf("%w: %w: it offers neither OBJECTID nor X-GM-EXT-1, and answered %v", ErrMailbox, ErrNoIdentity, err)
+		return nil, fmt.Errorf("%w: %w: %v", ErrMailbox, ErrNoIdentity, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: identities: %w", ErrUnavailable, err)

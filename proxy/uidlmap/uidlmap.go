@@ -1,7 +1,7 @@
-// Package uidlmap keeps the POP3 unique-ids that users' messages had on
-// an old POP3 server, matched to the messages' UIDs in the new IMAP
-// mailbox, so that popbridge serves those ids and no client downloads a
-// migrated message again.
+// Package uidlmap matches the unique-ids an old POP3 server gave users'
+// messages to the messages of their new IMAP mailboxes and keeps them in
+// a map that popbridge serves, so that no client downloads migrated mail
+// again.
 package uidlmap
 
 // The map on disk and its lookup: one read-only file per user in a

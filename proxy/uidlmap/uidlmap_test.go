@@ -23,9 +23,9 @@ func TestTableRoundTrip(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"", "popbridge-uidl-map 2\n", "popbridge-uidl-map 1\n1 a\n", // no uidvalidity
-		"popbridge-uidl-map 1\nuidvalidity 5\n1 a b\n",           // space in an id
-		"popbridge-uidl-map 1\nuidvalidity 5\n1 a\n2 a\n",        // an id twice
-		"popbridge-uidl-map 1\nuidvalidity 5\n0 a\n",             // UID 0
+		"popbridge-uidl-map 1\nuidvalidity 5\n1 a b\n",    // space in an id
+		"popbridge-uidl-map 1\nuidvalidity 5\n1 a\n2 a\n", // an id twice
+		"popbridge-uidl-map 1\nuidvalidity 5\n0 a\n",      // UID 0
 		"popbridge-uidl-map 1\nuidvalidity 5\n1 " + strings.Repeat("x", 71) + "\n",
 	} {
 		if _, err := Read(strings.NewReader(bad)); err == nil {

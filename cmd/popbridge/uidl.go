@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
@@ -26,7 +27,7 @@ const uidlUsage = `usage: popbridge uidl import -user USER -imap HOST:PORT [-ima
            [-mailbox INBOX] [-password-file FILE]
            (-pop3 HOST:PORT [-pop3-tls none|implicit] [-pop3-user USER] [-pop3-password-file FILE]
             | -dovecot-maildir DIR [-old-format FORMAT] | -listing FILE)
-           -out DIR [-dry-run]
+           -out DIR [-dry-run] [-timeout 10m]
 
 Matches the old server's unique-ids to the messages of the user's IMAP mailbox by
 header hash and size and writes DIR/<user>.uidl for policy.uidl_map. Passwords are
@@ -55,6 +56,7 @@ func uidlCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	listing := fs.String("listing", "", "a `file` saved from the old server's UIDL answer: \"<n> <id> [size [hash]]\" lines")
 	out := fs.String("out", "", "the map `dir` to write the user's file into")
 	dryRun := fs.Bool("dry-run", false, "report, write nothing")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up on the whole run after this long")
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
@@ -68,6 +70,8 @@ func uidlCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "popbridge uidl import: -user, -imap, -out and exactly one of -pop3, -dovecot-maildir, -listing are needed")
 		return exitConfig
 	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	pass, err := readPassword(*passFile)
 	if err != nil {
 		fmt.Fprintln(stderr, "popbridge uidl import:", err)
@@ -115,6 +119,8 @@ func uidlCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblocks any command
+	defer stop()
 	if err := c.Login(*user, pass).Wait(); err != nil {
 		fmt.Fprintln(stderr, "popbridge uidl import: IMAP login:", err)
 		return exitFail

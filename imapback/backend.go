@@ -137,6 +137,9 @@ type Options struct {
 	Mailbox string
 	// UIDL formats unique-ids (default DefaultUIDLFormat).
 	UIDL *UIDLFormat
+	// UIDLMap, if set, gives imported messages the unique-ids of the
+	// POP3 server they came from.
+	UIDLMap UIDLMap
 	// Seen is the default seen policy (default SeenRetr).
 	Seen SeenPolicy
 	// Delete is the default delete policy (default DeleteExpunge).
@@ -304,7 +307,7 @@ func (b *Backend) Login(ctx context.Context, cr Credentials, pol Policy) (*Sessi
 	ctx, cancel := context.WithTimeout(ctx, b.opts.DialTimeout+2*b.opts.CommandTimeout)
 	defer cancel()
 
-	s := &Session{b: b, log: b.opts.Logger.With("user", cr.User), pol: pol, tokenLogin: cr.Token != nil}
+	s := &Session{b: b, log: b.opts.Logger.With("user", cr.User), pol: pol, tokenLogin: cr.Token != nil, user: cr.User}
 	if pol.Device != "" {
 		s.log = s.log.With("device", pol.Device)
 	}

@@ -68,13 +68,17 @@ type Session struct {
 	ra readAhead      // the batch of small messages fetched ahead
 	rc reconnectState // what logging in again after a lost connection needs
 	bc *boundedConn   // bounds what the upstream sends to c
+	// tap, between c and bc, fetches the items go-imap cannot parse.
+	tap  *itemTap
+	user string // the login name, for the UIDL map
 }
 
 // limitResponses puts the session's response bounds on conn, the
 // plaintext connection go-imap reads.
 func (s *Session) limitResponses(conn net.Conn) net.Conn {
 	s.bc = newBoundedConn(conn, s.b.opts.ResponseLimits)
-	return s.bc
+	s.tap = &itemTap{Conn: s.bc}
+	return s.tap
 }
 
 // upstreamErr adds the bound the upstream passed, if any, to err: go-imap
@@ -110,7 +114,8 @@ func (s *Session) selectMaildrop() (*imap.SelectData, error) {
 }
 
 // snapshot selects the mailbox and records every message's UID and size
-// with one UID FETCH 1:* (UID RFC822.SIZE).
+// with one UID FETCH 1:* (UID RFC822.SIZE), then what the UIDL format
+// needs besides (uidlfetch.go).
 func (s *Session) snapshot() error {
 	s.bc.Expect(Expectation{Responses: responseSlack})
 	sel, err := s.selectMaildrop()
@@ -131,6 +136,7 @@ func (s *Session) snapshot() error {
 	// A message expunged while the FETCH runs may or may not be in its
 	// answer, so the sequence numbers of later EXPUNGEs would be ambiguous:
 	// fetch again until a FETCH runs without an EXPUNGE.
+	var vars []UIDLVars // what the UIDLs are made of, beside UID and UIDVALIDITY
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		before := s.expunges
@@ -142,6 +148,9 @@ func (s *Session) snapshot() error {
 		if err != nil {
 			return fmt.Errorf("%w: snapshot: %w", ErrUnavailable, err)
 		}
+		if vars, err = s.uidlVars(msgs); err != nil {
+			return err
+		}
 		s.mu.Lock()
 		if s.expunges == before || attempt == 3 {
 			s.msgs = msgs
@@ -152,8 +161,8 @@ func (s *Session) snapshot() error {
 		}
 		s.mu.Unlock()
 	}
-	for i := range s.msgs {
-		s.msgs[i].UIDL = s.b.opts.UIDL.Format(uint32(s.msgs[i].UID), sel.UIDValidity)
+	if err := s.makeUIDLs(vars, sel.UIDValidity); err != nil {
+		return err
 	}
 	s.rc.uidValidity = sel.UIDValidity
 	return nil

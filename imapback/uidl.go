@@ -1,5 +1,8 @@
 package imapback
 
+// The UIDL format: its parser, what a format needs fetched, and how a
+// snapshot's unique-ids are made distinct (dedupeUIDLs).
+
 import (
 	"fmt"
 	"strconv"
@@ -12,31 +15,60 @@ import (
 // server to popbridge downloads nothing again.
 const DefaultUIDLFormat = "%08Xu%08Xv"
 
-// UIDLFormat turns a message's UID and its mailbox's UIDVALIDITY into a
-// POP3 unique-id listing. It understands Dovecot's variables %u (UID) and
-// %v (UIDVALIDITY), each with an optional zero flag and width and
-// Dovecot's modifiers X (hex), U (upper case) and L (lower case), and %%
-// for a percent sign. Dovecot's other variables (%m, %f, %g) need storage
-// details that IMAP does not expose.
+// UIDLFormat turns what is known of a message into a POP3 unique-id
+// listing. It understands Dovecot's variables %u (UID) and %v
+// (UIDVALIDITY), each with an optional zero flag and width and Dovecot's
+// modifiers X (hex), U (upper case) and L (lower case); %g, the message's
+// identity on the server (OBJECTID's EMAILID, Gmail's X-GM-MSGID or
+// Dovecot's X-GUID) and %m, the hash of its header that Dovecot's
+// pop3_migration plugin computes (headerhash.go), both with U or L; and
+// %% for a percent sign. %g and %m do not change when a mailbox is
+// rebuilt, restored or moved to another server, which changes UIDVALIDITY.
 type UIDLFormat struct {
 	parts []uidlPart
+	needs UIDLNeeds
+}
+
+// UIDLNeeds says which items beyond UID and UIDVALIDITY a format needs
+// from the upstream, so that a snapshot fetches only those.
+type UIDLNeeds struct {
+	Identity   bool // %g
+	HeaderHash bool // %m
+}
+
+// UIDLVars is what a unique-id may be made of.
+type UIDLVars struct {
+	UID, UIDValidity uint32
+	Identity         string // %g: the server's id of the message
+	HeaderHash       string // %m: 40 hex digits (HeaderHash)
 }
 
 type uidlPart struct {
 	lit   string // literal text, when verb is 0
-	verb  byte   // 'u' or 'v'
+	verb  byte   // 'u', 'v', 'g' or 'm'
 	base  int
 	upper bool
+	lower bool // L given: for %g and %m, whose case is otherwise kept
 	width int
 	zero  bool
 }
 
+// Bounds used to check a format's ids: the longest identity that the
+// servers we know send (Gmail's 64-bit X-GM-MSGID in decimal: 20; Cyrus'
+// EMAILID: 25; Dovecot's GUID: 32) with room to spare, and the suffix
+// that dedupeUIDLs may append ("-" and up to 7 digits).
+const (
+	maxIdentityLen = 40
+	dedupeSuffix   = 8
+)
+
 // ParseUIDLFormat parses and checks a format. The result must be a valid
-// RFC 1939 unique-id for any UID and UIDVALIDITY: 1 to 70 characters in the
-// range 0x21 to 0x7E, and it must contain %u so that ids are unique.
+// RFC 1939 unique-id for any message: 1 to 70 characters in the range
+// 0x21 to 0x7E, and it must contain %u, %g or %m so that ids are unique
+// (equal %g or %m values are told apart by dedupeUIDLs).
 func ParseUIDLFormat(s string) (*UIDLFormat, error) {
 	f := &UIDLFormat{}
-	hasUID := false
+	distinct := false
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '%')
 		if i != 0 {
@@ -70,54 +102,109 @@ func ParseUIDLFormat(s string) (*UIDLFormat, error) {
 			case 'X':
 				p.base = 16
 			case 'U':
-				p.upper = true
+				p.upper, p.lower = true, false
 			case 'L':
-				p.upper = false
+				p.upper, p.lower = false, true
 			default:
 				break modifiers
 			}
 			s = s[1:]
 		}
-		if len(s) == 0 || (s[0] != 'u' && s[0] != 'v') {
-			return nil, fmt.Errorf("uidl format: only %%u and %%v (with modifiers X, U, L) and %%%% are supported")
+		if len(s) == 0 || strings.IndexByte("uvgm", s[0]) < 0 {
+			return nil, fmt.Errorf("uidl format: only %%u, %%v (with modifiers X, U, L), %%g, %%m (with U, L) and %%%% are supported")
 		}
 		p.verb = s[0]
-		hasUID = hasUID || p.verb == 'u'
 		s = s[1:]
+		switch p.verb {
+		case 'g', 'm':
+			if p.base != 10 || p.width != 0 || p.zero {
+				return nil, fmt.Errorf("uidl format: %%%c takes no width and no X", p.verb)
+			}
+			f.needs.Identity = f.needs.Identity || p.verb == 'g'
+			f.needs.HeaderHash = f.needs.HeaderHash || p.verb == 'm'
+			distinct = true
+		case 'u':
+			distinct = true
+		}
 		f.parts = append(f.parts, p)
 	}
-	if !hasUID {
-		return nil, fmt.Errorf("uidl format: must contain %%u to make ids unique")
+	if !distinct {
+		return nil, fmt.Errorf("uidl format: must contain %%u, %%g or %%m to make ids unique")
 	}
-	// The longest ids come from the largest numbers, padding from the
-	// smallest: check both ends.
-	for _, id := range []string{f.Format(^uint32(0), ^uint32(0)), f.Format(1, 1)} {
-		if len(id) > 70 {
-			return nil, fmt.Errorf("uidl format: ids may be %d characters long, RFC 1939 allows 70", len(id))
+	// The longest ids come from the largest numbers and identities,
+	// padding from the smallest: check both ends.
+	longest := UIDLVars{^uint32(0), ^uint32(0), strings.Repeat("9", maxIdentityLen), strings.Repeat("f", 40)}
+	shortest := UIDLVars{1, 1, "1", strings.Repeat("0", 40)}
+	for _, v := range []UIDLVars{longest, shortest} {
+		id := f.FormatVars(v)
+		if max := 70 - f.suffixRoom(); len(id) > max {
+			return nil, fmt.Errorf("uidl format: ids may be %d characters long, RFC 1939 allows 70 (less %d when %%g or %%m may need a suffix)", len(id), f.suffixRoom())
 		}
-		for i := 0; i < len(id); i++ {
-			if id[i] < 0x21 || id[i] > 0x7e {
-				return nil, fmt.Errorf("uidl format: character %q not allowed in a unique-id", id[i])
-			}
+		if err := checkUIDL(id); err != nil {
+			return nil, fmt.Errorf("uidl format: %v", err)
 		}
 	}
 	return f, nil
 }
 
-// Format returns the unique-id of a message.
+// suffixRoom is the room a format's ids keep for dedupeUIDLs: formats
+// with %u are unique by themselves.
+func (f *UIDLFormat) suffixRoom() int {
+	for _, p := range f.parts {
+		if p.verb == 'u' {
+			return 0
+		}
+	}
+	return dedupeSuffix
+}
+
+// checkUIDL reports a character RFC 1939 does not allow in a unique-id.
+func checkUIDL(id string) error {
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return fmt.Errorf("character %q not allowed in a unique-id", id[i])
+		}
+	}
+	return nil
+}
+
+// Needs tells which items the format needs besides UID and UIDVALIDITY.
+func (f *UIDLFormat) Needs() UIDLNeeds { return f.needs }
+
+// Format returns the unique-id of a message from its UID and its
+// mailbox's UIDVALIDITY (%g and %m are empty).
 func (f *UIDLFormat) Format(uid, uidValidity uint32) string {
+	return f.FormatVars(UIDLVars{UID: uid, UIDValidity: uidValidity})
+}
+
+// FormatVars returns the unique-id of a message.
+func (f *UIDLFormat) FormatVars(v UIDLVars) string {
 	b := make([]byte, 0, 24)
 	for _, p := range f.parts {
-		if p.verb == 0 {
+		switch p.verb {
+		case 0:
 			b = append(b, p.lit...)
 			continue
+		case 'g', 'm':
+			s := v.Identity
+			if p.verb == 'm' {
+				s = v.HeaderHash
+			}
+			switch {
+			case p.upper:
+				s = strings.ToUpper(s)
+			case p.lower:
+				s = strings.ToLower(s)
+			}
+			b = append(b, s...)
+			continue
 		}
-		v := uid
+		n := v.UID
 		if p.verb == 'v' {
-			v = uidValidity
+			n = v.UIDValidity
 		}
 		var num [16]byte
-		digits := strconv.AppendUint(num[:0], uint64(v), p.base)
+		digits := strconv.AppendUint(num[:0], uint64(n), p.base)
 		if p.upper {
 			for i, d := range digits {
 				if d >= 'a' {
@@ -135,4 +222,43 @@ func (f *UIDLFormat) Format(uid, uidValidity uint32) string {
 		b = append(b, digits...)
 	}
 	return string(b)
+}
+
+// dedupeUIDLs makes the unique-ids of a snapshot distinct. ids must be in
+// UID order (mailbox order is UID order). The first message with an id
+// keeps it; each later one with the same id gets "-2", "-3", ... (the
+// first of these not already taken), counted in UID order.
+//
+// Equal ids come from messages with equal headers (%m) or server
+// identities (%g: a COPY within the mailbox), or from an imported id that
+// equals a made one. Counting in UID order is stable across sessions and
+// across a rebuild that APPENDs the messages in their old order, which
+// is what %m is for. When one of the equal messages is expunged, the
+// later ones move down a number and a client sees, for the first of them,
+// the id of the one that went: it takes the survivor for the message it
+// already has. Its header is the same, Message-ID and Received lines
+// included, so it is a second delivery of the same mail; no message a
+// client has not seen is hidden unless it was a byte-for-byte copy of
+// the header of one it has.
+func dedupeUIDLs(ids []string) {
+	seen := make(map[string]int, len(ids))
+	for _, id := range ids {
+		seen[id] = 0
+	}
+	taken := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		if !taken[id] {
+			taken[id] = true
+			continue
+		}
+		for n := max(seen[id], 1) + 1; ; n++ {
+			c := id + "-" + strconv.Itoa(n)
+			if !taken[c] {
+				taken[c] = true
+				seen[id] = n
+				ids[i] = c
+				break
+			}
+		}
+	}
 }

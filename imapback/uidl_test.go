@@ -37,9 +37,11 @@ func TestUIDLFormatRejectsInvalidIDs(t *testing.T) {
 	for _, tc := range []struct{ format, wantErr string }{
 		{"%v", "must contain %u"},
 		{"", "must contain %u"},
-		{"%m", "only %u and %v"},
-		{"%u%", "only %u and %v"},
-		{"%xu", "only %u and %v"},
+		{"%u%", "only %u, %v"},
+		{"%xu", "only %u, %v"},
+		{"%Xg", "no width and no X"},
+		{"%08m", "no width and no X"},
+		{"%m" + strings.Repeat("x", 25), "RFC 1939 allows 70"},
 		{"%8u", "not allowed"}, // space padding
 		{"a b%u", "not allowed"},
 		{"%u" + strings.Repeat("x", 70), "RFC 1939 allows 70"},

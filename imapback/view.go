@@ -16,8 +16,11 @@ import (
 // device's state lives upstream as a keyword on each message, so every
 // popbridge replica serves the same view and a restart loses nothing.
 //
-// UIDLs depend only on UID and UIDVALIDITY, so they are the same in every
-// view: a client moved between views downloads nothing again.
+// UIDLs depend only on the message (UID and UIDVALIDITY, its identity or
+// header hash), so they are the same in every view: a client moved between
+// views downloads nothing again. The one exception: equal ids are counted
+// within the view (dedupeUIDLs), so a view that hides the first of two
+// equal messages serves the second under the bare id.
 
 // checkKeywords refuses a device view on a mailbox that cannot keep the
 // device's keyword: its deletes would be forgotten and the device would

@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return kickCmd(ctx, args[1:], stdout, stderr)
 		case "config":
 			return configCmd(ctx, args[1:], stdout, stderr)
+		case "uidl":
+			return uidlCmd(ctx, args[1:], stdout, stderr)
 		case "hash-password":
 			return hashPassword(ctx, args[1:], stdout, stderr)
 		case "help":

@@ -1,6 +1,7 @@
 // Package testkit holds small helpers that tests of several packages
 // need alike: a self-signed TLS pair (in memory or in files), a free
-// port that stays free, and a log buffer safe for concurrent writers.
+// port that stays free, a log buffer safe for concurrent writers, and
+// mailboxes filled over IMAP.
 package testkit
 
 import (

@@ -1,0 +1,103 @@
+package imapback
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// tapUnderTest connects an itemTap to a scripted server over a pipe and
+// reads everything the tap hands on, as go-imap's reader would.
+func tapUnderTest(t *testing.T, answer func(cmd string) string) (*itemTap, net.Conn, <-chan string) {
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	tap := &itemTap{Conn: client}
+	go func() {
+		br := bufio.NewReader(server)
+		for {
+			cmd, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			// Split the answer to exercise lines across reads.
+			a := answer(cmd)
+			for len(a) > 0 {
+				n := min(len(a), 7)
+				if _, err := server.Write([]byte(a[:n])); err != nil {
+					return
+				}
+				a = a[n:]
+			}
+		}
+	}()
+	passed := make(chan string, 1)
+	go func() {
+		data, _ := io.ReadAll(tap)
+		passed <- string(data)
+	}()
+	return tap, client, passed
+}
+
+func TestItemTapTakesOnlyItsAnswers(t *testing.T) {
+	var sent string
+	other := "* 3 EXPUNGE\r\n" +
+		"* 2 FETCH (FLAGS (\\Seen) UID 6)\r\n" +
+		"* LIST () \"/\" {30}\r\n* 9 FETCH (UID 9 X-GUID zz)\r\n\r\n" + // a literal that looks like an answer
+		"* 4 EXISTS\r\n"
+	tap, conn, passed := tapUnderTest(t, func(cmd string) string {
+		sent = cmd
+		return "* 3 EXPUNGE\r\n* 1 FETCH (UID 5 X-GUID abc)\r\n" +
+			"* 2 FETCH (FLAGS (\\Seen) UID 6)\r\n" +
+			"* LIST () \"/\" {30}\r\n* 9 FETCH (UID 9 X-GUID zz)\r\n\r\n" +
+			"* 5 FETCH (X-GUID \"d\\\"ef\" UID 7)\r\n" +
+			rawTag + " OK done\r\n* 4 EXISTS\r\n"
+	})
+	got, err := tap.fetch(imap.UIDSet{{Start: 5, Stop: 7}}, "X-GUID", 5*time.Second, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent != rawTag+" UID FETCH 5:7 (UID X-GUID)\r\n" {
+		t.Errorf("sent %q", sent)
+	}
+	if want := map[imap.UID]string{5: "abc", 7: "d\"ef"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("fetch = %v, want %v", got, want)
+	}
+	time.Sleep(50 * time.Millisecond) // let the reader take the rest
+	conn.Close()
+	if p := <-passed; p != other {
+		t.Errorf("passed on\n%q\nwant\n%q", p, other)
+	}
+}
+
+func TestItemTapRefused(t *testing.T) {
+	tap, conn, _ := tapUnderTest(t, func(string) string {
+		return rawTag + " BAD Error in IMAP command UID FETCH: Unknown parameter X-GUID\r\n"
+	})
+	_, err := tap.fetch(imap.UIDSet{{Start: 1, Stop: 0}}, "X-GUID", 5*time.Second, conn)
+	if !errors.Is(err, errRawRefused) || !strings.Contains(err.Error(), "Unknown parameter") {
+		t.Errorf("fetch = %v, want a refusal with the server's text", err)
+	}
+}
+
+// A hostile or broken answer ends the fetch with an error, never a hang.
+func TestItemTapBadAnswers(t *testing.T) {
+	for _, answer := range []string{
+		"* 1 FETCH (UID 5 X-GUID a\x01b)\r\n" + rawTag + " OK\r\n", // not a valid id
+		"* 1 FETCH (X-GUID abc)\r\n" + rawTag + " OK\r\n",          // no UID
+		"* 1 FETCH (UID 5 X-GUID " + strings.Repeat("a", maxRawLine+10),
+		"", // silence: the timeout closes the connection
+	} {
+		tap, conn, _ := tapUnderTest(t, func(string) string { return answer })
+		_, err := tap.fetch(imap.UIDSet{{Start: 1, Stop: 0}}, "X-GUID", time.Second, conn)
+		if err == nil {
+			t.Errorf("answer %.60q: no error", answer)
+		}
+	}
+}

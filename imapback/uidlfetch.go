@@ -1,0 +1,171 @@
+package imapback
+
+// What a snapshot fetches for its UIDLs beyond UID and size: the
+// identities of %g (through itemTap, rawfetch.go) and the header hashes
+// of %m, one UID FETCH each, both keyed by UID; and how the snapshot's
+// UIDLs are made from them and from an imported UIDL map.
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// UIDLMap holds the unique-ids an old POP3 server gave messages that were
+// since copied into the upstream mailbox (popbridge uidl import), so that
+// POP3 clients moved to popbridge download none of them again.
+type UIDLMap interface {
+	// UIDLs returns user's imported unique-ids by UID for the mailbox
+	// with the given UIDVALIDITY: nil when there are none, or when they
+	// were made for another UIDVALIDITY.
+	UIDLs(user string, uidValidity uint32) (map[imap.UID]string, error)
+}
+
+// ErrNoIdentity: the UIDL format has %g and the upstream offers no
+// message identity. The error names what it would need.
+var ErrNoIdentity = errors.New("upstream offers no message identity for %g (OBJECTID, X-GM-EXT-1 or Dovecot's X-GUID)")
+
+// uidlVars fetches, for each message of msgs, what the UIDL format needs
+// beyond UID and UIDVALIDITY. A message missing from an answer (expunged
+// meanwhile) gets empty values: the snapshot takes the expunge for a
+// reason to fetch again.
+func (s *Session) uidlVars(msgs []Message) ([]UIDLVars, error) {
+	vars := make([]UIDLVars, len(msgs))
+	needs := s.b.opts.UIDL.Needs()
+	if len(msgs) == 0 || !needs.Identity && !needs.HeaderHash {
+		return vars, nil
+	}
+	var uids imap.UIDSet
+	for _, m := range msgs {
+		uids.AddNum(m.UID)
+	}
+	if needs.Identity {
+		ids, err := s.fetchIdentities(uids)
+		if err != nil {
+			return nil, err
+		}
+		for i, m := range msgs {
+			vars[i].Identity = ids[m.UID]
+		}
+	}
+	if needs.HeaderHash {
+		hashes, err := s.fetchHeaderHashes(uids)
+		if err != nil {
+			return nil, err
+		}
+		for i, m := range msgs {
+			vars[i].HeaderHash = hashes[m.UID]
+		}
+	}
+	return vars, nil
+}
+
+// identityItem names the FETCH item of the upstream's message identity:
+// RFC 8474's EMAILID where OBJECTID is offered, Gmail's X-GM-MSGID, and
+// otherwise Dovecot's X-GUID, which no capability announces.
+func (s *Session) identityItem() string {
+	caps := s.c.Caps()
+	switch {
+	case caps.Has("OBJECTID"):
+		return "EMAILID"
+	case caps.Has("X-GM-EXT-1"):
+		return "X-GM-MSGID"
+	}
+	return "X-GUID"
+}
+
+func (s *Session) fetchIdentities(uids imap.UIDSet) (map[imap.UID]string, error) {
+	item := s.identityItem()
+	start := time.Now()
+	s.bc.Expect(snapshotExpectation(uint32(len(uids))))
+	ids, err := s.tap.fetch(uids, item, s.b.opts.CommandTimeout, s.nc)
+	err = s.upstreamErr(err)
+	s.observe("UID FETCH", start, err)
+	if errors.Is(err, errRawRefused) {
+		return nil, fmt.Errorf("%w: %w: %v", ErrMailbox, ErrNoIdentity, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: identities: %w", ErrUnavailable, err)
+	}
+	return ids, nil
+}
+
+// fetchHeaderHashes fetches BODY.PEEK[HEADER] of uids and hashes each
+// header as it arrives.
+func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, error) {
+	start := time.Now()
+	hashes := make(map[imap.UID]string)
+	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+	s.bc.Expect(snapshotExpectation(uint32(uidCount(uids))))
+	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	var herr error
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		var uid imap.UID
+		var hash string
+		for item := m.Next(); item != nil; item = m.Next() {
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = item.UID
+			case imapclient.FetchItemDataBodySection:
+				h, err := HeaderHash(item.Literal)
+				if err != nil && herr == nil {
+					herr = err
+				}
+				hash = h
+			}
+		}
+		if uid != 0 && hash != "" {
+			hashes[uid] = hash
+		}
+	}
+	err := s.upstreamErr(cmd.Close())
+	s.observe("UID FETCH", start, err)
+	if err == nil {
+		err = herr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: headers: %w", ErrUnavailable, err)
+	}
+	return hashes, nil
+}
+
+var defaultUIDL, _ = ParseUIDLFormat(DefaultUIDLFormat)
+
+// makeUIDLs sets the UIDLs of the snapshot's messages: an imported one
+// where the map has it, the format's otherwise, then made distinct.
+func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
+	var imported map[imap.UID]string
+	if m := s.b.opts.UIDLMap; m != nil {
+		var err error
+		if imported, err = m.UIDLs(s.user, uidValidity); err != nil {
+			return fmt.Errorf("%w: uidl map: %w", ErrMailbox, err)
+		}
+	}
+	needs := s.b.opts.UIDL.Needs()
+	ids := make([]string, len(s.msgs))
+	for i, m := range s.msgs {
+		if id, ok := imported[m.UID]; ok {
+			ids[i] = id
+			continue
+		}
+		v := vars[i]
+		v.UID, v.UIDValidity = uint32(m.UID), uidValidity
+		if needs.Identity && v.Identity == "" || needs.HeaderHash && v.HeaderHash == "" {
+			// Not in the answer: expunged during the snapshot, or a
+			// server that skipped it. The default format keeps the
+			// message listed; dedupeUIDLs keeps the id distinct.
+			s.log.Warn("no identity or header hash for a message; its UIDL uses the default format", "uid", m.UID)
+			ids[i] = defaultUIDL.Format(v.UID, v.UIDValidity)
+			continue
+		}
+		ids[i] = s.b.opts.UIDL.FormatVars(v)
+	}
+	dedupeUIDLs(ids)
+	for i := range s.msgs {
+		s.msgs[i].UIDL = ids[i]
+	}
+	return nil
+}

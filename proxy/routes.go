@@ -8,6 +8,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/uidlmap"
 )
 
 // Routing: which upstream and which upstream login a POP3 login gets.
@@ -77,7 +78,7 @@ func upstreamOptions(c *config.Config, u config.UpstreamConfig, hooks Hooks, log
 		return imapback.Options{}, err
 	}
 	perf := c.Performance
-	return imapback.Options{
+	o := imapback.Options{
 		Address:           u.Address,
 		TLS:               u.TLS,
 		TLSConfig:         tlsConfig,
@@ -97,7 +98,17 @@ func upstreamOptions(c *config.Config, u config.UpstreamConfig, hooks Hooks, log
 		ReadAheadMessages: perf.ReadAheadMessages,
 		ReadAheadTotal:    perf.ReadAheadTotalBytes,
 		ChunkSize:         perf.ChunkSize,
-	}, nil
+	}
+	if c.Policy.UIDLMap != "" {
+		// Load only checks the directory; each login reads its user's file,
+		// so replicas share nothing and a SIGHUP picks up new files anyway.
+		m, err := uidlmap.Load(c.Policy.UIDLMap)
+		if err != nil {
+			return imapback.Options{}, err
+		}
+		o.UIDLMap = m // never a typed nil: the interface would not be nil
+	}
+	return o, nil
 }
 
 // upstreamTLS is the client TLS config for an upstream: verification on

@@ -33,6 +33,8 @@ const usageText = `usage: popbridge [flags]                      serve (without 
        popbridge oauth keygen FILE             write a new token-store key (mode 0600)
        popbridge oauth status [ADMIN FLAGS]    list oauth2 accounts and their token states
        popbridge hash-password [-bcrypt]       hash a local password read from stdin
+       popbridge uidl import -user USER ...    map an old POP3 server's UIDLs to the IMAP mailbox
+                                               (popbridge uidl import -help; docs/uidl.md)
        popbridge who [-l] [ADMIN FLAGS] [USER] list open sessions, as doveadm who
        popbridge kick [ADMIN FLAGS] USER | -id ID
                                                close sessions without UPDATE: nothing deleted

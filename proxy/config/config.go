@@ -17,6 +17,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/admin"
+	"github.com/popbridge/popbridge/proxy/uidlmap"
 )
 
 // DefaultListen is where popbridge listens when nothing says otherwise:
@@ -91,8 +92,11 @@ type PolicyConfig struct {
 	Seen        imapback.SeenPolicy   `yaml:"seen"`
 	MaxAgeDays  int                   `yaml:"max_age_days"`
 	UIDLFormat  string                `yaml:"uidl_format"`
-	Devices     DevicesConfig         `yaml:"devices"`
-	Rules       []PolicyRule          `yaml:"rules"`
+	// UIDLMap is a directory of per-user maps from `popbridge uidl
+	// import`: imported messages keep the UIDLs of the old server.
+	UIDLMap string        `yaml:"uidl_map"`
+	Devices DevicesConfig `yaml:"devices"`
+	Rules   []PolicyRule  `yaml:"rules"`
 }
 
 // LimitsConfig bounds what clients can hold.
@@ -183,6 +187,11 @@ func (c *Config) Check() error {
 	}
 	if _, err := imapback.ParseUIDLFormat(p.UIDLFormat); err != nil {
 		errs = append(errs, fmt.Errorf("policy.uidl_format: %v", err))
+	}
+	if p.UIDLMap != "" {
+		if _, err := uidlmap.Load(p.UIDLMap); err != nil {
+			errs = append(errs, fmt.Errorf("policy.uidl_map: %v", err))
+		}
 	}
 
 	l := &c.Limits

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
 // DefaultListen is where popbridge listens when nothing says otherwise:
@@ -42,6 +43,8 @@ type Config struct {
 	Performance PerformanceConfig `yaml:"performance"`
 	// Local accounts that log in upstream with OAuth2 (oauth2.go).
 	OAuth2 OAuth2Config `yaml:"oauth2"`
+	// The store of limits and locks shared by replicas (state.go).
+	State state.Config `yaml:"state"`
 }
 
 // ListenConfig is one POP3 listener.

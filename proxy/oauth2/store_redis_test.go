@@ -70,15 +70,24 @@ func cacheToken(c *TokenCache, cfg *config.Config) (string, error) {
 	return tok, err
 }
 
-func TestRedisStoreThreeReplicasRefreshOnceAndShareTheRotatedToken(t *testing.T) {
+// seededReplicas starts a redis-server and a provider that rotates
+// refresh tokens, and returns n replicas over them whose store holds a
+// refresh token for the fixture account, as after `oauth login`.
+func seededReplicas(t *testing.T, n int) (*redistest.Server, *oauthtest.Server, *config.Config, []*TokenCache, string) {
+	t.Helper()
 	rds := redistest.Start(t, redistest.Options{})
 	srv := oauthtest.Start(t, oauthtest.Options{RotateRefresh: true})
 	cfg := redisConfig(t, srv, rds.Addr)
-	cs := replicas(t, cfg, 3)
+	cs := replicas(t, cfg, n)
 	rt := srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
 	if err := cs[0].store.Save(oauthtest.FixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
 		t.Fatal(err)
 	}
+	return rds, srv, cfg, cs, rt
+}
+
+func TestRedisStoreThreeReplicasRefreshOnceAndShareTheRotatedToken(t *testing.T) {
+	_, srv, cfg, cs, rt := seededReplicas(t, 3)
 	// A slow endpoint: every replica asks while the first refresh runs.
 	srv.SetTokenDelay(300 * time.Millisecond)
 	var wg sync.WaitGroup
@@ -143,14 +152,7 @@ func wantTemporary(t *testing.T, err error, took time.Duration) {
 }
 
 func TestRedisStoreUnavailableFailsTemporarilyAndRecovers(t *testing.T) {
-	rds := redistest.Start(t, redistest.Options{})
-	srv := oauthtest.Start(t, oauthtest.Options{RotateRefresh: true})
-	cfg := redisConfig(t, srv, rds.Addr)
-	cs := replicas(t, cfg, 2)
-	rt := srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
-	if err := cs[0].store.Save(oauthtest.FixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
-		t.Fatal(err)
-	}
+	rds, srv, cfg, cs, _ := seededReplicas(t, 2)
 	tok, err := cacheToken(cs[0], cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -153,22 +153,6 @@ func Login(ctx context.Context, cfg *config.Config, account string, opts LoginOp
 	return nil
 }
 
-// saveLogin saves the token of a sign-in. In a shared store it takes the
-// account's refresh lock first, so that a replica's refresh under way
-// cannot overwrite it with a token of the older grant.
-func saveLogin(ctx context.Context, store Store, account string, tok *oauth2.Token) error {
-	if s, ok := store.(sharedStore); ok {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenFlightTimeout)
-		defer cancel()
-		unlock, err := s.lockRefresh(ctx, account)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
-	return store.Save(account, tok)
-}
-
 // loginGrant is the grant to run: the provider's, or the one asked for.
 func loginGrant(a *config.AccountConfig, p *config.ProviderConfig, asked config.Grant) (config.Grant, error) {
 	if asked == "" {

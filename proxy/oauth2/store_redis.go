@@ -116,6 +116,22 @@ func (s *redisStore) lockRefresh(ctx context.Context, account string) (func(), e
 	}
 }
 
+// saveLogin saves the token of a sign-in. In a shared store it takes the
+// account's refresh lock first, so that a replica's refresh under way
+// cannot overwrite it with a token of the older grant.
+func saveLogin(ctx context.Context, store Store, account string, tok *oauth2.Token) error {
+	if s, ok := store.(sharedStore); ok {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenFlightTimeout)
+		defer cancel()
+		unlock, err := s.lockRefresh(ctx, account)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	return store.Save(account, tok)
+}
+
 // Close ends the connections to the server and gives up a lock still
 // held.
 func (s *redisStore) Close() error { return s.st.Close() }

@@ -100,9 +100,10 @@ if kube_version=1.29.0 helm template pop "$chart" -f "$chart/ci/test-values.yaml
   echo "helm template accepted Kubernetes 1.29, which has no preStop sleep"; exit 1
 fi
 # Secrets created by hand or by cert-manager, never by the manifests: the
-# base's TLS Secret and extras-values.yaml's token store.
+# base's TLS Secret and extras-values.yaml's token store and state server.
 "$work/validate" -popbridge "$work/popbridge" -external-secret popbridge-tls \
-  -external-secret popbridge-oauth-tokens "$work"/kustomize-*.yaml "$work"/helm-*.yaml
+  -external-secret popbridge-oauth-tokens -external-secret popbridge-redis -external-secret popbridge-redis-ca \
+  "$work"/kustomize-*.yaml "$work"/helm-*.yaml
 echo "rendered and validated: $((SECONDS - start))s"
 
 echo "== deploy: Prometheus rules"

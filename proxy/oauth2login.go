@@ -134,3 +134,11 @@ func (o *oauthLogins) adopt(old *oauthLogins) {
 	}
 	o.tokens.Adopt(old.tokens)
 }
+
+// close closes the token cache's store connections once the Proxy has
+// ended. It is safe on a nil receiver.
+func (o *oauthLogins) close() {
+	if o != nil {
+		o.tokens.Close()
+	}
+}

@@ -122,10 +122,16 @@ func (p *Proxy) Serve() error {
 
 // Shutdown stops accepting and lets sessions finish until ctx is done;
 // sessions still open then are closed without their UPDATE state.
-func (p *Proxy) Shutdown(ctx context.Context) error { return p.srv.Shutdown(ctx) }
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	defer p.oauth.close()
+	return p.srv.Shutdown(ctx)
+}
 
 // Close stops everything at once.
-func (p *Proxy) Close() error { return p.srv.Close() }
+func (p *Proxy) Close() error {
+	defer p.oauth.close()
+	return p.srv.Close()
+}
 
 // backend adapts imapback to the interface pop3front consumes, mapping
 // upstream errors to POP3 response codes.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/admin"
+	"github.com/popbridge/popbridge/proxy/state"
 	"github.com/popbridge/popbridge/proxy/uidlmap"
 )
 
@@ -47,6 +48,8 @@ type Config struct {
 	// The admin listener: sessions, kicks, this config redacted. Off
 	// unless admin.listen is set.
 	Admin admin.Config `yaml:"admin"`
+	// The store of limits and locks shared by replicas (state.go).
+	State state.Config `yaml:"state"`
 }
 
 // ListenConfig is one POP3 listener.

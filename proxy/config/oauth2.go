@@ -15,6 +15,7 @@ import (
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/oauth2/passhash"
 	"github.com/popbridge/popbridge/proxy/oauth2/storekey"
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
 // OAuth2Config lets devices that only know USER/PASS read mailboxes whose
@@ -28,9 +29,13 @@ type OAuth2Config struct {
 	Accounts   []AccountConfig           `yaml:"accounts"`
 }
 
-// TokenStoreConfig says where refresh tokens live. Exactly one of File and
-// Dir is set when any account needs a refresh token.
+// TokenStoreConfig says where refresh tokens live. Exactly one of File,
+// Dir and Type redis is set when any account needs a refresh token.
 type TokenStoreConfig struct {
+	// Type redis keeps the tokens in the Redis or Valkey server of the
+	// state section, sealed with KeyFile, where every replica reads and
+	// renews them; "" means File or Dir.
+	Type string `yaml:"type"`
 	// File holds the tokens of all accounts in one file, encrypted with
 	// KeyFile and written with mode 0600.
 	File string `yaml:"file"`
@@ -40,7 +45,13 @@ type TokenStoreConfig struct {
 	Dir string `yaml:"dir"`
 	// KeyFile holds the 256-bit AES key, base64 (popbridge oauth keygen).
 	KeyFile string `yaml:"key_file"`
+
+	// State is the config's state section, set by Check for Type redis.
+	State state.Config `yaml:"-"`
 }
+
+// TokenStoreRedis is the Type of the token store in Redis.
+const TokenStoreRedis = "redis"
 
 // ProviderConfig is an OAuth2 authorisation server and the client
 // registered there.
@@ -274,12 +285,22 @@ func (c *Config) checkOAuth2() []error {
 
 	s := &o.TokenStore
 	switch {
+	case s.Type != "" && s.Type != TokenStoreRedis:
+		errs = append(errs, fmt.Errorf("oauth2.token_store.type: %q: want redis, or leave it out for file or dir", s.Type))
+	case s.Type == TokenStoreRedis && (s.File != "" || s.Dir != ""):
+		errs = append(errs, errors.New("oauth2.token_store: type redis takes neither file nor dir"))
+	case s.Type == TokenStoreRedis && s.KeyFile == "":
+		errs = append(errs, errors.New("oauth2.token_store.key_file: required with type redis (popbridge oauth keygen)"))
+	case s.Type == TokenStoreRedis && c.State.Address == "":
+		errs = append(errs, errors.New("oauth2.token_store.type: redis needs the server in state.address"))
+	case s.Type == TokenStoreRedis:
+		s.State = c.State
 	case s.File != "" && s.Dir != "":
 		errs = append(errs, errors.New("oauth2.token_store: file or dir, not both"))
 	case s.File != "" && s.KeyFile == "":
 		errs = append(errs, errors.New("oauth2.token_store.key_file: required with file (popbridge oauth keygen)"))
 	case s.File == "" && s.Dir == "" && needStore:
-		errs = append(errs, errors.New("oauth2.token_store: file or dir required to keep refresh tokens"))
+		errs = append(errs, errors.New("oauth2.token_store: file, dir or type redis required to keep refresh tokens"))
 	}
 	if s.KeyFile != "" {
 		if _, err := storekey.Load(s.KeyFile); err != nil {

@@ -91,10 +91,14 @@ func TestOAuth2ConfigErrorsNameTheKey(t *testing.T) {
 		{"  providers: {x: {preset: generic, client_id: a}}\n  token_store: {dir: DIR}", "oauth2.providers.x.token_url: required"},
 		{"  providers: {x: {preset: generic, client_id: a, token_url: 'http://127.0.0.1/t', scopes: [s], grant: device}}\n  token_store: {dir: DIR}", "device_auth_url: required"},
 		{"  providers: {x: {preset: microsoft, client_id: a, upstream: nowhere}}\n  token_store: {dir: DIR}", `"nowhere" is not in upstreams`},
-		{"  providers: {x: {preset: microsoft, client_id: a}}", "oauth2.token_store: file or dir required"},
+		{"  providers: {x: {preset: microsoft, client_id: a}}", "oauth2.token_store: file, dir or type redis required"},
 		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {file: DIR/t}", "key_file: required with file"},
 		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {file: DIR/t, dir: DIR, key_file: KEY}", "file or dir, not both"},
 		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {dir: DIR, key_file: DIR/missing}", "oauth2.token_store.key_file"},
+		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {type: sql, key_file: KEY}", `oauth2.token_store.type: "sql"`},
+		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {type: redis, dir: DIR, key_file: KEY}", "type redis takes neither file nor dir"},
+		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {type: redis}", "key_file: required with type redis"},
+		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {type: redis, key_file: KEY}", "redis needs the server in state.address"},
 		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {dir: DIR}\n  accounts: [{user: a, password_hash: 'HASH', provider: y}]", `"y" is not in oauth2.providers`},
 		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {dir: DIR}\n  accounts: [{user: a, password_hash: plain, provider: x}]", "oauth2.accounts[0].password_hash"},
 		{"  providers: {x: {preset: microsoft, client_id: a}}\n  token_store: {dir: DIR}\n  accounts: [{user: ../a, password_hash: 'HASH', provider: x}]", "oauth2.accounts[0].user"},
@@ -144,5 +148,19 @@ func TestProviderAuthStyleIsFixedNotProbed(t *testing.T) {
 		if got := tc.p.Client().Endpoint.AuthStyle; got != tc.want {
 			t.Errorf("%s with secret %v: auth style %v, want %v", tc.p.Preset, tc.p.ClientSecret != "", got, tc.want)
 		}
+	}
+}
+
+func TestRedisTokenStoreTakesTheStateSection(t *testing.T) {
+	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\nstate: {address: 127.0.0.1:6379, key_prefix: 'pb:'}\noauth2:\n" +
+		oauthtest.ExpandSection(t, "  token_store: {type: redis, key_file: KEY}\n  providers: {x: {preset: microsoft, client_id: a}}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.OAuth2.TokenStore.State; s.Address != "127.0.0.1:6379" || s.KeyPrefix != "pb:" {
+		t.Errorf("token_store.State = %+v, want the state section", s)
 	}
 }

@@ -112,6 +112,9 @@ func Login(ctx context.Context, cfg *config.Config, account string, opts LoginOp
 	if err != nil {
 		return err
 	}
+	if c, ok := store.(io.Closer); ok {
+		defer c.Close()
+	}
 	var tok *oauth2.Token
 	switch grant {
 	case config.GrantDevice:
@@ -127,7 +130,7 @@ func Login(ctx context.Context, cfg *config.Config, account string, opts LoginOp
 			"(Microsoft: the scopes need offline_access; generic providers: a scope such as offline_access may be needed)",
 			a.Provider, tok.Expiry.Format(time.RFC3339))
 	}
-	if err := store.Save(a.User, tok); err != nil {
+	if err := saveLogin(ctx, store, a.User, tok); err != nil {
 		return fmt.Errorf("signed in, but the token store did not take the token: %v", err)
 	}
 	fmt.Fprintf(out, "\nDone: account %s is authorised (provider %s, %s grant). Its refresh token is saved in %s under the name %s.\n",
@@ -136,6 +139,9 @@ func Login(ctx context.Context, cfg *config.Config, account string, opts LoginOp
 		fmt.Fprintf(out, "The current access token is valid until %s; popbridge renews it with the refresh token.\n", tok.Expiry.Format(time.RFC3339))
 	}
 	fmt.Fprintf(out, "A running popbridge picks the new token up at the next POP3 login of %s: no restart needed.\n", a.User)
+	if len(written) == 0 {
+		return nil // no files
+	}
 	switch uid, err := giveToDirOwner(written...); {
 	case err != nil:
 		fmt.Fprintf(out, "Warning: could not hand %s to the owner of its directory (%v): popbridge's own user must be able to read and replace it.\n", where, err)
@@ -177,6 +183,14 @@ func openStoreForLogin(sc config.TokenStoreConfig, account string) (store Store,
 	}
 	var dir string
 	switch {
+	case sc.Type == config.TokenStoreRedis:
+		rs := store.(*redisStore)
+		where = "the Redis token store (" + rs.where(account) + ")"
+		if _, err := store.Load(account); err != nil && !errors.Is(err, errNoToken) {
+			rs.Close()
+			return nil, "", nil, fmt.Errorf("cannot read %s, so it cannot be updated either: %v", where, err)
+		}
+		return store, where, nil, nil
 	case sc.File != "":
 		dir, where = filepath.Dir(sc.File), "the token store file "+sc.File
 		written = []string{sc.File, sc.File + ".lock"}

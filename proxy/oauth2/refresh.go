@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
 // The requests to the token endpoint behind the token cache: one flight
@@ -57,18 +59,38 @@ func (c *TokenCache) appToken(ctx context.Context, e *tokenEntry) (*oauth2.Token
 
 // refresh gets an access token for a delegated account from its refresh
 // token, reading the store first.
+//
+// With a shared store (Redis) the whole of it runs under the account's
+// lock there: a replica that waited for it finds the token that the
+// holder saved and uses it without a request of its own. Without the
+// store, or without the lock, there is no refresh: a refresh token held
+// in memory may be one that another replica has already spent.
 func (c *TokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token, error) {
+	shared, _ := c.store.(sharedStore)
+	if shared != nil {
+		unlock, err := shared.lockRefresh(ctx, e.account)
+		if err != nil {
+			return nil, c.storeUnavailable(e, err)
+		}
+		defer unlock()
+	}
 	stored, loadErr := c.store.Load(e.account)
 	now := c.now()
+	if shared != nil && errors.Is(loadErr, state.ErrUnavailable) {
+		return nil, c.storeUnavailable(e, loadErr)
+	}
 
 	c.mu.Lock()
 	switch {
-	case loadErr == nil && stored.RefreshToken != "" && stored.RefreshToken != e.storedRT:
+	case loadErr == nil && stored.RefreshToken != "" && (stored.RefreshToken != e.storedRT || shared != nil):
 		// New in the store since we last looked: the first use, an
 		// `oauth login`, or another process's rotation. It wins over
-		// what we hold.
-		e.storedRT, e.memRT = stored.RefreshToken, stored.RefreshToken
-		if stored.AccessToken != "" && !stored.Expiry.IsZero() &&
+		// what we hold. A shared store may also hold a newer access
+		// token under the same refresh token: another replica's.
+		if stored.RefreshToken != e.storedRT {
+			e.storedRT, e.memRT = stored.RefreshToken, stored.RefreshToken
+		}
+		if stored.AccessToken != "" && stored.AccessToken != e.refusedAT && !stored.Expiry.IsZero() &&
 			now.Before(stored.Expiry.Add(-expiryMargin(stored.Expiry.Sub(now)))) {
 			c.mu.Unlock()
 			c.log.Debug("oauth2 access token taken from the token store", "account", e.account, "expires", stored.Expiry)
@@ -77,8 +99,11 @@ func (c *TokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token,
 	case loadErr != nil && e.memRT != "":
 		// Keep serving with the token we hold; say so once in a while.
 		c.mu.Unlock()
-		c.warn(e, "load", slog.LevelWarn, "oauth2 token store unreadable; using the refresh token held in memory",
-			"account", e.account, "err", loadErr)
+		msg := "oauth2 token store unreadable; using the refresh token held in memory"
+		if errors.Is(loadErr, errNoToken) {
+			msg = "oauth2 token store has lost the account's token; using the refresh token held in memory"
+		}
+		c.warn(e, "load", slog.LevelWarn, msg, "account", e.account, "err", loadErr)
 		c.mu.Lock()
 	}
 	rt, dead := e.memRT, e.deadRT
@@ -109,6 +134,16 @@ func (c *TokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token,
 	if tok.RefreshToken == "" || tok.RefreshToken == rt {
 		c.observe(e, RefreshOK, start)
 		c.log.Debug("oauth2 access token refreshed", "account", e.account, "expires", tok.Expiry)
+		if shared != nil {
+			// For the other replicas; they can refresh themselves if
+			// this fails, so it is no reason to fail the login.
+			saved := *tok
+			saved.RefreshToken = rt
+			if err := c.store.Save(e.account, &saved); err != nil {
+				c.warn(e, "share", slog.LevelWarn, "oauth2 access token not shared: the token store refused it",
+					"account", e.account, "err", err)
+			}
+		}
 		return tok, nil
 	}
 	c.observe(e, RefreshRotated, start)
@@ -135,6 +170,14 @@ func (c *TokenCache) refresh(ctx context.Context, e *tokenEntry) (*oauth2.Token,
 		c.log.Info("oauth2 refresh token rotated and saved", "account", e.account)
 	}
 	return tok, nil
+}
+
+// storeUnavailable logs that a shared store could not be asked and
+// returns the temporary TokenError for the logins.
+func (c *TokenCache) storeUnavailable(e *tokenEntry, err error) error {
+	c.warn(e, "store", slog.LevelWarn, "oauth2 token store unavailable: no refresh until it answers",
+		"account", e.account, "err", err)
+	return &TokenError{text: "token store unavailable: " + err.Error(), err: err}
 }
 
 // requestFailed classifies a failed token request, logs it and returns

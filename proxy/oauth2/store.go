@@ -29,6 +29,9 @@ import (
 //     Secret lays them out; sealed like the file when key_file is set,
 //     plain JSON otherwise. A read-only mount cannot take a rotated
 //     refresh token: Save then fails and the caller keeps it in memory.
+//   - redis: one value per account in the Redis or Valkey server of the
+//     state section, sealed like a dir store's file, shared by replicas
+//     (store_redis.go).
 
 // errNoToken: the account has never been authorised (or its token was
 // removed).
@@ -41,7 +44,8 @@ type Store interface {
 }
 
 // OpenStore opens the configured store; it returns nil if none is
-// configured.
+// configured. A store that implements io.Closer must be closed after
+// use.
 func OpenStore(s config.TokenStoreConfig) (Store, error) {
 	var key []byte
 	if s.KeyFile != "" {
@@ -51,6 +55,8 @@ func OpenStore(s config.TokenStoreConfig) (Store, error) {
 		}
 	}
 	switch {
+	case s.Type == config.TokenStoreRedis:
+		return openRedisStore(s.State, key)
 	case s.File != "":
 		return &fileStore{path: s.File, key: key}, nil
 	case s.Dir != "":
@@ -199,13 +205,8 @@ func (s *dirStore) Load(account string) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.key != nil {
-		if data, err = unseal(s.key, data, "popbridge token "+account); err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(s.dir, account), err)
-		}
-	}
-	tok := new(oauth2.Token)
-	if err := json.Unmarshal(data, tok); err != nil {
+	tok, err := decodeToken(s.key, account, data)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(s.dir, account), err)
 	}
 	return tok, nil
@@ -214,16 +215,38 @@ func (s *dirStore) Load(account string) (*oauth2.Token, error) {
 func (s *dirStore) Save(account string, tok *oauth2.Token) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	data, err := json.Marshal(tok)
+	data, err := encodeToken(s.key, account, tok)
 	if err != nil {
 		return err
 	}
-	if s.key != nil {
-		if data, err = seal(s.key, data, "popbridge token "+account); err != nil {
-			return err
+	return replaceFile(filepath.Join(s.dir, account), data)
+}
+
+// encodeToken is one account's token as a dir or Redis store keeps it:
+// JSON, sealed when key is set, bound to the account so that values
+// cannot be swapped between accounts unnoticed. The two stores share the
+// form, so that a dir store's file can be copied into Redis as it is.
+func encodeToken(key []byte, account string, tok *oauth2.Token) ([]byte, error) {
+	data, err := json.Marshal(tok)
+	if err != nil || key == nil {
+		return data, err
+	}
+	return seal(key, data, "popbridge token "+account)
+}
+
+// decodeToken reverses encodeToken.
+func decodeToken(key []byte, account string, data []byte) (*oauth2.Token, error) {
+	var err error
+	if key != nil {
+		if data, err = unseal(key, data, "popbridge token "+account); err != nil {
+			return nil, err
 		}
 	}
-	return replaceFile(filepath.Join(s.dir, account), data)
+	tok := new(oauth2.Token)
+	if err := json.Unmarshal(data, tok); err != nil {
+		return nil, err
+	}
+	return tok, nil
 }
 
 // replaceFile replaces path with data, mode 0600, so that a crash

@@ -6,6 +6,7 @@ package oauth2
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -121,9 +122,12 @@ type tokenEntry struct {
 	margin time.Duration // access is replaced this long before its expiry
 	flight *tokenFlight  // the request under way, if any
 
-	memRT    string // the newest refresh token known, saved or not
-	storedRT string // the store's refresh token when last read or written
-	deadRT   string // a refresh token the endpoint refused: never sent again
+	// refusedAT is the access token the upstream last refused: a shared
+	// store may still hold it, but it is not taken from there again.
+	refusedAT string
+	memRT     string // the newest refresh token known, saved or not
+	storedRT  string // the store's refresh token when last read or written
+	deadRT    string // a refresh token the endpoint refused: never sent again
 	// saveWarned: a failed Save was logged; until one succeeds, later
 	// failures are logged at debug level only.
 	saveWarned bool
@@ -188,6 +192,16 @@ func NewTokenCache(o *config.OAuth2Config, log *slog.Logger, obs TokenObserver) 
 		c.entries[key] = e
 	}
 	return c, nil
+}
+
+// Close closes the token store's connections (a Redis store's); a
+// refresh still running then fails. A reload closes the cache it
+// replaces once that Proxy has ended.
+func (c *TokenCache) Close() error {
+	if cl, ok := c.store.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
 }
 
 // tokenKey names the cache entry of an account: the account for
@@ -257,6 +271,7 @@ func (c *TokenCache) Invalidate(key, tok string) {
 	defer c.mu.Unlock()
 	if e := c.entries[key]; e != nil && e.access != nil && e.access.AccessToken == tok {
 		e.access = nil
+		e.refusedAT = tok
 	}
 }
 

@@ -22,8 +22,8 @@ import (
 )
 
 // Redis is the Store shared by replicas through a Redis or Valkey server.
-// Keys are KeyPrefix + "login:", "seen:", "conn:" or "lock:" + the
-// caller's key.
+// Keys are KeyPrefix + "login:", "seen:", "conn:", "lock:" or "value:" +
+// the caller's key.
 type Redis struct {
 	cfg    Config
 	opts   Options

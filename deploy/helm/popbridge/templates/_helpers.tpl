@@ -27,7 +27,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/* The popbridge configuration: .Values.config with the chart's listen,
-metrics.listen and limits.drain_timeout. */}}
+metrics.listen, limits.drain_timeout and, from .Values.state, the state
+section's server. */}}
 {{- define "popbridge.config" -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $listen := list -}}
@@ -62,5 +63,27 @@ metrics.listen and limits.drain_timeout. */}}
 {{- $limits := deepCopy (get $cfg "limits" | default dict) -}}
 {{- $_ := set $limits "drain_timeout" (printf "%vs" .Values.drainTimeoutSeconds) -}}
 {{- $_ := set $cfg "limits" $limits -}}
+{{- with .Values.state -}}
+{{- if .address -}}
+{{- $state := deepCopy (get $cfg "state" | default dict) -}}
+{{- $_ := set $state "address" .address -}}
+{{- if .username -}}
+{{- $_ := set $state "username" .username -}}
+{{- end -}}
+{{- if .passwordSecret -}}
+{{- $_ := set $state "password_file" (printf "/etc/popbridge/state/%s" .passwordKey) -}}
+{{- end -}}
+{{- if .tls.enabled -}}
+{{- $_ := set $state "tls" true -}}
+{{- if .tls.caSecret -}}
+{{- $_ := set $state "ca_file" (printf "/etc/popbridge/state-ca/%s" .tls.caKey) -}}
+{{- end -}}
+{{- end -}}
+{{- if .keyPrefix -}}
+{{- $_ := set $state "key_prefix" .keyPrefix -}}
+{{- end -}}
+{{- $_ := set $cfg "state" $state -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/proxy/authhttp"
 )
 
 // DefaultListen is where popbridge listens when nothing says otherwise:
@@ -42,6 +43,8 @@ type Config struct {
 	Performance PerformanceConfig `yaml:"performance"`
 	// Local accounts that log in upstream with OAuth2 (oauth2.go).
 	OAuth2 OAuth2Config `yaml:"oauth2"`
+	// The external auth and routing hook (authhttp.go).
+	AuthHTTP authhttp.Config `yaml:"auth_http"`
 }
 
 // ListenConfig is one POP3 listener.
@@ -86,8 +89,10 @@ type PolicyConfig struct {
 	TrashFolder string                `yaml:"trash_folder"`
 	Seen        imapback.SeenPolicy   `yaml:"seen"`
 	MaxAgeDays  int                   `yaml:"max_age_days"`
+	StartDate   string                `yaml:"start_date"` // YYYY-MM-DD; see policy.go
 	UIDLFormat  string                `yaml:"uidl_format"`
 	Devices     DevicesConfig         `yaml:"devices"`
+	Folders     FoldersConfig         `yaml:"folders"`
 	Rules       []PolicyRule          `yaml:"rules"`
 }
 
@@ -170,6 +175,7 @@ func (c *Config) Check() error {
 	errs = append(errs, u.check("upstream")...)
 	errs = append(errs, c.checkSecurity()...)
 	errs = append(errs, c.checkOAuth2()...)
+	errs = append(errs, c.checkAuthHTTP()...)
 	errs = append(errs, c.Performance.check()...)
 
 	p := &c.Policy

@@ -8,6 +8,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -74,6 +75,9 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 	ans, err := h.client.Login(ctx, authhttp.RequestFor(n.user, pass, info))
 	if err != nil {
 		log.Info("login refused by the auth_http hook", "user", n.user, "err", err)
+		if errors.Is(err, authhttp.ErrDenied) {
+			err = hookDenied{err}
+		}
 		return nil, "", "", pol, err
 	}
 	if ans.Device != "" {
@@ -104,6 +108,15 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 	}
 	return s, name, ans.User, pol, nil
 }
+
+// hookDenied is a refusal by the hook. The client gets the hook's text
+// (the first *pop3front.Error in the chain), and the refusal counts as a
+// failed login (pop3front.ErrAuthFailed) for the failure delay and the
+// rate limits, so that guessing passwords through the hook costs as much
+// as guessing them upstream.
+type hookDenied struct{ error }
+
+func (e hookDenied) Unwrap() []error { return []error{e.error, pop3front.ErrAuthFailed} }
 
 // maxHookBackends bounds the Backends kept for hook answers. Past it the
 // oldest is dropped: its open sessions go on, the next login to its

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/imapback"
-
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/authhttp"
 	"github.com/popbridge/popbridge/proxy/config"

@@ -1,8 +1,6 @@
 package proxy
 
-import (
-	"testing"
-)
+import "testing"
 
 // A login splits into user, folder and device: the device at the last
 // device separator, then the folder at the first folder separator.

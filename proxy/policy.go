@@ -122,7 +122,10 @@ func (ps *policies) resolve(login string, info pop3front.ConnInfo) (string, imap
 		return "", imapback.Policy{}, err
 	}
 	pol, err := ps.policy(n, info)
-	return n.user, pol, err
+	if err != nil {
+		return "", imapback.Policy{}, err
+	}
+	return n.user, pol, nil
 }
 
 // policy returns the policy of a login: its device (named, else by the

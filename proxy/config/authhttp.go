@@ -1,13 +1,13 @@
+// authhttp.go: the auth_http section's place among the rest of the
+// config. Its own checks live with its type in package authhttp; these
+// are the ones that need the other sections.
+
 package config
 
 import (
 	"errors"
 	"fmt"
 )
-
-// The auth_http section's place among the rest: its own checks live with
-// its type in package authhttp; these are the ones that need the rest of
-// the config.
 
 // checkAuthHTTP checks the auth_http section and what it cannot be
 // combined with.

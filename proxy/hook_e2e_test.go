@@ -19,7 +19,8 @@ import (
 )
 
 // The auth_http hook, wired: a hook served by net/http on 127.0.0.1 in
-// front of a real Dovecot.
+// front of a real Dovecot (and of the in-memory server where only the
+// request matters).
 
 // testHook is an auth_http hook that answers every request with the
 // headers answer returns, and keeps the requests' headers.
@@ -216,4 +217,32 @@ func folderSize(t *testing.T, c *imapclient.Client, mailbox string) int {
 		t.Fatalf("STATUS %s: %v", mailbox, err)
 	}
 	return int(*st.NumMessages)
+}
+
+// After STLS the hook learns that the client uses TLS, and which
+// version and cipher.
+func TestHookLearnsTheClientsTLS(t *testing.T) {
+	up := memUpstream(t)
+	hook := startTestHook(t, func(req http.Header) map[string]string {
+		return okAt(t, up.Addr, "X-Popbridge-Upstream", "default")
+	})
+	pki := newTestPKI(t)
+	addr := startProxy(t, "", withHook(hook.url, tlsListeners(pki))).addrs[0]
+	c := pop3test.Dial(t, addr)
+	c.STLS(pki.clientConfig())
+	c.Login("alice", "secret")
+	c.Quit()
+	reqs := hook.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d hook requests, want 1", len(reqs))
+	}
+	if got := reqs[0].Get("Auth-SSL"); got != "on" {
+		t.Errorf("Auth-SSL %q, want on", got)
+	}
+	if got := reqs[0].Get("Auth-SSL-Protocol"); !strings.HasPrefix(got, "TLSv1.") {
+		t.Errorf("Auth-SSL-Protocol %q, want the TLS version", got)
+	}
+	if reqs[0].Get("Auth-SSL-Cipher") == "" {
+		t.Error("no Auth-SSL-Cipher")
+	}
 }

@@ -28,8 +28,8 @@ type ConnInfo struct {
 	TLS        bool
 	// TLSState is the client connection's TLS state when TLS is on.
 	TLSState *tls.ConnectionState
-	// LoginAttempt counts the logins tried on this connection, 1 for
-	// the first.
+	// LoginAttempt numbers this login on the connection: 1 plus the
+	// logins refused before it for their credentials ([AUTH]).
 	LoginAttempt int
 	// Session is the id that every log line of the session carries.
 	Session string

@@ -18,7 +18,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -174,6 +173,11 @@ type Options struct {
 	// ReadAheadTotal bounds the read-ahead buffers of all sessions
 	// together (default DefaultReadAheadTotal).
 	ReadAheadTotal int
+	// ReadAheadShared, when set, counts the read-ahead buffers of every
+	// Backend given the same one against its total instead of
+	// ReadAheadTotal: Backends made per login target then share one
+	// memory budget.
+	ReadAheadShared *ReadAheadBudget
 	// ReadTimeout, if set, caps every read deadline on the upstream
 	// connection. go-imap gives a response 30 s and each literal 5
 	// minutes, however slowly the POP3 client reads; tests set a short
@@ -194,10 +198,10 @@ type Options struct {
 type Backend struct {
 	opts    Options
 	bufPool sync.Pool
-	// raPool holds read-ahead buffers; raInUse counts the bytes of
-	// those handed out, against ReadAheadTotal.
-	raPool  sync.Pool
-	raInUse atomic.Int64
+	// raPool holds read-ahead buffers; ra counts the bytes of those
+	// handed out, against its total.
+	raPool sync.Pool
+	ra     *ReadAheadBudget
 	// warnedNoUIDPlus logs the missing UID EXPUNGE once per process.
 	warnedNoUIDPlus sync.Once
 }
@@ -256,7 +260,10 @@ func New(opts Options) (*Backend, error) {
 		opts.Logger = slog.Default()
 	}
 	opts.Logger = opts.Logger.With("upstream", opts.Address)
-	b := &Backend{opts: opts}
+	b := &Backend{opts: opts, ra: opts.ReadAheadShared}
+	if b.ra == nil {
+		b.ra = NewReadAheadBudget(opts.ReadAheadTotal)
+	}
 	b.bufPool.New = func() any { buf := make([]byte, opts.ChunkSize); return &buf }
 	b.raPool.New = func() any { buf := make([]byte, max(opts.ReadAheadBytes, 0)); return &buf }
 	return b, nil

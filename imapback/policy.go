@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -63,6 +64,14 @@ type Policy struct {
 	// MaxAgeDays > 0 leaves out messages whose internal date is older
 	// than that many days (UID SEARCH SINCE, day granularity).
 	MaxAgeDays int
+	// StartDate, when set, leaves out messages whose internal date is
+	// before its day (UID SEARCH SINCE, day granularity in the server's
+	// time zone); with MaxAgeDays the later of the two days applies.
+	StartDate time.Time
+
+	// Mailbox, when set, is served instead of Options.Mailbox: a folder
+	// named at login or by a routing hook.
+	Mailbox string
 }
 
 // DefaultPolicy returns the policy of the backend's Options, with no
@@ -89,7 +98,28 @@ func (p *Policy) check() error {
 	if p.MaxAgeDays < 0 {
 		return errors.New("imapback: negative MaxAgeDays")
 	}
+	if p.Mailbox != "" && !ValidMailbox(p.Mailbox) {
+		return fmt.Errorf("imapback: invalid mailbox name %q", p.Mailbox)
+	}
 	return nil
+}
+
+// MaxMailboxLen bounds a mailbox name chosen per session.
+const MaxMailboxLen = 255
+
+// ValidMailbox reports whether name can name the mailbox of a session:
+// 1 to MaxMailboxLen bytes of UTF-8 without control characters, and no
+// wildcard ('*', '%'), which LIST would read as a pattern.
+func ValidMailbox(name string) bool {
+	if name == "" || len(name) > MaxMailboxLen || !utf8.ValidString(name) || strings.ContainsAny(name, "*%") {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidDevice reports whether name can name a device: 1 to MaxDeviceLen

@@ -15,8 +15,9 @@ package imapback
 //     all; a larger message ends the batch and is streamed in ranges.
 //     The batch lives in one buffer per session, taken from a pool and
 //     returned once every message in it was served or the session ends;
-//     ReadAheadTotal bounds those buffers per Backend, and when it is
-//     reached the session simply fetches one message at a time. A large
+//     ReadAheadTotal bounds those buffers per Backend (or a shared
+//     ReadAheadBudget per group of Backends), and when it is reached the
+//     session simply fetches one message at a time. A large
 //     message borrows the same buffer, once the batch is used up, to
 //     fetch its next range ahead.
 //   - Who owns the connection: the batch is read by a goroutine of its
@@ -41,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -53,6 +55,22 @@ const (
 	DefaultReadAheadMessages = 128
 	DefaultReadAheadTotal    = 64 << 20
 )
+
+// ReadAheadBudget bounds the read-ahead buffers of one or more Backends
+// together (Options.ReadAheadShared).
+type ReadAheadBudget struct {
+	total int64
+	inUse atomic.Int64
+}
+
+// NewReadAheadBudget returns a budget of total bytes (default
+// DefaultReadAheadTotal when total <= 0).
+func NewReadAheadBudget(total int) *ReadAheadBudget {
+	if total <= 0 {
+		total = DefaultReadAheadTotal
+	}
+	return &ReadAheadBudget{total: int64(total)}
+}
 
 // readAhead is one session's batch of prefetched bodies.
 type readAhead struct {
@@ -350,8 +368,8 @@ func (r *raReader) Close() error {
 
 func (ra *readAhead) acquire(b *Backend) bool {
 	size := int64(b.opts.ReadAheadBytes)
-	if b.raInUse.Add(size) > int64(b.opts.ReadAheadTotal) {
-		b.raInUse.Add(-size)
+	if b.ra.inUse.Add(size) > b.ra.total {
+		b.ra.inUse.Add(-size)
 		return false
 	}
 	ra.bufp = b.raPool.Get().(*[]byte)
@@ -368,5 +386,5 @@ func (ra *readAhead) release(b *Backend) {
 	}
 	b.raPool.Put(ra.bufp)
 	ra.bufp = nil
-	b.raInUse.Add(-int64(b.opts.ReadAheadBytes))
+	b.ra.inUse.Add(-int64(b.opts.ReadAheadBytes))
 }

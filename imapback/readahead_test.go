@@ -60,7 +60,7 @@ func TestSequentialRetrievalFetchesSmallMessagesInGrowingBatches(t *testing.T) {
 				// with the default budget, fewer than one per message.
 				t.Errorf("%d UID FETCH commands, want between 10 and 40", got)
 			}
-			if n := b.raInUse.Load(); n != 0 {
+			if n := b.ra.inUse.Load(); n != 0 {
 				t.Errorf("%d octets of read-ahead buffers still held after the last message", n)
 			}
 		})
@@ -154,7 +154,7 @@ func TestReadAheadServesTheFirstMessageOfABatchBeforeTheRestArrives(t *testing.T
 			t.Fatalf("message %d after the cut: got %q", i, got)
 		}
 	}
-	if n := b.raInUse.Load(); n != 0 {
+	if n := b.ra.inUse.Load(); n != 0 {
 		t.Errorf("%d octets of read-ahead still held after the last message", n)
 	}
 }

@@ -6,6 +6,7 @@ package imapback
 // tells which goroutine sends upstream commands when.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,10 +91,11 @@ func (s *Session) upstreamErr(err error) error {
 	return err
 }
 
-// selectMaildrop selects Options.Mailbox, under the personal namespace
-// if the upstream refuses it as written (folders.go), and sets s.mailbox.
+// selectMaildrop selects the policy's Mailbox or else Options.Mailbox,
+// under the personal namespace if the upstream refuses it as written
+// (folders.go), and sets s.mailbox.
 func (s *Session) selectMaildrop() (*imap.SelectData, error) {
-	s.mailbox = s.b.opts.Mailbox
+	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
 	start := time.Now()
 	sel, err := s.c.Select(s.mailbox, nil).Wait()
 	s.observe("SELECT", start, err)

@@ -70,7 +70,7 @@ func TestRetrieveReadsWholeMessagesAcrossChunkBoundaries(t *testing.T) {
 					t.Errorf("message of %d octets: read %d octets, err %v", len(want), len(got), err)
 				}
 			}
-			if n := b.raInUse.Load(); n != 0 {
+			if n := b.ra.inUse.Load(); n != 0 {
 				t.Errorf("%d octets of read-ahead still held", n)
 			}
 		})
@@ -104,7 +104,7 @@ func TestNextRangeIsFetchedWhileTheClientReadsTheCurrentOne(t *testing.T) {
 	if n := fetches(); n != 2 {
 		t.Errorf("%d UID FETCH commands before the client read anything, want 2: no buffer is free for a third", n)
 	}
-	if n := b.raInUse.Load(); n != 4096 {
+	if n := b.ra.inUse.Load(); n != 4096 {
 		t.Errorf("%d octets of read-ahead held during the transfer, want one buffer of 4096", n)
 	}
 	got, err := io.ReadAll(rc)
@@ -115,7 +115,7 @@ func TestNextRangeIsFetchedWhileTheClientReadsTheCurrentOne(t *testing.T) {
 	if n := fetches(); n != 4 {
 		t.Errorf("%d UID FETCH commands for 3 ranges and the short last one, want 4", n)
 	}
-	if n := b.raInUse.Load(); n != 0 {
+	if n := b.ra.inUse.Load(); n != 0 {
 		t.Errorf("%d octets of read-ahead still held after the message", n)
 	}
 	if got := retrieveAll(t, s, 1); !bytes.Equal(got, message(300)) {

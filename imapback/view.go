@@ -9,7 +9,7 @@ import (
 )
 
 // A view is the part of the mailbox one session sees: without a device
-// and without MaxAgeDays all of it, fetched with one UID FETCH 1:*.
+// and without MaxAgeDays or StartDate all of it, fetched with one UID FETCH 1:*.
 // Otherwise a UID SEARCH picks the messages first, so the snapshot costs
 // what the view holds, not what the mailbox holds: a device that has
 // deleted 99,000 of 100,000 messages fetches the sizes of 1,000. The
@@ -53,6 +53,12 @@ func (s *Session) viewCriteria() *imap.SearchCriteria {
 		// SEARCH SINCE compares dates, disregarding time and time zone.
 		y, m, d := time.Now().UTC().AddDate(0, 0, -s.pol.MaxAgeDays).Date()
 		c.Since = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	}
+	if !s.pol.StartDate.IsZero() {
+		y, m, d := s.pol.StartDate.Date()
+		if start := time.Date(y, m, d, 0, 0, 0, 0, time.UTC); start.After(c.Since) {
+			c.Since = start
+		}
 	}
 	if c.NotFlag == nil && c.Since.IsZero() {
 		return nil

@@ -65,6 +65,7 @@ type Metrics struct {
 	reloadLastOK     prometheus.Gauge
 	tokenRequests    *prometheus.CounterVec
 	tokenDuration    prometheus.Histogram
+	hook             *hookMetrics // authhttp.go
 
 	mu    sync.Mutex
 	ready func() error
@@ -112,6 +113,7 @@ func New(version string) *Metrics {
 		"provider", "result")
 	m.tokenDuration = f.histogram("oauth2", "token_request_duration_seconds",
 		"Duration of requests to OAuth2 token endpoints, successful or not.", latency)
+	m.hook = newHookMetrics(f, latency)
 
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "ready",

@@ -5,6 +5,7 @@ package pop3front
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -25,6 +26,11 @@ type ConnInfo struct {
 	RemoteAddr net.Addr
 	LocalAddr  net.Addr
 	TLS        bool
+	// TLSState is the client connection's TLS state when TLS is on.
+	TLSState *tls.ConnectionState
+	// LoginAttempt numbers this login on the connection: 1 plus the
+	// logins refused before it for their credentials ([AUTH]).
+	LoginAttempt int
 	// Session is the id that every log line of the session carries.
 	Session string
 	// Logger is the server's logger with the session id and the client

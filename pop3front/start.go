@@ -59,5 +59,11 @@ func (c *conn) isTLS() bool {
 
 // info describes the connection for the Backend and PlaintextAllowed.
 func (c *conn) info() ConnInfo {
-	return ConnInfo{RemoteAddr: c.remote, LocalAddr: c.nc.LocalAddr(), TLS: c.isTLS(), Session: c.id, Logger: c.log}
+	info := ConnInfo{RemoteAddr: c.remote, LocalAddr: c.nc.LocalAddr(), Session: c.id, Logger: c.log,
+		LoginAttempt: c.authFail + 1}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		info.TLS, info.TLSState = true, &st
+	}
+	return info
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
+	"github.com/popbridge/popbridge/proxy/authhttp"
 	"github.com/popbridge/popbridge/proxy/oauth2"
 )
 
@@ -18,6 +19,8 @@ type Hooks struct {
 	Upstream imapback.Observer
 	// Tokens observes OAuth2 token requests.
 	Tokens oauth2.TokenObserver
+	// AuthHTTP observes the auth_http hook's requests.
+	AuthHTTP authhttp.Observer
 }
 
 // Probe checks that the upstream answers (connect, greeting, LOGOUT)

@@ -1,14 +1,14 @@
 package proxy
 
-// Policy resolution: the device and the policy of each login.
+// Policy resolution: the device, the folder and the policy of each login.
 
 import (
 	"net"
 	"net/netip"
 	"path"
 	"slices"
-	"strings"
 	"sync"
+	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
@@ -21,6 +21,7 @@ type policies struct {
 	devices   config.DevicesConfig
 	addresses []netip.Prefix // parallel to devices.Addresses
 	rules     []rule
+	folderSep string // policy.folders.separator
 
 	mu sync.Mutex
 	// bound lists the listeners' bound addresses with their configured
@@ -30,7 +31,8 @@ type policies struct {
 
 type rule struct {
 	config.PolicyRule
-	networks []netip.Prefix
+	networks  []netip.Prefix
+	startDate time.Time
 }
 
 type boundListener struct {
@@ -47,14 +49,17 @@ func newPolicies(c *config.Config) *policies {
 			Seen:        p.Seen,
 			MaxAgeDays:  p.MaxAgeDays,
 		},
-		devices: p.Devices,
+		devices:   p.Devices,
+		folderSep: p.Folders.Separator,
 	}
+	ps.base.StartDate, _ = config.ParseStartDate(p.StartDate) // checked by Check
 	for _, a := range p.Devices.Addresses {
 		n, _ := config.ParseNetwork(a.Network) // checked by Check
 		ps.addresses = append(ps.addresses, n)
 	}
 	for _, r := range p.Rules {
 		cr := rule{PolicyRule: r}
+		cr.startDate, _ = config.ParseStartDate(r.StartDate)
 		for _, s := range r.Networks {
 			n, _ := config.ParseNetwork(s)
 			cr.networks = append(cr.networks, n)
@@ -109,29 +114,35 @@ var (
 	errUnknownDevice = &pop3front.Error{Code: "AUTH", Text: "Unknown device"}
 )
 
-// resolve splits the device off a login name and returns the upstream
-// user and the session's policy.
+// resolve splits the device and the folder off a login name and
+// returns the upstream user and the session's policy.
 func (ps *policies) resolve(login string, info pop3front.ConnInfo) (string, imapback.Policy, error) {
-	user, device := login, ""
-	if sep := ps.devices.Separator; sep != "" {
-		if i := strings.LastIndex(login, sep); i >= 0 {
-			user, device = login[:i], strings.ToLower(login[i+1:])
-			if user == "" || !imapback.ValidDevice(device) {
-				return "", imapback.Policy{}, errBadDevice
-			}
-		}
+	n, err := ps.split(login)
+	if err != nil {
+		return "", imapback.Policy{}, err
 	}
+	pol, err := ps.policy(n, info)
+	if err != nil {
+		return "", imapback.Policy{}, err
+	}
+	return n.user, pol, nil
+}
+
+// policy returns the policy of a login: its device (named, else by the
+// client's address), the rules that match, then the folder it named.
+func (ps *policies) policy(n loginName, info pop3front.ConnInfo) (imapback.Policy, error) {
+	device := n.device
 	client := pop3front.AddrIP(info.RemoteAddr)
 	if device == "" && client.IsValid() {
-		for i, n := range ps.addresses {
-			if n.Contains(client) {
+		for i, a := range ps.addresses {
+			if a.Contains(client) {
 				device = ps.devices.Addresses[i].Device
 				break
 			}
 		}
 	}
 	if device != "" && len(ps.devices.Known) > 0 && !slices.Contains(ps.devices.Known, device) {
-		return "", imapback.Policy{}, errUnknownDevice
+		return imapback.Policy{}, errUnknownDevice
 	}
 
 	pol := ps.base
@@ -141,7 +152,7 @@ func (ps *policies) resolve(login string, info pop3front.ConnInfo) (string, imap
 	}
 	listener := ps.listener(info.LocalAddr)
 	for _, r := range ps.rules {
-		if !r.matches(user, device, client, listener) {
+		if !r.matches(n.user, device, client, listener) {
 			continue
 		}
 		if r.Delete != "" {
@@ -156,8 +167,17 @@ func (ps *policies) resolve(login string, info pop3front.ConnInfo) (string, imap
 		if r.MaxAgeDays != nil {
 			pol.MaxAgeDays = *r.MaxAgeDays
 		}
+		if r.StartDate != "" {
+			pol.StartDate = r.startDate
+		}
+		if r.Mailbox != "" {
+			pol.Mailbox = r.Mailbox
+		}
 	}
-	return user, pol, nil
+	if n.folder != "" {
+		pol.Mailbox = n.folder
+	}
+	return pol, nil
 }
 
 func (r *rule) matches(user, device string, client netip.Addr, listener string) bool {

@@ -50,12 +50,16 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	hook, err := newAuthHook(cfg, pols, opts.Hooks, logger)
+	if err != nil {
+		return nil, err
+	}
 	var locks *sessionLocks
 	if cfg.Limits.LockSession {
 		locks = newSessionLocks()
 	}
 	srv := &pop3front.Server{
-		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: locks, oauth: oauth},
+		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: locks, oauth: oauth, hook: hook},
 			cfg.Limits, logger),
 		Logger:              logger,
 		IdleTimeout:         cfg.Limits.IdleTimeout,
@@ -67,7 +71,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		PlaintextAllowed:    plaintextPolicy(cfg.TrustedNetworks),
 		// Login and UPDATE may each take a dial and a few upstream
 		// commands; the backend bounds every single one itself.
-		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
+		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout + hookTime(cfg),
 		Observer:       opts.Hooks.POP3,
 	}
 	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP,
@@ -141,6 +145,7 @@ type backend struct {
 	log   *slog.Logger
 	locks *sessionLocks // nil unless limits.lock_session
 	oauth *oauthLogins  // nil unless oauth2.accounts
+	hook  *authHook     // nil unless auth_http.url
 }
 
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
@@ -154,7 +159,12 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	}
 	var s *imapback.Session
 	var name, upUser string
-	if acct := a.oauth.account(user); acct != nil {
+	if a.hook != nil {
+		// The hook decides the upstream, the login there and the policy.
+		if s, name, upUser, pol, err = a.hook.login(ctx, a.log, login, pass, info); err != nil {
+			return nil, err
+		}
+	} else if acct := a.oauth.account(user); acct != nil {
 		// An OAuth2 account: local password, upstream token.
 		s, name, upUser, err = a.oauth.login(imapback.WithClientAddr(ctx, info.RemoteAddr), a.r, acct, pass, pol)
 		if err != nil {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
@@ -213,7 +212,7 @@ func (c *Client) popbridgeHeaders(h http.Header, a *Answer) error {
 	}
 	if mailbox != "" {
 		m, err := url.PathUnescape(mailbox)
-		if err != nil || !validMailbox(m) {
+		if err != nil || !imapback.ValidMailbox(m) {
 			return fmt.Errorf("X-Popbridge-Mailbox %q is not a %%-escaped UTF-8 mailbox name", mailbox)
 		}
 		a.Mailbox = m
@@ -244,18 +243,6 @@ func (c *Client) popbridgeHeaders(h http.Header, a *Answer) error {
 		}
 	}
 	return fmt.Errorf("Auth-Server %s is in no auth_http.servers entry and no X-Popbridge-Upstream was sent", a.Addr)
-}
-
-// maxMailboxLen bounds a mailbox name from the hook.
-const maxMailboxLen = 255
-
-// validMailbox reports whether m can name an IMAP mailbox: UTF-8 without
-// control characters, and no wildcard, which a name cannot be selected by.
-func validMailbox(m string) bool {
-	if m == "" || len(m) > maxMailboxLen || !utf8.ValidString(m) || strings.ContainsAny(m, "*%") {
-		return false
-	}
-	return safeValue(m)
 }
 
 // sanitize makes an Auth-Status text safe for a POP3 reply line:

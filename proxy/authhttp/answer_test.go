@@ -131,7 +131,7 @@ func TestAnswerUnusable(t *testing.T) {
 		{"mailbox not UTF-8", ok200(ok, "X-Popbridge-Mailbox: %FF"), ResultMalformed},
 		{"mailbox control character", ok200(ok, "X-Popbridge-Mailbox: a%0Ab"), ResultMalformed},
 		{"mailbox bad escape", ok200(ok, "X-Popbridge-Mailbox: 100%"), ResultMalformed},
-		{"mailbox too long", ok200(ok, "X-Popbridge-Mailbox: "+strings.Repeat("m", maxMailboxLen+1)), ResultMalformed},
+		{"mailbox too long", ok200(ok, "X-Popbridge-Mailbox: "+strings.Repeat("m", imapback.MaxMailboxLen+1)), ResultMalformed},
 		{"not HTTP", "hello\r\n\r\n", ResultMalformed},
 		{"bad header line", "HTTP/1.0 200 OK\r\nno colon here\r\n\r\n", ResultMalformed},
 		{"headers too big", ok200(ok, "X-Filler: "+strings.Repeat("f", maxHead)), ResultMalformed},

@@ -54,12 +54,12 @@ type ProxyInfo struct {
 }
 
 // RequestFor fills a Request from what pop3front passes to Backend.Login:
-// the client address and whether TLS is on. The caller adds the TLS state,
-// the PROXY addresses and the attempt count when it has them.
+// the client address, the attempt count and the TLS state. The caller
+// adds the PROXY addresses and VerifyClient when it has them.
 func RequestFor(user, pass string, info pop3front.ConnInfo) Request {
-	r := Request{User: user, Pass: pass, LoginAttempt: 1, ClientIP: pop3front.AddrIP(info.RemoteAddr)}
+	r := Request{User: user, Pass: pass, LoginAttempt: max(info.LoginAttempt, 1), ClientIP: pop3front.AddrIP(info.RemoteAddr)}
 	if info.TLS {
-		r.TLS = &TLSInfo{}
+		r.TLS = &TLSInfo{State: info.TLSState}
 	}
 	return r
 }

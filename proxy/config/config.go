@@ -17,6 +17,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/admin"
+	"github.com/popbridge/popbridge/proxy/authhttp"
 	"github.com/popbridge/popbridge/proxy/state"
 	"github.com/popbridge/popbridge/proxy/uidlmap"
 )
@@ -50,6 +51,8 @@ type Config struct {
 	Admin admin.Config `yaml:"admin"`
 	// The store of limits and locks shared by replicas (state.go).
 	State state.Config `yaml:"state"`
+	// The external auth and routing hook (authhttp.go).
+	AuthHTTP authhttp.Config `yaml:"auth_http"`
 }
 
 // ListenConfig is one POP3 listener.
@@ -94,11 +97,13 @@ type PolicyConfig struct {
 	TrashFolder string                `yaml:"trash_folder"`
 	Seen        imapback.SeenPolicy   `yaml:"seen"`
 	MaxAgeDays  int                   `yaml:"max_age_days"`
+	StartDate   string                `yaml:"start_date"` // YYYY-MM-DD; see policy.go
 	UIDLFormat  string                `yaml:"uidl_format"`
 	// UIDLMap is a directory of per-user maps from `popbridge uidl
 	// import`: imported messages keep the UIDLs of the old server.
 	UIDLMap string        `yaml:"uidl_map"`
 	Devices DevicesConfig `yaml:"devices"`
+	Folders FoldersConfig `yaml:"folders"`
 	Rules   []PolicyRule  `yaml:"rules"`
 }
 
@@ -181,6 +186,7 @@ func (c *Config) Check() error {
 	errs = append(errs, u.check("upstream")...)
 	errs = append(errs, c.checkSecurity()...)
 	errs = append(errs, c.checkOAuth2()...)
+	errs = append(errs, c.checkAuthHTTP()...)
 	errs = append(errs, c.Performance.check()...)
 
 	p := &c.Policy

@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 )
@@ -48,6 +49,29 @@ type PolicyRule struct {
 	TrashFolder string                `yaml:"trash_folder"`
 	Seen        imapback.SeenPolicy   `yaml:"seen"`
 	MaxAgeDays  *int                  `yaml:"max_age_days"`
+	StartDate   string                `yaml:"start_date"`
+	// Mailbox serves another folder than the upstream's mailbox; a
+	// folder named at login still wins.
+	Mailbox string `yaml:"mailbox"`
+}
+
+// FoldersConfig lets a login name the folder it reads.
+type FoldersConfig struct {
+	// Separator splits "user<sep>Folder" at login, at its first
+	// occurrence, so that the folder may hold the separator. Empty (the
+	// default): logins name no folder.
+	Separator string `yaml:"separator"`
+}
+
+// StartDateLayout is how start_date is written.
+const StartDateLayout = "2006-01-02"
+
+// ParseStartDate reads a start_date; "" is no start date (the zero time).
+func ParseStartDate(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(StartDateLayout, s)
 }
 
 // separators are the characters allowed as device separators: none of
@@ -71,11 +95,13 @@ func (c *Config) checkPolicy() []error {
 	if p.MaxAgeDays < 0 {
 		errs = append(errs, errors.New("policy.max_age_days: must not be negative"))
 	}
+	errs = append(errs, checkStartDate("policy.start_date", p.StartDate))
 
 	d := &p.Devices
 	if len(d.Separator) > 1 || d.Separator != "" && !strings.Contains(separators, d.Separator) {
 		errs = append(errs, fmt.Errorf("policy.devices.separator: %q is not one character of %s", d.Separator, separators))
 	}
+	errs = append(errs, c.checkFolders()...)
 	for i, name := range d.Known {
 		d.Known[i] = strings.ToLower(name)
 		errs = append(errs, checkDevice(fmt.Sprintf("policy.devices.known[%d]", i), d.Known[i]))
@@ -132,7 +158,34 @@ func (c *Config) checkRule(key string, r *PolicyRule) []error {
 	if r.MaxAgeDays != nil && *r.MaxAgeDays < 0 {
 		errs = append(errs, fmt.Errorf("%s.max_age_days: must not be negative", key))
 	}
+	errs = append(errs, checkStartDate(key+".start_date", r.StartDate))
+	if r.Mailbox != "" && !imapback.ValidMailbox(r.Mailbox) {
+		errs = append(errs, fmt.Errorf("%s.mailbox: %q is not a mailbox name", key, r.Mailbox))
+	}
 	return errs
+}
+
+func checkStartDate(key, s string) error {
+	if _, err := ParseStartDate(s); err != nil {
+		return fmt.Errorf("%s: %q is not a date written %s", key, s, StartDateLayout)
+	}
+	return nil
+}
+
+// checkFolders checks the folder separator: one of the separator
+// characters, and not the device separator, which would make
+// "user+x" ambiguous.
+func (c *Config) checkFolders() []error {
+	sep, dev := c.Policy.Folders.Separator, c.Policy.Devices.Separator
+	switch {
+	case sep == "":
+		return nil
+	case len(sep) > 1 || !strings.Contains(separators, sep):
+		return []error{fmt.Errorf("policy.folders.separator: %q is not one character of %s", sep, separators)}
+	case sep == dev:
+		return []error{fmt.Errorf("policy.folders.separator: %q is policy.devices.separator too", sep)}
+	}
+	return nil
 }
 
 func (c *Config) checkTrash(key, folder string) error {

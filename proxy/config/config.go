@@ -3,17 +3,12 @@
 package config
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/popbridge/popbridge/imapback"
 )
@@ -42,6 +37,10 @@ type Config struct {
 	Performance PerformanceConfig `yaml:"performance"`
 	// Local accounts that log in upstream with OAuth2 (oauth2.go).
 	OAuth2 OAuth2Config `yaml:"oauth2"`
+
+	// lines holds the line of every key path in the file, for Check's
+	// messages (decode.go).
+	lines lineMap
 }
 
 // ListenConfig is one POP3 listener.
@@ -130,31 +129,6 @@ const (
 	DefaultDrainTimeout     = 30 * time.Second
 )
 
-// LoadConfig reads a YAML file strictly: an unknown key is an error that
-// names its line.
-func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// ParseConfig decodes a YAML document strictly, without checking values.
-func ParseConfig(data []byte) (*Config, error) {
-	cfg := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return cfg, nil
-}
-
 // Check fills in defaults and validates every value, so that a bad config
 // fails at start (and in check-config), not at the first login.
 func (c *Config) Check() error {
@@ -211,7 +185,8 @@ func (c *Config) Check() error {
 	errs = append(errs, oneOf("log.level", c.Log.Level, LogLevels))
 	errs = append(errs, oneOf("log.format", c.Log.Format, LogFormats))
 	errs = append(errs, c.Metrics.check()...)
-	return errors.Join(errs...)
+	errs = append(errs, c.checkAddresses()...)
+	return c.located(errs)
 }
 
 // minIdleTimeout is the shortest idle timeout RFC 1939 (section 3) allows,

@@ -57,7 +57,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	srv := &pop3front.Server{
 		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: locks, oauth: oauth},
 			cfg.Limits, logger),
-		Logger:              logger,
+		Logger:              slog.New(newRepeatLimiter(logger.Handler(), loginErrorEvery)),
 		IdleTimeout:         cfg.Limits.IdleTimeout,
 		WriteTimeout:        cfg.Limits.WriteTimeout,
 		AuthFailureDelay:    *cfg.Limits.AuthFailureDelay,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,3 +249,28 @@ func TestVersionAndCheckConfig(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// In JSON logs a duration is seconds as a number; in text, Go's form.
+func TestJSONLogDurationsAreSeconds(t *testing.T) {
+	var buf bytes.Buffer
+	newLogger("json", slog.LevelInfo, &buf).With("idle", 10*time.Minute).WithGroup("g").
+		Info("session ended", "duration", 1500*time.Millisecond, "count", 3)
+	var rec struct {
+		Idle float64 `json:"idle"`
+		G    struct {
+			Duration any `json:"duration"`
+			Count    any `json:"count"`
+		} `json:"g"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("%v: %s", err, buf.String())
+	}
+	if rec.Idle != 600 || rec.G.Duration != 1.5 || rec.G.Count != 3.0 {
+		t.Errorf("got %s, want idle 600, duration 1.5 and count 3", buf.String())
+	}
+	buf.Reset()
+	newLogger("text", slog.LevelInfo, &buf).Info("session ended", "duration", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), "duration=1.5s") {
+		t.Errorf("text log %q, want duration=1.5s", buf.String())
+	}
+}

@@ -21,6 +21,7 @@ const certCheckInterval = time.Second
 type certLoader struct {
 	certFile, keyFile string
 	log               *slog.Logger
+	loaded            func(notAfter time.Time) // nil, or told of every pair loaded
 
 	mu        sync.Mutex
 	cert      *tls.Certificate
@@ -35,8 +36,8 @@ type fileStamp struct {
 	certSize, keySize int64
 }
 
-func newCertLoader(certFile, keyFile string, log *slog.Logger) (*certLoader, error) {
-	l := &certLoader{certFile: certFile, keyFile: keyFile, log: log}
+func newCertLoader(certFile, keyFile string, log *slog.Logger, loaded func(time.Time)) (*certLoader, error) {
+	l := &certLoader{certFile: certFile, keyFile: keyFile, log: log, loaded: loaded}
 	if err := l.Reload(); err != nil {
 		return nil, err
 	}
@@ -68,6 +69,9 @@ func (l *certLoader) Reload() error {
 	l.mu.Unlock()
 	if changed {
 		l.log.Info("TLS certificate reloaded", "cert_file", l.certFile, "not_after", cert.Leaf.NotAfter)
+	}
+	if l.loaded != nil {
+		l.loaded(cert.Leaf.NotAfter)
 	}
 	return nil
 }

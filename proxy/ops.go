@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
@@ -18,22 +19,58 @@ type Hooks struct {
 	Upstream imapback.Observer
 	// Tokens observes OAuth2 token requests.
 	Tokens oauth2.TokenObserver
+	// Certificates learns the expiry of every certificate loaded.
+	Certificates CertificateObserver
 }
 
-// Probe checks that the upstream answers (connect, greeting, LOGOUT)
-// without logging in.
-func (p *Proxy) Probe(ctx context.Context) error { return p.probe(ctx) }
+// namedObserver is an upstream observer that makes one for each
+// configured upstream, so that its metrics carry the upstream's name.
+type namedObserver interface {
+	Named(name string) imapback.Observer
+}
+
+// upstreamObserver returns the observer of the upstream named name.
+func (h Hooks) upstreamObserver(name string) imapback.Observer {
+	if n, ok := h.Upstream.(namedObserver); ok {
+		return n.Named(name)
+	}
+	return h.Upstream
+}
+
+// CertificateObserver learns when a certificate in use expires. kind is
+// "listener" (name: the listen address as configured) or
+// "upstream_client" (name: the upstream's name).
+type CertificateObserver interface {
+	CertificateLoaded(kind, name string, notAfter time.Time)
+}
+
+// certLoaded returns what a certificate loader calls with the expiry of
+// each certificate it loads; nil without an observer.
+func (h Hooks) certLoaded(kind, name string) func(time.Time) {
+	if h.Certificates == nil {
+		return nil
+	}
+	return func(notAfter time.Time) { h.Certificates.CertificateLoaded(kind, name, notAfter) }
+}
+
+// Probe checks that the upstreams answer (connect, greeting, LOGOUT)
+// without logging in; see router.probe.
+func (p *Proxy) Probe(ctx context.Context) error { return p.probe(ctx, nil) }
 
 func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // probe probes every upstream at once. It succeeds when one answers: the
 // process can then do useful work, and every replica would see the same
-// failures of the others. Partial failures are logged.
-func (r *router) probe(ctx context.Context, log *slog.Logger) error {
+// failures of the others. Partial failures are logged. each, if not nil,
+// gets every upstream's result.
+func (r *router) probe(ctx context.Context, log *slog.Logger, each func(name string, err error)) error {
 	errs := make(chan error, len(r.backends))
 	for name, b := range r.backends {
 		go func() {
 			err := b.Probe(ctx)
+			if each != nil {
+				each(name, err)
+			}
 			if err != nil {
 				err = fmt.Errorf("upstream %s: %w", name, err)
 			}

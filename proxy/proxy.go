@@ -27,7 +27,8 @@ type Proxy struct {
 	listeners []*popListener
 	// Set by a Runner, which owns the sockets.
 	listenTCP func(addr string) (net.Listener, error)
-	probe     func(ctx context.Context) error
+	probe     func(ctx context.Context, each func(upstream string, err error)) error
+	hooks     Hooks
 }
 
 // Options are what a Proxy needs besides its config.
@@ -70,14 +71,14 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout,
 		Observer:       opts.Hooks.POP3,
 	}
-	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP,
-		probe: func(ctx context.Context) error { return r.probe(ctx, logger) }}, nil
+	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP, hooks: opts.Hooks,
+		probe: func(ctx context.Context, each func(string, error)) error { return r.probe(ctx, logger, each) }}, nil
 }
 
 // Listen binds every configured listener. On error none stays bound.
 func (p *Proxy) Listen() error {
 	for _, l := range p.cfg.Listen {
-		bl, err := bind(l, p.cfg.Limits.HandshakeTimeout, p.log, p.listenTCP)
+		bl, err := bind(l, p.cfg.Limits.HandshakeTimeout, p.log, p.listenTCP, p.hooks.certLoaded("listener", l.Address))
 		if err != nil {
 			for _, bl := range p.listeners {
 				bl.ln.Close()

@@ -18,8 +18,9 @@ type RunnerOptions struct {
 	Logger *slog.Logger
 	// Hooks are given to every Proxy.
 	Hooks Hooks
-	// OnProbe, when set, receives the result of every upstream probe.
-	OnProbe func(err error)
+	// OnProbe, when set, receives the result of every upstream's probe,
+	// by the upstream's name.
+	OnProbe func(upstream string, err error)
 }
 
 // Runner runs popbridge for the life of the process: it serves a config,
@@ -314,7 +315,7 @@ func (r *Runner) probeLoop() {
 		r.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(r.stopped, m.ProbeTimeout)
-		err := p.Probe(ctx)
+		err := p.probe(ctx, r.opts.OnProbe)
 		cancel()
 		if r.stopped.Err() != nil {
 			return
@@ -343,8 +344,5 @@ func (r *Runner) probeDone(err error) {
 		r.log.Warn("upstream probe failed: not ready", "err", err)
 	case err == nil && (was != nil || first):
 		r.log.Info("upstream probe succeeded: ready")
-	}
-	if r.opts.OnProbe != nil {
-		r.opts.OnProbe(err)
 	}
 }

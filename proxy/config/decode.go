@@ -24,17 +24,14 @@ import (
 type lineMap map[string]int
 
 // LoadConfig reads a YAML file strictly: an unknown key or a value of the
-// wrong kind is an error that names its key path and line.
+// wrong kind is an error that names its key path and line (one per line
+// of the error; the caller names the file).
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
+	return ParseConfig(data)
 }
 
 // errEmpty is the one error of a file with no settings at all.
@@ -324,7 +321,8 @@ func badIndentation(data []byte) (int, string) {
 				indents = indents[:len(indents)-1]
 			}
 			if indent != indents[len(indents)-1] {
-				return n + 1, "wrong indentation: it matches no enclosing section"
+				key, _, _ := strings.Cut(trimmed, ":")
+				return n + 1, fmt.Sprintf("%q is indented wrongly: it lines up with no enclosing section", strings.TrimPrefix(key, "- "))
 			}
 		}
 		// A list item "- key: v" opens a block at the key's column.

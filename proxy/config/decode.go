@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"os"
@@ -84,6 +85,13 @@ func walk(node *yaml.Node, key string, t reflect.Type, lines lineMap, errs *[]er
 		*errs = append(*errs, fmt.Errorf("%s (line %d): %s", key, node.Line, fmt.Sprintf(format, args...)))
 	}
 	switch {
+	case t.Kind() == reflect.Interface:
+		return // takes anything
+	case reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType):
+		// A type that decodes itself: its own error says what is wrong.
+		if err := node.Decode(reflect.New(t).Interface()); err != nil {
+			bad("%s", strings.TrimPrefix(goTypes.ReplaceAllString(err.Error(), "a value of another kind"), "yaml: "))
+		}
 	case t.Kind() == reflect.Struct:
 		if node.Kind != yaml.MappingNode {
 			bad("must be a section of keys, not %s", describe(node))
@@ -149,8 +157,13 @@ func walk(node *yaml.Node, key string, t reflect.Type, lines lineMap, errs *[]er
 	}
 }
 
-// durationType is decoded from strings such as "90s".
-var durationType = reflect.TypeFor[time.Duration]()
+// The types walk treats apart: durations are decoded from strings such as
+// "90s", and types that decode themselves are not walked into.
+var (
+	durationType        = reflect.TypeFor[time.Duration]()
+	unmarshalerType     = reflect.TypeFor[yaml.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
 
 // kindOf says in words what a value of t must be.
 func kindOf(t reflect.Type) string {

@@ -6,8 +6,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // brokenFiles are files that must not pass Check, each with the exact
@@ -84,6 +87,8 @@ func TestBrokenFilesAreRefusedWithKeyAndLine(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "garbage"), []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	oldLookup, oldLocal := lookupHost, localAddrs
+	t.Cleanup(func() { lookupHost, localAddrs = oldLookup, oldLocal })
 	lookupHost = func(_ context.Context, host string) ([]string, error) {
 		if host == "localhost" {
 			return []string{"127.0.0.1", "::1"}, nil
@@ -110,5 +115,32 @@ func TestBrokenFilesAreRefusedWithKeyAndLine(t *testing.T) {
 		if got != want {
 			t.Errorf("%s:\n  got  %s\n  want %s", tc.name, got, want)
 		}
+	}
+}
+
+// Types that decode themselves (other sections may add some) are decoded
+// as they say, and their own error is reported at their line.
+func TestWalkLetsSelfDecodingTypesDecide(t *testing.T) {
+	type section struct {
+		Addr  netip.AddrPort `yaml:"addr"`
+		Extra any            `yaml:"extra"`
+	}
+	var errs []error
+	lines := lineMap{}
+	doc := "addr: 127.0.0.1:110\nextra: {a: [1, 2]}\n"
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	walk(n.Content[0], "s", reflect.TypeFor[section](), lines, &errs)
+	if len(errs) != 0 || lines["s.extra"] != 2 {
+		t.Errorf("valid section: errors %v, lines %v", errs, lines)
+	}
+	if err := yaml.Unmarshal([]byte("addr: nowhere\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	walk(n.Content[0], "s", reflect.TypeFor[section](), lines, &errs)
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "s.addr (line 1): ") || strings.Contains(errs[0].Error(), "netip") {
+		t.Errorf("bad address: errors %v, want one at s.addr (line 1) without a Go type", errs)
 	}
 }

@@ -98,16 +98,7 @@ func walk(node *yaml.Node, key string, t reflect.Type, lines lineMap, errs *[]er
 			return
 		}
 		fields := yamlFields(t)
-		seen := map[string]int{}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			k, v := node.Content[i], node.Content[i+1]
-			path := join2(key, k.Value)
-			if first, dup := seen[k.Value]; dup {
-				*errs = append(*errs, fmt.Errorf("%s (line %d): appears twice (first at line %d)", path, k.Line, first))
-				continue
-			}
-			seen[k.Value] = k.Line
-			lines[path] = k.Line
+		eachKey(node, key, lines, errs, func(path string, k, v *yaml.Node) {
 			f, ok := fields[k.Value]
 			if !ok {
 				msg := "unknown key"
@@ -115,27 +106,16 @@ func walk(node *yaml.Node, key string, t reflect.Type, lines lineMap, errs *[]er
 					msg += "; did you mean " + s + "?"
 				}
 				*errs = append(*errs, fmt.Errorf("%s (line %d): %s", path, k.Line, msg))
-				continue
+				return
 			}
 			walk(v, path, f, lines, errs)
-		}
+		})
 	case t.Kind() == reflect.Map:
 		if node.Kind != yaml.MappingNode {
 			bad("must be a section of names, not %s", describe(node))
 			return
 		}
-		seen := map[string]int{}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			k, v := node.Content[i], node.Content[i+1]
-			path := join2(key, k.Value)
-			if first, dup := seen[k.Value]; dup {
-				*errs = append(*errs, fmt.Errorf("%s (line %d): appears twice (first at line %d)", path, k.Line, first))
-				continue
-			}
-			seen[k.Value] = k.Line
-			lines[path] = k.Line
-			walk(v, path, t.Elem(), lines, errs)
-		}
+		eachKey(node, key, lines, errs, func(path string, _, v *yaml.Node) { walk(v, path, t.Elem(), lines, errs) })
 	case t.Kind() == reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
 			bad("must be a list, not %s", describe(node))
@@ -154,6 +134,23 @@ func walk(node *yaml.Node, key string, t reflect.Type, lines lineMap, errs *[]er
 		if err := node.Decode(reflect.New(t).Interface()); err != nil {
 			bad("%q is not %s", node.Value, kindOf(t))
 		}
+	}
+}
+
+// eachKey calls f with every key of a mapping node under key and its
+// value, once: it records the key's line, and reports a key given twice.
+func eachKey(node *yaml.Node, key string, lines lineMap, errs *[]error, f func(path string, k, v *yaml.Node)) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k, v := node.Content[i], node.Content[i+1]
+		path := join2(key, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			*errs = append(*errs, fmt.Errorf("%s (line %d): appears twice (first at line %d)", path, k.Line, first))
+			continue
+		}
+		seen[k.Value] = k.Line
+		lines[path] = k.Line
+		f(path, k, v)
 	}
 }
 

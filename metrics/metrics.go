@@ -12,6 +12,7 @@ package metrics
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"runtime"
 	"sync"
@@ -173,18 +174,27 @@ func (m *Metrics) checkReady() error {
 
 var errNotStarted = errors.New("not started")
 
-// ProbeDone records the result of a readiness probe of the upstream
-// named upstream, for the metrics and for /readyz.
-func (m *Metrics) ProbeDone(upstream string, err error) {
+// ProbeDone records a round of readiness probes, each upstream's result
+// by its name, for the metrics and for /readyz. An upstream that the
+// round lacks is no longer configured: its series go.
+func (m *Metrics) ProbeDone(results map[string]error) {
 	m.mu.Lock()
-	m.probes[upstream] = err
-	m.mu.Unlock()
-	if err != nil {
-		m.probeUp.WithLabelValues(upstream).Set(0)
-		return
+	defer m.mu.Unlock()
+	for name := range m.probes {
+		if _, ok := results[name]; !ok {
+			m.probeUp.DeleteLabelValues(name)
+			m.probeLastOK.DeleteLabelValues(name)
+		}
 	}
-	m.probeUp.WithLabelValues(upstream).Set(1)
-	m.probeLastOK.WithLabelValues(upstream).SetToCurrentTime()
+	m.probes = maps.Clone(results)
+	for name, err := range results {
+		if err != nil {
+			m.probeUp.WithLabelValues(name).Set(0)
+			continue
+		}
+		m.probeUp.WithLabelValues(name).Set(1)
+		m.probeLastOK.WithLabelValues(name).SetToCurrentTime()
+	}
 }
 
 // CertificateLoaded records the expiry of a certificate in use: kind is

@@ -91,8 +91,8 @@ func TestReadyzSaysWhichUpstreamIsDown(t *testing.T) {
 	m := New("test")
 	h := m.Handler()
 	m.SetReadyCheck(func() error { return nil })
-	m.ProbeDone("default", nil)
-	m.ProbeDone("archive", errors.New("dial tcp 10.0.0.9:993: connection refused"))
+	m.ProbeDone(map[string]error{"default": nil, "old": nil})
+	m.ProbeDone(map[string]error{"default": nil, "archive": errors.New("dial tcp 10.0.0.9:993: connection refused")})
 	code, body := get(t, h, "/readyz")
 	want := "ready\nupstream archive: down: dial tcp 10.0.0.9:993: connection refused\nupstream default: up\n"
 	if code != 200 || body != want {
@@ -108,6 +108,10 @@ func TestReadyzSaysWhichUpstreamIsDown(t *testing.T) {
 		if !strings.Contains(metrics, line+"\n") {
 			t.Errorf("/metrics lacks %s", line)
 		}
+	}
+	// An upstream removed by a reload leaves /readyz and the metrics.
+	if strings.Contains(body, "old") || strings.Contains(metrics, `upstream="old"`) {
+		t.Errorf("a removed upstream is still shown:\n%s\n%s", body, metrics)
 	}
 }
 

@@ -42,7 +42,7 @@ func registeredNames(t *testing.T) map[string]bool {
 	tokens.TokenRequest("m365", oauth2.RefreshOK, 1e9)
 	// A probe and a certificate (the runner's and the listeners' tests
 	// cover when).
-	m.ProbeDone("default", nil)
+	m.ProbeDone(map[string]error{"default": nil})
 	m.CertificateLoaded("listener", "127.0.0.1:995", time.Now())
 	families, err := m.Registry().Gather()
 	if err != nil {

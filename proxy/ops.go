@@ -55,39 +55,40 @@ func (h Hooks) certLoaded(kind, name string) func(time.Time) {
 
 // Probe checks that the upstreams answer (connect, greeting, LOGOUT)
 // without logging in; see router.probe.
-func (p *Proxy) Probe(ctx context.Context) error { return p.probe(ctx, nil) }
+func (p *Proxy) Probe(ctx context.Context) error {
+	_, err := p.probe(ctx)
+	return err
+}
 
 func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // probe probes every upstream at once. It succeeds when one answers: the
 // process can then do useful work, and every replica would see the same
-// failures of the others. Partial failures are logged. each, if not nil,
-// gets every upstream's result.
-func (r *router) probe(ctx context.Context, log *slog.Logger, each func(name string, err error)) error {
-	errs := make(chan error, len(r.backends))
-	for name, b := range r.backends {
-		go func() {
-			err := b.Probe(ctx)
-			if each != nil {
-				each(name, err)
-			}
-			if err != nil {
-				err = fmt.Errorf("upstream %s: %w", name, err)
-			}
-			errs <- err
-		}()
+// failures of the others. Partial failures are logged. It returns every
+// upstream's result too, by name.
+func (r *router) probe(ctx context.Context, log *slog.Logger) (map[string]error, error) {
+	type result struct {
+		name string
+		err  error
 	}
+	done := make(chan result, len(r.backends))
+	for name, b := range r.backends {
+		go func() { done <- result{name, b.Probe(ctx)} }()
+	}
+	results := make(map[string]error, len(r.backends))
 	var failed []error
 	for range r.backends {
-		if err := <-errs; err != nil {
-			failed = append(failed, err)
+		res := <-done
+		results[res.name] = res.err
+		if res.err != nil {
+			failed = append(failed, fmt.Errorf("upstream %s: %w", res.name, res.err))
 		}
 	}
 	if len(failed) == len(r.backends) {
-		return errors.Join(failed...)
+		return results, errors.Join(failed...)
 	}
 	if len(failed) > 0 {
 		log.Warn("some upstreams fail their probe", "err", errors.Join(failed...))
 	}
-	return nil
+	return results, nil
 }

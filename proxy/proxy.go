@@ -27,7 +27,7 @@ type Proxy struct {
 	listeners []*popListener
 	// Set by a Runner, which owns the sockets.
 	listenTCP func(addr string) (net.Listener, error)
-	probe     func(ctx context.Context, each func(upstream string, err error)) error
+	probe     func(ctx context.Context) (map[string]error, error)
 	hooks     Hooks
 }
 
@@ -72,7 +72,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		Observer:       opts.Hooks.POP3,
 	}
 	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP, hooks: opts.Hooks,
-		probe: func(ctx context.Context, each func(string, error)) error { return r.probe(ctx, logger, each) }}, nil
+		probe: func(ctx context.Context) (map[string]error, error) { return r.probe(ctx, logger) }}, nil
 }
 
 // Listen binds every configured listener. On error none stays bound.

@@ -1,5 +1,7 @@
 // Package config is popbridge's YAML schema, its defaults and its checks:
-// data only, with no sockets and no logging.
+// data only, with no sockets and no logging (Check reads the files the
+// configuration names and resolves listen host names, so that a file it
+// accepts also starts).
 package config
 
 import (
@@ -130,7 +132,8 @@ const (
 )
 
 // Check fills in defaults and validates every value, so that a bad config
-// fails at start (and in check-config), not at the first login.
+// fails at start (and in check-config), not at the first login. Each error
+// is "key.path (line N): what is wrong" when the file has the key.
 func (c *Config) Check() error {
 	if len(c.Listen) == 0 {
 		c.Listen = []ListenConfig{{Address: DefaultListen}}

@@ -21,7 +21,9 @@ import (
 var lookupHost = net.DefaultResolver.LookupHost
 
 // localAddrs returns the addresses of this machine's interfaces; tests
-// replace it.
+// replace it. Where they cannot be listed (a sandbox without netlink
+// sockets, such as the systemd unit's RestrictAddressFamilies), the check
+// that a listen address is this machine's is skipped.
 var localAddrs = func() ([]netip.Addr, error) {
 	ifas, err := net.InterfaceAddrs()
 	if err != nil {

@@ -197,6 +197,10 @@ func (m *Metrics) ProbeDone(results map[string]error) {
 	}
 }
 
+// CertificatesReset forgets every certificate recorded: a new
+// configuration records its own.
+func (m *Metrics) CertificatesReset() { m.certExpiry.Reset() }
+
 // CertificateLoaded records the expiry of a certificate in use: kind is
 // "listener" (name: its address) or "upstream_client" (name: the
 // upstream's).

@@ -142,4 +142,8 @@ func TestCertificateExpiryIsATimestamp(t *testing.T) {
 	if line := `popbridge_certificate_expiry_seconds{kind="listener",name="0.0.0.0:995"} 1.9e+09`; !strings.Contains(metrics, line+"\n") {
 		t.Errorf("/metrics lacks %s", line)
 	}
+	m.CertificatesReset()
+	if _, metrics := get(t, m.Handler(), "/metrics"); strings.Contains(metrics, "popbridge_certificate_expiry_seconds{") {
+		t.Errorf("after a reset /metrics still has a certificate")
+	}
 }

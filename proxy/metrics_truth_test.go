@@ -108,7 +108,9 @@ func TestMetricsCountAnInUseRefusalAsInUse(t *testing.T) {
 	}
 }
 
-// A listener's certificate reports its notAfter when it is loaded.
+// A listener's certificate reports its notAfter when it is loaded; a
+// reload that fails keeps the report, one that removes the listener
+// removes it.
 func TestMetricsCarryTheListenerCertificateExpiry(t *testing.T) {
 	u := startMemUpstream(t)
 	dir := t.TempDir()
@@ -119,15 +121,31 @@ func TestMetricsCarryTheListenerCertificateExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New("test")
-	startProxy(t, u.addr, proxyOptions{hooks: Hooks{POP3: m.POP3(), Certificates: m}, configure: func(c *config.Config) {
+	withTLS := func(c *config.Config) {
 		c.Listen = []config.ListenConfig{{Address: "127.0.0.1:0", TLS: config.ListenTLSStartTLS, CertFile: certFile, KeyFile: keyFile}}
-	}})
-	want := float64(pair.Leaf.NotAfter.Unix())
-	if v := metricValue(t, m.Registry(), "popbridge_certificate_expiry_seconds", "kind=listener", "name=127.0.0.1:0"); v != want {
+	}
+	r := startRunnerWith(t, runnerConfig(t, u.addr, "127.0.0.1:0", withTLS), RunnerOptions{Hooks: Hooks{Certificates: m}})
+	expiry := func() float64 {
+		return metricValue(t, m.Registry(), "popbridge_certificate_expiry_seconds", "kind=listener", "name=127.0.0.1:0")
+	}
+	if v, want := expiry(), float64(pair.Leaf.NotAfter.Unix()); v != want {
 		t.Errorf("certificate expiry = %v, want %v (%v)", v, want, pair.Leaf.NotAfter)
 	}
-	if d := time.Until(pair.Leaf.NotAfter); d <= 0 {
-		t.Errorf("test certificate already expired: %v", d)
+	// A reload whose build fails (the upstream's client key is missing)
+	// leaves the report of the running configuration.
+	broken := runnerConfig(t, u.addr, "127.0.0.1:0", withTLS)
+	broken.Upstream.CertFile, broken.Upstream.KeyFile = certFile, filepath.Join(dir, "missing.key")
+	if err := r.Reload(broken); err == nil {
+		t.Fatal("a reload with a missing key succeeded")
+	}
+	if v := expiry(); v <= 0 {
+		t.Errorf("after a failed reload: certificate expiry = %v, want it kept", v)
+	}
+	if err := r.Reload(runnerConfig(t, u.addr, "127.0.0.1:0", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if v := expiry(); v != -1 {
+		t.Errorf("after a reload without TLS: certificate expiry = %v, want no series", v)
 	}
 }
 

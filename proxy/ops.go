@@ -19,8 +19,10 @@ type Hooks struct {
 	Upstream imapback.Observer
 	// Tokens observes OAuth2 token requests.
 	Tokens oauth2.TokenObserver
-	// Certificates learns the expiry of every certificate loaded.
+	// Certificates learns the expiry of every certificate in use.
 	Certificates CertificateObserver
+
+	certs *certReports // set by New: holds reports until the Proxy listens
 }
 
 // namedObserver is an upstream observer that makes one for each
@@ -37,20 +39,23 @@ func (h Hooks) upstreamObserver(name string) imapback.Observer {
 	return h.Upstream
 }
 
-// CertificateObserver learns when a certificate in use expires. kind is
+// CertificateObserver learns when the certificates in use expire. kind is
 // "listener" (name: the listen address as configured) or
 // "upstream_client" (name: the upstream's name).
 type CertificateObserver interface {
 	CertificateLoaded(kind, name string, notAfter time.Time)
+	// CertificatesReset forgets the certificates reported before: a
+	// Proxy that starts listening reports all of its own.
+	CertificatesReset()
 }
 
 // certLoaded returns what a certificate loader calls with the expiry of
 // each certificate it loads; nil without an observer.
 func (h Hooks) certLoaded(kind, name string) func(time.Time) {
-	if h.Certificates == nil {
+	if h.Certificates == nil || h.certs == nil {
 		return nil
 	}
-	return func(notAfter time.Time) { h.Certificates.CertificateLoaded(kind, name, notAfter) }
+	return func(notAfter time.Time) { h.certs.loaded(kind, name, notAfter) }
 }
 
 // Probe checks that the upstreams answer (connect, greeting, LOGOUT)

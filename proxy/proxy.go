@@ -42,6 +42,7 @@ type Options struct {
 // New builds a Proxy from a checked config. It does not listen yet.
 func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
+	opts.Hooks.certs = &certReports{obs: opts.Hooks.Certificates}
 	r, err := newRouter(cfg, opts.Hooks, logger)
 	if err != nil {
 		return nil, err
@@ -89,6 +90,7 @@ func (p *Proxy) Listen() error {
 		p.listeners = append(p.listeners, bl)
 		p.pols.bind(l.Address, bl.addr)
 	}
+	p.hooks.certs.publish()
 	return nil
 }
 

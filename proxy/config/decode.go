@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"encoding"
 	"errors"
 	"fmt"
@@ -82,7 +83,7 @@ func walk(node *yaml.Node, key string, t reflect.Type, lines lineMap, errs *[]er
 		return // an empty section: zero values
 	}
 	bad := func(format string, args ...any) {
-		*errs = append(*errs, fmt.Errorf("%s (line %d): %s", key, node.Line, fmt.Sprintf(format, args...)))
+		*errs = append(*errs, fmt.Errorf("%s (line %d): %s", cmp.Or(key, "the file"), node.Line, fmt.Sprintf(format, args...)))
 	}
 	switch {
 	case t.Kind() == reflect.Interface:

@@ -18,6 +18,7 @@ import (
 var brokenFiles = []struct{ name, yaml, want string }{
 	{"empty file", "", "the file has no settings (upstream.address at least is required)"},
 	{"only a comment", "# nothing yet\n", "the file has no settings (upstream.address at least is required)"},
+	{"not a mapping at all", "upstream address a:993\n", `the file (line 1): must be a section of keys, not "upstream address a:993"`},
 	{"misspelt key", "log:\n  level: info\n\nupstream:\n  address: a:993\n  mailbx: INBOX\n",
 		"upstream.mailbx (line 6): unknown key; did you mean mailbox?"},
 	{"misspelt section", "upstream:\n  address: a:993\nlimts:\n  idle_timeout: 10m\n",

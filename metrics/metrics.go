@@ -12,6 +12,7 @@ package metrics
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"runtime"
 	"sync"
@@ -35,7 +36,7 @@ var (
 		"RETR", "TOP", "DELE", "RSET", "APOP", "STLS", "LAST", "UNKNOWN"}
 	commandResults = []string{"ok", "err", "aborted"}
 	loginResults   = []pop3front.LoginResult{pop3front.LoginOK, pop3front.LoginAuthFailed,
-		pop3front.LoginUpstreamError, pop3front.LoginRefusedPlaintext, pop3front.LoginRateLimited}
+		pop3front.LoginUpstreamError, pop3front.LoginRefusedPlaintext, pop3front.LoginRateLimited, pop3front.LoginInUse}
 	imapCommands = []string{"LOGIN", "AUTHENTICATE", "SELECT", "UID FETCH", "UID STORE", "UID EXPUNGE",
 		"UID MOVE", "UID COPY", "LIST", "NOOP", "LOGOUT"}
 )
@@ -56,10 +57,11 @@ type Metrics struct {
 	truncated        prometheus.Counter
 	sessionDuration  prometheus.Histogram
 	upstreamCommand  *prometheus.HistogramVec
-	upstreamConnect  prometheus.Histogram
+	upstreamConnect  *prometheus.HistogramVec
 	upstreamConnErrs *prometheus.CounterVec
-	probeUp          prometheus.Gauge
-	probeLastOK      prometheus.Gauge
+	probeUp          *prometheus.GaugeVec
+	probeLastOK      *prometheus.GaugeVec
+	certExpiry       *prometheus.GaugeVec
 	draining         prometheus.Gauge
 	reloads          *prometheus.CounterVec
 	reloadLastOK     prometheus.Gauge
@@ -67,15 +69,16 @@ type Metrics struct {
 	tokenDuration    prometheus.Histogram
 	hook             *hookMetrics // authhttp.go
 
-	mu    sync.Mutex
-	ready func() error
+	mu     sync.Mutex
+	ready  func() error
+	probes map[string]error // the last probe of each upstream, for /readyz
 }
 
 // New creates the collectors, registered with a new registry together with
 // the Go runtime and process collectors. version is exported as the
 // version label of popbridge_build_info.
 func New(version string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), probes: make(map[string]error)}
 	f := factory{m.reg}
 	m.connsOpen = f.gaugeVec("pop3", "open_connections", "POP3 connections open now, by listener.", "listener")
 	m.connsTotal = f.counterVec("pop3", "connections_total",
@@ -83,7 +86,8 @@ func New(version string) *Metrics {
 	m.connsRefused = f.counterVec("pop3", "connections_refused_total",
 		"POP3 connections answered -ERR and closed at once because limits.max_connections was reached.", "listener")
 	m.logins = f.counterVec("pop3", "logins_total",
-		"POP3 login attempts by result: ok, auth_failed, upstream_error, refused_plaintext, rate_limited.", "result")
+		"POP3 login attempts by result: ok, auth_failed, upstream_error, refused_plaintext, rate_limited, "+
+			"in_use (limits.lock_session: another session holds the maildrop).", "result")
 	m.commands = f.counterVec("pop3", "commands_total",
 		"POP3 commands by command and result: ok (+OK), err (-ERR) or aborted (the connection ended mid-answer).", "command", "result")
 	m.sentBytes = f.counter("pop3", "sent_bytes_total", "Bytes written to POP3 clients (responses and messages, after dot-stuffing, before TLS).")
@@ -94,14 +98,21 @@ func New(version string) *Metrics {
 	m.sessionDuration = f.histogram("pop3", "session_duration_seconds", "Duration of POP3 connections, from accept to close.",
 		[]float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600})
 	latency := []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	// The upstream label is the configured upstream's name ("default" for
+	// upstream, else its key in upstreams): a set the config bounds.
 	m.upstreamCommand = f.histogramVec("upstream", "command_duration_seconds",
-		"Latency of upstream IMAP commands by command (LOGIN, AUTHENTICATE, SELECT, UID FETCH, UID STORE, UID EXPUNGE, UID MOVE, UID COPY, LIST, NOOP, LOGOUT).", latency, "command")
-	m.upstreamConnect = f.histogram("upstream", "connect_duration_seconds",
-		"Time to connect to the upstream IMAP server: TCP, TLS and greeting, successful or not.", latency)
+		"Latency of upstream IMAP commands by upstream and command (LOGIN, AUTHENTICATE, SELECT, UID FETCH, UID STORE, UID EXPUNGE, UID MOVE, UID COPY, LIST, NOOP, LOGOUT).",
+		latency, "upstream", "command")
+	m.upstreamConnect = f.histogramVec("upstream", "connect_duration_seconds",
+		"Time to connect to the upstream IMAP server, by upstream: TCP, TLS and greeting, successful or not.", latency, "upstream")
 	m.upstreamConnErrs = f.counterVec("upstream", "connection_errors_total",
-		"Upstream connection failures: stage connect (dial, TLS, greeting) or command (a connection that broke during a command, a timeout included).", "stage")
-	m.probeUp = f.gauge("upstream", "probe_success", "1 if the last readiness probe of the upstream (connect, greeting, LOGOUT) succeeded, else 0.")
-	m.probeLastOK = f.gauge("upstream", "probe_last_success_timestamp_seconds", "Unix time of the last successful upstream probe.")
+		"Upstream connection failures by upstream and stage: connect (dial, TLS, greeting) or command (a connection that broke during a command, a timeout included).",
+		"upstream", "stage")
+	m.probeUp = f.gaugeVec("upstream", "probe_success", "1 if the last readiness probe of the upstream (connect, greeting, LOGOUT) succeeded, else 0.", "upstream")
+	m.probeLastOK = f.gaugeVec("upstream", "probe_last_success_timestamp_seconds", "Unix time of the last successful probe of the upstream.", "upstream")
+	m.certExpiry = f.gaugeVec("", "certificate_expiry_seconds",
+		"Unix time at which a certificate in use expires (its notAfter), by kind (listener: a POP3 listener's certificate, named by its address; "+
+			"upstream_client: the client certificate for an upstream, named by the upstream).", "kind", "name")
 	m.draining = f.gauge("", "draining", "1 while the process drains open sessions before it exits, else 0.")
 	m.reloads = f.counterVec("", "config_reloads_total", "Configuration reloads (SIGHUP) by result: ok or error (the old configuration stays).", "result")
 	m.reloadLastOK = f.gauge("", "config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")
@@ -136,12 +147,6 @@ func New(version string) *Metrics {
 			m.commands.WithLabelValues(c, r)
 		}
 	}
-	for _, c := range imapCommands {
-		m.upstreamCommand.WithLabelValues(c)
-	}
-	for _, s := range []string{"connect", "command"} {
-		m.upstreamConnErrs.WithLabelValues(s)
-	}
 	for _, r := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(r)
 	}
@@ -171,14 +176,38 @@ func (m *Metrics) checkReady() error {
 
 var errNotStarted = errors.New("not started")
 
-// ProbeDone records the result of an upstream readiness probe.
-func (m *Metrics) ProbeDone(err error) {
-	if err != nil {
-		m.probeUp.Set(0)
-		return
+// ProbeDone records a round of readiness probes, each upstream's result
+// by its name, for the metrics and for /readyz. An upstream that the
+// round lacks is no longer configured: its series go.
+func (m *Metrics) ProbeDone(results map[string]error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name := range m.probes {
+		if _, ok := results[name]; !ok {
+			m.probeUp.DeleteLabelValues(name)
+			m.probeLastOK.DeleteLabelValues(name)
+		}
 	}
-	m.probeUp.Set(1)
-	m.probeLastOK.SetToCurrentTime()
+	m.probes = maps.Clone(results)
+	for name, err := range results {
+		if err != nil {
+			m.probeUp.WithLabelValues(name).Set(0)
+			continue
+		}
+		m.probeUp.WithLabelValues(name).Set(1)
+		m.probeLastOK.WithLabelValues(name).SetToCurrentTime()
+	}
+}
+
+// CertificatesReset forgets every certificate recorded: a new
+// configuration records its own.
+func (m *Metrics) CertificatesReset() { m.certExpiry.Reset() }
+
+// CertificateLoaded records the expiry of a certificate in use: kind is
+// "listener" (name: its address) or "upstream_client" (name: the
+// upstream's).
+func (m *Metrics) CertificateLoaded(kind, name string, notAfter time.Time) {
+	m.certExpiry.WithLabelValues(kind, name).Set(float64(notAfter.Unix()))
 }
 
 // ReloadDone records a configuration reload.
@@ -208,24 +237,28 @@ func (m *Metrics) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		if err := m.checkReady(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("not ready: " + err.Error() + "\n"))
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
+	mux.HandleFunc("GET /readyz", m.serveReady)
 	return mux
 }
 
 // POP3 returns the observer that pop3front.Server.Observer takes.
 func (m *Metrics) POP3() pop3front.Observer { return pop3Observer{m} }
 
-// Upstream returns the observer that imapback.Options.Observer takes.
-func (m *Metrics) Upstream() imapback.Observer { return upstreamObserver{m} }
+// Upstream returns the observer that imapback.Options.Observer takes, for
+// the upstream named "default"; its Named method gives one for another
+// upstream.
+func (m *Metrics) Upstream() UpstreamObserver { return m.upstreamNamed("default") }
+
+func (m *Metrics) upstreamNamed(name string) UpstreamObserver {
+	for _, c := range imapCommands {
+		m.upstreamCommand.WithLabelValues(name, c)
+	}
+	m.upstreamConnect.WithLabelValues(name)
+	for _, s := range []string{"connect", "command"} {
+		m.upstreamConnErrs.WithLabelValues(name, s)
+	}
+	return UpstreamObserver{m, name}
+}
 
 type pop3Observer struct{ m *Metrics }
 
@@ -279,21 +312,32 @@ func (o TokenObserver) TokenRequest(provider, result string, d time.Duration) {
 	}
 }
 
-type upstreamObserver struct{ m *Metrics }
+// UpstreamObserver observes the connections and commands of one
+// upstream; it satisfies imapback.Observer.
+type UpstreamObserver struct {
+	m    *Metrics
+	name string
+}
 
-func (o upstreamObserver) Connected(d time.Duration, err error) {
-	o.m.upstreamConnect.Observe(d.Seconds())
+// Named returns the observer of the upstream named name (a configured
+// name, so the label values stay few).
+func (o UpstreamObserver) Named(name string) imapback.Observer { return o.m.upstreamNamed(name) }
+
+// Connected records one connection attempt.
+func (o UpstreamObserver) Connected(d time.Duration, err error) {
+	o.m.upstreamConnect.WithLabelValues(o.name).Observe(d.Seconds())
 	if err != nil {
-		o.m.upstreamConnErrs.WithLabelValues("connect").Inc()
+		o.m.upstreamConnErrs.WithLabelValues(o.name, "connect").Inc()
 	}
 }
 
-func (o upstreamObserver) CommandDone(name string, d time.Duration, err error) {
-	o.m.upstreamCommand.WithLabelValues(name).Observe(d.Seconds())
+// CommandDone records one command.
+func (o UpstreamObserver) CommandDone(name string, d time.Duration, err error) {
+	o.m.upstreamCommand.WithLabelValues(o.name, name).Observe(d.Seconds())
 	// A failed LOGOUT is not counted: the connection it ends is usually
 	// one that broke before, and was counted then.
 	if name != "LOGOUT" && imapback.ConnectionError(err) {
-		o.m.upstreamConnErrs.WithLabelValues("command").Inc()
+		o.m.upstreamConnErrs.WithLabelValues(o.name, "command").Inc()
 	}
 }
 

@@ -46,6 +46,7 @@ const (
 	LoginUpstreamError    LoginResult = "upstream_error"    // the backend could not check them
 	LoginRefusedPlaintext LoginResult = "refused_plaintext" // plaintext password without TLS
 	LoginRateLimited      LoginResult = "rate_limited"      // too many attempts
+	LoginInUse            LoginResult = "in_use"            // another session holds the maildrop ([IN-USE])
 )
 
 // CommandEvent is one command and how it ended.
@@ -165,6 +166,8 @@ func loginResultOf(err error) LoginResult {
 		return LoginRateLimited
 	case errors.As(err, &e) && e.Code == "AUTH":
 		return LoginAuthFailed
+	case errors.As(err, &e) && e.Code == "IN-USE":
+		return LoginInUse
 	}
 	return LoginUpstreamError
 }

@@ -153,7 +153,7 @@ func TestLoginResultOf(t *testing.T) {
 		{&Error{Code: "LOGIN-DELAY", Text: "wait"}, LoginRateLimited},
 		{&Error{Code: "AUTH", Text: "other"}, LoginAuthFailed},
 		{ErrUnavailable, LoginUpstreamError},
-		{ErrInUse, LoginUpstreamError},
+		{ErrInUse, LoginInUse},
 		{errors.New("backend broke"), LoginUpstreamError},
 	} {
 		if got := loginResultOf(tc.err); got != tc.want {

@@ -9,6 +9,46 @@ import (
 	"time"
 )
 
+// certReports passes the expiry of a Proxy's certificates to the
+// observer: held back while the Proxy is built (a build that fails must
+// not replace what the running one reported), all at once when it
+// listens, and as they are loaded from then on.
+type certReports struct {
+	obs       CertificateObserver
+	mu        sync.Mutex
+	held      []certReport
+	published bool
+}
+
+type certReport struct {
+	kind, name string
+	notAfter   time.Time
+}
+
+func (r *certReports) loaded(kind, name string, notAfter time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.published {
+		r.held = append(r.held, certReport{kind, name, notAfter})
+		return
+	}
+	r.obs.CertificateLoaded(kind, name, notAfter)
+}
+
+// publish replaces what the observer knew with the held reports.
+func (r *certReports) publish() {
+	if r.obs == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.obs.CertificatesReset()
+	for _, c := range r.held {
+		r.obs.CertificateLoaded(c.kind, c.name, c.notAfter)
+	}
+	r.held, r.published = nil, true
+}
+
 // certCheckInterval is how often a handshake may look at the certificate
 // files' modification times.
 const certCheckInterval = time.Second
@@ -21,6 +61,7 @@ const certCheckInterval = time.Second
 type certLoader struct {
 	certFile, keyFile string
 	log               *slog.Logger
+	loaded            func(notAfter time.Time) // nil, or told of every pair loaded
 
 	mu        sync.Mutex
 	cert      *tls.Certificate
@@ -35,8 +76,8 @@ type fileStamp struct {
 	certSize, keySize int64
 }
 
-func newCertLoader(certFile, keyFile string, log *slog.Logger) (*certLoader, error) {
-	l := &certLoader{certFile: certFile, keyFile: keyFile, log: log}
+func newCertLoader(certFile, keyFile string, log *slog.Logger, loaded func(time.Time)) (*certLoader, error) {
+	l := &certLoader{certFile: certFile, keyFile: keyFile, log: log, loaded: loaded}
 	if err := l.Reload(); err != nil {
 		return nil, err
 	}
@@ -68,6 +109,9 @@ func (l *certLoader) Reload() error {
 	l.mu.Unlock()
 	if changed {
 		l.log.Info("TLS certificate reloaded", "cert_file", l.certFile, "not_after", cert.Leaf.NotAfter)
+	}
+	if l.loaded != nil {
+		l.loaded(cert.Leaf.NotAfter)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -201,7 +202,9 @@ func (t *hookTargets) options(tg hookTarget) (imapback.Options, error) {
 		u.CertFile, u.KeyFile, u.InsecureSkipVerify = "", "", false
 	}
 	u.Address = tg.addr.String()
-	opts, err := upstreamOptions(t.cfg, u, t.hooks, t.log)
+	// Metrics name the configured upstream, or "auth_http" for the hook's
+	// servers entries: a bounded label, not one per address.
+	opts, err := upstreamOptions(t.cfg, cmp.Or(tg.upstream, "auth_http"), u, t.hooks, t.log)
 	opts.ReadAheadShared = t.budget
 	return opts, err
 }

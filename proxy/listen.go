@@ -27,11 +27,13 @@ type popListener struct {
 // bind opens one configured listener: TCP, then the PROXY protocol if
 // enabled (so that TLS and everything after it see the real client), then
 // implicit TLS.
-func bind(l config.ListenConfig, handshakeTimeout time.Duration, log *slog.Logger, listenTCP func(string) (net.Listener, error)) (*popListener, error) {
+// certLoaded, if not nil, gets the expiry of every certificate loaded.
+func bind(l config.ListenConfig, handshakeTimeout time.Duration, log *slog.Logger, listenTCP func(string) (net.Listener, error),
+	certLoaded func(notAfter time.Time)) (*popListener, error) {
 	b := &popListener{cfg: l}
 	var tlsConfig *tls.Config
 	if l.TLS != config.ListenTLSNone {
-		cert, err := newCertLoader(l.CertFile, l.KeyFile, log)
+		cert, err := newCertLoader(l.CertFile, l.KeyFile, log, certLoaded)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: certificate: %w", l.Address, err)
 		}

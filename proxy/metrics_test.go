@@ -120,24 +120,24 @@ func TestMetricsCountAScriptedSessionExactly(t *testing.T) {
 			{"popbridge_pop3_messages_retrieved_total", nil, 1},
 			{"popbridge_pop3_messages_deleted_total", nil, 1},
 			{"popbridge_pop3_truncated_transfers_total", nil, 0},
-			{"popbridge_upstream_command_duration_seconds", []string{"command=SELECT"}, 1},
-			{"popbridge_upstream_command_duration_seconds", []string{"command=UID STORE"}, 1},
-			{"popbridge_upstream_command_duration_seconds", []string{"command=UID EXPUNGE"}, 1},
-			{"popbridge_upstream_command_duration_seconds", []string{"command=NOOP"}, 1},
-			{"popbridge_upstream_command_duration_seconds", []string{"command=LOGOUT"}, 1},
+			{"popbridge_upstream_command_duration_seconds", []string{"upstream=default", "command=SELECT"}, 1},
+			{"popbridge_upstream_command_duration_seconds", []string{"upstream=default", "command=UID STORE"}, 1},
+			{"popbridge_upstream_command_duration_seconds", []string{"upstream=default", "command=UID EXPUNGE"}, 1},
+			{"popbridge_upstream_command_duration_seconds", []string{"upstream=default", "command=NOOP"}, 1},
+			{"popbridge_upstream_command_duration_seconds", []string{"upstream=default", "command=LOGOUT"}, 1},
 			// One snapshot, and one chunk for each of RETR 1 and TOP 2.
-			{"popbridge_upstream_command_duration_seconds", []string{"command=UID FETCH"}, 3},
-			{"popbridge_upstream_connect_duration_seconds", nil, 2},
-			{"popbridge_upstream_connection_errors_total", []string{"stage=connect"}, 0},
-			{"popbridge_upstream_connection_errors_total", []string{"stage=command"}, 0},
+			{"popbridge_upstream_command_duration_seconds", []string{"upstream=default", "command=UID FETCH"}, 3},
+			{"popbridge_upstream_connect_duration_seconds", []string{"upstream=default"}, 2},
+			{"popbridge_upstream_connection_errors_total", []string{"upstream=default", "stage=connect"}, 0},
+			{"popbridge_upstream_connection_errors_total", []string{"upstream=default", "stage=command"}, 0},
 		} {
 			if v := metricValue(t, reg, tc.name, tc.labels...); v != tc.want {
 				t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, v, tc.want)
 			}
 		}
 		// Two logins, by LOGIN or AUTHENTICATE as the upstream offers.
-		if v := metricValue(t, reg, "popbridge_upstream_command_duration_seconds", "command=LOGIN") +
-			metricValue(t, reg, "popbridge_upstream_command_duration_seconds", "command=AUTHENTICATE"); v != 2 {
+		if v := metricValue(t, reg, "popbridge_upstream_command_duration_seconds", "upstream=default", "command=LOGIN") +
+			metricValue(t, reg, "popbridge_upstream_command_duration_seconds", "upstream=default", "command=AUTHENTICATE"); v != 2 {
 			t.Errorf("upstream logins = %v, want 2", v)
 		}
 	})
@@ -186,8 +186,8 @@ func TestMetricsCountUpstreamFailures(t *testing.T) {
 			{"popbridge_pop3_messages_retrieved_total", nil, 0},
 			{"popbridge_pop3_logins_total", []string{"result=ok"}, 1},
 			{"popbridge_pop3_logins_total", []string{"result=upstream_error"}, 1},
-			{"popbridge_upstream_connection_errors_total", []string{"stage=connect"}, 1},
-			{"popbridge_upstream_connection_errors_total", []string{"stage=command"}, 1},
+			{"popbridge_upstream_connection_errors_total", []string{"upstream=default", "stage=connect"}, 1},
+			{"popbridge_upstream_connection_errors_total", []string{"upstream=default", "stage=command"}, 1},
 		} {
 			if v := metricValue(t, reg, tc.name, tc.labels...); v != tc.want {
 				t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, v, tc.want)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -39,6 +40,10 @@ func registeredNames(t *testing.T) map[string]bool {
 	// An OAuth2 token request (the token cache's tests cover when).
 	var tokens oauth2.TokenObserver = m.Tokens()
 	tokens.TokenRequest("m365", oauth2.RefreshOK, 1e9)
+	// A probe and a certificate (the runner's and the listeners' tests
+	// cover when).
+	m.ProbeDone(map[string]error{"default": nil})
+	m.CertificateLoaded("listener", "127.0.0.1:995", time.Now())
 	families, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -310,6 +310,17 @@ func TestOAuth2AccountWithoutStoredTokenIsPermanentError(t *testing.T) {
 		t.Errorf("%d upstream connections without a token", r.relay.Accepted())
 	}
 	r.waitLog(t, "run popbridge oauth login scanner", 1)
+
+	// A device retrying every minute: one WARN, the repeats at DEBUG.
+	for range 2 {
+		if got := r.loginResult(t, "local-pw"); !strings.HasPrefix(got, "-ERR [SYS/PERM] ") {
+			t.Fatalf("retried login = %q, want SYS/PERM", got)
+		}
+	}
+	r.waitLog(t, `level=DEBUG msg="login error"`, 2)
+	if n := strings.Count(r.logs.String(), `level=WARN msg="login error"`); n != 1 {
+		t.Errorf("%d WARN login error lines for 3 attempts, want 1:\n%s", n, r.logs.String())
+	}
 }
 
 // A wrong local password is refused by popbridge alone: neither the token

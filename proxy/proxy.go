@@ -27,7 +27,8 @@ type Proxy struct {
 	listeners []*popListener
 	// Set by a Runner, which owns the sockets.
 	listenTCP func(addr string) (net.Listener, error)
-	probe     func(ctx context.Context) error
+	probe     func(ctx context.Context) (map[string]error, error)
+	hooks     Hooks
 }
 
 // Options are what a Proxy needs besides its config.
@@ -41,6 +42,7 @@ type Options struct {
 // New builds a Proxy from a checked config. It does not listen yet.
 func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
+	opts.Hooks.certs = &certReports{obs: opts.Hooks.Certificates}
 	r, err := newRouter(cfg, opts.Hooks, logger)
 	if err != nil {
 		return nil, err
@@ -61,7 +63,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	srv := &pop3front.Server{
 		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: locks, oauth: oauth, hook: hook},
 			cfg.Limits, logger),
-		Logger:              logger,
+		Logger:              slog.New(newRepeatLimiter(logger.Handler(), loginErrorEvery)),
 		IdleTimeout:         cfg.Limits.IdleTimeout,
 		WriteTimeout:        cfg.Limits.WriteTimeout,
 		AuthFailureDelay:    *cfg.Limits.AuthFailureDelay,
@@ -74,14 +76,14 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout + hookTime(cfg),
 		Observer:       opts.Hooks.POP3,
 	}
-	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP,
-		probe: func(ctx context.Context) error { return r.probe(ctx, logger) }}, nil
+	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP, hooks: opts.Hooks,
+		probe: func(ctx context.Context) (map[string]error, error) { return r.probe(ctx, logger) }}, nil
 }
 
 // Listen binds every configured listener. On error none stays bound.
 func (p *Proxy) Listen() error {
 	for _, l := range p.cfg.Listen {
-		bl, err := bind(l, p.cfg.Limits.HandshakeTimeout, p.log, p.listenTCP)
+		bl, err := bind(l, p.cfg.Limits.HandshakeTimeout, p.log, p.listenTCP, p.hooks.certLoaded("listener", l.Address))
 		if err != nil {
 			for _, bl := range p.listeners {
 				bl.ln.Close()
@@ -92,6 +94,7 @@ func (p *Proxy) Listen() error {
 		p.listeners = append(p.listeners, bl)
 		p.pols.bind(l.Address, bl.addr)
 	}
+	p.hooks.certs.publish()
 	return nil
 }
 

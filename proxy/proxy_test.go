@@ -64,7 +64,7 @@ func TestPerformanceKeysReachTheBackend(t *testing.T) {
 		if cfg.Performance != tt.want {
 			t.Errorf("%q: %+v, want %+v", tt.yaml, cfg.Performance, tt.want)
 		}
-		opts, err := upstreamOptions(cfg, cfg.Upstream, Hooks{}, slog.New(slog.DiscardHandler))
+		opts, err := upstreamOptions(cfg, config.DefaultUpstreamName, cfg.Upstream, Hooks{}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

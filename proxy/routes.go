@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/config"
@@ -45,7 +46,7 @@ func newRouter(c *config.Config, hooks Hooks, logger *slog.Logger) (*router, err
 		ups[name] = u
 	}
 	for name, u := range ups {
-		opts, err := upstreamOptions(c, u, hooks, logger)
+		opts, err := upstreamOptions(c, name, u, hooks, logger)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
@@ -66,14 +67,14 @@ func newRouter(c *config.Config, hooks Hooks, logger *slog.Logger) (*router, err
 	return r, nil
 }
 
-// upstreamOptions turns one checked upstream's config into imapback
-// options.
-func upstreamOptions(c *config.Config, u config.UpstreamConfig, hooks Hooks, logger *slog.Logger) (imapback.Options, error) {
+// upstreamOptions turns one checked upstream's config, named name, into
+// imapback options.
+func upstreamOptions(c *config.Config, name string, u config.UpstreamConfig, hooks Hooks, logger *slog.Logger) (imapback.Options, error) {
 	uidl, err := imapback.ParseUIDLFormat(c.Policy.UIDLFormat)
 	if err != nil {
 		return imapback.Options{}, err
 	}
-	tlsConfig, err := upstreamTLS(u, logger)
+	tlsConfig, err := upstreamTLS(u, logger, hooks.certLoaded("upstream_client", name))
 	if err != nil {
 		return imapback.Options{}, err
 	}
@@ -92,7 +93,7 @@ func upstreamOptions(c *config.Config, u config.UpstreamConfig, hooks Hooks, log
 		CommandTimeout:    u.CommandTimeout,
 		NoReconnect:       u.Reconnect != nil && !*u.Reconnect,
 		Logger:            logger,
-		Observer:          hooks.Upstream,
+		Observer:          hooks.upstreamObserver(name),
 		ForwardClientAddr: u.ForwardClientAddress,
 		ReadAheadBytes:    perf.ReadAheadBytes,
 		ReadAheadMessages: perf.ReadAheadMessages,
@@ -113,8 +114,9 @@ func upstreamOptions(c *config.Config, u config.UpstreamConfig, hooks Hooks, log
 
 // upstreamTLS is the client TLS config for an upstream: verification on
 // unless insecure_skip_verify says otherwise, with the CA bundle and the
-// client certificate if configured.
-func upstreamTLS(u config.UpstreamConfig, logger *slog.Logger) (*tls.Config, error) {
+// client certificate if configured (whose expiry goes to certLoaded, if
+// not nil).
+func upstreamTLS(u config.UpstreamConfig, logger *slog.Logger, certLoaded func(time.Time)) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.ServerName}
 	if u.CAFile != "" {
 		pool, err := imapback.LoadCAFile(u.CAFile)
@@ -129,6 +131,9 @@ func upstreamTLS(u config.UpstreamConfig, logger *slog.Logger) (*tls.Config, err
 			return nil, err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
+		if certLoaded != nil {
+			certLoaded(cert.Leaf.NotAfter)
+		}
 	}
 	if u.InsecureSkipVerify {
 		if u.TLS != imapback.TLSNone {

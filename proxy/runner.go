@@ -18,8 +18,9 @@ type RunnerOptions struct {
 	Logger *slog.Logger
 	// Hooks are given to every Proxy.
 	Hooks Hooks
-	// OnProbe, when set, receives the result of every upstream probe.
-	OnProbe func(err error)
+	// OnProbe, when set, receives the results of every round of probes:
+	// each configured upstream's, by name.
+	OnProbe func(results map[string]error)
 }
 
 // Runner runs popbridge for the life of the process: it serves a config,
@@ -314,12 +315,15 @@ func (r *Runner) probeLoop() {
 		r.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(r.stopped, m.ProbeTimeout)
-		err := p.Probe(ctx)
+		results, err := p.probe(ctx)
 		cancel()
 		if r.stopped.Err() != nil {
 			return
 		}
 		r.probeDone(err)
+		if r.opts.OnProbe != nil {
+			r.opts.OnProbe(results)
+		}
 
 		select {
 		case <-r.stopped.Done():
@@ -343,8 +347,5 @@ func (r *Runner) probeDone(err error) {
 		r.log.Warn("upstream probe failed: not ready", "err", err)
 	case err == nil && (was != nil || first):
 		r.log.Info("upstream probe succeeded: ready")
-	}
-	if r.opts.OnProbe != nil {
-		r.opts.OnProbe(err)
 	}
 }

@@ -35,7 +35,14 @@ func runnerConfig(t *testing.T, upstreamAddr, listen string, configure func(*con
 // startRunner serves cfg with a Runner until the test ends.
 func startRunner(t *testing.T, cfg *config.Config) *Runner {
 	t.Helper()
-	r, err := NewRunner(cfg, RunnerOptions{Logger: testLogger(t)})
+	return startRunnerWith(t, cfg, RunnerOptions{})
+}
+
+// startRunnerWith is startRunner with options; the logger is the test's.
+func startRunnerWith(t *testing.T, cfg *config.Config, opts RunnerOptions) *Runner {
+	t.Helper()
+	opts.Logger = testLogger(t)
+	r, err := NewRunner(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,7 +166,7 @@ func TestCheckConfigRefusesAnOpenAdminListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errOut := runCLI("check-config", path)
-	want := `admin.listen: "0.0.0.0:9111" is not a loopback address: a non-loopback admin listener needs admin.token_file`
+	want := `admin.listen (line 4): "0.0.0.0:9111" is not a loopback address: a non-loopback admin listener needs admin.token_file`
 	if code != exitConfig || !strings.Contains(errOut, want) {
 		t.Errorf("check-config = %d %q %q, want exit %d and %q", code, out, errOut, exitConfig, want)
 	}

@@ -312,7 +312,7 @@ func TestSIGHUPReloadsListenersAndRejectsABrokenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.signal(t, syscall.SIGHUP)
-	b.waitLog(t, `level=ERROR msg="configuration reload failed, keeping the running configuration" err=.*line 2: field adress not found`)
+	b.waitLog(t, `level=ERROR msg="configuration reload failed, keeping the running configuration" err=.*upstream\.adress \(line 2\): unknown key; did you mean address\?`)
 	pop3test.Dial(t, newAddr).Quit()
 	b.waitHTTP(t, "/readyz", 200)
 	_, body := b.get("/metrics")
@@ -370,7 +370,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.signal(t, syscall.SIGHUP)
-	b.waitLog(t, `msg="configuration reload failed, keeping the running configuration" err="listen\[0\]\.cert_file/key_file: tls: failed to find any PEM data`)
+	b.waitLog(t, `msg="configuration reload failed, keeping the running configuration" err="listen\[0\]\.cert_file/key_file \(line \d+\): tls: failed to find any PEM data`)
 	if got := servedSerial(t, pop3s); got != 2 {
 		t.Errorf("after a reload with a broken key serving certificate %d, want 2", got)
 	}

@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *configPath != "" {
 		var err error
 		if cfg, err = config.LoadConfig(*configPath); err != nil {
-			fmt.Fprintln(stderr, "popbridge:", err)
+			fmt.Fprintf(stderr, "popbridge: %s: invalid configuration:\n%v\n", *configPath, err)
 			return exitConfig
 		}
 	}

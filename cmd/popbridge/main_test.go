@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,9 +225,9 @@ func TestVersionAndCheckConfig(t *testing.T) {
 		{"example config", []string{"check-config", "../../deploy/popbridge.yaml"}, exitOK, "ok"},
 		{"minimal config", []string{"check-config", write("min.yaml", "upstream:\n  address: imap.example.com:993\n")}, exitOK, "ok"},
 		{"unknown key names its line", []string{"check-config", write("typo.yaml", "upstream:\n  address: imap.example.com:993\n  mailbx: INBOX\n")},
-			exitConfig, "line 3: field mailbx not found"},
+			exitConfig, "upstream.mailbx (line 3): unknown key; did you mean mailbox?"},
 		{"bad value", []string{"check-config", write("bad.yaml", "upstream:\n  address: imap.example.com:993\n  tls: maybe\n")},
-			exitConfig, `upstream.tls: "maybe" is not one of implicit, starttls, none`},
+			exitConfig, `upstream.tls (line 3): "maybe" is not one of implicit, starttls, none`},
 		{"missing upstream", []string{"check-config", write("empty.yaml", "log:\n  level: debug\n")}, exitConfig, "upstream.address: required"},
 		{"bad uidl format", []string{"check-config", write("uidl.yaml", "upstream:\n  address: a:1\npolicy:\n  uidl_format: '%v'\n")},
 			exitConfig, "must contain %u"},
@@ -248,3 +249,28 @@ func TestVersionAndCheckConfig(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// In JSON logs a duration is seconds as a number; in text, Go's form.
+func TestJSONLogDurationsAreSeconds(t *testing.T) {
+	var buf bytes.Buffer
+	newLogger("json", slog.LevelInfo, &buf).With("idle", 10*time.Minute).WithGroup("g").
+		Info("session ended", "duration", 1500*time.Millisecond, "count", 3)
+	var rec struct {
+		Idle float64 `json:"idle"`
+		G    struct {
+			Duration any `json:"duration"`
+			Count    any `json:"count"`
+		} `json:"g"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("%v: %s", err, buf.String())
+	}
+	if rec.Idle != 600 || rec.G.Duration != 1.5 || rec.G.Count != 3.0 {
+		t.Errorf("got %s, want idle 600, duration 1.5 and count 3", buf.String())
+	}
+	buf.Reset()
+	newLogger("text", slog.LevelInfo, &buf).Info("session ended", "duration", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), "duration=1.5s") {
+		t.Errorf("text log %q, want duration=1.5s", buf.String())
+	}
+}

@@ -32,7 +32,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	m := metrics.New(version)
 	r, err := proxy.NewRunner(cfg, proxy.RunnerOptions{
 		Logger:  logger,
-		Hooks:   proxy.Hooks{POP3: m.POP3(), Upstream: m.Upstream(), Tokens: m.Tokens(), AuthHTTP: m.AuthHTTP()},
+		Hooks:   proxy.Hooks{POP3: m.POP3(), Upstream: m.Upstream(), Tokens: m.Tokens(), AuthHTTP: m.AuthHTTP(), Certificates: m},
 		OnProbe: m.ProbeDone,
 	})
 	if err != nil {
@@ -158,12 +158,25 @@ func logWarnings(cfg *config.Config, logger *slog.Logger) {
 	}
 }
 
+// newLogger makes the process's logger. In JSON, durations are seconds
+// as a number (1.5), what log pipelines can compare and sum, instead of
+// slog's integer nanoseconds; the text format keeps Go's "1.5s".
 func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
+		opts.ReplaceAttr = durationSeconds
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationSeconds is a slog.HandlerOptions.ReplaceAttr that writes a
+// duration as seconds.
+func durationSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz on addr.

@@ -1,19 +1,16 @@
 // Package config is popbridge's YAML schema, its defaults and its checks:
-// data only, with no sockets and no logging.
+// data only, with no sockets and no logging (Check reads the files the
+// configuration names and resolves listen host names, so that a file it
+// accepts also starts).
 package config
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/admin"
@@ -49,10 +46,14 @@ type Config struct {
 	// The admin listener: sessions, kicks, this config redacted. Off
 	// unless admin.listen is set.
 	Admin admin.Config `yaml:"admin"`
-	// The store of limits and locks shared by replicas (state.go).
+	// The store of limits and locks shared by replicas.
 	State state.Config `yaml:"state"`
-	// The external auth and routing hook (authhttp.go).
+	// The external auth and routing hook.
 	AuthHTTP authhttp.Config `yaml:"auth_http"`
+
+	// lines holds the line of every key path in the file, for Check's
+	// messages (decode.go).
+	lines lineMap
 }
 
 // ListenConfig is one POP3 listener.
@@ -146,33 +147,9 @@ const (
 	DefaultDrainTimeout     = 30 * time.Second
 )
 
-// LoadConfig reads a YAML file strictly: an unknown key is an error that
-// names its line.
-func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// ParseConfig decodes a YAML document strictly, without checking values.
-func ParseConfig(data []byte) (*Config, error) {
-	cfg := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return cfg, nil
-}
-
 // Check fills in defaults and validates every value, so that a bad config
-// fails at start (and in check-config), not at the first login.
+// fails at start (and in check-config), not at the first login. Each error
+// is "key.path (line N): what is wrong" when the file has the key.
 func (c *Config) Check() error {
 	if len(c.Listen) == 0 {
 		c.Listen = []ListenConfig{{Address: DefaultListen}}
@@ -234,7 +211,8 @@ func (c *Config) Check() error {
 	errs = append(errs, oneOf("log.format", c.Log.Format, LogFormats))
 	errs = append(errs, c.Metrics.check()...)
 	errs = append(errs, c.Admin.Check())
-	return errors.Join(errs...)
+	errs = append(errs, c.checkAddresses()...)
+	return c.located(errs)
 }
 
 // minIdleTimeout is the shortest idle timeout RFC 1939 (section 3) allows,

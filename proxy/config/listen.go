@@ -101,7 +101,7 @@ func (u *UpstreamConfig) check(key string) []error {
 			u.TLS = imapback.TLSImplicit
 		}
 	}
-	if !u.TLS.Valid() {
+	if u.TLS != "" && !u.TLS.Valid() { // "": the address is wrong, and said so
 		errs = append(errs, fmt.Errorf("%s.tls: %q is not one of %s", key, u.TLS, join(imapback.TLSModes)))
 	}
 	if u.Auth == "auto" {

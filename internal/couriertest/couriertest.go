@@ -71,6 +71,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/proctest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Options configures Start.
@@ -170,11 +173,7 @@ func Available() bool {
 // not silently skip the integration tests.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := "couriertest: " + why + " (see component_courier in test.sh; the tests must run as root)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; failing because CI=true")
-	}
-	t.Skip(msg)
+	testkit.Unavailable(t, "couriertest: "+why+" (see component_courier in test.sh; the tests must run as root)")
 }
 
 // userName keeps names usable as a userdb key and a path element.
@@ -342,10 +341,11 @@ exec "$4" -address=127.0.0.1 -nodnslookup -noidentlookup -maxprocs="$5" -maxperi
 // launch starts the instance on a fresh port and waits until our probe
 // user can log in.
 func (s *Server) launch(t testing.TB, root string) error {
-	port, err := freePort()
+	ports, err := proctest.FreePorts(1)
 	if err != nil {
 		return err
 	}
+	port := ports[0]
 	s.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	os.Remove(s.outPath())
 	s.proc, err = startProcess(s.outPath(), unsharePath, "--mount", "--propagation", "private",
@@ -405,13 +405,4 @@ func probe(addr, pass string) error {
 			return err
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -57,6 +57,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/popbridge/popbridge/internal/proctest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Options configures Start.
@@ -136,11 +137,7 @@ func Available() bool {
 // silently skip the integration tests.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := "cyrustest: " + why + " (see .ci/run; the tests must run as root)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; failing because CI=true")
-	}
-	t.Skip(msg)
+	testkit.Unavailable(t, "cyrustest: "+why+" (see .ci/run; the tests must run as root)")
 }
 
 var userName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
@@ -375,19 +372,7 @@ func (s *Server) TryDeliver(t testing.TB, user string, raw []byte) error {
 // Dial returns a logged-in go-imap v2 client (plain), closed by t.Cleanup.
 func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
 	t.Helper()
-	pass, ok := s.users[user]
-	if !ok {
-		t.Fatalf("cyrustest: Dial as unknown user %q", user)
-	}
-	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
-	if err != nil {
-		t.Fatalf("cyrustest: dial %s: %v", s.IMAPAddr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, pass).Wait(); err != nil {
-		t.Fatalf("cyrustest: login as %q: %v", user, err)
-	}
-	return c
+	return testkit.LoginIMAP(t, "cyrustest", s.IMAPAddr, s.users, user, s.Log)
 }
 
 // Log returns what the master wrote to stdout and stderr.

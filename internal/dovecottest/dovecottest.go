@@ -57,6 +57,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/dovecotconf"
 	"github.com/popbridge/popbridge/internal/proctest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Options configures Start.
@@ -128,11 +129,7 @@ func dovecotPath() (string, error) {
 // Dovecot, but CI must not silently skip the integration tests.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := "dovecottest: " + why + " (on Debian/Ubuntu: apt-get install dovecot-imapd dovecot-pop3d, and run the tests as root)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; failing because CI=true")
-	}
-	t.Skip(msg)
+	testkit.Unavailable(t, "dovecottest: "+why+" (on Debian/Ubuntu: apt-get install dovecot-imapd dovecot-pop3d, and run the tests as root)")
 }
 
 // Start starts Dovecot and waits until its IMAP port (and POP3 port)
@@ -309,23 +306,7 @@ func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 		t.Fatalf("dovecottest: Deliver to unknown user %q", user)
 	}
 	name := fmt.Sprintf("%d.Q%012d.dovecottest", s.stamp, s.seq.Add(1))
-	tmp := filepath.Join(s.inst.Maildir(user, "tmp"), name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatalf("dovecottest: Deliver: %v", err)
-	}
-	_, err = f.Write(raw)
-	if err == nil {
-		err = f.Chown(s.inst.MailUID, s.inst.MailGID)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.inst.Maildir(user, "new"), name))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := testkit.DeliverMaildir(s.inst.Maildir(user, ""), name, raw, s.inst.MailUID, s.inst.MailGID); err != nil {
 		t.Fatalf("dovecottest: Deliver: %v", err)
 	}
 }
@@ -334,19 +315,7 @@ func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 // for independent checks; it is closed by t.Cleanup.
 func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
 	t.Helper()
-	pass, ok := s.users[user]
-	if !ok {
-		t.Fatalf("dovecottest: Dial as unknown user %q", user)
-	}
-	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
-	if err != nil {
-		t.Fatalf("dovecottest: dial %s: %v", s.IMAPAddr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, pass).Wait(); err != nil {
-		t.Fatalf("dovecottest: login as %q: %v\n%s", user, err, s.Log())
-	}
-	return c
+	return testkit.LoginIMAP(t, "dovecottest", s.IMAPAddr, s.users, user, s.Log)
 }
 
 // Log returns Dovecot's log so far (for failure messages), followed by

@@ -112,3 +112,14 @@ func (b *LockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Unavailable skips t for want of msg's tool on a developer machine, but
+// fails it when the environment variable CI is "true": CI must not
+// silently skip the integration tests.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; failing because CI=true")
+	}
+	t.Skip(msg)
+}

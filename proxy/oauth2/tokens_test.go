@@ -48,10 +48,16 @@ func (f *tokenFixture) TokenRequest(provider, result string, d time.Duration) {
 	f.results = append(f.results, result)
 }
 
-func (f *tokenFixture) observed() string {
+// expectObserved checks the token requests the observer saw so far,
+// space-separated (see results).
+func (f *tokenFixture) expectObserved(t *testing.T, want string) {
+	t.Helper()
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	return strings.Join(f.results, " ")
+	got := strings.Join(f.results, " ")
+	f.mu.Unlock()
+	if got != want {
+		t.Errorf("observed %q, want %q", got, want)
+	}
 }
 
 func newTokenFixture(t *testing.T, opts oauthtest.Options, grant config.Grant) *tokenFixture {
@@ -223,9 +229,7 @@ func TestRotatedRefreshTokenIsSavedAndUsedAfterRestart(t *testing.T) {
 	if st := f.srv.Stats(); st.RefreshGrants != 2 || st.RefreshFailures != 0 {
 		t.Errorf("stats %+v, want 2 refresh grants without failures", st)
 	}
-	if got, want := f.observed(), "rotated+ rotated+"; got != want {
-		t.Errorf("observed %q, want %q", got, want)
-	}
+	f.expectObserved(t, "rotated+ rotated+")
 	if !strings.Contains(f.logs.String(), "oauth2 refresh token rotated and saved") {
 		t.Errorf("no log line for the rotation:\n%s", f.logs.String())
 	}
@@ -321,9 +325,7 @@ func TestRevokedRefreshTokenIsPermanentUntilTheStoreHasANewOne(t *testing.T) {
 	// `popbridge oauth login scanner`, while the daemon runs.
 	f.seed(t)
 	f.mustToken(t)
-	if got, want := f.observed(), "ok+ revoked+ revoked revoked ok+"; got != want {
-		t.Errorf("observed %q, want %q", got, want)
-	}
+	f.expectObserved(t, "ok+ revoked+ revoked revoked ok+")
 }
 
 func TestNoStoredTokenIsPermanent(t *testing.T) {
@@ -342,9 +344,7 @@ func TestNoStoredTokenIsPermanent(t *testing.T) {
 	}
 	f.seed(t)
 	f.mustToken(t)
-	if got, want := f.observed(), "missing ok+"; got != want {
-		t.Errorf("observed %q, want %q", got, want)
-	}
+	f.expectObserved(t, "missing ok+")
 }
 
 func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
@@ -376,9 +376,7 @@ func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
 			if !strings.Contains(f.logs.String(), "level=WARN msg=\"oauth2 token endpoint") {
 				t.Errorf("no warning:\n%s", f.logs.String())
 			}
-			if got := f.observed(); got != "failed+" {
-				t.Errorf("observed %q, want failed+", got)
-			}
+			f.expectObserved(t, "failed+")
 			// Back up: the next login works with the same refresh token.
 			e.conf.Endpoint.TokenURL = f.srv.URL + "/token"
 			f.srv.FailTokenRequests(0)
@@ -480,9 +478,7 @@ func TestClientCredentialsWithAWrongSecretIsPermanent(t *testing.T) {
 	if !errors.As(err, &te) || !te.Perm {
 		t.Fatalf("wrong client secret: %v, want a permanent TokenError", err)
 	}
-	if got := f.observed(); got != "rejected+" {
-		t.Errorf("observed %q, want rejected+", got)
-	}
+	f.expectObserved(t, "rejected+")
 	if !strings.Contains(f.logs.String(), "level=ERROR msg=\"oauth2 token request refused: check the provider's client_id") ||
 		strings.Contains(f.logs.String(), "wrong-secret-31") {
 		t.Errorf("want one error line without the secret:\n%s", f.logs.String())

@@ -102,12 +102,11 @@ type Server struct {
 	// stamp and seq make delivered file names sort in delivery order.
 	stamp int64
 	seq   atomic.Uint64
-	proc  *process
+	proc  *proctest.Process
 }
 
 const (
 	readyTimeout = 15 * time.Second
-	stopTimeout  = 10 * time.Second
 	startTries   = 3
 	probeUser    = "couriertest"
 	// sessionLimit is couriertcpd's -maxprocs and -maxperip, high so that
@@ -126,6 +125,9 @@ var (
 	couriertcpd  = "/usr/sbin/couriertcpd"
 	makeuserdb   = "/usr/sbin/makeuserdb"
 	unsharePath  = "unshare"
+	// minimalEnv keeps the test's environment out of Courier's daemons,
+	// which take their settings from exported variables.
+	minimalEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 )
 
 const installHint = "install courier-base, courier-authdaemon and courier-authlib-userdb, and unpack courier-imap as test.sh's component_courier does"
@@ -225,9 +227,7 @@ func Start(t testing.TB, opts Options) *Server {
 		if err == nil {
 			break
 		}
-		if s.proc != nil {
-			s.proc.stop()
-		}
+		s.proc.Stop()
 		if try < startTries {
 			// Most likely another process took the port between our
 			// probe and couriertcpd's bind.
@@ -348,18 +348,18 @@ func (s *Server) launch(t testing.TB, root string) error {
 	port := ports[0]
 	s.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	os.Remove(s.outPath())
-	s.proc, err = startProcess(s.outPath(), unsharePath, "--mount", "--propagation", "private",
+	s.proc, err = proctest.StartEnv(s.outPath(), minimalEnv, unsharePath, "--mount", "--propagation", "private",
 		"sh", "-c", startScript, "sh", s.Dir, strconv.Itoa(port), authdaemond, couriertcpd,
 		strconv.Itoa(sessionLimit), filepath.Join(root, imaploginRel), filepath.Join(root, imapdRel))
 	if err != nil {
 		return err
 	}
-	t.Cleanup(s.proc.stop)
+	t.Cleanup(s.proc.Stop)
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		select {
-		case <-s.proc.exited:
-			return fmt.Errorf("couriertcpd exited before it was ready: %v", s.proc.err)
+		case <-s.proc.Exited():
+			return fmt.Errorf("couriertcpd exited before it was ready: %v", s.proc.Err())
 		default:
 		}
 		err := probe(s.IMAPAddr, s.probePass)

@@ -1,7 +1,8 @@
 // Package testkit holds small helpers that tests of several packages
 // need alike: a self-signed TLS pair (in memory or in files), a free
-// port that stays free, a log buffer safe for concurrent writers, and
-// mailboxes filled over IMAP.
+// port that stays free, a log buffer safe for concurrent writers,
+// goroutines released at once, mail put in a maildir or over IMAP, a
+// skip that fails in CI, and the error check of table cases.
 package testkit
 
 import (
@@ -122,4 +123,21 @@ func Unavailable(t testing.TB, msg string) {
 		t.Fatal(msg + "; failing because CI=true")
 	}
 	t.Skip(msg)
+}
+
+// AtOnce runs f(0) to f(n-1), each in its own goroutine, released
+// together so that they contend, and returns when all have returned.
+func AtOnce(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
 }

@@ -187,18 +187,7 @@ func TestConcurrentLoginsShareOneRefresh(t *testing.T) {
 	const n = 16
 	toks := make([]string, n)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			toks[i], _, errs[i] = f.token(t)
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testkit.AtOnce(n, func(i int) { toks[i], _, errs[i] = f.token(t) })
 	for i := range n {
 		if errs[i] != nil || toks[i] != toks[0] {
 			t.Errorf("login %d: token %q err %v, want %q", i, toks[i], errs[i], toks[0])

@@ -107,7 +107,6 @@ type Server struct {
 
 const (
 	readyTimeout = 15 * time.Second
-	startTries   = 3
 	probeUser    = "couriertest"
 	// sessionLimit is couriertcpd's -maxprocs and -maxperip, high so that
 	// load tests meet the code under test, not Debian's 40 and 20.
@@ -222,25 +221,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := s.prepare(root); err != nil {
 		t.Fatalf("couriertest: %v", err)
 	}
-	for try := 1; ; try++ {
-		err := s.launch(t, root)
-		if err == nil {
-			break
-		}
-		s.proc.Stop()
-		if try < startTries {
-			// Most likely another process took the port between our
-			// probe and couriertcpd's bind.
-			t.Logf("couriertest: attempt %d: %v; retrying with a new port", try, err)
-			continue
-		}
-		t.Fatalf("couriertest: starting Courier failed (attempt %d): %v\n%s", try, err, s.Log())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("couriertest: output of %s:\n%s", s.Dir, s.Log())
-		}
-	})
+	(&proctest.Launch{
+		Harness: "couriertest",
+		Try:     func() error { return s.launch(t, root) },
+		Stop:    func() { s.proc.Stop() },
+		Log:     s.Log,
+	}).Run(t)
 	return s
 }
 

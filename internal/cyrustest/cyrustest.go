@@ -82,7 +82,6 @@ type Server struct {
 
 const (
 	readyTimeout = 15 * time.Second
-	startTries   = 3
 	// maxDirLen keeps the UNIX socket paths under Dir short.
 	maxDirLen = 64
 	// admin is Cyrus's administrator, the only user that may create
@@ -189,25 +188,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := s.prepare(saslpw, uid, gid); err != nil {
 		t.Fatalf("cyrustest: %v", err)
 	}
-	for try := 1; ; try++ {
-		err := s.launch(t, imapd, uid, gid)
-		if err == nil {
-			break
-		}
-		s.proc.Stop()
-		if try < startTries {
-			// Most likely another process took the port between our
-			// probe and the master's bind.
-			t.Logf("cyrustest: attempt %d: %v; retrying with a new port", try, err)
-			continue
-		}
-		t.Fatalf("cyrustest: starting Cyrus failed (attempt %d): %v\n%s", try, err, s.Log())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cyrustest: master output of %s:\n%s", s.Dir, s.Log())
-		}
-	})
+	(&proctest.Launch{
+		Harness: "cyrustest",
+		Try:     func() error { return s.launch(t, imapd, uid, gid) },
+		Stop:    func() { s.proc.Stop() },
+		Log:     s.Log,
+	}).Run(t)
 	if err := s.createMailboxes(); err != nil {
 		t.Fatalf("cyrustest: %v\n%s", err, s.Log())
 	}

@@ -104,7 +104,6 @@ type Server struct {
 // bounds are for loaded CI machines.
 const (
 	readyTimeout = 15 * time.Second
-	startTries   = 3
 	// maxDirLen keeps base_dir's UNIX socket paths (e.g.
 	// run/token-login/tokenlogin) under the 108-byte sun_path limit.
 	maxDirLen = 64
@@ -189,26 +188,15 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("dovecottest: %v", err)
 	}
 
-	for try := 1; ; try++ {
-		err := s.launch(t, bin, opts.POP3, opts.ExtraConfig)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, proctest.ErrForeign) && try < startTries {
-			// Another process grabbed the port between our probe and
-			// Dovecot's bind; fresh ports almost always fix that.
-			t.Logf("dovecottest: attempt %d: %v; retrying with new ports", try, err)
-			s.proc.Stop()
-			continue
-		}
-		t.Fatalf("dovecottest: starting dovecot failed (attempt %d): %v\n%s", try, err, s.Log())
-	}
-
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("dovecottest: log of %s:\n%s", s.Dir, s.Log())
-		}
-	})
+	(&proctest.Launch{
+		Harness: "dovecottest",
+		Try:     func() error { return s.launch(t, bin, opts.POP3, opts.ExtraConfig) },
+		Stop:    func() { s.proc.Stop() },
+		// Dovecot's greeting tells another server on the port from a
+		// failure that fresh ports would not fix.
+		Retry: func(err error) bool { return errors.Is(err, proctest.ErrForeign) },
+		Log:   s.Log,
+	}).Run(t)
 	return s
 }
 

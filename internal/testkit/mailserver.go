@@ -1,12 +1,16 @@
 package testkit
 
-// DeliverMaildir and LoginIMAP, what the mail server harnesses
-// (Dovecot, Courier, Cyrus) share to put mail in and get a client out.
+// What tests of real mail servers (Dovecot, Courier, Cyrus) share to put
+// mail in and to talk to the server: DeliverMaildir, LoginIMAP and
+// DialGreeted.
 
 import (
+	"bufio"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 )
@@ -56,4 +60,22 @@ func LoginIMAP(t testing.TB, harness, addr string, users map[string]string, user
 		t.Fatalf("%s: login as %q: %v\n%s", harness, user, err, log())
 	}
 	return c
+}
+
+// DialGreeted connects to addr for a test that speaks the protocol by
+// hand, and reads the server's greeting line. The connection is closed
+// by t.Cleanup and must be done within timeout.
+func DialGreeted(t testing.TB, addr string, timeout time.Duration) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(timeout))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatalf("greeting from %s: %v", addr, err)
+	}
+	return c, r
 }

@@ -1,8 +1,9 @@
 // Package testkit holds small helpers that tests of several packages
 // need alike: a self-signed TLS pair (in memory or in files), a free
 // port that stays free, a log buffer safe for concurrent writers,
-// goroutines released at once, mail put in a maildir or over IMAP, a
-// skip that fails in CI, and the error check of table cases.
+// goroutines released at once, a reader in small chunks, mail put in a
+// maildir or over IMAP, a skip that fails in CI, and the error check of
+// table cases.
 package testkit
 
 import (
@@ -15,6 +16,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -140,4 +142,17 @@ func AtOnce(n int, f func(i int)) {
 	}
 	close(start)
 	wg.Wait()
+}
+
+// ChunkReader returns a reader of r that returns at most n octets per
+// Read, as a socket may.
+func ChunkReader(r io.Reader, n int) io.Reader { return &chunkReader{r, n} }
+
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	return r.r.Read(p[:min(len(p), r.n)])
 }

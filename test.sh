@@ -23,7 +23,7 @@ cd "$(dirname "$0")"
 # function of its own and call it in the list at the end of this section.
 missing=()   # what is not there, for the message
 packages=()  # the Debian packages that bring it
-after_install=()
+after_install=() # commands run after apt-get install, each "FUNCTION ARG..."
 
 need() { # need PROGRAM PACKAGE...: queue PACKAGEs unless PROGRAM is on the PATH
   local program=$1; shift
@@ -76,13 +76,15 @@ component_cyrus() {
   fi
   if [ ! -x /opt/cyrus-imapd/usr/lib/cyrus/bin/imapd ]; then
     missing+=(/opt/cyrus-imapd/usr/lib/cyrus/bin/imapd)
-    after_install+=(unpack_cyrus_imapd)
+    after_install+=("unpack_deb cyrus-imapd /opt/cyrus-imapd")
   fi
 }
-unpack_cyrus_imapd() {
+# unpack_deb PACKAGE DIR unpacks a package that conflicts with
+# dovecot-imapd into DIR instead of installing it.
+unpack_deb() {
   local tmp
   tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download cyrus-imapd && dpkg-deb -x cyrus-imapd_*.deb /opt/cyrus-imapd)
+  (cd "$tmp" && apt-get download "$1" && dpkg-deb -x "$1"_*.deb "$2")
   rm -rf "$tmp"
 }
 
@@ -98,14 +100,8 @@ component_courier() {
     missing+=(/opt/courier-imap/usr/bin/imapd)
     # The libraries imapd links against, which only courier-imap pulls in.
     packages+=(libcourier-unicode4 libgamin0 libgdbm6 libidn12)
-    after_install+=(unpack_courier_imap)
+    after_install+=("unpack_deb courier-imap /opt/courier-imap")
   fi
-}
-unpack_courier_imap() {
-  local tmp
-  tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download courier-imap && dpkg-deb -x courier-imap_*.deb /opt/courier-imap)
-  rm -rf "$tmp"
 }
 
 # Redis, the shared state of several replicas (internal/redistest starts
@@ -142,7 +138,7 @@ if [ ${#missing[@]} -gt 0 ] && [ -z "${POPBRIDGE_NO_INSTALL:-}" ]; then
     # servers on loopback.
     apt-get install -y -q --no-install-recommends "${packages[@]}"
   fi
-  for step in "${after_install[@]}"; do "$step"; done
+  for step in "${after_install[@]}"; do $step; done # a function and its words
 fi
 if [ -n "${POPBRIDGE_INSTALL_ONLY:-}" ]; then
   exit 0

@@ -3,16 +3,18 @@ package imapback
 import (
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 )
 
-// replayConn serves the same stream again and again, copying it into
-// each read as a socket would.
+// replayStream serves src in reads of at most size octets, copying it
+// into each read as a socket would.
 type replayStream struct {
-	streamConn
-	src []byte
-	off int
+	net.Conn
+	src  []byte
+	off  int
+	size int
 }
 
 func (c *replayStream) Read(p []byte) (int, error) {
@@ -34,7 +36,7 @@ func benchRead(b *testing.B, stream []byte, size int) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for range b.N {
-				src := &replayStream{streamConn: streamConn{size: size}, src: stream}
+				src := &replayStream{src: stream, size: size}
 				var r io.Reader = src
 				if bounded {
 					bc := newBoundedConn(src, ResponseLimits{})

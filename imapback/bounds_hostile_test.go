@@ -76,6 +76,25 @@ func heapGrowth(f func()) uint64 {
 	return p - base
 }
 
+// withinAttackHeap runs the attack f and fails t if it grew the heap by
+// more than maxAttackHeap.
+func withinAttackHeap(t *testing.T, f func()) {
+	t.Helper()
+	n := heapGrowth(f)
+	t.Logf("heap growth %d octets", n)
+	if n > maxAttackHeap {
+		t.Errorf("the attack grew the heap by %d octets", n)
+	}
+}
+
+// fetchFlood answers any FETCH with 2,000,000 FETCH responses, whatever
+// it asked for and whatever EXISTS said.
+var fetchFlood = hostileimap.Script{Fetch: func(w *hostileimap.Writer, _ string) {
+	for i := 1; i <= 2_000_000 && w.Err() == nil; i++ {
+		w.Line("* %d FETCH (UID %d RFC822.SIZE 10)", i, i)
+	}
+}}
+
 // checkBound checks that err (a command's) came from passing bound.
 func checkBound(t *testing.T, err error, bc *boundedConn, bound Bound) {
 	t.Helper()
@@ -88,33 +107,10 @@ func checkBound(t *testing.T, err error, bc *boundedConn, bound Bound) {
 	}
 }
 
-// An unsolicited LIST with a 200 MB mailbox name during SELECT: held
-// whole by go-imap's client (885 MB seen) before the bound.
-func TestBoundHostileListLiteralDuringSelect(t *testing.T) {
-	srv := hostileimap.Start(t, hostileimap.Script{Select: func(w *hostileimap.Writer) {
-		w.Line("* 1 EXISTS")
-		w.Printf(`* LIST () "/" `)
-		w.Literal(200_000_000)
-		w.Printf("\r\n")
-	}})
-	c, bc := dialBounded(t, srv, ResponseLimits{})
-	var err error
-	n := heapGrowth(func() { _, err = c.Select("INBOX", nil).Wait() })
-	t.Logf("heap growth %d octets", n)
-	if n > maxAttackHeap {
-		t.Errorf("the attack grew the heap by %d octets", n)
-	}
-	checkBound(t, err, bc, BoundLiteral)
-}
-
 // 2,000,000 FETCH responses to a FETCH of one message: stopped by the
 // count the session expects (309 MB seen before the fix).
 func TestBoundHostileFetchFlood(t *testing.T) {
-	srv := hostileimap.Start(t, hostileimap.Script{Fetch: func(w *hostileimap.Writer, _ string) {
-		for i := 1; i <= 2_000_000 && w.Err() == nil; i++ {
-			w.Line("* %d FETCH (UID %d RFC822.SIZE 10)", i, i)
-		}
-	}})
+	srv := hostileimap.Start(t, fetchFlood)
 	c, bc := dialBounded(t, srv, ResponseLimits{})
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
@@ -122,7 +118,7 @@ func TestBoundHostileFetchFlood(t *testing.T) {
 	bc.Expect(snapshotExpectation(1))
 	var got int
 	var err error
-	n := heapGrowth(func() {
+	withinAttackHeap(t, func() {
 		cmd := c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true})
 		for m := cmd.Next(); m != nil; m = cmd.Next() {
 			if _, err := m.Collect(); err == nil {
@@ -131,50 +127,51 @@ func TestBoundHostileFetchFlood(t *testing.T) {
 		}
 		err = cmd.Close()
 	})
-	t.Logf("heap growth %d octets", n)
-	if n > maxAttackHeap {
-		t.Errorf("the attack grew the heap by %d octets", n)
-	}
 	checkBound(t, err, bc, BoundResponses)
 	if limit := snapshotExpectation(1).Responses; int64(got) > limit {
 		t.Errorf("%d FETCH responses got through a bound of %d", got, limit)
 	}
 }
 
-// A response that never ends: a flag list of 100 MB.
-func TestBoundHostileEndlessResponse(t *testing.T) {
-	srv := hostileimap.Start(t, hostileimap.Script{Select: func(w *hostileimap.Writer) {
-		w.Printf(`* FLAGS (\Seen`)
-		for i := 0; i < 10_000_000 && w.Err() == nil; i++ {
-			w.Printf(` \Flag%d`, i)
-		}
-		w.Line(")")
-	}})
-	c, bc := dialBounded(t, srv, ResponseLimits{})
-	var err error
-	n := heapGrowth(func() { _, err = c.Select("INBOX", nil).Wait() })
-	t.Logf("heap growth %d octets", n)
-	if n > maxAttackHeap {
-		t.Errorf("the attack grew the heap by %d octets", n)
+// The attacks during SELECT, each an upstream answer go-imap's client
+// would hold whole without the bound.
+func TestBoundHostileSelect(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		attack func(w *hostileimap.Writer)
+		bound  Bound
+	}{
+		// An unsolicited LIST with a 200 MB mailbox name: held whole by
+		// go-imap's client (885 MB seen) before the bound.
+		{"ListLiteral", func(w *hostileimap.Writer) {
+			w.Line("* 1 EXISTS")
+			w.Printf(`* LIST () "/" `)
+			w.Literal(200_000_000)
+			w.Printf("\r\n")
+		}, BoundLiteral},
+		// A response that never ends: a flag list of 100 MB.
+		{"EndlessResponse", func(w *hostileimap.Writer) {
+			w.Printf(`* FLAGS (\Seen`)
+			for i := 0; i < 10_000_000 && w.Err() == nil; i++ {
+				w.Printf(` \Flag%d`, i)
+			}
+			w.Line(")")
+		}, BoundResponse},
+		// A quoted string that never closes, across line ends, as
+		// go-imap reads it.
+		{"EndlessQuoted", func(w *hostileimap.Writer) {
+			w.Printf(`* 1 EXISTS` + "\r\n" + `* LIST () "/" "`)
+			w.Filler(100 << 20)
+		}, BoundResponse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := hostileimap.Start(t, hostileimap.Script{Select: tc.attack})
+			c, bc := dialBounded(t, srv, ResponseLimits{})
+			var err error
+			withinAttackHeap(t, func() { _, err = c.Select("INBOX", nil).Wait() })
+			checkBound(t, err, bc, tc.bound)
+		})
 	}
-	checkBound(t, err, bc, BoundResponse)
-}
-
-// A quoted string that never closes, across line ends, as go-imap reads
-// it.
-func TestBoundHostileEndlessQuoted(t *testing.T) {
-	srv := hostileimap.Start(t, hostileimap.Script{Select: func(w *hostileimap.Writer) {
-		w.Printf(`* 1 EXISTS` + "\r\n" + `* LIST () "/" "`)
-		w.Filler(100 << 20)
-	}})
-	c, bc := dialBounded(t, srv, ResponseLimits{})
-	var err error
-	n := heapGrowth(func() { _, err = c.Select("INBOX", nil).Wait() })
-	t.Logf("heap growth %d octets", n)
-	if n > maxAttackHeap {
-		t.Errorf("the attack grew the heap by %d octets", n)
-	}
-	checkBound(t, err, bc, BoundResponse)
 }
 
 // 100,000 LIST responses of 1 KB each, which go-imap collects: stopped
@@ -188,14 +185,10 @@ func TestBoundHostileListFlood(t *testing.T) {
 	}})
 	c, bc := dialBounded(t, srv, ResponseLimits{})
 	var err error
-	n := heapGrowth(func() {
+	withinAttackHeap(t, func() {
 		bc.Expect(listExpectation())
 		_, err = c.List("", "*", nil).Collect()
 	})
-	t.Logf("heap growth %d octets", n)
-	if n > maxAttackHeap {
-		t.Errorf("the attack grew the heap by %d octets", n)
-	}
 	checkBound(t, err, bc, BoundOctets)
 }
 

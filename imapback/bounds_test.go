@@ -8,28 +8,24 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
-// streamConn serves a response stream in reads of at most size octets.
-// Only Read is used by the tests.
+// streamConn serves a response stream from r. Only Read is used by the
+// tests.
 type streamConn struct {
 	net.Conn
-	r    io.Reader
-	size int
+	r io.Reader
 }
 
-func (c *streamConn) Read(p []byte) (int, error) {
-	if len(p) > c.size {
-		p = p[:c.size]
-	}
-	return c.r.Read(p)
-}
+func (c *streamConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // readBounded reads stream through a boundedConn in reads of at most
 // chunk octets, as imapclient would, and returns what it passed and the
 // error that ended it (nil at the end of the stream).
 func readBounded(stream []byte, lim ResponseLimits, e Expectation, chunk int) ([]byte, error) {
-	c := newBoundedConn(&streamConn{r: bytes.NewReader(stream), size: chunk}, lim)
+	c := newBoundedConn(&streamConn{r: testkit.ChunkReader(bytes.NewReader(stream), chunk)}, lim)
 	c.Expect(e)
 	var out bytes.Buffer
 	buf := make([]byte, 4096)
@@ -160,7 +156,7 @@ func TestBoundedConnCases(t *testing.T) {
 func TestBoundedConnExpectRestartsCount(t *testing.T) {
 	line := "* 1 FETCH (UID 1 RFC822.SIZE 5)\r\nA1 OK done\r\n"
 	r := strings.NewReader(strings.Repeat(line, 100))
-	c := newBoundedConn(&streamConn{r: r, size: len(line)}, ResponseLimits{})
+	c := newBoundedConn(&streamConn{r: testkit.ChunkReader(r, len(line))}, ResponseLimits{})
 	buf := make([]byte, len(line))
 	for i := range 100 {
 		c.Expect(Expectation{Responses: 2})

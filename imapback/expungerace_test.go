@@ -26,6 +26,7 @@ import (
 	"github.com/popbridge/popbridge/internal/couriertest"
 	"github.com/popbridge/popbridge/internal/cyrustest"
 	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // raceServer is a real upstream.
@@ -126,16 +127,7 @@ func TestExpungeRaceAnswers(t *testing.T) {
 	for _, srv := range raceServers {
 		t.Run(srv.name, func(t *testing.T) {
 			addr := startFilled(t, srv, first, second)
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			r := bufio.NewReader(c)
-			if _, err := r.ReadString('\n'); err != nil {
-				t.Fatal(err)
-			}
+			c, r := testkit.DialGreeted(t, addr, 30*time.Second)
 			for i, cmd := range []string{"LOGIN alice secret", "SELECT INBOX", "UID FETCH 1:* (UID RFC822.SIZE)"} {
 				if got := rawCommand(t, c, r, fmt.Sprint("a", i), cmd); !strings.Contains(got, "T OK") {
 					t.Fatalf("%s: %q", cmd, got)

@@ -176,11 +176,7 @@ func TestSnapshotHostileExists(t *testing.T) {
 // A FETCH that answers for more messages than the maximum fails as it
 // passes it, whatever EXISTS said.
 func TestSnapshotHostileFetchBeyondMaximum(t *testing.T) {
-	srv := hostileimap.Start(t, hostileimap.Script{Fetch: func(w *hostileimap.Writer, _ string) {
-		for i := 1; i <= 2_000_000 && w.Err() == nil; i++ {
-			w.Line("* %d FETCH (UID %d RFC822.SIZE 10)", i, i)
-		}
-	}})
+	srv := hostileimap.Start(t, fetchFlood)
 	c, bc := dialBounded(t, srv, ResponseLimits{})
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)

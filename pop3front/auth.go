@@ -254,11 +254,8 @@ func (c *conn) handleStls(args []byte) error {
 		// A server without TLS does not know the command at all.
 		return badCommand("Unknown command")
 	}
-	if err := c.need(stateAuthorization); err != nil {
+	if err := c.needBare(stateAuthorization, "STLS", args); err != nil {
 		return err
-	}
-	if len(args) > 0 {
-		return badCommand("STLS takes no arguments")
 	}
 	if c.isTLS() {
 		return badCommand("TLS is already active")

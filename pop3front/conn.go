@@ -328,6 +328,18 @@ func (c *conn) need(s state) error {
 	return badCommand("Command not valid before login")
 }
 
+// needBare is need for a command that takes no arguments: the state is
+// checked first, as for every command.
+func (c *conn) needBare(s state, cmd string, args []byte) error {
+	if err := c.need(s); err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return badCommand(cmd + " takes no arguments")
+	}
+	return nil
+}
+
 // lineQueued reports whether a whole command line is already buffered. A
 // partial line does not count: its sender may be waiting for our answers
 // before it sends the rest.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // fakeMsg is one message of the fake maildrop.
@@ -194,7 +196,7 @@ func (s *fakeSession) Retrieve(ctx context.Context, i int, lines int) (io.ReadCl
 		r = io.MultiReader(bytes.NewReader(body[:k]), iotest.ErrReader(errUpstreamCut))
 	}
 	if b.readChunk > 0 {
-		r = &chunkReader{r: r, n: b.readChunk}
+		r = testkit.ChunkReader(r, b.readChunk)
 	}
 	b.open++
 	if b.readChunk < 0 {
@@ -295,19 +297,6 @@ func (r *fakeWriterTo) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
-}
-
-// chunkReader returns at most n bytes per Read.
-type chunkReader struct {
-	r io.Reader
-	n int
-}
-
-func (r *chunkReader) Read(p []byte) (int, error) {
-	if len(p) > r.n {
-		p = p[:r.n]
-	}
-	return r.r.Read(p)
 }
 
 // fakeState is everything a fakeBackend saw, in one comparable value.

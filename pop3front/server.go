@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -241,11 +243,7 @@ func (s *Server) closeConns() {
 func (s *Server) allConns() []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	list := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		list = append(list, c)
-	}
-	return list
+	return slices.Collect(maps.Keys(s.conns))
 }
 
 // addConn registers c and counts it in s.wg, under s.mu so that a

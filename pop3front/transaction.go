@@ -14,11 +14,8 @@ import (
 )
 
 func (c *conn) handleStat(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
+	if err := c.needBare(stateTransaction, "STAT", args); err != nil {
 		return err
-	}
-	if len(args) > 0 {
-		return badCommand("STAT takes no arguments")
 	}
 	b := append(c.scratch[:0], "+OK "...)
 	b = strconv.AppendInt(b, int64(len(c.msgs)-c.nDeleted), 10)
@@ -164,11 +161,8 @@ func (c *conn) handleDele(args []byte) error {
 }
 
 func (c *conn) handleRset(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
+	if err := c.needBare(stateTransaction, "RSET", args); err != nil {
 		return err
-	}
-	if len(args) > 0 {
-		return badCommand("RSET takes no arguments")
 	}
 	clear(c.deleted)
 	c.nDeleted, c.delSize = 0, 0
@@ -180,11 +174,8 @@ func (c *conn) handleRset(args []byte) error {
 }
 
 func (c *conn) handleNoop(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
+	if err := c.needBare(stateTransaction, "NOOP", args); err != nil {
 		return err
-	}
-	if len(args) > 0 {
-		return badCommand("NOOP takes no arguments")
 	}
 	ctx, cancel := c.commandContext()
 	defer cancel()
@@ -200,11 +191,8 @@ func (c *conn) handleNoop(args []byte) error {
 // message number that RETR sent in this session, or that was seen before
 // it; RSET sets it to 0; TOP and DELE leave it.
 func (c *conn) handleLast(args []byte) error {
-	if err := c.need(stateTransaction); err != nil {
+	if err := c.needBare(stateTransaction, "LAST", args); err != nil {
 		return err
-	}
-	if len(args) > 0 {
-		return badCommand("LAST takes no arguments")
 	}
 	c.ok(strconv.Itoa(c.lastSeen))
 	return nil

@@ -71,6 +71,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/proctest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Options configures Start.
@@ -99,13 +102,11 @@ type Server struct {
 	// stamp and seq make delivered file names sort in delivery order.
 	stamp int64
 	seq   atomic.Uint64
-	proc  *process
+	proc  *proctest.Process
 }
 
 const (
 	readyTimeout = 15 * time.Second
-	stopTimeout  = 10 * time.Second
-	startTries   = 3
 	probeUser    = "couriertest"
 	// sessionLimit is couriertcpd's -maxprocs and -maxperip, high so that
 	// load tests meet the code under test, not Debian's 40 and 20.
@@ -123,6 +124,9 @@ var (
 	couriertcpd  = "/usr/sbin/couriertcpd"
 	makeuserdb   = "/usr/sbin/makeuserdb"
 	unsharePath  = "unshare"
+	// minimalEnv keeps the test's environment out of Courier's daemons,
+	// which take their settings from exported variables.
+	minimalEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 )
 
 const installHint = "install courier-base, courier-authdaemon and courier-authlib-userdb, and unpack courier-imap as test.sh's component_courier does"
@@ -170,11 +174,7 @@ func Available() bool {
 // not silently skip the integration tests.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := "couriertest: " + why + " (see component_courier in test.sh; the tests must run as root)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; failing because CI=true")
-	}
-	t.Skip(msg)
+	testkit.Unavailable(t, "couriertest: "+why+" (see component_courier in test.sh; the tests must run as root)")
 }
 
 // userName keeps names usable as a userdb key and a path element.
@@ -221,27 +221,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := s.prepare(root); err != nil {
 		t.Fatalf("couriertest: %v", err)
 	}
-	for try := 1; ; try++ {
-		err := s.launch(t, root)
-		if err == nil {
-			break
-		}
-		if s.proc != nil {
-			s.proc.stop()
-		}
-		if try < startTries {
-			// Most likely another process took the port between our
-			// probe and couriertcpd's bind.
-			t.Logf("couriertest: attempt %d: %v; retrying with a new port", try, err)
-			continue
-		}
-		t.Fatalf("couriertest: starting Courier failed (attempt %d): %v\n%s", try, err, s.Log())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("couriertest: output of %s:\n%s", s.Dir, s.Log())
-		}
-	})
+	(&proctest.Launch{
+		Harness: "couriertest",
+		Try:     func() error { return s.launch(t, root) },
+		Stop:    func() { s.proc.Stop() },
+		Log:     s.Log,
+	}).Run(t)
 	return s
 }
 
@@ -342,24 +327,25 @@ exec "$4" -address=127.0.0.1 -nodnslookup -noidentlookup -maxprocs="$5" -maxperi
 // launch starts the instance on a fresh port and waits until our probe
 // user can log in.
 func (s *Server) launch(t testing.TB, root string) error {
-	port, err := freePort()
+	ports, err := proctest.FreePorts(1)
 	if err != nil {
 		return err
 	}
+	port := ports[0]
 	s.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	os.Remove(s.outPath())
-	s.proc, err = startProcess(s.outPath(), unsharePath, "--mount", "--propagation", "private",
+	s.proc, err = proctest.StartEnv(s.outPath(), minimalEnv, unsharePath, "--mount", "--propagation", "private",
 		"sh", "-c", startScript, "sh", s.Dir, strconv.Itoa(port), authdaemond, couriertcpd,
 		strconv.Itoa(sessionLimit), filepath.Join(root, imaploginRel), filepath.Join(root, imapdRel))
 	if err != nil {
 		return err
 	}
-	t.Cleanup(s.proc.stop)
+	t.Cleanup(s.proc.Stop)
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		select {
-		case <-s.proc.exited:
-			return fmt.Errorf("couriertcpd exited before it was ready: %v", s.proc.err)
+		case <-s.proc.Exited():
+			return fmt.Errorf("couriertcpd exited before it was ready: %v", s.proc.Err())
 		default:
 		}
 		err := probe(s.IMAPAddr, s.probePass)
@@ -405,13 +391,4 @@ func probe(addr, pass string) error {
 			return err
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // wire sends tagged commands and returns everything up to and including
@@ -34,16 +36,8 @@ var literalAtEnd = regexp.MustCompile(`\{(\d+)\}\r\n$`)
 
 func dialWire(t *testing.T, s *Server, user string) *wire {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", s.IMAPAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	w := &wire{t: t, conn: conn, r: bufio.NewReader(conn)}
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := w.r.ReadString('\n'); err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
+	conn, r := testkit.DialGreeted(t, s.IMAPAddr, 30*time.Second)
+	w := &wire{t: t, conn: conn, r: r}
 	if got := w.cmd("LOGIN " + user + " " + s.Password(user)); !strings.Contains(got, " OK ") {
 		t.Fatalf("LOGIN: %q", got)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // UnavailableBody is what Courier serves as BODY[] of a message that
@@ -39,23 +41,7 @@ func (s *Server) DeliverRaw(t testing.TB, user string, data []byte) {
 		t.Fatalf("couriertest: Deliver to unknown user %q", user)
 	}
 	name := fmt.Sprintf("%d.Q%012d.couriertest", s.stamp, s.seq.Add(1))
-	tmp := s.maildir(user, "tmp", name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatalf("couriertest: Deliver: %v", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chown(s.mailUID, s.mailGID)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.maildir(user, "new", name))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := testkit.DeliverMaildir(s.maildir(user), name, data, s.mailUID, s.mailGID); err != nil {
 		t.Fatalf("couriertest: Deliver: %v", err)
 	}
 }
@@ -63,19 +49,7 @@ func (s *Server) DeliverRaw(t testing.TB, user string, data []byte) {
 // Dial returns a logged-in go-imap v2 client (plain), closed by t.Cleanup.
 func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
 	t.Helper()
-	pass, ok := s.users[user]
-	if !ok {
-		t.Fatalf("couriertest: Dial as unknown user %q", user)
-	}
-	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
-	if err != nil {
-		t.Fatalf("couriertest: dial %s: %v", s.IMAPAddr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, pass).Wait(); err != nil {
-		t.Fatalf("couriertest: login as %q: %v\n%s", user, err, s.Log())
-	}
-	return c
+	return testkit.LoginIMAP(t, "couriertest", s.IMAPAddr, s.users, user, s.Log)
 }
 
 // Password returns the user's password, for clients other than Dial's.

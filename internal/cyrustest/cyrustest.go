@@ -57,6 +57,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/popbridge/popbridge/internal/proctest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Options configures Start.
@@ -81,7 +82,6 @@ type Server struct {
 
 const (
 	readyTimeout = 15 * time.Second
-	startTries   = 3
 	// maxDirLen keeps the UNIX socket paths under Dir short.
 	maxDirLen = 64
 	// admin is Cyrus's administrator, the only user that may create
@@ -136,11 +136,7 @@ func Available() bool {
 // silently skip the integration tests.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := "cyrustest: " + why + " (see .ci/run; the tests must run as root)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; failing because CI=true")
-	}
-	t.Skip(msg)
+	testkit.Unavailable(t, "cyrustest: "+why+" (see .ci/run; the tests must run as root)")
 }
 
 var userName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
@@ -192,25 +188,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := s.prepare(saslpw, uid, gid); err != nil {
 		t.Fatalf("cyrustest: %v", err)
 	}
-	for try := 1; ; try++ {
-		err := s.launch(t, imapd, uid, gid)
-		if err == nil {
-			break
-		}
-		s.proc.Stop()
-		if try < startTries {
-			// Most likely another process took the port between our
-			// probe and the master's bind.
-			t.Logf("cyrustest: attempt %d: %v; retrying with a new port", try, err)
-			continue
-		}
-		t.Fatalf("cyrustest: starting Cyrus failed (attempt %d): %v\n%s", try, err, s.Log())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cyrustest: master output of %s:\n%s", s.Dir, s.Log())
-		}
-	})
+	(&proctest.Launch{
+		Harness: "cyrustest",
+		Try:     func() error { return s.launch(t, imapd, uid, gid) },
+		Stop:    func() { s.proc.Stop() },
+		Log:     s.Log,
+	}).Run(t)
 	if err := s.createMailboxes(); err != nil {
 		t.Fatalf("cyrustest: %v\n%s", err, s.Log())
 	}
@@ -375,19 +358,7 @@ func (s *Server) TryDeliver(t testing.TB, user string, raw []byte) error {
 // Dial returns a logged-in go-imap v2 client (plain), closed by t.Cleanup.
 func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
 	t.Helper()
-	pass, ok := s.users[user]
-	if !ok {
-		t.Fatalf("cyrustest: Dial as unknown user %q", user)
-	}
-	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
-	if err != nil {
-		t.Fatalf("cyrustest: dial %s: %v", s.IMAPAddr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, pass).Wait(); err != nil {
-		t.Fatalf("cyrustest: login as %q: %v", user, err)
-	}
-	return c
+	return testkit.LoginIMAP(t, "cyrustest", s.IMAPAddr, s.users, user, s.Log)
 }
 
 // Log returns what the master wrote to stdout and stderr.

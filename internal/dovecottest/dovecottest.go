@@ -57,6 +57,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/dovecotconf"
 	"github.com/popbridge/popbridge/internal/proctest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Options configures Start.
@@ -103,7 +104,6 @@ type Server struct {
 // bounds are for loaded CI machines.
 const (
 	readyTimeout = 15 * time.Second
-	startTries   = 3
 	// maxDirLen keeps base_dir's UNIX socket paths (e.g.
 	// run/token-login/tokenlogin) under the 108-byte sun_path limit.
 	maxDirLen = 64
@@ -128,11 +128,7 @@ func dovecotPath() (string, error) {
 // Dovecot, but CI must not silently skip the integration tests.
 func unavailable(t testing.TB, why string) {
 	t.Helper()
-	msg := "dovecottest: " + why + " (on Debian/Ubuntu: apt-get install dovecot-imapd dovecot-pop3d, and run the tests as root)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; failing because CI=true")
-	}
-	t.Skip(msg)
+	testkit.Unavailable(t, "dovecottest: "+why+" (on Debian/Ubuntu: apt-get install dovecot-imapd dovecot-pop3d, and run the tests as root)")
 }
 
 // Start starts Dovecot and waits until its IMAP port (and POP3 port)
@@ -192,26 +188,15 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("dovecottest: %v", err)
 	}
 
-	for try := 1; ; try++ {
-		err := s.launch(t, bin, opts.POP3, opts.ExtraConfig)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, proctest.ErrForeign) && try < startTries {
-			// Another process grabbed the port between our probe and
-			// Dovecot's bind; fresh ports almost always fix that.
-			t.Logf("dovecottest: attempt %d: %v; retrying with new ports", try, err)
-			s.proc.Stop()
-			continue
-		}
-		t.Fatalf("dovecottest: starting dovecot failed (attempt %d): %v\n%s", try, err, s.Log())
-	}
-
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("dovecottest: log of %s:\n%s", s.Dir, s.Log())
-		}
-	})
+	(&proctest.Launch{
+		Harness: "dovecottest",
+		Try:     func() error { return s.launch(t, bin, opts.POP3, opts.ExtraConfig) },
+		Stop:    func() { s.proc.Stop() },
+		// Dovecot's greeting tells another server on the port from a
+		// failure that fresh ports would not fix.
+		Retry: func(err error) bool { return errors.Is(err, proctest.ErrForeign) },
+		Log:   s.Log,
+	}).Run(t)
 	return s
 }
 
@@ -309,23 +294,7 @@ func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 		t.Fatalf("dovecottest: Deliver to unknown user %q", user)
 	}
 	name := fmt.Sprintf("%d.Q%012d.dovecottest", s.stamp, s.seq.Add(1))
-	tmp := filepath.Join(s.inst.Maildir(user, "tmp"), name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatalf("dovecottest: Deliver: %v", err)
-	}
-	_, err = f.Write(raw)
-	if err == nil {
-		err = f.Chown(s.inst.MailUID, s.inst.MailGID)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.inst.Maildir(user, "new"), name))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := testkit.DeliverMaildir(s.inst.Maildir(user, ""), name, raw, s.inst.MailUID, s.inst.MailGID); err != nil {
 		t.Fatalf("dovecottest: Deliver: %v", err)
 	}
 }
@@ -334,19 +303,7 @@ func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 // for independent checks; it is closed by t.Cleanup.
 func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
 	t.Helper()
-	pass, ok := s.users[user]
-	if !ok {
-		t.Fatalf("dovecottest: Dial as unknown user %q", user)
-	}
-	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
-	if err != nil {
-		t.Fatalf("dovecottest: dial %s: %v", s.IMAPAddr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, pass).Wait(); err != nil {
-		t.Fatalf("dovecottest: login as %q: %v\n%s", user, err, s.Log())
-	}
-	return c
+	return testkit.LoginIMAP(t, "dovecottest", s.IMAPAddr, s.users, user, s.Log)
 }
 
 // Log returns Dovecot's log so far (for failure messages), followed by

@@ -1,16 +1,15 @@
 package dovecottest_test
 
 import (
-	"bufio"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/oauthtest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -20,16 +19,7 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 // tagged reply and the decoded challenge.
 func saslLogin(t *testing.T, addr, mech, ir, answer string) (reply, challenge string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
-	if _, err := r.ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
+	c, r := testkit.DialGreeted(t, addr, 20*time.Second)
 	fmt.Fprintf(c, "a AUTHENTICATE %s %s\r\n", mech, b64(ir))
 	for {
 		line, err := r.ReadString('\n')

@@ -20,7 +20,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,11 +205,7 @@ func (r *Relay) CutAll() {
 func (r *Relay) openLinks() []*link {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	links := make([]*link, 0, len(r.links))
-	for l := range r.links {
-		links = append(links, l)
-	}
-	return links
+	return slices.Collect(maps.Keys(r.links))
 }
 
 // Hangup writes msg (e.g. an IMAP "* BYE Disconnected for inactivity.")

@@ -311,13 +311,7 @@ func TestFaultFiresOnceAndCutAllKeepsAccepting(t *testing.T) {
 }
 
 func TestUnreachableTargetClosesTheClient(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	r := New(t, dead)
+	r := New(t, testkit.FreeAddr(t))
 	if got := readAll(t, dial(t, r.Addr)); len(got) != 0 {
 		t.Errorf("got %q from a relay without target", got)
 	}

@@ -36,12 +36,19 @@ type Process struct {
 // at outPath. A file, not a pipe: the processes a master forks inherit
 // them, and with a pipe cmd.Wait would also wait for every one of them.
 func Start(outPath, bin string, args ...string) (*Process, error) {
+	return StartEnv(outPath, nil, bin, args...)
+}
+
+// StartEnv is Start with the environment env (nil: this process's), for
+// a server that must not see the test's environment.
+func StartEnv(outPath string, env []string, bin string, args ...string) (*Process, error) {
 	out, err := os.Create(outPath)
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close() // the child has its own copy
 	p := &Process{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
+	p.cmd.Env = env
 	p.cmd.Stdout = out
 	p.cmd.Stderr = out
 	p.cmd.SysProcAttr = sysProcAttr()

@@ -29,6 +29,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/proctest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Options configures Start.
@@ -99,11 +102,7 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin, err := serverPath()
 	if err != nil {
-		msg := "redistest: " + err.Error() + " (on Debian/Ubuntu: apt-get install redis-server)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + "; failing because CI=true")
-		}
-		t.Skip(msg)
+		testkit.Unavailable(t, "redistest: "+err.Error()+" (on Debian/Ubuntu: apt-get install redis-server)")
 	}
 	s := &Server{Dir: t.TempDir(), t: t, bin: bin, opts: opts}
 	if opts.TLS {
@@ -113,11 +112,11 @@ func Start(t testing.TB, opts Options) *Server {
 	// A port found free may be taken before redis-server binds it; then
 	// the start fails and is retried on another port.
 	for try := 1; ; try++ {
-		port, err := freePort()
+		ports, err := proctest.FreePorts(1)
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 		err = s.start()
 		if err == nil {
 			return s
@@ -126,15 +125,6 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("redistest: %v", err)
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Restart starts the server again on the same address after Stop, with

@@ -1,7 +1,9 @@
 // Package testkit holds small helpers that tests of several packages
 // need alike: a self-signed TLS pair (in memory or in files), a free
-// port that stays free, a log buffer safe for concurrent writers, and
-// mailboxes filled over IMAP.
+// port that stays free, a log buffer safe for concurrent writers,
+// goroutines released at once, a reader in small chunks, mail put in a
+// maildir or over IMAP, a skip that fails in CI, and the error check of
+// table cases.
 package testkit
 
 import (
@@ -14,6 +16,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -111,4 +114,45 @@ func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Unavailable skips t for want of msg's tool on a developer machine, but
+// fails it when the environment variable CI is "true": CI must not
+// silently skip the integration tests.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; failing because CI=true")
+	}
+	t.Skip(msg)
+}
+
+// AtOnce runs f(0) to f(n-1), each in its own goroutine, released
+// together so that they contend, and returns when all have returned.
+func AtOnce(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+// ChunkReader returns a reader of r that returns at most n octets per
+// Read, as a socket may.
+func ChunkReader(r io.Reader, n int) io.Reader { return &chunkReader{r, n} }
+
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	return r.r.Read(p[:min(len(p), r.n)])
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // writeToken writes tok to a new file and returns its path.
@@ -49,13 +51,7 @@ func TestConfigCheck(t *testing.T) {
 		{Config{Listen: "127.0.0.1:9111", TokenFile: twoWords}, "the token must be one word"},
 	}
 	for _, tt := range tests {
-		err := tt.cfg.Check()
-		switch {
-		case tt.want == "" && err != nil:
-			t.Errorf("%+v: %v, want no error", tt.cfg, err)
-		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("%+v: %v, want an error with %q", tt.cfg, err, tt.want)
-		}
+		testkit.WantError(t, tt.cfg, tt.cfg.Check(), tt.want)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 func TestAuthWaitDelaysRefusal(t *testing.T) {
@@ -128,14 +129,9 @@ func TestCanceled(t *testing.T) {
 }
 
 func TestHookDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.FreeAddr(t)
 	c, obs := newClient(t, Config{URL: "http://" + addr + "/auth", Servers: []Server{{Network: "0.0.0.0/0", TLS: "none"}}}, Options{})
-	_, err = login(c, "alice", "pw")
+	_, err := login(c, "alice", "pw")
 	wantUnavailable(t, err, ResultUnavailable)
 	if obs.list() != ResultUnavailable {
 		t.Fatalf("observed %q", obs.list())

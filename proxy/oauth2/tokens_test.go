@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -48,10 +47,16 @@ func (f *tokenFixture) TokenRequest(provider, result string, d time.Duration) {
 	f.results = append(f.results, result)
 }
 
-func (f *tokenFixture) observed() string {
+// expectObserved checks the token requests the observer saw so far,
+// space-separated (see results).
+func (f *tokenFixture) expectObserved(t *testing.T, want string) {
+	t.Helper()
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	return strings.Join(f.results, " ")
+	got := strings.Join(f.results, " ")
+	f.mu.Unlock()
+	if got != want {
+		t.Errorf("observed %q, want %q", got, want)
+	}
 }
 
 func newTokenFixture(t *testing.T, opts oauthtest.Options, grant config.Grant) *tokenFixture {
@@ -181,18 +186,7 @@ func TestConcurrentLoginsShareOneRefresh(t *testing.T) {
 	const n = 16
 	toks := make([]string, n)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			toks[i], _, errs[i] = f.token(t)
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testkit.AtOnce(n, func(i int) { toks[i], _, errs[i] = f.token(t) })
 	for i := range n {
 		if errs[i] != nil || toks[i] != toks[0] {
 			t.Errorf("login %d: token %q err %v, want %q", i, toks[i], errs[i], toks[0])
@@ -223,9 +217,7 @@ func TestRotatedRefreshTokenIsSavedAndUsedAfterRestart(t *testing.T) {
 	if st := f.srv.Stats(); st.RefreshGrants != 2 || st.RefreshFailures != 0 {
 		t.Errorf("stats %+v, want 2 refresh grants without failures", st)
 	}
-	if got, want := f.observed(), "rotated+ rotated+"; got != want {
-		t.Errorf("observed %q, want %q", got, want)
-	}
+	f.expectObserved(t, "rotated+ rotated+")
 	if !strings.Contains(f.logs.String(), "oauth2 refresh token rotated and saved") {
 		t.Errorf("no log line for the rotation:\n%s", f.logs.String())
 	}
@@ -321,9 +313,7 @@ func TestRevokedRefreshTokenIsPermanentUntilTheStoreHasANewOne(t *testing.T) {
 	// `popbridge oauth login scanner`, while the daemon runs.
 	f.seed(t)
 	f.mustToken(t)
-	if got, want := f.observed(), "ok+ revoked+ revoked revoked ok+"; got != want {
-		t.Errorf("observed %q, want %q", got, want)
-	}
+	f.expectObserved(t, "ok+ revoked+ revoked revoked ok+")
 }
 
 func TestNoStoredTokenIsPermanent(t *testing.T) {
@@ -342,9 +332,7 @@ func TestNoStoredTokenIsPermanent(t *testing.T) {
 	}
 	f.seed(t)
 	f.mustToken(t)
-	if got, want := f.observed(), "missing ok+"; got != want {
-		t.Errorf("observed %q, want %q", got, want)
-	}
+	f.expectObserved(t, "missing ok+")
 }
 
 func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
@@ -376,9 +364,7 @@ func TestTokenEndpointDownOrFailingIsTemporary(t *testing.T) {
 			if !strings.Contains(f.logs.String(), "level=WARN msg=\"oauth2 token endpoint") {
 				t.Errorf("no warning:\n%s", f.logs.String())
 			}
-			if got := f.observed(); got != "failed+" {
-				t.Errorf("observed %q, want failed+", got)
-			}
+			f.expectObserved(t, "failed+")
 			// Back up: the next login works with the same refresh token.
 			e.conf.Endpoint.TokenURL = f.srv.URL + "/token"
 			f.srv.FailTokenRequests(0)
@@ -480,53 +466,9 @@ func TestClientCredentialsWithAWrongSecretIsPermanent(t *testing.T) {
 	if !errors.As(err, &te) || !te.Perm {
 		t.Fatalf("wrong client secret: %v, want a permanent TokenError", err)
 	}
-	if got := f.observed(); got != "rejected+" {
-		t.Errorf("observed %q, want rejected+", got)
-	}
+	f.expectObserved(t, "rejected+")
 	if !strings.Contains(f.logs.String(), "level=ERROR msg=\"oauth2 token request refused: check the provider's client_id") ||
 		strings.Contains(f.logs.String(), "wrong-secret-31") {
 		t.Errorf("want one error line without the secret:\n%s", f.logs.String())
-	}
-}
-
-// Local password checks queue once 2×GOMAXPROCS run (each argon2id check
-// takes 19 MiB), and a login waits only as long as its context allows.
-// Not parallel: it fills the process-wide semaphore.
-func TestLocalPasswordChecksAreBoundedAndRespectTheContext(t *testing.T) {
-	cfg, err := config.ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\n" +
-		oauthtest.ConfigSection(t, oauthtest.Start(t, oauthtest.Options{}), "code", "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	a, _ := cfg.OAuth2.Account(oauthtest.FixtureAccount)
-	if cap(passwordChecks) != 2*runtime.GOMAXPROCS(0) {
-		t.Errorf("%d concurrent checks allowed, want 2×GOMAXPROCS = %d", cap(passwordChecks), 2*runtime.GOMAXPROCS(0))
-	}
-	for range cap(passwordChecks) {
-		passwordChecks <- struct{}{}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	ok, err := CheckPassword(ctx, a, "local-pw")
-	cancel()
-	if ok || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("with every slot taken: ok %v err %v, want the context's deadline", ok, err)
-	}
-	<-passwordChecks // one slot frees up
-	done := make(chan bool)
-	go func() {
-		ok, _ := CheckPassword(context.Background(), a, "local-pw")
-		done <- ok
-	}()
-	if !<-done {
-		t.Error("the right password failed once a slot was free")
-	}
-	for range cap(passwordChecks) - 1 {
-		<-passwordChecks
-	}
-	if ok, err := CheckPassword(context.Background(), a, "wrong-local-pw"); ok || err != nil {
-		t.Errorf("wrong password: ok %v err %v", ok, err)
 	}
 }

@@ -3,9 +3,10 @@ package state
 // Tests of Config.Check and Config.WithDefaults.
 
 import (
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 func TestConfigCheck(t *testing.T) {
@@ -31,13 +32,7 @@ func TestConfigCheck(t *testing.T) {
 		{Config{Address: addr, OnFailure: FailModes{Connections: "Open"}}, "state.on_failure.connections"},
 	}
 	for _, c := range cases {
-		err := c.cfg.Check()
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%+v: %v, want no error", c.cfg, err)
-		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-			t.Errorf("%+v: %v, want an error naming %q", c.cfg, err, c.want)
-		}
+		testkit.WantError(t, c.cfg, c.cfg.Check(), c.want)
 	}
 }
 

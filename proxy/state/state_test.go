@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/redistest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // impl opens n stores that share their state, as n replicas would.
@@ -88,24 +89,15 @@ func TestBehaviours(t *testing.T) {
 func reserveAll(t *testing.T, stores []Store, n, limit int) int {
 	t.Helper()
 	var ok atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, granted, err := stores[i%len(stores)].Reserve(context.Background(), "victim", limit, time.Minute)
-			if err != nil {
-				t.Errorf("Reserve: %v", err)
-			}
-			if granted {
-				ok.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testkit.AtOnce(n, func(i int) {
+		_, granted, err := stores[i%len(stores)].Reserve(context.Background(), "victim", limit, time.Minute)
+		if err != nil {
+			t.Errorf("Reserve: %v", err)
+		}
+		if granted {
+			ok.Add(1)
+		}
+	})
 	return int(ok.Load())
 }
 
@@ -225,23 +217,17 @@ func testConnectionSlots(t *testing.T, open func(*testing.T, int) []Store) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var releases []func()
-	var wg sync.WaitGroup
-	for i := range 60 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			release, ok, err := stores[i%3].Acquire(ctx, "192.0.2.1", 3)
-			if err != nil {
-				t.Errorf("Acquire: %v", err)
-			}
-			if ok {
-				mu.Lock()
-				releases = append(releases, release)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	testkit.AtOnce(60, func(i int) {
+		release, ok, err := stores[i%3].Acquire(ctx, "192.0.2.1", 3)
+		if err != nil {
+			t.Errorf("Acquire: %v", err)
+		}
+		if ok {
+			mu.Lock()
+			releases = append(releases, release)
+			mu.Unlock()
+		}
+	})
 	if len(releases) != 3 {
 		t.Fatalf("60 concurrent connections against a limit of 3: %d slots, want 3", len(releases))
 	}

@@ -18,6 +18,8 @@ type Hooks struct {
 	Upstream imapback.Observer
 	// Tokens observes OAuth2 token requests.
 	Tokens oauth2.TokenObserver
+	// State observes the shared state store's failures.
+	State StateObserver
 }
 
 // Probe checks that the upstream answers (connect, greeting, LOGOUT)

@@ -36,20 +36,17 @@ func newLoginLimits(st state.Limiter, l config.LimitsConfig, errs storeErrors) *
 		window: l.AuthFailureWindow, errs: errs}
 }
 
-// userKey names a user's budget: the upstream and the user the upstream
-// sees, after routes and with the device suffix gone, case-folded as
-// IMAP servers commonly fold (Dovecot's default auth_username_format is
-// %Lu). Every login that reaches one maildrop shares it.
-func userKey(upstream, upUser string) string {
-	return upstream + "\x00" + strings.ToLower(upUser)
-}
-
 // reserve takes one attempt from the client address's budget and one
-// from the user's, before a password is tried. On success it returns
+// from the user's, before a password is tried. The user's budget is
+// keyed on the upstream and the user the upstream sees, after routes and
+// with the device suffix gone, case-folded as IMAP servers commonly fold
+// (Dovecot's default auth_username_format is %Lu): every login that
+// reaches one maildrop shares it. On success it returns
 // done, which the caller must call with the login's outcome; otherwise
 // the error to answer: ErrRateLimited over a limit, ErrUnavailable when
 // the store cannot be asked and logins fail closed.
-func (l *loginLimits) reserve(ctx context.Context, log *slog.Logger, ip netip.Addr, user string) (done func(error), err error) {
+func (l *loginLimits) reserve(ctx context.Context, log *slog.Logger, ip netip.Addr, upstream, upUser string) (done func(error), err error) {
+	user := upstream + "\x00" + strings.ToLower(upUser)
 	ipKey := ""
 	if ip.IsValid() {
 		ipKey = ip.Unmap().String()
@@ -57,7 +54,7 @@ func (l *loginLimits) reserve(ctx context.Context, log *slog.Logger, ip netip.Ad
 	releaseIP, err := l.take(ctx, "addr:"+ipKey, l.perIP, ipKey != "")
 	if err != nil {
 		if errors.Is(err, pop3front.ErrRateLimited) {
-			log.Warn("login refused: too many failed logins from this address", "upstream_user", user, "remote", ipKey)
+			log.Warn("login refused: too many failed logins from this address", "upstream", upstream, "upstream_user", upUser)
 		}
 		return nil, err
 	}
@@ -73,7 +70,7 @@ func (l *loginLimits) reserve(ctx context.Context, log *slog.Logger, ip netip.Ad
 			// guesses it: let it in, uncounted against the user.
 			releaseUser, err = func(bool) {}, nil
 		} else {
-			log.Warn("login refused: too many failed logins for this user", "upstream_user", user, "remote", ipKey)
+			log.Warn("login refused: too many failed logins for this user", "upstream", upstream, "upstream_user", upUser)
 		}
 	}
 	if err != nil {

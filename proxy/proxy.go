@@ -202,7 +202,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		a.log.Info("login refused by routes", "user", user, "upstream", name, "err", err)
 		return nil, pop3front.ErrAuthFailed
 	}
-	done, err := a.limits.reserve(ctx, a.log, pop3front.AddrIP(info.RemoteAddr), userKey(name, upUser))
+	done, err := a.limits.reserve(ctx, a.log, pop3front.AddrIP(info.RemoteAddr), name, upUser)
 	if err != nil {
 		return nil, err
 	}

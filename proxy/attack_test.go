@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/hostileimap"
+	"github.com/popbridge/popbridge/internal/oauthtest"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/proxy/config"
 )
@@ -247,4 +249,65 @@ func TestHugeExistsIsRefusedForThatUserOnly(t *testing.T) {
 		t.Errorf("STAT after the refusal = %d, want 1", n)
 	}
 	c.Quit()
+}
+
+// Issue 15, 1 for an OAuth2 account, whose local password popbridge
+// checks itself: of 200 parallel guesses, at most the user's 10 are
+// checked (each checked wrong password answers [AUTH]); before the fix,
+// 170 were.
+func TestParallelGuessesAtAnOAuth2LocalPassword(t *testing.T) {
+	r := startOAuthRig(t, oauthtest.Options{}, config.GrantCode, limitedConfig(time.Hour))
+	r.seed(t)
+	auth, limited := tally(t, guessBurst(t, []string{r.addr}, "127.0.0.2", 200, func(int) string { return "scanner" }))
+	if auth > 10 || auth == 0 || auth+limited != 200 {
+		t.Errorf("%d local passwords checked, %d rate-limited of 200; want 1 to 10 checked", auth, limited)
+	}
+	if n := r.relay.Accepted(); n != 0 {
+		t.Errorf("%d connections to the upstream for wrong local passwords", n)
+	}
+}
+
+// Issue 15, 5: with the client address forwarded (the default) and
+// popbridge in Dovecot's login_trusted_networks, Dovecot's auth penalty
+// after one device's wrong passwords falls on that device's address,
+// not on popbridge's: another device logs in without waiting. Without
+// forwarding, it waits out the penalty too.
+func TestDovecotAuthPenaltyFallsOnTheGuessingDevice(t *testing.T) {
+	for _, forward := range []bool{true, false} {
+		t.Run(fmt.Sprintf("forward=%v", forward), func(t *testing.T) {
+			t.Parallel()
+			d := dovecottest.Start(t, dovecottest.Options{
+				Users:       map[string]string{"alice": "secret"},
+				ExtraConfig: "login_trusted_networks = 127.0.0.1/32\n",
+			})
+			addr := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) {
+				c.Limits.AuthFailuresPerIP, c.Limits.AuthFailuresPerUser = intp(0), intp(0)
+				if !forward {
+					c.Upstream.ForwardClientAddress = new(bool)
+				}
+			}}).addr
+			for range 2 {
+				c := pop3test.DialFrom(t, "127.0.0.2", addr)
+				c.OK("USER alice")
+				if got := c.Cmd("PASS typo"); !strings.HasPrefix(got, "-ERR [AUTH]") {
+					t.Fatalf("wrong password: %q", got)
+				}
+			}
+			start := time.Now()
+			c := pop3test.DialFrom(t, "127.0.0.3", addr)
+			c.Login("alice", "secret")
+			took := time.Since(start)
+			c.Quit()
+			const penalty = 1500 * time.Millisecond // Dovecot's is 2 s and more here
+			if forward && took > penalty {
+				t.Errorf("another device's login took %v: the penalty fell on popbridge's address", took)
+			}
+			if !forward && took < penalty {
+				t.Errorf("without forwarding, another device's login took only %v: no penalty to compare with", took)
+			}
+			if forward && !strings.Contains(d.Log(), "rip=127.0.0.2") {
+				t.Errorf("Dovecot's log names no rip=127.0.0.2 for the wrong passwords:\n%s", d.Log())
+			}
+		})
+	}
 }

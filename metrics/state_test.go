@@ -19,3 +19,12 @@ func TestStateStoreErrorsAreCountedByFeature(t *testing.T) {
 		}
 	}
 }
+
+func TestSizeMismatchesAreCounted(t *testing.T) {
+	m := New("test")
+	m.Sizes().SizeMismatch()
+	m.Sizes().SizeMismatch()
+	if _, body := get(t, m.Handler(), "/metrics"); !strings.Contains(body, "popbridge_pop3_size_mismatches_total 2") {
+		t.Errorf("no size mismatch count of 2 in:\n%s", body)
+	}
+}

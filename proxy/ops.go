@@ -20,6 +20,8 @@ type Hooks struct {
 	Tokens oauth2.TokenObserver
 	// State observes the shared state store's failures.
 	State StateObserver
+	// Sizes observes transfers whose octets differ from the listed size.
+	Sizes SizeObserver
 }
 
 // Probe checks that the upstream answers (connect, greeting, LOGOUT)

@@ -69,7 +69,8 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		own = st
 	}
 	l := cfg.Limits
-	b := backend{r: r, pols: pols, log: logger, oauth: oauth, limits: newLoginLimits(st, l, errs), errs: errs}
+	b := backend{r: r, pols: pols, log: logger, oauth: oauth, limits: newLoginLimits(st, l, errs), errs: errs,
+		exact: exactSizeUpstreams(cfg), counted: &countedSizes{}, sizes: opts.Hooks.Sizes}
 	if l.LockSession {
 		b.locks = st
 	}
@@ -176,6 +177,11 @@ type backend struct {
 	locks  state.Locker // nil unless limits.lock_session
 	oauth  *oauthLogins // nil unless oauth2.accounts
 	errs   storeErrors
+	// exact names the upstreams with exact_sizes; counted keeps their
+	// messages' counted sizes for this Proxy's life.
+	exact   map[string]bool
+	counted *countedSizes
+	sizes   SizeObserver
 }
 
 // Login resolves the login to its upstream user first, then reserves an
@@ -237,7 +243,14 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	for i, m := range msgs {
 		infos[i] = pop3front.MessageInfo{Size: m.Size, UID: m.UIDL}
 	}
-	return &session{Session: s, msgs: infos, log: a.log, lease: lease, device: pol.Device}, nil
+	key := func(i int) string { return sizeKey(name, upUser, infos[i].UID) }
+	var counted *countedSizes
+	if a.exact[name] {
+		counted = a.counted
+		counted.exactSizes(ctx, a.log, s, infos, key)
+	}
+	return &session{Session: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
+		sizes: a.sizes, counted: counted, sizeKey: key}, nil
 }
 
 type session struct {
@@ -246,6 +259,12 @@ type session struct {
 	log    *slog.Logger
 	lease  *state.Lease // the maildrop's lock, if any
 	device string       // the device view's name, for pop3front's session list
+	// sizes counts transfers whose octets differ from the listed size;
+	// counted, with upstream.exact_sizes, keeps what complete transfers
+	// counted.
+	sizes   SizeObserver
+	counted *countedSizes
+	sizeKey func(i int) string
 }
 
 // Device names the device view the session serves, or is empty.
@@ -283,7 +302,18 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 	if err != nil {
 		return nil, popError(s.log, err)
 	}
-	return rc, nil
+	if lines >= 0 {
+		return rc, nil // TOP: a part, never the listed size
+	}
+	return &sizeCheck{ReadCloser: rc, listed: s.msgs[i].Size, report: func(listed, got int64) {
+		s.log.Warn("message octets differ from the listed size", "msg", i+1, "uidl", s.msgs[i].UID, "listed", listed, "octets", got)
+		if s.sizes != nil {
+			s.sizes.SizeMismatch()
+		}
+		if s.counted != nil {
+			s.counted.put(s.sizeKey(i), got)
+		}
+	}}, nil
 }
 
 func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Session.Noop(ctx)) }

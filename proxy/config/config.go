@@ -81,6 +81,9 @@ type UpstreamConfig struct {
 	MaxMessages      int   `yaml:"max_messages"`
 	MaxResponseBytes int64 `yaml:"max_response_bytes"`
 	MaxLiteralBytes  int64 `yaml:"max_literal_bytes"`
+	// ExactSizes lists each message with the octets RETR sends, counted
+	// once, instead of the upstream's RFC822.SIZE. Default false.
+	ExactSizes bool `yaml:"exact_sizes"`
 	// Reconnect lets a session log in again after its upstream
 	// connection closed. Default true.
 	Reconnect *bool `yaml:"reconnect"`

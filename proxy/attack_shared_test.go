@@ -131,3 +131,22 @@ func TestConnectionsPerAddressAcrossReplicas(t *testing.T) {
 	c.Login("alice", "secret")
 	c.Quit()
 }
+
+// Issue 15, 6 with the shared count: with one connection per address, a
+// client that reconnects as soon as it has read QUIT's answer, on either
+// replica, is never refused: the slot in the store is free before the
+// answer goes out.
+func TestReconnectAfterQuitWithASharedSlot(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	up := memUpstream(t)
+	addrs := replicas(t, 2, up.Addr, []string{rs.Addr}, func(c *config.Config) { c.Limits.MaxConnectionsPerIP = 1 })
+	for i := range 40 {
+		c := pop3test.DialFrom(t, "127.0.0.2", addrs[i%2])
+		if i%4 == 0 {
+			c.Login("alice", "secret")
+		}
+		if got := c.Quit(); !strings.HasPrefix(got, "+OK") {
+			t.Fatalf("QUIT %d: %q", i, got)
+		}
+	}
+}

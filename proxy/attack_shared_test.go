@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,4 +150,63 @@ func TestReconnectAfterQuitWithASharedSlot(t *testing.T) {
 			t.Fatalf("QUIT %d: %q", i, got)
 		}
 	}
+}
+
+type storeErrorCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *storeErrorCount) StoreError(feature string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = make(map[string]int)
+	}
+	c.n[feature]++
+}
+
+func (c *storeErrorCount) get(feature string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[feature]
+}
+
+// The store going away and coming back: the login limits fail open (the
+// password is still checked upstream; the store's failure is counted),
+// the lock that follows fails closed (-ERR [SYS/TEMP]), and neither waits
+// past the command timeout; once the store is back, the lock works again.
+func TestStoreOutageFollowsTheFailModes(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	up := memUpstream(t)
+	up.AddUser("bob", "pw")
+	errs := &storeErrorCount{}
+	addr := startProxy(t, up.Addr, proxyOptions{hooks: Hooks{State: errs}, configure: func(c *config.Config) {
+		c.State = state.Config{Address: rs.Addr, LeaseTTL: sharedLeaseTTL}
+		c.Limits.LockSession = true
+	}}).addr
+
+	rs.Stop()
+	start := time.Now()
+	c := pop3test.Dial(t, addr)
+	c.OK("USER alice")
+	if got := c.Cmd("PASS secret"); !strings.HasPrefix(got, "-ERR [SYS/TEMP]") {
+		t.Errorf("login needing a lock while the store is down: %q, want -ERR [SYS/TEMP]", got)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the refusal took %v", took)
+	}
+	if errs.get("logins") == 0 || errs.get("locks") == 0 {
+		t.Errorf("store errors counted: logins %d, locks %d; want both", errs.get("logins"), errs.get("locks"))
+	}
+
+	rs.Restart()
+	holder := pop3test.Dial(t, addr)
+	holder.Login("alice", "secret")
+	c = pop3test.Dial(t, addr)
+	c.OK("USER alice")
+	if got := c.Cmd("PASS secret"); !strings.HasPrefix(got, "-ERR [IN-USE]") {
+		t.Errorf("second session once the store is back: %q, want -ERR [IN-USE]", got)
+	}
+	holder.Quit()
 }

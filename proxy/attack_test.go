@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,30 +203,20 @@ func TestOneAddressCannotTakeEveryConnection(t *testing.T) {
 // user -ERR [SYS/PERM], without the process reserving memory for them;
 // the next login is served as before.
 func TestHugeExistsIsRefusedForThatUserOnly(t *testing.T) {
-	huge := true
-	var mu sync.Mutex
+	var huge atomic.Bool
+	huge.Store(true)
+	count := func() int {
+		if huge.Load() {
+			return 50_000_000
+		}
+		return 1
+	}
 	srv := hostileimap.Start(t, hostileimap.Script{
 		Select: func(w *hostileimap.Writer) {
-			mu.Lock()
-			h := huge
-			mu.Unlock()
-			if h {
-				w.Line("* 50000000 EXISTS")
-			} else {
-				w.Line("* 1 EXISTS")
-			}
+			w.Line("* %d EXISTS", count())
 			w.Line("* OK [UIDVALIDITY 1] ok")
 		},
-		Fetch: func(w *hostileimap.Writer, _ string) {
-			mu.Lock()
-			h := huge
-			mu.Unlock()
-			if h {
-				w.Line("* 50000000 FETCH (UID 1 RFC822.SIZE 10)")
-			} else {
-				w.Line("* 1 FETCH (UID 1 RFC822.SIZE 10)")
-			}
-		},
+		Fetch: func(w *hostileimap.Writer, _ string) { w.Line("* %d FETCH (UID 1 RFC822.SIZE 10)", count()) },
 	})
 	addr := startProxy(t, srv.Addr, proxyOptions{}).addr
 	var before runtime.MemStats
@@ -240,9 +231,7 @@ func TestHugeExistsIsRefusedForThatUserOnly(t *testing.T) {
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 64<<20 {
 		t.Errorf("the heap grew by %d MiB for one login", grew>>20)
 	}
-	mu.Lock()
-	huge = false
-	mu.Unlock()
+	huge.Store(false)
 	c = pop3test.Dial(t, addr)
 	c.Login("alice", "secret")
 	if n, _ := c.Stat(); n != 1 {

@@ -79,7 +79,7 @@ func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 			up.Append("alice", "INBOX", testMessage(1, "via ID\r\n"))
 			addr := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 				c.Upstream.TLS, c.Upstream.CAFile = mode, pki.CAFile
-					}}).addr
+			}}).addr
 			c := pop3test.DialFrom(t, "127.0.0.2", addr)
 			c.Login("alice", "secret")
 			if got := c.Multi("RETR 1"); !strings.Contains(string(got), "via ID") {

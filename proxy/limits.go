@@ -1,7 +1,8 @@
 package proxy
 
 // The failed-login limits, per client address and per upstream user, kept
-// in the state store: in process, or shared by replicas.
+// in the state store (in process, or shared by replicas), and the global
+// connection limit's default.
 
 import (
 	"context"

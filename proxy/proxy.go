@@ -305,7 +305,7 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 	if lines >= 0 {
 		return rc, nil // TOP: a part, never the listed size
 	}
-	return &sizeCheck{ReadCloser: rc, listed: s.msgs[i].Size, report: func(listed, got int64) {
+	return checkSize(rc, s.msgs[i].Size, func(listed, got int64) {
 		s.log.Warn("message octets differ from the listed size", "msg", i+1, "uidl", s.msgs[i].UID, "listed", listed, "octets", got)
 		if s.sizes != nil {
 			s.sizes.SizeMismatch()
@@ -313,7 +313,7 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 		if s.counted != nil {
 			s.counted.put(s.sizeKey(i), got)
 		}
-	}}, nil
+	}), nil
 }
 
 func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Session.Noop(ctx)) }

@@ -108,14 +108,42 @@ type sizeCheck struct {
 	report      func(listed, got int64)
 }
 
+// checkSize wraps rc in a sizeCheck, keeping rc's io.WriterTo: pop3front
+// writes a message straight from the backend's buffers through it.
+func checkSize(rc io.ReadCloser, listed int64, report func(listed, got int64)) io.ReadCloser {
+	c := &sizeCheck{ReadCloser: rc, listed: listed, report: report}
+	if _, ok := rc.(io.WriterTo); ok {
+		return sizeCheckWriterTo{c}
+	}
+	return c
+}
+
 func (r *sizeCheck) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
 	r.got += int64(n)
-	if err == io.EOF && r.report != nil {
-		if r.got != r.listed {
-			r.report(r.listed, r.got)
-		}
-		r.report = nil
+	if err == io.EOF {
+		r.ended()
+	}
+	return n, err
+}
+
+// ended reports a mismatch once, at the end of a whole transfer.
+func (r *sizeCheck) ended() {
+	if r.report != nil && r.got != r.listed {
+		r.report(r.listed, r.got)
+	}
+	r.report = nil
+}
+
+type sizeCheckWriterTo struct{ *sizeCheck }
+
+// WriteTo is the wrapped reader's; a nil error means the whole message
+// went out.
+func (r sizeCheckWriterTo) WriteTo(w io.Writer) (int64, error) {
+	n, err := r.ReadCloser.(io.WriterTo).WriteTo(w)
+	r.got += n
+	if err == nil {
+		r.ended()
 	}
 	return n, err
 }

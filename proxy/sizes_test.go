@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,6 +39,24 @@ func wrongSizeUpstream(t *testing.T, listed, actual int64) *hostileimap.Server {
 }
 
 type sizeMismatches struct{ n atomic.Int64 }
+
+// The size check keeps a reader's io.WriterTo, through which pop3front
+// sends a message without copying it, and checks what goes that way.
+func TestSizeCheckKeepsTheWriterToPath(t *testing.T) {
+	var got [2]int64
+	report := func(listed, n int64) { got = [2]int64{listed, n} }
+	rc := checkSize(io.NopCloser(strings.NewReader("0123456789")), 4, report)
+	if _, ok := rc.(io.WriterTo); !ok { // strings.Reader has WriteTo, NopCloser keeps it
+		t.Fatal("the wrapper hides the reader's io.WriterTo")
+	}
+	var sb strings.Builder
+	if n, err := rc.(io.WriterTo).WriteTo(&sb); n != 10 || err != nil || sb.String() != "0123456789" {
+		t.Fatalf("WriteTo: %d %v %q", n, err, sb.String())
+	}
+	if got != [2]int64{4, 10} {
+		t.Errorf("reported %v, want listed 4 and 10 octets", got)
+	}
+}
 
 func (s *sizeMismatches) SizeMismatch() { s.n.Add(1) }
 

@@ -107,8 +107,10 @@ type conn struct {
 	overLimit bool
 	released  bool       // the connection's place under the limits was given back (under srv.mu)
 	ip        netip.Addr // counted against MaxConnectionsPerIP
-	remote    net.Addr   // the client, behind a PROXY header if any
-	stls      *tls.Config
+	// slotRelease gives back the slot that Server.ConnectionSlot gave.
+	slotRelease func()
+	remote      net.Addr // the client, behind a PROXY header if any
+	stls        *tls.Config
 
 	authUser     string    // the logged-in user, for the log
 	authDeadline time.Time // end of the AUTHORIZATION state's AuthTimeout

@@ -1,9 +1,12 @@
 package pop3front
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -72,6 +75,10 @@ func TestReconnectAfterTheEndIsNeverRefused(t *testing.T) {
 			exchange{"USER alice\r\nPASS c\r\n", "+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n"}},
 		{"in all, QUIT after login", func(s *Server) { s.MaxConnections = 1 }, "USER alice\r\nPASS secret\r\n",
 			"+OK Send your password\r\n+OK Logged in, 3 messages\r\n", exchange{"QUIT\r\n", "+OK Logging out\r\n"}},
+		{"through ConnectionSlot, QUIT after login", oneSlotPerAddress, "USER alice\r\nPASS secret\r\n",
+			"+OK Send your password\r\n+OK Logged in, 3 messages\r\n", exchange{"QUIT\r\n", "+OK Logging out\r\n"}},
+		{"through ConnectionSlot, -ERR and close", oneSlotPerAddress, "", "",
+			exchange{"PROXY TCP4 192.0.2.1 127.0.0.1 5555 110\r\n", "-ERR PROXY protocol header not accepted from this address\r\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := newFakeBackend()
@@ -89,6 +96,26 @@ func TestReconnectAfterTheEndIsNeverRefused(t *testing.T) {
 				c.nc.Close()
 			}
 		})
+	}
+}
+
+// oneSlotPerAddress counts connections per address itself, through
+// Server.ConnectionSlot, and allows one.
+func oneSlotPerAddress(s *Server) {
+	var mu sync.Mutex
+	held := make(map[netip.Addr]bool)
+	s.ConnectionSlot = func(_ context.Context, ip netip.Addr) (func(), bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if held[ip] {
+			return nil, false
+		}
+		held[ip] = true
+		return func() {
+			mu.Lock()
+			delete(held, ip)
+			mu.Unlock()
+		}, true
 	}
 }
 

@@ -80,6 +80,13 @@ type Server struct {
 	// for a whole office, or a load balancer without PROXY headers):
 	// whoever configures the server chooses the default.
 	MaxConnectionsPerIP int
+	// ConnectionSlot, when set, replaces MaxConnectionsPerIP's count
+	// with the caller's own (one shared by several servers or
+	// processes): it takes one of ip's connection slots, or refuses the
+	// connection (ok false). release, not nil when ok, is called once,
+	// before the client sees the connection end. It is called in the
+	// connection's goroutine and must return within a bounded time.
+	ConnectionSlot func(ctx context.Context, ip netip.Addr) (release func(), ok bool)
 	// AuthTimeout bounds the whole AUTHORIZATION state, from the greeting
 	// to a successful login, however active the client is meanwhile; the
 	// connection is then answered -ERR and closed. Default
@@ -283,17 +290,24 @@ func (s *Server) addConn(c *conn) error {
 // answered, so that a client refused for its address never makes another
 // client's connection look like one too many.
 func (s *Server) addIP(c *conn, ip netip.Addr) bool {
-	if s.MaxConnectionsPerIP <= 0 || !ip.IsValid() {
+	if !ip.IsValid() || s.ConnectionSlot == nil && s.MaxConnectionsPerIP <= 0 {
+		return true
+	}
+	if s.ConnectionSlot != nil {
+		release, ok := s.ConnectionSlot(c.ctx, ip)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !ok {
+			s.refuseLocked(c)
+			return false
+		}
+		c.slotRelease = release
 		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.perIP[ip] >= s.MaxConnectionsPerIP {
-		if !c.overLimit {
-			c.overLimit = true
-			s.refusing++
-			s.admitted--
-		}
+		s.refuseLocked(c)
 		return false
 	}
 	if s.perIP == nil {
@@ -304,12 +318,32 @@ func (s *Server) addIP(c *conn, ip netip.Addr) bool {
 	return true
 }
 
+// refuseLocked moves c from the admitted connections to the refused ones.
+func (s *Server) refuseLocked(c *conn) {
+	if !c.overLimit {
+		c.overLimit = true
+		s.refusing++
+		s.admitted--
+	}
+}
+
 // releaseSlot gives c's place under MaxConnections and
 // MaxConnectionsPerIP back, once: before the client sees the connection
 // end, while the goroutine may still be logging out upstream.
 func (s *Server) releaseSlot(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	release := c.slotRelease
+	c.slotRelease = nil
+	s.releaseLocked(c)
+	s.mu.Unlock()
+	if release != nil {
+		// Outside s.mu: a shared count may take a round trip, and every
+		// accept waits for s.mu.
+		release()
+	}
+}
+
+func (s *Server) releaseLocked(c *conn) {
 	if c.released {
 		return
 	}

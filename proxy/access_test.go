@@ -84,32 +84,24 @@ func TestFailedLoginsPerUserAreRateLimitedExceptFromKnownAddresses(t *testing.T)
 	c.Quit()
 }
 
-func TestFailureTableForgetsAndStaysBounded(t *testing.T) {
-	ft := newFailureTable(2, time.Minute)
-	now := time.Unix(1e9, 0)
-	ft.fail("k", now)
-	if ft.blocked("k", now) {
-		t.Fatal("blocked after one failure of two")
+// The global connection limit left at its default is derived from the
+// descriptor limit: two descriptors per session (client and upstream)
+// after a headroom, so that accept never runs out of descriptors.
+func TestMaxConnectionsDefaultFollowsTheDescriptorLimit(t *testing.T) {
+	for _, c := range []struct{ configured, nofile, want int }{
+		{0, 1024, (1024 - fdHeadroom) / 2},
+		{0, 1 << 20, (1<<20 - fdHeadroom) / 2},
+		{0, 10, 1},
+		{0, 0, 0}, // unknown: no limit
+		{500, 1024, 500},
+		{config.NoLimit, 1024, 0},
+	} {
+		if got := maxConnections(c.configured, c.nofile); got != c.want {
+			t.Errorf("maxConnections(%d, %d) = %d, want %d", c.configured, c.nofile, got, c.want)
+		}
 	}
-	ft.fail("k", now)
-	if !ft.blocked("k", now) {
-		t.Fatal("not blocked after two failures")
-	}
-	if ft.blocked("k", now.Add(30*time.Second)) {
-		t.Error("still blocked after half the window (one try regained)")
-	}
-	for i := range maxLimiterKeys + 10 {
-		ft.fail(string(rune(i)), now.Add(time.Duration(i)*time.Millisecond))
-	}
-	if n := len(ft.m); n > maxLimiterKeys {
-		t.Errorf("table holds %d keys, more than %d", n, maxLimiterKeys)
-	}
-	ft.fail("late", now.Add(time.Hour))
-	if n := len(ft.m); n != 1 {
-		t.Errorf("after the window, %d keys left, want 1", n)
-	}
-	if newFailureTable(0, time.Minute) != nil {
-		t.Error("a limit of 0 should disable the table")
+	if descriptorLimit() <= fdHeadroom {
+		t.Errorf("descriptor limit %d: the derived default would allow almost nothing", descriptorLimit())
 	}
 }
 

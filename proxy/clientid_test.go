@@ -13,7 +13,7 @@ import (
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
-// With forward_client_address, Dovecot (which trusts popbridge through
+// With forward_client_address (the default), Dovecot (which trusts popbridge through
 // login_trusted_networks) logs the POP3 client's address, not
 // popbridge's, and applies its per-address auth penalty to it.
 func TestDovecotSeesTheRealClientAddress(t *testing.T) {
@@ -22,8 +22,8 @@ func TestDovecotSeesTheRealClientAddress(t *testing.T) {
 		Users:       map[string]string{"alice": "secret"},
 		ExtraConfig: "login_trusted_networks = 127.0.0.1/32\n",
 	})
-	fwd := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) { c.Upstream.ForwardClientAddress = true }}).addr
-	plain := startProxy(t, d.IMAPAddr, proxyOptions{}).addr
+	fwd := startProxy(t, d.IMAPAddr, proxyOptions{}).addr // forwarding is the default
+	plain := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) { c.Upstream.ForwardClientAddress = new(bool) }}).addr
 
 	c := pop3test.DialFrom(t, "127.0.0.2", fwd)
 	c.Login("alice", "secret")
@@ -79,7 +79,6 @@ func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 			up.Append("alice", "INBOX", testMessage(1, "via ID\r\n"))
 			addr := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
 				c.Upstream.TLS, c.Upstream.CAFile = mode, pki.CAFile
-				c.Upstream.ForwardClientAddress = true
 			}}).addr
 			c := pop3test.DialFrom(t, "127.0.0.2", addr)
 			c.Login("alice", "secret")
@@ -109,7 +108,6 @@ func TestDovecotSTARTTLSWithClientCertificateAndForwardedAddress(t *testing.T) {
 	addr := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.TLS, c.Upstream.CAFile = "starttls", pki.CAFile
 		c.Upstream.CertFile, c.Upstream.KeyFile = cliCert, cliKey
-		c.Upstream.ForwardClientAddress = true
 	}}).addr
 	c := pop3test.DialFrom(t, "127.0.0.2", addr)
 	c.Login("alice", "secret")
@@ -117,7 +115,6 @@ func TestDovecotSTARTTLSWithClientCertificateAndForwardedAddress(t *testing.T) {
 	// Without the client certificate Dovecot refuses the login.
 	noCert := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) {
 		c.Upstream.TLS, c.Upstream.CAFile = "starttls", pki.CAFile
-		c.Upstream.ForwardClientAddress = true
 	}}).addr
 	c = pop3test.DialFrom(t, "127.0.0.2", noCert)
 	c.OK("USER alice")

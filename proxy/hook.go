@@ -25,6 +25,10 @@ import (
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
+// hookUpstream names the hook's own servers in metrics and limit keys: a
+// bounded label, not one per address the hook may answer.
+const hookUpstream = "auth_http"
+
 // authHook asks the hook about each login and logs in where it says.
 type authHook struct {
 	client  *authhttp.Client
@@ -202,9 +206,7 @@ func (t *hookTargets) options(tg hookTarget) (imapback.Options, error) {
 		u.CertFile, u.KeyFile, u.InsecureSkipVerify = "", "", false
 	}
 	u.Address = tg.addr.String()
-	// Metrics name the configured upstream, or "auth_http" for the hook's
-	// servers entries: a bounded label, not one per address.
-	opts, err := upstreamOptions(t.cfg, cmp.Or(tg.upstream, "auth_http"), u, t.hooks, t.log)
+	opts, err := upstreamOptions(t.cfg, cmp.Or(tg.upstream, hookUpstream), u, t.hooks, t.log)
 	opts.ReadAheadShared = t.budget
 	return opts, err
 }

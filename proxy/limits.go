@@ -1,157 +1,131 @@
 package proxy
 
+// The failed-login limits, per client address and per upstream user, kept
+// in the state store (in process, or shared by replicas), and the global
+// connection limit's default.
+
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
-// maxLimiterKeys bounds the memory of one failure table: beyond it, the
-// entries idle longest are dropped first (an attacker who cycles through
-// addresses or names only makes the table forget, not grow).
-const maxLimiterKeys = 100_000
-
-// failureTable counts failed logins per key in token buckets: each key may
-// fail burst times, and regains one try every window/burst.
-type failureTable struct {
-	burst int
-	every rate.Limit
-	idle  time.Duration // after this long untouched, a bucket is full again
-
-	mu        sync.Mutex
-	m         map[string]*failureEntry
-	lastPrune time.Time
+// loginLimits bounds the password checks per client address and per
+// upstream user: a limit of N failures per window means at most N
+// passwords tried in any window, however many logins arrive at once,
+// because an attempt is reserved before its password is tried and counts
+// while in flight. A user is not blocked for an address it logged in from
+// within the window, so that someone guessing a user's password does not
+// lock that user out of the devices that know it.
+type loginLimits struct {
+	store   state.Limiter
+	perIP   int
+	perUser int
+	window  time.Duration
+	errs    storeErrors
 }
 
-type failureEntry struct {
-	lim  *rate.Limiter
-	last time.Time
+func newLoginLimits(st state.Limiter, l config.LimitsConfig, errs storeErrors) *loginLimits {
+	return &loginLimits{store: st, perIP: *l.AuthFailuresPerIP, perUser: *l.AuthFailuresPerUser,
+		window: l.AuthFailureWindow, errs: errs}
 }
 
-func newFailureTable(burst int, window time.Duration) *failureTable {
-	if burst <= 0 {
-		return nil
-	}
-	return &failureTable{
-		burst: burst,
-		every: rate.Limit(float64(burst) / window.Seconds()),
-		idle:  window,
-		m:     make(map[string]*failureEntry),
-	}
-}
-
-// blocked reports whether key has no tries left.
-func (t *failureTable) blocked(key string, now time.Time) bool {
-	if t == nil {
-		return false
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := t.m[key]
-	return e != nil && e.lim.TokensAt(now) < 1
-}
-
-// fail takes one try from key.
-func (t *failureTable) fail(key string, now time.Time) {
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.prune(now)
-	e := t.m[key]
-	if e == nil {
-		e = &failureEntry{lim: rate.NewLimiter(t.every, t.burst)}
-		t.m[key] = e
-	}
-	e.last = now
-	e.lim.AllowN(now, 1)
-}
-
-// prune drops entries whose buckets are full again, at most once a
-// second, and the oldest entries when the table is too large.
-func (t *failureTable) prune(now time.Time) {
-	if len(t.m) < maxLimiterKeys && now.Sub(t.lastPrune) < time.Second {
-		return
-	}
-	t.lastPrune = now
-	for k, e := range t.m {
-		if now.Sub(e.last) >= t.idle {
-			delete(t.m, k)
-		}
-	}
-	for k := range t.m {
-		if len(t.m) < maxLimiterKeys {
-			break
-		}
-		delete(t.m, k) // map order: arbitrary victims
-	}
-}
-
-// rateLimited wraps a Backend with per-address and per-user limits on
-// failed logins. A client over a limit is answered ErrRateLimited without
-// its password being tried upstream. A user name is not blocked for an
-// address it logged in from successfully within the window, so that
-// someone guessing a user's password does not lock that user out of the
-// devices that know it.
-type rateLimited struct {
-	next   pop3front.Backend
-	byIP   *failureTable
-	byUser *failureTable
-	known  *failureTable // user+address pairs that logged in: burst 1, used as a set
-	log    *slog.Logger
-	now    func() time.Time
-}
-
-func newRateLimited(next pop3front.Backend, l config.LimitsConfig, log *slog.Logger) pop3front.Backend {
-	ip := newFailureTable(*l.AuthFailuresPerIP, l.AuthFailureWindow)
-	user := newFailureTable(*l.AuthFailuresPerUser, l.AuthFailureWindow)
-	if ip == nil && user == nil {
-		return next
-	}
-	return &rateLimited{
-		next:   next,
-		byIP:   ip,
-		byUser: user,
-		known:  newFailureTable(1, l.AuthFailureWindow),
-		log:    log,
-		now:    time.Now,
-	}
-}
-
-func (r *rateLimited) Login(ctx context.Context, user, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
-	now := r.now()
-	ip := pop3front.AddrIP(info.RemoteAddr)
+// reserve takes one attempt from the client address's budget and one
+// from the user's, before a password is tried. The user's budget is
+// keyed on the upstream and the user the upstream sees, after routes and
+// with the device suffix gone, case-folded as IMAP servers commonly fold
+// (Dovecot's default auth_username_format is %Lu): every login that
+// reaches one maildrop shares it. On success it returns
+// done, which the caller must call with the login's outcome; otherwise
+// the error to answer: ErrRateLimited over a limit, ErrUnavailable when
+// the store cannot be asked and logins fail closed.
+func (l *loginLimits) reserve(ctx context.Context, log *slog.Logger, ip netip.Addr, upstream, upUser string) (done func(error), err error) {
+	user := upstream + "\x00" + strings.ToLower(upUser)
 	ipKey := ""
 	if ip.IsValid() {
-		ipKey = ip.String()
+		ipKey = ip.Unmap().String()
 	}
-	userKey := strings.ToLower(user)
-	pairKey := userKey + "\x00" + ipKey
-	if r.byIP.blocked(ipKey, now) {
-		r.log.Warn("login refused: too many failed logins from this address", "user", user, "remote", ipKey)
-		return nil, pop3front.ErrRateLimited
+	releaseIP, err := l.take(ctx, "addr:"+ipKey, l.perIP, ipKey != "")
+	if err != nil {
+		if errors.Is(err, pop3front.ErrRateLimited) {
+			log.Warn("login refused: too many failed logins from this address", "upstream", upstream, "upstream_user", upUser)
+		}
+		return nil, err
 	}
-	if r.byUser.blocked(userKey, now) && !r.known.blocked(pairKey, now) {
-		r.log.Warn("login refused: too many failed logins for this user", "user", user, "remote", ipKey)
-		return nil, pop3front.ErrRateLimited
+	pairKey := "known:" + user + "\x00" + ipKey
+	releaseUser, err := l.take(ctx, "user:"+user, l.perUser, true)
+	if errors.Is(err, pop3front.ErrRateLimited) {
+		known, serr := l.store.Remembered(ctx, pairKey)
+		if serr != nil {
+			l.errs.failed("logins", serr)
+		}
+		if known {
+			// A device that knows the password, while someone else
+			// guesses it: let it in, uncounted against the user.
+			releaseUser, err = func(bool) {}, nil
+		} else {
+			log.Warn("login refused: too many failed logins for this user", "upstream", upstream, "upstream_user", upUser)
+		}
 	}
-	s, err := r.next.Login(ctx, user, pass, info)
+	if err != nil {
+		releaseIP(false)
+		return nil, err
+	}
+	return func(outcome error) {
+		failed := errors.Is(outcome, pop3front.ErrAuthFailed)
+		releaseIP(failed)
+		releaseUser(failed)
+		if outcome == nil {
+			if err := l.store.Remember(context.WithoutCancel(ctx), pairKey, l.window); err != nil {
+				l.errs.failed("logins", err)
+			}
+		}
+	}, nil
+}
+
+// take reserves one attempt of key, or answers why not.
+func (l *loginLimits) take(ctx context.Context, key string, limit int, apply bool) (func(failed bool), error) {
+	if !apply || limit <= 0 {
+		return func(bool) {}, nil
+	}
+	release, ok, err := l.store.Reserve(ctx, key, limit, l.window)
+	if err != nil {
+		l.errs.failed("logins", err)
+	}
 	switch {
-	case err == nil:
-		// "blocked" in the known table means: seen within the window.
-		r.known.fail(pairKey, now)
-	case errors.Is(err, pop3front.ErrAuthFailed):
-		r.byIP.fail(ipKey, now)
-		r.byUser.fail(userKey, now)
+	case ok:
+		return release, nil
+	case err != nil:
+		return nil, pop3front.ErrUnavailable // logins fail closed
 	}
-	return s, err
+	return nil, pop3front.ErrRateLimited
+}
+
+// fdHeadroom is kept back from the descriptor limit for what is not a
+// session: listeners, the metrics server, the state store, log files,
+// probes.
+const fdHeadroom = 64
+
+// maxConnections is the global connection limit: the configured one
+// (-1: none), else derived from the descriptor limit nofile. Each POP3
+// session holds two descriptors, its client's and its upstream's, so half
+// of what is left after the headroom: past that, accept would fail with
+// EMFILE and every client, not only the newest, would be refused.
+func maxConnections(configured, nofile int) int {
+	switch {
+	case configured == config.NoLimit:
+		return 0
+	case configured > 0:
+		return configured
+	case nofile <= 0:
+		return 0 // unknown or unlimited
+	}
+	return max((nofile-fdHeadroom)/2, 1)
 }

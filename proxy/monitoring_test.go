@@ -30,7 +30,7 @@ func registeredNames(t *testing.T) map[string]bool {
 	u := startMemUpstream(t)
 	deliverN(t, u, 1)
 	m := metrics.New("test")
-	c := pop3test.Dial(t, startProxy(t, u.addr, proxyOptions{hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr)
+	c := pop3test.Dial(t, startProxy(t, u.addr, proxyOptions{hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream(), State: m.State(), Sizes: m.Sizes()}}).addr)
 	c.Login(u.user, u.pass)
 	c.Multi("RETR 1")
 	c.Quit()

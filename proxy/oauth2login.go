@@ -54,25 +54,30 @@ func (o *oauthLogins) account(user string) *config.AccountConfig {
 	return a
 }
 
-// login checks the local password and logs in upstream with a token. It
-// returns the session, the upstream's name and the upstream login.
-func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountConfig, pass string, pol imapback.Policy) (*imapback.Session, string, string, error) {
+// target returns the upstream's name and the upstream login of an
+// account: what its limits and its lock are keyed on.
+func (o *oauthLogins) target(a *config.AccountConfig) (upstream, upUser string) {
+	return o.cfg.Providers[a.Provider].Upstream, a.UpstreamUser
+}
+
+// login checks the local password and logs in upstream with a token. The
+// caller has reserved the attempt against the login limits.
+func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountConfig, pass string, pol imapback.Policy) (*imapback.Session, error) {
 	ok, err := oauth2.CheckPassword(ctx, a, pass)
 	if err != nil {
-		return nil, "", "", pop3front.ErrUnavailable
+		return nil, pop3front.ErrUnavailable
 	}
 	if !ok {
 		// Nothing went upstream or to the token endpoint: a wrong
-		// password costs them nothing. The rate limiter counts it.
+		// password costs them nothing. The login limits count it.
 		o.log.Debug("oauth2 account: wrong local password", "user", a.User)
-		return nil, "", "", pop3front.ErrAuthFailed
+		return nil, pop3front.ErrAuthFailed
 	}
-	p := o.cfg.Providers[a.Provider]
-	name := p.Upstream
+	name, _ := o.target(a)
 	b := r.backends[name]
 	if b == nil {
 		o.log.Error("oauth2 provider's upstream missing", "provider", a.Provider, "upstream", name)
-		return nil, name, "", pop3front.ErrUnavailable
+		return nil, pop3front.ErrUnavailable
 	}
 	key := o.tokens.KeyFor(a)
 	var (
@@ -101,9 +106,9 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountCon
 		s, err = b.Login(ctx, cr, pol)
 	}
 	if err != nil {
-		return nil, name, a.UpstreamUser, o.loginError(a, err)
+		return nil, o.loginError(a, err)
 	}
-	return s, name, a.UpstreamUser, nil
+	return s, nil
 }
 
 // loginError maps the errors of an OAuth2 login to POP3 answers.

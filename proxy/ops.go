@@ -26,6 +26,10 @@ type Hooks struct {
 	Certificates CertificateObserver
 
 	certs *certReports // set by New: holds reports until the Proxy listens
+	// State observes the shared state store's failures.
+	State StateObserver
+	// Sizes observes transfers whose octets differ from the listed size.
+	Sizes SizeObserver
 }
 
 // namedObserver is an upstream observer that makes one for each

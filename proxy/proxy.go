@@ -9,11 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
 // Proxy is a configured popbridge: POP3 listeners in front of the IMAP
@@ -25,6 +27,10 @@ type Proxy struct {
 	pols      *policies
 	oauth     *oauthLogins // nil without oauth2 accounts
 	listeners []*popListener
+	// ownStore is the store New opened itself (no Options.Store), which
+	// Close and Shutdown close.
+	ownStore  state.Store
+	storeOnce sync.Once
 	// Set by a Runner, which owns the sockets.
 	listenTCP func(addr string) (net.Listener, error)
 	probe     func(ctx context.Context) (map[string]error, error)
@@ -37,6 +43,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Hooks observe the Proxy for metrics.
 	Hooks Hooks
+	// Store holds the limits and locks; nil opens the one cfg.State
+	// describes for this Proxy alone. A Runner passes one store to every
+	// Proxy it builds, so that a reload forgets nothing.
+	Store state.Store
 }
 
 // New builds a Proxy from a checked config. It does not listen yet.
@@ -56,27 +66,42 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	var locks *sessionLocks
-	if cfg.Limits.LockSession {
-		locks = newSessionLocks()
+	errs := storeErrors{log: logger, obs: opts.Hooks.State}
+	st, own := opts.Store, state.Store(nil)
+	if st == nil {
+		if st, err = openStore(cfg, errs); err != nil {
+			return nil, err
+		}
+		own = st
+	}
+	l := cfg.Limits
+	b := backend{r: r, pols: pols, log: logger, oauth: oauth, hook: hook, limits: newLoginLimits(st, l, errs), errs: errs,
+		exact: exactSizeUpstreams(cfg), counted: &countedSizes{}, sizes: opts.Hooks.Sizes}
+	if l.LockSession {
+		b.locks = st
+	}
+	var slots func(context.Context, netip.Addr) (func(), bool)
+	if l.MaxConnectionsPerIP > 0 {
+		slots = connectionSlots(st, l.MaxConnectionsPerIP, errs)
 	}
 	srv := &pop3front.Server{
-		Backend: newRateLimited(backend{r: r, pols: pols, log: logger, locks: locks, oauth: oauth, hook: hook},
-			cfg.Limits, logger),
-		Logger:              slog.New(newRepeatLimiter(logger.Handler(), loginErrorEvery)),
-		IdleTimeout:         cfg.Limits.IdleTimeout,
-		WriteTimeout:        cfg.Limits.WriteTimeout,
-		AuthFailureDelay:    *cfg.Limits.AuthFailureDelay,
-		MaxConnections:      cfg.Limits.MaxConnections,
-		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
-		HandshakeTimeout:    cfg.Limits.HandshakeTimeout,
-		PlaintextAllowed:    plaintextPolicy(cfg.TrustedNetworks),
+		Backend:          b,
+		Logger:           slog.New(newRepeatLimiter(logger.Handler(), loginErrorEvery)),
+		IdleTimeout:      l.IdleTimeout,
+		WriteTimeout:     l.WriteTimeout,
+		AuthFailureDelay: *l.AuthFailureDelay,
+		MaxConnections:   maxConnections(l.MaxConnections, descriptorLimit()),
+		ConnectionSlot:   slots,
+		AuthTimeout:      l.AuthTimeout,
+		HandshakeTimeout: l.HandshakeTimeout,
+		PlaintextAllowed: plaintextPolicy(cfg.TrustedNetworks),
 		// Login and UPDATE may each take a dial and a few upstream
-		// commands; the backend bounds every single one itself.
-		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout + hookTime(cfg),
+		// commands, and a login up to three store operations and the
+		// hook's answer; the backend bounds every single one itself.
+		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout + 3*cfg.State.CommandTimeout + hookTime(cfg),
 		Observer:       opts.Hooks.POP3,
 	}
-	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, listenTCP: listenTCP, hooks: opts.Hooks,
+	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, ownStore: own, listenTCP: listenTCP, hooks: opts.Hooks,
 		probe: func(ctx context.Context) (map[string]error, error) { return r.probe(ctx, logger) }}, nil
 }
 
@@ -131,26 +156,48 @@ func (p *Proxy) Serve() error {
 // sessions still open then are closed without their UPDATE state.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.oauth.close()
-	return p.srv.Shutdown(ctx)
+	err := p.srv.Shutdown(ctx)
+	p.closeStore()
+	return err
 }
 
 // Close stops everything at once.
 func (p *Proxy) Close() error {
 	defer p.oauth.close()
-	return p.srv.Close()
+	err := p.srv.Close()
+	p.closeStore()
+	return err
+}
+
+// closeStore closes the store New opened, once no session uses it.
+func (p *Proxy) closeStore() {
+	if p.ownStore != nil {
+		p.storeOnce.Do(func() { p.ownStore.Close() })
+	}
 }
 
 // backend adapts imapback to the interface pop3front consumes, mapping
 // upstream errors to POP3 response codes.
 type backend struct {
-	r     *router
-	pols  *policies
-	log   *slog.Logger
-	locks *sessionLocks // nil unless limits.lock_session
-	oauth *oauthLogins  // nil unless oauth2.accounts
-	hook  *authHook     // nil unless auth_http.url
+	r      *router
+	pols   *policies
+	log    *slog.Logger
+	limits *loginLimits
+	locks  state.Locker // nil unless limits.lock_session
+	oauth  *oauthLogins // nil unless oauth2.accounts
+	hook   *authHook    // nil unless auth_http.url
+	errs   storeErrors
+	// exact names the upstreams with exact_sizes; counted keeps their
+	// messages' counted sizes for this Proxy's life.
+	exact   map[string]bool
+	counted *countedSizes
+	sizes   SizeObserver
 }
 
+// Login resolves the login to its upstream user first, then reserves an
+// attempt against the limits on that user (so that every name that
+// reaches one maildrop, whatever its case or device suffix, shares one
+// budget), and only then tries the password.
 func (a backend) Login(ctx context.Context, login, pass string, info pop3front.ConnInfo) (pop3front.Session, error) {
 	if info.Logger != nil {
 		a.log = info.Logger // this call's copy: its lines carry the session id
@@ -160,43 +207,57 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	if err != nil {
 		return nil, err
 	}
-	var s *imapback.Session
+	var acct *config.AccountConfig
+	var b *imapback.Backend
 	var name, upUser string
-	if a.hook != nil {
-		// The hook decides the upstream, the login there and the policy.
-		if s, name, upUser, pol, err = a.hook.login(ctx, a.log, login, pass, info); err != nil {
-			return nil, err
-		}
-	} else if acct := a.oauth.account(user); acct != nil {
+	switch {
+	case a.hook != nil:
+		// The hook names the upstream and the login there only once it
+		// has the password: until then the limits count the login as
+		// the client gave it, under the hook's name.
+		name, upUser = hookUpstream, user
+	case a.oauth.account(user) != nil:
 		// An OAuth2 account: local password, upstream token.
-		s, name, upUser, err = a.oauth.login(imapback.WithClientAddr(ctx, info.RemoteAddr), a.r, acct, pass, pol)
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		// Then routes pick the upstream and the login used there.
-		var b *imapback.Backend
-		b, name, upUser, err = a.r.pick(user)
-		if err != nil {
+		acct = a.oauth.account(user)
+		name, upUser = a.oauth.target(acct)
+	default:
+		// Routes pick the upstream and the login used there.
+		if b, name, upUser, err = a.r.pick(user); err != nil {
 			a.log.Info("login refused by routes", "user", user, "upstream", name, "err", err)
 			return nil, pop3front.ErrAuthFailed
 		}
+	}
+	done, err := a.limits.reserve(ctx, a.log, pop3front.AddrIP(info.RemoteAddr), name, upUser)
+	if err != nil {
+		return nil, err
+	}
+	ctx = imapback.WithClientAddr(ctx, info.RemoteAddr)
+	var s *imapback.Session
+	switch {
+	case a.hook != nil:
+		s, name, upUser, pol, err = a.hook.login(ctx, a.log, login, pass, info)
+	case acct != nil:
+		s, err = a.oauth.login(ctx, a.r, acct, pass, pol)
+	default:
 		a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
 			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
-		s, err = b.Login(imapback.WithClientAddr(ctx, info.RemoteAddr), imapback.Credentials{User: upUser, Password: pass}, pol)
-		if err != nil {
-			return nil, popError(a.log, err)
-		}
+		s, err = b.Login(ctx, imapback.Credentials{User: upUser, Password: pass}, pol)
+		err = popError(a.log, err)
+	}
+	done(err)
+	if err != nil {
+		return nil, err
 	}
 	// The lock is taken after the upstream accepted the password, so a
 	// wrong password never learns that a session is open.
-	var unlock func()
+	var lease *state.Lease
 	if a.locks != nil {
-		var ok bool
-		if unlock, ok = a.locks.acquire(lockKey(name, upUser, pol.Device)); !ok {
+		if lease, err = lockMaildrop(ctx, a.locks, lockKey(name, upUser, pol.Device), a.errs); err != nil {
 			s.Close()
-			a.log.Info("login refused: another session of this maildrop is open", "user", user, "device", pol.Device)
-			return nil, pop3front.ErrInUse
+			if errors.Is(err, pop3front.ErrInUse) {
+				a.log.Info("login refused: another session of this maildrop is open", "user", user, "device", pol.Device)
+			}
+			return nil, err
 		}
 	}
 	msgs := s.Messages()
@@ -204,15 +265,28 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	for i, m := range msgs {
 		infos[i] = pop3front.MessageInfo{Size: m.Size, UID: m.UIDL}
 	}
-	return &session{Session: s, msgs: infos, log: a.log, unlock: unlock, device: pol.Device}, nil
+	key := func(i int) string { return sizeKey(name, upUser, infos[i].UID) }
+	var counted *countedSizes
+	if a.exact[name] {
+		counted = a.counted
+		counted.exactSizes(ctx, a.log, s, infos, key)
+	}
+	return &session{Session: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
+		sizes: a.sizes, counted: counted, sizeKey: key}, nil
 }
 
 type session struct {
 	*imapback.Session
 	msgs   []pop3front.MessageInfo
 	log    *slog.Logger
-	unlock func() // releases the session lock, if any
-	device string // the device view's name, for pop3front's session list
+	lease  *state.Lease // the maildrop's lock, if any
+	device string       // the device view's name, for pop3front's session list
+	// sizes counts transfers whose octets differ from the listed size;
+	// counted, with upstream.exact_sizes, keeps what complete transfers
+	// counted.
+	sizes   SizeObserver
+	counted *countedSizes
+	sizeKey func(i int) string
 }
 
 // Device names the device view the session serves, or is empty.
@@ -221,8 +295,8 @@ func (s *session) Device() string { return s.device }
 // Close ends the upstream session, then releases the maildrop's lock.
 func (s *session) Close() error {
 	err := s.Session.Close()
-	if s.unlock != nil {
-		s.unlock()
+	if s.lease != nil {
+		s.lease.Release()
 	}
 	return err
 }
@@ -230,7 +304,17 @@ func (s *session) Close() error {
 func (s *session) Messages() []pop3front.MessageInfo { return s.msgs }
 
 // Commit runs the UPDATE state and says what became of the messages.
+// A session whose lock was lost changes nothing: another session of the
+// maildrop may be running.
 func (s *session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateResult, error) {
+	if s.lease != nil {
+		select {
+		case <-s.lease.Lost():
+			s.log.Warn("update refused: the session's lock on the maildrop was lost", "marked", len(deleted))
+			return pop3front.UpdateResult{}, errLockLost
+		default:
+		}
+	}
 	removed, flagged, err := s.Session.Commit(ctx, deleted)
 	return pop3front.UpdateResult{Removed: removed, Flagged: flagged}, err
 }
@@ -240,7 +324,18 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 	if err != nil {
 		return nil, popError(s.log, err)
 	}
-	return rc, nil
+	if lines >= 0 {
+		return rc, nil // TOP: a part, never the listed size
+	}
+	return checkSize(rc, s.msgs[i].Size, func(listed, got int64) {
+		s.log.Warn("message octets differ from the listed size", "msg", i+1, "uidl", s.msgs[i].UID, "listed", listed, "octets", got)
+		if s.sizes != nil {
+			s.sizes.SizeMismatch()
+		}
+		if s.counted != nil {
+			s.counted.put(s.sizeKey(i), got)
+		}
+	}), nil
 }
 
 func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Session.Noop(ctx)) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
 // RunnerOptions configures a Runner.
@@ -36,6 +37,11 @@ type Runner struct {
 	log   *slog.Logger
 	opts  RunnerOptions
 	fatal chan error // a listener failed for good
+	// store holds the limits and locks of every Proxy the Runner builds,
+	// for the life of the process: a reload forgets no failed login and
+	// frees no lock. Serve closes it when the last session has ended.
+	store     state.Store
+	storeOnce sync.Once
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -67,8 +73,14 @@ func NewRunner(cfg *config.Config, opts RunnerOptions) (*Runner, error) {
 		sockets: make(map[string]*sharedListener),
 	}
 	r.stopped, r.stop = context.WithCancel(context.Background())
+	var err error
+	r.store, err = openStore(cfg, storeErrors{log: opts.Logger, obs: opts.Hooks.State})
+	if err != nil {
+		return nil, err
+	}
 	p, err := r.build(cfg)
 	if err != nil {
+		r.store.Close()
 		return nil, err
 	}
 	r.cfg, r.cur = cfg, p
@@ -80,7 +92,7 @@ func NewRunner(cfg *config.Config, opts RunnerOptions) (*Runner, error) {
 // sockets, binding the addresses that are new. On error, the sockets it
 // bound are closed again.
 func (r *Runner) build(cfg *config.Config) (*Proxy, error) {
-	p, err := New(cfg, Options{Logger: r.log, Hooks: r.opts.Hooks})
+	p, err := New(cfg, Options{Logger: r.log, Hooks: r.opts.Hooks, Store: r.store})
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +145,7 @@ func (r *Runner) Serve() error {
 		r.probeLoop()
 	}()
 	defer func() { <-probeDone }()
+	defer r.closeStore()
 
 	drained := make(chan struct{})
 	go func() {
@@ -167,14 +180,19 @@ func (r *Runner) startLocked(p *Proxy) {
 // Reload replaces the running config with cfg (checked). New connections
 // get the new settings at once; open sessions keep theirs until they end.
 // Listeners whose address is gone are closed, new ones bound. On error
-// (an address that cannot be bound, a certificate that cannot be read...)
-// nothing changes.
+// (an address that cannot be bound, a certificate that cannot be read, a
+// changed state section...) nothing changes.
 func (r *Runner) Reload(cfg *config.Config) error {
 	r.mu.Lock()
-	draining := r.draining
+	draining, stateCfg := r.draining, r.cfg.State
 	r.mu.Unlock()
 	if draining {
 		return errors.New("draining: reload ignored")
+	}
+	if cfg.State != stateCfg {
+		// Another store would start with no failed logins and no locks
+		// while the open sessions hold theirs in this one.
+		return errors.New("state: the section changed; a new shared state store takes a restart (reload ignored)")
 	}
 	p, err := r.build(cfg)
 	if err != nil {
@@ -260,6 +278,11 @@ func (r *Runner) Drain(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// closeStore closes the store, once, after every Proxy has stopped.
+func (r *Runner) closeStore() {
+	r.storeOnce.Do(func() { r.store.Close() })
 }
 
 // closeAll stops everything at once.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testkit"
@@ -310,7 +311,10 @@ func TestCheckFillsSecurityDefaults(t *testing.T) {
 	if cfg.Listen[0].TLS != "none" || cfg.Listen[0].MinVersion != "1.2" || cfg.Listen[0].ProxyProtocol ||
 		strings.Join(cfg.TrustedNetworks, ",") != "127.0.0.0/8,::1/128" ||
 		*l.AuthFailuresPerIP != 30 || *l.AuthFailuresPerUser != 10 || l.AuthFailureWindow != 10*time.Minute ||
-		l.HandshakeTimeout != 30*time.Second || l.MaxConnectionsPerIP != 0 || cfg.Upstream.InsecureSkipVerify {
+		l.HandshakeTimeout != 30*time.Second || l.MaxConnectionsPerIP != config.DefaultMaxConnectionsPerIP ||
+		l.AuthTimeout != time.Minute || l.MaxConnections != 0 || // 0: derived from the descriptor limit
+		cfg.Upstream.InsecureSkipVerify || !*cfg.Upstream.ForwardClientAddress ||
+		cfg.Upstream.MaxMessages != imapback.DefaultMaxMessages {
 		t.Errorf("security defaults not filled in: %+v", cfg)
 	}
 	// An explicit empty list trusts no one; explicit zeros turn limits off.

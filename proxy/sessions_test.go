@@ -2,14 +2,18 @@ package proxy
 
 import (
 	"bytes"
-	"fmt"
+	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
 // Several devices on one mailbox. TestMessageExpungedByAnotherClient (an
@@ -130,10 +134,11 @@ func TestSessionLockRefusesASecondSession(t *testing.T) {
 }
 
 func TestSessionLockKeys(t *testing.T) {
-	l := newSessionLocks()
-	release, ok := l.acquire(lockKey("default", "Alice", ""))
-	if !ok {
-		t.Fatal("first acquire failed")
+	st := state.NewMemory()
+	ctx := context.Background()
+	first, err := lockMaildrop(ctx, st, lockKey("default", "Alice", ""), storeErrors{log: slog.Default()})
+	if err != nil {
+		t.Fatal("first lock failed:", err)
 	}
 	for _, k := range []struct {
 		upstream, user, device string
@@ -145,26 +150,23 @@ func TestSessionLockKeys(t *testing.T) {
 		{"other", "alice", "", true},          // another upstream
 		{"default", "bob", "", true},
 	} {
-		r, ok := l.acquire(lockKey(k.upstream, k.user, k.device))
-		if ok != k.free {
-			t.Errorf("acquire %q %q %q = %v, want %v", k.upstream, k.user, k.device, ok, k.free)
+		l, err := lockMaildrop(ctx, st, lockKey(k.upstream, k.user, k.device), storeErrors{log: slog.Default()})
+		if (err == nil) != k.free || !k.free && !errors.Is(err, pop3front.ErrInUse) {
+			t.Errorf("lock %q %q %q: %v, want free %v", k.upstream, k.user, k.device, err, k.free)
 		}
-		if ok {
-			r()
+		if l != nil {
+			l.Release()
 		}
 	}
-	release()
-	release() // a second release must not free someone else's lock
-	r2, ok := l.acquire(lockKey("default", "alice", ""))
-	if !ok {
-		t.Fatal("acquire after release failed")
+	first.Release()
+	first.Release() // a second release must not free someone else's lock
+	second, err := lockMaildrop(ctx, st, lockKey("default", "alice", ""), storeErrors{log: slog.Default()})
+	if err != nil {
+		t.Fatal("lock after release failed:", err)
 	}
-	release()
-	if _, ok := l.acquire(lockKey("default", "alice", "")); ok {
+	first.Release()
+	if _, err := lockMaildrop(ctx, st, lockKey("default", "alice", ""), storeErrors{log: slog.Default()}); err == nil {
 		t.Error("an old release freed the lock of a later session")
 	}
-	r2()
-	if len(l.held) != 0 {
-		t.Errorf("locks left: %v", fmt.Sprint(l.held))
-	}
+	second.Release()
 }

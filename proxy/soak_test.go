@@ -143,6 +143,11 @@ service imap {
 		c.Log.Level = "warn"
 		c.Upstream.DialTimeout = time.Minute
 		c.Upstream.CommandTimeout = time.Minute
+		// Every client comes from 127.0.0.1: the per-address limits
+		// (50 connections, 30 logins in flight or failed) would refuse
+		// most of the load.
+		c.Limits.MaxConnectionsPerIP = config.NoLimit
+		c.Limits.AuthFailuresPerIP = intp(0)
 	}, logs: discardWarnings{t}}).addr
 
 	// The baseline, once the server's own goroutines run.

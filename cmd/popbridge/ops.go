@@ -32,7 +32,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	m := metrics.New(version)
 	r, err := proxy.NewRunner(cfg, proxy.RunnerOptions{
 		Logger:  logger,
-		Hooks:   proxy.Hooks{POP3: m.POP3(), Upstream: m.Upstream(), Tokens: m.Tokens(), AuthHTTP: m.AuthHTTP(), Certificates: m},
+		Hooks:   proxy.Hooks{POP3: m.POP3(), Upstream: m.Upstream(), Tokens: m.Tokens(), AuthHTTP: m.AuthHTTP(), Certificates: m, State: m.State(), Sizes: m.Sizes()},
 		OnProbe: m.ProbeDone,
 	})
 	if err != nil {

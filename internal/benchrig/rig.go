@@ -356,7 +356,14 @@ func startPopbridge(ctx context.Context, bin, upstream, logPath string, extra ..
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	args := append([]string{"-listen", addr, "-upstream", upstream, "-upstream-tls", "none", "-log-level", "warn"}, extra...)
+	// Every benchmark client comes from 127.0.0.1: the per-address
+	// limits, which keep one address from starving the others, would
+	// refuse the load itself.
+	limits := filepath.Join(filepath.Dir(logPath), "popbridge-limits.yaml")
+	if err := os.WriteFile(limits, []byte("limits:\n  max_connections_per_ip: -1\n  auth_failures_per_ip: 0\n"), 0o600); err != nil {
+		return nil, err
+	}
+	args := append([]string{"-config", limits, "-listen", addr, "-upstream", upstream, "-upstream-tls", "none", "-log-level", "warn"}, extra...)
 	proc, err := proctest.Start(logPath, bin, args...)
 	if err != nil {
 		return nil, err

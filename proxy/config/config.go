@@ -6,7 +6,6 @@ package config
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -80,12 +79,19 @@ type UpstreamConfig struct {
 	KeyFile            string `yaml:"key_file"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 	// Send the POP3 client's address upstream with IMAP ID
-	// (x-originating-ip, as Dovecot's proxy does).
-	ForwardClientAddress bool                   `yaml:"forward_client_address"`
+	// (x-originating-ip, as Dovecot's proxy does). Default true.
+	ForwardClientAddress *bool                  `yaml:"forward_client_address"`
 	Auth                 imapback.AuthMechanism `yaml:"auth"` // "auto" is AuthAuto
 	Mailbox              string                 `yaml:"mailbox"`
 	DialTimeout          time.Duration          `yaml:"dial_timeout"`
 	CommandTimeout       time.Duration          `yaml:"command_timeout"`
+	// Bounds on what the upstream may send (upstreambounds.go).
+	MaxMessages      int   `yaml:"max_messages"`
+	MaxResponseBytes int64 `yaml:"max_response_bytes"`
+	MaxLiteralBytes  int64 `yaml:"max_literal_bytes"`
+	// ExactSizes lists each message with the octets RETR sends, counted
+	// once, instead of the upstream's RFC822.SIZE. Default false.
+	ExactSizes bool `yaml:"exact_sizes"`
 	// Reconnect lets a session log in again after its upstream
 	// connection closed. Default true.
 	Reconnect *bool `yaml:"reconnect"`
@@ -119,12 +125,14 @@ type LimitsConfig struct {
 	// Per client address and per user name; see listen.go.
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	HandshakeTimeout    time.Duration `yaml:"handshake_timeout"`
+	AuthTimeout         time.Duration `yaml:"auth_timeout"`
 	AuthFailuresPerIP   *int          `yaml:"auth_failures_per_ip"`
 	AuthFailuresPerUser *int          `yaml:"auth_failures_per_user"`
 	AuthFailureWindow   time.Duration `yaml:"auth_failure_window"`
 
-	// LockSession refuses a second session of a maildrop in this
-	// process with -ERR [IN-USE].
+	// LockSession refuses a second session of a maildrop with
+	// -ERR [IN-USE]: in this process, or across the replicas that share
+	// the state store.
 	LockSession bool `yaml:"lock_session"`
 }
 
@@ -165,6 +173,7 @@ func (c *Config) Check() error {
 	errs = append(errs, c.checkOAuth2()...)
 	errs = append(errs, c.checkAuthHTTP()...)
 	errs = append(errs, c.Performance.check()...)
+	errs = append(errs, c.checkLimits()...)
 
 	p := &c.Policy
 	errs = append(errs, c.checkPolicy()...)
@@ -200,9 +209,6 @@ func (c *Config) Check() error {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", name))
 		}
-	}
-	if l.MaxConnections < 0 {
-		errs = append(errs, errors.New("limits.max_connections: must not be negative"))
 	}
 
 	c.Log.Level = cmp.Or(c.Log.Level, "info")

@@ -131,6 +131,7 @@ func (u *UpstreamConfig) check(key string) []error {
 	if u.CommandTimeout == 0 {
 		u.CommandTimeout = imapback.DefaultCommandTimeout
 	}
+	errs = append(errs, u.checkBounds(key)...)
 	for name, d := range map[string]time.Duration{".dial_timeout": u.DialTimeout, ".command_timeout": u.CommandTimeout} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s%s: must not be negative", key, name))
@@ -165,8 +166,7 @@ func (c *Config) checkSecurity() []error {
 		l.HandshakeTimeout = 30 * time.Second
 	}
 	for key, n := range map[string]int{
-		"limits.max_connections_per_ip": l.MaxConnectionsPerIP,
-		"limits.auth_failures_per_ip":   *l.AuthFailuresPerIP, "limits.auth_failures_per_user": *l.AuthFailuresPerUser,
+		"limits.auth_failures_per_ip": *l.AuthFailuresPerIP, "limits.auth_failures_per_user": *l.AuthFailuresPerUser,
 	} {
 		if n < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", key))

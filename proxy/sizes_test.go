@@ -34,6 +34,10 @@ func wrongSizeUpstream(t *testing.T, listed, actual int64) *hostileimap.Server {
 			w.Line(")")
 		case strings.Contains(args, "RFC822.SIZE"):
 			w.Line("* 1 FETCH (UID 1 RFC822.SIZE %d)", listed)
+		case strings.Contains(args, "FLAGS"):
+			// The check after a transfer of the wrong length: the
+			// message is still there.
+			w.Line("* 1 FETCH (UID 1 FLAGS ())")
 		}
 	}})
 }

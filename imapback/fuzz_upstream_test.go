@@ -43,7 +43,14 @@ func FuzzUpstreamSession(f *testing.F) {
 			return
 		}
 		before := runtime.NumGoroutine()
+		// A hang is a finding too: the fuzzing engine keeps the input of
+		// a process that died, not of one that stopped.
+		watchdog := time.AfterFunc(upstreamIterationBound, func() {
+			buf := make([]byte, 1<<20)
+			panic(fmt.Sprintf("iteration still running after %v:\n%s", upstreamIterationBound, buf[:runtime.Stack(buf, true)]))
+		})
 		runUpstreamSession(t, mode, sizes, script)
+		watchdog.Stop()
 		deadline := time.Now().Add(3 * time.Second)
 		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
@@ -54,6 +61,11 @@ func FuzzUpstreamSession(f *testing.F) {
 		}
 	})
 }
+
+// upstreamIterationBound is far beyond what the timeouts allow one
+// iteration (a login, six transfers, a commit and a close, with five
+// reconnects, each bounded by the dial and command timeouts).
+const upstreamIterationBound = 12 * time.Second
 
 // Bits of the fuzz target's mode.
 const (

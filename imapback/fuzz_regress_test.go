@@ -37,3 +37,20 @@ func TestUpstreamCapabilityParenthesis(t *testing.T) {
 		t.Fatal("login still running 5 s after a greeting with \"(\" in its capability list (go-imap's reader spins)")
 	}
 }
+
+// Found by FuzzUpstreamSession's delivery check: a batch FETCH asks for
+// BODY.PEEK[], and readWholeBody takes the first body section of the
+// answer whatever it is. An upstream that answers with another section
+// (BODY[TEXT]) or a part of the body (BODY[]<5>) of the listed length
+// has it delivered as the whole message, where the ranged path
+// (readBodyChunk) refuses an answer at another offset. Only BODY[] (or
+// BODY[]<0>) may be taken as the message.
+func TestUpstreamBatchTakesOnlyTheWholeBody(t *testing.T) {
+	for _, item := range []string{"BODY[]<5>", "BODY[TEXT]"} {
+		t.Run(item, func(t *testing.T) {
+			// One message of 21 octets, answered with 21 other octets.
+			runUpstreamSession(t, seedMax16, []byte("\x0a"),
+				[]byte("BATCH\n* 1 FETCH (UID 4 "+item+" {*}XXXXXXXXXXXXXXXXXXXXX\x01)\r\n$T OK Fetch completed.\r\n"))
+		})
+	}
+}

@@ -1,5 +1,7 @@
 package imapback
 
+// The bugs FuzzUpstreamSession found, each as a regular test.
+
 import (
 	"context"
 	"testing"

@@ -1,5 +1,9 @@
 package imapback
 
+// The upstream fuzzer: FuzzUpstreamSession, what it does with a Session
+// and the checks it makes of the outcome and of what the scripted
+// upstream (fuzz_fake_test.go) sent and received.
+
 import (
 	"bytes"
 	"context"

@@ -1,0 +1,58 @@
+package imapback
+
+// The bugs FuzzUpstreamSession found, each as a regular test.
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/hostileimap"
+)
+
+// Found by FuzzUpstreamSession: a capability list with a "(" after a
+// space makes go-imap's reader goroutine (v2.0.0-beta.8 and beta.9,
+// readCapabilities) spin forever on a byte it never consumes. The greeting
+// here, an untagged CAPABILITY or a [CAPABILITY ...] code in LOGIN's OK
+// all reach it. Closing the connection does not end the loop, so the
+// login never returns, whatever its timeout, and a CPU stays busy: one
+// hostile upstream (or anyone in the middle of a plaintext connection)
+// takes a core and a POP3 session per login. The login must fail within
+// its dial timeout instead.
+func TestUpstreamCapabilityParenthesis(t *testing.T) {
+	srv := hostileimap.Start(t, hostileimap.Script{Caps: "IMAP4rev1 (UIDPLUS"})
+	b := newBackend(t, Options{Address: srv.Addr, Auth: AuthLogin, DialTimeout: 500 * time.Millisecond, CommandTimeout: 500 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		s, err := b.Login(context.Background(), alice, b.DefaultPolicy())
+		if s != nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("login succeeded after a capability list go-imap cannot parse")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("login still running 5 s after a greeting with \"(\" in its capability list (go-imap's reader spins)")
+	}
+}
+
+// Found by FuzzUpstreamSession's delivery check: a batch FETCH asks for
+// BODY.PEEK[], and readWholeBody takes the first body section of the
+// answer whatever it is. An upstream that answers with another section
+// (BODY[TEXT]) or a part of the body (BODY[]<5>) of the listed length
+// has it delivered as the whole message, where the ranged path
+// (readBodyChunk) refuses an answer at another offset. Only BODY[] (or
+// BODY[]<0>) may be taken as the message.
+func TestUpstreamBatchTakesOnlyTheWholeBody(t *testing.T) {
+	for _, item := range []string{"BODY[]<5>", "BODY[TEXT]"} {
+		t.Run(item, func(t *testing.T) {
+			// One message of 21 octets, answered with 21 other octets.
+			runUpstreamSession(t, seedMax16, []byte("\x0a"),
+				[]byte("BATCH\n* 1 FETCH (UID 4 "+item+" {*}XXXXXXXXXXXXXXXXXXXXX\x01)\r\n$T OK Fetch completed.\r\n"))
+		})
+	}
+}

@@ -1,0 +1,435 @@
+package imapback
+
+// The upstream fuzzer: FuzzUpstreamSession, what it does with a Session
+// and the checks it makes of the outcome and of what the scripted
+// upstream (fuzz_fake_test.go) sent and received.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzUpstreamSession drives a real Session against a scripted upstream
+// (fuzz_fake_test.go) whose replies come from the fuzz input: login,
+// SELECT, the snapshot's UID FETCH 1:* (UID RFC822.SIZE), the identity
+// or header fetch of the UIDL format, RETRs in ranges or from a batch,
+// an optional NOOP, QUIT's UID STORE and UID EXPUNGE, and LOGOUT. mode
+// chooses the options and what the POP3 side does, sizes the model
+// mailbox (one message per octet), script the upstream's replies.
+//
+// Beyond not panicking, every iteration checks that:
+//   - a login that succeeds holds at most MaxMessages messages, after a
+//     SELECT whose EXISTS was at most that; one whose well-formed answers
+//     name more fails with ErrMaildropTooLarge;
+//   - a RETR read to its end without error delivered octets the upstream
+//     sent as that UID's BODY[] at those offsets, and exactly the model
+//     message when the upstream sent nothing else for it;
+//   - \Deleted and UID EXPUNGE are sent only by Commit, and only for the
+//     UIDs of the deleted messages; never a plain EXPUNGE;
+//   - with no scripted reply at all, everything succeeds;
+//   - no goroutine outlives the iteration.
+func FuzzUpstreamSession(f *testing.F) {
+	for _, s := range upstreamSeeds {
+		f.Add(s.mode, []byte(s.sizes), []byte(s.script))
+	}
+	f.Fuzz(func(t *testing.T, mode uint32, sizes []byte, script []byte) {
+		if len(script) > 16<<10 {
+			return
+		}
+		before := runtime.NumGoroutine()
+		// A hang is a finding too: the fuzzing engine keeps the input of
+		// a process that died, not of one that stopped.
+		watchdog := time.AfterFunc(upstreamIterationBound, func() {
+			buf := make([]byte, 1<<20)
+			panic(fmt.Sprintf("iteration still running after %v:\n%s", upstreamIterationBound, buf[:runtime.Stack(buf, true)]))
+		})
+		runUpstreamSession(t, mode, sizes, script)
+		watchdog.Stop()
+		deadline := time.Now().Add(3 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left over:\n%s", n-before, buf[:runtime.Stack(buf, true)])
+		}
+	})
+}
+
+// upstreamIterationBound is far beyond what the timeouts allow one
+// iteration (a login, six transfers, a commit and a close, with five
+// reconnects, each bounded by the dial and command timeouts).
+const upstreamIterationBound = 12 * time.Second
+
+// Bits of the fuzz target's mode.
+const (
+	modeUIDL       = 3 << 0 // 0: default, 1: %g, 2: %m, 3: %u.%g
+	modeReconnect  = 1 << 2
+	modeReverse    = 1 << 3 // RETR from the last message (no batches)
+	modeNoAhead    = 1 << 4
+	modeTop        = 1 << 5 // TOP (lines 0) for odd message numbers
+	modeEarlyClose = 1 << 6 // the first RETR is abandoned after a few octets
+	modeFlagOnly   = 1 << 7 // delete policy flag
+	modeSeenNever  = 1 << 8
+	modeLowExists  = 1 << 9 // SELECT's default EXISTS stops at MaxMessages
+	modeNoop       = 1 << 10
+	modeMaxShift   = 12 // 4 bits: MaxMessages - 1
+	modeDeleteMask = 16 // 8 bits: the messages DELE marks
+)
+
+const fuzzChunk = 64
+
+var fuzzUIDLFormats = []string{DefaultUIDLFormat, "%g", "%m", "%u.%g"}
+
+// fuzzModel makes one message per octet of sizes (at most 6): distinct
+// octets at every offset, UIDs that are not sequence numbers.
+func fuzzModel(sizes []byte) []fakeMsg {
+	var model []fakeMsg
+	for k, b := range sizes[:min(len(sizes), 6)] {
+		size := 1 + 2*int(b)
+		body := fmt.Appendf(nil, "Subject: m%d\r\nX: y\r\n\r\n", k)
+		for j := 0; len(body) < size; j++ {
+			body = fmt.Appendf(body, "m%d line %d\r\n", k, j)
+		}
+		model = append(model, fakeMsg{uid: uint64(3*k + 4), body: body[:size]})
+	}
+	return model
+}
+
+func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) {
+	model := fuzzModel(sizes)
+	maxMsgs := 1 + int(mode>>modeMaxShift&15)
+	fake, err := startFake(model, script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.close()
+	if mode&modeLowExists != 0 {
+		fake.lowExists = uint64(maxMsgs)
+	}
+	uidl, err := ParseUIDLFormat(fuzzUIDLFormats[mode&modeUIDL])
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{
+		Address: fake.ln.Addr().String(), TLS: TLSNone, Auth: AuthLogin, UIDL: uidl,
+		DialTimeout: time.Second, CommandTimeout: 300 * time.Millisecond,
+		NoReconnect: mode&modeReconnect == 0, MaxMessages: maxMsgs,
+		ResponseLimits: ResponseLimits{Literal: 512, Response: 4096},
+		ChunkSize:      fuzzChunk, ReadAheadBytes: 4 * fuzzChunk, ReadAheadMessages: 4,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if mode&modeNoAhead != 0 {
+		opts.ReadAheadBytes = -1
+	}
+	b, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := b.DefaultPolicy()
+	if mode&modeFlagOnly != 0 {
+		pol.Delete = DeleteFlag
+	}
+	if mode&modeSeenNever != 0 {
+		pol.Seen = SeenNever
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Well-formed: every answer a default one, and as many messages
+	// announced as there are.
+	wellFormed := func() bool {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return !fake.custom && (fake.lowExists == 0 || len(model) <= maxMsgs)
+	}
+
+	s, err := b.Login(ctx, alice, pol)
+	checkLogin(t, fake, s, err, maxMsgs, len(model) > maxMsgs && wellFormed())
+	if err != nil {
+		if wellFormed() && len(model) <= maxMsgs {
+			t.Fatalf("well-formed login failed: %v", err)
+		}
+		return
+	}
+	msgs := s.Messages()
+	order := make([]int, len(msgs))
+	for k := range order {
+		order[k] = k
+		if mode&modeReverse != 0 {
+			order[k] = len(msgs) - 1 - k
+		}
+	}
+	cut := false // a RETR failed mid-message: the POP3 side hangs up
+	for n, i := range order {
+		lines := -1
+		if mode&modeTop != 0 && i%2 == 1 {
+			lines = 0
+		}
+		rc, err := s.Retrieve(ctx, i, lines)
+		if err != nil {
+			if wellFormed() {
+				t.Fatalf("well-formed Retrieve(%d): %v", i, err)
+			}
+			continue
+		}
+		if n == 0 && mode&modeEarlyClose != 0 {
+			io.CopyN(io.Discard, rc, 10)
+			rc.Close()
+			continue
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			if wellFormed() {
+				t.Fatalf("well-formed read of message %d: %v", i, err)
+			}
+			cut = true
+			break
+		}
+		checkDelivered(t, fake, msgs[i], got, model)
+		if lines < 0 {
+			s.Retrieved(i)
+		}
+	}
+	var deleted []int
+	for i := range msgs {
+		if i < 8 && mode>>(modeDeleteMask+i)&1 != 0 {
+			deleted = append(deleted, i)
+		}
+	}
+	beforeCommit := len(fake.commands())
+	if !cut {
+		if mode&modeNoop != 0 {
+			s.Noop(ctx)
+		}
+		beforeCommit = len(fake.commands())
+		removed, _, err := s.Commit(ctx, deleted)
+		if wellFormed() && (err != nil || pol.Delete == DeleteExpunge && removed != len(deleted)) {
+			t.Fatalf("well-formed Commit(%v): removed %d, %v", deleted, removed, err)
+		}
+	}
+	s.Close()
+	checkCommands(t, fake.commands(), beforeCommit, msgs, deleted, cut)
+}
+
+var reExists = regexp.MustCompile(`^\* (\d{1,10}) EXISTS\r?$`)
+
+// checkLogin checks a login's outcome against what the fake answered to
+// SELECT on the first connection.
+func checkLogin(t *testing.T, fake *fakeUpstream, s *Session, err error, maxMsgs int, tooLarge bool) {
+	if tooLarge && !errors.Is(err, ErrMaildropTooLarge) {
+		t.Fatalf("login of a maildrop larger than %d: %v, want ErrMaildropTooLarge", maxMsgs, err)
+	}
+	if err != nil {
+		return
+	}
+	if n := len(s.Messages()); n > maxMsgs {
+		t.Fatalf("login served %d messages, MaxMessages %d", n, maxMsgs)
+	}
+	// The EXISTS lines of SELECT's answer, up to its tagged response.
+	fake.mu.Lock()
+	out := string(fake.sent[0])
+	fake.mu.Unlock()
+	tag := ""
+	for _, c := range fake.commands() {
+		if t, rest, _ := strings.Cut(c, " "); commandKind(t, rest) == "SELECT" {
+			tag = t
+			break
+		}
+	}
+	var exists uint64
+	for _, line := range strings.Split(out, "\n") {
+		if tag != "" && strings.HasPrefix(line, tag+" ") {
+			break
+		}
+		if m := reExists.FindStringSubmatch(line); m != nil {
+			exists, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+	}
+	if exists > uint64(maxMsgs) && exists < 1<<32 {
+		t.Fatalf("login succeeded after SELECT named %d messages, MaxMessages %d", exists, maxMsgs)
+	}
+}
+
+// checkDelivered checks a message read to its end: its octets are
+// pieces the upstream sent as that UID's body, each at its offset, and
+// the model message itself when every piece was the model's.
+func checkDelivered(t *testing.T, fake *fakeUpstream, m Message, got []byte, model []fakeMsg) {
+	fake.mu.Lock()
+	var bodies []sentBody
+	for _, out := range fake.sent {
+		bodies = append(bodies, sentBodies(out)...)
+	}
+	fake.mu.Unlock()
+	var mine []sentBody
+	for _, sb := range bodies {
+		for _, u := range sb.uids {
+			if u == uint64(m.UID) {
+				mine = append(mine, sb)
+				break
+			}
+		}
+	}
+	if !tiles(got, mine) {
+		t.Fatalf("UID %d delivered %q, which is not what the upstream sent as its body (%d pieces)", m.UID, got, len(mine))
+	}
+	for _, fm := range model {
+		if fm.uid != uint64(m.UID) || int64(len(fm.body)) != m.Size {
+			continue
+		}
+		for _, sb := range mine {
+			end := sb.off + int64(len(sb.data))
+			if end > int64(len(fm.body)) || !bytes.Equal(sb.data, fm.body[sb.off:end]) ||
+				end != int64(len(fm.body)) && len(sb.data) != fuzzChunk {
+				return // the upstream sent something else for it too
+			}
+		}
+		if !bytes.Equal(got, fm.body) {
+			t.Fatalf("UID %d delivered %q, the upstream's message is %q", m.UID, got, fm.body)
+		}
+	}
+}
+
+// tiles reports whether got is a run of bodies, each at the offset
+// where the one before it ends.
+func tiles(got []byte, bodies []sentBody) bool {
+	seen := map[int]bool{}
+	var from func(off int) bool
+	from = func(off int) bool {
+		if seen[off] {
+			return false
+		}
+		seen[off] = true
+		for _, sb := range bodies {
+			if sb.off != int64(off) || !bytes.HasPrefix(got[off:], sb.data) {
+				continue
+			}
+			if off+len(sb.data) == len(got) || len(sb.data) > 0 && from(off+len(sb.data)) {
+				return true
+			}
+		}
+		return false
+	}
+	return from(0)
+}
+
+// sentBody is a BODY[] value the upstream sent in a FETCH response.
+type sentBody struct {
+	uids []uint64 // the UIDs named before the response's first literal
+	off  int64
+	data []byte
+}
+
+var (
+	reLiteralEnd = regexp.MustCompile(`\{(\d{1,9})\+?\}\r?\n$`)
+	reUIDItem    = regexp.MustCompile(`(?i)\bUID (\d{1,10})\b`)
+	reBodyBefore = regexp.MustCompile(`(?i)\bBODY\[\](?:<(\d{1,10})>)? $`)
+	reQuotedPair = regexp.MustCompile(`\\(.)`)
+	reBodyQuoted = regexp.MustCompile(`(?i)\bBODY\[\](?:<(\d{1,10})>)? "((?:[^"\\\r\n]|\\.)*)"`)
+)
+
+// sentBodies finds the BODY[] values of the FETCH responses in out,
+// literals and quoted strings, more leniently than go-imap reads them.
+func sentBodies(out []byte) []sentBody {
+	var found []sentBody
+	var text []string // the response's text, cut at its literals
+	var lits [][]byte
+	flush := func() {
+		defer func() { text, lits = nil, nil }()
+		head := strings.ToUpper(text[0])
+		if !strings.HasPrefix(head, "* ") || !strings.Contains(head, " FETCH (") {
+			return
+		}
+		var uids []uint64
+		for _, m := range reUIDItem.FindAllStringSubmatch(head, -1) {
+			u, _ := strconv.ParseUint(m[1], 10, 64)
+			uids = append(uids, u)
+		}
+		offset := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+		for j, lit := range lits {
+			if m := reBodyBefore.FindStringSubmatch(text[j]); m != nil {
+				found = append(found, sentBody{uids, offset(m[1]), lit})
+			}
+		}
+		for _, part := range text {
+			for _, m := range reBodyQuoted.FindAllStringSubmatch(part, -1) {
+				q := reQuotedPair.ReplaceAllString(m[2], "$1")
+				found = append(found, sentBody{uids, offset(m[1]), []byte(q)})
+			}
+		}
+	}
+	part := ""
+	for len(out) > 0 {
+		i := bytes.IndexByte(out, '\n')
+		if i < 0 {
+			i = len(out) - 1
+		}
+		line := string(out[:i+1])
+		out = out[i+1:]
+		m := reLiteralEnd.FindStringSubmatchIndex(line)
+		if m == nil {
+			text = append(text, part+line)
+			part = ""
+			flush()
+			continue
+		}
+		n, _ := strconv.Atoi(line[m[2]:m[3]])
+		n = min(n, len(out))
+		text = append(text, part+line[:m[0]])
+		lits = append(lits, out[:n])
+		out, part = out[n:], ""
+	}
+	if len(text) > 0 {
+		flush()
+	}
+	return found
+}
+
+// checkCommands checks what the session sent upstream: \Deleted and
+// UID EXPUNGE only from Commit (the commands from index commit on) and
+// only for deleted messages' UIDs, nothing at all of that kind after a
+// transfer was cut off, and never EXPUNGE without UID.
+func checkCommands(t *testing.T, cmds []string, commit int, msgs []Message, deleted []int, cut bool) {
+	allowed := map[uint64]bool{}
+	for _, i := range deleted {
+		allowed[uint64(msgs[i].UID)] = true
+	}
+	for k, c := range cmds {
+		_, rest, _ := strings.Cut(c, " ")
+		up := strings.ToUpper(rest)
+		var set string
+		switch {
+		case strings.HasPrefix(up, "EXPUNGE") || strings.HasPrefix(up, "CLOSE"):
+			t.Fatalf("sent %q", c)
+		case strings.HasPrefix(up, "UID EXPUNGE "):
+			set = strings.Fields(rest)[2]
+		case strings.HasPrefix(up, "UID STORE ") && strings.Contains(up, `\DELETED`):
+			set = strings.Fields(rest)[2]
+		default:
+			continue
+		}
+		if k < commit || cut {
+			t.Fatalf("sent %q outside Commit", c)
+		}
+		for _, r := range parseUIDRanges(set) {
+			if r[1]-r[0] > uint64(len(allowed)) {
+				t.Fatalf("sent %q, deleted UIDs %v", c, allowed)
+			}
+			for u := r[0]; u <= r[1]; u++ {
+				if !allowed[u] {
+					t.Fatalf("sent %q, deleted UIDs %v", c, allowed)
+				}
+			}
+		}
+	}
+}

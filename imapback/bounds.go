@@ -89,6 +89,9 @@ const (
 	BoundResponse  Bound = "response"
 	BoundResponses Bound = "responses"
 	BoundOctets    Bound = "responses to a command"
+	// BoundCapability: a "(" in a capability list, on which go-imap's
+	// reader (v2.0.0-beta.8) loops forever instead of failing.
+	BoundCapability Bound = "capability list"
 )
 
 // BoundError is the error of a response past one of its bounds.
@@ -101,8 +104,11 @@ type BoundError struct {
 }
 
 func (e *BoundError) Error() string {
-	if e.Bound == BoundResponses {
+	switch e.Bound {
+	case BoundResponses:
 		return fmt.Sprintf("%v: more than %d responses to a command", ErrResponseTooLarge, e.Limit)
+	case BoundCapability:
+		return fmt.Sprintf("%v: a capability list with \"(\", which no capability has", ErrResponseTooLarge)
 	}
 	return fmt.Sprintf("%v: %s larger than %d octets", ErrResponseTooLarge, e.Bound, e.Limit)
 }

@@ -66,6 +66,11 @@ type scanner struct {
 	untagged, numbered bool
 	typ                atomKey
 	allDigits          bool
+	// caps: the response is a capability list, untagged or as a response
+	// code (whose name code holds until codeDone).
+	caps     bool
+	code     atomKey
+	codeDone bool
 
 	// FETCH responses: list depth, the atom being read in the top list
 	// and the body item state.
@@ -105,7 +110,11 @@ func keyOf(kw string) uint64 {
 var (
 	kwFETCH, kwBODY, kwBINARY         = keyOf("FETCH"), keyOf("BODY"), keyOf("BINARY")
 	kwOK, kwNO, kwBAD, kwBYE, kwPREAU = keyOf("OK"), keyOf("NO"), keyOf("BAD"), keyOf("BYE"), keyOf("PREAUTH")
+	kwCAPABILI                        = keyOf("CAPABILI") // CAPABILITY: 10 octets, the first 8 kept
 )
+
+// isCapability reports whether a is CAPABILITY.
+func (a atomKey) isCapability() bool { return a.n == len("CAPABILITY") && a.k == kwCAPABILI }
 
 // Octet classes of the tight loops in run: an octet marked stops the
 // loop of its state.
@@ -185,6 +194,7 @@ func (s *scanner) startResponse() {
 	}
 	s.st, s.octets = stTag, 0
 	s.untagged, s.numbered, s.fetch, s.depth, s.item, s.tok = false, false, false, 0, fiNone, atomKey{}
+	s.caps = false
 }
 
 // run returns how many octets at the start of p the current state
@@ -198,7 +208,10 @@ func (s *scanner) run(p []byte) int {
 			n++
 		}
 	case stCode:
-		for n < len(p) && p[n] != ']' {
+		if !s.codeDone {
+			return 0 // step reads the code's name
+		}
+		for n < len(p) && p[n] != ']' && (p[n] != '(' || !s.caps) {
 			n++
 		}
 	case stQuoted:
@@ -274,14 +287,24 @@ func (s *scanner) step(b byte) *BoundError {
 		return s.endType(b) // run took the type's atom octets
 	case stStatusSP:
 		if b == '[' {
-			s.st = stCode
+			s.st, s.code, s.codeDone = stCode, atomKey{}, false
 			return nil
 		}
 		s.st = stText
 		return s.step(b)
 	case stCode:
-		if b == ']' {
+		if !s.codeDone {
+			if atomOctet[b] {
+				s.code.add(b)
+				return nil
+			}
+			s.codeDone, s.caps = true, s.code.isCapability()
+		}
+		switch {
+		case b == ']':
 			s.st = stText
+		case b == '(' && s.caps:
+			return &BoundError{Bound: BoundCapability}
 		}
 	case stText:
 		if b == '\n' {
@@ -350,6 +373,7 @@ func (s *scanner) endType(b byte) *BoundError {
 	default:
 		// go-imap reads a FETCH without a number too.
 		s.fetch = s.typ.is(kwFETCH)
+		s.caps = s.typ.isCapability()
 		s.st = stData
 	}
 	return s.step(b)
@@ -369,6 +393,9 @@ func (s *scanner) data(b byte) *BoundError {
 	}
 	switch b {
 	case '(':
+		if s.caps {
+			return &BoundError{Bound: BoundCapability}
+		}
 		s.depth++
 	case ')':
 		s.depth = max(s.depth-1, 0)

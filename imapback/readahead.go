@@ -264,6 +264,13 @@ var (
 	errNoBody   = errors.New("no body in FETCH response")
 )
 
+// wholeBody reports whether sec is the whole message, BODY[] or
+// BODY[]<0>.
+func wholeBody(sec *imap.FetchItemBodySection) bool {
+	return sec != nil && sec.Specifier == imap.PartSpecifierNone && len(sec.Part) == 0 &&
+		(sec.Partial == nil || sec.Partial.Offset == 0)
+}
+
 // readWholeBody reads the UID and the BODY[] literal of one FETCH response
 // into buf. A literal larger than buf is read and dropped (errTooLarge),
 // which keeps the connection in step.
@@ -274,7 +281,9 @@ func readWholeBody(m *imapclient.FetchMessageData, buf []byte) (n int, uid imap.
 		case imapclient.FetchItemDataUID:
 			uid = item.UID
 		case imapclient.FetchItemDataBodySection:
-			if found || item.Literal == nil {
+			if found || item.Literal == nil || !wholeBody(item.Section) {
+				// Only BODY[] from octet 0 is the message: a server that
+				// answers with another section must not pass it off as one.
 				continue
 			}
 			found = true

@@ -448,11 +448,15 @@ func (s *Session) Commit(ctx context.Context, deleted []int) (removed, flagged i
 	if err != nil {
 		return 0, 0, err
 	}
-	// The \Seen flags go out and are not waited for: their failure is
-	// only logged (Close waits for them), and the UPDATE's commands, or
-	// Close's LOGOUT, follow them without a round trip of their own.
+	// The \Seen flags go out first and the UPDATE's commands right
+	// behind them, without a round trip of their own. They are waited for
+	// before the answer, so that a client that hears +OK finds its
+	// messages \Seen (as Dovecot's POP3 does), but their failure is only
+	// logged.
 	s.flushSeen()
-	return s.commit(deleted)
+	removed, flagged, err = s.commit(deleted)
+	s.waitSeen()
+	return removed, flagged, err
 }
 
 // Close logs out without changing the mailbox: LOGOUT, unlike CLOSE, does

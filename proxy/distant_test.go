@@ -19,10 +19,10 @@ import (
 )
 
 // maxDistantRoundTrips is what the typical session may cost (issue 19).
-// It costs 4: popbridge waits for the greeting, the login (AUTHENTICATE
-// PLAIN with an initial response), the SELECT and the snapshot's FETCH
-// sent together, and the batch of the 20 messages; then the \Seen STORE
-// and the LOGOUT go out together, after the client's QUIT answer.
+// popbridge waits for the greeting, the login (AUTHENTICATE PLAIN with
+// an initial response), the SELECT and the snapshot's FETCH sent
+// together, the batch of the 20 messages, and QUIT's \Seen STORE; then
+// it sends LOGOUT, after the client's QUIT answer.
 const maxDistantRoundTrips = 5
 
 // A device logs in, lists the unique-ids, retrieves the 20 newest of

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -59,6 +60,8 @@ func (r *bodyReader) fetchHead(uid imap.UID, f *rangeFetch) (n int, found, spoil
 		})
 	}
 	r.headSize = -1
+	start := time.Now()
+	defer func() { s.observe("UID FETCH", start, err) }()
 	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: sections})
 	for !found && err == nil {
 		m := cmd.Next()

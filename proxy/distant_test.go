@@ -60,11 +60,7 @@ func TestTypicalSessionThroughDistantUpstreamTakesFewRoundTrips(t *testing.T) {
 		t.Fatalf("QUIT = %q", resp)
 	}
 	elapsed := time.Since(start)
-	for deadline := time.Now().Add(10 * time.Second); relay.Open() > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upstream connection is still open 10 s after QUIT")
-		}
-	}
+	waitClosedUpstream(t, relay)
 	total := relay.RoundTrips()
 	t.Logf("typical session through a 50 ms upstream: %v until QUIT's answer, %d upstream round trips", elapsed, total)
 	if total > maxDistantRoundTrips {
@@ -87,11 +83,7 @@ func TestTypicalSessionThroughDistantUpstreamTakesFewRoundTrips(t *testing.T) {
 	if resp := c.Quit(); resp != fmt.Sprintf("+OK Logging out, %d messages deleted", newest) {
 		t.Fatalf("QUIT = %q", resp)
 	}
-	for deadline := time.Now().Add(10 * time.Second); relay.Open() > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upstream connection is still open 10 s after QUIT")
-		}
-	}
+	waitClosedUpstream(t, relay)
 	// The greeting, the login, the snapshot and the UPDATE, then the
 	// LOGOUT: a STORE waited for before the EXPUNGE would make 5.
 	if got := relay.RoundTrips() - before; got > 4 {
@@ -104,6 +96,17 @@ func TestTypicalSessionThroughDistantUpstreamTakesFewRoundTrips(t *testing.T) {
 	for i, m := range left {
 		if !bytes.Equal(m.Body, msgs[i]) {
 			t.Fatalf("message %d left upstream is not the one delivered %d-th", i+1, i+1)
+		}
+	}
+}
+
+// waitClosedUpstream waits until the session's upstream connection is
+// closed: its LOGOUT comes after the client's QUIT answer.
+func waitClosedUpstream(t *testing.T, relay *faultrelay.Relay) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); relay.Open() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream connection is still open 10 s after QUIT")
 		}
 	}
 }

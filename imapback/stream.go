@@ -4,7 +4,7 @@ package imapback
 // one message in chunks of ChunkSize octets (BODY.PEEK[]<offset.size>,
 // one range per FETCH) and hands each octet to the POP3 side as soon as
 // it is in. The batch of small messages that a sequential client is
-// served from memory is in readahead.go.
+// served from memory is in readahead.go, a large TOP's first FETCH in top.go.
 //
 // Who owns the upstream connection when. go-imap's own reader goroutine
 // parses every response and calls Session.expunged (under s.mu) for

@@ -363,14 +363,18 @@ func (s *Session) connect(ctx context.Context) (err error) {
 	copts := &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{Expunge: s.expunged},
 	}
-	tlsConfig := o.TLSConfig.Clone()
-	if tlsConfig == nil {
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	// go-imap never does TLS here (see below), so copts has no
+	// TLSConfig: a session without TLS then holds no config at all.
+	var tlsConfig *tls.Config
+	if o.TLS != TLSNone {
+		tlsConfig = o.TLSConfig.Clone()
+		if tlsConfig == nil {
+			tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if tlsConfig.ServerName == "" {
+			tlsConfig.ServerName, _, _ = net.SplitHostPort(o.Address)
+		}
 	}
-	if tlsConfig.ServerName == "" {
-		tlsConfig.ServerName, _, _ = net.SplitHostPort(o.Address)
-	}
-	copts.TLSConfig = tlsConfig
 	client, ok := clientAddrFrom(ctx)
 	// STARTTLS always by hand: go-imap's own would put TLS on top of
 	// the bounded connection, which must read plaintext.

@@ -144,6 +144,8 @@ func TestXOAuth2ExchangeOnTheWire(t *testing.T) {
 					{"TAG AUTHENTICATE XOAUTH2 " + ir + "\r\n", "TAG OK [CAPABILITY IMAP4rev1 UIDPLUS] Thats all she wrote!\r\n"},
 					// The login is done; the mailbox fails on purpose to end the script.
 					{"TAG SELECT INBOX\r\n", "TAG NO [NONEXISTENT] no such mailbox\r\n"},
+					// The snapshot's FETCH comes right behind the SELECT.
+					{"TAG UID FETCH 1:* (UID RFC822.SIZE)\r\n", "TAG BAD No mailbox selected\r\n"},
 				}
 			},
 			wantErr: ErrMailbox,

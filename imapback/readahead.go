@@ -10,7 +10,9 @@ package imapback
 //     client consumes in order (up to ReadAheadMessages), as in a file
 //     system's read-ahead: a client that stops after one message costs
 //     nothing extra, and one that stops early wastes at most about as
-//     much as it took.
+//     much as it took. The session's first batch, when the rest of the
+//     mailbox fits in one (the newest mail), takes all of it at once
+//     (firstWindow).
 //   - Only messages up to ChunkSize are batched, up to ReadAheadBytes in
 //     all; a larger message ends the batch and is streamed in ranges.
 //     The batch lives in one buffer per session, taken from a pool and
@@ -118,9 +120,12 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 		}
 		return nil, nil
 	}
-	if i == ra.next && ra.window > 0 {
+	switch {
+	case i == ra.next && ra.window > 0:
 		ra.window = min(2*ra.window, s.b.opts.ReadAheadMessages)
-	} else {
+	case ra.window == 0:
+		ra.window = s.firstWindow(i) // the session's first batch
+	default:
 		ra.window = 1
 	}
 	ra.release(s.b)
@@ -148,6 +153,31 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 	}
 	ra.next = i + 1
 	return rc, nil
+}
+
+// firstWindow is the size of the session's first batch, starting at
+// message i: the rest of the mailbox when it fits in one batch, else one
+// message. A device that checks for new mail retrieves the newest
+// messages, in order, and through a distant upstream each batch costs a
+// round trip: the snapshot's sizes say whether all of them fit, so they
+// come in one. A client that stops early leaves at most one buffer
+// unread, once per session: later runs start at one message.
+func (s *Session) firstWindow(i int) int {
+	rest := len(s.msgs) - i
+	if rest > s.b.opts.ReadAheadMessages {
+		return 1
+	}
+	var total int64
+	for _, m := range s.msgs[i:] {
+		if m.Size > int64(s.b.opts.ChunkSize) {
+			return 1
+		}
+		total += m.Size
+	}
+	if total > int64(s.b.opts.ReadAheadBytes) {
+		return 1
+	}
+	return rest
 }
 
 // fetchBatch starts fetching up to window small messages starting with i

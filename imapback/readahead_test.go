@@ -67,6 +67,35 @@ func TestSequentialRetrievalFetchesSmallMessagesInGrowingBatches(t *testing.T) {
 	}
 }
 
+// The session's first batch takes the rest of the mailbox when it fits
+// in one: a device that retrieves the newest messages gets them with one
+// FETCH. A later run that does not follow on starts at one message again.
+func TestFirstBatchTakesTheNewestMessagesAtOnce(t *testing.T) {
+	var msgs [][]byte
+	for i := range 30 {
+		msgs = append(msgs, message(200+i))
+	}
+	up := tapUpstream(t, startMem(t, msgs...).Addr)
+	s := login(t, newBackend(t, Options{Address: up.Addr, ChunkSize: 1024, ReadAheadMessages: 16}))
+	start := up.count("UID FETCH")
+	for i := 20; i < 30; i++ {
+		if got := retrieveAll(t, s, i); !bytes.Equal(got, msgs[i]) {
+			t.Fatalf("message %d: got %q", i, got)
+		}
+	}
+	if got := up.count("UID FETCH") - start; got != 1 {
+		t.Errorf("%d UID FETCH commands for the 10 newest messages, want 1", got)
+	}
+	for _, i := range []int{3, 10, 11} { // 10 and 11: windows of 1 and 2
+		if got := retrieveAll(t, s, i); !bytes.Equal(got, msgs[i]) {
+			t.Fatalf("message %d: got %q", i, got)
+		}
+	}
+	if got := up.count("UID FETCH") - start; got != 4 {
+		t.Errorf("%d UID FETCH commands in all, want 4 (later runs start at one message)", got)
+	}
+}
+
 // Prefetched messages are not \Seen: only Retrieved sets the flag, and
 // only on the messages the client received.
 func TestReadAheadNeverSetsSeen(t *testing.T) {
@@ -100,7 +129,8 @@ func TestReadAheadAnswersErrGoneForMessageExpungedMeanwhile(t *testing.T) {
 		msgs = append(msgs, message(150+i))
 	}
 	srv := startMem(t, msgs...)
-	s := login(t, newBackend(t, Options{Address: srv.Addr, ChunkSize: 1024}))
+	// At most 4 a batch: the mailbox does not fit in the first.
+	s := login(t, newBackend(t, Options{Address: srv.Addr, ChunkSize: 1024, ReadAheadMessages: 4}))
 	for i := range 3 { // windows 1 and 2: messages 0-2 fetched
 		retrieveAll(t, s, i)
 	}
@@ -127,7 +157,8 @@ func TestReadAheadServesTheFirstMessageOfABatchBeforeTheRestArrives(t *testing.T
 		msgs = append(msgs, fmt.Appendf(nil, "Subject: %d\r\n\r\nbody of message number %d\r\n", i, i))
 	}
 	relay := faultrelay.New(t, startMem(t, msgs...).Addr)
-	b := newBackend(t, Options{Address: relay.Addr, ChunkSize: 1024})
+	// At most 4 a batch: the mailbox does not fit in the first.
+	b := newBackend(t, Options{Address: relay.Addr, ChunkSize: 1024, ReadAheadMessages: 4})
 	s := login(t, b)
 	for i := range 3 { // windows 1 and 2
 		if got := retrieveAll(t, s, i); !bytes.Equal(got, msgs[i]) {

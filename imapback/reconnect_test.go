@@ -117,7 +117,8 @@ func TestReconnectMapsExpungesOntoTheSnapshot(t *testing.T) {
 func TestReconnectResendsALostSeen(t *testing.T) {
 	srv := startMem(t, message(100), message(101))
 	relay := fr.New(t, srv.Addr)
-	s := login(t, newBackend(t, Options{Address: relay.Addr, ChunkSize: 1 << 10}))
+	// One message a batch: the second is fetched after the first.
+	s := login(t, newBackend(t, Options{Address: relay.Addr, ChunkSize: 1 << 10, ReadAheadMessages: 1}))
 	ctx := context.Background()
 	retrieveAll(t, s, 0)
 	s.Retrieved(0)

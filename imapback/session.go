@@ -93,34 +93,55 @@ func (s *Session) upstreamErr(err error) error {
 
 // selectMaildrop selects the policy's Mailbox or else Options.Mailbox,
 // under the personal namespace if the upstream refuses it as written
-// (folders.go), and sets s.mailbox.
-func (s *Session) selectMaildrop() (*imap.SelectData, error) {
+// (folders.go), and sets s.mailbox. early is the snapshot's FETCH, sent
+// right behind the first SELECT (snapshotpipe.go), or nil.
+func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.FetchCommand, err error) {
 	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
 	start := time.Now()
-	sel, err := s.c.Select(s.mailbox, nil).Wait()
+	cmd := s.c.Select(s.mailbox, nil)
+	early = s.pipelineSnapshot()
+	sel, err = cmd.Wait()
 	s.observe("SELECT", start, err)
+	if err != nil && early != nil {
+		// Answered with BAD or NO, nothing being selected.
+		early.Close()
+		early = nil
+	}
 	// INBOX is the same name in every namespace (RFC 3501 section 5.1).
 	var ie *imap.Error
 	if !errors.As(err, &ie) || ie.Code == imap.ResponseCodeInUse || strings.EqualFold(s.mailbox, "INBOX") {
-		return sel, err
+		return sel, early, err
 	}
 	name, ferr := s.findFolder(s.mailbox)
 	if ferr != nil || name == s.mailbox {
-		return sel, err
+		return sel, nil, err
 	}
 	s.mailbox = name
 	start = time.Now()
 	sel, err = s.c.Select(s.mailbox, nil).Wait()
 	s.observe("SELECT", start, err)
-	return sel, err
+	return sel, nil, err
 }
 
 // snapshot selects the mailbox and records every message's UID and size
 // with one UID FETCH 1:* (UID RFC822.SIZE), then what the UIDL format
 // needs besides (uidlfetch.go).
 func (s *Session) snapshot() error {
-	s.bc.Expect(Expectation{Responses: responseSlack})
-	sel, err := s.selectMaildrop()
+	s.bc.Expect(s.selectExpectation())
+	// A message expunged while the FETCH runs may or may not be in its
+	// answer, so the sequence numbers of later EXPUNGEs would be ambiguous:
+	// fetch again until a FETCH runs without an EXPUNGE. The first FETCH
+	// may go out with the SELECT: count from before both.
+	s.mu.Lock()
+	before := s.expunges
+	s.mu.Unlock()
+	sel, early, err := s.selectMaildrop()
+	defer func() {
+		if early != nil { // not read: see fetchSizesOnce
+			s.nc.Close()
+			early.Close()
+		}
+	}()
 	err = s.upstreamErr(err)
 	if err != nil {
 		var ie *imap.Error
@@ -135,15 +156,9 @@ func (s *Session) snapshot() error {
 	if err := s.checkKeywords(sel); err != nil {
 		return err
 	}
-	// A message expunged while the FETCH runs may or may not be in its
-	// answer, so the sequence numbers of later EXPUNGEs would be ambiguous:
-	// fetch again until a FETCH runs without an EXPUNGE.
 	var vars []UIDLVars // what the UIDLs are made of, beside UID and UIDVALIDITY
 	for attempt := 0; ; attempt++ {
-		s.mu.Lock()
-		before := s.expunges
-		s.mu.Unlock()
-		msgs, seqs, err := s.fetchView(sel.NumMessages)
+		msgs, seqs, err := s.fetchView(sel.NumMessages, &early)
 		if errors.Is(err, ErrMaildropTooLarge) {
 			return err
 		}
@@ -161,6 +176,7 @@ func (s *Session) snapshot() error {
 			s.mu.Unlock()
 			break
 		}
+		before = s.expunges
 		s.mu.Unlock()
 	}
 	if err := s.makeUIDLs(vars, sel.UIDValidity); err != nil {
@@ -179,8 +195,9 @@ type seqMsg struct {
 
 // fetchSizes fetches UID and RFC822.SIZE of the messages in uids and
 // returns them in mailbox order with their sequence numbers.
-func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
-	got, err := s.fetchSizesOnce(uids)
+// sent, if not nil, is the first FETCH, already sent.
+func (s *Session) fetchSizes(uids imap.UIDSet, sent *imapclient.FetchCommand) ([]Message, []uint32, error) {
+	got, err := s.fetchSizesOnce(uids, sent)
 	// A flag change by another client, reported during the FETCH, makes
 	// go-imap take it for that UID's answer and drop the size that
 	// follows: ask again for those.
@@ -200,7 +217,7 @@ func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 			return nil, nil, fmt.Errorf("FETCH gave no RFC822.SIZE for UIDs %v", missing)
 		}
 		var more []seqMsg
-		more, err = s.fetchSizesOnce(missing)
+		more, err = s.fetchSizesOnce(missing, nil)
 		answered := make(map[imap.UID]bool, len(more))
 		for _, m := range more {
 			answered[m.UID] = true
@@ -238,12 +255,15 @@ func (s *Session) fetchSizes(uids imap.UIDSet) ([]Message, []uint32, error) {
 	return msgs, seqs, nil
 }
 
-// fetchSizesOnce runs one UID FETCH (UID RFC822.SIZE).
-func (s *Session) fetchSizesOnce(uids imap.UIDSet) ([]seqMsg, error) {
+// fetchSizesOnce runs one UID FETCH of snapshotItems, or reads the
+// answer to cmd, that FETCH already sent.
+func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand) ([]seqMsg, error) {
 	var got []seqMsg
 	start := time.Now()
 	limit := maildropBound(s.b.opts.MaxMessages)
-	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, RFC822Size: true})
+	if cmd == nil {
+		cmd = s.c.Fetch(uids, snapshotItems())
+	}
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		sm := seqMsg{seq: m.SeqNum}
 		for item := m.Next(); item != nil; item = m.Next() {
@@ -438,21 +458,31 @@ func (s *Session) Commit(ctx context.Context, deleted []int) (removed, flagged i
 	if err != nil {
 		return 0, 0, err
 	}
-	s.settle()
-	return s.commit(deleted)
+	// The \Seen flags go out first and the UPDATE's commands right
+	// behind them, without a round trip of their own. They are waited for
+	// before the answer, so that a client that hears +OK finds its
+	// messages \Seen (as Dovecot's POP3 does), but their failure is only
+	// logged.
+	s.flushSeen()
+	removed, flagged, err = s.commit(deleted)
+	s.waitSeen()
+	return removed, flagged, err
 }
 
 // Close logs out without changing the mailbox: LOGOUT, unlike CLOSE, does
 // not expunge. A pending \Seen STORE and the LOGOUT get at most the
 // command timeout (and no more than closeTimeout) together: then the
-// connection is closed, which ends both.
+// connection is closed, which ends both. The LOGOUT goes out right
+// behind the STORE, which is still waited for, to log its failure.
 func (s *Session) Close() error {
 	stop := time.AfterFunc(min(s.b.opts.CommandTimeout, closeTimeout), func() { s.nc.Close() })
 	defer stop.Stop()
 	s.ra.release(s.b) // first: it waits for a batch FETCH still running
-	s.settle()
+	s.flushSeen()
 	start := time.Now()
-	err := s.c.Logout().Wait()
+	logout := s.c.Logout()
+	s.waitSeen()
+	err := logout.Wait()
 	s.observe("LOGOUT", start, err)
 	return s.c.Close()
 }

@@ -4,7 +4,7 @@ package imapback
 // one message in chunks of ChunkSize octets (BODY.PEEK[]<offset.size>,
 // one range per FETCH) and hands each octet to the POP3 side as soon as
 // it is in. The batch of small messages that a sequential client is
-// served from memory is in readahead.go.
+// served from memory is in readahead.go, a large TOP's first FETCH in top.go.
 //
 // Who owns the upstream connection when. go-imap's own reader goroutine
 // parses every response and calls Session.expunged (under s.mu) for
@@ -58,7 +58,7 @@ func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser
 	if rc, err := s.retrieveAhead(ctx, i, lines); rc != nil || err != nil {
 		return rc, err
 	}
-	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize}
+	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize, lines: lines}
 	if lines >= 0 {
 		r.chunk = min(r.chunk, 64<<10)
 	}
@@ -130,19 +130,22 @@ func (s *Session) rangeBuffer() []byte {
 // when the client has read the one before; with two, while the client
 // reads it.
 type bodyReader struct {
-	s      *Session
-	ctx    context.Context
-	i      int
-	chunk  int
-	bufp   *[]byte          // from bufPool
-	other  []byte           // the session's read-ahead buffer, if taken
-	free   chan []byte      // buffers the client is done with
-	ready  chan *rangeFetch // the chunks, in order, as their FETCH starts
-	stop   chan struct{}    // closed by Close
-	exited chan struct{}    // closed when produce returns
-	cur    *rangeFetch
-	pos    int // octets of cur read
-	err    error
+	s        *Session
+	ctx      context.Context
+	i        int
+	chunk    int
+	lines    int              // TOP's body lines (top.go), or -1 for RETR
+	headed   bool             // TOP's first FETCH ran (it may end at offset 0)
+	headSize int64            // RFC822.SIZE in the answer to the first FETCH of a TOP, or -1
+	bufp     *[]byte          // from bufPool
+	other    []byte           // the session's read-ahead buffer, if taken
+	free     chan []byte      // buffers the client is done with
+	ready    chan *rangeFetch // the chunks, in order, as their FETCH starts
+	stop     chan struct{}    // closed by Close
+	exited   chan struct{}    // closed when produce returns
+	cur      *rangeFetch
+	pos      int // octets of cur read
+	err      error
 }
 
 func (r *bodyReader) Read(p []byte) (int, error) {
@@ -183,7 +186,8 @@ func (r *bodyReader) arrived() ([]byte, error) {
 		}
 		f := r.cur
 		if avail := int(f.avail.Load()); r.pos < avail {
-			return f.buf[r.pos:avail], nil
+			// mem, not buf: a TOP's first FETCH sets buf while it runs.
+			return f.mem[r.pos:avail], nil
 		}
 		if !f.finished() {
 			select {
@@ -305,8 +309,19 @@ func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
 	// go-imap counts a UID as answered when a flag change by another
 	// client arrives for it in the middle of this command, and then drops
 	// the body that follows. The message is still there: ask again.
+	head := r.lines >= 0 && !r.headed && s.msgs[r.i].Size > int64(r.chunk)
+	r.headed = true
 	for attempt := 1; ; attempt++ {
-		n, found, spoiled, err = r.fetchChunk(uid, f)
+		if head {
+			n, found, spoiled, err = r.fetchHead(uid, f)
+			if errors.Is(err, errNoHead) && !f.broken {
+				head, err = false, nil
+				f.buf = f.mem[:min(r.chunk, len(f.mem))]
+				continue
+			}
+		} else {
+			n, found, spoiled, err = r.fetchChunk(uid, f)
+		}
 		if found || !spoiled || err != nil || attempt == maxFetchAttempts {
 			break
 		}
@@ -328,6 +343,12 @@ func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%w: UID FETCH %d BODY.PEEK[]<%d>: %v", ErrUnavailable, uid, f.offset, err)
+	}
+	if head && r.headSize >= 0 {
+		// A stand-in's size, or a server's miscount (top.go).
+		if err := s.vetSize(r.i, r.headSize); err != nil {
+			return 0, err
+		}
 	}
 	if err := r.checkEnd(f.offset, len(f.buf), n); err != nil {
 		return 0, err

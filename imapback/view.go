@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // A view is the part of the mailbox one session sees: without a device
@@ -68,9 +69,21 @@ func (s *Session) viewCriteria() *imap.SearchCriteria {
 
 // fetchView fetches UID and size of every message in the view, in mailbox
 // order, with their sequence numbers.
-func (s *Session) fetchView(exists uint32) ([]Message, []uint32, error) {
+// *early, if not nil, is the FETCH sent with the SELECT: fetchView
+// takes it over and sets *early to nil.
+func (s *Session) fetchView(exists uint32, early **imapclient.FetchCommand) ([]Message, []uint32, error) {
+	sent := *early
+	*early = nil
 	if exists == 0 {
-		return nil, nil, nil // mail arriving now waits for the next session
+		// Mail arriving now waits for the next session. Some servers
+		// refuse a FETCH in an empty mailbox: only a broken connection
+		// matters.
+		if sent != nil {
+			if err := sent.Close(); ConnectionError(err) {
+				return nil, nil, s.upstreamErr(err)
+			}
+		}
+		return nil, nil, nil
 	}
 	limit := maildropBound(s.b.opts.MaxMessages)
 	uids := imap.UIDSet{{Start: 1, Stop: 0}}
@@ -84,10 +97,14 @@ func (s *Session) fetchView(exists uint32) ([]Message, []uint32, error) {
 			return nil, nil, err
 		}
 	} else if err := limit.checkExists(exists); err != nil {
+		if sent != nil { // not read: see fetchSizesOnce
+			s.nc.Close()
+			sent.Close()
+		}
 		return nil, nil, err
 	}
 	s.bc.Expect(snapshotExpectation(min(exists, uint32(limit))))
-	return s.fetchSizes(uids)
+	return s.fetchSizes(uids, sent)
 }
 
 // search runs UID SEARCH, with RETURN (ALL) where ESEARCH (RFC 4731)

@@ -211,4 +211,9 @@ func (c *conn) stats() SessionStats {
 }
 
 // queued is what was written to the client or is waiting in the buffer.
-func (c *conn) queued() int64 { return c.sent.n + int64(c.bw.Buffered()) }
+func (c *conn) queued() int64 {
+	if c.bw == nil {
+		return c.sent.n
+	}
+	return c.sent.n + int64(c.bw.Buffered())
+}

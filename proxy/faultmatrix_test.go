@@ -130,7 +130,9 @@ func matrixCells() []matrixCell {
 	}
 	pass, dele3, retr, top, quit := stepIndex("PASS"), stepIndex("DELE 3"), stepIndex("RETR 2"), stepIndex("TOP 2 5"), stepIndex("QUIT")
 	first, mid, last := fetchLiteral(0, 256<<10), fetchLiteral(256<<10, 256<<10), fetchLiteral(512<<10, bigSize-512<<10)
-	topLit := fetchLiteral(0, 64<<10)
+	// TOP of the large message 2 fetches its header and first lines:
+	// the fault acts some octets into the header's literal.
+	topLit := "BODY[HEADER] {"
 	var cells []matrixCell
 	for _, a := range []fr.Action{fr.Cut, fr.Stall} {
 		cells = append(cells,
@@ -147,7 +149,7 @@ func matrixCells() []matrixCell {
 			// With read-ahead the \Seen STORE of RETR 2 goes out with
 			// the next upstream command (TOP's FETCH), which waits for it.
 			matrixCell{name: "STORE Seen after RETR", fault: up(`(\Seen)`, 0, a), failStep: top, fail: errTemp, state: stUntouched},
-			matrixCell{name: "TOP", fault: down(topLit, len(topLit)+10, a), failStep: top, fail: errTemp, state: stSeenOnly},
+			matrixCell{name: "TOP", fault: down(topLit, len(topLit)+20, a), failStep: top, fail: errTemp, state: stSeenOnly},
 			matrixCell{name: "UPDATE STORE Deleted", fault: up(`(\Deleted)`, 0, a), failStep: quit, fail: errQuit, state: stSeenOnly},
 			matrixCell{name: "UPDATE UID EXPUNGE", fault: up("UID EXPUNGE", 0, a), failStep: quit, fail: errQuit, state: stInterrupted},
 			// The upstream expunged, but its confirmation was lost.

@@ -110,9 +110,10 @@ type Relay struct {
 	// Addr is the relay's listening address, "127.0.0.1:PORT".
 	Addr string
 
-	target   string
-	ln       net.Listener
-	accepted atomic.Int64
+	target     string
+	ln         net.Listener
+	accepted   atomic.Int64
+	roundTrips atomic.Int64 // steady.go
 
 	mu       sync.Mutex
 	faults   []*Armed
@@ -278,6 +279,9 @@ type link struct {
 	latency time.Duration
 	// halfClosed counts the directions whose source has ended.
 	halfClosed atomic.Int32
+	// heard: data from the target reached the dialler since the
+	// dialler last sent (RoundTrips, steady.go).
+	heard atomic.Bool
 }
 
 func (l *link) close() {
@@ -309,9 +313,15 @@ func (l *link) pipe(dir Dir, src, dst net.Conn) {
 		if len(data) > 0 {
 			l.r.tap(dir, data)
 			p.count(data)
+			if dir == Up {
+				l.sent(Up)
+			}
 			if !p.forward(data) {
 				l.close()
 				return
+			}
+			if dir == Down {
+				l.sent(Down)
 			}
 		}
 		if errors.Is(err, io.EOF) {

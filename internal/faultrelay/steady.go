@@ -1,5 +1,6 @@
 // This file holds what the relay does to every connection all along,
-// rather than once at a trigger point: latency, and counting a pattern.
+// rather than once at a trigger point: latency, counting a pattern, and
+// counting round trips.
 // Both run in the goroutine of the direction they act on (pipe), except
 // the read-ahead of a delayed direction, which only reads and queues.
 
@@ -64,6 +65,27 @@ func (p *pipeRun) count(data []byte) {
 			keep = min(keep, len(window)-i-len(c.pattern))
 		}
 		p.tails[c] = append([]byte(nil), window[len(window)-keep:]...)
+	}
+}
+
+// RoundTrips counts, over every connection, the times the side that
+// dialled sent data after data from the target had reached it since it
+// last sent: the points where it waited for the target (the greeting,
+// the answer to a command) before sending more. Commands sent without
+// waiting (pipelined) add nothing; data sent for another reason after an
+// answer arrived (a command the dialler's own client asked for just
+// then) counts as well, so the count is an upper bound on the dialler's
+// waits. Up is observed where the relay reads it and Down where the
+// relay delivers it, both on the dialler's side of any latency.
+func (r *Relay) RoundTrips() int64 { return r.roundTrips.Load() }
+
+// sent notes data of dir on l for RoundTrips: Up after delivered Down
+// is one turnaround.
+func (l *link) sent(dir Dir) {
+	if dir == Down {
+		l.heard.Store(true)
+	} else if l.heard.Swap(false) {
+		l.r.roundTrips.Add(1)
 	}
 }
 

@@ -1,6 +1,7 @@
 package faultrelay
 
 import (
+	"bufio"
 	"bytes"
 	"net"
 	"testing"
@@ -58,5 +59,57 @@ func TestCountFindsAPatternSplitAcrossReads(t *testing.T) {
 	}
 	if n := down.Load(); n != 1 {
 		t.Errorf("counted %d in the server's greeting, want 1", n)
+	}
+}
+
+// A client that waits for the greeting, sends two commands at once, a
+// third after both answers and a fourth after that one's has waited three
+// times: the second of the pipelined pair costs no round trip of its own.
+func TestRoundTripsCountsWaitsNotCommands(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("* OK hello\r\n"))
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			c.Write([]byte("OK " + line))
+		}
+	}()
+	r := New(t, ln.Addr().String())
+	r.SetLatency(5 * time.Millisecond)
+	c := dial(t, r.Addr)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	expect := func(want string) {
+		t.Helper()
+		if got, err := br.ReadString('\n'); err != nil || got != want {
+			t.Fatalf("read %q, %v; want %q", got, err, want)
+		}
+	}
+	expect("* OK hello\r\n")
+	c.Write([]byte("a\r\nb\r\n"))
+	expect("OK a\r\n")
+	expect("OK b\r\n")
+	c.Write([]byte("c\r\n"))
+	expect("OK c\r\n")
+	if got := r.RoundTrips(); got != 2 {
+		t.Errorf("RoundTrips = %d after the second command, want 2", got)
+	}
+	c.Write([]byte("d\r\n"))
+	expect("OK d\r\n")
+	if got := r.RoundTrips(); got != 3 {
+		t.Errorf("RoundTrips = %d, want 3", got)
 	}
 }

@@ -198,7 +198,7 @@ func (t *hookTargets) options(tg hookTarget) (imapback.Options, error) {
 		}
 	default:
 		s := tg.server
-		u.TLS, u.CAFile, u.ServerName = imapback.TLSMode(s.TLS), s.CAFile, s.ServerName
+		u.TLS, u.CAFile, u.ServerName = s.TLS, s.CAFile, s.ServerName
 		u.CertFile, u.KeyFile, u.InsecureSkipVerify = "", "", false
 	}
 	u.Address = tg.addr.String()

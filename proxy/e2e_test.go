@@ -146,10 +146,7 @@ func TestDroppedConnectionChangesNothing(t *testing.T) {
 
 func TestRetrSetsSeenAndTopDoesNot(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		deliverN(t, u, 3)
-		addr := startProxy(t, u.addr, proxyOptions{}).addr
-		c := pop3test.Dial(t, addr)
-		c.Login(u.user, u.pass)
+		_, _, c := loginAfterDelivering(t, u, 3)
 		c.Multi("RETR 1")
 		c.Multi("TOP 2 1")
 		c.Quit()
@@ -420,10 +417,7 @@ func TestDeletePolicies(t *testing.T) {
 
 func TestWithoutUIDPlusDeletedMailIsOnlyFlagged(t *testing.T) {
 	u := startMemUpstreamCaps(t, imap.CapSet{imap.CapIMAP4rev1: {}})
-	deliverN(t, u, 2)
-	addr := startProxy(t, u.addr, proxyOptions{}).addr
-	c := pop3test.Dial(t, addr)
-	c.Login(u.user, u.pass)
+	_, _, c := loginAfterDelivering(t, u, 2)
 	c.OK("DELE 2")
 	if resp := c.Quit(); !strings.HasPrefix(resp, "+OK") {
 		t.Fatalf("QUIT = %q", resp)

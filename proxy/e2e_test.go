@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -276,13 +275,7 @@ func TestLoginErrorsCarryResponseCodes(t *testing.T) {
 	})
 
 	// An upstream that is not there.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := ln.Addr().String()
-	ln.Close()
-	addr := startProxy(t, deadAddr, proxyOptions{}).addr
+	addr := startProxy(t, testkit.FreeAddr(t), proxyOptions{}).addr
 	c := pop3test.Dial(t, addr)
 	c.OK("USER alice")
 	start := time.Now()

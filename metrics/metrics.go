@@ -357,25 +357,26 @@ func register[C prometheus.Collector](f factory, c C) C {
 	return c
 }
 
-// opts names a counter or gauge.
-func opts(sub, name, help string) prometheus.Opts {
+// baseOpts names a counter or a gauge (CounterOpts and GaugeOpts are both
+// prometheus.Opts).
+func baseOpts(sub, name, help string) prometheus.Opts {
 	return prometheus.Opts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}
 }
 
 func (f factory) counter(sub, name, help string) prometheus.Counter {
-	return register(f, prometheus.NewCounter(prometheus.CounterOpts(opts(sub, name, help))))
+	return register(f, prometheus.NewCounter(prometheus.CounterOpts(baseOpts(sub, name, help))))
 }
 
 func (f factory) counterVec(sub, name, help string, labels ...string) *prometheus.CounterVec {
-	return register(f, prometheus.NewCounterVec(prometheus.CounterOpts(opts(sub, name, help)), labels))
+	return register(f, prometheus.NewCounterVec(prometheus.CounterOpts(baseOpts(sub, name, help)), labels))
 }
 
 func (f factory) gauge(sub, name, help string) prometheus.Gauge {
-	return register(f, prometheus.NewGauge(prometheus.GaugeOpts(opts(sub, name, help))))
+	return register(f, prometheus.NewGauge(prometheus.GaugeOpts(baseOpts(sub, name, help))))
 }
 
 func (f factory) gaugeVec(sub, name, help string, labels ...string) *prometheus.GaugeVec {
-	return register(f, prometheus.NewGaugeVec(prometheus.GaugeOpts(opts(sub, name, help)), labels))
+	return register(f, prometheus.NewGaugeVec(prometheus.GaugeOpts(baseOpts(sub, name, help)), labels))
 }
 
 func (f factory) histogram(sub, name, help string, buckets []float64) prometheus.Histogram {

@@ -351,38 +351,42 @@ func boolLabel(b bool) string {
 // factory creates collectors in the namespace and registers them.
 type factory struct{ reg *prometheus.Registry }
 
-func (f factory) counter(sub, name, help string) prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help})
+// register registers c with f's registry and returns it.
+func register[C prometheus.Collector](f factory, c C) C {
 	f.reg.MustRegister(c)
 	return c
+}
+
+// baseOpts names a counter or a gauge (CounterOpts and GaugeOpts are both
+// prometheus.Opts).
+func baseOpts(sub, name, help string) prometheus.Opts {
+	return prometheus.Opts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}
+}
+
+func (f factory) counter(sub, name, help string) prometheus.Counter {
+	return register(f, prometheus.NewCounter(prometheus.CounterOpts(baseOpts(sub, name, help))))
 }
 
 func (f factory) counterVec(sub, name, help string, labels ...string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}, labels)
-	f.reg.MustRegister(c)
-	return c
+	return register(f, prometheus.NewCounterVec(prometheus.CounterOpts(baseOpts(sub, name, help)), labels))
 }
 
 func (f factory) gauge(sub, name, help string) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help})
-	f.reg.MustRegister(g)
-	return g
+	return register(f, prometheus.NewGauge(prometheus.GaugeOpts(baseOpts(sub, name, help))))
 }
 
 func (f factory) gaugeVec(sub, name, help string, labels ...string) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help}, labels)
-	f.reg.MustRegister(g)
-	return g
+	return register(f, prometheus.NewGaugeVec(prometheus.GaugeOpts(baseOpts(sub, name, help)), labels))
 }
 
 func (f factory) histogram(sub, name, help string, buckets []float64) prometheus.Histogram {
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets})
-	f.reg.MustRegister(h)
-	return h
+	return register(f, prometheus.NewHistogram(histogramOpts(sub, name, help, buckets)))
 }
 
 func (f factory) histogramVec(sub, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets}, labels)
-	f.reg.MustRegister(h)
-	return h
+	return register(f, prometheus.NewHistogramVec(histogramOpts(sub, name, help, buckets), labels))
+}
+
+func histogramOpts(sub, name, help string, buckets []float64) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets}
 }

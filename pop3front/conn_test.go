@@ -302,9 +302,7 @@ func TestOverlongLines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			ts := startServer(t, fb)
-			c := dial(t, ts)
+			c := dial(t, startServer(t, newFakeBackend()))
 			c.expect(tt.send, tt.want)
 			// The session goes on.
 			c.expect("USER alice\r\nPASS secret\r\n", "+OK Send your password\r\n+OK Logged in, 3 messages\r\n")
@@ -327,9 +325,7 @@ func TestHugeLineClosesTheConnection(t *testing.T) {
 }
 
 func TestTooManyBadCommandsCloseTheConnection(t *testing.T) {
-	fb := newFakeBackend()
-	ts := startServer(t, fb)
-	c := dial(t, ts)
+	c := dial(t, startServer(t, newFakeBackend()))
 	// Mistakes that are not protocol errors are not counted.
 	c.expect("USER alice\r\nPASS wrong\r\nAUTH FOO\r\nAUTH PLAIN\r\n*\r\n",
 		"+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n-ERR Unsupported authentication mechanism\r\n"+

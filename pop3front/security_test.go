@@ -39,8 +39,7 @@ func TestControlCharactersNeverReachTheBackend(t *testing.T) {
 			"+ UGFzc3dvcmQ6\r\n" + refused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fb := newFakeBackend()
-			ts := startServer(t, fb)
+			ts := startServer(t, newFakeBackend())
 			c := dial(t, ts)
 			c.expect(tc.send, tc.want)
 			// Nothing was remembered from the refused USER.

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
@@ -13,13 +13,8 @@ import (
 // before it is still listed (and kickable) through POP3Servers, and
 // Config is the new configuration.
 func TestAdminViewSeesRetiringSessions(t *testing.T) {
-	up, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	up.AddUser("alice", "secret")
-	addr := freeAddr(t)
+	up := memUpstream(t)
+	addr := testkit.FreeAddr(t)
 	r := startRunner(t, runnerConfig(t, up.Addr, addr, nil))
 	old := pop3test.Dial(t, addr)
 	old.Login("alice", "secret")

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -146,10 +145,7 @@ func TestDroppedConnectionChangesNothing(t *testing.T) {
 
 func TestRetrSetsSeenAndTopDoesNot(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
-		deliverN(t, u, 3)
-		addr := startProxy(t, u.addr, proxyOptions{}).addr
-		c := pop3test.Dial(t, addr)
-		c.Login(u.user, u.pass)
+		_, _, c := loginAfterDelivering(t, u, 3)
 		c.Multi("RETR 1")
 		c.Multi("TOP 2 1")
 		c.Quit()
@@ -279,13 +275,7 @@ func TestLoginErrorsCarryResponseCodes(t *testing.T) {
 	})
 
 	// An upstream that is not there.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := ln.Addr().String()
-	ln.Close()
-	addr := startProxy(t, deadAddr, proxyOptions{}).addr
+	addr := startProxy(t, testkit.FreeAddr(t), proxyOptions{}).addr
 	c := pop3test.Dial(t, addr)
 	c.OK("USER alice")
 	start := time.Now()
@@ -420,10 +410,7 @@ func TestDeletePolicies(t *testing.T) {
 
 func TestWithoutUIDPlusDeletedMailIsOnlyFlagged(t *testing.T) {
 	u := startMemUpstreamCaps(t, imap.CapSet{imap.CapIMAP4rev1: {}})
-	deliverN(t, u, 2)
-	addr := startProxy(t, u.addr, proxyOptions{}).addr
-	c := pop3test.Dial(t, addr)
-	c.Login(u.user, u.pass)
+	_, _, c := loginAfterDelivering(t, u, 2)
 	c.OK("DELE 2")
 	if resp := c.Quit(); !strings.HasPrefix(resp, "+OK") {
 		t.Fatalf("QUIT = %q", resp)

@@ -85,21 +85,13 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 		}
 		return nil, "", "", pol, err
 	}
-	if ans.Device != "" {
-		n.device = ans.Device
-	}
+	override(&n.device, ans.Device)
 	if pol, err = h.pols.policy(n, info); err != nil {
 		return nil, "", "", pol, err
 	}
-	if ans.Mailbox != "" {
-		pol.Mailbox = ans.Mailbox
-	}
-	if ans.Delete != "" {
-		pol.Delete = ans.Delete
-	}
-	if ans.Seen != "" {
-		pol.Seen = ans.Seen
-	}
+	override(&pol.Mailbox, ans.Mailbox)
+	override(&pol.Delete, ans.Delete)
+	override(&pol.Seen, ans.Seen)
 	b, name, err := h.targets.backend(ans)
 	if err != nil {
 		log.Error("auth_http answer names an upstream popbridge cannot use", "user", n.user, "addr", ans.Addr.String(), "err", err)
@@ -202,7 +194,7 @@ func (t *hookTargets) options(tg hookTarget) (imapback.Options, error) {
 		}
 	default:
 		s := tg.server
-		u.TLS, u.CAFile, u.ServerName = imapback.TLSMode(s.TLS), s.CAFile, s.ServerName
+		u.TLS, u.CAFile, u.ServerName = s.TLS, s.CAFile, s.ServerName
 		u.CertFile, u.KeyFile, u.InsecureSkipVerify = "", "", false
 	}
 	u.Address = tg.addr.String()

@@ -154,7 +154,7 @@ func TestMetricsCarryTheListenerCertificateExpiry(t *testing.T) {
 // upstreams' names.
 func TestReadyzAndUpstreamMetricsNameTheUpstream(t *testing.T) {
 	u := startMemUpstream(t)
-	dead := freeAddr(t) // nothing listens there
+	dead := testkit.FreeAddr(t) // nothing listens there
 	m := metrics.New("test")
 	cfg := runnerConfig(t, u.addr, "127.0.0.1:0", func(c *config.Config) {
 		c.Upstreams = map[string]config.UpstreamConfig{"archive": {Address: dead, TLS: "none"}}

@@ -60,17 +60,23 @@ func registeredNames(t *testing.T) map[string]bool {
 	return names
 }
 
-// dashboardExprs returns every PromQL expression of the Grafana dashboard.
-func dashboardExprs(t *testing.T) []string {
+// readMonitoringFile decodes the file name of deploy/monitoring into v.
+func readMonitoringFile(t *testing.T, name string, unmarshal func([]byte, any) error, v any) {
 	t.Helper()
-	data, err := os.ReadFile("../deploy/monitoring/grafana-dashboard.json")
+	data, err := os.ReadFile(filepath.Join("../deploy/monitoring", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dash any
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("dashboard: %v", err)
+	if err := unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
+}
+
+// dashboardExprs returns every PromQL expression of the Grafana dashboard.
+func dashboardExprs(t *testing.T) []string {
+	t.Helper()
+	var dash any
+	readMonitoringFile(t, "grafana-dashboard.json", json.Unmarshal, &dash)
 	var exprs []string
 	var walk func(v any)
 	walk = func(v any) {
@@ -103,14 +109,8 @@ type alertRules struct {
 
 func alertExprs(t *testing.T) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile("../deploy/monitoring/popbridge-alerts.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rules alertRules
-	if err := yaml.Unmarshal(data, &rules); err != nil {
-		t.Fatal(err)
-	}
+	readMonitoringFile(t, "popbridge-alerts.yaml", yaml.Unmarshal, &rules)
 	exprs := make(map[string]string)
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {

@@ -78,11 +78,7 @@ func startOAuthRig(t *testing.T, opts oauthtest.Options, grant config.Grant, con
 // login scanner` does, and returns it.
 func (r *oauthRig) seed(t *testing.T) string {
 	t.Helper()
-	rt := r.srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
-	if err := r.store.Save(oauthtest.FixtureAccount, &xoauth2.Token{RefreshToken: rt}); err != nil {
-		t.Fatal(err)
-	}
-	return rt
+	return r.srv.SeedFixture(t, r.store.Save)
 }
 
 // deliver puts n messages into the mailbox and returns them.

@@ -155,29 +155,27 @@ func (ps *policies) policy(n loginName, info pop3front.ConnInfo) (imapback.Polic
 		if !r.matches(n.user, device, client, listener) {
 			continue
 		}
-		if r.Delete != "" {
-			pol.Delete = r.Delete
-		}
-		if r.TrashFolder != "" {
-			pol.TrashFolder = r.TrashFolder
-		}
-		if r.Seen != "" {
-			pol.Seen = r.Seen
-		}
+		override(&pol.Delete, r.Delete)
+		override(&pol.TrashFolder, r.TrashFolder)
+		override(&pol.Seen, r.Seen)
 		if r.MaxAgeDays != nil {
 			pol.MaxAgeDays = *r.MaxAgeDays
 		}
 		if r.StartDate != "" {
 			pol.StartDate = r.startDate
 		}
-		if r.Mailbox != "" {
-			pol.Mailbox = r.Mailbox
-		}
+		override(&pol.Mailbox, r.Mailbox)
 	}
-	if n.folder != "" {
-		pol.Mailbox = n.folder
-	}
+	override(&pol.Mailbox, n.folder)
 	return pol, nil
+}
+
+// override sets *dst to v unless v is unset (the zero value).
+func override[T comparable](dst *T, v T) {
+	var unset T
+	if v != unset {
+		*dst = v
+	}
 }
 
 func (r *rule) matches(user, device string, client netip.Addr, listener string) bool {

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"testing"
 
 	"github.com/popbridge/popbridge/imapback"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/config"
 )
@@ -52,14 +52,9 @@ func TestPerformanceKeysReachTheBackend(t *testing.T) {
 		if err == nil {
 			err = cfg.Check()
 		}
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("%q: error %v, want one about %s", tt.yaml, err, tt.wantErr)
-			}
+		testkit.WantError(t, tt.yaml, err, tt.wantErr)
+		if err != nil || tt.wantErr != "" {
 			continue
-		}
-		if err != nil {
-			t.Fatalf("%q: %v", tt.yaml, err)
 		}
 		if cfg.Performance != tt.want {
 			t.Errorf("%q: %+v, want %+v", tt.yaml, cfg.Performance, tt.want)

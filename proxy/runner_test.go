@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -78,10 +76,6 @@ func waitReady(t *testing.T, r *Runner, want string) {
 	t.Fatalf("Ready() = %v, want %q", err, want)
 }
 
-// freeAddr returns a free loopback address below the ephemeral port range
-// (32768 and up on Linux), so that no listener of a parallel test that
-// binds port 0 can take it over once it is closed: the tests check that a
-// closed address refuses connections.
 // refusedWithin reports whether connections to addr are refused within d.
 func refusedWithin(addr string, d time.Duration) bool {
 	for end := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
@@ -94,19 +88,6 @@ func refusedWithin(addr string, d time.Duration) bool {
 			return false
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 200 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
-		if err == nil {
-			defer ln.Close()
-			return ln.Addr().String()
-		}
-	}
-	t.Fatal("no free port in 20000-31999")
-	return ""
 }
 
 // Ready follows the life cycle: not before serving, ready once the
@@ -160,12 +141,12 @@ func TestReadinessFollowsListenersUpstreamAndDrain(t *testing.T) {
 func TestReloadMovesListenerAndOldSessionsKeepTheirSettings(t *testing.T) {
 	forEachUpstream(t, func(t *testing.T, u *upstream) {
 		deliverN(t, u, 3)
-		r := startRunner(t, runnerConfig(t, u.addr, freeAddr(t), nil))
+		r := startRunner(t, runnerConfig(t, u.addr, testkit.FreeAddr(t), nil))
 		oldAddr := r.Addrs()[0].String()
 		old := pop3test.Dial(t, oldAddr)
 		old.Login(u.user, u.pass)
 
-		newAddr := freeAddr(t)
+		newAddr := testkit.FreeAddr(t)
 		if err := r.Reload(runnerConfig(t, u.addr, newAddr, func(c *config.Config) { c.Policy.Delete = "keep" })); err != nil {
 			t.Fatalf("Reload: %v", err)
 		}
@@ -204,13 +185,8 @@ func TestReloadMovesListenerAndOldSessionsKeepTheirSettings(t *testing.T) {
 // A reload that keeps the address hands the socket over without closing
 // it: clients connecting all through several reloads are all served.
 func TestReloadOnTheSameAddressRefusesNoClient(t *testing.T) {
-	up, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	up.AddUser("alice", "secret")
-	addr := freeAddr(t)
+	up := memUpstream(t)
+	addr := testkit.FreeAddr(t)
 	r := startRunner(t, runnerConfig(t, up.Addr, addr, nil))
 
 	done := make(chan struct{})

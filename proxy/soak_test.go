@@ -476,35 +476,33 @@ func soakSession(addr, user, pass string, rng *rand.Rand, stats *soakStats) {
 		}
 		n := nums[rng.IntN(len(nums))]
 		switch k := rng.IntN(10); {
-		case k < 4: // RETR
+		case k < 6: // RETR (k < 4) or TOP: both answer multi-line
+			retr := k < 4
 			line := "RETR " + strconv.Itoa(n)
-			msg, gone, ok := c.multi(line)
+			if !retr {
+				line = "TOP " + strconv.Itoa(n) + " " + strconv.Itoa(rng.IntN(5))
+			}
+			data, gone, ok := c.multi(line)
 			if gone {
 				continue
 			}
 			if !ok {
 				return
+			}
+			if !retr {
+				stats.tops.Add(1)
+				if !bytes.Contains(data, []byte("X-Soak-Sum: ")) {
+					stats.fail("%s: %s: no header in %q", user, line, data)
+				}
+				continue
 			}
 			stats.retrs.Add(1)
-			stats.octets.Add(int64(len(msg)))
-			if err := checkSoakMessage(msg); err != nil {
+			stats.octets.Add(int64(len(data)))
+			if err := checkSoakMessage(data); err != nil {
 				stats.fail("%s: %s: %v", user, line, err)
 			}
-			if len(msg) != sizes[n] {
-				stats.fail("%s: %s: %d octets, LIST said %d", user, line, len(msg), sizes[n])
-			}
-		case k < 6: // TOP
-			line := "TOP " + strconv.Itoa(n) + " " + strconv.Itoa(rng.IntN(5))
-			top, gone, ok := c.multi(line)
-			if gone {
-				continue
-			}
-			if !ok {
-				return
-			}
-			stats.tops.Add(1)
-			if !bytes.Contains(top, []byte("X-Soak-Sum: ")) {
-				stats.fail("%s: %s: no header in %q", user, line, top)
+			if len(data) != sizes[n] {
+				stats.fail("%s: %s: %d octets, LIST said %d", user, line, len(data), sizes[n])
 			}
 		case k < 8: // DELE
 			line := "DELE " + strconv.Itoa(n)

@@ -109,10 +109,7 @@ func adminCommand(ctx context.Context, name, usage string, args []string, stderr
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitConfig
+		return usageCode(err)
 	}
 	c, err := af.client()
 	if err == nil {
@@ -262,13 +259,23 @@ func kickCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 }
 
-func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return adminCommand(ctx, "config", "config [-admin URL] [-token-file FILE] [-config FILE]\n\n"+
-		"Prints the configuration in force in the running popbridge, secrets redacted.", args, stderr, nil,
+// adminQuery is adminCommand for a command with no flags and no
+// arguments of its own.
+func adminQuery(ctx context.Context, name, usage string, args []string, stderr io.Writer,
+	call func(ctx context.Context, c *admin.Client) error) int {
+	return adminCommand(ctx, name, usage, args, stderr, nil,
 		func(ctx context.Context, c *admin.Client, pos []string) error {
 			if len(pos) != 0 {
 				return usageError("no arguments")
 			}
+			return call(ctx, c)
+		})
+}
+
+func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return adminQuery(ctx, "config", "config [-admin URL] [-token-file FILE] [-config FILE]\n\n"+
+		"Prints the configuration in force in the running popbridge, secrets redacted.", args, stderr,
+		func(ctx context.Context, c *admin.Client) error {
 			doc, err := c.Config(ctx)
 			if err == nil {
 				_, err = stdout.Write(doc)
@@ -278,12 +285,9 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 func oauthStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return adminCommand(ctx, "oauth status", "oauth status [-admin URL] [-token-file FILE] [-config FILE]\n\n"+
-		"Lists the OAuth2 accounts of the running popbridge and the state of their tokens.", args, stderr, nil,
-		func(ctx context.Context, c *admin.Client, pos []string) error {
-			if len(pos) != 0 {
-				return usageError("no arguments")
-			}
+	return adminQuery(ctx, "oauth status", "oauth status [-admin URL] [-token-file FILE] [-config FILE]\n\n"+
+		"Lists the OAuth2 accounts of the running popbridge and the state of their tokens.", args, stderr,
+		func(ctx context.Context, c *admin.Client) error {
 			list, err := c.OAuth(ctx)
 			if err != nil {
 				return err

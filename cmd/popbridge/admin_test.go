@@ -10,48 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/admintest"
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/admin"
 )
-
-// adminSessions is a POP3 server's session list for the admin listener;
-// kicks remove sessions from it.
-type adminSessions struct {
-	mu   sync.Mutex
-	list []pop3front.SessionInfo
-}
-
-func (f *adminSessions) Sessions() []pop3front.SessionInfo {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]pop3front.SessionInfo(nil), f.list...)
-}
-
-func (f *adminSessions) Kick(id string) bool {
-	return f.remove(func(si pop3front.SessionInfo) bool { return si.ID == id }) == 1
-}
-
-func (f *adminSessions) KickUser(user string) int {
-	return f.remove(func(si pop3front.SessionInfo) bool { return si.User == user })
-}
-
-func (f *adminSessions) remove(match func(pop3front.SessionInfo) bool) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var kept []pop3front.SessionInfo
-	for _, si := range f.list {
-		if !match(si) {
-			kept = append(kept, si)
-		}
-	}
-	n := len(f.list) - len(kept)
-	f.list = kept
-	return n
-}
 
 type adminOAuth []admin.AccountState
 
@@ -64,7 +29,7 @@ var adminT0 = time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)
 // startAdmin runs an admin listener on 127.0.0.1 with a token over three
 // sessions of two users and two OAuth2 accounts. It returns its address,
 // the token's file and the session list.
-func startAdmin(t *testing.T) (addr, tokenFile string, sessions *adminSessions) {
+func startAdmin(t *testing.T) (addr, tokenFile string, sessions *admintest.Sessions) {
 	t.Helper()
 	old := defaultConfigPath
 	t.Cleanup(func() { defaultConfigPath = old })
@@ -74,7 +39,7 @@ func startAdmin(t *testing.T) (addr, tokenFile string, sessions *adminSessions) 
 		t.Fatal(err)
 	}
 	remote := func(ip string, port int) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: port} }
-	sessions = &adminSessions{list: []pop3front.SessionInfo{
+	sessions = admintest.NewSessions([]pop3front.SessionInfo{
 		{ID: "k1-1", User: "alice", Device: "phone", RemoteAddr: remote("192.0.2.7", 50001), Listener: "0.0.0.0:995", TLS: true,
 			Since: adminT0, State: "transaction", Sent: 2048, Retrieved: 3, Marked: 2},
 		{ID: "k1-2", User: "alice", Device: "phone", RemoteAddr: remote("192.0.2.8", 50002), Listener: "0.0.0.0:995", TLS: true,
@@ -83,7 +48,7 @@ func startAdmin(t *testing.T) (addr, tokenFile string, sessions *adminSessions) 
 			Since: adminT0.Add(2 * time.Second), State: "transaction"},
 		{ID: "k1-4", RemoteAddr: remote("198.51.100.9", 50004), Listener: "0.0.0.0:110",
 			Since: adminT0.Add(3 * time.Second), State: "authorization"},
-	}}
+	}...)
 	effective := map[string]any{"upstream": map[string]any{"address": "imap.example.com:993", "password": "hunter2"}}
 	s, err := admin.New(admin.Options{
 		Config:    admin.Config{Listen: "127.0.0.1:0", TokenFile: tokenFile},

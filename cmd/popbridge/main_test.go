@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // requireTool returns the path of an external program the test drives. In
@@ -208,13 +210,7 @@ func TestSIGTERMExitsCleanly(t *testing.T) {
 
 func TestVersionAndCheckConfig(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := func(name, content string) string { return testkit.WriteFile(t, dir, name, content) }
 	for _, tc := range []struct {
 		name     string
 		args     []string

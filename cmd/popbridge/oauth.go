@@ -68,16 +68,22 @@ func oauthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // on a usage error, which fs has reported on its output.
 func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitConfig, false
+		return usageCode(err), false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		return exitConfig, false
 	}
 	return 0, true
+}
+
+// usageCode is the exit code of a command whose flags did not parse:
+// exitOK after -help, else exitConfig (the flag set has reported why).
+func usageCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitConfig
 }
 
 // parseInterspersed parses flags before and after the positional
@@ -112,10 +118,7 @@ func oauthLogin(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitConfig
+		return usageCode(err)
 	}
 	if len(pos) != 1 {
 		fs.Usage()

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/oauth2"
 )
 
 // A popbridge oauth2 config section around a Server, for the tests of the
@@ -82,4 +84,16 @@ func ExpandSection(t testing.TB, section string) string {
 		t.Fatal(err)
 	}
 	return strings.NewReplacer("KEY", key, "SECRET", secret, "HASH", LocalHash, "DIR", dir).Replace(section)
+}
+
+// SeedFixture issues a refresh token for FixtureMailbox and saves it for
+// FixtureAccount with save (a token store's Save), as `popbridge oauth
+// login` would; it returns the token.
+func (s *Server) SeedFixture(t testing.TB, save func(account string, tok *oauth2.Token) error) string {
+	t.Helper()
+	rt := s.IssueRefreshToken(FixtureMailbox, DefaultClientID)
+	if err := save(FixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }

@@ -1,9 +1,9 @@
 // Package testkit holds small helpers that tests of several packages
 // need alike: a self-signed TLS pair (in memory or in files), a free
 // port that stays free, a log buffer safe for concurrent writers,
-// goroutines released at once, a reader in small chunks, mail put in a
-// maildir or over IMAP, a skip that fails in CI, and the error check of
-// table cases.
+// goroutines released at once, a reader in small chunks, a file written
+// for the test, mail put in a maildir or over IMAP, a skip that fails in
+// CI, and the error check of table cases.
 package testkit
 
 import (
@@ -21,6 +21,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +95,17 @@ func FreeAddr(t testing.TB) string {
 	}
 	t.Fatal("no free port in 20000-31999")
 	return ""
+}
+
+// WriteFile writes content to the file name in dir, readable by its owner
+// only, and returns its path.
+func WriteFile(t testing.TB, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // LockedBuffer collects output (a logger's, a process's) from several

@@ -14,45 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/admintest"
 	"github.com/popbridge/popbridge/pop3front"
 )
-
-// fakeSessions is a POP3 server's session list; Kick and KickUser remove
-// what they close.
-type fakeSessions struct {
-	mu   sync.Mutex
-	list []pop3front.SessionInfo
-}
-
-func (f *fakeSessions) Sessions() []pop3front.SessionInfo {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]pop3front.SessionInfo(nil), f.list...)
-}
-
-func (f *fakeSessions) Kick(id string) bool {
-	return f.remove(func(si pop3front.SessionInfo) bool { return si.ID == id }) > 0
-}
-
-func (f *fakeSessions) KickUser(user string) int {
-	return f.remove(func(si pop3front.SessionInfo) bool { return si.User == user })
-}
-
-func (f *fakeSessions) remove(match func(pop3front.SessionInfo) bool) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	kept := f.list[:0]
-	for _, si := range f.list {
-		if match(si) {
-			n++
-		} else {
-			kept = append(kept, si)
-		}
-	}
-	f.list = kept
-	return n
-}
 
 type fakeOAuth []AccountState
 
@@ -69,13 +33,13 @@ func sessionInfo(id, user, device string, since time.Duration) pop3front.Session
 // testServerOptions are Options over two POP3 servers (a current one and
 // one retiring after a reload), a configuration with a secret and two
 // OAuth2 accounts.
-func testServerOptions(cfg Config) (Options, *fakeSessions, *fakeSessions) {
-	cur := &fakeSessions{list: []pop3front.SessionInfo{
+func testServerOptions(cfg Config) (Options, *admintest.Sessions, *admintest.Sessions) {
+	cur := admintest.NewSessions(
 		sessionInfo("s-1", "alice", "phone", 2*time.Second),
 		sessionInfo("s-2", "bob", "", time.Second),
-		{ID: "s-3", RemoteAddr: &net.TCPAddr{IP: net.IPv4(198, 51, 100, 1), Port: 1}, Since: t0, State: "authorization"},
-	}}
-	old := &fakeSessions{list: []pop3front.SessionInfo{sessionInfo("s-0", "alice", "laptop", 0)}}
+		pop3front.SessionInfo{ID: "s-3", RemoteAddr: &net.TCPAddr{IP: net.IPv4(198, 51, 100, 1), Port: 1}, Since: t0, State: "authorization"},
+	)
+	old := admintest.NewSessions(sessionInfo("s-0", "alice", "laptop", 0))
 	effective := struct {
 		Upstream struct {
 			Address  string `yaml:"address"`
@@ -98,7 +62,7 @@ func testServerOptions(cfg Config) (Options, *fakeSessions, *fakeSessions) {
 }
 
 // newTestServer starts a Server on 127.0.0.1 and a Client for it.
-func newTestServer(t *testing.T, tokenFile string) (*Server, *Client, *fakeSessions, *fakeSessions) {
+func newTestServer(t *testing.T, tokenFile string) (*Server, *Client, *admintest.Sessions, *admintest.Sessions) {
 	t.Helper()
 	opts, cur, old := testServerOptions(Config{Listen: "127.0.0.1:0", TokenFile: tokenFile})
 	s, err := New(opts)

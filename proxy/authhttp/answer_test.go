@@ -33,7 +33,7 @@ func TestAnswerAccepted(t *testing.T) {
 		name  string
 		lines []string
 		want  Answer // Server is compared by its TLS mode
-		tls   string
+		tls   imapback.TLSMode
 	}{
 		{"plain", okLines, Answer{Addr: netip.MustParseAddrPort("127.0.0.1:143"), User: "alice", Pass: "pw"}, "none"},
 		{"address entry first", []string{"Auth-Status: OK", "Auth-Server: 127.0.0.1", "Auth-Port: 993"},

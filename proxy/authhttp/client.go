@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/popbridge/popbridge/imapback"
 )
 
 // Results an Observer is told.
@@ -101,7 +103,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if u.Scheme == "https" {
 		c.tlsConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 		if cfg.CAFile != "" {
-			if c.tlsConfig.RootCAs, err = loadCA(cfg.CAFile); err != nil {
+			if c.tlsConfig.RootCAs, err = imapback.LoadCAFile(cfg.CAFile); err != nil {
 				return nil, err
 			}
 		}

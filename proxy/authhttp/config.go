@@ -5,7 +5,6 @@
 package authhttp
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/popbridge/popbridge/imapback"
 )
 
 // Defaults applied by Check when the hook is on.
@@ -73,7 +74,7 @@ type Server struct {
 	// Network is a CIDR prefix or a single IP address: any port matches.
 	Network string `yaml:"network"`
 	// TLS is implicit, starttls or none.
-	TLS string `yaml:"tls"`
+	TLS imapback.TLSMode `yaml:"tls"`
 	// CAFile verifies the server's certificate instead of the system
 	// roots.
 	CAFile string `yaml:"ca_file"`
@@ -81,9 +82,6 @@ type Server struct {
 	// IP address of the answer.
 	ServerName string `yaml:"server_name"`
 }
-
-// TLS modes of a Server.
-var tlsModes = []string{"implicit", "starttls", "none"}
 
 // Enabled reports whether the hook is configured.
 func (c *Config) Enabled() bool { return c.URL != "" }
@@ -110,7 +108,7 @@ func (c *Config) Check() []error {
 	if c.CAFile != "" {
 		if !strings.HasPrefix(c.URL, "https://") {
 			bad("ca_file", "only for an https:// url")
-		} else if _, err := loadCA(c.CAFile); err != nil {
+		} else if _, err := imapback.LoadCAFile(c.CAFile); err != nil {
 			bad("ca_file", "%v", err)
 		}
 	}
@@ -218,15 +216,15 @@ func (s Server) check() error {
 			return fmt.Errorf("network %q: a CIDR prefix or an IP address", s.Network)
 		}
 	}
-	found := false
-	for _, m := range tlsModes {
-		found = found || s.TLS == m
-	}
-	if !found {
-		return fmt.Errorf("tls %q: one of %s", s.TLS, strings.Join(tlsModes, ", "))
+	if !s.TLS.Valid() {
+		modes := make([]string, len(imapback.TLSModes))
+		for i, m := range imapback.TLSModes {
+			modes[i] = string(m)
+		}
+		return fmt.Errorf("tls %q: one of %s", s.TLS, strings.Join(modes, ", "))
 	}
 	if s.CAFile != "" {
-		if s.TLS == "none" {
+		if s.TLS == imapback.TLSNone {
 			return errors.New("ca_file without tls")
 		}
 		if _, err := os.Stat(s.CAFile); err != nil {
@@ -234,19 +232,6 @@ func (s Server) check() error {
 		}
 	}
 	return nil
-}
-
-// loadCA reads a PEM file of CA certificates.
-func loadCA(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // parseNetwork reads a CIDR prefix or a single address as a prefix.

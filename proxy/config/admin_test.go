@@ -3,8 +3,9 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // TestCheckRefusesAnUnsafeAdminListener: the admin section is checked with
@@ -25,12 +26,6 @@ func TestCheckRefusesAnUnsafeAdminListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = cfg.Check()
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%q: %v", tc.admin, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%q: Check() = %v, want %q", tc.admin, err, tc.want)
-		}
+		testkit.WantError(t, tc.admin, cfg.Check(), tc.want)
 	}
 }

@@ -1,8 +1,9 @@
 package config
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // The checks of folders at login, start dates and the auth_http hook's
@@ -28,12 +29,6 @@ func TestFolderStartDateAndHookChecks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.yaml, err)
 		}
-		err = cfg.Check()
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%q: %v", tc.yaml, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%q: error %v, want one with %q", tc.yaml, err, tc.want)
-		}
+		testkit.WantError(t, tc.yaml, cfg.Check(), tc.want)
 	}
 }

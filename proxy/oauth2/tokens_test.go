@@ -109,11 +109,7 @@ func (f *tokenFixture) advance(d time.Duration) {
 // login` would, and returns it.
 func (f *tokenFixture) seed(t *testing.T) string {
 	t.Helper()
-	rt := f.srv.IssueRefreshToken(oauthtest.FixtureMailbox, oauthtest.DefaultClientID)
-	if err := f.store.Save(oauthtest.FixtureAccount, &oauth2.Token{RefreshToken: rt}); err != nil {
-		t.Fatal(err)
-	}
-	return rt
+	return f.srv.SeedFixture(t, f.store.Save)
 }
 
 func (f *tokenFixture) token(t *testing.T) (string, bool, error) {

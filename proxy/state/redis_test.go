@@ -7,13 +7,13 @@ package state
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/popbridge/popbridge/internal/redistest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Short leases and timeouts, for the tests that wait for expiries and
@@ -288,13 +288,7 @@ func TestTLSPasswordAndPrefix(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.Options{TLS: true, Password: "sesame"})
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return testkit.WriteFile(t, dir, name, content) }
 	cfg := shortConfig(srv.Addr)
 	cfg.TLS, cfg.CAFile, cfg.PasswordFile = true, srv.CAFile, write("pw", "sesame\n")
 	availableChecks(t, openRedis(t, cfg))

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
 	"github.com/popbridge/popbridge/proxy/state"
 )
@@ -15,7 +16,7 @@ import (
 // changes the state section is refused, naming it.
 func TestRunnerKeepsLimitsAndLocksAcrossReloads(t *testing.T) {
 	up := memUpstream(t)
-	listen := freeAddr(t)
+	listen := testkit.FreeAddr(t)
 	configure := func(c *config.Config) {
 		c.Limits.AuthFailuresPerUser = intp(2)
 		c.Limits.LockSession = true

@@ -38,7 +38,6 @@ type fakeUpstream struct {
 	ln        net.Listener
 	model     []fakeMsg
 	lowExists uint64 // if > 0, the EXISTS of SELECT's default answer
-	itemChunk int    // the session's ChunkSize, for the checks
 
 	mu     sync.Mutex
 	script map[string][]string // kind -> replies not used yet

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/sockets"
 	"github.com/popbridge/popbridge/proxy/state"
 )
 
@@ -47,7 +48,7 @@ type Runner struct {
 	cfg      *config.Config
 	cur      *Proxy
 	live     map[*Proxy]struct{} // cur and the retiring ones with open sessions
-	sockets  map[string]*sharedListener
+	sockets  map[string]*sockets.Shared
 	serving  bool
 	draining bool
 	probeOK  time.Time // last successful probe
@@ -70,7 +71,7 @@ func NewRunner(cfg *config.Config, opts RunnerOptions) (*Runner, error) {
 		opts:    opts,
 		fatal:   make(chan error, 1),
 		live:    make(map[*Proxy]struct{}),
-		sockets: make(map[string]*sharedListener),
+		sockets: make(map[string]*sockets.Shared),
 	}
 	r.stopped, r.stop = context.WithCancel(context.Background())
 	var err error
@@ -106,16 +107,16 @@ func (r *Runner) build(cfg *config.Config) (*Proxy, error) {
 			if err != nil {
 				return nil, err
 			}
-			s = newSharedListener(ln, r.log)
+			s = sockets.New(ln, r.log)
 			r.sockets[addr] = s
 			bound = append(bound, addr)
 		}
-		return s.view(), nil
+		return s.View(), nil
 	}
 	if err := p.Listen(); err != nil {
 		r.mu.Lock()
 		for _, addr := range bound {
-			r.sockets[addr].close()
+			r.sockets[addr].Close()
 			delete(r.sockets, addr)
 		}
 		r.mu.Unlock()
@@ -241,7 +242,7 @@ func (r *Runner) closeUnusedSockets() {
 	for addr, s := range r.sockets {
 		if !used[addr] {
 			r.log.Info("listener closed by reload", "addr", addr)
-			s.close()
+			s.Close()
 			delete(r.sockets, addr)
 		}
 	}
@@ -262,7 +263,7 @@ func (r *Runner) Drain(ctx context.Context) error {
 	// The sockets close now: a client gets "connection refused" and
 	// tries another replica, instead of waiting in the backlog.
 	for addr, s := range r.sockets {
-		s.close()
+		s.Close()
 		delete(r.sockets, addr)
 	}
 	r.mu.Unlock()
@@ -291,7 +292,7 @@ func (r *Runner) closeAll() {
 	r.draining = true
 	r.stop()
 	for addr, s := range r.sockets {
-		s.close()
+		s.Close()
 		delete(r.sockets, addr)
 	}
 	live := make([]*Proxy, 0, len(r.live))

@@ -1,4 +1,7 @@
-package proxy
+// Package sockets keeps listening sockets open across reloads: one
+// goroutine accepts on each and hands every connection to whichever view
+// of it a server is serving.
+package sockets
 
 import (
 	"errors"
@@ -11,15 +14,14 @@ import (
 	"github.com/popbridge/popbridge/pop3front"
 )
 
-// The Runner's listening sockets: one accept goroutine per socket
-// (sharedListener.accept) hands connections to whichever Proxy's view asks
-// for them, so that a reload swaps Proxies without closing the socket.
+// A reload swaps the servers that serve a socket without closing it: a
+// client never sees "connection refused" in between.
 
-// sharedListener is a bound socket that several Proxies serve one after
-// the other through views. One goroutine accepts; each connection goes to
+// Shared is a bound socket that several servers serve one after the
+// other through views. One goroutine accepts; each connection goes to
 // whichever view asks for it, so a view can close (its Server stops
 // accepting) while the socket stays open for the next one.
-type sharedListener struct {
+type Shared struct {
 	ln    net.Listener
 	log   *slog.Logger
 	conns chan net.Conn
@@ -31,13 +33,14 @@ type sharedListener struct {
 	err    error // why accepting ended, set before done closes
 }
 
-func newSharedListener(ln net.Listener, log *slog.Logger) *sharedListener {
-	s := &sharedListener{ln: ln, log: log, conns: make(chan net.Conn), done: make(chan struct{}), exited: make(chan struct{})}
+// New starts accepting on ln, which Close closes.
+func New(ln net.Listener, log *slog.Logger) *Shared {
+	s := &Shared{ln: ln, log: log, conns: make(chan net.Conn), done: make(chan struct{}), exited: make(chan struct{})}
 	go s.accept()
 	return s
 }
 
-func (s *sharedListener) accept() {
+func (s *Shared) accept() {
 	defer close(s.exited)
 	for {
 		nc, err := pop3front.Accept(s.ln, s.log, s.done)
@@ -58,9 +61,9 @@ func (s *sharedListener) accept() {
 	}
 }
 
-// close closes the socket for good, and returns once the kernel refuses
+// Close closes the socket for good, and returns once the kernel refuses
 // new connections.
-func (s *sharedListener) close() {
+func (s *Shared) Close() {
 	s.once.Do(func() {
 		s.err = net.ErrClosed
 		close(s.done)
@@ -69,14 +72,15 @@ func (s *sharedListener) close() {
 	<-s.exited
 }
 
-func (s *sharedListener) view() net.Listener {
+// View is a listener on s for one server: closing it stops that server
+// accepting, not the socket.
+func (s *Shared) View() net.Listener {
 	return &listenerView{s: s, closed: make(chan struct{})}
 }
 
-// listenerView is one Proxy's net.Listener on a sharedListener: closing
-// it stops this Proxy accepting, not the socket.
+// listenerView is the listener View returns.
 type listenerView struct {
-	s      *sharedListener
+	s      *Shared
 	closed chan struct{}
 	once   sync.Once
 }
@@ -122,7 +126,7 @@ func (v *listenerView) isClosed() bool {
 
 // requeue hands a connection that a closing Server never used to the
 // next view.
-func (s *sharedListener) requeue(nc net.Conn) {
+func (s *Shared) requeue(nc net.Conn) {
 	go func() {
 		select {
 		case s.conns <- nc:

@@ -356,11 +356,15 @@ func startPopbridge(ctx context.Context, bin, upstream, logPath string, extra ..
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	// Every benchmark client comes from 127.0.0.1: the per-address
-	// limits, which keep one address from starving the others, would
-	// refuse the load itself.
+	// Every benchmark client comes from 127.0.0.1 and logs in as one of
+	// two users, up to 32 at once: the per-address and per-user limits,
+	// which keep one address or one guesser from starving the others,
+	// would refuse the load itself. Values an older binary accepts too,
+	// for -baseline.
 	limits := filepath.Join(filepath.Dir(logPath), "popbridge-limits.yaml")
-	if err := os.WriteFile(limits, []byte("limits:\n  max_connections_per_ip: -1\n  auth_failures_per_ip: 0\n"), 0o600); err != nil {
+	conf := "limits:\n  max_connections: 1000000\n  max_connections_per_ip: 1000000\n" +
+		"  auth_failures_per_ip: 0\n  auth_failures_per_user: 0\n"
+	if err := os.WriteFile(limits, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
 	args := append([]string{"-config", limits, "-listen", addr, "-upstream", upstream, "-upstream-tls", "none", "-log-level", "warn"}, extra...)

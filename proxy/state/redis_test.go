@@ -300,6 +300,8 @@ func TestTLSPasswordAndPrefix(t *testing.T) {
 	}
 	untrusted := cfg
 	untrusted.CAFile = ""
+	// Time for the handshake to fail on its own, on a loaded machine.
+	untrusted.DialTimeout, untrusted.CommandTimeout, untrusted.LeaseTTL = 5*time.Second, 5*time.Second, 15*time.Second
 	if err := openRedis(t, untrusted).Ping(context.Background()); !errUnavailable(err) || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Ping without the CA: %v, want a certificate error", err)
 	}

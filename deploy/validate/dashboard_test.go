@@ -10,7 +10,8 @@ import (
 
 // exprUnits returns the Grafana units that fit what a PromQL query
 // measures: a latency quantile is seconds, a rate is per second, an
-// increase a count, a gauge of bytes bytes.
+// increase a count, a gauge of bytes bytes, a timestamp less time()
+// seconds.
 func exprUnits(expr string) []string {
 	bytes := strings.Contains(expr, "_bytes")
 	switch {
@@ -22,6 +23,8 @@ func exprUnits(expr string) []string {
 		return []string{"ops", "cps", "reqps"}
 	case bytes:
 		return []string{"bytes", "decbytes"}
+	case strings.Contains(expr, "_seconds") && strings.Contains(expr, "- time()"):
+		return []string{"s", "dtdurations"} // a timestamp's distance from now
 	}
 	return []string{"short", "none"}
 }

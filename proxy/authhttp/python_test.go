@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // startPythonHook runs testdata/hook.py and returns its URL.
@@ -19,7 +21,7 @@ func startPythonHook(t *testing.T, secret string) string {
 	t.Helper()
 	python, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 is not installed")
+		testkit.Unavailable(t, "python3 is not installed")
 	}
 	cmd := exec.Command(python, "testdata/hook.py", secret)
 	out, err := cmd.StdoutPipe()

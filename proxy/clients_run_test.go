@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // How each real client is driven. Each run function downloads every
@@ -193,70 +195,6 @@ received_header off
 	return readFiles(t, r.out)
 }
 
-// getmailLostWakeupFix runs getmail (argv[1]) with one bug worked around:
-// getmail forks a child for each delivery and only then installs the
-// SIGCHLD handler that reaps it and wakes the waiting parent. A child that
-// exits before that (or a wake-up sent before the wait begins) goes
-// unnoticed, and getmail gives up after 60 s ("waiting child pid N timed
-// out"), which happens on a loaded machine. The patched wait also polls
-// waitpid itself. A child that exits just after the handler is installed
-// but before getmail has stored the handler it replaced makes the handler
-// fail with AttributeError ('_ForkingBase__orig_handler'), so the patched
-// preparation stores the current handler first. Nothing else of getmail
-// changes.
-const getmailLostWakeupFix = `
-import os, runpy, signal, sys, threading, time
-sys.path.insert(0, "/usr/lib/python3/dist-packages")
-import getmailcore.baseclasses as base
-
-class ChildExited(threading.Condition):
-    def __init__(self, forking):
-        super().__init__()
-        self.f = forking
-    def wait(self, timeout=None):
-        end = time.monotonic() + (timeout or 60)
-        while self.f._ForkingBase__child_status is None:
-            try:
-                pid, status = os.waitpid(self.f.child.childpid, os.WNOHANG)
-            except ChildProcessError:
-                pid = 0  # the handler reaped it; it sets the status
-            if pid:
-                signal.signal(signal.SIGCHLD, self.f._ForkingBase__orig_handler)
-                self.f._ForkingBase__child_pid = pid
-                self.f._ForkingBase__child_status = status
-                return True
-            if time.monotonic() > end:
-                return False
-            super().wait(0.05)
-        return True
-
-prepare = base.ForkingBase._prepare_child
-def prepare_child(self):
-    self._ForkingBase__orig_handler = signal.getsignal(signal.SIGCHLD)
-    prepare(self)
-    self._ForkingBase__child_exited = ChildExited(self)
-base.ForkingBase._prepare_child = prepare_child
-
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-`
-
-// interpreter returns the program named on a script's #! line.
-func interpreter(t *testing.T, script string) string {
-	t.Helper()
-	f, err := os.Open(script)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	first, _ := bufio.NewReader(f).ReadString('\n')
-	prog, ok := strings.CutPrefix(first, "#!")
-	if !ok {
-		t.Fatalf("%s does not start with #!", script)
-	}
-	return strings.Fields(prog)[0]
-}
-
 // runGetmail runs getmail6 with a Maildir destination in r.out and its
 // state (the "oldmail" UIDL list) in r.state. "delivered_to" and
 // "received" are off, so it adds no Delivered-To and Received headers;
@@ -295,9 +233,9 @@ delete = %t
 delivered_to = false
 received = false
 `, retriever, r.host, r.port, r.user, r.pass, r.out, r.delete, r.delete))
-	cred := nobodyOwns(t, r.state, r.out)
-	out, err := runToolAs(t, cred, []string{"HOME=" + r.state}, r.state, interpreter(t, r.tool),
-		"-c", getmailLostWakeupFix, r.tool, "--getmaildir", r.state, "--rcfile", rc)
+	cred := testkit.NobodyOwns(t, r.state, r.out)
+	prog, args := testkit.GetmailCommand(t, r.tool, "--getmaildir", r.state, "--rcfile", rc)
+	out, err := runToolAs(t, cred, []string{"HOME=" + r.state}, r.state, prog, args...)
 	if err != nil {
 		t.Fatalf("getmail: %v\n%s", err, out)
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -146,11 +147,11 @@ func runFetchmail(t *testing.T, r *clientRun) [][]byte {
 	rc := filepath.Join(r.state, "fetchmailrc")
 	writeConfig(t, rc, fmt.Sprintf(`set no syslog
 set invisible
-poll %s service %s protocol pop3 uidl auth password timeout 60
+poll %s service %s protocol pop3 uidl auth %s timeout 60
   user "%s" there with password "%s" is "root" here
   %s no rewrite %s
   mda "cat > %s/msg.$$"
-`, r.host, r.port, r.user, r.pass, mode, tlsOpts, r.out))
+`, r.host, r.port, cmp.Or(r.auth, "password"), r.user, r.pass, mode, tlsOpts, r.out))
 	out, err := runTool(t, []string{"HOME=" + r.state}, r.state, r.tool, "-f", rc, "--nodetach", "--nosyslog",
 		"--idfile", filepath.Join(r.state, "fetchids"), "--pidfile", filepath.Join(r.state, "fetchmail.pid"))
 	// Exit code 1 means "no new mail".
@@ -180,14 +181,14 @@ host %s
 port %s
 user %s
 password %s
-auth user
+auth %s
 %s
 timeout 60
 delivery maildir %s
 keep %s
 uidls_file %s/uidls
 received_header off
-`, r.host, r.port, r.user, r.pass, tlsOpts, r.out, keep, r.state))
+`, r.host, r.port, r.user, r.pass, cmp.Or(r.auth, "user"), tlsOpts, r.out, keep, r.state))
 	out, err := runTool(t, []string{"HOME=" + r.state}, r.state, r.tool, "-C", rc, "--half-quiet", "default")
 	if err != nil {
 		t.Fatalf("mpop: %v\n%s", err, out)

@@ -55,6 +55,9 @@ type clientRun struct {
 	// "implicit" for POP3S; caFile then holds the CA that signed
 	// popbridge's certificate, which the client must verify.
 	tls, caFile string
+	// auth is the client's authentication setting (mpop's "auth",
+	// fetchmail's "auth"); "" is USER/PASS.
+	auth string
 }
 
 // interopClient describes how to drive one real client.

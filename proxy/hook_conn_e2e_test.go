@@ -11,6 +11,7 @@ import (
 	"os"
 	"testing"
 
+	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
@@ -122,4 +123,37 @@ func TestHookLearnsThePROXYHeader(t *testing.T) {
 	}
 	wantHeaders(t, "direct client", loginAndAsk(t, hook, pop3test.DialFrom(t, "127.0.0.2", addr)), map[string]string{
 		"Client-IP": "127.0.0.2", "Proxy-Protocol-Addr": "", "Proxy-Protocol-Server-Addr": ""})
+}
+
+// A rule for a PROXY protocol listener applies to the connections that
+// came through it: the listener is the socket's address, not the one the
+// header says the client connected to (the load balancer's).
+func TestRuleForAPROXYListener(t *testing.T) {
+	up := memUpstream(t)
+	addr := testkit.FreeAddr(t)
+	startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
+		c.Listen = []config.ListenConfig{{Address: addr, ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"}}}
+		c.Policy.Rules = []config.PolicyRule{{Listen: []string{addr}, Delete: "keep"}}
+	}})
+	// The load balancer listens on 198.51.100.1:110.
+	viaProxy := func() *pop3test.Client {
+		nc := dialFrom(t, "127.0.0.1", addr)
+		h := &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.TCPv4,
+			SourceAddr:      &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 40001},
+			DestinationAddr: &net.TCPAddr{IP: net.ParseIP("198.51.100.1"), Port: 110}}
+		if _, err := h.WriteTo(nc); err != nil {
+			t.Fatal(err)
+		}
+		c := pop3test.NewClient(t, nc)
+		c.Login("alice", "secret")
+		return c
+	}
+	c := viaProxy()
+	c.OK("DELE 1")
+	c.Quit()
+	c = viaProxy()
+	if n, _ := c.Stat(); n != 1 {
+		t.Errorf("after DELE and QUIT on the listener whose rule keeps mail: %d messages, want 1", n)
+	}
+	c.Quit()
 }

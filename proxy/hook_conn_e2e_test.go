@@ -17,9 +17,10 @@ import (
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
-// What the auth_http hook learns about the client's connection, through
-// real listeners: the client certificate on a listener that asks for one,
-// and the addresses a PROXY protocol header named.
+// What popbridge learns about the client's connection, through real
+// listeners: the auth_http hook gets the client certificate on a listener
+// that asks for one and the addresses a PROXY protocol header named, and
+// a rule for a PROXY listener applies to its connections.
 
 // loginAndAsk logs in as alice on c and returns the one request the hook
 // got for it.

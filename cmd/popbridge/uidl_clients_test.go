@@ -75,12 +75,7 @@ metrics:
 // delivered.
 func runMpopKeep(t *testing.T, addr, state string) int {
 	host, port, _ := net.SplitHostPort(addr)
-	out := filepath.Join(state, fmt.Sprintf("run%d", countRuns(state)))
-	for _, sub := range []string{"cur", "new", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(out, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
+	out := newMaildir(t, state)
 	rc := filepath.Join(state, "mpoprc")
 	writeFile(t, rc, fmt.Sprintf("account default\nhost %s\nport %s\nuser alice\npassword secret\nauth user\ntls off\n"+
 		"timeout 30\ndelivery maildir %s\nkeep on\nuidls_file %s/uidls\nreceived_header off\n", host, port, out, state))
@@ -123,12 +118,7 @@ func runFetchmailKeep(t *testing.T, addr, state string) int {
 // "nobody".
 func runGetmailKeep(t *testing.T, addr, state string) int {
 	host, port, _ := net.SplitHostPort(addr)
-	out := filepath.Join(state, fmt.Sprintf("run%d", countRuns(state)))
-	for _, sub := range []string{"cur", "new", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(out, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
+	out := newMaildir(t, state)
 	rc := filepath.Join(state, "getmailrc")
 	writeFile(t, rc, fmt.Sprintf("[retriever]\ntype = SimplePOP3Retriever\nserver = %s\nport = %s\nusername = alice\npassword = secret\ntimeout = 30\n\n"+
 		"[destination]\ntype = Maildir\npath = %s/\n\n[options]\nverbose = 0\nread_all = false\ndelete = false\ndelivered_to = false\nreceived = false\n",
@@ -145,6 +135,18 @@ func runGetmailKeep(t *testing.T, addr, state string) int {
 	}
 	ents, _ := os.ReadDir(filepath.Join(out, "new"))
 	return len(ents)
+}
+
+// newMaildir makes a fresh maildir in state for one run's mail.
+func newMaildir(t *testing.T, state string) string {
+	t.Helper()
+	out := filepath.Join(state, fmt.Sprintf("run%d", countRuns(state)))
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(out, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 func countRuns(state string) int {

@@ -23,9 +23,17 @@ type Backend interface {
 
 // ConnInfo describes the client connection a login arrives on.
 type ConnInfo struct {
+	// RemoteAddr and LocalAddr are the client's address and the one it
+	// connected to: behind a PROXY protocol header, the ones it named.
 	RemoteAddr net.Addr
 	LocalAddr  net.Addr
-	TLS        bool
+	// Proxied reports that a PROXY protocol header named RemoteAddr and
+	// LocalAddr (see ProxiedConn).
+	Proxied bool
+	// Listener is the address of the listener that accepted the
+	// connection: the socket's own, whatever a PROXY header said.
+	Listener net.Addr
+	TLS      bool
 	// TLSState is the client connection's TLS state when TLS is on.
 	TLSState *tls.ConnectionState
 	// LoginAttempt numbers this login on the connection: 1 plus the

@@ -287,6 +287,11 @@ func (c *conn) command(line []byte) (end bool) {
 	start := time.Now()
 	kw, args, _ := bytes.Cut(line, []byte{' '})
 	name := strings.ToUpper(string(kw))
+	if name == "AUTH" {
+		// AUTH reads its SASL lines into the buffer that args points into:
+		// the log would show them (the password) in place of the mechanism.
+		args = bytes.Clone(args)
+	}
 	var err error
 	if name != "AUTH" && len(line)+2 > maxLine {
 		err = badCommand("Line too long")

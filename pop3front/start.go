@@ -7,6 +7,8 @@ package pop3front
 import (
 	"context"
 	"crypto/tls"
+	"net"
+	"net/netip"
 	"time"
 )
 
@@ -57,10 +59,30 @@ func (c *conn) isTLS() bool {
 	return ok
 }
 
+// ProxiedConn is implemented by the connections of a listener that reads
+// PROXY protocol headers. Proxied reports whether the connection's header
+// named the client and the address it connected to, which its RemoteAddr
+// and LocalAddr then return (a LOCAL header, or a peer not trusted to send
+// one, leaves the socket's own).
+type ProxiedConn interface {
+	net.Conn
+	Proxied() bool
+}
+
 // info describes the connection for the Backend and PlaintextAllowed.
 func (c *conn) info() ConnInfo {
 	info := ConnInfo{RemoteAddr: c.remote, LocalAddr: c.nc.LocalAddr(), Session: c.id, Logger: c.log,
 		LoginAttempt: c.authFail + 1}
+	raw := c.raw
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if pc, ok := raw.(ProxiedConn); ok {
+		info.Proxied = pc.Proxied()
+	}
+	if ap, err := netip.ParseAddrPort(c.listener); err == nil {
+		info.Listener = net.TCPAddrFromAddrPort(ap)
+	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		info.TLS, info.TLSState = true, &st

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // How each real client is driven. Each run function downloads every
@@ -144,11 +147,11 @@ func runFetchmail(t *testing.T, r *clientRun) [][]byte {
 	rc := filepath.Join(r.state, "fetchmailrc")
 	writeConfig(t, rc, fmt.Sprintf(`set no syslog
 set invisible
-poll %s service %s protocol pop3 uidl auth password timeout 60
+poll %s service %s protocol pop3 uidl auth %s timeout 60
   user "%s" there with password "%s" is "root" here
   %s no rewrite %s
   mda "cat > %s/msg.$$"
-`, r.host, r.port, r.user, r.pass, mode, tlsOpts, r.out))
+`, r.host, r.port, cmp.Or(r.auth, "password"), r.user, r.pass, mode, tlsOpts, r.out))
 	out, err := runTool(t, []string{"HOME=" + r.state}, r.state, r.tool, "-f", rc, "--nodetach", "--nosyslog",
 		"--idfile", filepath.Join(r.state, "fetchids"), "--pidfile", filepath.Join(r.state, "fetchmail.pid"))
 	// Exit code 1 means "no new mail".
@@ -178,83 +181,19 @@ host %s
 port %s
 user %s
 password %s
-auth user
+auth %s
 %s
 timeout 60
 delivery maildir %s
 keep %s
 uidls_file %s/uidls
 received_header off
-`, r.host, r.port, r.user, r.pass, tlsOpts, r.out, keep, r.state))
+`, r.host, r.port, r.user, r.pass, cmp.Or(r.auth, "user"), tlsOpts, r.out, keep, r.state))
 	out, err := runTool(t, []string{"HOME=" + r.state}, r.state, r.tool, "-C", rc, "--half-quiet", "default")
 	if err != nil {
 		t.Fatalf("mpop: %v\n%s", err, out)
 	}
 	return readFiles(t, r.out)
-}
-
-// getmailLostWakeupFix runs getmail (argv[1]) with one bug worked around:
-// getmail forks a child for each delivery and only then installs the
-// SIGCHLD handler that reaps it and wakes the waiting parent. A child that
-// exits before that (or a wake-up sent before the wait begins) goes
-// unnoticed, and getmail gives up after 60 s ("waiting child pid N timed
-// out"), which happens on a loaded machine. The patched wait also polls
-// waitpid itself. A child that exits just after the handler is installed
-// but before getmail has stored the handler it replaced makes the handler
-// fail with AttributeError ('_ForkingBase__orig_handler'), so the patched
-// preparation stores the current handler first. Nothing else of getmail
-// changes.
-const getmailLostWakeupFix = `
-import os, runpy, signal, sys, threading, time
-sys.path.insert(0, "/usr/lib/python3/dist-packages")
-import getmailcore.baseclasses as base
-
-class ChildExited(threading.Condition):
-    def __init__(self, forking):
-        super().__init__()
-        self.f = forking
-    def wait(self, timeout=None):
-        end = time.monotonic() + (timeout or 60)
-        while self.f._ForkingBase__child_status is None:
-            try:
-                pid, status = os.waitpid(self.f.child.childpid, os.WNOHANG)
-            except ChildProcessError:
-                pid = 0  # the handler reaped it; it sets the status
-            if pid:
-                signal.signal(signal.SIGCHLD, self.f._ForkingBase__orig_handler)
-                self.f._ForkingBase__child_pid = pid
-                self.f._ForkingBase__child_status = status
-                return True
-            if time.monotonic() > end:
-                return False
-            super().wait(0.05)
-        return True
-
-prepare = base.ForkingBase._prepare_child
-def prepare_child(self):
-    self._ForkingBase__orig_handler = signal.getsignal(signal.SIGCHLD)
-    prepare(self)
-    self._ForkingBase__child_exited = ChildExited(self)
-base.ForkingBase._prepare_child = prepare_child
-
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-`
-
-// interpreter returns the program named on a script's #! line.
-func interpreter(t *testing.T, script string) string {
-	t.Helper()
-	f, err := os.Open(script)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	first, _ := bufio.NewReader(f).ReadString('\n')
-	prog, ok := strings.CutPrefix(first, "#!")
-	if !ok {
-		t.Fatalf("%s does not start with #!", script)
-	}
-	return strings.Fields(prog)[0]
 }
 
 // runGetmail runs getmail6 with a Maildir destination in r.out and its
@@ -295,9 +234,9 @@ delete = %t
 delivered_to = false
 received = false
 `, retriever, r.host, r.port, r.user, r.pass, r.out, r.delete, r.delete))
-	cred := nobodyOwns(t, r.state, r.out)
-	out, err := runToolAs(t, cred, []string{"HOME=" + r.state}, r.state, interpreter(t, r.tool),
-		"-c", getmailLostWakeupFix, r.tool, "--getmaildir", r.state, "--rcfile", rc)
+	cred := testkit.NobodyOwns(t, r.state, r.out)
+	prog, args := testkit.GetmailCommand(t, r.tool, "--getmaildir", r.state, "--rcfile", rc)
+	out, err := runToolAs(t, cred, []string{"HOME=" + r.state}, r.state, prog, args...)
 	if err != nil {
 		t.Fatalf("getmail: %v\n%s", err, out)
 	}

@@ -7,13 +7,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Real POP3 clients download mail through popbridge in front of each
@@ -54,6 +55,9 @@ type clientRun struct {
 	// "implicit" for POP3S; caFile then holds the CA that signed
 	// popbridge's certificate, which the client must verify.
 	tls, caFile string
+	// auth is the client's authentication setting (mpop's "auth",
+	// fetchmail's "auth"); "" is USER/PASS.
+	auth string
 }
 
 // interopClient describes how to drive one real client.
@@ -113,7 +117,7 @@ func getmailStored(t *testing.T, tool string, wires [][]byte) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(interpreter(t, tool), "-c", getmailFlatten)
+	cmd := exec.Command(testkit.Interpreter(t, tool), "-c", getmailFlatten)
 	cmd.Stdin = bytes.NewReader(in)
 	out, err := cmd.Output()
 	if err != nil {
@@ -181,41 +185,6 @@ func readFiles(t *testing.T, dir string) [][]byte {
 		t.Fatal(err)
 	}
 	return msgs
-}
-
-// nobodyOwns gives the directories (and everything in them) to the user
-// "nobody", makes the directories above them traversable, and returns the
-// credential to run a program as nobody; or nil when the tests do not run
-// as root, and the program can run as we do.
-func nobodyOwns(t *testing.T, dirs ...string) *syscall.Credential {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Fatalf("user nobody: %v", err)
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
-	for _, dir := range dirs {
-		// t.TempDir's directories are 0700.
-		for d := filepath.Dir(dir); d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			return os.Lchown(path, uid, gid)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
 func makeMaildir(t *testing.T, dir string) {

@@ -77,7 +77,7 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 	}
 	// The hook sees the account, without the device and folder that are
 	// popbridge's own; an answer may name them again.
-	ans, err := h.client.Login(ctx, authhttp.RequestFor(n.user, pass, info))
+	ans, err := h.client.Login(ctx, authhttp.RequestFor(n.user, pass, info, h.verifiesClients(info)))
 	if err != nil {
 		log.Info("login refused by the auth_http hook", "user", n.user, "err", err)
 		if errors.Is(err, authhttp.ErrDenied) {
@@ -104,6 +104,18 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 		return nil, "", "", pol, popError(log, err)
 	}
 	return s, name, ans.User, pol, nil
+}
+
+// verifiesClients reports whether the login's listener asks for client
+// certificates, so that the hook gets nginx's certificate headers.
+func (h *authHook) verifiesClients(info pop3front.ConnInfo) bool {
+	name := h.pols.listener(info.Listener)
+	for _, l := range h.targets.cfg.Listen {
+		if l.Address == name {
+			return l.VerifyClient != config.ListenVerifyOff
+		}
+	}
+	return false
 }
 
 // hookDenied is a refusal by the hook. The client gets the hook's text

@@ -81,8 +81,8 @@ func (ps *policies) bind(config string, addr net.Addr) {
 }
 
 // listener returns the configured address of the listener a connection
-// with local address local came in on: the one bound to exactly that
-// address, else a wildcard one on the same port.
+// came in on (local: ConnInfo.Listener, never what a PROXY header named):
+// the one bound to exactly that address, else a wildcard one on its port.
 func (ps *policies) listener(local net.Addr) string {
 	if local == nil {
 		return ""
@@ -150,7 +150,7 @@ func (ps *policies) policy(n loginName, info pop3front.ConnInfo) (imapback.Polic
 	if device != "" && ps.devices.DeleteWhenAllDeleted {
 		pol.AllDevices = ps.devices.Known
 	}
-	listener := ps.listener(info.LocalAddr)
+	listener := ps.listener(info.Listener)
 	for _, r := range ps.rules {
 		if !r.matches(n.user, device, client, listener) {
 			continue

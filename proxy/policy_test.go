@@ -82,7 +82,7 @@ policy:
 		{"+laptop", tcp("198.51.100.1", 5000), tcp("203.0.113.1", 110), "", errBadDevice, imapback.Policy{}},
 		{"bob+lap top", tcp("198.51.100.1", 5000), tcp("203.0.113.1", 110), "", errBadDevice, imapback.Policy{}},
 	} {
-		user, pol, err := ps.resolve(tc.login, pop3front.ConnInfo{RemoteAddr: tc.remote, LocalAddr: tc.local})
+		user, pol, err := ps.resolve(tc.login, pop3front.ConnInfo{RemoteAddr: tc.remote, LocalAddr: tc.local, Listener: tc.local})
 		if err != tc.wantErr || user != tc.wantUser || !samePolicy(pol, tc.want) {
 			t.Errorf("resolve(%q from %v to %v) = %q, %+v, %v; want %q, %+v, %v",
 				tc.login, tc.remote, tc.local, user, pol, err, tc.wantUser, tc.want, tc.wantErr)

@@ -3,7 +3,7 @@
 // port that stays free, a log buffer safe for concurrent writers,
 // goroutines released at once, a reader in small chunks, a file written
 // for the test, mail put in a maildir or over IMAP, a skip that fails in
-// CI, and the error check of table cases.
+// CI, the error check of table cases, and how getmail6 is run.
 package testkit
 
 import (

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -54,14 +55,32 @@ type ProxyInfo struct {
 }
 
 // RequestFor fills a Request from what pop3front passes to Backend.Login:
-// the client address, the attempt count and the TLS state. The caller
-// adds the PROXY addresses and VerifyClient when it has them.
-func RequestFor(user, pass string, info pop3front.ConnInfo) Request {
+// the client address, the attempt count, the addresses a PROXY header
+// named and the TLS state. verifyClient says whether the listener asks
+// clients for certificates, which pop3front does not know.
+func RequestFor(user, pass string, info pop3front.ConnInfo, verifyClient bool) Request {
 	r := Request{User: user, Pass: pass, LoginAttempt: max(info.LoginAttempt, 1), ClientIP: pop3front.AddrIP(info.RemoteAddr)}
 	if info.TLS {
-		r.TLS = &TLSInfo{State: info.TLSState}
+		r.TLS = &TLSInfo{State: info.TLSState, VerifyClient: verifyClient}
+	}
+	if info.Proxied {
+		src, okSrc := addrPort(info.RemoteAddr)
+		dst, okDst := addrPort(info.LocalAddr)
+		if okSrc && okDst {
+			r.Proxy = &ProxyInfo{Source: src, Dest: dst}
+		}
 	}
 	return r
+}
+
+// addrPort returns a's IP address, unmapped, and port.
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	ip := pop3front.AddrIP(a)
+	if !ip.IsValid() {
+		return netip.AddrPort{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ip, ap.Port()), err == nil
 }
 
 // cacheKey lists the parts of the request a cached answer is keyed on.

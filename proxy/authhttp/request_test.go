@@ -241,9 +241,26 @@ func TestRequestRefusesBrokenClientHost(t *testing.T) {
 }
 
 func TestRequestFor(t *testing.T) {
-	r := RequestFor("u", "p", pop3front.ConnInfo{RemoteAddr: &net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.9"), Port: 5000}, TLS: true})
+	r := RequestFor("u", "p", pop3front.ConnInfo{RemoteAddr: &net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.9"), Port: 5000}, TLS: true}, false)
 	if r.ClientIP != ip("192.0.2.9") || r.TLS == nil || r.LoginAttempt != 1 || r.User != "u" || r.Pass != "p" {
 		t.Fatalf("RequestFor = %+v", r)
+	}
+	// Behind a PROXY header: its addresses, unmapped, and the
+	// certificate headers when the listener asks for certificates.
+	r = RequestFor("u", "p", pop3front.ConnInfo{Proxied: true, TLS: true,
+		RemoteAddr: &net.TCPAddr{IP: net.ParseIP("::ffff:198.51.100.7"), Port: 40001},
+		LocalAddr:  &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 995}}, true)
+	want := ProxyInfo{Source: netip.MustParseAddrPort("198.51.100.7:40001"), Dest: netip.MustParseAddrPort("[2001:db8::1]:995")}
+	if r.Proxy == nil || *r.Proxy != want || !r.TLS.VerifyClient || r.ClientIP != ip("198.51.100.7") {
+		t.Fatalf("RequestFor behind a PROXY header = %+v, %+v", r, r.Proxy)
+	}
+	// Without a header, or without addresses, none is claimed.
+	if r := RequestFor("u", "p", pop3front.ConnInfo{RemoteAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.9"), Port: 5000},
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 110}}, false); r.Proxy != nil {
+		t.Fatalf("RequestFor without a PROXY header claims one: %+v", r.Proxy)
+	}
+	if r := RequestFor("u", "p", pop3front.ConnInfo{Proxied: true}, false); r.Proxy != nil {
+		t.Fatalf("RequestFor without addresses: %+v", r.Proxy)
 	}
 }
 

@@ -65,6 +65,11 @@ type ListenConfig struct {
 	MinVersion     string    `yaml:"min_version"` // 1.2 or 1.3
 	ProxyProtocol  bool      `yaml:"proxy_protocol"`
 	TrustedProxies []string  `yaml:"trusted_proxies"`
+	// Client certificates, as nginx's ssl_verify_client and
+	// ssl_client_certificate: asked for, checked against client_ca_file,
+	// and passed to the auth_http hook.
+	VerifyClient ListenVerify `yaml:"verify_client"`
+	ClientCAFile string       `yaml:"client_ca_file"`
 }
 
 // UpstreamConfig is the IMAP server that holds the mail.

@@ -28,6 +28,34 @@ const (
 // ListenTLSModes lists every valid ListenTLS.
 var ListenTLSModes = []ListenTLS{ListenTLSNone, ListenTLSStartTLS, ListenTLSImplicit}
 
+// ListenVerify says whether a TLS listener asks clients for certificates,
+// with nginx's ssl_verify_client values.
+type ListenVerify string
+
+// Client certificate modes.
+const (
+	ListenVerifyOff      ListenVerify = "off"            // not asked for (the default)
+	ListenVerifyOn       ListenVerify = "on"             // required, and verified against client_ca_file
+	ListenVerifyOptional ListenVerify = "optional"       // verified when sent
+	ListenVerifyNoCA     ListenVerify = "optional_no_ca" // asked for, not verified: the hook decides
+)
+
+// ListenVerifyModes lists every valid ListenVerify.
+var ListenVerifyModes = []ListenVerify{ListenVerifyOff, ListenVerifyOn, ListenVerifyOptional, ListenVerifyNoCA}
+
+// ClientAuth is the checked verify_client as a crypto/tls constant.
+func (l *ListenConfig) ClientAuth() tls.ClientAuthType {
+	switch l.VerifyClient {
+	case ListenVerifyOn:
+		return tls.RequireAndVerifyClientCert
+	case ListenVerifyOptional:
+		return tls.VerifyClientCertIfGiven
+	case ListenVerifyNoCA:
+		return tls.RequestClientCert
+	}
+	return tls.NoClientCert
+}
+
 // Security defaults applied by Check.
 const (
 	DefaultAuthFailuresPerIP   = 30
@@ -75,6 +103,7 @@ func (l *ListenConfig) check(key string) []error {
 			errs = append(errs, fmt.Errorf("%s.cert_file/key_file: %v", key, err))
 		}
 	}
+	errs = append(errs, l.checkVerify(key)...)
 	if _, err := ParseNetworks(l.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("%s.trusted_proxies: %v", key, err))
 	}
@@ -85,6 +114,30 @@ func (l *ListenConfig) check(key string) []error {
 		errs = append(errs, fmt.Errorf("%s: trusted_proxies without proxy_protocol: true", key))
 	}
 	return errs
+}
+
+// checkVerify fills in and validates verify_client and client_ca_file.
+func (l *ListenConfig) checkVerify(key string) []error {
+	if l.VerifyClient == "" {
+		l.VerifyClient = ListenVerifyOff
+	}
+	if err := oneOf(key+".verify_client", l.VerifyClient, ListenVerifyModes); err != nil {
+		return []error{err}
+	}
+	verifies := l.VerifyClient == ListenVerifyOn || l.VerifyClient == ListenVerifyOptional
+	switch {
+	case l.VerifyClient != ListenVerifyOff && l.TLS == ListenTLSNone:
+		return []error{fmt.Errorf("%s: verify_client: %s needs tls: starttls or implicit", key, l.VerifyClient)}
+	case verifies && l.ClientCAFile == "":
+		return []error{fmt.Errorf("%s: verify_client: %s needs client_ca_file", key, l.VerifyClient)}
+	case !verifies && l.ClientCAFile != "":
+		return []error{fmt.Errorf("%s: client_ca_file needs verify_client: on or optional", key)}
+	case l.ClientCAFile != "":
+		if _, err := imapback.LoadCAFile(l.ClientCAFile); err != nil {
+			return []error{fmt.Errorf("%s.client_ca_file: %v", key, err)}
+		}
+	}
+	return nil
 }
 
 // check fills in an upstream's defaults and validates it; key names it in

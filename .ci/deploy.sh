@@ -102,7 +102,7 @@ fi
 # Secrets created by hand or by cert-manager, never by the manifests: the
 # base's TLS Secret and extras-values.yaml's token store and state server.
 "$work/validate" -popbridge "$work/popbridge" -external-secret popbridge-tls \
-  -external-secret popbridge-oauth-tokens -external-secret popbridge-redis -external-secret popbridge-redis-ca \
+  -external-secret popbridge-oauth-tokens -external-secret popbridge-redis -external-secret popbridge-redis-ca -external-secret popbridge-client-ca \
   "$work"/kustomize-*.yaml "$work"/helm-*.yaml
 echo "rendered and validated: $((SECONDS - start))s"
 

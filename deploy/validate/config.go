@@ -31,8 +31,9 @@ type popConfig struct {
 
 // checkConfig runs `popbridge check-config` on data. Paths under
 // secretDirs (where the pod mounts Secrets) point at a directory with a
-// throw-away certificate (tls.crt, tls.key), as a TLS Secret would provide
-// in the pod.
+// throw-away certificate (tls.crt, tls.key, and ca.crt, the same
+// self-signed certificate as a CA bundle), as a TLS or CA Secret would
+// provide in the pod.
 func checkConfig(popbridge, data string, secretDirs []string) (*popConfig, error) {
 	dir, err := os.MkdirTemp("", "popbridge-validate")
 	if err != nil {
@@ -103,8 +104,11 @@ func writeTestCert(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return err
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for _, name := range []string{"tls.crt", "ca.crt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), cert, 0o600); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
 }

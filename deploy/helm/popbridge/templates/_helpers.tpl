@@ -26,6 +26,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if or .Values.pop3s.enabled (and .Values.pop3.enabled (ne .Values.pop3.tls "none")) }}true{{ end -}}
 {{- end -}}
 
+{{/* popbridge.clientCerts sets verify_client and client_ca_file on the TLS
+listener given as the second element, from .Values.clientCertificates. */}}
+{{- define "popbridge.clientCerts" -}}
+{{- $v := (index . 0).Values.clientCertificates -}}
+{{- $l := index . 1 -}}
+{{- if and $v (ne $v.verify "off") -}}
+{{- $_ := set $l "verify_client" $v.verify -}}
+{{- if $v.caSecret -}}
+{{- $_ := set $l "client_ca_file" (printf "/etc/popbridge/client-ca/%s" $v.caKey) -}}
+{{- else if ne $v.verify "optional_no_ca" -}}
+{{- fail "clientCertificates.caSecret is needed unless verify is off or optional_no_ca" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The popbridge configuration: .Values.config with the chart's listen,
 metrics.listen, limits.drain_timeout and, from .Values.state, the state
 section's server. */}}
@@ -38,6 +53,7 @@ section's server. */}}
 {{- $_ := set $l "cert_file" "/etc/popbridge/tls/tls.crt" -}}
 {{- $_ := set $l "key_file" "/etc/popbridge/tls/tls.key" -}}
 {{- $_ := set $l "min_version" .Values.tlsMinVersion -}}
+{{- include "popbridge.clientCerts" (list . $l) -}}
 {{- end -}}
 {{- if .Values.pop3.trustedProxies -}}
 {{- $_ := set $l "proxy_protocol" true -}}
@@ -47,6 +63,7 @@ section's server. */}}
 {{- end -}}
 {{- if .Values.pop3s.enabled -}}
 {{- $l := dict "address" (printf "0.0.0.0:%v" .Values.pop3s.containerPort) "tls" "implicit" "cert_file" "/etc/popbridge/tls/tls.crt" "key_file" "/etc/popbridge/tls/tls.key" "min_version" .Values.tlsMinVersion -}}
+{{- include "popbridge.clientCerts" (list . $l) -}}
 {{- if .Values.pop3s.trustedProxies -}}
 {{- $_ := set $l "proxy_protocol" true -}}
 {{- $_ := set $l "trusted_proxies" .Values.pop3s.trustedProxies -}}

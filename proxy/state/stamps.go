@@ -49,6 +49,10 @@ func (m *Memory) Stamp(_ context.Context, key string, names []string, ttl time.D
 	now := m.now()
 	s := m.stamps[key]
 	if s == nil || !now.Before(s.expires) {
+		if len(names) == 0 {
+			delete(m.stamps, key) // as in Redis: nothing to keep
+			return map[string]time.Time{}, now, nil
+		}
 		m.pruneStamps(now)
 		s = &stampSet{at: make(map[string]time.Time)}
 		if m.stamps == nil {

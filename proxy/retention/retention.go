@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/state"
 )
@@ -44,24 +45,26 @@ func New(st state.Stamper, failed func(feature string, err error)) *Keeper {
 	return &Keeper{st: st, failed: failed}
 }
 
-// Maildrop names the mail a device retrieves: a user's folder on one
+// maildrop names the mail a device retrieves: a user's folder on one
 // upstream, as one device sees it.
-type Maildrop struct {
+type maildrop struct {
 	Upstream, User, Device, Mailbox string
 }
 
 // key is the stamps' key. The user is case-folded as IMAP servers
 // commonly fold it; the mailbox is "" for the upstream's own.
-func (m Maildrop) key() string {
+func (m maildrop) key() string {
 	return "retention:" + m.Upstream + "\x00" + strings.ToLower(m.User) + "\x00" + m.Device + "\x00" + m.Mailbox
 }
 
-// Wrap returns s with a retention of days (see Days), or s itself when
-// days is 0.
-func (k *Keeper) Wrap(s pop3front.Session, m Maildrop, days int, log *slog.Logger) pop3front.Session {
+// Wrap returns s, a session of user on upstream with policy pol, with
+// pol's retention (Days), or s itself when it has none.
+func (k *Keeper) Wrap(s pop3front.Session, upstream, user string, pol imapback.Policy, log *slog.Logger) pop3front.Session {
+	days := Days(pol)
 	if days <= 0 {
 		return s
 	}
+	m := maildrop{Upstream: upstream, User: user, Device: pol.Device, Mailbox: pol.Mailbox}
 	return &Session{Session: s, k: k, key: m.key(), days: days, log: log}
 }
 

@@ -13,24 +13,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/state"
 )
 
-// maildrop is the fake upstream: the messages still in it.
-type maildrop struct {
+// fakeDrop is the fake upstream: the messages still in it.
+type fakeDrop struct {
 	uidls     []string
 	commitErr error
 }
 
 type fakeSession struct {
-	m         *maildrop
+	m         *fakeDrop
 	msgs      []pop3front.MessageInfo
 	committed [][]int
 	device    string
 }
 
-func (m *maildrop) open() *fakeSession {
+func (m *fakeDrop) open() *fakeSession {
 	s := &fakeSession{m: m, device: "laptop"}
 	for _, u := range m.uidls {
 		s.msgs = append(s.msgs, pop3front.MessageInfo{UID: u, Size: 1})
@@ -73,12 +74,12 @@ type rig struct {
 	t      *testing.T
 	clock  time.Time
 	k      *Keeper
-	m      *maildrop
+	m      *fakeDrop
 	errors int
 }
 
 func newRig(t *testing.T, uidls ...string) *rig {
-	r := &rig{t: t, clock: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), m: &maildrop{uidls: uidls}}
+	r := &rig{t: t, clock: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), m: &fakeDrop{uidls: uidls}}
 	st := state.NewMemoryWithClock(func() time.Time { return r.clock })
 	r.k = New(st, func(string, error) { r.errors++ })
 	return r
@@ -89,7 +90,7 @@ func newRig(t *testing.T, uidls ...string) *rig {
 func (r *rig) session(retr []int, quit bool, dele ...int) (pop3front.UpdateResult, *fakeSession) {
 	r.t.Helper()
 	inner := r.m.open()
-	s := r.k.Wrap(inner, Maildrop{Upstream: "default", User: "Alice", Device: "laptop"}, 7, slog.New(slog.DiscardHandler))
+	s := r.k.Wrap(inner, "default", "Alice", imapback.Policy{Device: "laptop", RetentionDays: 7}, slog.New(slog.DiscardHandler))
 	for _, i := range retr {
 		s.Retrieved(i)
 	}
@@ -175,10 +176,10 @@ func TestStoreUnavailableRemovesOnlyTheClientsDeletes(t *testing.T) {
 func TestSessionStatesExpireAndItsDevice(t *testing.T) {
 	r := newRig(t, "a")
 	inner := r.m.open()
-	if s := r.k.Wrap(inner, Maildrop{}, 0, nil); s != pop3front.Session(inner) {
-		t.Error("a retention of 0 days wrapped the session")
+	if s := r.k.Wrap(inner, "default", "alice", imapback.Policy{Delete: imapback.DeleteKeep, RetentionDays: 30}, nil); s != pop3front.Session(inner) {
+		t.Error("a retention that can remove nothing wrapped the session")
 	}
-	s := r.k.Wrap(inner, Maildrop{}, 30, nil)
+	s := r.k.Wrap(inner, "default", "alice", imapback.Policy{RetentionDays: 30}, nil)
 	if days, ok := s.(pop3front.ExpireSession).Expire(); days != 30 || !ok {
 		t.Errorf("Expire() = %d, %v", days, ok)
 	}
@@ -188,11 +189,11 @@ func TestSessionStatesExpireAndItsDevice(t *testing.T) {
 }
 
 func TestMaildropKeys(t *testing.T) {
-	a := Maildrop{Upstream: "default", User: "Alice", Device: "laptop"}
-	if b := (Maildrop{Upstream: "default", User: "alice", Device: "laptop"}); a.key() != b.key() {
+	a := maildrop{Upstream: "default", User: "Alice", Device: "laptop"}
+	if b := (maildrop{Upstream: "default", User: "alice", Device: "laptop"}); a.key() != b.key() {
 		t.Error("user names that differ in case only have different stamps")
 	}
-	for _, other := range []Maildrop{
+	for _, other := range []maildrop{
 		{Upstream: "other", User: "alice", Device: "laptop"},
 		{Upstream: "default", User: "alice", Device: "scanner"},
 		{Upstream: "default", User: "alice"},
@@ -206,7 +207,7 @@ func TestMaildropKeys(t *testing.T) {
 
 func TestStampsOfMailThatLeftAreForgotten(t *testing.T) {
 	r := newRig(t, "a", "b", "c")
-	key := Maildrop{Upstream: "default", User: "Alice", Device: "laptop"}.key()
+	key := maildrop{Upstream: "default", User: "Alice", Device: "laptop"}.key()
 	stamped := func() []string {
 		got, _, _ := r.k.st.Stamp(context.Background(), key, nil, stampTTL(7))
 		var names []string

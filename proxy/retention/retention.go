@@ -19,6 +19,7 @@
 package retention
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -65,7 +66,7 @@ func (k *Keeper) Wrap(s pop3front.Session, upstream, user string, pol imapback.P
 		return s
 	}
 	m := maildrop{Upstream: upstream, User: user, Device: pol.Device, Mailbox: pol.Mailbox}
-	return &Session{Session: s, k: k, key: m.key(), days: days, log: log}
+	return &Session{Session: s, k: k, key: m.key(), days: days, log: cmp.Or(log, slog.Default())}
 }
 
 // Session is a session with retention. Its methods run on the session's

@@ -8,6 +8,7 @@ package proxy
 // with it; CAPA states EXPIRE before and after login.
 
 import (
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -209,5 +210,50 @@ func TestRetentionCapaPerUser(t *testing.T) {
 			t.Errorf("CAPA after login as %q:\n%q\nwant\n%q", u.user+device, got, want)
 		}
 		c.Quit()
+	}
+}
+
+// The hook's X-Popbridge-Retention-Days sets a session's retention, 0
+// turns the configured one off; before login CAPA promises nothing.
+func TestRetentionFromTheHook(t *testing.T) {
+	u := startMemUpstream(t)
+	deliverN(t, u, 2)
+	hook := startTestHook(t, func(req http.Header) map[string]string {
+		days := map[string]string{"alice": "3", "archive": "0"}[req.Get("Auth-User")]
+		return okAt(t, u.addr, "Auth-User", "alice", "Auth-Pass", "secret", "X-Popbridge-Retention-Days", days)
+	})
+	clock := &testClock{}
+	o := withHook(hook.url, func(c *config.Config) { c.Policy.RetentionDays = 5 })
+	o.store = state.NewMemoryWithClock(clock.now)
+	p := startProxy(t, "", o)
+
+	c := pop3test.Dial(t, p.addr)
+	if got := string(c.Multi("CAPA")); strings.Contains(got, "EXPIRE") {
+		t.Errorf("CAPA before login with a hook: %q, want no EXPIRE", got)
+	}
+	c.Quit()
+	capa := func(login string) string {
+		c := pop3test.Dial(t, p.addr)
+		c.Login(login, "x")
+		defer c.Quit()
+		return string(c.Multi("CAPA"))
+	}
+	if got := capa("alice"); !strings.Contains(got, "\r\nEXPIRE 3\r\n") {
+		t.Errorf("CAPA after the hook's 3 days: %q", got)
+	}
+	if got := capa("archive"); strings.Contains(got, "EXPIRE") {
+		t.Errorf("CAPA after the hook's 0: %q, want no EXPIRE", got)
+	}
+	popSession(t, p, "archive", "x", true, "RETR 1")
+	popSession(t, p, "alice", "x", true, "RETR 2")
+	clock.advance(3 * day)
+	if resp := popSession(t, p, "archive", "x", true); resp != "+OK Logging out" {
+		t.Errorf("archive's QUIT 3 days on: %q", resp)
+	}
+	if resp := popSession(t, p, "alice", "x", true); resp != "+OK Logging out, 1 messages deleted (1 of them expired)" {
+		t.Errorf("alice's QUIT 3 days on: %q", resp)
+	}
+	if n := len(upstreamState(t, u)); n != 1 {
+		t.Errorf("%d messages left, want 1", n)
 	}
 }

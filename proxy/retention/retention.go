@@ -38,8 +38,8 @@ type Keeper struct {
 	failed func(feature string, err error)
 }
 
-// Feature names retention in store error reports.
-const Feature = "retention"
+// feature names retention in store error reports.
+const feature = "retention"
 
 // New returns a Keeper over st; failed is told of every store error.
 func New(st state.Stamper, failed func(feature string, err error)) *Keeper {
@@ -104,17 +104,16 @@ func (s *Session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateRe
 	msgs := s.Messages()
 	stamps, now, err := s.k.st.Stamp(ctx, s.key, uidls(msgs, s.retrieved), stampTTL(s.days))
 	if err != nil {
-		s.k.failed(Feature, err)
+		s.k.failed(feature, err)
 		return s.Session.Commit(ctx, deleted)
 	}
 	exp := expired(msgs, deleted, s.Expunged, stamps, now, s.days)
 	all := append(slices.Clone(deleted), exp...)
-	if len(exp) > 0 {
-		s.log.Info("removing messages retrieved at least the retention period ago", "expired", len(exp), "retention_days", s.days)
-	}
 	res, err := s.Session.Commit(ctx, all)
 	if len(exp) > 0 && err == nil {
 		res.Expired = len(exp)
+		s.log.Info("messages retrieved at least retention_days ago deleted with the client's", "expired", len(exp),
+			"retention_days", s.days, "removed", res.Removed, "flagged", res.Flagged)
 	}
 	forget := orphans(msgs, stamps, now, s.days)
 	if err == nil {
@@ -124,7 +123,7 @@ func (s *Session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateRe
 	}
 	if len(forget) > 0 {
 		if err := s.k.st.Unstamp(ctx, s.key, forget); err != nil {
-			s.k.failed(Feature, err)
+			s.k.failed(feature, err)
 		}
 	}
 	return res, err

@@ -44,13 +44,8 @@ type boundListener struct {
 func newPolicies(c *config.Config) *policies {
 	p := c.Policy
 	ps := &policies{
-		base: imapback.Policy{
-			Delete:        p.Delete,
-			TrashFolder:   p.TrashFolder,
-			Seen:          p.Seen,
-			MaxAgeDays:    p.MaxAgeDays,
-			RetentionDays: p.RetentionDays,
-		},
+		base: imapback.Policy{Delete: p.Delete, TrashFolder: p.TrashFolder, Seen: p.Seen,
+			MaxAgeDays: p.MaxAgeDays, RetentionDays: p.RetentionDays},
 		devices:   p.Devices,
 		folderSep: p.Folders.Separator,
 	}

@@ -1,7 +1,7 @@
 package proxy
 
-// retention_days end to end, against go-imap's in-memory server and
-// Dovecot, with the store's clock moved forward instead of waiting days:
+// retention_days end to end, against go-imap's in-memory server, Dovecot
+// and Cyrus, with the store's clock moved forward instead of waiting days:
 // what a device retrieved goes at the first QUIT N days after the QUIT
 // that retrieved it; mail not retrieved, and sessions without QUIT, change
 // nothing; in device views mail goes once every known device is done
@@ -68,7 +68,7 @@ func popSession(t *testing.T, p *testProxy, login, pass string, quit bool, cmds 
 }
 
 func eachRetentionUpstream(t *testing.T, f func(t *testing.T, u *upstream)) {
-	for _, start := range []func(*testing.T) *upstream{startMemUpstream, startDovecotUpstream} {
+	for _, start := range []func(*testing.T) *upstream{startMemUpstream, startDovecotUpstream, startCyrusUpstream} {
 		u := start(t)
 		t.Run(u.name, func(t *testing.T) { f(t, u) })
 	}

@@ -72,7 +72,17 @@ type Policy struct {
 	// Mailbox, when set, is served instead of Options.Mailbox: a folder
 	// named at login or by a routing hook.
 	Mailbox string
+
+	// RetentionDays > 0 removes, at a QUIT, the messages this session's
+	// client retrieved at least that many days before, as if it had
+	// deleted them. The caller keeps the clock and passes those messages
+	// to Commit with the client's deletes; imapback only checks the value.
+	RetentionDays int
 }
+
+// MaxRetentionDays bounds RetentionDays: a hundred years, far below what
+// would overflow a time.Duration.
+const MaxRetentionDays = 36500
 
 // DefaultPolicy returns the policy of the backend's Options, with no
 // view: the policy to pass to Login when nothing is set per user.
@@ -100,6 +110,9 @@ func (p *Policy) check() error {
 	}
 	if p.Mailbox != "" && !ValidMailbox(p.Mailbox) {
 		return fmt.Errorf("imapback: invalid mailbox name %q", p.Mailbox)
+	}
+	if p.RetentionDays < 0 || p.RetentionDays > MaxRetentionDays {
+		return fmt.Errorf("imapback: RetentionDays %d not in 0-%d", p.RetentionDays, MaxRetentionDays)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 // stateFeatures are the features of the shared state store, the values
 // of the feature label.
-var stateFeatures = []string{"logins", "connections", "locks"}
+var stateFeatures = []string{"logins", "connections", "locks", "retention"}
 
 // State observes the shared state store (proxy.Hooks.State). Every call
 // returns an observer of the same collector.
@@ -21,7 +21,7 @@ func (m *Metrics) State() StateObserver {
 		Namespace: Namespace, Subsystem: "state", Name: "store_errors_total",
 		Help: "Operations of the shared state store that failed (unreachable, timed out, refused), by feature: " +
 			"logins (the failed-login limits, fail open by default), connections (per-address counts, fail open by default), " +
-			"locks (lock_session, fail closed by default).",
+			"locks (lock_session, fail closed by default), retention (retention_days: nothing expires while it fails).",
 	}, []string{"feature"})
 	if err := m.reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError

@@ -29,6 +29,7 @@ func (c *conn) handleCapa(args []byte) error {
 			c.bw.WriteString("STLS\r\n")
 		}
 	}
+	c.bw.WriteString(c.expireCapability())
 	c.bw.WriteString("IMPLEMENTATION " + c.implementation() + "\r\n.\r\n")
 	return nil
 }

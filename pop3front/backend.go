@@ -71,6 +71,10 @@ type UpdateResult struct {
 	// deleted there (IMAP's \Deleted, or a per-device mark that hides
 	// them from this maildrop), for another client or a later expunge.
 	Flagged int
+	// Expired counts the messages the backend added to the client's
+	// deletes because their time on the server was up (ExpireSession);
+	// Removed and Flagged count them too.
+	Expired int
 }
 
 // Session is one authenticated user's maildrop. Messages are addressed by

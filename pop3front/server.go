@@ -109,6 +109,9 @@ type Server struct {
 	PlaintextAllowed func(info ConnInfo) bool
 	// Implementation is the text of the IMPLEMENTATION capability.
 	Implementation string
+	// Expire is the EXPIRE capability before login; the zero value lists
+	// none.
+	Expire Expire
 	// Observer receives connection, login and command events, for
 	// metrics. Nil observes nothing.
 	Observer Observer

@@ -39,13 +39,13 @@ func (c *conn) handleQuit(args []byte) error {
 	}
 	c.update = res
 	c.endAs(endQuit)
-	c.ok(quitAnswer(len(dele), res))
+	c.ok(quitAnswer(len(dele)+res.Expired, res))
 	return errHangUp
 }
 
-// quitAnswer says what UPDATE did with the marked messages, as it
-// happened upstream: a policy that keeps mail on the server must not
-// answer that it was deleted.
+// quitAnswer says what UPDATE did with the marked messages (the
+// client's and the expired ones), as it happened upstream: a policy that
+// keeps mail on the server must not answer that it was deleted.
 func quitAnswer(marked int, res UpdateResult) string {
 	if marked == 0 {
 		return "Logging out"
@@ -61,5 +61,9 @@ func quitAnswer(marked int, res UpdateResult) string {
 	if kept > 0 {
 		parts = append(parts, strconv.Itoa(kept)+" messages kept on the server")
 	}
-	return "Logging out, " + strings.Join(parts, ", ")
+	answer := "Logging out, " + strings.Join(parts, ", ")
+	if res.Expired > 0 {
+		answer += " (" + strconv.Itoa(res.Expired) + " of them expired)"
+	}
+	return answer
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/state"
 )
 
 // The one way a test starts popbridge, and the config it starts from.
@@ -30,6 +31,7 @@ type proxyOptions struct {
 	configure func(*config.Config) // changes testConfig before Check
 	logs      io.Writer            // gets the debug log too (t.Log always does)
 	hooks     Hooks
+	store     state.Store // the shared store; nil: New opens its own
 	// noLogs discards the log, for benchmarks that logging would slow.
 	noLogs bool
 }
@@ -60,7 +62,7 @@ func startProxy(t testing.TB, upstreamAddr string, o proxyOptions) *testProxy {
 	if o.noLogs {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p, err := New(cfg, Options{Logger: logger, Hooks: o.hooks})
+	p, err := New(cfg, Options{Logger: logger, Hooks: o.hooks, Store: o.store})
 	if err != nil {
 		t.Fatal(err)
 	}

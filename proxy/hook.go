@@ -92,6 +92,7 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 	override(&pol.Mailbox, ans.Mailbox)
 	override(&pol.Delete, ans.Delete)
 	override(&pol.Seen, ans.Seen)
+	pol.RetentionDays = *cmp.Or(ans.RetentionDays, &pol.RetentionDays) // an answer's 0 turns it off
 	b, name, err := h.targets.backend(ans)
 	if err != nil {
 		log.Error("auth_http answer names an upstream popbridge cannot use", "user", n.user, "addr", ans.Addr.String(), "err", err)

@@ -3,6 +3,7 @@ package proxy
 // Policy resolution: the device, the folder and the policy of each login.
 
 import (
+	"cmp"
 	"net"
 	"net/netip"
 	"path"
@@ -43,12 +44,8 @@ type boundListener struct {
 func newPolicies(c *config.Config) *policies {
 	p := c.Policy
 	ps := &policies{
-		base: imapback.Policy{
-			Delete:      p.Delete,
-			TrashFolder: p.TrashFolder,
-			Seen:        p.Seen,
-			MaxAgeDays:  p.MaxAgeDays,
-		},
+		base: imapback.Policy{Delete: p.Delete, TrashFolder: p.TrashFolder, Seen: p.Seen,
+			MaxAgeDays: p.MaxAgeDays, RetentionDays: p.RetentionDays},
 		devices:   p.Devices,
 		folderSep: p.Folders.Separator,
 	}
@@ -164,6 +161,7 @@ func (ps *policies) policy(n loginName, info pop3front.ConnInfo) (imapback.Polic
 		if r.StartDate != "" {
 			pol.StartDate = r.startDate
 		}
+		pol.RetentionDays = *cmp.Or(r.RetentionDays, &pol.RetentionDays) // a rule's 0 turns it off
 		override(&pol.Mailbox, r.Mailbox)
 	}
 	override(&pol.Mailbox, n.folder)

@@ -15,6 +15,7 @@ import (
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/config"
+	"github.com/popbridge/popbridge/proxy/retention"
 	"github.com/popbridge/popbridge/proxy/state"
 )
 
@@ -76,7 +77,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	l := cfg.Limits
 	b := backend{r: r, pols: pols, log: logger, oauth: oauth, hook: hook, limits: newLoginLimits(st, l, errs), errs: errs,
-		exact: exactSizeUpstreams(cfg), counted: &countedSizes{}, sizes: opts.Hooks.Sizes}
+		exact: exactSizeUpstreams(cfg), counted: &countedSizes{}, sizes: opts.Hooks.Sizes, ret: retention.New(st, errs.failed)}
 	if l.LockSession {
 		b.locks = st
 	}
@@ -95,6 +96,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		AuthTimeout:      l.AuthTimeout,
 		HandshakeTimeout: l.HandshakeTimeout,
 		PlaintextAllowed: plaintextPolicy(cfg.TrustedNetworks),
+		Expire:           retention.Announced(cfg),
 		// Login and UPDATE may each take a dial and a few upstream
 		// commands, and a login up to three store operations and the
 		// hook's answer; the backend bounds every single one itself.
@@ -192,6 +194,7 @@ type backend struct {
 	exact   map[string]bool
 	counted *countedSizes
 	sizes   SizeObserver
+	ret     *retention.Keeper
 }
 
 // Login resolves the login to its upstream user first, then reserves an
@@ -271,8 +274,8 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		counted = a.counted
 		counted.exactSizes(ctx, a.log, s, infos, key)
 	}
-	return &session{Session: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
-		sizes: a.sizes, counted: counted, sizeKey: key}, nil
+	return a.ret.Wrap(&session{Session: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
+		sizes: a.sizes, counted: counted, sizeKey: key}, name, upUser, pol, a.log), nil
 }
 
 type session struct {

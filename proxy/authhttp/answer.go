@@ -38,6 +38,9 @@ type Answer struct {
 	Device  string
 	Delete  imapback.DeletePolicy
 	Seen    imapback.SeenPolicy
+	// RetentionDays is X-Popbridge-Retention-Days, 0 (off) to
+	// imapback.MaxRetentionDays; nil: as the configuration says.
+	RetentionDays *int
 	// Cached: the answer came from the cache, not from the hook.
 	Cached bool
 }
@@ -207,8 +210,17 @@ func (c *Client) popbridgeHeaders(h http.Header, a *Answer) error {
 	a.Delete = imapback.DeletePolicy(get("X-Popbridge-Delete"))
 	a.Seen = imapback.SeenPolicy(get("X-Popbridge-Seen"))
 	a.Upstream = get("X-Popbridge-Upstream")
+	retention := get("X-Popbridge-Retention-Days")
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if retention != "" {
+		// Digits only: Atoi would take a sign.
+		n, err := strconv.Atoi(retention)
+		if err != nil || strings.Trim(retention, "0123456789") != "" || n > imapback.MaxRetentionDays {
+			return fmt.Errorf("X-Popbridge-Retention-Days %q is not a number of days from 0 to %d", retention, imapback.MaxRetentionDays)
+		}
+		a.RetentionDays = &n
 	}
 	if mailbox != "" {
 		m, err := url.PathUnescape(mailbox)

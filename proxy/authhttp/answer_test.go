@@ -79,6 +79,32 @@ func TestAnswerAccepted(t *testing.T) {
 	}
 }
 
+// X-Popbridge-Retention-Days: absent leaves the configured value, 0
+// turns retention off, leading zeros are digits like any other.
+func TestAnswerRetention(t *testing.T) {
+	okLines := []string{"Auth-Status: OK", "Auth-Server: 127.0.0.1", "Auth-Port: 143"}
+	for _, tc := range []struct {
+		header string
+		want   int // -1: absent
+	}{{"", -1}, {"X-Popbridge-Retention-Days: 030", 30}, {"X-Popbridge-Retention-Days: 0", 0}, {"x-popbridge-retention-days: 36500", 36500}} {
+		lines := okLines
+		if tc.header != "" {
+			lines = append(lines, tc.header)
+		}
+		c, _ := answering(t, ok200(lines...))
+		a, err := login(c, "alice", "pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch got := a.RetentionDays; {
+		case tc.want < 0 && got != nil:
+			t.Errorf("%q: RetentionDays %d, want none", tc.header, *got)
+		case tc.want >= 0 && (got == nil || *got != tc.want):
+			t.Errorf("%q: RetentionDays %v, want %d", tc.header, got, tc.want)
+		}
+	}
+}
+
 func TestAnswerDenied(t *testing.T) {
 	long := strings.Repeat("x", 300)
 	for _, tc := range []struct{ name, status, reply string }{
@@ -127,6 +153,11 @@ func TestAnswerUnusable(t *testing.T) {
 		{"empty device", ok200(ok, "X-Popbridge-Device: "), ResultMalformed},
 		{"bad delete", ok200(ok, "X-Popbridge-Delete: shred"), ResultMalformed},
 		{"bad seen", ok200(ok, "X-Popbridge-Seen: sometimes"), ResultMalformed},
+		{"signed retention", ok200(ok, "X-Popbridge-Retention-Days: +7"), ResultMalformed},
+		{"negative retention", ok200(ok, "X-Popbridge-Retention-Days: -1"), ResultMalformed},
+		{"retention in words", ok200(ok, "X-Popbridge-Retention-Days: never"), ResultMalformed},
+		{"retention too long", ok200(ok, "X-Popbridge-Retention-Days: 36501"), ResultMalformed},
+		{"repeated retention", ok200(ok, "X-Popbridge-Retention-Days: 1", "X-Popbridge-Retention-Days: 2"), ResultMalformed},
 		{"wildcard mailbox", ok200(ok, "X-Popbridge-Mailbox: INBOX*"), ResultMalformed},
 		{"mailbox not UTF-8", ok200(ok, "X-Popbridge-Mailbox: %FF"), ResultMalformed},
 		{"mailbox control character", ok200(ok, "X-Popbridge-Mailbox: a%0Ab"), ResultMalformed},

@@ -117,6 +117,10 @@ type PolicyConfig struct {
 	Devices DevicesConfig `yaml:"devices"`
 	Folders FoldersConfig `yaml:"folders"`
 	Rules   []PolicyRule  `yaml:"rules"`
+
+	// RetentionDays > 0 removes at a QUIT what the device retrieved that
+	// many days before; 0: never.
+	RetentionDays int `yaml:"retention_days"`
 }
 
 // LimitsConfig bounds what clients can hold.

@@ -50,6 +50,9 @@ type PolicyRule struct {
 	Seen        imapback.SeenPolicy   `yaml:"seen"`
 	MaxAgeDays  *int                  `yaml:"max_age_days"`
 	StartDate   string                `yaml:"start_date"`
+	// RetentionDays, when set, replaces policy.retention_days; 0 turns
+	// retention off for the sessions the rule matches.
+	RetentionDays *int `yaml:"retention_days"`
 	// Mailbox serves another folder than the upstream's mailbox; a
 	// folder named at login still wins.
 	Mailbox string `yaml:"mailbox"`
@@ -96,6 +99,7 @@ func (c *Config) checkPolicy() []error {
 		errs = append(errs, errors.New("policy.max_age_days: must not be negative"))
 	}
 	errs = append(errs, checkStartDate("policy.start_date", p.StartDate))
+	errs = append(errs, checkRetention("policy.retention_days", p.RetentionDays))
 
 	d := &p.Devices
 	if len(d.Separator) > 1 || d.Separator != "" && !strings.Contains(separators, d.Separator) {
@@ -159,10 +163,20 @@ func (c *Config) checkRule(key string, r *PolicyRule) []error {
 		errs = append(errs, fmt.Errorf("%s.max_age_days: must not be negative", key))
 	}
 	errs = append(errs, checkStartDate(key+".start_date", r.StartDate))
+	if r.RetentionDays != nil {
+		errs = append(errs, checkRetention(key+".retention_days", *r.RetentionDays))
+	}
 	if r.Mailbox != "" && !imapback.ValidMailbox(r.Mailbox) {
 		errs = append(errs, fmt.Errorf("%s.mailbox: %q is not a mailbox name", key, r.Mailbox))
 	}
 	return errs
+}
+
+func checkRetention(key string, days int) error {
+	if days < 0 || days > imapback.MaxRetentionDays {
+		return fmt.Errorf("%s: %d is not a number of days from 0 (never) to %d", key, days, imapback.MaxRetentionDays)
+	}
+	return nil
 }
 
 func checkStartDate(key, s string) error {

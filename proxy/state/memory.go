@@ -24,6 +24,7 @@ type Memory struct {
 	notes     map[string]time.Time  // Remember: key -> expiry
 	slots     map[string]int        // Acquire: key -> slots taken
 	locks     map[string]struct{}
+	stamps    map[string]*stampSet // stamps.go
 	lastPrune time.Time
 }
 

@@ -1,7 +1,7 @@
 // Package state holds what popbridge's sessions share with each other:
-// failed-login reservations, connection counts per address and maildrop
-// locks, kept in process (Memory) or, for replicas that must share them,
-// in Redis or Valkey (Redis).
+// failed-login reservations, connection counts per address, maildrop
+// locks and retention's stamps, kept in process (Memory) or, for replicas
+// that must share them, in Redis or Valkey (Redis).
 //
 // Every operation that can refuse answers (…, ok bool, err error) by one
 // rule: ok says whether the caller may go on; err, when not nil, says the
@@ -80,6 +80,7 @@ type Store interface {
 	Limiter
 	Counter
 	Locker
+	Stamper
 	Close() error
 }
 

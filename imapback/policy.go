@@ -72,6 +72,9 @@ type Policy struct {
 	// Mailbox, when set, is served instead of Options.Mailbox: a folder
 	// named at login or by a routing hook.
 	Mailbox string
+	// Mailboxes, when set, are served merged instead (merged.go): by
+	// Open, not Login. At most one of Mailbox and Mailboxes is set.
+	Mailboxes []string
 }
 
 // DefaultPolicy returns the policy of the backend's Options, with no
@@ -100,6 +103,12 @@ func (p *Policy) check() error {
 	}
 	if p.Mailbox != "" && !ValidMailbox(p.Mailbox) {
 		return fmt.Errorf("imapback: invalid mailbox name %q", p.Mailbox)
+	}
+	if p.Mailbox != "" && len(p.Mailboxes) > 0 {
+		return errors.New("imapback: both Mailbox and Mailboxes set")
+	}
+	if err := CheckMailboxes(p.Mailboxes); err != nil {
+		return fmt.Errorf("imapback: Mailboxes: %w", err)
 	}
 	return nil
 }

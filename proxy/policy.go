@@ -164,9 +164,9 @@ func (ps *policies) policy(n loginName, info pop3front.ConnInfo) (imapback.Polic
 		if r.StartDate != "" {
 			pol.StartDate = r.startDate
 		}
-		override(&pol.Mailbox, r.Mailbox)
+		pol.SetFolders(r.Mailbox, r.Mailboxes)
 	}
-	override(&pol.Mailbox, n.folder)
+	pol.SetFolders(n.folder, nil)
 	return pol, nil
 }
 

@@ -232,7 +232,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		return nil, err
 	}
 	ctx = imapback.WithClientAddr(ctx, info.RemoteAddr)
-	var s *imapback.Session
+	var s imapback.Maildrop
 	switch {
 	case a.hook != nil:
 		s, name, upUser, pol, err = a.hook.login(ctx, a.log, login, pass, info)
@@ -241,7 +241,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 	default:
 		a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
 			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
-		s, err = b.Login(ctx, imapback.Credentials{User: upUser, Password: pass}, pol)
+		s, err = b.Open(ctx, imapback.Credentials{User: upUser, Password: pass}, pol)
 		err = popError(a.log, err)
 	}
 	done(err)
@@ -271,16 +271,16 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		counted = a.counted
 		counted.exactSizes(ctx, a.log, s, infos, key)
 	}
-	return &session{Session: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
+	return &session{Maildrop: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
 		sizes: a.sizes, counted: counted, sizeKey: key}, nil
 }
 
 type session struct {
-	*imapback.Session
-	msgs   []pop3front.MessageInfo
-	log    *slog.Logger
-	lease  *state.Lease // the maildrop's lock, if any
-	device string       // the device view's name, for pop3front's session list
+	imapback.Maildrop // one folder, or several merged
+	msgs              []pop3front.MessageInfo
+	log               *slog.Logger
+	lease             *state.Lease // the maildrop's lock, if any
+	device            string       // the device view's name, for pop3front's session list
 	// sizes counts transfers whose octets differ from the listed size;
 	// counted, with upstream.exact_sizes, keeps what complete transfers
 	// counted.
@@ -294,7 +294,7 @@ func (s *session) Device() string { return s.device }
 
 // Close ends the upstream session, then releases the maildrop's lock.
 func (s *session) Close() error {
-	err := s.Session.Close()
+	err := s.Maildrop.Close()
 	if s.lease != nil {
 		s.lease.Release()
 	}
@@ -315,12 +315,12 @@ func (s *session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateRe
 		default:
 		}
 	}
-	removed, flagged, err := s.Session.Commit(ctx, deleted)
+	removed, flagged, err := s.Maildrop.Commit(ctx, deleted)
 	return pop3front.UpdateResult{Removed: removed, Flagged: flagged}, err
 }
 
 func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, error) {
-	rc, err := s.Session.Retrieve(ctx, i, lines)
+	rc, err := s.Maildrop.Retrieve(ctx, i, lines)
 	if err != nil {
 		return nil, popError(s.log, err)
 	}
@@ -338,7 +338,7 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 	}), nil
 }
 
-func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Session.Noop(ctx)) }
+func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Maildrop.Noop(ctx)) }
 
 var (
 	errMailbox    = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}

@@ -213,9 +213,6 @@ func folderTag(name string) string {
 	return "." + hex.EncodeToString(sum[:4])
 }
 
-// Folders lists the merged folders, in the maildrop's order.
-func (m *Merged) Folders() []string { return m.names }
-
 // Messages returns the merged snapshot: folder by folder, each in UID
 // order.
 func (m *Merged) Messages() []Message { return m.msgs }

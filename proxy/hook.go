@@ -98,7 +98,7 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 		return nil, "", "", pol, pop3front.ErrUnavailable
 	}
 	log.Debug("session policy", "user", n.user, "upstream", name, "upstream_user", ans.User, "cached", ans.Cached,
-		"mailbox", pol.Mailbox, "device", pol.Device, "delete", pol.Delete, "seen", pol.Seen)
+		"mailbox", pol.Mailbox, "mailboxes", pol.Mailboxes, "device", pol.Device, "delete", pol.Delete, "seen", pol.Seen)
 	s, err := b.Open(imapback.WithClientAddr(ctx, info.RemoteAddr), imapback.Credentials{User: ans.User, Password: ans.Pass}, pol)
 	if err != nil {
 		return nil, "", "", pol, popError(log, err)

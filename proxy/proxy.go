@@ -138,7 +138,7 @@ func (p *Proxy) Serve() error {
 	errs := make([]error, len(p.listeners))
 	for i, bl := range p.listeners {
 		p.log.Info("listening", "addr", bl.addr.String(), "tls", bl.cfg.TLS, "proxy_protocol", bl.cfg.ProxyProtocol,
-			"upstream", p.cfg.Upstream.Address, "upstream_tls", p.cfg.Upstream.TLS, "mailbox", p.cfg.Upstream.Mailbox)
+			"upstream", p.cfg.Upstream.Address, "upstream_tls", p.cfg.Upstream.TLS, "mailbox", p.cfg.Upstream.Mailbox, "mailboxes", p.cfg.Upstream.Mailboxes)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -240,7 +240,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		s, err = a.oauth.login(ctx, a.r, acct, pass, pol)
 	default:
 		a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
-			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
+			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays, "mailbox", pol.Mailbox, "mailboxes", pol.Mailboxes)
 		s, err = b.Open(ctx, imapback.Credentials{User: upUser, Password: pass}, pol)
 		err = popError(a.log, err)
 	}

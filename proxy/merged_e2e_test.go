@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -182,6 +183,7 @@ func TestMergedFoldersDeviceView(t *testing.T) {
 	appendMail(t, imc, "Junk", time.Now(), testMessage(2, "junk\r\n"))
 	addr := startProxy(t, d.IMAPAddr, proxyOptions{configure: func(c *config.Config) {
 		c.Policy.Devices.Separator = "#"
+		c.Policy.Folders.Separator = "+"
 		c.Policy.Rules = []config.PolicyRule{{Devices: []string{"phone", "laptop"}, Mailboxes: []string{"INBOX", "Junk"}}}
 	}}).addr
 
@@ -208,6 +210,28 @@ func TestMergedFoldersDeviceView(t *testing.T) {
 	if n := count("alice#laptop"); n != 2 {
 		t.Errorf("laptop: %d messages, want both folders' 2", n)
 	}
+	if n := count("alice+Junk#laptop"); n != 1 {
+		t.Errorf("laptop naming Junk: %d messages, want Junk's 1 (the login's folder wins over the rule's)", n)
+	}
+}
+
+// The hook's X-Popbridge-Mailboxes merges folders for one login.
+func TestMergedFoldersFromTheHook(t *testing.T) {
+	t.Parallel()
+	d := hookDovecot(t, "")
+	appendMail(t, d.Dial(t, "alice"), "Junk", time.Now(), testMessage(3, "junk\r\n"))
+	hook := startTestHook(t, func(req http.Header) map[string]string {
+		return okAt(t, d.IMAPAddr, "X-Popbridge-Mailboxes", "INBOX,Junk")
+	})
+	c := pop3test.Dial(t, startProxy(t, "", withHook(hook.url, nil)).addr)
+	c.Login("alice", "secret")
+	if n, _ := c.Stat(); n != 3 {
+		t.Fatalf("STAT: %d messages, want INBOX's 2 and Junk's 1", n)
+	}
+	if got := string(c.Multi("RETR 3")); !strings.Contains(got, "Subject: message 3") {
+		t.Errorf("RETR 3 = %q, want Junk's message", got)
+	}
+	c.Quit()
 }
 
 // mpop keeps mail on the server and fetches a merged maildrop: every

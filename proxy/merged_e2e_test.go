@@ -29,11 +29,15 @@ type folderMail struct {
 
 func folderState(t *testing.T, c *imapclient.Client, folder string) []folderMail {
 	t.Helper()
-	if _, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
 		t.Fatalf("SELECT %s: %v", folder, err)
 	}
+	if sel.NumMessages == 0 {
+		return nil
+	}
 	bufs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, Envelope: true}).Collect()
-	if err != nil && !strings.Contains(err.Error(), "No matching messages") {
+	if err != nil {
 		t.Fatalf("FETCH in %s: %v", folder, err)
 	}
 	var out []folderMail
@@ -265,4 +269,41 @@ func TestMergedFoldersWithMpop(t *testing.T) {
 	if again := runMpop(t, r); len(again) != 0 {
 		t.Errorf("mpop's second run stored %d messages, want none (the UIDLs are stable)", len(again))
 	}
+}
+
+// On every upstream (Courier keeps Junk under its INBOX. namespace, found
+// as a folder at login is): INBOX's messages then Junk's, RETR from each,
+// and QUIT removes the DELE'd one of each and nothing else.
+func TestMergedFoldersOnEachUpstream(t *testing.T) {
+	forEachUpstream(t, func(t *testing.T, u *upstream) {
+		u.deliver(t, testMessage(1, "inbox\r\n"))
+		imc := u.dial(t)
+		junk := "Junk"
+		if u.name == "courier" {
+			junk = "INBOX.Junk"
+		}
+		appendMail(t, imc, junk, time.Now(), testMessage(2, "junk\r\n"))
+		appendMail(t, imc, junk, time.Now(), testMessage(3, "junk\r\n"))
+		addr := startProxy(t, u.addr, proxyOptions{configure: func(c *config.Config) {
+			c.Upstream.Mailboxes = []string{"INBOX", "Junk"}
+		}}).addr
+		c := pop3test.Dial(t, addr)
+		c.Login(u.user, u.pass)
+		for n := 1; n <= 3; n++ {
+			if got := string(c.Multi(fmt.Sprintf("RETR %d", n))); !strings.Contains(got, fmt.Sprintf("Subject: message %d\r\n", n)) {
+				t.Errorf("RETR %d = %q", n, got)
+			}
+		}
+		c.OK("DELE 1")
+		c.OK("DELE 3")
+		if got := c.Quit(); got != "+OK Logging out, 2 messages deleted" {
+			t.Fatalf("QUIT = %q", got)
+		}
+		if got := subjects(folderState(t, imc, "INBOX")); len(got) != 0 {
+			t.Errorf("INBOX after QUIT: %q, want empty", got)
+		}
+		if got, want := subjects(folderState(t, imc, junk)), []string{"message 2"}; !slices.Equal(got, want) {
+			t.Errorf("%s after QUIT: %q, want %q", junk, got, want)
+		}
+	})
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // Maildrops of several folders merged (upstream.mailboxes and rules'
-// mailboxes), against Dovecot.
+// mailboxes), against Dovecot, and the basics on every test upstream.
 
 // folderMail is what a folder holds: each message's subject and flags,
 // in UID order.

@@ -134,6 +134,9 @@ type Options struct {
 	Auth AuthMechanism
 	// Mailbox is the mailbox served as the maildrop (default INBOX).
 	Mailbox string
+	// Mailboxes, when set, are the folders Open serves merged as the
+	// maildrop instead of Mailbox (merged.go).
+	Mailboxes []string
 	// UIDL formats unique-ids (default DefaultUIDLFormat).
 	UIDL *UIDLFormat
 	// UIDLMap, if set, gives imported messages the unique-ids of the
@@ -231,6 +234,9 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.Mailbox == "" {
 		opts.Mailbox = DefaultMailbox
+	}
+	if err := CheckMailboxes(opts.Mailboxes); err != nil {
+		return nil, fmt.Errorf("imapback: mailboxes: %w", err)
 	}
 	if opts.UIDL == nil {
 		opts.UIDL, _ = ParseUIDLFormat(DefaultUIDLFormat)

@@ -78,6 +78,10 @@ type Policy struct {
 	// deleted them. The caller keeps the clock and passes those messages
 	// to Commit with the client's deletes; imapback only checks the value.
 	RetentionDays int
+
+	// Mailboxes, when set, are served merged instead (merged.go): by
+	// Open, not Login. At most one of Mailbox and Mailboxes is set.
+	Mailboxes []string
 }
 
 // MaxRetentionDays bounds RetentionDays: a hundred years, far below what
@@ -113,6 +117,12 @@ func (p *Policy) check() error {
 	}
 	if p.RetentionDays < 0 || p.RetentionDays > MaxRetentionDays {
 		return fmt.Errorf("imapback: RetentionDays %d not in 0-%d", p.RetentionDays, MaxRetentionDays)
+	}
+	if p.Mailbox != "" && len(p.Mailboxes) > 0 {
+		return errors.New("imapback: both Mailbox and Mailboxes set")
+	}
+	if err := CheckMailboxes(p.Mailboxes); err != nil {
+		return fmt.Errorf("imapback: Mailboxes: %w", err)
 	}
 	return nil
 }

@@ -252,7 +252,10 @@ func dedupeUIDLs(ids []string) {
 			continue
 		}
 		for n := max(seen[id], 1) + 1; ; n++ {
-			c := id + "-" + strconv.Itoa(n)
+			// The suffix takes the end of an id too long for it (an id
+			// of a merged folder may already be 70 characters long).
+			suffix := "-" + strconv.Itoa(n)
+			c := id[:min(len(id), maxUIDLLen-len(suffix))] + suffix
 			if !taken[c] {
 				taken[c] = true
 				seen[id] = n

@@ -69,7 +69,7 @@ func hookTime(c *config.Config) time.Duration {
 // (for the session lock), and the session's policy. The hook's errors are
 // returned as they are: each carries its POP3 reply.
 func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass string, info pop3front.ConnInfo) (
-	*imapback.Session, string, string, imapback.Policy, error) {
+	imapback.Maildrop, string, string, imapback.Policy, error) {
 	var pol imapback.Policy
 	n, err := h.pols.split(login)
 	if err != nil {
@@ -89,7 +89,7 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 	if pol, err = h.pols.policy(n, info); err != nil {
 		return nil, "", "", pol, err
 	}
-	override(&pol.Mailbox, ans.Mailbox)
+	pol.SetFolders(ans.Mailbox, ans.Mailboxes)
 	override(&pol.Delete, ans.Delete)
 	override(&pol.Seen, ans.Seen)
 	pol.RetentionDays = *cmp.Or(ans.RetentionDays, &pol.RetentionDays) // an answer's 0 turns it off
@@ -99,8 +99,8 @@ func (h *authHook) login(ctx context.Context, log *slog.Logger, login, pass stri
 		return nil, "", "", pol, pop3front.ErrUnavailable
 	}
 	log.Debug("session policy", "user", n.user, "upstream", name, "upstream_user", ans.User, "cached", ans.Cached,
-		"mailbox", pol.Mailbox, "device", pol.Device, "delete", pol.Delete, "seen", pol.Seen)
-	s, err := b.Login(imapback.WithClientAddr(ctx, info.RemoteAddr), imapback.Credentials{User: ans.User, Password: ans.Pass}, pol)
+		"mailbox", pol.Mailbox, "mailboxes", pol.Mailboxes, "device", pol.Device, "delete", pol.Delete, "seen", pol.Seen)
+	s, err := b.Open(imapback.WithClientAddr(ctx, info.RemoteAddr), imapback.Credentials{User: ans.User, Password: ans.Pass}, pol)
 	if err != nil {
 		return nil, "", "", pol, popError(log, err)
 	}

@@ -62,7 +62,7 @@ func (o *oauthLogins) target(a *config.AccountConfig) (upstream, upUser string) 
 
 // login checks the local password and logs in upstream with a token. The
 // caller has reserved the attempt against the login limits.
-func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountConfig, pass string, pol imapback.Policy) (*imapback.Session, error) {
+func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountConfig, pass string, pol imapback.Policy) (imapback.Maildrop, error) {
 	ok, err := oauth2.CheckPassword(ctx, a, pass)
 	if err != nil {
 		return nil, pop3front.ErrUnavailable
@@ -93,7 +93,7 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountCon
 		return tok, err
 	}}
 	o.log.Debug("oauth2 login", "user", a.User, "provider", a.Provider, "upstream", name, "upstream_user", a.UpstreamUser)
-	s, err := b.Login(ctx, cr, pol)
+	s, err := b.Open(ctx, cr, pol)
 	mu.Lock()
 	tok, wasFresh := used, fresh
 	mu.Unlock()
@@ -103,7 +103,7 @@ func (o *oauthLogins) login(ctx context.Context, r *router, a *config.AccountCon
 		// one.
 		o.log.Info("upstream refused the cached access token; getting a new one", "user", a.User, "provider", a.Provider)
 		o.tokens.Invalidate(key, tok)
-		s, err = b.Login(ctx, cr, pol)
+		s, err = b.Open(ctx, cr, pol)
 	}
 	if err != nil {
 		return nil, o.loginError(a, err)

@@ -162,9 +162,9 @@ func (ps *policies) policy(n loginName, info pop3front.ConnInfo) (imapback.Polic
 			pol.StartDate = r.startDate
 		}
 		pol.RetentionDays = *cmp.Or(r.RetentionDays, &pol.RetentionDays) // a rule's 0 turns it off
-		override(&pol.Mailbox, r.Mailbox)
+		pol.SetFolders(r.Mailbox, r.Mailboxes)
 	}
-	override(&pol.Mailbox, n.folder)
+	pol.SetFolders(n.folder, nil)
 	return pol, nil
 }
 

@@ -140,7 +140,7 @@ func (p *Proxy) Serve() error {
 	errs := make([]error, len(p.listeners))
 	for i, bl := range p.listeners {
 		p.log.Info("listening", "addr", bl.addr.String(), "tls", bl.cfg.TLS, "proxy_protocol", bl.cfg.ProxyProtocol,
-			"upstream", p.cfg.Upstream.Address, "upstream_tls", p.cfg.Upstream.TLS, "mailbox", p.cfg.Upstream.Mailbox)
+			"upstream", p.cfg.Upstream.Address, "upstream_tls", p.cfg.Upstream.TLS, "mailbox", p.cfg.Upstream.Mailbox, "mailboxes", p.cfg.Upstream.Mailboxes)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -235,7 +235,7 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		return nil, err
 	}
 	ctx = imapback.WithClientAddr(ctx, info.RemoteAddr)
-	var s *imapback.Session
+	var s imapback.Maildrop
 	switch {
 	case a.hook != nil:
 		s, name, upUser, pol, err = a.hook.login(ctx, a.log, login, pass, info)
@@ -243,8 +243,8 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		s, err = a.oauth.login(ctx, a.r, acct, pass, pol)
 	default:
 		a.log.Debug("session policy", "user", user, "upstream", name, "device", pol.Device, "delete", pol.Delete,
-			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays)
-		s, err = b.Login(ctx, imapback.Credentials{User: upUser, Password: pass}, pol)
+			"seen", pol.Seen, "max_age_days", pol.MaxAgeDays, "mailbox", pol.Mailbox, "mailboxes", pol.Mailboxes)
+		s, err = b.Open(ctx, imapback.Credentials{User: upUser, Password: pass}, pol)
 		err = popError(a.log, err)
 	}
 	done(err)
@@ -274,16 +274,16 @@ func (a backend) Login(ctx context.Context, login, pass string, info pop3front.C
 		counted = a.counted
 		counted.exactSizes(ctx, a.log, s, infos, key)
 	}
-	return a.ret.Wrap(&session{Session: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
+	return a.ret.Wrap(&session{Maildrop: s, msgs: infos, log: a.log, lease: lease, device: pol.Device,
 		sizes: a.sizes, counted: counted, sizeKey: key}, name, upUser, pol, a.log), nil
 }
 
 type session struct {
-	*imapback.Session
-	msgs   []pop3front.MessageInfo
-	log    *slog.Logger
-	lease  *state.Lease // the maildrop's lock, if any
-	device string       // the device view's name, for pop3front's session list
+	imapback.Maildrop // one folder, or several merged
+	msgs              []pop3front.MessageInfo
+	log               *slog.Logger
+	lease             *state.Lease // the maildrop's lock, if any
+	device            string       // the device view's name, for pop3front's session list
 	// sizes counts transfers whose octets differ from the listed size;
 	// counted, with upstream.exact_sizes, keeps what complete transfers
 	// counted.
@@ -297,7 +297,7 @@ func (s *session) Device() string { return s.device }
 
 // Close ends the upstream session, then releases the maildrop's lock.
 func (s *session) Close() error {
-	err := s.Session.Close()
+	err := s.Maildrop.Close()
 	if s.lease != nil {
 		s.lease.Release()
 	}
@@ -318,12 +318,12 @@ func (s *session) Commit(ctx context.Context, deleted []int) (pop3front.UpdateRe
 		default:
 		}
 	}
-	removed, flagged, err := s.Session.Commit(ctx, deleted)
+	removed, flagged, err := s.Maildrop.Commit(ctx, deleted)
 	return pop3front.UpdateResult{Removed: removed, Flagged: flagged}, err
 }
 
 func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, error) {
-	rc, err := s.Session.Retrieve(ctx, i, lines)
+	rc, err := s.Maildrop.Retrieve(ctx, i, lines)
 	if err != nil {
 		return nil, popError(s.log, err)
 	}
@@ -341,7 +341,7 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 	}), nil
 }
 
-func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Session.Noop(ctx)) }
+func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Maildrop.Noop(ctx)) }
 
 var (
 	errMailbox    = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}

@@ -85,6 +85,7 @@ func upstreamOptions(c *config.Config, name string, u config.UpstreamConfig, hoo
 		TLSConfig:         tlsConfig,
 		Auth:              u.Auth,
 		Mailbox:           u.Mailbox,
+		Mailboxes:         u.Mailboxes,
 		UIDL:              uidl,
 		Seen:              c.Policy.Seen,
 		Delete:            c.Policy.Delete,

@@ -65,7 +65,7 @@ func (c *countedSizes) put(key string, n int64) {
 
 // exactSizes sets infos' sizes to the counted octets of each message,
 // counting those not in the table yet. key names message i in the table.
-func (c *countedSizes) exactSizes(ctx context.Context, log *slog.Logger, s *imapback.Session, infos []pop3front.MessageInfo, key func(i int) string) {
+func (c *countedSizes) exactSizes(ctx context.Context, log *slog.Logger, s imapback.Maildrop, infos []pop3front.MessageInfo, key func(i int) string) {
 	if dl, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))

@@ -35,9 +35,13 @@ type Answer struct {
 	// X-Popbridge-Mailbox, -Device, -Delete and -Seen; empty: as the
 	// configuration says.
 	Mailbox string
-	Device  string
-	Delete  imapback.DeletePolicy
-	Seen    imapback.SeenPolicy
+	// Mailboxes, from X-Popbridge-Mailboxes, are folders to serve
+	// merged instead (a comma-separated list of %-escaped names, so that
+	// a name may hold a comma as %2C); at most one of the two is set.
+	Mailboxes []string
+	Device    string
+	Delete    imapback.DeletePolicy
+	Seen      imapback.SeenPolicy
 	// RetentionDays is X-Popbridge-Retention-Days, 0 (off) to
 	// imapback.MaxRetentionDays; nil: as the configuration says.
 	RetentionDays *int
@@ -184,6 +188,25 @@ func (c *Client) parse(h http.Header, r *Request) (verdict, error) {
 	return v, nil
 }
 
+// setMailboxes reads X-Popbridge-Mailboxes, which replaces
+// X-Popbridge-Mailbox and so cannot come with it.
+func (a *Answer) setMailboxes(list string) error {
+	if a.Mailbox != "" {
+		return errors.New("X-Popbridge-Mailbox and X-Popbridge-Mailboxes exclude each other")
+	}
+	for _, s := range strings.Split(list, ",") {
+		m, err := url.PathUnescape(strings.TrimSpace(s))
+		if err != nil || !imapback.ValidMailbox(m) {
+			return fmt.Errorf("X-Popbridge-Mailboxes: %q is not a %%-escaped UTF-8 mailbox name", s)
+		}
+		a.Mailboxes = append(a.Mailboxes, m)
+	}
+	if err := imapback.CheckMailboxes(a.Mailboxes); err != nil {
+		return fmt.Errorf("X-Popbridge-Mailboxes: %v", err)
+	}
+	return nil
+}
+
 // popbridgeHeaders reads the X-Popbridge-* headers into a, and decides
 // how to speak to a.Addr. Each may appear once.
 func (c *Client) popbridgeHeaders(h http.Header, a *Answer) error {
@@ -206,6 +229,7 @@ func (c *Client) popbridgeHeaders(h http.Header, a *Answer) error {
 		return s
 	}
 	mailbox := get("X-Popbridge-Mailbox")
+	mailboxes := get("X-Popbridge-Mailboxes")
 	a.Device = get("X-Popbridge-Device")
 	a.Delete = imapback.DeletePolicy(get("X-Popbridge-Delete"))
 	a.Seen = imapback.SeenPolicy(get("X-Popbridge-Seen"))
@@ -228,6 +252,11 @@ func (c *Client) popbridgeHeaders(h http.Header, a *Answer) error {
 			return fmt.Errorf("X-Popbridge-Mailbox %q is not a %%-escaped UTF-8 mailbox name", mailbox)
 		}
 		a.Mailbox = m
+	}
+	if mailboxes != "" {
+		if err := a.setMailboxes(mailboxes); err != nil {
+			return err
+		}
 	}
 	if a.Device != "" && !imapback.ValidDevice(a.Device) {
 		return fmt.Errorf("X-Popbridge-Device %q is not a device name", a.Device)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -52,6 +53,9 @@ func TestAnswerAccepted(t *testing.T) {
 			"X-Popbridge-Delete: trash", "X-Popbridge-Seen: never"),
 			Answer{Addr: netip.MustParseAddrPort("127.0.0.1:143"), User: "alice", Pass: "pw",
 				Mailbox: "Support/Inbound ü", Device: "scanner-2", Delete: imapback.DeleteTrash, Seen: imapback.SeenNever}, "none"},
+		{"merged folders", append(okLines, "X-Popbridge-Mailboxes: INBOX, Junk%2C%20old,%5BGmail%5D%2FSpam"),
+			Answer{Addr: netip.MustParseAddrPort("127.0.0.1:143"), User: "alice", Pass: "pw",
+				Mailboxes: []string{"INBOX", "Junk, old", "[Gmail]/Spam"}}, "none"},
 		{"named upstream", []string{"Auth-Status: OK", "Auth-Server: 192.0.2.99", "Auth-Port: 993", "X-Popbridge-Upstream: gmail"},
 			Answer{Addr: netip.MustParseAddrPort("192.0.2.99:993"), User: "alice", Pass: "pw", Upstream: "gmail"}, ""},
 	} {
@@ -63,7 +67,7 @@ func TestAnswerAccepted(t *testing.T) {
 			}
 			got := a
 			got.Server = nil
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("answer %+v, want %+v", got, tc.want)
 			}
 			switch {
@@ -163,6 +167,10 @@ func TestAnswerUnusable(t *testing.T) {
 		{"mailbox control character", ok200(ok, "X-Popbridge-Mailbox: a%0Ab"), ResultMalformed},
 		{"mailbox bad escape", ok200(ok, "X-Popbridge-Mailbox: 100%"), ResultMalformed},
 		{"mailbox too long", ok200(ok, "X-Popbridge-Mailbox: "+strings.Repeat("m", imapback.MaxMailboxLen+1)), ResultMalformed},
+		{"mailbox and mailboxes", ok200(ok, "X-Popbridge-Mailbox: INBOX", "X-Popbridge-Mailboxes: INBOX,Junk"), ResultMalformed},
+		{"mailboxes twice the same", ok200(ok, "X-Popbridge-Mailboxes: INBOX,inbox"), ResultMalformed},
+		{"mailboxes empty entry", ok200(ok, "X-Popbridge-Mailboxes: INBOX,,Junk"), ResultMalformed},
+		{"mailboxes wildcard", ok200(ok, "X-Popbridge-Mailboxes: INBOX,J%25"), ResultMalformed},
 		{"not HTTP", "hello\r\n\r\n", ResultMalformed},
 		{"bad header line", "HTTP/1.0 200 OK\r\nno colon here\r\n\r\n", ResultMalformed},
 		{"headers too big", ok200(ok, "X-Filler: "+strings.Repeat("f", maxHead)), ResultMalformed},
@@ -176,7 +184,7 @@ func TestAnswerUnusable(t *testing.T) {
 			c, obs := answering(t, tc.raw)
 			a, err := login(c, "alice", "pw")
 			wantUnavailable(t, err, tc.result)
-			if a != (Answer{}) {
+			if !reflect.DeepEqual(a, Answer{}) {
 				t.Errorf("answer %+v with the error", a)
 			}
 			if obs.list() != tc.result {

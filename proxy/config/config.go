@@ -88,8 +88,11 @@ type UpstreamConfig struct {
 	ForwardClientAddress *bool                  `yaml:"forward_client_address"`
 	Auth                 imapback.AuthMechanism `yaml:"auth"` // "auto" is AuthAuto
 	Mailbox              string                 `yaml:"mailbox"`
-	DialTimeout          time.Duration          `yaml:"dial_timeout"`
-	CommandTimeout       time.Duration          `yaml:"command_timeout"`
+	// Mailboxes serves several folders merged as one maildrop, instead
+	// of Mailbox (docs/routing.md).
+	Mailboxes      []string      `yaml:"mailboxes"`
+	DialTimeout    time.Duration `yaml:"dial_timeout"`
+	CommandTimeout time.Duration `yaml:"command_timeout"`
 	// Bounds on what the upstream may send (upstreambounds.go).
 	MaxMessages      int   `yaml:"max_messages"`
 	MaxResponseBytes int64 `yaml:"max_response_bytes"`

@@ -175,7 +175,8 @@ func (u *UpstreamConfig) check(key string) []error {
 			errs = append(errs, fmt.Errorf("%s.cert_file/key_file: %v", key, err))
 		}
 	}
-	if u.Mailbox == "" {
+	errs = append(errs, checkMailboxes(key, u.Mailbox, u.Mailboxes)...)
+	if u.Mailbox == "" && len(u.Mailboxes) == 0 {
 		u.Mailbox = imapback.DefaultMailbox
 	}
 	if u.DialTimeout == 0 {

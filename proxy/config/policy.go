@@ -53,9 +53,12 @@ type PolicyRule struct {
 	// RetentionDays, when set, replaces policy.retention_days; 0 turns
 	// retention off for the sessions the rule matches.
 	RetentionDays *int `yaml:"retention_days"`
-	// Mailbox serves another folder than the upstream's mailbox; a
-	// folder named at login still wins.
-	Mailbox string `yaml:"mailbox"`
+	// Mailbox serves another folder than the upstream's mailbox, and
+	// Mailboxes several folders merged; at most one of them per rule,
+	// the last rule that sets either wins, and a folder named at login
+	// wins over both.
+	Mailbox   string   `yaml:"mailbox"`
+	Mailboxes []string `yaml:"mailboxes"`
 }
 
 // FoldersConfig lets a login name the folder it reads.
@@ -169,6 +172,28 @@ func (c *Config) checkRule(key string, r *PolicyRule) []error {
 	if r.Mailbox != "" && !imapback.ValidMailbox(r.Mailbox) {
 		errs = append(errs, fmt.Errorf("%s.mailbox: %q is not a mailbox name", key, r.Mailbox))
 	}
+	errs = append(errs, checkMailboxes(key, r.Mailbox, r.Mailboxes)...)
+	for _, mb := range r.Mailboxes {
+		if strings.EqualFold(mb, r.TrashFolder) {
+			errs = append(errs, fmt.Errorf("%s.trash_folder: %q is one of the maildrop's mailboxes", key, mb))
+		}
+	}
+	return errs
+}
+
+// checkMailboxes checks the folders of a merged maildrop, which replace
+// a single mailbox and so cannot go with one.
+func checkMailboxes(key, mailbox string, mailboxes []string) []error {
+	var errs []error
+	if mailbox != "" && len(mailboxes) > 0 {
+		errs = append(errs, fmt.Errorf("%s.mailboxes: mailbox and mailboxes exclude each other", key))
+	}
+	if mailboxes != nil && len(mailboxes) < 2 {
+		errs = append(errs, fmt.Errorf("%s.mailboxes: list at least two folders (one is mailbox)", key))
+	}
+	if err := imapback.CheckMailboxes(mailboxes); err != nil {
+		errs = append(errs, fmt.Errorf("%s.mailboxes: %v", key, err))
+	}
 	return errs
 }
 
@@ -209,9 +234,15 @@ func (c *Config) checkTrash(key, folder string) error {
 	if strings.EqualFold(folder, c.Upstream.Mailbox) {
 		return fmt.Errorf("%s: %q is the maildrop (upstream.mailbox) itself", key, folder)
 	}
+	if slices.ContainsFunc(c.Upstream.Mailboxes, func(mb string) bool { return strings.EqualFold(folder, mb) }) {
+		return fmt.Errorf("%s: %q is one of the maildrop's folders (upstream.mailboxes)", key, folder)
+	}
 	for name, u := range c.Upstreams {
 		if mb := cmp.Or(u.Mailbox, imapback.DefaultMailbox); strings.EqualFold(folder, mb) {
 			return fmt.Errorf("%s: %q is the maildrop (upstreams.%s.mailbox) itself", key, folder, name)
+		}
+		if slices.ContainsFunc(u.Mailboxes, func(mb string) bool { return strings.EqualFold(folder, mb) }) {
+			return fmt.Errorf("%s: %q is one of the maildrop's folders (upstreams.%s.mailboxes)", key, folder, name)
 		}
 	}
 	return nil

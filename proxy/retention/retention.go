@@ -53,7 +53,8 @@ type maildrop struct {
 }
 
 // key is the stamps' key. The user is case-folded as IMAP servers
-// commonly fold it; the mailbox is "" for the upstream's own.
+// commonly fold it; the mailbox is "" for the upstream's own, and a
+// merged maildrop's folders in their order, joined by NULs.
 func (m maildrop) key() string {
 	return "retention:" + m.Upstream + "\x00" + strings.ToLower(m.User) + "\x00" + m.Device + "\x00" + m.Mailbox
 }
@@ -65,7 +66,7 @@ func (k *Keeper) Wrap(s pop3front.Session, upstream, user string, pol imapback.P
 	if days <= 0 {
 		return s
 	}
-	m := maildrop{Upstream: upstream, User: user, Device: pol.Device, Mailbox: pol.Mailbox}
+	m := maildrop{Upstream: upstream, User: user, Device: pol.Device, Mailbox: cmp.Or(pol.Mailbox, strings.Join(pol.Mailboxes, "\x00"))}
 	return &Session{Session: s, k: k, key: m.key(), days: days, log: cmp.Or(log, slog.Default())}
 }
 

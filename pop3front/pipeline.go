@@ -1,6 +1,6 @@
 // pipeline.go holds what a pipelining client (RFC 2449 PIPELINING) already
-// sent: the RETR and TOP commands buffered behind the one that runs, which
-// a PipelinedSession may fetch together. Only the connection's goroutine
+// sent: the RETR and TOP commands behind the one that runs, which a
+// PipelinedSession may fetch together. Only the connection's goroutine
 // reads them, from within Retrieve.
 
 package pop3front
@@ -14,22 +14,40 @@ var (
 )
 
 // upcoming yields, in order, the message index and line count (-1 for
-// RETR) of each RETR and TOP among the whole command lines already
-// buffered after the current one. It neither blocks nor consumes: the
-// lines run as commands later. A command that will fail as it stands
-// (no such message, one marked deleted, bad syntax, a line too long) is
-// left out, and nothing after QUIT is yielded, since it never runs. The
-// buffer bounds what is looked at (maxAuthLine octets).
+// RETR) of each RETR and TOP among the whole command lines the client
+// sent after the current one: those the line reader holds, then, when
+// the session asks for more, those still in the socket's buffer. It
+// neither blocks nor consumes: the lines run as commands later. A
+// command that will fail as it stands (no such message, one marked
+// deleted, bad syntax, a line too long) is left out, and nothing after
+// QUIT is yielded, since it never runs. At most maxUpcoming octets are
+// looked at.
 func (c *conn) upcoming(yield func(i, lines int) bool) {
-	n := c.br.Buffered()
-	if n == 0 {
+	buf, _ := c.br.Peek(c.br.Buffered())
+	last := bytes.LastIndexByte(buf, '\n') + 1
+	if !c.yieldRequests(buf[:last], yield) {
 		return
 	}
-	buf, _ := c.br.Peek(n)
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	more := (*bp)[:maxUpcoming]
+	// The socket's input continues the reader's partial last line.
+	n := copy(more, buf[last:])
+	n += peekSocket(c.nc, more[n:])
+	c.yieldRequests(more[:n], yield)
+}
+
+// maxUpcoming bounds the input upcoming looks at past the line reader's:
+// about 80 pipelined RETR commands.
+const maxUpcoming = 1024
+
+// yieldRequests yields the requests of the whole lines in buf, as
+// upcoming says; false means stop: yield said so, or QUIT came.
+func (c *conn) yieldRequests(buf []byte, yield func(i, lines int) bool) bool {
 	for {
 		end := bytes.IndexByte(buf, '\n')
 		if end < 0 {
-			return // a partial line: its sender may wait for our answers
+			return true // a partial line: its sender may wait for our answers
 		}
 		line := bytes.TrimSuffix(buf[:end], []byte{'\r'})
 		buf = buf[end+1:]
@@ -46,7 +64,7 @@ func (c *conn) upcoming(yield func(i, lines int) bool) {
 				continue
 			}
 		case bytes.EqualFold(kw, kwQuit):
-			return
+			return false
 		default:
 			continue
 		}
@@ -55,7 +73,7 @@ func (c *conn) upcoming(yield func(i, lines int) bool) {
 			continue
 		}
 		if !yield(k-1, lines) {
-			return
+			return false
 		}
 	}
 }

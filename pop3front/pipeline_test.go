@@ -2,6 +2,7 @@ package pop3front
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -60,5 +61,26 @@ func TestPipelinedRetrievalOfRemovedMessage(t *testing.T) {
 	}
 	if got := fb.retrievedCalls(); fmt.Sprint(got) != "[0 2]" {
 		t.Errorf("Retrieved calls: %v, want [0 2]", got)
+	}
+}
+
+// Commands beyond what the line reader holds are still in the socket's
+// buffer: they are announced too, the reader's partial last line joined
+// to its rest.
+func TestPipelinedRetrievalsBeyondTheLineBufferAreAnnounced(t *testing.T) {
+	fb := newFakeBackend()
+	ts := startServer(t, fb)
+	c := dialLogin(t, ts, "3")
+	// 8 + 169*6 + 2 octets fill the reader's buffer (maxAuthLine): the
+	// last NOOP is cut after "NO".
+	noops := strings.Repeat("NOOP\r\n", 170)
+	c.expect("RETR 1\r\n"+noops+"RETR 2\r\nTOP 3 1\r\n",
+		"+OK 23 octets\r\n"+body1+".\r\n"+strings.Repeat("+OK\r\n", 170)+
+			"+OK 22 octets\r\nSubject: two\r\n\r\n..dot\r\n.\r\n"+
+			"+OK Top of message follows\r\n"+body3+".\r\n")
+	c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")
+	ts.waitSessions(t)
+	if got := fb.upcomingCalls(); fmt.Sprint(got[0]) != "[{1 -1} {2 1}]" {
+		t.Errorf("the first Retrieve was told of %v, want [{1 -1} {2 1}]", got[0])
 	}
 }

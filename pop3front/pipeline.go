@@ -16,7 +16,8 @@ var (
 // upcoming yields, in order, the message index and line count (-1 for
 // RETR) of each RETR and TOP among the whole command lines the client
 // sent after the current one: those the line reader holds, then, when
-// the session asks for more, those still in the socket's buffer. It
+// the session asks for more and the client pipelines at all, those still
+// in the socket's buffer. It
 // neither blocks nor consumes: the lines run as commands later. A
 // command that will fail as it stands (no such message, one marked
 // deleted, bad syntax, a line too long) is left out, and nothing after
@@ -25,7 +26,10 @@ var (
 func (c *conn) upcoming(yield func(i, lines int) bool) {
 	buf, _ := c.br.Peek(c.br.Buffered())
 	last := bytes.LastIndexByte(buf, '\n') + 1
-	if !c.yieldRequests(buf[:last], yield) {
+	c.pipelined = c.pipelined || len(buf) > 0
+	if !c.yieldRequests(buf[:last], yield) || !c.pipelined {
+		// A client that waits for each answer has nothing in the
+		// socket: no system call to find that out each time.
 		return
 	}
 	bp := copyBufPool.Get().(*[]byte)

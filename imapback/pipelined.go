@@ -5,15 +5,18 @@ package imapback
 // say which messages it wants next, so they are fetched together in the
 // read-ahead batch (readahead.go), in one UID FETCH, instead of guessed.
 //
-//   - What the client queued is fetched, in its order, within the
+//   - What the client queued is fetched, and nothing else, within the
 //     read-ahead's bounds: messages up to ChunkSize (a TOP's up to
 //     topChunk, which a TOP fetches whole anyway), ReadAheadMessages of
 //     them and ReadAheadBytes in all. A request that does not fit ends
 //     the batch, so a large message finds the batch used up when its
-//     turn comes (its ranges may then borrow the buffer).
-//   - A queue that goes on from the message asked for now, RETR after
-//     RETR, is the sequential client the read-ahead guesses for: its
-//     window applies, and grows as it does without a queue, but never
+//     turn comes (its ranges may then borrow the buffer). The upstream
+//     answers in mailbox order: a client that asks backwards waits for
+//     its batch, not for a round trip per message.
+//   - The one exception: a queue that goes on from the message asked for
+//     now, RETR after RETR, is the sequential client the read-ahead
+//     guesses for without a queue, and its window applies as it would
+//     (it may reach past the queue, as read-ahead does), but never
 //     covers less than the queue.
 //   - While the batch still holds the message asked for and its FETCH is
 //     over, the messages queued beyond it are fetched into the buffer's

@@ -18,7 +18,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/faultrelay"
-	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // request is one queued RETR (lines < 0) or TOP.
@@ -96,13 +95,6 @@ func bodyFetches(t *testing.T, sent string) [][]imap.UID {
 	return sets
 }
 
-func tappedRelay(t *testing.T, target string) (*faultrelay.Relay, *testkit.LockedBuffer) {
-	r := faultrelay.New(t, target)
-	var sent testkit.LockedBuffer
-	r.Tap(faultrelay.Up, &sent)
-	return r, &sent
-}
-
 // Queued RETRs and a TOP, in no order the read-ahead could guess, come
 // in one FETCH of exactly their messages. Only the messages Retrieved
 // reports become \Seen: the batch uses BODY.PEEK[].
@@ -112,8 +104,8 @@ func TestQueuedRequestsAreFetchedTogether(t *testing.T) {
 		msgs = append(msgs, numbered(i, 200+i))
 	}
 	srv := startMem(t, msgs...)
-	relay, sent := tappedRelay(t, srv.Addr)
-	s := login(t, newBackend(t, Options{Address: relay.Addr, ChunkSize: 1024}))
+	up := tapUpstream(t, srv.Addr)
+	s := login(t, newBackend(t, Options{Address: up.Addr, ChunkSize: 1024}))
 	reqs := []request{{7, -1}, {2, 0}, {12, -1}, {5, -1}}
 	got := pipelined(t, s, reqs, 10)
 	for k, r := range reqs {
@@ -126,7 +118,7 @@ func TestQueuedRequestsAreFetchedTogether(t *testing.T) {
 	}
 	uid := func(i int) imap.UID { return s.Messages()[i].UID }
 	want := [][]imap.UID{{uid(2), uid(5), uid(7), uid(12)}}
-	fetches := bodyFetches(t, sent.String())
+	fetches := bodyFetches(t, up.sent.String())
 	for _, f := range fetches {
 		slices.Sort(f)
 	}
@@ -155,8 +147,8 @@ func TestQueuedRequestsAreFetchedOnceAndNoOthers(t *testing.T) {
 	for i := range 60 {
 		msgs = append(msgs, numbered(i, 150+7*i))
 	}
-	relay, sent := tappedRelay(t, startMem(t, msgs...).Addr)
-	b := newBackend(t, Options{Address: relay.Addr, ChunkSize: 1024, ReadAheadMessages: 8, ReadAheadBytes: 4096})
+	up := tapUpstream(t, startMem(t, msgs...).Addr)
+	b := newBackend(t, Options{Address: up.Addr, ChunkSize: 1024, ReadAheadMessages: 8, ReadAheadBytes: 4096})
 	s := login(t, b)
 	var reqs []request
 	asked := map[imap.UID]bool{}
@@ -175,7 +167,7 @@ func TestQueuedRequestsAreFetchedOnceAndNoOthers(t *testing.T) {
 		}
 	}
 	fetched := map[imap.UID]int{}
-	fetches := bodyFetches(t, sent.String())
+	fetches := bodyFetches(t, up.sent.String())
 	var size int64
 	for _, f := range fetches {
 		size = 0
@@ -216,8 +208,8 @@ func TestQueuedBatchesKeepTheMemoryBounds(t *testing.T) {
 		}
 		msgs = append(msgs, numbered(i, size))
 	}
-	relay, sent := tappedRelay(t, startMem(t, msgs...).Addr)
-	b := newBackend(t, Options{Address: relay.Addr, ChunkSize: chunk, ReadAheadBytes: chunk})
+	up := tapUpstream(t, startMem(t, msgs...).Addr)
+	b := newBackend(t, Options{Address: up.Addr, ChunkSize: chunk, ReadAheadBytes: chunk})
 	s := login(t, b)
 	var reqs []request
 	for i := range msgs {
@@ -229,7 +221,7 @@ func TestQueuedBatchesKeepTheMemoryBounds(t *testing.T) {
 			t.Fatalf("message %d: got %d octets, want %d", r.i, len(got[k]), len(msgs[r.i]))
 		}
 	}
-	fetches := bodyFetches(t, sent.String())
+	fetches := bodyFetches(t, up.sent.String())
 	t.Logf("body FETCHes: %v", fetches)
 	for _, f := range fetches {
 		var size int64

@@ -12,7 +12,8 @@ package imapback
 //     nothing extra, and one that stops early wastes at most about as
 //     much as it took. The session's first batch, when the rest of the
 //     mailbox fits in one (the newest mail), takes all of it at once
-//     (firstWindow).
+//     (firstWindow). A client that pipelines its commands says what it
+//     wants next: then its queue drives the batch (pipelined.go).
 //   - Only messages up to ChunkSize are batched, up to ReadAheadBytes in
 //     all; a larger message ends the batch and is streamed in ranges.
 //     The batch lives in one buffer per session, taken from a pool and
@@ -44,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"sync/atomic"
 	"time"
 
@@ -88,6 +90,8 @@ type readAhead struct {
 	// next is the message a sequential client asks for next, and window
 	// the size of the batch fetched when it does.
 	next, window int
+	// upcoming yields the requests the client queued (SetUpcoming).
+	upcoming iter.Seq2[int, int]
 }
 
 type raItem struct {
@@ -100,27 +104,31 @@ type raItem struct {
 func (s *Session) readAheadEnabled() bool { return s.b.opts.ReadAheadBytes > 0 }
 
 // retrieveAhead serves message i from the batch, or fetches a new batch
-// starting with i when the client reads sequentially. It returns a nil
-// reader and error when message i is not for read-ahead (the caller
-// streams it in chunks).
+// starting with i: the requests the client queued behind it
+// (pipelined.go), or, without any, the messages after i when the client
+// reads sequentially. It returns a nil reader and error when message i is
+// not for read-ahead (the caller streams it in chunks).
 func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadCloser, error) {
 	ra := &s.ra
+	s.topUp(ctx, i)
 	if rc, err := ra.take(ctx, s, i); rc != nil || err != nil {
 		ra.next = i + 1
 		return rc, err
 	}
-	if lines >= 0 || !s.readAheadEnabled() {
-		return nil, nil // TOP needs only the start of a message
-	}
-	if s.msgs[i].Size > int64(s.b.opts.ChunkSize) {
+	if !s.readAheadEnabled() || !s.batchable(i, lines) {
 		// Streamed in chunks. A large message in a sequential run keeps
 		// the run going.
-		if i == ra.next {
+		if lines < 0 && i == ra.next {
 			ra.next = i + 1
 		}
 		return nil, nil
 	}
+	list, run := s.queuedBatch(i, lines)
 	switch {
+	case !run:
+		ra.window = len(list) // what the client queued, no more
+	case lines >= 0:
+		return nil, nil // TOP needs only the start of a message
 	case i == ra.next && ra.window > 0:
 		ra.window = min(2*ra.window, s.b.opts.ReadAheadMessages)
 	case ra.window == 0:
@@ -128,11 +136,15 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 	default:
 		ra.window = 1
 	}
+	if run {
+		ra.window = max(ra.window, len(list))
+		list = s.sequentialBatch(i, ra.window, int64(s.b.opts.ReadAheadBytes))
+	}
 	ra.release(s.b)
 	if !ra.acquire(s.b) {
 		return nil, nil // the Backend-wide budget is spent: no batching
 	}
-	if err := s.fetchBatch(ctx, i, ra.window); err != nil {
+	if err := s.fetchBatch(ctx, i, list, *ra.bufp, 0); err != nil {
 		ra.release(s.b)
 		return nil, err
 	}
@@ -180,48 +192,54 @@ func (s *Session) firstWindow(i int) int {
 	return rest
 }
 
-// fetchBatch starts fetching up to window small messages starting with i
-// into the batch buffer, stopping at the first large one and at the byte
-// budget. The bodies arrive on ra.incoming (take waits for them).
-func (s *Session) fetchBatch(ctx context.Context, i, window int) error {
-	ra := &s.ra
-	buf := *ra.bufp
-	var uids imap.UIDSet
-	var list []imap.UID
-	want := make(map[imap.UID]int, window) // UID -> snapshot index
-	var total int64
-	for j := i; j < len(s.msgs) && len(want) < window; j++ {
-		if s.msgs[j].Size > int64(s.b.opts.ChunkSize) || total+s.msgs[j].Size > int64(len(buf)) {
+// sequentialBatch lists up to window small messages starting with i,
+// stopping at the first large one and at room octets.
+func (s *Session) sequentialBatch(i, window int, room int64) []int {
+	list := []int{i}
+	total := s.msgs[i].Size
+	for j := i + 1; j < len(s.msgs) && len(list) < window; j++ {
+		if s.msgs[j].Size > int64(s.b.opts.ChunkSize) || total+s.msgs[j].Size > room {
 			break
 		}
-		if j != i && s.Expunged(j) {
+		if s.Expunged(j) {
 			continue
 		}
 		total += s.msgs[j].Size
+		list = append(list, j)
+	}
+	return list
+}
+
+// fetchBatch starts fetching the messages of list into room, the part of
+// the batch buffer that starts at offset base, in one UID FETCH. i is the
+// one asked for now, or -1 for messages the client queued (a top-up,
+// pipelined.go). The bodies arrive on ra.incoming (take waits for them).
+func (s *Session) fetchBatch(ctx context.Context, i int, list []int, room []byte, base int) error {
+	ra := &s.ra
+	var uids imap.UIDSet
+	uidList := make([]imap.UID, 0, len(list))
+	want := make(map[imap.UID]int, len(list)) // UID -> snapshot index
+	for _, j := range list {
 		uids.AddNum(s.msgs[j].UID)
-		list = append(list, s.msgs[j].UID)
+		uidList = append(uidList, s.msgs[j].UID)
 		want[s.msgs[j].UID] = j
 	}
 
 	ra.firstErr = nil
-	if len(want) == 0 {
-		return nil // message i alone exceeds the budget: it is streamed
-	}
-
 	done, err := s.guard(ctx)
 	if err != nil {
 		done()
 		return err
 	}
 	// Under the guard: waiting for a \Seen STORE is bounded too.
-	s.beforeFetch(list...)
+	s.beforeFetch(uidList...)
 	done()
 	ch := make(chan raItem, len(want))
 	ra.incoming, ra.coming = ch, len(want)
 	go func() {
 		defer close(ch)
 		start := time.Now()
-		err, broken := s.readBatch(ctx, i, uids, want, buf, ch)
+		err, broken := s.readBatch(ctx, i, uids, want, room, base, ch)
 		s.observe("UID FETCH", start, err)
 		if broken {
 			s.awaitClosed()
@@ -232,10 +250,11 @@ func (s *Session) fetchBatch(ctx context.Context, i, window int) error {
 }
 
 // readBatch runs the UID FETCH of a batch in the batch's goroutine: it
-// sends each body on ch as soon as it is read, and returns what became
-// of message i if its body did not come. broken reports that the
-// connection broke.
-func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want map[imap.UID]int, buf []byte, ch chan<- raItem) (err error, broken bool) {
+// reads the bodies into buf, which starts at offset base of the batch
+// buffer, sends each on ch as soon as it is read, and returns what became
+// of message i (if i >= 0) if its body did not come. broken reports that
+// the connection broke.
+func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want map[imap.UID]int, buf []byte, base int, ch chan<- raItem) (err error, broken bool) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err), false
 	}
@@ -251,7 +270,7 @@ func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want m
 			// goroutine would read the literal again on cmd.Close:
 			// close the connection, which ends the command.
 			s.nc.Close()
-			if answered {
+			if answered || i < 0 {
 				return nil, true
 			}
 			return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), true
@@ -272,12 +291,12 @@ func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want m
 		if err != nil {
 			continue // too large for the buffer: streamed when asked for
 		}
-		ch <- raItem{i: j, off: off, n: n}
+		ch <- raItem{i: j, off: base + off, n: n}
 		off += n
 	}
 	err = cmd.Close()
 	broken = ConnectionError(err)
-	if answered {
+	if answered || i < 0 {
 		// Whatever else went wrong shows on the next upstream command.
 		return nil, broken
 	}
@@ -372,6 +391,12 @@ func (ra *readAhead) receive() bool {
 		return false
 	}
 	it, ok := <-ra.incoming
+	return ra.add(it, ok)
+}
+
+// add adds a body received from ra.incoming (ok), or notes the end of
+// the FETCH (!ok).
+func (ra *readAhead) add(it raItem, ok bool) bool {
 	if !ok {
 		ra.incoming = nil
 		return false

@@ -60,7 +60,7 @@ func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser
 	}
 	r := &bodyReader{s: s, ctx: ctx, i: i, chunk: s.b.opts.ChunkSize, lines: lines}
 	if lines >= 0 {
-		r.chunk = min(r.chunk, 64<<10)
+		r.chunk = min(r.chunk, topChunk)
 	}
 	done, err := s.guard(ctx)
 	if err != nil {

@@ -209,6 +209,9 @@ func (c *conn) login(user, pass string) error {
 		return err
 	}
 	c.sess = sess
+	if ps, ok := sess.(PipelinedSession); ok {
+		ps.SetUpcoming(c.upcoming)
+	}
 	c.authUser = user
 	c.msgs = sess.Messages()
 	c.deleted = make([]bool, len(c.msgs))

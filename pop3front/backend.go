@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"iter"
 	"log/slog"
 	"net"
 )
@@ -123,4 +124,18 @@ type DeviceSession interface {
 	Session
 	// Device names the device, or is empty.
 	Device() string
+}
+
+// PipelinedSession is a Session that can use the RETR and TOP commands a
+// pipelining client already sent behind the one that runs, to fetch their
+// messages together.
+type PipelinedSession interface {
+	Session
+	// SetUpcoming is called once, after Login. upcoming yields, in order,
+	// the message index and line count (as Retrieve takes them: -1 for
+	// RETR) of each RETR and TOP already received after the running
+	// command, leaving out those that will fail as they stand. It never
+	// blocks and consumes nothing; the session may call it only from
+	// within Retrieve.
+	SetUpcoming(upcoming iter.Seq2[int, int])
 }

@@ -128,6 +128,9 @@ type conn struct {
 	live liveStatus // what Server.Sessions shows, and how to kick
 
 	scratch [64]byte // where single-line answers are built
+	// pipelined: the client sent commands ahead of our answers, so its
+	// socket may hold more (upcoming).
+	pipelined bool
 }
 
 // maildrop is the TRANSACTION state: the session's snapshot and the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"slices"
 	"strconv"
 	"sync"
@@ -59,6 +60,7 @@ type fakeBackend struct {
 	expunged  map[int]bool
 	logins    []loginCall
 	retrieves []retrieveCall
+	upcoming  [][]retrieveCall // what SetUpcoming's function yielded in each Retrieve
 	retrieved []int
 	commits   [][]int
 	closes    int
@@ -140,6 +142,12 @@ func (b *fakeBackend) retrieveCalls() []retrieveCall {
 	return slices.Clone(b.retrieves)
 }
 
+func (b *fakeBackend) upcomingCalls() [][]retrieveCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.upcoming)
+}
+
 func (b *fakeBackend) retrievedCalls() []int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -171,9 +179,12 @@ func (b *fakeBackend) openReaders() int {
 }
 
 type fakeSession struct {
-	b    *fakeBackend
-	info []MessageInfo
+	b        *fakeBackend
+	info     []MessageInfo
+	upcoming iter.Seq2[int, int]
 }
+
+func (s *fakeSession) SetUpcoming(upcoming iter.Seq2[int, int]) { s.upcoming = upcoming }
 
 func (s *fakeSession) Messages() []MessageInfo { return s.info }
 
@@ -184,6 +195,11 @@ func (s *fakeSession) Retrieve(ctx context.Context, i int, lines int) (io.ReadCl
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.retrieves = append(b.retrieves, retrieveCall{i, lines})
+	var next []retrieveCall
+	for j, lines := range s.upcoming {
+		next = append(next, retrieveCall{j, lines})
+	}
+	b.upcoming = append(b.upcoming, next)
 	if b.noMessage[i] {
 		return nil, ErrNoMessage
 	}

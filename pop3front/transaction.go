@@ -118,17 +118,9 @@ func (c *conn) handleTop(args []byte) error {
 	if err := c.need(stateTransaction); err != nil {
 		return err
 	}
-	msg, lines, ok := bytes.Cut(args, []byte{' '})
-	if !ok {
-		return badCommand("TOP needs a message number and a line count")
-	}
-	n, ok := parseNumber(lines)
-	if !ok {
-		// A line count too large for parseNumber is as good as "all".
-		if len(lines) == 0 || bytes.IndexFunc(lines, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
-			return badCommand("Invalid line count")
-		}
-		n = int(^uint32(0) >> 1)
+	msg, n, err := topArgs(args)
+	if err != nil {
+		return err
 	}
 	i, err := c.message(msg)
 	if err != nil {
@@ -139,6 +131,24 @@ func (c *conn) handleTop(args []byte) error {
 	}
 	c.nTop++
 	return nil
+}
+
+// topArgs splits TOP's arguments into the message number, still to be
+// checked, and the line count.
+func topArgs(args []byte) (msg []byte, n int, err error) {
+	msg, lines, ok := bytes.Cut(args, []byte{' '})
+	if !ok {
+		return nil, 0, badCommand("TOP needs a message number and a line count")
+	}
+	n, ok = parseNumber(lines)
+	if !ok {
+		// A line count too large for parseNumber is as good as "all".
+		if len(lines) == 0 || bytes.IndexFunc(lines, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+			return nil, 0, badCommand("Invalid line count")
+		}
+		n = int(^uint32(0) >> 1)
+	}
+	return msg, n, nil
 }
 
 func (c *conn) handleDele(args []byte) error {

@@ -17,16 +17,19 @@ import (
 // -cpuprofile. The "native" runs retrieve the same mailbox from
 // Dovecot's own POP3 server, the reference BENCHMARKS.md compares with;
 // "mixed" is the rig's mixed mailbox (90% 4 KiB, 9% 100 KiB, 1% 2 MiB),
-// a tenth of its size.
+// a tenth of its size. "4KiB-pipelined" keeps 32 commands in flight, as
+// the rig's pipelining scenario does.
 func BenchmarkRetrAllFromDovecot(b *testing.B) {
 	for _, mb := range []struct {
-		name string
-		n    int
-		size func(i int) int
+		name     string
+		n        int
+		size     func(i int) int
+		pipeline int
 	}{
-		{"4KiB", 2048, func(int) int { return 4 << 10 }},
-		{"100KiB", 81, func(int) int { return 100 << 10 }},
-		{"mixed", 100, benchrig.MixedSize},
+		{"4KiB", 2048, func(int) int { return 4 << 10 }, 0},
+		{"4KiB-pipelined", 2048, func(int) int { return 4 << 10 }, 32},
+		{"100KiB", 81, func(int) int { return 100 << 10 }, 0},
+		{"mixed", 100, benchrig.MixedSize, 0},
 	} {
 		d := dovecottest.Start(b, dovecottest.Options{Users: map[string]string{"alice": "secret"}, POP3: true})
 		var msgs [][]byte
@@ -47,7 +50,7 @@ func BenchmarkRetrAllFromDovecot(b *testing.B) {
 			b.Run(mb.name+"/"+target.name, func(b *testing.B) {
 				opts := popbench.Options{
 					Addr: target.addr, Users: []popbench.Credentials{{User: "alice", Pass: "secret"}},
-					Mode: popbench.ModeRetrAll, Expect: popbench.NewExpected(msgs),
+					Mode: popbench.ModeRetrAll, Expect: popbench.NewExpected(msgs), Pipeline: mb.pipeline,
 				}
 				if _, err := popbench.Run(context.Background(), opts); err != nil { // warm Dovecot's index
 					b.Fatal(err)

@@ -90,13 +90,17 @@ func (c *conn) closeBy(why string) bool {
 		c.live.mu.Unlock()
 		return false
 	}
-	if c.live.closedBy == "" && !c.live.ended {
+	// Only the first close counts: a session already closing (kicked a
+	// moment ago, or ending by itself) is not closed again by a second
+	// kick, even while it is still listed.
+	first := c.live.closedBy == "" && !c.live.ended
+	if first {
 		c.live.closedBy = why
 	}
 	c.live.mu.Unlock()
 	c.raw.Close()
 	c.cancel()
-	return true
+	return first
 }
 
 // markEnded records that the session is ending by itself (before its last

@@ -10,13 +10,7 @@ import (
 )
 
 func TestLimitsAndBoundsDefaults(t *testing.T) {
-	cfg, err := ParseConfig([]byte("upstream:\n  address: imap.example.com:993\nupstreams:\n  b:\n    address: b:993\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := checked(t, "upstream:\n  address: imap.example.com:993\nupstreams:\n  b:\n    address: b:993\n")
 	l := cfg.Limits
 	if l.MaxConnections != 0 || l.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP || l.AuthTimeout != time.Minute {
 		t.Errorf("limits: %+v", l)
@@ -33,7 +27,7 @@ func TestLimitsAndBoundsDefaults(t *testing.T) {
 }
 
 func TestLimitsStateAndBoundsFromYAML(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`
+	cfg := checked(t, `
 upstream:
   address: imap.example.com:993
   forward_client_address: false
@@ -49,13 +43,7 @@ state:
   key_prefix: "site-a:"
   on_failure:
     logins: closed
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
+`)
 	u, l, s := cfg.Upstream, cfg.Limits, cfg.State
 	if *u.ForwardClientAddress || u.MaxMessages != 5000 || u.MaxResponseBytes != 8<<20 || u.MaxLiteralBytes != 64<<10 {
 		t.Errorf("upstream: %+v", u)
@@ -86,11 +74,7 @@ func TestLimitsStateAndBoundsErrorsNameTheSetting(t *testing.T) {
 		if !strings.Contains(y, "upstream:") {
 			y += "upstream:\n  address: a:993\n"
 		}
-		cfg, err := ParseConfig([]byte(y))
-		if err != nil {
-			t.Fatalf("%q: %v", y, err)
-		}
-		if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := parsed(t, y); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one naming %q", y, err, tc.want)
 		}
 	}

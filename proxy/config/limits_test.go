@@ -79,3 +79,22 @@ func TestLimitsStateAndBoundsErrorsNameTheSetting(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckFillsSecurityDefaults(t *testing.T) {
+	cfg := checked(t, "upstream:\n  address: imap.example.com:993\n")
+	l := cfg.Limits
+	if cfg.Listen[0].TLS != "none" || cfg.Listen[0].MinVersion != "1.2" || cfg.Listen[0].ProxyProtocol ||
+		strings.Join(cfg.TrustedNetworks, ",") != "127.0.0.0/8,::1/128" ||
+		*l.AuthFailuresPerIP != 30 || *l.AuthFailuresPerUser != 10 || l.AuthFailureWindow != 10*time.Minute ||
+		l.HandshakeTimeout != 30*time.Second || l.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP ||
+		l.AuthTimeout != time.Minute || l.MaxConnections != 0 || // 0: derived from the descriptor limit
+		cfg.Upstream.InsecureSkipVerify || !*cfg.Upstream.ForwardClientAddress ||
+		cfg.Upstream.MaxMessages != imapback.DefaultMaxMessages {
+		t.Errorf("security defaults not filled in: %+v", cfg)
+	}
+	// An explicit empty list trusts no one; explicit zeros turn limits off.
+	cfg = checked(t, "upstream:\n  address: a:993\ntrusted_networks: []\nlimits:\n  auth_failures_per_ip: 0\n")
+	if cfg.TrustedNetworks == nil || len(cfg.TrustedNetworks) != 0 || *cfg.Limits.AuthFailuresPerIP != 0 {
+		t.Errorf("explicit values replaced: trusted %v, per ip %d", cfg.TrustedNetworks, *cfg.Limits.AuthFailuresPerIP)
+	}
+}

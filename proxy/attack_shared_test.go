@@ -4,8 +4,6 @@ package proxy
 // limits and locks hold across them as they do within one process.
 
 import (
-	"bufio"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -109,23 +107,12 @@ func TestConnectionsPerAddressAcrossReplicas(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	up := memUpstream(t)
 	addrs := replicas(t, 2, up.Addr, []string{rs.Addr}, func(c *config.Config) { c.Limits.MaxConnectionsPerIP = 2 })
-	greeting := func(addr string) string {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
-		nc, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		nc.SetDeadline(time.Now().Add(10 * time.Second))
-		line, _ := bufio.NewReader(nc).ReadString('\n')
-		return line
-	}
 	for _, a := range addrs {
-		if g := greeting(a); !strings.HasPrefix(g, "+OK") {
+		if g := greetingFrom(t, "127.0.0.2", a); !strings.HasPrefix(g, "+OK") {
 			t.Fatalf("connection within the limit: %q", g)
 		}
 	}
-	if g := greeting(addrs[0]); !strings.Contains(g, "Too many connections from your address") {
+	if g := greetingFrom(t, "127.0.0.2", addrs[0]); !strings.Contains(g, "Too many connections from your address") {
 		t.Errorf("third connection from one address over two replicas: %q", g)
 	}
 	c := pop3test.DialFrom(t, "127.0.0.3", addrs[1])

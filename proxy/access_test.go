@@ -141,11 +141,7 @@ func TestConnectionLimitsPerAddressAndTotal(t *testing.T) {
 // Two upstreams: logins are mapped by domain and by regex.
 func TestRoutesMapLoginsToUpstreams(t *testing.T) {
 	def := memUpstream(t) // alice/secret, one message
-	corp, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { corp.Close() })
+	corp := listenMem(t, memimap.Options{})
 	corp.AddUser("bob", "corp-pw")
 	for i := range 3 {
 		corp.Append("bob", "INBOX", testMessage(i+1, "corp mail\r\n"))
@@ -325,15 +321,11 @@ func TestUpstreamClientCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := memimap.Listen(memimap.Options{
+	up := listenMem(t, memimap.Options{
 		ImplicitTLS: true,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair},
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.Pool},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
 	up.AddUser("alice", "secret")
 
 	with := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
@@ -358,11 +350,7 @@ func TestInsecureSkipVerifyWorksAndWarns(t *testing.T) {
 	pki := newTestPKI(t)
 	srvCert, srvKey, _ := pki.issue("imap", false)
 	pair, _ := tls.LoadX509KeyPair(srvCert, srvKey)
-	up, err := memimap.Listen(memimap.Options{ImplicitTLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
+	up := listenMem(t, memimap.Options{ImplicitTLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}})
 	up.AddUser("alice", "secret")
 	var logs testkit.LockedBuffer
 	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {

@@ -70,11 +70,7 @@ func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 				opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
 				opts.ImplicitTLS = mode == "implicit"
 			}
-			up, err := memimap.Listen(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { up.Close() })
+			up := listenMem(t, opts)
 			up.AddUser("alice", "secret")
 			up.Append("alice", "INBOX", testMessage(1, "via ID\r\n"))
 			addr := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {

@@ -22,15 +22,23 @@ const plaintextRefused = "-ERR [AUTH] Plaintext authentication disallowed on non
 // memUpstream is a memimap server with alice/secret and one message.
 func memUpstream(t *testing.T) *memimap.Server {
 	t.Helper()
-	srv, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := listenMem(t, memimap.Options{})
 	srv.AddUser("alice", "secret")
 	if err := srv.Append("alice", "INBOX", testMessage(1, "hello over TLS\r\n")); err != nil {
 		t.Fatal(err)
 	}
+	return srv
+}
+
+// listenMem starts an in-memory IMAP upstream with opts, closed when the
+// test ends.
+func listenMem(t *testing.T, opts memimap.Options) *memimap.Server {
+	t.Helper()
+	srv, err := memimap.Listen(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
 	return srv
 }
 

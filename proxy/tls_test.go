@@ -20,14 +20,10 @@ func TestUpstreamTLSVerifiesCertificates(t *testing.T) {
 	}
 	for _, mode := range []imapback.TLSMode{imapback.TLSImplicit, imapback.TLSStartTLS} {
 		t.Run(string(mode), func(t *testing.T) {
-			srv, err := memimap.Listen(memimap.Options{
+			srv := listenMem(t, memimap.Options{
 				TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
 				ImplicitTLS: mode == "implicit",
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { srv.Close() })
 			srv.AddUser("alice", "secret")
 			srv.Append("alice", "INBOX", testMessage(1, "over TLS\r\n"))
 

@@ -3,10 +3,11 @@ package testkit
 // What the harnesses and tests of real mail servers (Dovecot, Courier,
 // Cyrus) share to set an instance up, to put mail in and to talk to the
 // server: HarnessUsers, CheckUsers, HarnessDir, MaildirDelivery,
-// DeliverMaildir, LoginIMAP and DialGreeted.
+// DeliverMaildir, LoginIMAP, DialGreeted and WireForm.
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -138,6 +139,23 @@ func LoginIMAP(t testing.TB, harness, addr string, users map[string]string, user
 		t.Fatalf("%s: login as %q: %v\n%s", harness, user, err, log())
 	}
 	return c
+}
+
+// WireForm is what a POP3 server sends for a message before
+// dot-stuffing: every bare LF as CRLF, and a final CRLF after a last line
+// that has none (a trailing bare CR stays data).
+func WireForm(body []byte) []byte {
+	var out []byte
+	for i, b := range body {
+		if b == '\n' && (i == 0 || body[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, b)
+	}
+	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, '\r', '\n')
+	}
+	return out
 }
 
 // DialGreeted connects to addr for a test that speaks the protocol by

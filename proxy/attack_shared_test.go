@@ -5,13 +5,13 @@ package proxy
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/redistest"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
 	"github.com/popbridge/popbridge/proxy/state"
 )
@@ -139,25 +139,10 @@ func TestReconnectAfterQuitWithASharedSlot(t *testing.T) {
 	}
 }
 
-type storeErrorCount struct {
-	mu sync.Mutex
-	n  map[string]int
-}
+// storeErrorCount counts the store errors the proxy reports, by feature.
+type storeErrorCount struct{ testkit.Tally }
 
-func (c *storeErrorCount) StoreError(feature string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = make(map[string]int)
-	}
-	c.n[feature]++
-}
-
-func (c *storeErrorCount) get(feature string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[feature]
-}
+func (c *storeErrorCount) StoreError(feature string) { c.Add(feature) }
 
 // The store going away and coming back: the login limits fail open (the
 // password is still checked upstream; the store's failure is counted),
@@ -183,8 +168,8 @@ func TestStoreOutageFollowsTheFailModes(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the refusal took %v", took)
 	}
-	if errs.get("logins") == 0 || errs.get("locks") == 0 {
-		t.Errorf("store errors counted: logins %d, locks %d; want both", errs.get("logins"), errs.get("locks"))
+	if errs.Count("logins") == 0 || errs.Count("locks") == 0 {
+		t.Errorf("store errors counted: logins %d, locks %d; want both", errs.Count("logins"), errs.Count("locks"))
 	}
 
 	rs.Restart()

@@ -1,9 +1,10 @@
 // Package testkit holds small helpers that tests of several packages
 // need alike: a self-signed TLS pair (in memory or in files), a free
-// port that stays free, a log buffer safe for concurrent writers,
-// goroutines released at once, a reader in small chunks, a file written
-// for the test, mail put in a maildir or over IMAP, a skip that fails in
-// CI, and the error check of table cases.
+// port that stays free, a log buffer and a tally safe for concurrent
+// writers, goroutines released at once, a reader in small chunks, a file
+// written for the test, fake servers and mail servers set up, mail put in
+// a maildir or over IMAP, a skip that fails in CI, and the error check of
+// table cases.
 package testkit
 
 import (
@@ -106,6 +107,30 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// Tally counts events by name, for counting callbacks that other
+// goroutines call. The zero value is ready to use.
+type Tally struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// Add counts one event of name.
+func (t *Tally) Add(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = make(map[string]int)
+	}
+	t.n[name]++
+}
+
+// Count is how many events of name were added.
+func (t *Tally) Count(name string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n[name]
 }
 
 // LockedBuffer collects output (a logger's, a process's) from several

@@ -315,12 +315,8 @@ func TestProxyProtocol(t *testing.T) {
 
 func TestUpstreamClientCertificate(t *testing.T) {
 	pki := newTestPKI(t)
-	srvCert, srvKey, _ := pki.issue("imap", false)
+	pair := pki.serverPair("imap")
 	cliCert, cliKey, _ := pki.issue("popbridge", true)
-	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	up := listenMem(t, memimap.Options{
 		ImplicitTLS: true,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair},
@@ -348,8 +344,7 @@ func TestUpstreamClientCertificate(t *testing.T) {
 
 func TestInsecureSkipVerifyWorksAndWarns(t *testing.T) {
 	pki := newTestPKI(t)
-	srvCert, srvKey, _ := pki.issue("imap", false)
-	pair, _ := tls.LoadX509KeyPair(srvCert, srvKey)
+	pair := pki.serverPair("imap")
 	up := listenMem(t, memimap.Options{ImplicitTLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}})
 	up.AddUser("alice", "secret")
 	var logs testkit.LockedBuffer

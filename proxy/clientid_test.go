@@ -58,11 +58,7 @@ func TestDovecotSeesTheRealClientAddress(t *testing.T) {
 // answers ID with BAD (go-imap's server does not know ID).
 func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 	pki := newTestPKI(t)
-	srvCert, srvKey, _ := pki.issue("imap", false)
-	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pair := pki.serverPair("imap")
 	for _, mode := range imapback.TLSModes {
 		t.Run(string(mode), func(t *testing.T) {
 			opts := memimap.Options{}

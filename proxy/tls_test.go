@@ -13,11 +13,7 @@ import (
 
 func TestUpstreamTLSVerifiesCertificates(t *testing.T) {
 	pki := newTestPKI(t)
-	certFile, keyFile, _ := pki.issue("imap.test", false)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := pki.serverPair("imap.test")
 	for _, mode := range []imapback.TLSMode{imapback.TLSImplicit, imapback.TLSStartTLS} {
 		t.Run(string(mode), func(t *testing.T) {
 			srv := listenMem(t, memimap.Options{

@@ -305,13 +305,20 @@ func clientMessages(t *testing.T) []corpusMessage {
 // UIDL state download only new mail on the next run.
 func TestClientsDownloadExactMail(t *testing.T) {
 	corpus := clientMessages(t)
+	forEachClient(t, func(t *testing.T, cl interopClient, tool string) {
+		forEachUpstream(t, func(t *testing.T, u *upstream) {
+			testClient(t, cl, tool, u, corpus)
+		})
+	})
+}
+
+// forEachClient runs f for every interop client in a parallel subtest
+// named after it, with the path of the client's program.
+func forEachClient(t *testing.T, f func(t *testing.T, cl interopClient, tool string)) {
 	for _, cl := range interopClients {
 		t.Run(cl.name, func(t *testing.T) {
 			t.Parallel()
-			tool := requireTool(t, cl.tool)
-			forEachUpstream(t, func(t *testing.T, u *upstream) {
-				testClient(t, cl, tool, u, corpus)
-			})
+			f(t, cl, requireTool(t, cl.tool))
 		})
 	}
 }

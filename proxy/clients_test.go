@@ -318,7 +318,7 @@ func forEachClient(t *testing.T, f func(t *testing.T, cl interopClient, tool str
 	for _, cl := range interopClients {
 		t.Run(cl.name, func(t *testing.T) {
 			t.Parallel()
-			f(t, cl, requireTool(t, cl.tool))
+			f(t, cl, testkit.Program(t, cl.tool))
 		})
 	}
 }

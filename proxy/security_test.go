@@ -42,15 +42,6 @@ func listenMem(t *testing.T, opts memimap.Options) *memimap.Server {
 	return srv
 }
 
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		testkit.Unavailable(t, name+" is not installed (test.sh installs it)")
-	}
-	return path
-}
-
 // tlsListeners configures one STLS and one POP3S listener with a
 // certificate from pki.
 func tlsListeners(pki *testPKI) func(*config.Config) {
@@ -108,8 +99,8 @@ func TestPlaintextAuthOnlyFromTrustedNetworksOrOverTLS(t *testing.T) {
 // curl and Python's poplib, real TLS clients, over STLS and POP3S from
 // an untrusted address.
 func TestRealClientsOverSTLSAndPOP3S(t *testing.T) {
-	curl := requireTool(t, "curl")
-	python := requireTool(t, "python3")
+	curl := testkit.Program(t, "curl")
+	python := testkit.Program(t, "python3")
 	up := memUpstream(t)
 	pki := newTestPKI(t)
 	addrs := startProxy(t, up.Addr, proxyOptions{configure: tlsListeners(pki)}).addrs

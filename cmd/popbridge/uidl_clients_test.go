@@ -19,9 +19,7 @@ import (
 // shows that the re-creation is felt at all.
 func TestClientsDownloadNothingAfterRecreateWithHeaderHash(t *testing.T) {
 	for _, tool := range []string{"mpop", "fetchmail"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testkit.Unavailable(t, tool+" is not installed")
-		}
+		testkit.Program(t, tool)
 	}
 	d := startDovecot(t)
 	c := d.Dial(t, "alice")

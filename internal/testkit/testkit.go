@@ -3,8 +3,8 @@
 // port that stays free, a log buffer and a tally safe for concurrent
 // writers, goroutines released at once, a reader in small chunks, a file
 // written for the test, fake servers and mail servers set up, mail put in
-// a maildir or over IMAP, a skip that fails in CI, and the error check of
-// table cases.
+// a maildir or over IMAP, an external program found or a skip that fails
+// in CI, and the error check of table cases.
 package testkit
 
 import (
@@ -22,6 +22,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -162,6 +163,18 @@ func Unavailable(t testing.TB, msg string) {
 		t.Fatal(msg + "; failing because CI=true")
 	}
 	t.Skip(msg)
+}
+
+// Program returns the path of name, an external program the test drives.
+// A missing program makes the test Unavailable: in CI it is a missing
+// install step.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(t, name+" is not installed (test.sh installs it)")
+	}
+	return path
 }
 
 // AtOnce runs f(0) to f(n-1), each in its own goroutine, released

@@ -63,7 +63,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -191,15 +190,11 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	users := testkit.HarnessUsers(opts.Users)
 	testkit.CheckUsers(t, "couriertest", users, userName, probeUser)
-	mail, err := user.Lookup("mail")
-	if err != nil {
-		t.Fatalf("couriertest: system user \"mail\", the owner of the maildirs, is missing: %v", err)
-	}
+	mailUID, mailGID := testkit.SystemUser(t, "couriertest", "mail", "the owner of the maildirs")
 	random := make([]byte, 12)
 	rand.Read(random)
-	s := &Server{Dir: testkit.HarnessDir(t, "couriertest"), users: users, probePass: hex.EncodeToString(random)}
-	s.mailUID, _ = strconv.Atoi(mail.Uid)
-	s.mailGID, _ = strconv.Atoi(mail.Gid)
+	s := &Server{Dir: testkit.HarnessDir(t, "couriertest"), users: users, probePass: hex.EncodeToString(random),
+		mailUID: mailUID, mailGID: mailGID}
 	s.delivery = testkit.NewMaildirDelivery("couriertest", users, func(user string) string { return s.maildir(user) }, s.mailUID, s.mailGID)
 	if err := s.prepare(root); err != nil {
 		t.Fatalf("couriertest: %v", err)

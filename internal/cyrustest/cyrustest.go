@@ -45,7 +45,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -154,12 +153,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if os.Geteuid() != 0 {
 		unavailable(t, "the Cyrus master must start as root to switch to the cyrus user")
 	}
-	cy, err := user.Lookup(admin)
-	if err != nil {
-		t.Fatalf("cyrustest: system user %q (created by Debian's cyrus-common) is missing: %v", admin, err)
-	}
-	uid, _ := strconv.Atoi(cy.Uid)
-	gid, _ := strconv.Atoi(cy.Gid)
+	uid, gid := testkit.SystemUser(t, "cyrustest", admin, "created by Debian's cyrus-common")
 
 	users := testkit.HarnessUsers(opts.Users)
 	testkit.CheckUsers(t, "cyrustest", users, userName, admin)

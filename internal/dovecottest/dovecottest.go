@@ -44,7 +44,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -142,9 +141,7 @@ func Start(t testing.TB, opts Options) *Server {
 		unavailable(t, "running Dovecot with separate mail and login users requires root")
 	}
 	for _, name := range []string{"dovenull", "dovecot"} {
-		if _, err := user.Lookup(name); err != nil {
-			t.Fatalf("dovecottest: system user %q (created by Debian's dovecot-core) is missing: %v", name, err)
-		}
+		testkit.SystemUser(t, "dovecottest", name, "created by Debian's dovecot-core")
 	}
 
 	// Layout checks the names and passwords.

@@ -2,7 +2,7 @@ package testkit
 
 // What the harnesses and tests of real mail servers (Dovecot, Courier,
 // Cyrus) share to set an instance up, to put mail in and to talk to the
-// server: HarnessUsers, CheckUsers, HarnessDir, MaildirDelivery,
+// server: SystemUser, HarnessUsers, CheckUsers, HarnessDir, MaildirDelivery,
 // DeliverMaildir, LoginIMAP, DialGreeted and WireForm.
 
 import (
@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,19 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 )
+
+// SystemUser returns the uid and gid of the system user name, which a
+// mail-server harness needs (role says what for); its absence fails t.
+func SystemUser(t testing.TB, harness, name, role string) (uid, gid int) {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("%s: system user %q (%s) is missing: %v", harness, name, role, err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid
+}
 
 // HarnessUsers is the accounts a mail-server harness creates: users, or
 // the single user alice with password secret when users is nil.

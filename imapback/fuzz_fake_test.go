@@ -27,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 type fakeMsg struct {
@@ -35,7 +37,7 @@ type fakeMsg struct {
 }
 
 type fakeUpstream struct {
-	ln        net.Listener
+	conn      *testkit.ConnServer
 	model     []fakeMsg
 	lowExists uint64 // if > 0, the EXISTS of SELECT's default answer
 
@@ -44,8 +46,6 @@ type fakeUpstream struct {
 	custom bool                // a scripted reply was used
 	recv   []string            // command lines received (without CRLF)
 	sent   [][]byte            // what each connection was sent
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
 }
 
 // fakeCaps are the capabilities of the default greeting and LOGIN.
@@ -54,11 +54,7 @@ const fakeCaps = "IMAP4rev1 LITERAL+ UIDPLUS"
 // startFake listens on 127.0.0.1 and serves script: segments separated
 // by NUL, each its kind on the first line and its reply after.
 func startFake(model []fakeMsg, script []byte) (*fakeUpstream, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	f := &fakeUpstream{ln: ln, model: model, script: map[string][]string{}, conns: map[net.Conn]bool{}}
+	f := &fakeUpstream{model: model, script: map[string][]string{}}
 	for _, seg := range bytes.Split(script, []byte{0}) {
 		kind, reply, ok := bytes.Cut(seg, []byte("\n"))
 		if ok {
@@ -66,42 +62,18 @@ func startFake(model []fakeMsg, script []byte) (*fakeUpstream, error) {
 			f.script[k] = append(f.script[k], string(reply))
 		}
 	}
-	f.wg.Add(1)
-	go f.accept()
-	return f, nil
-}
-
-func (f *fakeUpstream) close() {
-	f.ln.Close()
-	f.mu.Lock()
-	for nc := range f.conns {
-		nc.Close()
-	}
-	f.mu.Unlock()
-	f.wg.Wait()
-}
-
-func (f *fakeUpstream) accept() {
-	defer f.wg.Done()
-	for {
-		nc, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
+	var err error
+	f.conn, err = testkit.ServeConns(10*time.Second, func(nc net.Conn) {
 		f.mu.Lock()
-		f.conns[nc] = true
 		f.sent = append(f.sent, nil)
 		idx := len(f.sent) - 1
-		f.wg.Add(1)
 		f.mu.Unlock()
-		go func() {
-			defer f.wg.Done()
-			defer nc.Close()
-			nc.SetDeadline(time.Now().Add(10 * time.Second))
-			f.serve(nc, idx)
-		}()
-	}
+		f.serve(nc, idx)
+	})
+	return f, err
 }
+
+func (f *fakeUpstream) close() { f.conn.Close() }
 
 // next returns the next scripted reply of kind, or def.
 func (f *fakeUpstream) next(kind, def string) string {

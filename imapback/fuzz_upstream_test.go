@@ -122,7 +122,7 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 		t.Fatal(err)
 	}
 	opts := Options{
-		Address: fake.ln.Addr().String(), TLS: TLSNone, Auth: AuthLogin, UIDL: uidl,
+		Address: fake.conn.Addr, TLS: TLSNone, Auth: AuthLogin, UIDL: uidl,
 		DialTimeout: time.Second, CommandTimeout: 300 * time.Millisecond,
 		NoReconnect: mode&modeReconnect == 0, MaxMessages: maxMsgs,
 		ResponseLimits: ResponseLimits{Literal: 512, Response: 4096},

@@ -42,23 +42,20 @@ func (s *Session) uidlVars(msgs []Message) ([]UIDLVars, error) {
 	for _, m := range msgs {
 		uids.AddNum(m.UID)
 	}
+	var ids, hashes map[imap.UID]string
+	var err error
 	if needs.Identity {
-		ids, err := s.fetchIdentities(uids)
-		if err != nil {
+		if ids, err = s.fetchIdentities(uids); err != nil {
 			return nil, err
-		}
-		for i, m := range msgs {
-			vars[i].Identity = ids[m.UID]
 		}
 	}
 	if needs.HeaderHash {
-		hashes, err := s.fetchHeaderHashes(uids)
-		if err != nil {
+		if hashes, err = s.fetchHeaderHashes(uids); err != nil {
 			return nil, err
 		}
-		for i, m := range msgs {
-			vars[i].HeaderHash = hashes[m.UID]
-		}
+	}
+	for i, m := range msgs {
+		vars[i].Identity, vars[i].HeaderHash = ids[m.UID], hashes[m.UID]
 	}
 	return vars, nil
 }

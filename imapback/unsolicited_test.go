@@ -9,6 +9,9 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // startFlagNoisyServer runs a scripted IMAP server whose first answer to
@@ -19,17 +22,7 @@ import (
 // Dovecot does for a message another client expunged.
 func startFlagNoisyServer(t *testing.T, msgs []string, nilBody bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
+	srv, err := testkit.ServeConns(time.Minute, func(nc net.Conn) {
 		r := bufio.NewReader(nc)
 		fmt.Fprintf(nc, "* OK [CAPABILITY IMAP4rev1 UIDPLUS] scripted\r\n")
 		noisy := map[string]bool{"size": true, "body": true}
@@ -80,8 +73,12 @@ func startFlagNoisyServer(t *testing.T, msgs []string, nilBody bool) string {
 			}
 			fmt.Fprintf(nc, "%s OK done\r\n", tag)
 		}
-	}()
-	return ln.Addr().String()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv.Addr
 }
 
 // Another client's flag change reported during a FETCH neither hides a

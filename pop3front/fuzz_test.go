@@ -12,23 +12,6 @@ import (
 	"github.com/popbridge/popbridge/internal/testkit"
 )
 
-// wireNormal is what a message becomes on the wire before dot-stuffing:
-// every bare LF turned to CRLF, and a last line without a line end
-// finished with CRLF (a trailing bare CR stays data, as dotWriter documents).
-func wireNormal(in []byte) []byte {
-	var out []byte
-	for i, b := range in {
-		if b == '\n' && (i == 0 || in[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, b)
-	}
-	if len(out) > 0 && !bytes.HasSuffix(out, crlf) {
-		out = append(out, crlf...)
-	}
-	return out
-}
-
 // unstuff checks that out is a well-formed multi-line response body and
 // returns the data it carries.
 func unstuff(t *testing.T, out []byte) []byte {
@@ -72,7 +55,7 @@ func FuzzDotWriter(f *testing.F) {
 	f.Add([]byte("\r\r\r\n\n\n..."), uint16(3))
 	f.Fuzz(func(t *testing.T, in []byte, split uint16) {
 		whole := dotStuff(t, in)
-		if got, want := unstuff(t, whole), wireNormal(in); !bytes.Equal(got, want) {
+		if got, want := unstuff(t, whole), testkit.WireForm(in); !bytes.Equal(got, want) {
 			t.Fatalf("round trip of %q: got %q, want %q (output %q)", in, got, want, whole)
 		}
 		k := int(split) % (len(in) + 1)

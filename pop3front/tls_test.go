@@ -26,6 +26,15 @@ func (c *client) startTLS(cfg *tls.Config) {
 	c.br = bufio.NewReader(tc)
 }
 
+// stls upgrades c's connection with STLS and checks that CAPA now offers
+// the password mechanisms and no longer STLS.
+func (c *client) stls(cfg *tls.Config) {
+	c.t.Helper()
+	c.expect("STLS\r\n", "+OK Begin TLS negotiation now\r\n")
+	c.startTLS(cfg)
+	c.expect("CAPA\r\n", capaCommon+capaAuth+capaImpl)
+}
+
 const (
 	capaCommon    = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
 	capaAuth      = "USER\r\nSASL PLAIN LOGIN\r\n"
@@ -41,9 +50,7 @@ func TestStlsUpgradesAndServerForgetsEarlierState(t *testing.T) {
 	c.expect("CAPA\r\n", capaCommon+capaAuth+"STLS\r\n"+capaImpl)
 	// A USER name given before STLS is forgotten (RFC 2595 section 4).
 	c.expect("USER alice\r\n", "+OK Send your password\r\n")
-	c.expect("STLS\r\n", "+OK Begin TLS negotiation now\r\n")
-	c.startTLS(cliCfg)
-	c.expect("CAPA\r\n", capaCommon+capaAuth+capaImpl)
+	c.stls(cliCfg)
 	c.expect("PASS secret\r\n", "-ERR Send USER first\r\n")
 	c.expect("STLS\r\n", "-ERR TLS is already active\r\n")
 	c.expect("USER alice\r\nPASS secret\r\n", "+OK Send your password\r\n+OK Logged in, 3 messages\r\n")
@@ -187,9 +194,7 @@ func TestPlaintextAuthRefusedOnUntrustedConnection(t *testing.T) {
 	// credentials in clear.
 	c.expect("AUTH PLAIN\r\n", refusedAnswer)
 	c.expect("AUTH CRAM-MD5\r\n", "-ERR Unsupported authentication mechanism\r\n")
-	c.expect("STLS\r\n", "+OK Begin TLS negotiation now\r\n")
-	c.startTLS(cliCfg)
-	c.expect("CAPA\r\n", capaCommon+capaAuth+capaImpl)
+	c.stls(cliCfg)
 	c.expect("USER alice\r\nPASS wrong\r\n", "+OK Send your password\r\n-ERR [AUTH] Authentication failed\r\n")
 	c.expect("USER alice\r\nPASS secret\r\n", "+OK Send your password\r\n+OK Logged in, 3 messages\r\n")
 	c.expectClosed("QUIT\r\n", "+OK Logging out\r\n")

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +104,22 @@ func TestMaxConnectionsDefaultFollowsTheDescriptorLimit(t *testing.T) {
 	}
 }
 
+// greetingFrom connects to addr from the local address from and returns
+// the first line the server sends; the connection stays open until the
+// test ends.
+func greetingFrom(t *testing.T, from, addr string) string {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	line, _ := bufio.NewReader(nc).ReadString('\n')
+	return line
+}
+
 func TestConnectionLimitsPerAddressAndTotal(t *testing.T) {
 	up := memUpstream(t)
 	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
@@ -112,23 +127,11 @@ func TestConnectionLimitsPerAddressAndTotal(t *testing.T) {
 		c.Limits.MaxConnections = 2
 	}}).addrs
 	c1 := pop3test.DialFrom(t, "127.0.0.2", addrs[0])
-	nc, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, net.TCPAddrFromAddrPort(mustAddrPort(t, addrs[0])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if line, _ := bufio.NewReader(nc).ReadString('\n'); line != "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n" {
+	if line := greetingFrom(t, "127.0.0.2", addrs[0]); line != "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n" {
 		t.Errorf("second connection from 127.0.0.2: %q", line)
 	}
 	c2 := pop3test.DialFrom(t, "127.0.0.3", addrs[0])
-	nc, err = net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}, net.TCPAddrFromAddrPort(mustAddrPort(t, addrs[0])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if line, _ := bufio.NewReader(nc).ReadString('\n'); line != "-ERR [SYS/TEMP] Too many connections, try again later\r\n" {
+	if line := greetingFrom(t, "127.0.0.4", addrs[0]); line != "-ERR [SYS/TEMP] Too many connections, try again later\r\n" {
 		t.Errorf("third connection in all: %q", line)
 	}
 	c1.Quit()
@@ -138,11 +141,7 @@ func TestConnectionLimitsPerAddressAndTotal(t *testing.T) {
 // Two upstreams: logins are mapped by domain and by regex.
 func TestRoutesMapLoginsToUpstreams(t *testing.T) {
 	def := memUpstream(t) // alice/secret, one message
-	corp, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { corp.Close() })
+	corp := listenMem(t, memimap.Options{})
 	corp.AddUser("bob", "corp-pw")
 	for i := range 3 {
 		corp.Append("bob", "INBOX", testMessage(i+1, "corp mail\r\n"))
@@ -204,15 +203,6 @@ func TestRouteConfigErrors(t *testing.T) {
 			t.Errorf("%+v: Check() = %v, want %q", tc.routes, err, tc.want)
 		}
 	}
-}
-
-func mustAddrPort(t *testing.T, s string) netip.AddrPort {
-	t.Helper()
-	a, err := net.ResolveTCPAddr("tcp", s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a.AddrPort()
 }
 
 // proxyHeader writes a PROXY protocol header claiming src.
@@ -325,21 +315,13 @@ func TestProxyProtocol(t *testing.T) {
 
 func TestUpstreamClientCertificate(t *testing.T) {
 	pki := newTestPKI(t)
-	srvCert, srvKey, _ := pki.issue("imap", false)
+	pair := pki.serverPair("imap")
 	cliCert, cliKey, _ := pki.issue("popbridge", true)
-	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := memimap.Listen(memimap.Options{
+	up := listenMem(t, memimap.Options{
 		ImplicitTLS: true,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair},
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.Pool},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
 	up.AddUser("alice", "secret")
 
 	with := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {
@@ -362,13 +344,8 @@ func TestUpstreamClientCertificate(t *testing.T) {
 
 func TestInsecureSkipVerifyWorksAndWarns(t *testing.T) {
 	pki := newTestPKI(t)
-	srvCert, srvKey, _ := pki.issue("imap", false)
-	pair, _ := tls.LoadX509KeyPair(srvCert, srvKey)
-	up, err := memimap.Listen(memimap.Options{ImplicitTLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
+	pair := pki.serverPair("imap")
+	up := listenMem(t, memimap.Options{ImplicitTLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}})
 	up.AddUser("alice", "secret")
 	var logs testkit.LockedBuffer
 	addrs := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {

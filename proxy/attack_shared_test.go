@@ -4,16 +4,14 @@ package proxy
 // limits and locks hold across them as they do within one process.
 
 import (
-	"bufio"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/redistest"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
 	"github.com/popbridge/popbridge/proxy/state"
 )
@@ -109,23 +107,12 @@ func TestConnectionsPerAddressAcrossReplicas(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	up := memUpstream(t)
 	addrs := replicas(t, 2, up.Addr, []string{rs.Addr}, func(c *config.Config) { c.Limits.MaxConnectionsPerIP = 2 })
-	greeting := func(addr string) string {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
-		nc, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		nc.SetDeadline(time.Now().Add(10 * time.Second))
-		line, _ := bufio.NewReader(nc).ReadString('\n')
-		return line
-	}
 	for _, a := range addrs {
-		if g := greeting(a); !strings.HasPrefix(g, "+OK") {
+		if g := greetingFrom(t, "127.0.0.2", a); !strings.HasPrefix(g, "+OK") {
 			t.Fatalf("connection within the limit: %q", g)
 		}
 	}
-	if g := greeting(addrs[0]); !strings.Contains(g, "Too many connections from your address") {
+	if g := greetingFrom(t, "127.0.0.2", addrs[0]); !strings.Contains(g, "Too many connections from your address") {
 		t.Errorf("third connection from one address over two replicas: %q", g)
 	}
 	c := pop3test.DialFrom(t, "127.0.0.3", addrs[1])
@@ -152,25 +139,10 @@ func TestReconnectAfterQuitWithASharedSlot(t *testing.T) {
 	}
 }
 
-type storeErrorCount struct {
-	mu sync.Mutex
-	n  map[string]int
-}
+// storeErrorCount counts the store errors the proxy reports, by feature.
+type storeErrorCount struct{ testkit.Tally }
 
-func (c *storeErrorCount) StoreError(feature string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = make(map[string]int)
-	}
-	c.n[feature]++
-}
-
-func (c *storeErrorCount) get(feature string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[feature]
-}
+func (c *storeErrorCount) StoreError(feature string) { c.Add(feature) }
 
 // The store going away and coming back: the login limits fail open (the
 // password is still checked upstream; the store's failure is counted),
@@ -196,8 +168,8 @@ func TestStoreOutageFollowsTheFailModes(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the refusal took %v", took)
 	}
-	if errs.get("logins") == 0 || errs.get("locks") == 0 {
-		t.Errorf("store errors counted: logins %d, locks %d; want both", errs.get("logins"), errs.get("locks"))
+	if errs.Count("logins") == 0 || errs.Count("locks") == 0 {
+		t.Errorf("store errors counted: logins %d, locks %d; want both", errs.Count("logins"), errs.Count("locks"))
 	}
 
 	rs.Restart()

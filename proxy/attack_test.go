@@ -6,9 +6,7 @@ package proxy
 // one Redis) are in attack_shared_test.go.
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -174,24 +172,12 @@ func TestDeviceSuffixesShareTheUserLimit(t *testing.T) {
 func TestOneAddressCannotTakeEveryConnection(t *testing.T) {
 	up := memUpstream(t)
 	addr := startProxy(t, up.Addr, proxyOptions{}).addr // the defaults
-	dial := func(src string) (*bufio.Reader, net.Conn) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-		nc, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		nc.SetDeadline(time.Now().Add(10 * time.Second))
-		return bufio.NewReader(nc), nc
-	}
 	for i := range config.DefaultMaxConnectionsPerIP {
-		r, _ := dial("127.0.0.2")
-		if g, _ := r.ReadString('\n'); !strings.HasPrefix(g, "+OK") {
+		if g := greetingFrom(t, "127.0.0.2", addr); !strings.HasPrefix(g, "+OK") {
 			t.Fatalf("connection %d from 127.0.0.2: %q", i+1, g)
 		}
 	}
-	r, _ := dial("127.0.0.2")
-	if g, _ := r.ReadString('\n'); g != "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n" {
+	if g := greetingFrom(t, "127.0.0.2", addr); g != "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n" {
 		t.Errorf("connection past the default from 127.0.0.2: %q", g)
 	}
 	c := pop3test.DialFrom(t, "127.0.0.3", addr)

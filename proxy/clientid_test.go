@@ -58,11 +58,7 @@ func TestDovecotSeesTheRealClientAddress(t *testing.T) {
 // answers ID with BAD (go-imap's server does not know ID).
 func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 	pki := newTestPKI(t)
-	srvCert, srvKey, _ := pki.issue("imap", false)
-	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pair := pki.serverPair("imap")
 	for _, mode := range imapback.TLSModes {
 		t.Run(string(mode), func(t *testing.T) {
 			opts := memimap.Options{}
@@ -70,11 +66,7 @@ func TestForwardClientAddressOverEveryUpstreamTLSMode(t *testing.T) {
 				opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
 				opts.ImplicitTLS = mode == "implicit"
 			}
-			up, err := memimap.Listen(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { up.Close() })
+			up := listenMem(t, opts)
 			up.AddUser("alice", "secret")
 			up.Append("alice", "INBOX", testMessage(1, "via ID\r\n"))
 			addr := startProxy(t, up.Addr, proxyOptions{configure: func(c *config.Config) {

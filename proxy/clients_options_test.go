@@ -50,7 +50,7 @@ func TestRealClientsFolderAndAuthOptions(t *testing.T) {
 				what := tc.tool + " auth " + tc.auth + " as " + tc.user
 				login := regexp.MustCompile(tc.login)
 				before := len(login.FindAllString(logs.String(), -1))
-				r := &clientRun{tool: requireTool(t, tc.tool), host: host, port: port, user: tc.user, pass: u.pass,
+				r := &clientRun{tool: testkit.Program(t, tc.tool), host: host, port: port, user: tc.user, pass: u.pass,
 					state: t.TempDir(), out: t.TempDir(), auth: tc.auth}
 				got := tc.run(t, r)
 				if len(got) != tc.n {

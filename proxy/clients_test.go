@@ -20,26 +20,10 @@ import (
 // Real POP3 clients download mail through popbridge in front of each
 // upstream. Every client stores what it received in its own way; its
 // stored form must equal the upstream's message as a POP3 server sends it
-// (wireForm), after the client's documented transformation (interopClient.
-// stored) and after removing the header lines the client adds itself
-// (interopClient.strip). docs/interop.md lists each client's transformations.
-
-// wireForm is what a POP3 server sends for a message (before
-// dot-stuffing): every bare LF as CRLF, and a final CRLF after a last line
-// that has none.
-func wireForm(body []byte) []byte {
-	var out []byte
-	for i, b := range body {
-		if b == '\n' && (i == 0 || body[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, b)
-	}
-	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
-		out = append(out, '\r', '\n')
-	}
-	return out
-}
+// (testkit.WireForm), after the client's documented transformation
+// (interopClient.stored) and after removing the header lines the client
+// adds itself (interopClient.strip). docs/interop.md lists each client's
+// transformations.
 
 // clientRun is one invocation of a client: where it talks to and where it
 // keeps its state and the mail it downloads.
@@ -288,13 +272,20 @@ func clientMessages(t *testing.T) []corpusMessage {
 // UIDL state download only new mail on the next run.
 func TestClientsDownloadExactMail(t *testing.T) {
 	corpus := clientMessages(t)
+	forEachClient(t, func(t *testing.T, cl interopClient, tool string) {
+		forEachUpstream(t, func(t *testing.T, u *upstream) {
+			testClient(t, cl, tool, u, corpus)
+		})
+	})
+}
+
+// forEachClient runs f for every interop client in a parallel subtest
+// named after it, with the path of the client's program.
+func forEachClient(t *testing.T, f func(t *testing.T, cl interopClient, tool string)) {
 	for _, cl := range interopClients {
 		t.Run(cl.name, func(t *testing.T) {
 			t.Parallel()
-			tool := requireTool(t, cl.tool)
-			forEachUpstream(t, func(t *testing.T, u *upstream) {
-				testClient(t, cl, tool, u, corpus)
-			})
+			f(t, cl, testkit.Program(t, cl.tool))
 		})
 	}
 }
@@ -369,7 +360,7 @@ func expectedStored(t *testing.T, cl interopClient, tool string, state []upstrea
 	var want [][]byte
 	for _, m := range state {
 		if _, ok := cl.broken[subject(m.Body)]; !ok {
-			want = append(want, wireForm(m.Body))
+			want = append(want, testkit.WireForm(m.Body))
 		}
 	}
 	if cl.storedAll != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
@@ -45,7 +46,7 @@ func TestRealClientsAsDevicesDownloadEveryMessageOnce(t *testing.T) {
 		{"scanner", "fetchmail", runFetchmail, false},
 		{"erp", "getmail", runGetmail, true},
 	} {
-		r := &clientRun{tool: requireTool(t, d.tool), host: host, port: port,
+		r := &clientRun{tool: testkit.Program(t, d.tool), host: host, port: port,
 			user: u.user + "#" + d.device, pass: u.pass, state: t.TempDir(), delete: d.delete}
 		devices = append(devices, &device{name: d.device, run: d.run, r: r, counts: map[string]int{}})
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/dovecottest"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
@@ -242,7 +243,7 @@ func TestMergedFoldersFromTheHook(t *testing.T) {
 // message of both folders once, and on its second run nothing again.
 func TestMergedFoldersWithMpop(t *testing.T) {
 	t.Parallel()
-	tool := requireTool(t, "mpop")
+	tool := testkit.Program(t, "mpop")
 	d := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"alice": "secret"}})
 	imc := d.Dial(t, "alice")
 	var want [][]byte

@@ -23,7 +23,7 @@ import (
 // curl logs in with AUTH PLAIN and a continuation line (no initial
 // response unless --sasl-ir): that is one AUTH command, not UNKNOWN.
 func TestMetricsCountCurlsAuthPlainAsAuth(t *testing.T) {
-	curl := requireTool(t, "curl")
+	curl := testkit.Program(t, "curl")
 	u := startMemUpstream(t)
 	deliverN(t, u, 1)
 	m := metrics.New("test")

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/metrics"
 	"github.com/popbridge/popbridge/pop3front"
 	"github.com/popbridge/popbridge/proxy/oauth2"
@@ -165,7 +166,7 @@ func TestMonitoringUsesRealMetricNames(t *testing.T) {
 // promtool parses every dashboard query (as a recording rule) and the
 // alert rules.
 func TestMonitoringQueriesParse(t *testing.T) {
-	promtool := requireTool(t, "promtool")
+	promtool := testkit.Program(t, "promtool")
 	var rules strings.Builder
 	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
 	r := strings.NewReplacer("$__rate_interval", "5m", "$instance", ".*", "$job", ".*")

@@ -58,6 +58,18 @@ func (p *testPKI) issue(name string, client bool) (certFile, keyFile string, ser
 	return certFile, keyFile, p.writePair(certFile, keyFile, name, client)
 }
 
+// serverPair issues a server certificate named name and loads it, for a
+// TLS upstream.
+func (p *testPKI) serverPair(name string) tls.Certificate {
+	p.t.Helper()
+	certFile, keyFile, _ := p.issue(name, false)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return pair
+}
+
 // writePair (over)writes a certificate and key file pair.
 func (p *testPKI) writePair(certFile, keyFile, cn string, client bool) int64 {
 	p.t.Helper()

@@ -532,11 +532,7 @@ func TestUpstreamFailureDuringQuitLosesNothing(t *testing.T) {
 // device's deletes: the device login is refused with a clear answer, a
 // login without a device still works.
 func TestDeviceLoginRefusedWithoutPermanentKeywords(t *testing.T) {
-	srv, err := memimap.Listen(memimap.Options{NoKeywords: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := listenMem(t, memimap.Options{NoKeywords: true})
 	srv.AddUser("alice", "secret")
 	addr := startProxy(t, srv.Addr, proxyOptions{configure: func(c *config.Config) { c.Policy.Devices.Separator = "#" }}).addr
 	c := pop3test.Dial(t, addr)

@@ -224,11 +224,7 @@ func TestReloadOnTheSameAddressRefusesNoClient(t *testing.T) {
 // A reload that cannot bind its new address changes nothing: the old
 // listener goes on serving.
 func TestReloadThatCannotBindKeepsTheOldConfig(t *testing.T) {
-	up, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
+	up := listenMem(t, memimap.Options{})
 	r := startRunner(t, runnerConfig(t, up.Addr, "127.0.0.1:0", nil))
 	addr := r.Addrs()[0].String()
 

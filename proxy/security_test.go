@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/memimap"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testkit"
@@ -23,11 +22,7 @@ const plaintextRefused = "-ERR [AUTH] Plaintext authentication disallowed on non
 // memUpstream is a memimap server with alice/secret and one message.
 func memUpstream(t *testing.T) *memimap.Server {
 	t.Helper()
-	srv, err := memimap.Listen(memimap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := listenMem(t, memimap.Options{})
 	srv.AddUser("alice", "secret")
 	if err := srv.Append("alice", "INBOX", testMessage(1, "hello over TLS\r\n")); err != nil {
 		t.Fatal(err)
@@ -35,13 +30,16 @@ func memUpstream(t *testing.T) *memimap.Server {
 	return srv
 }
 
-func requireTool(t *testing.T, name string) string {
+// listenMem starts an in-memory IMAP upstream with opts, closed when the
+// test ends.
+func listenMem(t *testing.T, opts memimap.Options) *memimap.Server {
 	t.Helper()
-	path, err := exec.LookPath(name)
+	srv, err := memimap.Listen(opts)
 	if err != nil {
-		testkit.Unavailable(t, name+" is not installed (test.sh installs it)")
+		t.Fatal(err)
 	}
-	return path
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 // tlsListeners configures one STLS and one POP3S listener with a
@@ -101,8 +99,8 @@ func TestPlaintextAuthOnlyFromTrustedNetworksOrOverTLS(t *testing.T) {
 // curl and Python's poplib, real TLS clients, over STLS and POP3S from
 // an untrusted address.
 func TestRealClientsOverSTLSAndPOP3S(t *testing.T) {
-	curl := requireTool(t, "curl")
-	python := requireTool(t, "python3")
+	curl := testkit.Program(t, "curl")
+	python := testkit.Program(t, "python3")
 	up := memUpstream(t)
 	pki := newTestPKI(t)
 	addrs := startProxy(t, up.Addr, proxyOptions{configure: tlsListeners(pki)}).addrs
@@ -293,37 +291,6 @@ func TestListenerConfigErrors(t *testing.T) {
 	cfg := &config.Config{Upstream: config.UpstreamConfig{Address: "127.0.0.1:143"}, TrustedNetworks: []string{"loopback"}}
 	if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), "trusted_networks") {
 		t.Errorf("bad trusted_networks: Check() = %v", err)
-	}
-}
-
-func TestCheckFillsSecurityDefaults(t *testing.T) {
-	cfg, err := config.ParseConfig([]byte("upstream:\n  address: imap.example.com:993\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	l := cfg.Limits
-	if cfg.Listen[0].TLS != "none" || cfg.Listen[0].MinVersion != "1.2" || cfg.Listen[0].ProxyProtocol ||
-		strings.Join(cfg.TrustedNetworks, ",") != "127.0.0.0/8,::1/128" ||
-		*l.AuthFailuresPerIP != 30 || *l.AuthFailuresPerUser != 10 || l.AuthFailureWindow != 10*time.Minute ||
-		l.HandshakeTimeout != 30*time.Second || l.MaxConnectionsPerIP != config.DefaultMaxConnectionsPerIP ||
-		l.AuthTimeout != time.Minute || l.MaxConnections != 0 || // 0: derived from the descriptor limit
-		cfg.Upstream.InsecureSkipVerify || !*cfg.Upstream.ForwardClientAddress ||
-		cfg.Upstream.MaxMessages != imapback.DefaultMaxMessages {
-		t.Errorf("security defaults not filled in: %+v", cfg)
-	}
-	// An explicit empty list trusts no one; explicit zeros turn limits off.
-	cfg, err = config.ParseConfig([]byte("upstream:\n  address: a:993\ntrusted_networks: []\nlimits:\n  auth_failures_per_ip: 0\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.TrustedNetworks == nil || len(cfg.TrustedNetworks) != 0 || *cfg.Limits.AuthFailuresPerIP != 0 {
-		t.Errorf("explicit values replaced: trusted %v, per ip %d", cfg.TrustedNetworks, *cfg.Limits.AuthFailuresPerIP)
 	}
 }
 

@@ -13,21 +13,13 @@ import (
 
 func TestUpstreamTLSVerifiesCertificates(t *testing.T) {
 	pki := newTestPKI(t)
-	certFile, keyFile, _ := pki.issue("imap.test", false)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := pki.serverPair("imap.test")
 	for _, mode := range []imapback.TLSMode{imapback.TLSImplicit, imapback.TLSStartTLS} {
 		t.Run(string(mode), func(t *testing.T) {
-			srv, err := memimap.Listen(memimap.Options{
+			srv := listenMem(t, memimap.Options{
 				TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
 				ImplicitTLS: mode == "implicit",
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { srv.Close() })
 			srv.AddUser("alice", "secret")
 			srv.Append("alice", "INBOX", testMessage(1, "over TLS\r\n"))
 

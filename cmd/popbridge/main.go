@@ -37,26 +37,29 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// subcommands run with the arguments after their name and return the exit
+// code; without one of them (or those run handles itself), popbridge
+// serves.
+var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
+	"oauth":         oauthCmd,
+	"who":           whoCmd,
+	"kick":          kickCmd,
+	"config":        configCmd,
+	"uidl":          uidlCmd,
+	"hash-password": hashPassword,
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
+		if cmd, ok := subcommands[args[0]]; ok {
+			return cmd(ctx, args[1:], stdout, stderr)
+		}
 		switch args[0] {
 		case "version":
 			printVersion(stdout)
 			return exitOK
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
-		case "oauth":
-			return oauthCmd(ctx, args[1:], stdout, stderr)
-		case "who":
-			return whoCmd(ctx, args[1:], stdout, stderr)
-		case "kick":
-			return kickCmd(ctx, args[1:], stdout, stderr)
-		case "config":
-			return configCmd(ctx, args[1:], stdout, stderr)
-		case "uidl":
-			return uidlCmd(ctx, args[1:], stdout, stderr)
-		case "hash-password":
-			return hashPassword(ctx, args[1:], stdout, stderr)
 		case "help":
 			fmt.Fprintln(stdout, usageText)
 			return exitOK

@@ -19,17 +19,6 @@ import (
 	"github.com/popbridge/popbridge/internal/testkit"
 )
 
-// requireTool returns the path of an external program the test drives. In
-// CI a missing tool is a missing install step in .ci/run: fail, not skip.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		testkit.Unavailable(t, name+" is not installed (test.sh installs it)")
-	}
-	return path
-}
-
 var binary string // built once by TestMain
 
 func TestMain(m *testing.M) {
@@ -91,7 +80,7 @@ func runDemoBinary(t *testing.T) (addr string, cmd *exec.Cmd) {
 func demoMessage(i int) []byte { return crlf(demoMessages[i]) }
 
 func TestDemoServesCurl(t *testing.T) {
-	curl := requireTool(t, "curl")
+	curl := testkit.Program(t, "curl")
 	addr, _ := runDemoBinary(t)
 	url := "pop3://demo:demo@" + addr + "/"
 	run := func(args ...string) string {
@@ -145,7 +134,7 @@ json.dump({"caps": sorted(caps), "count": count, "size": size, "uidl": uidl, "ms
 `
 
 func TestDemoServesPythonPoplib(t *testing.T) {
-	python := requireTool(t, "python3")
+	python := testkit.Program(t, "python3")
 	addr, _ := runDemoBinary(t)
 	out, err := exec.Command(python, "-c", pythonPoplib, addr).CombinedOutput()
 	if err != nil {

@@ -420,8 +420,8 @@ json.dump(out.decode("utf-8", "replace"), sys.stdout)
 // the terminal showed, with "stty -a" after it.
 func onTerminal(t *testing.T, typed string) string {
 	t.Helper()
-	python := requireTool(t, "python3")
-	requireTool(t, "stty")
+	python := testkit.Program(t, "python3")
+	testkit.Program(t, "stty")
 	// trap: Ctrl-C ends popbridge, not the shell that runs stty after it.
 	cmdline := fmt.Sprintf("trap : INT; %s hash-password; echo EXIT=$?; stty -a", binary)
 	out, err := exec.Command(python, "-c", ptyRun, cmdline, "Password", typed).Output()

@@ -21,9 +21,7 @@ import (
 // that is really new is downloaded, once.
 func TestClientsDownloadNothingAfterRecreateWithHeaderHash(t *testing.T) {
 	for _, tool := range []string{"mpop", "fetchmail", "getmail"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testkit.Unavailable(t, tool+" is not installed")
-		}
+		testkit.Program(t, tool)
 	}
 	d := startDovecot(t)
 	c := d.Dial(t, "alice")

@@ -229,16 +229,8 @@ func hasDeployment(ds []*appsv1.Deployment, name string) bool {
 }
 
 func selectsDeployment(sel *metav1.LabelSelector, ds []*appsv1.Deployment) bool {
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil || s.Empty() {
-		return false
-	}
-	for _, d := range ds {
-		if s.Matches(labels.Set(d.Spec.Template.Labels)) {
-			return true
-		}
-	}
-	return false
+	matches, ok := selected(sel, ds, podLabels)
+	return ok && len(matches) > 0
 }
 
 func checkService(svc *corev1.Service, ds []*appsv1.Deployment) []error {

@@ -28,19 +28,14 @@ func checkScaledReplicas(hpa *autoscalingv2.HorizontalPodAutoscaler, ds []*appsv
 // checkNetworkPolicy: the policy selects the popbridge pods, and every port
 // it opens is one of their named ports.
 func checkNetworkPolicy(np *networkingv1.NetworkPolicy, ds []*appsv1.Deployment) []error {
-	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
-	if err != nil || sel.Empty() {
+	matches, ok := selected(&np.Spec.PodSelector, ds, podLabels)
+	if !ok {
 		return []error{fmt.Errorf("NetworkPolicy %s: podSelector must select the popbridge pods, not every pod", np.Name)}
 	}
-	var target *appsv1.Deployment
-	for _, d := range ds {
-		if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-			target = d
-		}
-	}
-	if target == nil {
+	if len(matches) == 0 {
 		return []error{fmt.Errorf("NetworkPolicy %s selects no rendered Deployment", np.Name)}
 	}
+	target := matches[len(matches)-1]
 	ports := containerPorts(target)
 	var errs []error
 	for _, rule := range np.Spec.Ingress {
@@ -57,22 +52,16 @@ func checkNetworkPolicy(np *networkingv1.NetworkPolicy, ds []*appsv1.Deployment)
 // namespace) that has the port each endpoint names, and that port goes to
 // the container's metrics port.
 func checkServiceMonitor(sm *monitoringv1.ServiceMonitor, svcs []*corev1.Service) []error {
-	sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
-	if err != nil || sel.Empty() {
+	matches, ok := selected(&sm.Spec.Selector, svcs, func(s *corev1.Service) map[string]string { return s.Labels })
+	switch {
+	case !ok:
 		return []error{fmt.Errorf("ServiceMonitor %s: selector must select the metrics Service", sm.Name)}
-	}
-	var target *corev1.Service
-	for _, s := range svcs {
-		if sel.Matches(labels.Set(s.Labels)) {
-			if target != nil {
-				return []error{fmt.Errorf("ServiceMonitor %s selects both Service %s and %s", sm.Name, target.Name, s.Name)}
-			}
-			target = s
-		}
-	}
-	if target == nil {
+	case len(matches) == 0:
 		return []error{fmt.Errorf("ServiceMonitor %s selects no rendered Service", sm.Name)}
+	case len(matches) > 1:
+		return []error{fmt.Errorf("ServiceMonitor %s selects both Service %s and %s", sm.Name, matches[0].Name, matches[1].Name)}
 	}
+	target := matches[0]
 	if len(sm.Spec.Endpoints) == 0 {
 		return []error{fmt.Errorf("ServiceMonitor %s has no endpoints", sm.Name)}
 	}
@@ -90,6 +79,25 @@ func checkServiceMonitor(sm *monitoringv1.ServiceMonitor, svcs []*corev1.Service
 	}
 	return errs
 }
+
+// selected returns the objects of objs whose labels sel matches; ok is
+// false for a selector that does not parse or is empty, which would select
+// every pod, never what these objects mean.
+func selected[T any](sel *metav1.LabelSelector, objs []T, labelsOf func(T) map[string]string) (matches []T, ok bool) {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil || s.Empty() {
+		return nil, false
+	}
+	for _, o := range objs {
+		if s.Matches(labels.Set(labelsOf(o))) {
+			matches = append(matches, o)
+		}
+	}
+	return matches, true
+}
+
+// podLabels are the labels of the pods a Deployment makes.
+func podLabels(d *appsv1.Deployment) map[string]string { return d.Spec.Template.Labels }
 
 func containerPorts(d *appsv1.Deployment) map[string]bool {
 	ports := map[string]bool{}

@@ -63,12 +63,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,10 +97,8 @@ type Server struct {
 	probePass string
 	mailUID   int
 	mailGID   int
-	// stamp and seq make delivered file names sort in delivery order.
-	stamp int64
-	seq   atomic.Uint64
-	proc  *proctest.Process
+	delivery  *testkit.MaildirDelivery
+	proc      *proctest.Process
 }
 
 const (
@@ -192,32 +188,14 @@ func Start(t testing.TB, opts Options) *Server {
 	if os.Geteuid() != 0 {
 		unavailable(t, "bind-mounting over /etc/courier and /run/courier needs root")
 	}
-	users := opts.Users
-	if users == nil {
-		users = map[string]string{"alice": "secret"}
-	}
-	for name, pass := range users {
-		if !userName.MatchString(name) || name == probeUser {
-			t.Fatalf("couriertest: unsupported user name %q", name)
-		}
-		if strings.ContainsAny(pass, "\r\n") {
-			t.Fatalf("couriertest: password for %q contains a line break", name)
-		}
-	}
-	mail, err := user.Lookup("mail")
-	if err != nil {
-		t.Fatalf("couriertest: system user \"mail\", the owner of the maildirs, is missing: %v", err)
-	}
+	users := testkit.HarnessUsers(opts.Users)
+	testkit.CheckUsers(t, "couriertest", users, userName, probeUser)
+	mailUID, mailGID := testkit.SystemUser(t, "couriertest", "mail", "the owner of the maildirs")
 	random := make([]byte, 12)
 	rand.Read(random)
-	s := &Server{users: users, probePass: hex.EncodeToString(random), stamp: time.Now().Unix()}
-	s.mailUID, _ = strconv.Atoi(mail.Uid)
-	s.mailGID, _ = strconv.Atoi(mail.Gid)
-
-	if s.Dir, err = os.MkdirTemp("", "couriertest-"); err != nil {
-		t.Fatalf("couriertest: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(s.Dir) }) // runs last, after Courier stopped
+	s := &Server{Dir: testkit.HarnessDir(t, "couriertest"), users: users, probePass: hex.EncodeToString(random),
+		mailUID: mailUID, mailGID: mailGID}
+	s.delivery = testkit.NewMaildirDelivery("couriertest", users, func(user string) string { return s.maildir(user) }, s.mailUID, s.mailGID)
 	if err := s.prepare(root); err != nil {
 		t.Fatalf("couriertest: %v", err)
 	}
@@ -240,6 +218,10 @@ func (s *Server) maildir(user string, sub ...string) string {
 }
 
 func (s *Server) outPath() string { return s.path("courier.out") }
+
+// Log returns what authdaemond and couriertcpd wrote to stdout and stderr
+// (imapd itself logs to syslog, which a test machine rarely runs).
+func (s *Server) Log() string { return proctest.Output(s.outPath()) }
 
 // prepare writes the instance's /etc/courier and the maildirs.
 func (s *Server) prepare(root string) error {

@@ -4,8 +4,6 @@
 package couriertest
 
 import (
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -31,19 +29,11 @@ func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 
 // DeliverRaw writes data as a new message in the user's INBOX maildir, as
 // a delivery agent does: written to tmp/, owned by the mail user, then
-// renamed into new/. Names share the server's start time and carry a
-// zero-padded counter, so messages delivered in order get increasing
-// UIDs. A session with the mailbox selected sees the message on its next
-// NOOP.
+// renamed into new/. Messages delivered in order get increasing UIDs. A
+// session with the mailbox selected sees the message on its next NOOP.
 func (s *Server) DeliverRaw(t testing.TB, user string, data []byte) {
 	t.Helper()
-	if _, ok := s.users[user]; !ok {
-		t.Fatalf("couriertest: Deliver to unknown user %q", user)
-	}
-	name := fmt.Sprintf("%d.Q%012d.couriertest", s.stamp, s.seq.Add(1))
-	if err := testkit.DeliverMaildir(s.maildir(user), name, data, s.mailUID, s.mailGID); err != nil {
-		t.Fatalf("couriertest: Deliver: %v", err)
-	}
+	s.delivery.Deliver(t, user, data)
 }
 
 // Dial returns a logged-in go-imap v2 client (plain), closed by t.Cleanup.
@@ -54,13 +44,3 @@ func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
 
 // Password returns the user's password, for clients other than Dial's.
 func (s *Server) Password(user string) string { return s.users[user] }
-
-// Log returns what authdaemond and couriertcpd wrote to stdout and stderr
-// (imapd itself logs to syslog, which a test machine rarely runs).
-func (s *Server) Log() string {
-	data, err := os.ReadFile(s.outPath())
-	if err != nil {
-		return fmt.Sprintf("(reading %s: %v)", s.outPath(), err)
-	}
-	return string(data)
-}

@@ -45,7 +45,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -139,6 +138,7 @@ func unavailable(t testing.TB, why string) {
 	testkit.Unavailable(t, "cyrustest: "+why+" (see .ci/run; the tests must run as root)")
 }
 
+// userName keeps names usable in a mailbox name ("user/NAME").
 var userName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
 
 // Start starts Cyrus, creates the users and their INBOX, and returns once
@@ -153,32 +153,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if os.Geteuid() != 0 {
 		unavailable(t, "the Cyrus master must start as root to switch to the cyrus user")
 	}
-	cy, err := user.Lookup(admin)
-	if err != nil {
-		t.Fatalf("cyrustest: system user %q (created by Debian's cyrus-common) is missing: %v", admin, err)
-	}
-	uid, _ := strconv.Atoi(cy.Uid)
-	gid, _ := strconv.Atoi(cy.Gid)
+	uid, gid := testkit.SystemUser(t, "cyrustest", admin, "created by Debian's cyrus-common")
 
-	users := opts.Users
-	if users == nil {
-		users = map[string]string{"alice": "secret"}
-	}
-	for name, pass := range users {
-		// The name becomes part of a mailbox name ("user/NAME").
-		if !userName.MatchString(name) || name == admin {
-			t.Fatalf("cyrustest: unsupported user name %q", name)
-		}
-		if strings.ContainsAny(pass, "\r\n") {
-			t.Fatalf("cyrustest: password for %q contains a line break", name)
-		}
-	}
+	users := testkit.HarnessUsers(opts.Users)
+	testkit.CheckUsers(t, "cyrustest", users, userName, admin)
 
-	dir, err := os.MkdirTemp("", "cyrustest-")
-	if err != nil {
-		t.Fatalf("cyrustest: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) }) // runs last, after Cyrus stopped
+	dir := testkit.HarnessDir(t, "cyrustest")
 	if len(dir) > maxDirLen || strings.ContainsAny(dir, " \"\t\n") {
 		t.Fatalf("cyrustest: temp dir %q is too long or has spaces or quotes; set TMPDIR to a short plain path such as /tmp", dir)
 	}
@@ -362,13 +342,7 @@ func (s *Server) Dial(t testing.TB, user string) *imapclient.Client {
 }
 
 // Log returns what the master wrote to stdout and stderr.
-func (s *Server) Log() string {
-	data, err := os.ReadFile(s.outPath())
-	if err != nil {
-		return fmt.Sprintf("(reading %s: %v)", s.outPath(), err)
-	}
-	return string(data)
-}
+func (s *Server) Log() string { return proctest.Output(s.outPath()) }
 
 // UIDValidity returns the UIDVALIDITY of the user's INBOX.
 func (s *Server) UIDValidity(t testing.TB, user string) uint32 {

@@ -44,12 +44,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,11 +91,8 @@ type Server struct {
 	users     map[string]string
 	oauth2URL string
 	inst      *dovecotconf.Instance
-	// stamp is the leading "time" field of every delivered file name; it is
-	// fixed per server so that only the counter decides the order.
-	stamp int64
-	seq   atomic.Uint64
-	proc  *proctest.Process
+	delivery  *testkit.MaildirDelivery
+	proc      *proctest.Process
 }
 
 // Tunables. Start-up normally takes well under a second; the generous
@@ -146,25 +141,12 @@ func Start(t testing.TB, opts Options) *Server {
 		unavailable(t, "running Dovecot with separate mail and login users requires root")
 	}
 	for _, name := range []string{"dovenull", "dovecot"} {
-		if _, err := user.Lookup(name); err != nil {
-			t.Fatalf("dovecottest: system user %q (created by Debian's dovecot-core) is missing: %v", name, err)
-		}
+		testkit.SystemUser(t, "dovecottest", name, "created by Debian's dovecot-core")
 	}
 
-	users := opts.Users
-	if users == nil {
-		users = map[string]string{"alice": "secret"}
-	}
-
-	// Not t.TempDir: its path embeds the test name and could exceed the
-	// UNIX socket path limit, and its 0700 parent would have to be opened up
-	// for the unprivileged Dovecot processes.
-	dir, err := os.MkdirTemp("", "dovecottest-")
-	if err != nil {
-		t.Fatalf("dovecottest: %v", err)
-	}
-	// Registered first so it runs last, after Dovecot has exited.
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	// Layout checks the names and passwords.
+	users := testkit.HarnessUsers(opts.Users)
+	dir := testkit.HarnessDir(t, "dovecottest")
 	if !safePath.MatchString(dir) || len(dir) > maxDirLen {
 		t.Fatalf("dovecottest: temp dir %q is too long or has characters Dovecot's config cannot take unquoted; set TMPDIR to a short plain path such as /tmp", dir)
 	}
@@ -178,8 +160,8 @@ func Start(t testing.TB, opts Options) *Server {
 		users:     users,
 		oauth2URL: opts.OAuth2IntrospectionURL,
 		inst:      inst,
-		stamp:     time.Now().Unix(),
 	}
+	s.delivery = testkit.NewMaildirDelivery("dovecottest", users, func(user string) string { return inst.Maildir(user, "") }, inst.MailUID, inst.MailGID)
 	// The config depends on the ports and is written by each launch.
 	if err := inst.Layout(users); err != nil {
 		t.Fatalf("dovecottest: %v", err)
@@ -290,13 +272,7 @@ mail_location = maildir:~/Maildir
 // sync (e.g. NOOP).
 func (s *Server) Deliver(t testing.TB, user string, raw []byte) {
 	t.Helper()
-	if _, ok := s.users[user]; !ok {
-		t.Fatalf("dovecottest: Deliver to unknown user %q", user)
-	}
-	name := fmt.Sprintf("%d.Q%012d.dovecottest", s.stamp, s.seq.Add(1))
-	if err := testkit.DeliverMaildir(s.inst.Maildir(user, ""), name, raw, s.inst.MailUID, s.inst.MailGID); err != nil {
-		t.Fatalf("dovecottest: Deliver: %v", err)
-	}
+	s.delivery.Deliver(t, user, raw)
 }
 
 // Dial returns a logged-in go-imap v2 imapclient.Client (plain, no TLS)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,56 +21,30 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type target struct {
 	addr     string
 	greeting []byte
-	ln       net.Listener
-	wg       sync.WaitGroup
 	got      chan []byte // one entry per closed connection
-	mu       sync.Mutex
-	conns    []net.Conn
 }
 
 func startTarget(t *testing.T, greeting []byte) *target {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tg := &target{greeting: greeting, got: make(chan []byte, 16)}
+	srv, err := testkit.ServeConns(time.Minute, tg.serve)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := &target{addr: ln.Addr().String(), greeting: greeting, ln: ln, got: make(chan []byte, 16)}
-	tg.wg.Add(1)
-	go func() {
-		defer tg.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tg.mu.Lock()
-			tg.conns = append(tg.conns, c)
-			tg.mu.Unlock()
-			tg.wg.Add(1)
-			go func() {
-				defer tg.wg.Done()
-				defer c.Close()
-				if len(tg.greeting) > 0 {
-					if _, err := c.Write(tg.greeting); err != nil {
-						tg.got <- nil
-						return
-					}
-				}
-				data, _ := io.ReadAll(c)
-				tg.got <- data
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		tg.mu.Lock()
-		for _, c := range tg.conns {
-			c.Close()
-		}
-		tg.mu.Unlock()
-		tg.wg.Wait()
-	})
+	t.Cleanup(srv.Close)
+	tg.addr = srv.Addr
 	return tg
+}
+
+func (tg *target) serve(c net.Conn) {
+	if len(tg.greeting) > 0 {
+		if _, err := c.Write(tg.greeting); err != nil {
+			tg.got <- nil
+			return
+		}
+	}
+	data, _ := io.ReadAll(c)
+	tg.got <- data
 }
 
 // received waits for what the target got on its next closed connection.

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 func TestLatencyDelaysBothDirectionsAndChangesNothing(t *testing.T) {
@@ -66,17 +68,7 @@ func TestCountFindsAPatternSplitAcrossReads(t *testing.T) {
 // third after both answers and a fourth after that one's has waited three
 // times: the second of the pipelined pair costs no round trip of its own.
 func TestRoundTripsCountsWaitsNotCommands(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	srv, err := testkit.ServeConns(10*time.Second, func(c net.Conn) {
 		c.Write([]byte("* OK hello\r\n"))
 		br := bufio.NewReader(c)
 		for {
@@ -86,8 +78,12 @@ func TestRoundTripsCountsWaitsNotCommands(t *testing.T) {
 			}
 			c.Write([]byte("OK " + line))
 		}
-	}()
-	r := New(t, ln.Addr().String())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r := New(t, srv.Addr)
 	r.SetLatency(5 * time.Millisecond)
 	c := dial(t, r.Addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))

@@ -15,9 +15,10 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Script says how the server misbehaves. Each function writes untagged
@@ -42,11 +43,8 @@ type Server struct {
 	// Addr is the address the server listens on.
 	Addr string
 
-	sc    Script
-	ln    net.Listener
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	sc   Script
+	conn *testkit.ConnServer
 }
 
 // connTimeout bounds each connection, so that a test whose client stops
@@ -56,55 +54,21 @@ const connTimeout = 60 * time.Second
 // Start listens on 127.0.0.1:0 and serves sc until the test ends.
 func Start(t testing.TB, sc Script) *Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if sc.Caps == "" {
 		sc.Caps = "IMAP4rev1 AUTH=PLAIN UIDPLUS"
 	}
-	s := &Server{Addr: ln.Addr().String(), sc: sc, ln: ln, conns: make(map[net.Conn]bool)}
-	s.wg.Add(1)
-	go s.accept()
+	s := &Server{sc: sc}
+	var err error
+	if s.conn, err = testkit.ServeConns(connTimeout, s.serve); err != nil {
+		t.Fatal(err)
+	}
+	s.Addr = s.conn.Addr
 	t.Cleanup(s.Close)
 	return s
 }
 
 // Close stops the server and waits for its goroutines.
-func (s *Server) Close() {
-	s.ln.Close()
-	s.mu.Lock()
-	for nc := range s.conns {
-		nc.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-func (s *Server) accept() {
-	defer s.wg.Done()
-	for {
-		nc, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.conns[nc] = true
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer func() {
-				s.mu.Lock()
-				delete(s.conns, nc)
-				s.mu.Unlock()
-				nc.Close()
-			}()
-			nc.SetDeadline(time.Now().Add(connTimeout))
-			s.serve(nc)
-		}()
-	}
-}
+func (s *Server) Close() { s.conn.Close() }
 
 // serve answers the commands of one connection.
 func (s *Server) serve(nc net.Conn) {

@@ -84,6 +84,25 @@ func (s *Server) authClient(r *http.Request) (string, error) {
 	return id, nil
 }
 
+// clientPost serves a client's POST: the form parsed, the call counted in
+// *count, the client authenticated and serve run with its ID, all but the
+// parsing under s.mu. A failed step is answered as an error.
+func (s *Server) clientPost(w http.ResponseWriter, r *http.Request, count *int, serve func(client string)) {
+	if err := parsePost(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	*count++
+	client, err := s.authClient(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	serve(client)
+}
+
 func parsePost(r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return errf(http.StatusMethodNotAllowed, "invalid_request", "POST required")
@@ -308,34 +327,24 @@ func (s *Server) clientCredentialsGrant(r *http.Request, client string) (tokenRe
 }
 
 func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
-	if err := parsePost(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats.DeviceAuthorizations++
-	client, err := s.authClient(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	code := newToken("dc")
-	d := &deviceAuth{
-		userCode: newUserCode(),
-		client:   client,
-		scope:    r.PostForm.Get("scope"),
-		exp:      time.Now().Add(s.opts.DeviceTTL),
-		interval: s.opts.DeviceInterval,
-	}
-	s.devices[code] = d
-	writeJSON(w, http.StatusOK, map[string]any{
-		"device_code":               code,
-		"user_code":                 d.userCode,
-		"verification_uri":          s.URL + "/verify",
-		"verification_uri_complete": s.URL + "/verify?user_code=" + d.userCode,
-		"expires_in":                int64((s.opts.DeviceTTL + time.Second - 1) / time.Second),
-		"interval":                  int64(d.interval / time.Second),
+	s.clientPost(w, r, &s.stats.DeviceAuthorizations, func(client string) {
+		code := newToken("dc")
+		d := &deviceAuth{
+			userCode: newUserCode(),
+			client:   client,
+			scope:    r.PostForm.Get("scope"),
+			exp:      time.Now().Add(s.opts.DeviceTTL),
+			interval: s.opts.DeviceInterval,
+		}
+		s.devices[code] = d
+		writeJSON(w, http.StatusOK, map[string]any{
+			"device_code":               code,
+			"user_code":                 d.userCode,
+			"verification_uri":          s.URL + "/verify",
+			"verification_uri_complete": s.URL + "/verify?user_code=" + d.userCode,
+			"expires_in":                int64((s.opts.DeviceTTL + time.Second - 1) / time.Second),
+			"interval":                  int64(d.interval / time.Second),
+		})
 	})
 }
 
@@ -451,36 +460,26 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	if err := parsePost(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats.Revocations++
-	client, err := s.authClient(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	tok := r.PostForm.Get("token")
-	if tok == "" {
-		writeError(w, errf(http.StatusBadRequest, "invalid_request", "token missing"))
-		return
-	}
-	// RFC 7009 §2.2: unknown tokens and other clients' tokens are
-	// answered 200 too (the latter are left alone). Revoking a refresh
-	// token also revokes the access tokens issued with it.
-	if rt := s.refresh[tok]; rt != nil && rt.client == client {
-		rt.valid = false
-		for _, a := range s.access {
-			if a.refresh == tok {
-				a.revoked = true
+	s.clientPost(w, r, &s.stats.Revocations, func(client string) {
+		tok := r.PostForm.Get("token")
+		if tok == "" {
+			writeError(w, errf(http.StatusBadRequest, "invalid_request", "token missing"))
+			return
+		}
+		// RFC 7009 §2.2: unknown tokens and other clients' tokens are
+		// answered 200 too (the latter are left alone). Revoking a refresh
+		// token also revokes the access tokens issued with it.
+		if rt := s.refresh[tok]; rt != nil && rt.client == client {
+			rt.valid = false
+			for _, a := range s.access {
+				if a.refresh == tok {
+					a.revoked = true
+				}
 			}
 		}
-	}
-	if a := s.access[tok]; a != nil && a.client == client {
-		a.revoked = true
-	}
-	w.WriteHeader(http.StatusOK)
+		if a := s.access[tok]; a != nil && a.client == client {
+			a.revoked = true
+		}
+		w.WriteHeader(http.StatusOK)
+	})
 }

@@ -62,6 +62,16 @@ func StartEnv(outPath string, env []string, bin string, args ...string) (*Proces
 	return p, nil
 }
 
+// Output is what a process started by Start wrote to outPath, or why it
+// cannot be read.
+func Output(outPath string) string {
+	data, err := os.ReadFile(outPath)
+	if err != nil {
+		return fmt.Sprintf("(reading %s: %v)", outPath, err)
+	}
+	return string(data)
+}
+
 // Pid is the process's ID.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 

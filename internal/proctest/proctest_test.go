@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // Stop ends the process and what it forked into the background, as a
@@ -50,34 +52,26 @@ func TestStopEndsTheProcessAndItsGroup(t *testing.T) {
 }
 
 func TestWaitGreetingTellsOurServerFromAnother(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := testkit.ServeConns(10*time.Second, func(c net.Conn) {
+		c.Write([]byte("* OK Waiting for authentication process to respond..\r\n* OK token-1 ready.\r\n"))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("* OK Waiting for authentication process to respond..\r\n* OK token-1 ready.\r\n"))
-			c.Close()
-		}
-	}()
+	defer srv.Close()
 	p, err := Start(filepath.Join(t.TempDir(), "out"), "sleep", "60")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Kill()
-	if err := p.WaitGreeting(ln.Addr().String(), "* OK ", "token-1", 5*time.Second); err != nil {
+	if err := p.WaitGreeting(srv.Addr, "* OK ", "token-1", 5*time.Second); err != nil {
 		t.Errorf("our greeting: %v", err)
 	}
-	if err := p.WaitGreeting(ln.Addr().String(), "* OK ", "token-2", 5*time.Second); !errors.Is(err, ErrForeign) {
+	if err := p.WaitGreeting(srv.Addr, "* OK ", "token-2", 5*time.Second); !errors.Is(err, ErrForeign) {
 		t.Errorf("another instance's greeting: %v, want ErrForeign", err)
 	}
 	p.Kill()
-	if err := p.WaitGreeting(ln.Addr().String(), "* OK ", "token-1", 5*time.Second); err == nil {
+	if err := p.WaitGreeting(srv.Addr, "* OK ", "token-1", 5*time.Second); err == nil {
 		t.Error("a greeting was accepted after the process exited")
 	}
 }

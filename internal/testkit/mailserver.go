@@ -1,19 +1,113 @@
 package testkit
 
-// What tests of real mail servers (Dovecot, Courier, Cyrus) share to put
-// mail in and to talk to the server: DeliverMaildir, LoginIMAP and
-// DialGreeted.
+// What the harnesses and tests of real mail servers (Dovecot, Courier,
+// Cyrus) share to set an instance up, to put mail in and to talk to the
+// server: SystemUser, HarnessUsers, CheckUsers, HarnessDir, MaildirDelivery,
+// DeliverMaildir, LoginIMAP, DialGreeted and WireForm.
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 )
+
+// SystemUser returns the uid and gid of the system user name, which a
+// mail-server harness needs (role says what for); its absence fails t.
+func SystemUser(t testing.TB, harness, name, role string) (uid, gid int) {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("%s: system user %q (%s) is missing: %v", harness, name, role, err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid
+}
+
+// HarnessUsers is the accounts a mail-server harness creates: users, or
+// the single user alice with password secret when users is nil.
+func HarnessUsers(users map[string]string) map[string]string {
+	if users == nil {
+		return map[string]string{"alice": "secret"}
+	}
+	return users
+}
+
+// CheckUsers fails t, naming harness, for a user name that valid does not
+// match or that is reserved (the harness's own account), and for a
+// password with a line break, which a login line cannot carry.
+func CheckUsers(t testing.TB, harness string, users map[string]string, valid *regexp.Regexp, reserved string) {
+	t.Helper()
+	for name, pass := range users {
+		if !valid.MatchString(name) || name == reserved {
+			t.Fatalf("%s: unsupported user name %q", harness, name)
+		}
+		if strings.ContainsAny(pass, "\r\n") {
+			t.Fatalf("%s: password for %q contains a line break", harness, name)
+		}
+	}
+}
+
+// HarnessDir makes a mail-server instance's temp dir, named after
+// harness, and removes it when the test ends: registered before the
+// server's own cleanups, it runs after the server stopped. Not
+// t.TempDir: its path embeds the test name and could exceed the UNIX
+// socket path limit, and its 0700 parent would have to be opened up for
+// the server's unprivileged processes.
+func HarnessDir(t testing.TB, harness string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", harness+"-")
+	if err != nil {
+		t.Fatalf("%s: %v", harness, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// MaildirDelivery puts test mail into the INBOX maildirs of a harness's
+// users. The file names share the time the delivery was made and carry a
+// zero-padded counter, so that messages delivered in order get
+// increasing UIDs: Dovecot and Courier sort new files by the leading
+// number of their name, then by the rest of it.
+type MaildirDelivery struct {
+	harness  string
+	users    map[string]string
+	maildir  func(user string) string
+	uid, gid int
+	stamp    int64
+	seq      atomic.Uint64
+}
+
+// NewMaildirDelivery delivers into maildir(user), for each user of users,
+// as files owned by uid:gid; harness starts every message.
+func NewMaildirDelivery(harness string, users map[string]string, maildir func(user string) string, uid, gid int) *MaildirDelivery {
+	return &MaildirDelivery{harness: harness, users: users, maildir: maildir, uid: uid, gid: gid, stamp: time.Now().Unix()}
+}
+
+// Deliver stores data, exactly as given, as a new message in the user's
+// INBOX (see DeliverMaildir); an unknown user fails t.
+func (d *MaildirDelivery) Deliver(t testing.TB, user string, data []byte) {
+	t.Helper()
+	if _, ok := d.users[user]; !ok {
+		t.Fatalf("%s: Deliver to unknown user %q", d.harness, user)
+	}
+	name := fmt.Sprintf("%d.Q%012d.%s", d.stamp, d.seq.Add(1), d.harness)
+	if err := DeliverMaildir(d.maildir(user), name, data, d.uid, d.gid); err != nil {
+		t.Fatalf("%s: Deliver: %v", d.harness, err)
+	}
+}
 
 // DeliverMaildir stores data, exactly as given, as the message name in
 // the maildir dir the way a delivery agent does: written to tmp/, owned
@@ -60,6 +154,23 @@ func LoginIMAP(t testing.TB, harness, addr string, users map[string]string, user
 		t.Fatalf("%s: login as %q: %v\n%s", harness, user, err, log())
 	}
 	return c
+}
+
+// WireForm is what a POP3 server sends for a message before
+// dot-stuffing: every bare LF as CRLF, and a final CRLF after a last line
+// that has none (a trailing bare CR stays data).
+func WireForm(body []byte) []byte {
+	var out []byte
+	for i, b := range body {
+		if b == '\n' && (i == 0 || body[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, b)
+	}
+	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, '\r', '\n')
+	}
+	return out
 }
 
 // DialGreeted connects to addr for a test that speaks the protocol by

@@ -1,9 +1,10 @@
 // Package testkit holds small helpers that tests of several packages
 // need alike: a self-signed TLS pair (in memory or in files), a free
-// port that stays free, a log buffer safe for concurrent writers,
-// goroutines released at once, a reader in small chunks, a file written
-// for the test, mail put in a maildir or over IMAP, a skip that fails in
-// CI, the error check of table cases, and how getmail6 is run.
+// port that stays free, a log buffer and a tally safe for concurrent
+// writers, goroutines released at once, a reader in small chunks, a file
+// written for the test, fake servers and mail servers set up, mail put in
+// a maildir or over IMAP, an external program found or a skip that fails
+// in CI, the error check of table cases, and how getmail6 is run.
 package testkit
 
 import (
@@ -21,6 +22,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -108,6 +110,30 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 	return path
 }
 
+// Tally counts events by name, for counting callbacks that other
+// goroutines call. The zero value is ready to use.
+type Tally struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// Add counts one event of name.
+func (t *Tally) Add(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = make(map[string]int)
+	}
+	t.n[name]++
+}
+
+// Count is how many events of name were added.
+func (t *Tally) Count(name string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n[name]
+}
+
 // LockedBuffer collects output (a logger's, a process's) from several
 // goroutines while a test reads it.
 type LockedBuffer struct {
@@ -137,6 +163,18 @@ func Unavailable(t testing.TB, msg string) {
 		t.Fatal(msg + "; failing because CI=true")
 	}
 	t.Skip(msg)
+}
+
+// Program returns the path of name, an external program the test drives.
+// A missing program makes the test Unavailable: in CI it is a missing
+// install step.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(t, name+" is not installed (test.sh installs it)")
+	}
+	return path
 }
 
 // AtOnce runs f(0) to f(n-1), each in its own goroutine, released

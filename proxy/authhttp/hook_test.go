@@ -17,59 +17,37 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // hook is the test hook server.
 type hook struct {
-	ln    net.Listener
+	srv   *testkit.ConnServer
 	reply func(req *http.Request) string
 
 	mu   sync.Mutex
 	raws []string
 
 	inFlight, maxInFlight atomic.Int32
-	done                  chan struct{} // closed at cleanup: handlers stop waiting
-	wg                    sync.WaitGroup
 }
 
 // startHook serves reply's raw answer to every request.
 func startHook(t *testing.T, reply func(req *http.Request) string) *hook {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	h := &hook{reply: reply}
+	srv, err := testkit.ServeConns(10*time.Second, h.handle)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hook{ln: ln, reply: reply, done: make(chan struct{})}
-	h.wg.Add(1)
-	go h.serve()
-	t.Cleanup(func() {
-		close(h.done)
-		ln.Close()
-		h.wg.Wait()
-	})
+	h.srv = srv
+	t.Cleanup(srv.Close)
 	return h
 }
 
-func (h *hook) url() string { return "http://" + h.ln.Addr().String() + "/auth" }
-
-func (h *hook) serve() {
-	defer h.wg.Done()
-	for {
-		conn, err := h.ln.Accept()
-		if err != nil {
-			return
-		}
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			defer conn.Close()
-			h.handle(conn)
-		}()
-	}
-}
+func (h *hook) url() string { return "http://" + h.srv.Addr + "/auth" }
 
 func (h *hook) handle(conn net.Conn) {
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	var raw bytes.Buffer
 	br := bufio.NewReader(conn)
 	for !bytes.HasSuffix(raw.Bytes(), []byte("\r\n\r\n")) && raw.Len() < 64<<10 {

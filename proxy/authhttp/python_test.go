@@ -19,10 +19,7 @@ import (
 // startPythonHook runs testdata/hook.py and returns its URL.
 func startPythonHook(t *testing.T, secret string) string {
 	t.Helper()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		testkit.Unavailable(t, "python3 is not installed")
-	}
+	python := testkit.Program(t, "python3")
 	cmd := exec.Command(python, "testdata/hook.py", secret)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -53,7 +53,7 @@ func TestRequestPlainConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "GET /auth?site=a%20b HTTP/1.0\r\n" +
-		"Host: " + h.ln.Addr().String() + "\r\n" +
+		"Host: " + h.srv.Addr + "\r\n" +
 		"Auth-Method: plain\r\n" +
 		"Auth-User: alice\r\n" +
 		"Auth-Pass: s3cret\r\n" +
@@ -108,7 +108,7 @@ func TestRequestTLSAndProxy(t *testing.T) {
 	sum := sha1.Sum(cert.Raw)
 	pemText := "-----BEGIN%20CERTIFICATE-----%0A"
 	want := "GET /auth HTTP/1.0\r\n" +
-		"Host: " + h.ln.Addr().String() + "\r\n" +
+		"Host: " + h.srv.Addr + "\r\n" +
 		"Auth-Method: plain\r\n" +
 		"Auth-User: bob\r\n" +
 		"Auth-Pass: pw\r\n" +

@@ -22,10 +22,7 @@ func TestCheckRefusesAnUnsafeAdminListener(t *testing.T) {
 		{"admin:\n  listen: 0.0.0.0:9111\n", "admin.listen (line 4): \"0.0.0.0:9111\" is not a loopback address"},
 		{"admin:\n  listen: 127.0.0.1:9111\n  token_file: " + token + ".missing\n", "admin.token_file (line 5):"},
 	} {
-		cfg, err := ParseConfig([]byte("upstream:\n  address: imap.example.com:993\n" + tc.admin))
-		if err != nil {
-			t.Fatal(err)
-		}
-		testkit.WantError(t, tc.admin, cfg.Check(), tc.want)
+		_, err := parsed(t, "upstream:\n  address: imap.example.com:993\n"+tc.admin)
+		testkit.WantError(t, tc.admin, err, tc.want)
 	}
 }

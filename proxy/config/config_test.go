@@ -8,6 +8,28 @@ import (
 	"github.com/popbridge/popbridge/imapback"
 )
 
+// parsed is the configuration yaml holds, which must decode, and what
+// its Check says.
+func parsed(t *testing.T, yaml string) (*Config, error) {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(yaml))
+	if err != nil {
+		t.Fatalf("parsing %q: %v", yaml, err)
+	}
+	return cfg, cfg.Check()
+}
+
+// checked is the configuration yaml holds, which must decode and pass
+// Check.
+func checked(t *testing.T, yaml string) *Config {
+	t.Helper()
+	cfg, err := parsed(t, yaml)
+	if err != nil {
+		t.Fatalf("checking %q: %v", yaml, err)
+	}
+	return cfg
+}
+
 func TestCheckFillsDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		yaml    string
@@ -18,13 +40,7 @@ func TestCheckFillsDefaults(t *testing.T) {
 		{"upstream:\n  address: imap.example.com:1143\n", "starttls"},
 		{"upstream:\n  address: 127.0.0.1:993\n  tls: none\n", "none"},
 	} {
-		cfg, err := ParseConfig([]byte(tc.yaml))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.Check(); err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
-		}
+		cfg := checked(t, tc.yaml)
 		if cfg.Upstream.TLS != tc.wantTLS {
 			t.Errorf("%q: tls %q, want %q", tc.yaml, cfg.Upstream.TLS, tc.wantTLS)
 		}
@@ -38,24 +54,14 @@ func TestCheckFillsDefaults(t *testing.T) {
 }
 
 func TestConfigDecodesDurationsAndAnExplicitZeroDelay(t *testing.T) {
-	cfg, err := ParseConfig([]byte("upstream:\n  address: a:993\nlimits:\n  idle_timeout: 15m\n  auth_failure_delay: 0s\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := checked(t, "upstream:\n  address: a:993\nlimits:\n  idle_timeout: 15m\n  auth_failure_delay: 0s\n")
 	if cfg.Limits.IdleTimeout != 15*time.Minute || *cfg.Limits.AuthFailureDelay != 0 {
 		t.Errorf("idle %v, auth delay %v; want 15m and 0", cfg.Limits.IdleTimeout, *cfg.Limits.AuthFailureDelay)
 	}
 }
 
 func TestCheckReportsEveryProblem(t *testing.T) {
-	cfg, err := ParseConfig([]byte("listen:\n  - address: nope\nupstream:\n  address: a:993\n  auth: kerberos\npolicy:\n  delete: shred\nlog:\n  format: xml\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = cfg.Check()
+	_, err := parsed(t, "listen:\n  - address: nope\nupstream:\n  address: a:993\n  auth: kerberos\npolicy:\n  delete: shred\nlog:\n  format: xml\n")
 	for _, want := range []string{"listen[0].address", "upstream.auth", "policy.delete", "log.format"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Check() = %v, want it to name %s", err, want)
@@ -65,13 +71,7 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 
 func TestShortIdleTimeoutIsAWarningNotAnError(t *testing.T) {
 	for idle, want := range map[string]int{"": 0, "idle_timeout: 10m": 0, "idle_timeout: 5m": 1} {
-		cfg, err := ParseConfig([]byte("upstream: {address: a:993}\nlimits: {" + idle + "}\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.Check(); err != nil {
-			t.Fatalf("%q: %v", idle, err)
-		}
+		cfg := checked(t, "upstream: {address: a:993}\nlimits: {"+idle+"}\n")
 		if w := cfg.Warnings(); len(w) != want || want > 0 && !strings.Contains(w[0], "limits.idle_timeout") {
 			t.Errorf("%q: warnings %q, want %d about limits.idle_timeout", idle, w, want)
 		}

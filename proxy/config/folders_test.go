@@ -25,10 +25,7 @@ func TestFolderStartDateAndHookChecks(t *testing.T) {
 		{"auth_http:\n  timeout: 1s\n", "auth_http.url (line 3): required"},
 		{"auth_http:\n  url: http://127.0.0.1:9000/auth\nroutes:\n  - domain: example.com\n", "auth_http.url (line 4): routes are not used"},
 	} {
-		cfg, err := ParseConfig([]byte(base + tc.yaml))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
-		}
-		testkit.WantError(t, tc.yaml, cfg.Check(), tc.want)
+		_, err := parsed(t, base+tc.yaml)
+		testkit.WantError(t, tc.yaml, err, tc.want)
 	}
 }

@@ -10,13 +10,7 @@ import (
 )
 
 func TestLimitsAndBoundsDefaults(t *testing.T) {
-	cfg, err := ParseConfig([]byte("upstream:\n  address: imap.example.com:993\nupstreams:\n  b:\n    address: b:993\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := checked(t, "upstream:\n  address: imap.example.com:993\nupstreams:\n  b:\n    address: b:993\n")
 	l := cfg.Limits
 	if l.MaxConnections != 0 || l.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP || l.AuthTimeout != time.Minute {
 		t.Errorf("limits: %+v", l)
@@ -33,7 +27,7 @@ func TestLimitsAndBoundsDefaults(t *testing.T) {
 }
 
 func TestLimitsStateAndBoundsFromYAML(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`
+	cfg := checked(t, `
 upstream:
   address: imap.example.com:993
   forward_client_address: false
@@ -49,13 +43,7 @@ state:
   key_prefix: "site-a:"
   on_failure:
     logins: closed
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
+`)
 	u, l, s := cfg.Upstream, cfg.Limits, cfg.State
 	if *u.ForwardClientAddress || u.MaxMessages != 5000 || u.MaxResponseBytes != 8<<20 || u.MaxLiteralBytes != 64<<10 {
 		t.Errorf("upstream: %+v", u)
@@ -86,12 +74,27 @@ func TestLimitsStateAndBoundsErrorsNameTheSetting(t *testing.T) {
 		if !strings.Contains(y, "upstream:") {
 			y += "upstream:\n  address: a:993\n"
 		}
-		cfg, err := ParseConfig([]byte(y))
-		if err != nil {
-			t.Fatalf("%q: %v", y, err)
-		}
-		if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := parsed(t, y); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one naming %q", y, err, tc.want)
 		}
+	}
+}
+
+func TestCheckFillsSecurityDefaults(t *testing.T) {
+	cfg := checked(t, "upstream:\n  address: imap.example.com:993\n")
+	l := cfg.Limits
+	if cfg.Listen[0].TLS != "none" || cfg.Listen[0].MinVersion != "1.2" || cfg.Listen[0].ProxyProtocol ||
+		strings.Join(cfg.TrustedNetworks, ",") != "127.0.0.0/8,::1/128" ||
+		*l.AuthFailuresPerIP != 30 || *l.AuthFailuresPerUser != 10 || l.AuthFailureWindow != 10*time.Minute ||
+		l.HandshakeTimeout != 30*time.Second || l.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP ||
+		l.AuthTimeout != time.Minute || l.MaxConnections != 0 || // 0: derived from the descriptor limit
+		cfg.Upstream.InsecureSkipVerify || !*cfg.Upstream.ForwardClientAddress ||
+		cfg.Upstream.MaxMessages != imapback.DefaultMaxMessages {
+		t.Errorf("security defaults not filled in: %+v", cfg)
+	}
+	// An explicit empty list trusts no one; explicit zeros turn limits off.
+	cfg = checked(t, "upstream:\n  address: a:993\ntrusted_networks: []\nlimits:\n  auth_failures_per_ip: 0\n")
+	if cfg.TrustedNetworks == nil || len(cfg.TrustedNetworks) != 0 || *cfg.Limits.AuthFailuresPerIP != 0 {
+		t.Errorf("explicit values replaced: trusted %v, per ip %d", cfg.TrustedNetworks, *cfg.Limits.AuthFailuresPerIP)
 	}
 }

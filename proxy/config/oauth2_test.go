@@ -13,11 +13,7 @@ import (
 // KEY, SECRET, HASH ("local-pw") and DIR filled in.
 func oauth2TestConfig(t *testing.T, section string) (*Config, error) {
 	t.Helper()
-	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\noauth2:\n" + oauthtest.ExpandSection(t, section)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg, cfg.Check()
+	return parsed(t, "upstream: {address: 127.0.0.1:143}\noauth2:\n"+oauthtest.ExpandSection(t, section))
 }
 
 func TestOAuth2PresetsFillEndpointsScopesAndServer(t *testing.T) {
@@ -152,14 +148,8 @@ func TestProviderAuthStyleIsFixedNotProbed(t *testing.T) {
 }
 
 func TestRedisTokenStoreTakesTheStateSection(t *testing.T) {
-	cfg, err := ParseConfig([]byte("upstream: {address: 127.0.0.1:143}\nstate: {address: 127.0.0.1:6379, key_prefix: 'pb:'}\noauth2:\n" +
-		oauthtest.ExpandSection(t, "  token_store: {type: redis, key_file: KEY}\n  providers: {x: {preset: microsoft, client_id: a}}\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := checked(t, "upstream: {address: 127.0.0.1:143}\nstate: {address: 127.0.0.1:6379, key_prefix: 'pb:'}\noauth2:\n"+
+		oauthtest.ExpandSection(t, "  token_store: {type: redis, key_file: KEY}\n  providers: {x: {preset: microsoft, client_id: a}}\n"))
 	if s := cfg.OAuth2.TokenStore.State; s.Address != "127.0.0.1:6379" || s.KeyPrefix != "pb:" {
 		t.Errorf("token_store.State = %+v, want the state section", s)
 	}

@@ -170,19 +170,15 @@ func (s *fileStore) Save(account string, tok *oauth2.Token) error {
 // read returns the file's content; a missing file is an empty store.
 func (s *fileStore) read() (fileContent, error) {
 	c := fileContent{Accounts: make(map[string]*oauth2.Token)}
-	data, err := os.ReadFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, nil
-	}
+	_, err := readStored(s.path, func(data []byte) error {
+		plain, err := unseal(s.key, data, fileAAD)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(plain, &c)
+	})
 	if err != nil {
 		return c, err
-	}
-	plain, err := unseal(s.key, data, fileAAD)
-	if err != nil {
-		return c, fmt.Errorf("%s: %w", s.path, err)
-	}
-	if err := json.Unmarshal(plain, &c); err != nil {
-		return c, fmt.Errorf("%s: %w", s.path, err)
 	}
 	if c.Accounts == nil {
 		c.Accounts = make(map[string]*oauth2.Token)
@@ -198,18 +194,32 @@ type dirStore struct {
 }
 
 func (s *dirStore) Load(account string) (*oauth2.Token, error) {
-	data, err := os.ReadFile(filepath.Join(s.dir, account))
+	var tok *oauth2.Token
+	found, err := readStored(filepath.Join(s.dir, account), func(data []byte) (err error) {
+		tok, err = decodeToken(s.key, account, data)
+		return err
+	})
+	if err == nil && !found {
+		err = errNoToken
+	}
+	return tok, err
+}
+
+// readStored reads the file at path and hands its content to decode;
+// found is false when there is no such file. A decode error names the
+// file.
+func readStored(path string, decode func([]byte) error) (found bool, err error) {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errNoToken
+		return false, nil
 	}
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	tok, err := decodeToken(s.key, account, data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(s.dir, account), err)
+	if err := decode(data); err != nil {
+		return true, fmt.Errorf("%s: %w", path, err)
 	}
-	return tok, nil
+	return true, nil
 }
 
 func (s *dirStore) Save(account string, tok *oauth2.Token) error {

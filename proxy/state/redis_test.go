@@ -8,7 +8,6 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -179,27 +178,14 @@ func availableChecks(t *testing.T, r *Redis) {
 	}
 }
 
-// errorLog collects what Options.OnError is told.
-type errorLog struct {
-	mu       sync.Mutex
-	features map[string]int
-}
+// errorLog counts, by feature, the unavailable-store errors that
+// Options.OnError is told.
+type errorLog struct{ testkit.Tally }
 
 func (l *errorLog) add(feature string, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.features == nil {
-		l.features = make(map[string]int)
-	}
 	if errUnavailable(err) {
-		l.features[feature]++
+		l.Add(feature)
 	}
-}
-
-func (l *errorLog) count(feature string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.features[feature]
 }
 
 func TestStoreStoppedAndRestarted(t *testing.T) {
@@ -230,7 +216,7 @@ func TestStoreStoppedAndRestarted(t *testing.T) {
 	case <-time.After(cfg.LeaseTTL + slack):
 		t.Fatal("a lease that cannot be renewed was not reported lost")
 	}
-	if errs.count("locks") == 0 {
+	if errs.Count("locks") == 0 {
 		t.Error("failed renewals were not reported to OnError")
 	}
 	lease.Release() // after a loss: must not block or panic

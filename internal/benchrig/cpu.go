@@ -102,8 +102,16 @@ func (m *cpuMeter) start(target string) func(*popbench.Report) CPU {
 // medians over the rounds.
 func (r *Results) WriteCPU(w io.Writer) {
 	fmt.Fprintf(w, "\nProcessor time, ms per retrieved message (RETR or TOP; per session where none), medians:\n\n")
-	fmt.Fprintf(w, "| scenario | Dovecot POP3: pop3 | popbridge | + Dovecot imap | = popbridge in all | gateway: pop3 (imapc) + imap |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|\n")
+	base := false
+	for _, x := range r.Results {
+		base = base || len(x.CPU[Baseline]) > 0
+	}
+	head, rule := "", ""
+	if base {
+		head, rule = " baseline popbridge + imap |", "---:|"
+	}
+	fmt.Fprintf(w, "| scenario | Dovecot POP3: pop3 | popbridge | + Dovecot imap | = popbridge in all | gateway: pop3 (imapc) + imap |%s\n", head)
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|%s\n", rule)
 	for _, x := range r.Results {
 		if len(x.CPU) == 0 {
 			continue
@@ -122,7 +130,11 @@ func (r *Results) WriteCPU(w io.Writer) {
 		if c := x.CPU[Native]; len(c) > 0 && c[0].Per != "message" {
 			per = " (per " + c[0].Per + ")"
 		}
-		fmt.Fprintf(w, "| %s%s | %.3f | %.3f | %.3f | %.3f | %.3f |\n", x.Scenario, per,
+		fmt.Fprintf(w, "| %s%s | %.3f | %.3f | %.3f | %.3f | %.3f |", x.Scenario, per,
 			med(Native, store), med(Popbridge, front), med(Popbridge, store), med(Popbridge, both), med(Gateway, both))
+		if base {
+			fmt.Fprintf(w, " %.3f |", med(Baseline, both))
+		}
+		fmt.Fprintln(w)
 	}
 }

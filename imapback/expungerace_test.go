@@ -258,12 +258,13 @@ func misSizer(t *testing.T, target string, add int, gone bool) string {
 }
 
 // A message that is there, served with another length than listed, is
-// delivered whole, and counted.
+// delivered whole, and counted: also one listed smaller than a chunk
+// (fetched by Retrieve itself) that turns out larger.
 func TestMiscountedSizeIsDeliveredAndCounted(t *testing.T) {
-	msg := message(300)
-	for _, add := range []int{-10, 10} {
+	for _, tc := range []struct{ size, add int }{{300, -10}, {300, 10}, {1100, -100}} {
+		msg, add := message(tc.size), tc.add
 		for _, readAhead := range []int{-1, DefaultReadAheadBytes} {
-			t.Run(fmt.Sprintf("add=%d/read-ahead=%d", add, readAhead), func(t *testing.T) {
+			t.Run(fmt.Sprintf("size=%d/add=%d/read-ahead=%d", tc.size, add, readAhead), func(t *testing.T) {
 				mem := startMem(t, msg)
 				obs := &sizeCounter{}
 				s := login(t, newBackend(t, Options{Address: misSizer(t, mem.Addr, add, false), ReadAheadBytes: readAhead, ChunkSize: 1 << 10, Observer: obs}))

@@ -6,7 +6,8 @@ package imapback
 // RETR waiting for the previous one; one FETCH per message would cost an
 // upstream round trip each.
 //
-//   - The window starts at one message and doubles with each batch the
+//   - The window starts at one message (fetched as any other message
+//     is: a batch holds two or more) and doubles with each batch the
 //     client consumes in order (up to ReadAheadMessages), as in a file
 //     system's read-ahead: a client that stops after one message costs
 //     nothing extra, and one that stops early wastes at most about as
@@ -141,6 +142,12 @@ func (s *Session) retrieveAhead(ctx context.Context, i, lines int) (io.ReadClose
 		list = s.sequentialBatch(i, ra.window, int64(s.b.opts.ReadAheadBytes))
 	}
 	ra.release(s.b)
+	if ra.window == 1 {
+		// A batch of one is one FETCH, which Retrieve sends itself,
+		// without a goroutine to hand the body over.
+		ra.next = i + 1
+		return nil, nil
+	}
 	if !ra.acquire(s.b) {
 		return nil, nil // the Backend-wide budget is spent: no batching
 	}

@@ -1,9 +1,10 @@
 package imapback
 
 // The Session and the methods the POP3 side calls on it between
-// transfers: the snapshot taken at login, NOOP, \Seen flags, Commit and
-// Close. Retrieve and the stream it returns are in stream.go, which also
-// tells which goroutine sends upstream commands when.
+// transfers: the snapshot taken at login, NOOP, Commit and Close (the
+// \Seen flags are in seen.go). Retrieve and the stream it returns are in
+// stream.go, which also tells which goroutine sends upstream commands
+// when.
 
 import (
 	"cmp"
@@ -70,7 +71,10 @@ type Session struct {
 	rc reconnectState // what logging in again after a lost connection needs
 	bc *boundedConn   // bounds what the upstream sends to c
 	// tap, between c and bc, fetches the items go-imap cannot parse.
-	tap  *itemTap
+	tap *itemTap
+	// held, between go-imap and tap, sends a \Seen STORE together with
+	// the command after it (seen.go).
+	held *heldConn
 	user string // the login name, for the UIDL map
 }
 
@@ -79,7 +83,8 @@ type Session struct {
 func (s *Session) limitResponses(conn net.Conn) net.Conn {
 	s.bc = newBoundedConn(conn, s.b.opts.ResponseLimits)
 	s.tap = &itemTap{Conn: s.bc}
-	return s.tap
+	s.held = &heldConn{Conn: s.tap}
+	return s.held
 }
 
 // upstreamErr adds the bound the upstream passed, if any, to err: go-imap
@@ -376,76 +381,18 @@ func (s *Session) Noop(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.settle()
+	// The NOOP goes out right behind a pending \Seen STORE, whose
+	// answer comes first: one round trip for both.
+	s.flushSeen()
 	start := time.Now()
-	err = s.c.Noop().Wait()
+	noop := s.c.Noop()
+	s.waitSeen()
+	err = noop.Wait()
 	s.observe("NOOP", start, err)
 	if err != nil {
 		return fmt.Errorf("%w: NOOP: %v", ErrUnavailable, err)
 	}
 	return nil
-}
-
-// Retrieved marks message i \Seen (unless configured not to). The STORE
-// goes out with the next upstream command and nobody waits for it then, so
-// that messages served from read-ahead cost no round trip each.
-func (s *Session) Retrieved(i int) {
-	switch s.pol.Seen {
-	case SeenNever:
-		return
-	case SeenQuit:
-		s.retrieved = append(s.retrieved, i)
-		return
-	}
-	s.toSee.AddNum(s.msgs[i].UID)
-}
-
-// flushSeen sends one UID STORE +FLAGS.SILENT (\Seen) for the messages
-// retrieved since the last one, without waiting for its answer.
-func (s *Session) flushSeen() {
-	if len(s.toSee) == 0 {
-		return
-	}
-	s.waitSeen()
-	s.seen = s.c.Store(s.toSee, &imap.StoreFlags{
-		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen},
-	}, nil)
-	s.seenSet, s.toSee = s.toSee, nil
-}
-
-// beforeFetch sends pending \Seen flags ahead of a FETCH of uids. go-imap
-// hands a FETCH response to the first pending command whose UID set holds
-// its UID, so a STORE still pending for one of uids would take the body
-// meant for the FETCH: then the STORE is waited for first.
-func (s *Session) beforeFetch(uids ...imap.UID) {
-	s.flushSeen()
-	if s.seen == nil {
-		return
-	}
-	for _, uid := range uids {
-		if s.seenSet.Contains(uid) {
-			s.waitSeen()
-			return
-		}
-	}
-}
-
-// settle sends and waits for pending \Seen STOREs. Their failure is
-// logged, not returned: the message was delivered, only the flag is
-// missing.
-func (s *Session) settle() {
-	s.flushSeen()
-	s.waitSeen()
-}
-
-func (s *Session) waitSeen() {
-	if s.seen == nil {
-		return
-	}
-	if err := s.seen.Close(); err != nil {
-		s.log.Warn("setting \\Seen failed", "err", err)
-	}
-	s.seen = nil
 }
 
 // Commit applies the seen and delete policies to exactly

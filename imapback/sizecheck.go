@@ -135,3 +135,30 @@ func (s *Session) present(i int) (bool, error) {
 	}
 	return false, nil
 }
+
+// checkEnd vets a chunk of n octets that may end the message. A short
+// chunk normally does, but Dovecot answers a partial FETCH of a message
+// another client expunged during the transfer with BODY[]<offset> NIL,
+// OK [EXPUNGEISSUED] and then "* n EXPUNGE": taken for the end, that would
+// deliver a truncated message as complete. So a message that ends before
+// its snapshot size is an error when it was expunged meanwhile or when the
+// upstream sent nothing at all past the first chunk. Any other end at a
+// length other than the listed size is checked with the upstream
+// (vetSize, sizecheck.go); a message gone by then is ErrGone if this is
+// the first chunk, which the client has not seen yet.
+func (r *bodyReader) checkEnd(offset int64, asked, n int) error {
+	if n >= asked {
+		return nil
+	}
+	s := r.s
+	m := s.msgs[r.i]
+	end := offset + int64(n)
+	if end < m.Size && (s.Expunged(r.i) || (n == 0 && offset > 0)) {
+		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, m.UID, end, m.Size)
+	}
+	err := s.vetSize(r.i, end)
+	if offset > 0 && errors.Is(err, ErrGone) {
+		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, m.UID, end, m.Size)
+	}
+	return err
+}

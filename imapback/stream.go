@@ -13,7 +13,8 @@ package imapback
 //   - The session's goroutine, the caller of the Session's methods,
 //     between transfers. It alone reconnects (guard) and sends \Seen
 //     STOREs, NOOP, the snapshot and the UPDATE state. Retrieve does both
-//     before it starts the reader's goroutine.
+//     before it starts the reader's goroutine; a message that fits in
+//     one chunk it fetches itself.
 //   - The reader's goroutine (produce), from then until the reader's
 //     Close. It sends the chunk FETCHes one after the other, each bounded
 //     by the command timeout (bound), and neither reconnects nor sends a
@@ -82,20 +83,36 @@ func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser
 			r.free <- buf
 		}
 	}
-	r.ready = make(chan *rangeFetch, 2)
-	r.stop = make(chan struct{})
-	r.exited = make(chan struct{})
-	go r.produce(done)
-	if r.cur = <-r.ready; r.cur == nil {
-		r.Close()
-		return nil, fmt.Errorf("%w: transfer stopped", ErrUnavailable)
+	if r.other == nil && s.msgs[i].Size < int64(r.chunk) {
+		// One chunk holds the message (a random RETR, a small message's
+		// TOP): fetched right here, without a goroutine to hand it over.
+		// The rest, if the upstream has more than it listed, as usual.
+		r.cur = r.newFetch(0, <-r.free)
+		r.fetch(r.cur, done)
+		if r.cur.err == nil && r.cur.n == len(r.cur.buf) {
+			r.start(func() {}, int64(r.cur.n))
+		}
+	} else {
+		r.start(done, 0)
+		if r.cur = <-r.ready; r.cur == nil {
+			r.Close()
+			return nil, fmt.Errorf("%w: transfer stopped", ErrUnavailable)
+		}
+		<-r.cur.done
 	}
-	<-r.cur.done
 	if err := r.cur.err; err != nil {
 		r.Close()
 		return nil, err
 	}
 	return r, nil
+}
+
+// start starts the reader's goroutine at offset.
+func (r *bodyReader) start(done func(), offset int64) {
+	r.ready = make(chan *rangeFetch, 2)
+	r.stop = make(chan struct{})
+	r.exited = make(chan struct{})
+	go r.produce(done, offset)
 }
 
 // rangeBuffer takes the session's read-ahead buffer as the second buffer
@@ -234,11 +251,10 @@ type rangeFetch struct {
 // the first chunk's guard; the later chunks get the command timeout
 // each, but no reconnect and no \Seen STORE: those belong to the
 // session's goroutine, which sends no command while a transfer is open.
-func (r *bodyReader) produce(done func()) {
+func (r *bodyReader) produce(done func(), offset int64) {
 	defer close(r.exited)
 	defer close(r.ready)
 	s := r.s
-	offset := int64(0)
 	for {
 		var mem []byte
 		select {
@@ -251,10 +267,7 @@ func (r *bodyReader) produce(done func()) {
 			return
 		default:
 		}
-		f := &rangeFetch{
-			offset: offset, mem: mem, buf: mem[:min(r.chunk, len(mem))],
-			wake: make(chan struct{}, 1), done: make(chan struct{}),
-		}
+		f := r.newFetch(offset, mem)
 		r.ready <- f
 		if offset > 0 {
 			if err := r.ctx.Err(); err != nil {
@@ -264,20 +277,32 @@ func (r *bodyReader) produce(done func()) {
 			}
 			done = s.bound(r.ctx)
 		}
-		f.n, f.err = r.fetchRange(f)
-		if f.err == nil {
-			f.grew(f.n) // the last octet: the FETCH is complete
-		}
-		done()
-		if f.broken {
-			s.awaitClosed()
-		}
-		close(f.done)
+		r.fetch(f, done)
 		if f.err != nil || f.n < len(f.buf) {
 			return
 		}
 		offset += int64(f.n)
 	}
+}
+
+func (r *bodyReader) newFetch(offset int64, mem []byte) *rangeFetch {
+	return &rangeFetch{
+		offset: offset, mem: mem, buf: mem[:min(r.chunk, len(mem))],
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+}
+
+// fetch runs the FETCH of chunk f, then ends its guard (done).
+func (r *bodyReader) fetch(f *rangeFetch, done func()) {
+	f.n, f.err = r.fetchRange(f)
+	if f.err == nil {
+		f.grew(f.n) // the last octet: the FETCH is complete
+	}
+	done()
+	if f.broken {
+		r.s.awaitClosed()
+	}
+	close(f.done)
 }
 
 func (f *rangeFetch) finished() bool {
@@ -354,33 +379,6 @@ func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
 		return 0, err
 	}
 	return n, nil
-}
-
-// checkEnd vets a chunk of n octets that may end the message. A short
-// chunk normally does, but Dovecot answers a partial FETCH of a message
-// another client expunged during the transfer with BODY[]<offset> NIL,
-// OK [EXPUNGEISSUED] and then "* n EXPUNGE": taken for the end, that would
-// deliver a truncated message as complete. So a message that ends before
-// its snapshot size is an error when it was expunged meanwhile or when the
-// upstream sent nothing at all past the first chunk. Any other end at a
-// length other than the listed size is checked with the upstream
-// (vetSize, sizecheck.go); a message gone by then is ErrGone if this is
-// the first chunk, which the client has not seen yet.
-func (r *bodyReader) checkEnd(offset int64, asked, n int) error {
-	if n >= asked {
-		return nil
-	}
-	s := r.s
-	m := s.msgs[r.i]
-	end := offset + int64(n)
-	if end < m.Size && (s.Expunged(r.i) || (n == 0 && offset > 0)) {
-		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, m.UID, end, m.Size)
-	}
-	err := s.vetSize(r.i, end)
-	if offset > 0 && errors.Is(err, ErrGone) {
-		return fmt.Errorf("%w: UID %d ended at octet %d of %d: expunged during the transfer", ErrUnavailable, m.UID, end, m.Size)
-	}
-	return err
 }
 
 // maxFetchAttempts bounds the FETCHes of one chunk that other clients'

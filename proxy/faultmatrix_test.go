@@ -162,8 +162,9 @@ func matrixCells() []matrixCell {
 		)
 	}
 	// Sequential RETRs of small messages are fetched whole, several in
-	// one UID FETCH (read-ahead), before the first +OK.
-	readAhead := []string{"USER", "PASS", "RETR 1", "RETR 3", "DELE 1", "QUIT"}
+	// one UID FETCH (read-ahead), before the first +OK: here the two
+	// newest, which the first batch takes together.
+	readAhead := []string{"USER", "PASS", "RETR 3", "RETR 4", "DELE 1", "QUIT"}
 	for _, a := range []fr.Action{fr.Cut, fr.Stall} {
 		cells = append(cells,
 			matrixCell{name: "RETR read-ahead batch", script: readAhead, fault: down("BODY[] {", 20, a), failStep: 2, fail: errTemp, state: stUntouched})

@@ -71,6 +71,8 @@ type Result struct {
 	Ratios map[string][]float64 `json:"ratios"`
 	// Reports are the raw popbench reports, per round and target.
 	Reports []*popbench.Report `json:"reports"`
+	// CPU maps a target to its processor time per round (cpu.go).
+	CPU map[string][]CPU `json:"cpu_ms"`
 }
 
 // Results is everything Run measured.
@@ -209,6 +211,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	defer pb.Kill()
 	addrs := map[string]string{Native: store.pop3Addr, Popbridge: pb.addr, Gateway: gw.pop3Addr}
+	meter := &cpuMeter{store: store.proc.Pid(), front: map[string]int{Popbridge: pb.Pid(), Gateway: gw.proc.Pid()}}
 	targets := targets
 	if cfg.Baseline != "" {
 		base, err := startPopbridge(ctx, cfg.Baseline, store.imapAddr, filepath.Join(cfg.Dir, "baseline.log"))
@@ -217,6 +220,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		defer base.Kill()
 		addrs[Baseline] = base.addr
+		meter.front[Baseline] = base.Pid()
 		targets = append(slices.Clone(targets), Baseline)
 	}
 	res.Commands = []string{
@@ -254,7 +258,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		if cfg.Only != "" && !strings.Contains(sc.name, cfg.Only) {
 			continue
 		}
-		r := &Result{Scenario: sc.name, Metric: sc.metric, Values: map[string][]float64{}, Ratios: map[string][]float64{}}
+		r := &Result{Scenario: sc.name, Metric: sc.metric, Values: map[string][]float64{}, Ratios: map[string][]float64{}, CPU: map[string][]CPU{}}
 		for round := range cfg.Rounds {
 			// Rotate the order so that no target always runs first
 			// (cold) or right after the heaviest one.
@@ -265,6 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				if t == Gateway {
 					n = sc.gwN
 				}
+				cpu := meter.start(t)
 				rep, err := popbench.Run(ctx, popbench.Options{
 					Addr: addrs[t], Users: []popbench.Credentials{{User: sc.user, Pass: password}}, Mode: sc.mode,
 					Concurrency: sc.conc, Sessions: n, Pipeline: sc.pipe, Expect: expect[sc.user],
@@ -277,6 +282,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 					return nil, fmt.Errorf("%s on %s: %w", sc.name, t, err)
 				}
 				vals[t] = sc.value(rep)
+				r.CPU[t] = append(r.CPU[t], cpu(rep))
 				r.Reports = append(r.Reports, rep)
 				logf("round %d  %-50s %-14s %10.2f %s", round+1, sc.name, t, vals[t], sc.metric)
 			}
@@ -439,6 +445,7 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 			median(x.Values[Native]), median(x.Values[Popbridge]), median(x.Values[Gateway]),
 			median(pr), median(x.Ratios[Gateway]), slices.Min(pr), slices.Max(pr))
 	}
+	r.WriteCPU(w)
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "\nMemory (popbridge binary): %d idle authenticated sessions: RSS %d KiB -> %d KiB, %.1f KiB per session; RETR of a %d MiB message: RSS %d KiB -> peak %d KiB (+%d KiB) in %.2f s\n",
 			m.IdleSessions, m.IdleRSSBeforeKiB, m.IdleRSSAfterKiB, m.IdleKiBPerSession, m.HugeSize>>20,

@@ -44,12 +44,27 @@ func TestRigRunsEveryScenarioAgainstEveryTarget(t *testing.T) {
 			if v := r.Values[target]; len(v) != 1 || v[0] <= 0 {
 				t.Errorf("%s: %s measured %v", r.Scenario, target, v)
 			}
+			if c := r.CPU[target]; len(c) != 1 || c[0].Store < 0 || c[0].Front < 0 {
+				t.Errorf("%s: %s processor time %+v", r.Scenario, target, c)
+			}
+		}
+	}
+	// The mixed profile makes every process work for long enough to
+	// count (/proc counts in hundredths of a second).
+	for _, r := range res.Results {
+		if !strings.HasPrefix(r.Scenario, "mixed profile") {
+			continue
+		}
+		for _, target := range []string{Native, Popbridge, Gateway} {
+			if c := r.CPU[target]; len(c) != 1 || c[0].Store <= 0 || target != Native && c[0].Front <= 0 {
+				t.Errorf("%s: %s processor time %+v", r.Scenario, target, c)
+			}
 		}
 	}
 	if m := res.Memory; m == nil || m.IdleRSSAfterKiB <= 0 || m.HugePeakKiB <= 0 {
 		t.Errorf("memory figures missing: %+v", m)
 	}
-	if !strings.Contains(log.String(), "| login+STAT, 60 small |") {
+	if !strings.Contains(log.String(), "| login+STAT, 60 small |") || !strings.Contains(log.String(), "| mixed profile, 100 mixed, 8 sessions | ") {
 		t.Errorf("no result table in the log:\n%s", log.String())
 	}
 }

@@ -71,7 +71,9 @@ type Session struct {
 	bc *boundedConn   // bounds what the upstream sends to c
 	// tap, between c and bc, fetches the items go-imap cannot parse.
 	tap  *itemTap
-	user string // the login name, for the UIDL map
+	user string // the login name, for the UIDL map and the cache key
+	// cache is what the snapshot took from the snapshot cache.
+	cache sessionCache
 }
 
 // limitResponses puts the session's response bounds on conn, the
@@ -105,7 +107,7 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 	if err != nil && early != nil {
 		// Answered with BAD or NO, nothing being selected.
 		early.Close()
-		early = nil
+		early, s.cache.search = nil, nil
 	}
 	// INBOX is the same name in every namespace (RFC 3501 section 5.1).
 	var ie *imap.Error
@@ -117,6 +119,7 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 		return sel, nil, err
 	}
 	s.mailbox = name
+	s.lookupCache()
 	start = time.Now()
 	sel, err = s.c.Select(s.mailbox, nil).Wait()
 	s.observe("SELECT", start, err)
@@ -127,6 +130,8 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 // with one UID FETCH 1:* (UID RFC822.SIZE), then what the UIDL format
 // needs besides (uidlfetch.go).
 func (s *Session) snapshot() error {
+	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
+	s.lookupCache()
 	s.bc.Expect(s.selectExpectation())
 	// A message expunged while the FETCH runs may or may not be in its
 	// answer, so the sequence numbers of later EXPUNGEs would be ambiguous:
@@ -158,14 +163,14 @@ func (s *Session) snapshot() error {
 	}
 	var vars []UIDLVars // what the UIDLs are made of, beside UID and UIDVALIDITY
 	for attempt := 0; ; attempt++ {
-		msgs, seqs, err := s.fetchView(sel.NumMessages, &early)
+		msgs, seqs, cached, err := s.fetchView(sel, &early)
 		if errors.Is(err, ErrMaildropTooLarge) {
 			return err
 		}
 		if err != nil {
 			return fmt.Errorf("%w: snapshot: %w", ErrUnavailable, err)
 		}
-		if vars, err = s.uidlVars(msgs); err != nil {
+		if vars, err = s.uidlVars(msgs, cached); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -183,6 +188,10 @@ func (s *Session) snapshot() error {
 		return err
 	}
 	s.rc.uidValidity = sel.UIDValidity
+	s.rememberSnapshot(sel.UIDValidity, vars)
+	if o := s.b.opts.Observer; o != nil && s.b.opts.SnapshotCache != nil {
+		o.SnapshotCache(s.cacheOutcome(), s.b.opts.SnapshotCache.Bytes())
+	}
 	return nil
 }
 

@@ -249,6 +249,11 @@ func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 	if cache == nil {
 		return
 	}
+	if old := s.cache.snap; old != nil && s.cache.fetched == 0 && len(s.msgs) == old.len() {
+		// Every message came from the entry, which holds no other: it
+		// is still exact (and get marked it recently used).
+		return
+	}
 	type known struct {
 		size int64
 		v    UIDLVars

@@ -91,16 +91,17 @@ func uidsOf(s *Session) []imap.UID {
 // testCacheSeesChanges changes the mailbox with another client between
 // logins; every snapshot through the cache must equal a fresh one.
 func testCacheSeesChanges(t *testing.T, addr string, c *imapclient.Client, format string, pol Policy) {
-	testkit.RecreateMailbox(t, c, "Test", mail(1), mail(2), mail(3), mail(4))
-	p := newCachedPair(t, Options{Address: addr, Mailbox: "Test", UIDL: uidlFormat(t, format)})
+	box := mailboxFor(t)
+	testkit.RecreateMailbox(t, c, box, mail(1), mail(2), mail(3), mail(4))
+	p := newCachedPair(t, Options{Address: addr, Mailbox: box, UIDL: uidlFormat(t, format)})
 	p.check(t, "first login", CacheMiss, pol).Close()
 	s := p.check(t, "nothing changed", CacheHit, pol)
 	s.Close()
-	testkit.AppendAll(t, c, "Test", mail(5))
+	testkit.AppendAll(t, c, box, mail(5))
 	p.check(t, "appended", CachePartial, pol).Close()
 	p.check(t, "after the append", CacheHit, pol).Close()
 
-	if _, err := c.Select("Test", nil).Wait(); err != nil {
+	if _, err := c.Select(box, nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	uids := uidsOf(s)
@@ -109,7 +110,7 @@ func testCacheSeesChanges(t *testing.T, addr string, c *imapclient.Client, forma
 
 	// The same message expunged and appended again: a new UID.
 	expunge(t, c, imap.UIDSetNum(uids[2]))
-	testkit.AppendAll(t, c, "Test", mail(3))
+	testkit.AppendAll(t, c, box, mail(3))
 	after := p.check(t, "replaced", CachePartial, pol)
 	after.Close()
 	if n := len(after.Messages()); n != 4 || after.Messages()[3].UID == uids[2] {
@@ -125,7 +126,7 @@ func testCacheSeesChanges(t *testing.T, addr string, c *imapclient.Client, forma
 	if err := c.Unselect().Wait(); err != nil {
 		t.Fatal(err)
 	}
-	testkit.RecreateMailbox(t, c, "Test", mail(10), mail(11), mail(12))
+	testkit.RecreateMailbox(t, c, box, mail(10), mail(11), mail(12))
 	again := p.check(t, "recreated", CacheMiss, pol)
 	again.Close()
 	if again.rc.uidValidity == s.rc.uidValidity {
@@ -138,12 +139,13 @@ func testCacheSeesChanges(t *testing.T, addr string, c *imapclient.Client, forma
 // cache numbers the mailbox's messages right, so that an EXPUNGE by
 // another client during it marks exactly that message gone.
 func testCacheExpungeDuringSession(t *testing.T, addr string, c *imapclient.Client) {
-	testkit.RecreateMailbox(t, c, "Test", mail(1), mail(2), mail(3), mail(4))
-	p := newCachedPair(t, Options{Address: addr, Mailbox: "Test"})
+	box := mailboxFor(t)
+	testkit.RecreateMailbox(t, c, box, mail(1), mail(2), mail(3), mail(4))
+	p := newCachedPair(t, Options{Address: addr, Mailbox: box})
 	first := p.check(t, "first login", CacheMiss, Policy{})
 	uids := uidsOf(first)
 	first.Close()
-	if _, err := c.Select("Test", nil).Wait(); err != nil {
+	if _, err := c.Select(box, nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	expunge(t, c, imap.UIDSetNum(uids[0])) // the cached snapshot is now one off
@@ -163,6 +165,12 @@ func testCacheExpungeDuringSession(t *testing.T, addr string, c *imapclient.Clie
 	if got := string(retrieveAll(t, s, 2)); got != string(mail(4)) {
 		t.Errorf("message 3 = %q, want %q", got, mail(4))
 	}
+}
+
+// mailboxFor names a mailbox of the test's own: Cyrus may still hold a
+// mailbox of the test before for a moment, and refuse to recreate it.
+func mailboxFor(t *testing.T) string {
+	return "Cache" + strings.NewReplacer("%", "", "/", "", "_", "").Replace(t.Name())
 }
 
 func TestSnapshotCacheDovecot(t *testing.T) {

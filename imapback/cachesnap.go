@@ -243,11 +243,15 @@ func (s *Session) cacheOutcome() CacheOutcome {
 
 // rememberSnapshot stores what the snapshot learnt: its messages with
 // their UIDL material vars, and, from the cached entry, the messages
-// still in the mailbox that a view left out.
+// still in the mailbox that a view left out. Then it reports the
+// outcome.
 func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 	cache := s.b.opts.SnapshotCache
 	if cache == nil {
 		return
+	}
+	if o := s.b.opts.Observer; o != nil {
+		defer func() { o.SnapshotCache(s.cacheOutcome(), cache.Bytes()) }()
 	}
 	if old := s.cache.snap; old != nil && s.cache.fetched == 0 && len(s.msgs) == old.len() {
 		// Every message came from the entry, which holds no other: it

@@ -93,12 +93,12 @@ func (s *Session) upstreamErr(err error) error {
 	return err
 }
 
-// selectMaildrop selects the policy's Mailbox or else Options.Mailbox,
-// under the personal namespace if the upstream refuses it as written
-// (folders.go), and sets s.mailbox. early is the snapshot's FETCH, sent
-// right behind the first SELECT (snapshotpipe.go), or nil.
+// selectMaildrop selects s.mailbox (the policy's Mailbox or else
+// Options.Mailbox), under the personal namespace if the upstream refuses
+// it as written (folders.go), and sets s.mailbox to what it selected.
+// early is the snapshot's FETCH, sent right behind the first SELECT
+// (snapshotpipe.go), or nil.
 func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.FetchCommand, err error) {
-	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
 	start := time.Now()
 	cmd := s.c.Select(s.mailbox, nil)
 	early = s.pipelineSnapshot()
@@ -127,8 +127,8 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 }
 
 // snapshot selects the mailbox and records every message's UID and size
-// with one UID FETCH 1:* (UID RFC822.SIZE), then what the UIDL format
-// needs besides (uidlfetch.go).
+// with one UID FETCH 1:* (UID RFC822.SIZE), or from the snapshot cache
+// (cachesnap.go), then what the UIDL format needs besides (uidlfetch.go).
 func (s *Session) snapshot() error {
 	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
 	s.lookupCache()
@@ -189,9 +189,6 @@ func (s *Session) snapshot() error {
 	}
 	s.rc.uidValidity = sel.UIDValidity
 	s.rememberSnapshot(sel.UIDValidity, vars)
-	if o := s.b.opts.Observer; o != nil && s.b.opts.SnapshotCache != nil {
-		o.SnapshotCache(s.cacheOutcome(), s.b.opts.SnapshotCache.Bytes())
-	}
 	return nil
 }
 

@@ -199,3 +199,23 @@ func TestSnapshotCacheCyrus(t *testing.T) {
 		testCacheExpungeDuringSession(t, cy.IMAPAddr, cy.Dial(t, "alice"))
 	})
 }
+
+// A device view of a mailbox larger than the maximum maildrop serves
+// what the view holds, as without the cache, which would need the whole
+// mailbox's UIDs: such logins take the full snapshot every time.
+func TestSnapshotCacheViewOfLargeMailbox(t *testing.T) {
+	srv := startMem(t, mail(1), mail(2), mail(3), mail(4))
+	c := otherDevice(t, srv.Addr)
+	kw := DeviceKeyword("phone")
+	if err := c.Store(imap.UIDSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{kw}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := newCachedPair(t, Options{Address: srv.Addr, MaxMessages: 3})
+	for _, want := range []CacheOutcome{CacheMiss, CacheMiss} {
+		s := p.check(t, "view", want, Policy{Device: "phone"})
+		if n := len(s.Messages()); n != 3 {
+			t.Fatalf("the view holds %d messages, want 3", n)
+		}
+		s.Close()
+	}
+}

@@ -96,9 +96,12 @@ func (s *Session) fetchView(sel *imap.SelectData, early **imapclient.FetchComman
 		}
 		return nil, nil, nil, err
 	}
-	if s.cache.snap != nil {
+	if s.cache.snap != nil && limit.checkExists(exists) == nil {
 		return s.fetchWarm(sel, sent)
 	}
+	// A view of a mailbox larger than the maximum serves what it holds,
+	// but the cache would need the whole mailbox's UIDs: a full snapshot.
+	s.cache.snap = nil
 	uids := imap.UIDSet{{Start: 1, Stop: 0}}
 	if crit != nil {
 		s.bc.Expect(searchExpectation(exists, limit))

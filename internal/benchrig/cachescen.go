@@ -76,3 +76,12 @@ func startCacheInstances(ctx context.Context, cfg Config, scenarios []scenario, 
 	}
 	return addrs, stop, nil
 }
+
+// medianCell is a table cell with the median of v and unit, or a dash
+// for a target the scenario did not measure.
+func medianCell(v []float64, unit string) string {
+	if len(v) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f%s", median(v), unit)
+}

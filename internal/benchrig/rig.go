@@ -458,9 +458,9 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---|\n")
 	for _, x := range r.Results {
 		pr := x.Ratios[Popbridge]
-		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %.2f | %.2f× | %.2f× | %.2f–%.2f |\n", x.Scenario, x.Metric,
-			median(x.Values[Native]), median(x.Values[Popbridge]), median(x.Values[Gateway]),
-			median(pr), median(x.Ratios[Gateway]), slices.Min(pr), slices.Max(pr))
+		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %s | %.2f× | %s | %.2f–%.2f |\n", x.Scenario, x.Metric,
+			median(x.Values[Native]), median(x.Values[Popbridge]), medianCell(x.Values[Gateway], ""),
+			median(pr), medianCell(x.Ratios[Gateway], "×"), slices.Min(pr), slices.Max(pr))
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "\nMemory (popbridge binary): %d idle authenticated sessions: RSS %d KiB -> %d KiB, %.1f KiB per session; RETR of a %d MiB message: RSS %d KiB -> peak %d KiB (+%d KiB) in %.2f s\n",

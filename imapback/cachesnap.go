@@ -155,9 +155,11 @@ func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool,
 	for _, m := range fresh {
 		sizes[m.UID] = m.Size
 	}
-	var msgs []Message
-	var seqs []uint32
-	var vars []UIDLVars
+	n := len(s.cache.all)
+	if isView {
+		n = len(want)
+	}
+	msgs, seqs, vars := make([]Message, 0, n), make([]uint32, 0, n), make([]UIDLVars, 0, n)
 	var missing imap.UIDSet
 	j := 0
 	for i, uid := range s.cache.all {

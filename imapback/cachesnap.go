@@ -132,7 +132,9 @@ func (s *Session) fetchWarm(sel *imap.SelectData, sent *imapclient.FetchCommand)
 	if err = cmp.Or(err, aerr); err != nil {
 		return nil, nil, nil, s.upstreamErr(err)
 	}
-	if err := limit.checkUIDs(all); err != nil {
+	// Both sets are counted before they are listed: an answer of
+	// "1:4294967295" must not cost four billion slots.
+	if err := cmp.Or(limit.checkUIDs(all), limit.checkUIDs(view)); err != nil {
 		return nil, nil, nil, err
 	}
 	if s.cache.all, err = ascendingUIDs(all); err != nil {

@@ -191,6 +191,10 @@ type Options struct {
 	// so that the upstream's logs and auth penalties see the client, not
 	// popbridge.
 	ForwardClientAddr bool
+	// SnapshotCache, when set, keeps what each login learnt of its
+	// mailbox for the next login of the same user (cachesnap.go); one
+	// cache may serve several Backends. Nil: every snapshot in full.
+	SnapshotCache *SnapshotCache
 	// Logger receives upstream errors. Default: slog.Default().
 	Logger *slog.Logger
 	// Observer receives connection and command timings, for metrics.

@@ -187,6 +187,7 @@ type sizeCounter struct {
 
 func (*sizeCounter) Connected(time.Duration, error)           {}
 func (*sizeCounter) CommandDone(string, time.Duration, error) {}
+func (*sizeCounter) SnapshotCache(CacheOutcome, int64)        {}
 func (c *sizeCounter) SizeMismatch(listed, served int64) {
 	c.mu.Lock()
 	c.seen = append(c.seen, [2]int64{listed, served})

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/couriertest"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // trashCase is one start of a server and where the deleted message must
@@ -81,4 +82,14 @@ func TestMaildropIsFoundUnderThePersonalNamespace(t *testing.T) {
 	if got := retrieveAll(t, s, 0); string(got) != string(message(150)) {
 		t.Errorf("RETR: %q", got)
 	}
+	// Through the snapshot cache (Courier has no ESEARCH: the SEARCH
+	// lists every UID), the folder found is the one cached.
+	if c.Caps().Has(imap.CapESearch) {
+		t.Fatalf("Courier offers ESEARCH now: %v", c.Caps())
+	}
+	p := newCachedPair(t, Options{Address: srv.IMAPAddr, Mailbox: "Work"})
+	p.check(t, "first", CacheMiss, Policy{}).Close()
+	p.check(t, "again", CacheHit, Policy{}).Close()
+	testkit.AppendAll(t, c, "INBOX.Work", message(200))
+	p.check(t, "new mail", CachePartial, Policy{}).Close()
 }

@@ -15,6 +15,7 @@ import (
 	"hash"
 	"io"
 	"strings"
+	"sync"
 )
 
 // hashSkipHeaders are left out of the hash: servers add, drop or rewrite
@@ -44,7 +45,9 @@ const maxHeaderLine = 64 << 10
 func HeaderHash(r io.Reader) (string, error) {
 	h := sha1.New()
 	n := &hashNormaliser{h: h}
-	br := bufio.NewReaderSize(r, 4096)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); headerReaders.Put(br) }()
 	// dropping: the current line is left out; a continuation line is
 	// left out when the line before it was.
 	dropping := false
@@ -82,6 +85,10 @@ func HeaderHash(r io.Reader) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// headerReaders keeps HeaderHash's buffers: a %m snapshot hashes every
+// header of the mailbox, and a buffer each was most of its garbage.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 // maxHeaderName: Dovecot takes a longer name for no header at all.
 const maxHeaderName = 1000

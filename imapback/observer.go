@@ -21,6 +21,11 @@ type Observer interface {
 	// UID COPY, LIST, NOOP, LOGOUT). err is nil on OK; ConnectionError tells a broken
 	// connection from a NO or BAD answer.
 	CommandDone(name string, d time.Duration, err error)
+	// SnapshotCache reports, for each login of a Backend with a snapshot
+	// cache, what its snapshot took from the cache, and the bytes the
+	// whole cache (shared by Backends) takes once the login stored its
+	// own snapshot.
+	SnapshotCache(outcome CacheOutcome, cacheBytes int64)
 }
 
 // ConnectionError reports whether err, from a failed upstream command,

@@ -75,7 +75,9 @@ type Session struct {
 	// held, between go-imap and tap, sends a \Seen STORE together with
 	// the command after it (seen.go).
 	held *heldConn
-	user string // the login name, for the UIDL map
+	user string // the login name, for the UIDL map and the cache key
+	// cache is what the snapshot took from the snapshot cache.
+	cache sessionCache
 }
 
 // limitResponses puts the session's response bounds on conn, the
@@ -96,12 +98,12 @@ func (s *Session) upstreamErr(err error) error {
 	return err
 }
 
-// selectMaildrop selects the policy's Mailbox or else Options.Mailbox,
-// under the personal namespace if the upstream refuses it as written
-// (folders.go), and sets s.mailbox. early is the snapshot's FETCH, sent
-// right behind the first SELECT (snapshotpipe.go), or nil.
+// selectMaildrop selects s.mailbox (the policy's Mailbox or else
+// Options.Mailbox), under the personal namespace if the upstream refuses
+// it as written (folders.go), and sets s.mailbox to what it selected.
+// early is the snapshot's FETCH, sent right behind the first SELECT
+// (snapshotpipe.go), or nil.
 func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.FetchCommand, err error) {
-	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
 	start := time.Now()
 	cmd := s.c.Select(s.mailbox, nil)
 	early = s.pipelineSnapshot()
@@ -110,7 +112,7 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 	if err != nil && early != nil {
 		// Answered with BAD or NO, nothing being selected.
 		early.Close()
-		early = nil
+		early, s.cache.search = nil, nil
 	}
 	// INBOX is the same name in every namespace (RFC 3501 section 5.1).
 	var ie *imap.Error
@@ -122,6 +124,7 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 		return sel, nil, err
 	}
 	s.mailbox = name
+	s.lookupCache()
 	start = time.Now()
 	sel, err = s.c.Select(s.mailbox, nil).Wait()
 	s.observe("SELECT", start, err)
@@ -129,9 +132,11 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 }
 
 // snapshot selects the mailbox and records every message's UID and size
-// with one UID FETCH 1:* (UID RFC822.SIZE), then what the UIDL format
-// needs besides (uidlfetch.go).
+// with one UID FETCH 1:* (UID RFC822.SIZE), or from the snapshot cache
+// (cachesnap.go), then what the UIDL format needs besides (uidlfetch.go).
 func (s *Session) snapshot() error {
+	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
+	s.lookupCache()
 	s.bc.Expect(s.selectExpectation())
 	// A message expunged while the FETCH runs may or may not be in its
 	// answer, so the sequence numbers of later EXPUNGEs would be ambiguous:
@@ -163,14 +168,14 @@ func (s *Session) snapshot() error {
 	}
 	var vars []UIDLVars // what the UIDLs are made of, beside UID and UIDVALIDITY
 	for attempt := 0; ; attempt++ {
-		msgs, seqs, err := s.fetchView(sel.NumMessages, &early)
+		msgs, seqs, cached, err := s.fetchView(sel, &early)
 		if errors.Is(err, ErrMaildropTooLarge) {
 			return err
 		}
 		if err != nil {
 			return fmt.Errorf("%w: snapshot: %w", ErrUnavailable, err)
 		}
-		if vars, err = s.uidlVars(msgs); err != nil {
+		if vars, err = s.uidlVars(msgs, cached); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -188,6 +193,7 @@ func (s *Session) snapshot() error {
 		return err
 	}
 	s.rc.uidValidity = sel.UIDValidity
+	s.rememberSnapshot(sel.UIDValidity, vars)
 	return nil
 }
 

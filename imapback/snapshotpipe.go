@@ -42,21 +42,30 @@ func snapshotItems() *imap.FetchOptions {
 func (s *Session) pipelined() bool { return s.viewCriteria() == nil }
 
 // selectExpectation bounds the responses to the SELECT and, if
-// pipelined, to the FETCH sent with it.
+// pipelined, to the FETCH sent with it (and to the SEARCH of a cached
+// mailbox, cachesnap.go).
 func (s *Session) selectExpectation() Expectation {
 	if !s.pipelined() {
 		return Expectation{Responses: responseSlack}
 	}
-	e := snapshotExpectation(uint32(maildropBound(s.b.opts.MaxMessages)))
+	b := maildropBound(s.b.opts.MaxMessages)
+	e := snapshotExpectation(uint32(b))
 	e.Responses += responseSlack
+	if s.cache.snap != nil {
+		e.ResponseOctets = searchExpectation(uint32(b), b).ResponseOctets
+	}
 	return e
 }
 
 // pipelineSnapshot sends the snapshot's UID FETCH 1:* without waiting
-// for the SELECT just sent, or returns nil when the session has a view.
+// for the SELECT just sent (or, for a cached mailbox, its SEARCH and the
+// FETCH of new mail), or returns nil when the session has a view.
 func (s *Session) pipelineSnapshot() *imapclient.FetchCommand {
 	if !s.pipelined() {
 		return nil
+	}
+	if s.cache.snap != nil {
+		return s.sendWarm()
 	}
 	return s.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, snapshotItems())
 }

@@ -29,33 +29,50 @@ type UIDLMap interface {
 var ErrNoIdentity = errors.New("upstream offers no message identity for %g (OBJECTID, X-GM-EXT-1 or Dovecot's X-GUID)")
 
 // uidlVars fetches, for each message of msgs, what the UIDL format needs
-// beyond UID and UIDVALIDITY. A message missing from an answer (expunged
-// meanwhile) gets empty values: the snapshot takes the expunge for a
-// reason to fetch again.
-func (s *Session) uidlVars(msgs []Message) ([]UIDLVars, error) {
-	vars := make([]UIDLVars, len(msgs))
+// beyond UID and UIDVALIDITY and known does not hold (known: the snapshot
+// cache's material, by index of msgs, or nil). A message missing from an
+// answer (expunged meanwhile) gets empty values: the snapshot takes the
+// expunge for a reason to fetch again.
+func (s *Session) uidlVars(msgs []Message, known []UIDLVars) ([]UIDLVars, error) {
+	vars := known
+	if vars == nil {
+		vars = make([]UIDLVars, len(msgs))
+	}
 	needs := s.b.opts.UIDL.Needs()
 	if len(msgs) == 0 || !needs.Identity && !needs.HeaderHash {
 		return vars, nil
 	}
-	var uids imap.UIDSet
-	for _, m := range msgs {
-		uids.AddNum(m.UID)
-	}
-	var ids, hashes map[imap.UID]string
-	var err error
-	if needs.Identity {
-		if ids, err = s.fetchIdentities(uids); err != nil {
-			return nil, err
-		}
-	}
-	if needs.HeaderHash {
-		if hashes, err = s.fetchHeaderHashes(uids); err != nil {
-			return nil, err
-		}
-	}
+	var noID, noHash imap.UIDSet
 	for i, m := range msgs {
-		vars[i].Identity, vars[i].HeaderHash = ids[m.UID], hashes[m.UID]
+		if needs.Identity && vars[i].Identity == "" {
+			noID.AddNum(m.UID)
+		}
+		if needs.HeaderHash && vars[i].HeaderHash == "" {
+			noHash.AddNum(m.UID)
+		}
+	}
+	s.cache.fetched += uidCount(noID) + uidCount(noHash)
+	if len(noID) > 0 {
+		ids, err := s.fetchIdentities(noID)
+		if err != nil {
+			return nil, err
+		}
+		for i, m := range msgs {
+			if id, ok := ids[m.UID]; ok {
+				vars[i].Identity = id
+			}
+		}
+	}
+	if len(noHash) > 0 {
+		hashes, err := s.fetchHeaderHashes(noHash)
+		if err != nil {
+			return nil, err
+		}
+		for i, m := range msgs {
+			if h, ok := hashes[m.UID]; ok {
+				vars[i].HeaderHash = h
+			}
+		}
 	}
 	return vars, nil
 }

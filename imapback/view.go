@@ -68,10 +68,12 @@ func (s *Session) viewCriteria() *imap.SearchCriteria {
 }
 
 // fetchView fetches UID and size of every message in the view, in mailbox
-// order, with their sequence numbers.
+// order, with their sequence numbers, and the UIDL material the cache
+// holds of them (nil when the snapshot cache had nothing).
 // *early, if not nil, is the FETCH sent with the SELECT: fetchView
 // takes it over and sets *early to nil.
-func (s *Session) fetchView(exists uint32, early **imapclient.FetchCommand) ([]Message, []uint32, error) {
+func (s *Session) fetchView(sel *imap.SelectData, early **imapclient.FetchCommand) ([]Message, []uint32, []UIDLVars, error) {
+	exists := sel.NumMessages
 	sent := *early
 	*early = nil
 	if exists == 0 {
@@ -80,41 +82,60 @@ func (s *Session) fetchView(exists uint32, early **imapclient.FetchCommand) ([]M
 		// matters.
 		if sent != nil {
 			if err := sent.Close(); ConnectionError(err) {
-				return nil, nil, s.upstreamErr(err)
+				return nil, nil, nil, s.upstreamErr(err)
 			}
 		}
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	limit := maildropBound(s.b.opts.MaxMessages)
-	uids := imap.UIDSet{{Start: 1, Stop: 0}}
-	if crit := s.viewCriteria(); crit != nil {
-		s.bc.Expect(searchExpectation(exists, limit))
-		var err error
-		if uids, err = s.search(crit); err != nil || len(uids) == 0 {
-			return nil, nil, s.upstreamErr(err)
-		}
-		if err := limit.checkUIDs(uids); err != nil {
-			return nil, nil, err
-		}
-	} else if err := limit.checkExists(exists); err != nil {
+	crit := s.viewCriteria()
+	if err := limit.checkExists(exists); crit == nil && err != nil {
 		if sent != nil { // not read: see fetchSizesOnce
 			s.nc.Close()
 			sent.Close()
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if s.cache.snap != nil && limit.checkExists(exists) == nil {
+		return s.fetchWarm(sel, sent)
+	}
+	// A view of a mailbox larger than the maximum serves what it holds,
+	// but the cache would need the whole mailbox's UIDs: a full snapshot.
+	s.cache.snap = nil
+	uids := imap.UIDSet{{Start: 1, Stop: 0}}
+	if crit != nil {
+		s.bc.Expect(searchExpectation(exists, limit))
+		var err error
+		if uids, err = s.search(crit); err != nil || len(uids) == 0 {
+			return nil, nil, nil, s.upstreamErr(err)
+		}
+		if err := limit.checkUIDs(uids); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	s.bc.Expect(snapshotExpectation(min(exists, uint32(limit))))
-	return s.fetchSizes(uids, sent)
+	msgs, seqs, err := s.fetchSizes(uids, sent)
+	return msgs, seqs, nil, err
 }
 
 // search runs UID SEARCH, with RETURN (ALL) where ESEARCH (RFC 4731)
 // offers it: the answer is then ranges, not one number per message.
 func (s *Session) search(crit *imap.SearchCriteria) (imap.UIDSet, error) {
-	var opts *imap.SearchOptions
+	return searchResult(s.c.UIDSearch(crit, s.searchOptions()))
+}
+
+// searchOptions asks for RETURN (ALL) where the upstream offers ESEARCH.
+func (s *Session) searchOptions() *imap.SearchOptions {
 	if s.c.Caps().Has(imap.CapESearch) {
-		opts = &imap.SearchOptions{ReturnAll: true}
+		return &imap.SearchOptions{ReturnAll: true}
 	}
-	data, err := s.c.UIDSearch(crit, opts).Wait()
+	return nil
+}
+
+// searchResult waits for the answer of a UID SEARCH sent by search or
+// pipelined.
+func searchResult(cmd *imapclient.SearchCommand) (imap.UIDSet, error) {
+	data, err := cmd.Wait()
 	if err != nil {
 		return nil, fmt.Errorf("UID SEARCH: %w", err)
 	}

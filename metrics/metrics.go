@@ -67,7 +67,8 @@ type Metrics struct {
 	reloadLastOK     prometheus.Gauge
 	tokenRequests    *prometheus.CounterVec
 	tokenDuration    prometheus.Histogram
-	hook             *hookMetrics // authhttp.go
+	hook             *hookMetrics  // authhttp.go
+	cache            *cacheMetrics // snapcache.go
 
 	mu     sync.Mutex
 	ready  func() error
@@ -125,6 +126,7 @@ func New(version string) *Metrics {
 	m.tokenDuration = f.histogram("oauth2", "token_request_duration_seconds",
 		"Duration of requests to OAuth2 token endpoints, successful or not.", latency)
 	m.hook = newHookMetrics(f, latency)
+	m.cache = newCacheMetrics(f)
 
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "ready",
@@ -256,6 +258,9 @@ func (m *Metrics) upstreamNamed(name string) UpstreamObserver {
 	m.upstreamConnect.WithLabelValues(name)
 	for _, s := range []string{"connect", "command"} {
 		m.upstreamConnErrs.WithLabelValues(name, s)
+	}
+	for _, c := range cacheOutcomes {
+		m.cache.lookups.WithLabelValues(name, string(c))
 	}
 	return UpstreamObserver{m, name}
 }

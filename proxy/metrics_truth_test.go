@@ -188,3 +188,45 @@ func TestReadyzAndUpstreamMetricsNameTheUpstream(t *testing.T) {
 		t.Errorf("connection_errors_total{default,connect} = %v, want 0", v)
 	}
 }
+
+// The snapshot cache is on by default: a second login to an unchanged
+// mailbox is a hit, one after new mail a partial hit, and the bytes in
+// use are shown; with the cache off nothing is counted.
+func TestMetricsCountSnapshotCacheOutcomes(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		u := startMemUpstream(t)
+		deliverN(t, u, 2)
+		m := metrics.New("test")
+		addr := startProxy(t, u.addr, proxyOptions{hooks: Hooks{Upstream: m.Upstream()}, configure: func(c *config.Config) {
+			if off {
+				zero := int64(0)
+				c.Performance.SnapshotCacheBytes = &zero
+			}
+		}}).addr
+		stat := func(want int) {
+			c := pop3test.Dial(t, addr)
+			c.Login(u.user, u.pass)
+			if n, _ := c.Stat(); n != want {
+				t.Fatalf("STAT: %d messages, want %d", n, want)
+			}
+			c.Quit()
+		}
+		stat(2)
+		stat(2)
+		deliverN(t, u, 1)
+		stat(3)
+		reg := m.Registry()
+		want := map[string]float64{"miss": 1, "hit": 1, "partial": 1}
+		if off {
+			want = map[string]float64{"miss": 0, "hit": 0, "partial": 0}
+		}
+		for outcome, n := range want {
+			if v := metricValue(t, reg, "popbridge_upstream_snapshot_cache_total", "upstream=default", "outcome="+outcome); v != n {
+				t.Errorf("cache off %v: %s = %v, want %v", off, outcome, v, n)
+			}
+		}
+		if v := metricValue(t, reg, "popbridge_upstream_snapshot_cache_bytes"); (v > 0) == off {
+			t.Errorf("cache off %v: %v bytes in use", off, v)
+		}
+	}
+}

@@ -25,7 +25,8 @@ type Hooks struct {
 	// Certificates learns the expiry of every certificate in use.
 	Certificates CertificateObserver
 
-	certs *certReports // set by New: holds reports until the Proxy listens
+	certs     *certReports            // set by New: holds reports until the Proxy listens
+	snapshots *imapback.SnapshotCache // set by New: shared by every upstream's Backends
 	// State observes the shared state store's failures.
 	State StateObserver
 	// Sizes observes transfers whose octets differ from the listed size.

@@ -54,6 +54,7 @@ type Options struct {
 func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
 	opts.Hooks.certs = &certReports{obs: opts.Hooks.Certificates}
+	opts.Hooks.snapshots = imapback.NewSnapshotCache(cfg.Performance.SnapshotCacheSize()) // one for every upstream
 	r, err := newRouter(cfg, opts.Hooks, logger)
 	if err != nil {
 		return nil, err

@@ -102,6 +102,7 @@ func upstreamOptions(c *config.Config, name string, u config.UpstreamConfig, hoo
 		ReadAheadMessages: perf.ReadAheadMessages,
 		ReadAheadTotal:    perf.ReadAheadTotalBytes,
 		ChunkSize:         perf.ChunkSize,
+		SnapshotCache:     hooks.snapshots,
 	}
 	if c.Policy.UIDLMap != "" {
 		// Load only checks the directory; each login reads its user's file,

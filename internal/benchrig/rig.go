@@ -109,6 +109,9 @@ type scenario struct {
 	gwN    int
 	pipe   int
 	metric string // "MB/s", "sessions/s", "login+STAT p50 ms"
+	// instance, if set, names the popbridge of cacheInstances that is
+	// the popbridge target; only Dovecot's POP3 runs beside it.
+	instance string
 }
 
 func (s scenario) value(r *popbench.Report) float64 {
@@ -254,6 +257,12 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		{name: "RETR all, " + small + ", 1 session, pipelining 32", user: "small", mode: popbench.ModeRetrAll, conc: 1, n: 1, gwN: 1, pipe: 32, metric: "MB/s"},
 		{name: "mixed profile, " + mixed + ", 8 sessions", user: "mixed", mode: popbench.ModeMixed, conc: 8, n: 32, gwN: 8, metric: "sessions/s"},
 	}
+	scenarios = append(scenarios, cacheScenarios(small)...)
+	instances, stopInstances, err := startCacheInstances(ctx, cfg, scenarios, store.imapAddr, "small")
+	if err != nil {
+		return nil, err
+	}
+	defer stopInstances()
 	for _, sc := range scenarios {
 		if cfg.Only != "" && !strings.Contains(sc.name, cfg.Only) {
 			continue
@@ -265,13 +274,22 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			order := append(slices.Clone(targets[round%len(targets):]), targets[:round%len(targets)]...)
 			vals := map[string]float64{}
 			for _, t := range order {
-				n := sc.n
+				n, addr := sc.n, addrs[t]
 				if t == Gateway {
 					n = sc.gwN
 				}
-				cpu := meter.start(t)
+				meterKey := t
+				if sc.instance != "" && t == Popbridge {
+					// The instance's own process, not the default one.
+					p := instances[sc.instance]
+					addr, meterKey = p.addr, "instance "+sc.instance
+					meter.front[meterKey] = p.Pid()
+				} else if sc.instance != "" && t != Native {
+					continue
+				}
+				cpu := meter.start(meterKey)
 				rep, err := popbench.Run(ctx, popbench.Options{
-					Addr: addrs[t], Users: []popbench.Credentials{{User: sc.user, Pass: password}}, Mode: sc.mode,
+					Addr: addr, Users: []popbench.Credentials{{User: sc.user, Pass: password}}, Mode: sc.mode,
 					Concurrency: sc.conc, Sessions: n, Pipeline: sc.pipe, Expect: expect[sc.user],
 					Timeout: 5 * time.Minute, Label: t, Seed: uint64(round + 1),
 				})
@@ -287,6 +305,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				logf("round %d  %-50s %-14s %10.2f %s", round+1, sc.name, t, vals[t], sc.metric)
 			}
 			for _, t := range targets {
+				if _, ok := vals[t]; !ok {
+					continue
+				}
 				r.Values[t] = append(r.Values[t], vals[t])
 				r.Ratios[t] = append(r.Ratios[t], vals[t]/vals[Native])
 			}
@@ -357,6 +378,12 @@ type popbridgeProc struct {
 }
 
 func startPopbridge(ctx context.Context, bin, upstream, logPath string, extra ...string) (*popbridgeProc, error) {
+	return startPopbridgeConf(ctx, bin, upstream, logPath, "", extra...)
+}
+
+// startPopbridgeConf is startPopbridge with conf added to its
+// configuration file.
+func startPopbridgeConf(ctx context.Context, bin, upstream, logPath, conf string, extra ...string) (*popbridgeProc, error) {
 	ports, err := proctest.FreePorts(1)
 	if err != nil {
 		return nil, err
@@ -367,8 +394,8 @@ func startPopbridge(ctx context.Context, bin, upstream, logPath string, extra ..
 	// which keep one address or one guesser from starving the others,
 	// would refuse the load itself. Values an older binary accepts too,
 	// for -baseline.
-	limits := filepath.Join(filepath.Dir(logPath), "popbridge-limits.yaml")
-	conf := "limits:\n  max_connections: 1000000\n  max_connections_per_ip: 1000000\n" +
+	limits := strings.TrimSuffix(logPath, ".log") + "-config.yaml"
+	conf += "limits:\n  max_connections: 1000000\n  max_connections_per_ip: 1000000\n" +
 		"  auth_failures_per_ip: 0\n  auth_failures_per_user: 0\n"
 	if err := os.WriteFile(limits, []byte(conf), 0o600); err != nil {
 		return nil, err
@@ -441,9 +468,9 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---|\n")
 	for _, x := range r.Results {
 		pr := x.Ratios[Popbridge]
-		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %.2f | %.2f× | %.2f× | %.2f–%.2f |\n", x.Scenario, x.Metric,
-			median(x.Values[Native]), median(x.Values[Popbridge]), median(x.Values[Gateway]),
-			median(pr), median(x.Ratios[Gateway]), slices.Min(pr), slices.Max(pr))
+		fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %s | %.2f× | %s | %.2f–%.2f |\n", x.Scenario, x.Metric,
+			median(x.Values[Native]), median(x.Values[Popbridge]), medianCell(x.Values[Gateway], ""),
+			median(pr), medianCell(x.Ratios[Gateway], "×"), slices.Min(pr), slices.Max(pr))
 	}
 	r.WriteCPU(w)
 	if m := r.Memory; m != nil {

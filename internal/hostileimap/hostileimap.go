@@ -82,6 +82,7 @@ func (s *Server) serve(nc net.Conn) {
 			return
 		}
 		tag, rest, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+		w.Tag = tag
 		name, args, _ := strings.Cut(rest, " ")
 		name = strings.ToUpper(name)
 		if name == "UID" {
@@ -131,6 +132,9 @@ func (s *Server) serve(nc net.Conn) {
 // every method does nothing, and Err says why: a script that writes in a
 // loop checks it to stop early.
 type Writer struct {
+	// Tag is the tag of the command being answered, for responses that
+	// name it (ESEARCH's correlator).
+	Tag string
 	bw  *bufio.Writer
 	err error
 }

@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/popbridge/popbridge/imapback"
 )
 
 // The performance and metrics sections: read-ahead tuning, and the HTTP
 // listener with the upstream probe behind /readyz.
 
-// PerformanceConfig tunes read-ahead: when a
-// client retrieves messages in order, the next small ones are fetched
-// together in one upstream command. Zero values take imapback's defaults.
+// PerformanceConfig tunes read-ahead (when a client retrieves messages in
+// order, the next small ones are fetched together in one upstream
+// command) and the snapshot cache. Zero values take imapback's defaults.
 type PerformanceConfig struct {
 	// ReadAheadBytes bounds one session's prefetched messages; -1 turns
 	// read-ahead off.
@@ -25,10 +27,28 @@ type PerformanceConfig struct {
 	// ChunkSize is the size of one ranged FETCH of a large message
 	// (0: imapback.DefaultChunkSize).
 	ChunkSize int `yaml:"chunk_size"`
+	// SnapshotCacheBytes bounds the memory of the snapshot cache, which
+	// keeps each mailbox's UIDs, sizes and UIDL material for the next
+	// login of its user, so that a device polling an unchanged mailbox
+	// fetches nothing but its list of UIDs. Unset:
+	// imapback.DefaultSnapshotCacheBytes; 0 turns the cache off.
+	SnapshotCacheBytes *int64 `yaml:"snapshot_cache_bytes"`
+}
+
+// SnapshotCacheSize is the bound of the snapshot cache, the default
+// where none is set; 0: no cache.
+func (p PerformanceConfig) SnapshotCacheSize() int64 {
+	if p.SnapshotCacheBytes == nil {
+		return imapback.DefaultSnapshotCacheBytes
+	}
+	return *p.SnapshotCacheBytes
 }
 
 func (p PerformanceConfig) check() []error {
 	var errs []error
+	if p.SnapshotCacheSize() < 0 {
+		errs = append(errs, errors.New("performance.snapshot_cache_bytes: must be 0 (off) or positive"))
+	}
 	if p.ReadAheadBytes < -1 {
 		errs = append(errs, errors.New("performance.read_ahead_bytes: must be -1 (off), 0 (default) or positive"))
 	}

@@ -257,3 +257,29 @@ func TestRetentionFromTheHook(t *testing.T) {
 		t.Errorf("%d messages left, want 1", n)
 	}
 }
+
+// A merged maildrop keeps one clock per message across its folders: what
+// was retrieved from either folder goes from that folder, and nothing
+// else.
+func TestRetentionOverMergedFolders(t *testing.T) {
+	u := startDovecotUpstream(t)
+	u.deliver(t, testMessage(1, "inbox\r\n"))
+	imc := u.dial(t)
+	appendMail(t, imc, "Junk", time.Now(), testMessage(2, "junk two\r\n"))
+	appendMail(t, imc, "Junk", time.Now(), testMessage(3, "junk three\r\n"))
+	p, clock := retentionProxy(t, u, func(c *config.Config) {
+		c.Policy.RetentionDays = 3
+		c.Upstream.Mailboxes = []string{"INBOX", "Junk"}
+	})
+	popSession(t, p, u.user, u.pass, true, "RETR 1", "RETR 3")
+	clock.advance(3 * day)
+	if resp := popSession(t, p, u.user, u.pass, true); resp != "+OK Logging out, 2 messages deleted (2 of them expired)" {
+		t.Errorf("QUIT after the retention: %q", resp)
+	}
+	if got := subjects(folderState(t, imc, "INBOX")); len(got) != 0 {
+		t.Errorf("INBOX after the retention: %q, want empty", got)
+	}
+	if got, want := subjects(folderState(t, imc, "Junk")), []string{"message 2"}; !slices.Equal(got, want) {
+		t.Errorf("Junk after the retention: %q, want %q", got, want)
+	}
+}

@@ -264,3 +264,16 @@ func (c *Config) checkKnownDevice(key, name string) error {
 	}
 	return nil
 }
+
+// retentionRemovesNothing reports a policy.retention_days that no session
+// can act on: without a device a session removes by its delete policy,
+// and keep removes nothing; only a rule's delete, a device view or the
+// hook's answer (which may name either) would give it work.
+func (c *Config) retentionRemovesNothing() bool {
+	p := c.Policy
+	if p.RetentionDays == 0 || p.Delete != imapback.DeleteKeep || c.AuthHTTP.Enabled() ||
+		p.Devices.Separator != "" || len(p.Devices.Addresses) > 0 {
+		return false
+	}
+	return !slices.ContainsFunc(p.Rules, func(r PolicyRule) bool { return r.Delete != "" && r.Delete != imapback.DeleteKeep })
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
@@ -99,9 +100,10 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		PlaintextAllowed: plaintextPolicy(cfg.TrustedNetworks),
 		Expire:           retention.Announced(cfg),
 		// Login and UPDATE may each take a dial and a few upstream
-		// commands, and a login up to three store operations and the
-		// hook's answer; the backend bounds every single one itself.
-		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout + 3*cfg.State.CommandTimeout + hookTime(cfg),
+		// commands (a merged maildrop's login, two such rounds), and a
+		// login up to three store operations and the hook's answer; the
+		// backend bounds every single one itself.
+		CommandTimeout: time.Duration(cfg.LoginRounds())*(cfg.Upstream.DialTimeout+3*cfg.Upstream.CommandTimeout) + 3*cfg.State.CommandTimeout + hookTime(cfg),
 		Observer:       opts.Hooks.POP3,
 	}
 	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, ownStore: own, listenTCP: listenTCP, hooks: opts.Hooks,

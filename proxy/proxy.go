@@ -49,13 +49,16 @@ type Options struct {
 	// describes for this Proxy alone. A Runner passes one store to every
 	// Proxy it builds, so that a reload forgets nothing.
 	Store state.Store
+	// SnapshotCache is an earlier Proxy's snapshot cache (a Runner's
+	// reload), which New keeps, resized to cfg's bound; nil starts empty.
+	SnapshotCache *imapback.SnapshotCache
 }
 
 // New builds a Proxy from a checked config. It does not listen yet.
 func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
 	opts.Hooks.certs = &certReports{obs: opts.Hooks.Certificates}
-	opts.Hooks.snapshots = imapback.NewSnapshotCache(cfg.Performance.SnapshotCacheSize()) // one for every upstream
+	opts.Hooks.snapshots = opts.SnapshotCache.Resized(cfg.Performance.SnapshotCacheSize()) // one for every upstream
 	r, err := newRouter(cfg, opts.Hooks, logger)
 	if err != nil {
 		return nil, err

@@ -49,11 +49,15 @@ func TestReloadKeepsTheSnapshotCache(t *testing.T) {
 	if got := reload(nil); got == nil || got.Len() != 0 {
 		t.Errorf("a reload that turns the cache on again: %v, want an empty cache", got)
 	}
-	// A login under the last config fills the cache it has.
-	c = pop3test.Dial(t, addr)
-	c.Login("alice", "secret")
-	c.Quit()
+	// A login under the last config fills the cache it has. The Proxy
+	// that retires may still accept a connection or two on the shared
+	// socket, so a few logins are allowed.
+	for i := 0; i < 20 && cache().Len() == 0; i++ {
+		c = pop3test.Dial(t, addr)
+		c.Login("alice", "secret")
+		c.Quit()
+	}
 	if n := cache().Len(); n != 1 {
-		t.Errorf("after a login under the reloaded config the cache holds %d mailboxes, want 1", n)
+		t.Errorf("after logins under the reloaded config the cache holds %d mailboxes, want 1", n)
 	}
 }

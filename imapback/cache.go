@@ -62,6 +62,29 @@ func NewSnapshotCache(maxBytes int64) *SnapshotCache {
 	return &SnapshotCache{max: maxBytes, entries: make(map[cacheKey]*list.Element)}
 }
 
+// Resized returns a cache bounded by maxBytes with what c holds, so that
+// a reloaded configuration keeps what sessions learnt: c itself when its
+// bound is maxBytes already, else a new cache with c's most recently used
+// entries that fit (entries are never changed, so both may hold one), or
+// nil when maxBytes is 0 or less. c may be nil; it is left as it was, for
+// the sessions that still use it.
+func (c *SnapshotCache) Resized(maxBytes int64) *SnapshotCache {
+	if c == nil || maxBytes <= 0 {
+		return NewSnapshotCache(maxBytes)
+	}
+	if c.max == maxBytes {
+		return c
+	}
+	n := NewSnapshotCache(maxBytes)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.lru.Back(); el != nil; el = el.Prev() {
+		e := el.Value.(*cacheEntry)
+		n.put(e.key, e.snap) // oldest first: a smaller bound evicts those
+	}
+	return n
+}
+
 // cacheKey names a mailbox: the upstream's address, the login name the
 // upstream accepted and the mailbox name as selected. Different users
 // never share an entry, whatever their mailboxes hold.

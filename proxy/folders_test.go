@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // A login splits into user, folder and device: the device at the last
 // device separator, then the folder at the first folder separator.
@@ -43,5 +46,30 @@ func TestSplitLoginIntoUserFolderAndDevice(t *testing.T) {
 	}
 	if got, err := newPolicies(cfg).split("alice+Scans"); err != nil || got != (loginName{user: "alice+Scans"}) {
 		t.Errorf("folders off: %+v, %v", got, err)
+	}
+}
+
+// A merged maildrop's login takes two upstream logins one after the
+// other, and the login's overall deadline allows for both.
+func TestMergedFoldersDoubleTheLoginDeadline(t *testing.T) {
+	deadline := func(mailboxes ...string) time.Duration {
+		cfg := testConfig("127.0.0.1:143")
+		cfg.Upstream.Mailboxes = mailboxes
+		if err := cfg.Check(); err != nil {
+			t.Fatal(err)
+		}
+		p, err := New(cfg, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		return p.srv.CommandTimeout - 3*cfg.State.CommandTimeout
+	}
+	one := 5*time.Second + 3*10*time.Second // testConfig's dial and command timeouts
+	if got := deadline(); got != one {
+		t.Errorf("one folder: upstream part of the login deadline %v, want %v", got, one)
+	}
+	if got := deadline("INBOX", "Junk"); got != 2*one {
+		t.Errorf("merged folders: upstream part of the login deadline %v, want %v", got, 2*one)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/pop3front"
@@ -48,13 +49,16 @@ type Options struct {
 	// describes for this Proxy alone. A Runner passes one store to every
 	// Proxy it builds, so that a reload forgets nothing.
 	Store state.Store
+	// SnapshotCache is an earlier Proxy's snapshot cache (a Runner's
+	// reload), which New keeps, resized to cfg's bound; nil starts empty.
+	SnapshotCache *imapback.SnapshotCache
 }
 
 // New builds a Proxy from a checked config. It does not listen yet.
 func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
 	opts.Hooks.certs = &certReports{obs: opts.Hooks.Certificates}
-	opts.Hooks.snapshots = imapback.NewSnapshotCache(cfg.Performance.SnapshotCacheSize()) // one for every upstream
+	opts.Hooks.snapshots = opts.SnapshotCache.Resized(cfg.Performance.SnapshotCacheSize()) // one for every upstream
 	r, err := newRouter(cfg, opts.Hooks, logger)
 	if err != nil {
 		return nil, err
@@ -99,9 +103,10 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		PlaintextAllowed: plaintextPolicy(cfg.TrustedNetworks),
 		Expire:           retention.Announced(cfg),
 		// Login and UPDATE may each take a dial and a few upstream
-		// commands, and a login up to three store operations and the
-		// hook's answer; the backend bounds every single one itself.
-		CommandTimeout: cfg.Upstream.DialTimeout + 3*cfg.Upstream.CommandTimeout + 3*cfg.State.CommandTimeout + hookTime(cfg),
+		// commands (a merged maildrop's login, two such rounds), and a
+		// login up to three store operations and the hook's answer; the
+		// backend bounds every single one itself.
+		CommandTimeout: time.Duration(cfg.LoginRounds())*(cfg.Upstream.DialTimeout+3*cfg.Upstream.CommandTimeout) + 3*cfg.State.CommandTimeout + hookTime(cfg),
 		Observer:       opts.Hooks.POP3,
 	}
 	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, ownStore: own, listenTCP: listenTCP, hooks: opts.Hooks,

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/proxy/config"
 	"github.com/popbridge/popbridge/proxy/sockets"
 	"github.com/popbridge/popbridge/proxy/state"
@@ -79,7 +80,7 @@ func NewRunner(cfg *config.Config, opts RunnerOptions) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := r.build(cfg)
+	p, err := r.build(cfg, nil)
 	if err != nil {
 		r.store.Close()
 		return nil, err
@@ -90,10 +91,11 @@ func NewRunner(cfg *config.Config, opts RunnerOptions) (*Runner, error) {
 }
 
 // build makes a Proxy for cfg whose listeners are views of the runner's
-// sockets, binding the addresses that are new. On error, the sockets it
-// bound are closed again.
-func (r *Runner) build(cfg *config.Config) (*Proxy, error) {
-	p, err := New(cfg, Options{Logger: r.log, Hooks: r.opts.Hooks, Store: r.store})
+// sockets, binding the addresses that are new, and which keeps the
+// snapshot cache of the Proxy it replaces. On error, the sockets it bound
+// are closed again.
+func (r *Runner) build(cfg *config.Config, cache *imapback.SnapshotCache) (*Proxy, error) {
+	p, err := New(cfg, Options{Logger: r.log, Hooks: r.opts.Hooks, Store: r.store, SnapshotCache: cache})
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +187,7 @@ func (r *Runner) startLocked(p *Proxy) {
 // changed state section...) nothing changes.
 func (r *Runner) Reload(cfg *config.Config) error {
 	r.mu.Lock()
-	draining, stateCfg := r.draining, r.cfg.State
+	draining, stateCfg, cache := r.draining, r.cfg.State, r.cur.hooks.snapshots
 	r.mu.Unlock()
 	if draining {
 		return errors.New("draining: reload ignored")
@@ -195,7 +197,7 @@ func (r *Runner) Reload(cfg *config.Config) error {
 		// while the open sessions hold theirs in this one.
 		return errors.New("state: the section changed; a new shared state store takes a restart (reload ignored)")
 	}
-	p, err := r.build(cfg)
+	p, err := r.build(cfg, cache)
 	if err != nil {
 		return err
 	}

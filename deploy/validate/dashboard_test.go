@@ -9,14 +9,16 @@ import (
 )
 
 // exprUnits returns the Grafana units that fit what a PromQL query
-// measures: a latency quantile is seconds, a rate is per second, an
-// increase a count, a gauge of bytes bytes, a timestamp less time()
-// seconds.
+// measures: a latency quantile is seconds, a rate over a rate a share, a
+// rate is per second, an increase a count, a gauge of bytes bytes, a
+// timestamp less time() seconds.
 func exprUnits(expr string) []string {
 	bytes := strings.Contains(expr, "_bytes")
 	switch {
 	case strings.Contains(expr, "histogram_quantile(") && strings.Contains(expr, "_seconds_bucket"):
 		return []string{"s"}
+	case strings.Count(expr, "rate(") == 2 && strings.Contains(expr, ") / "):
+		return []string{"percentunit"}
 	case strings.Contains(expr, "rate(") && bytes:
 		return []string{"Bps", "binBps"}
 	case strings.Contains(expr, "rate("):

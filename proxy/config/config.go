@@ -244,6 +244,10 @@ func (c *Config) Warnings() []string {
 	if c.Limits.IdleTimeout < minIdleTimeout {
 		w = append(w, fmt.Sprintf("limits.idle_timeout %v is below the 10 minutes RFC 1939 asks for", c.Limits.IdleTimeout))
 	}
+	if c.retentionRemovesNothing() {
+		w = append(w, fmt.Sprintf("policy.retention_days %d removes nothing: policy.delete is keep, no rule sets another delete "+
+			"and no login gets a device view (policy.devices), where retention would mark the device's delete", c.Policy.RetentionDays))
+	}
 	return w
 }
 

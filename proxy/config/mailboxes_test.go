@@ -51,3 +51,30 @@ func TestMailboxesNoDefaultMailbox(t *testing.T) {
 		t.Errorf("mailbox %q, mailboxes %q", cfg.Upstream.Mailbox, cfg.Upstream.Mailboxes)
 	}
 }
+
+// A merged maildrop logs in twice one after the other (its first folder
+// alone): LoginRounds says so wherever folders may be merged.
+func TestLoginRoundsCountMergedFolders(t *testing.T) {
+	const base = "upstream:\n  address: 127.0.0.1:143\n"
+	for yaml, want := range map[string]int{
+		"":                             1,
+		"  mailbox: Scans\n":           1,
+		"  mailboxes: [INBOX, Junk]\n": 2,
+		"policy:\n  rules:\n    - users: [a]\n      mailbox: Junk\n":                       1,
+		"policy:\n  rules:\n    - users: [a]\n      mailboxes: [INBOX, Junk]\n":            2,
+		"upstreams:\n  other:\n    address: 127.0.0.1:993\n":                               1,
+		"upstreams:\n  other:\n    address: 127.0.0.1:993\n    mailboxes: [INBOX, Spam]\n": 2,
+		"auth_http:\n  url: http://127.0.0.1:9000/auth\n":                                  2,
+	} {
+		cfg, err := ParseConfig([]byte(base + yaml))
+		if err == nil {
+			err = cfg.Check()
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", yaml, err)
+		}
+		if got := cfg.LoginRounds(); got != want {
+			t.Errorf("%q: LoginRounds() = %d, want %d", yaml, got, want)
+		}
+	}
+}

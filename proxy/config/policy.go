@@ -264,3 +264,32 @@ func (c *Config) checkKnownDevice(key, name string) error {
 	}
 	return nil
 }
+
+// retentionRemovesNothing reports a policy.retention_days that no session
+// can act on: without a device a session removes by its delete policy,
+// and keep removes nothing; only a rule's delete, a device view or the
+// hook's answer (which may name either) would give it work.
+func (c *Config) retentionRemovesNothing() bool {
+	p := c.Policy
+	if p.RetentionDays == 0 || p.Delete != imapback.DeleteKeep || c.AuthHTTP.Enabled() ||
+		p.Devices.Separator != "" || len(p.Devices.Addresses) > 0 {
+		return false
+	}
+	return !slices.ContainsFunc(p.Rules, func(r PolicyRule) bool { return r.Delete != "" && r.Delete != imapback.DeleteKeep })
+}
+
+// LoginRounds is how many upstream logins a POP3 login may take one after
+// another: two when some maildrop may merge folders (the first folder is
+// opened alone, to try the password once, then the others at once), else
+// one. The hook may answer with folders to merge.
+func (c *Config) LoginRounds() int {
+	merges := len(c.Upstream.Mailboxes) > 0 || c.AuthHTTP.Enabled() ||
+		slices.ContainsFunc(c.Policy.Rules, func(r PolicyRule) bool { return len(r.Mailboxes) > 0 })
+	for _, u := range c.Upstreams {
+		merges = merges || len(u.Mailboxes) > 0
+	}
+	if merges {
+		return 2
+	}
+	return 1
+}

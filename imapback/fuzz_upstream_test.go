@@ -37,7 +37,11 @@ import (
 //   - \Deleted and UID EXPUNGE are sent only by Commit, and only for the
 //     UIDs of the deleted messages; never a plain EXPUNGE;
 //   - with no scripted reply at all, everything succeeds;
-//   - no goroutine outlives the iteration.
+//   - no goroutine outlives the iteration, and no login allocates more
+//     than loginAllocBound;
+//   - in the cache mode (fuzz_cache_test.go), a warm snapshot lists
+//     ascending UIDs, each named by a SEARCH answer, with a size from
+//     the cache or a FETCH answer.
 func FuzzUpstreamSession(f *testing.F) {
 	for _, s := range upstreamSeeds {
 		f.Add(s.mode, []byte(s.sizes), []byte(s.script))
@@ -117,6 +121,9 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 	if mode&modeLowExists != 0 {
 		fake.lowExists = uint64(maxMsgs)
 	}
+	if mode&modeESearch != 0 {
+		fake.caps += " ESEARCH"
+	}
 	uidl, err := ParseUIDLFormat(fuzzUIDLFormats[mode&modeUIDL])
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +138,10 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 	}
 	if mode&modeNoAhead != 0 {
 		opts.ReadAheadBytes = -1
+	}
+	obs := &outcomes{}
+	if mode&modeCache != 0 {
+		opts.SnapshotCache, opts.Observer = NewSnapshotCache(1<<20), obs
 	}
 	b, err := New(opts)
 	if err != nil {
@@ -153,8 +164,22 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 		return !fake.custom && (fake.lowExists == 0 || len(model) <= maxMsgs)
 	}
 
+	from := 0 // the first connection of the login below
+	if mode&modeCache != 0 {
+		from = fillCache(ctx, fake, b, pol)
+	}
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	alloc := mem.TotalAlloc
 	s, err := b.Login(ctx, alice, pol)
-	checkLogin(t, fake, s, err, maxMsgs, len(model) > maxMsgs && wellFormed())
+	runtime.ReadMemStats(&mem)
+	if n := mem.TotalAlloc - alloc; n > loginAllocBound {
+		t.Fatalf("the login allocated %d MB", n>>20)
+	}
+	checkLogin(t, fake, from, s, err, maxMsgs, len(model) > maxMsgs && wellFormed())
+	if err == nil {
+		checkWarmSnapshot(t, fake, from, obs.last(), s, model)
+	}
 	if err != nil {
 		if wellFormed() && len(model) <= maxMsgs {
 			t.Fatalf("well-formed login failed: %v", err)
@@ -225,8 +250,8 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 var reExists = regexp.MustCompile(`^\* (\d{1,10}) EXISTS\r?$`)
 
 // checkLogin checks a login's outcome against what the fake answered to
-// SELECT on the first connection.
-func checkLogin(t *testing.T, fake *fakeUpstream, s *Session, err error, maxMsgs int, tooLarge bool) {
+// SELECT on the login's first connection, the from-th.
+func checkLogin(t *testing.T, fake *fakeUpstream, from int, s *Session, err error, maxMsgs int, tooLarge bool) {
 	if tooLarge && !errors.Is(err, ErrMaildropTooLarge) {
 		t.Fatalf("login of a maildrop larger than %d: %v, want ErrMaildropTooLarge", maxMsgs, err)
 	}
@@ -238,10 +263,10 @@ func checkLogin(t *testing.T, fake *fakeUpstream, s *Session, err error, maxMsgs
 	}
 	// The EXISTS lines of SELECT's answer, up to its tagged response.
 	fake.mu.Lock()
-	out := string(fake.sent[0])
+	out := string(fake.sent[from])
 	fake.mu.Unlock()
 	tag := ""
-	for _, c := range fake.commands() {
+	for _, c := range fake.commandsFrom(from) {
 		if t, rest, _ := strings.Cut(c, " "); commandKind(t, rest) == "SELECT" {
 			tag = t
 			break

@@ -13,8 +13,10 @@ import (
 
 // checkDelivered checks a message read to its end: its octets are
 // pieces the upstream sent as that UID's body, each at its offset, and
-// the model message itself when every piece was the model's.
-func checkDelivered(t *testing.T, fake *fakeUpstream, m Message, got []byte, model []fakeMsg) {
+// the model message itself when every piece was the model's. What a TOP
+// (top) delivered may end inside a piece, and is a prefix of the model
+// message.
+func checkDelivered(t *testing.T, fake *fakeUpstream, m Message, got []byte, model []fakeMsg, top bool) {
 	fake.mu.Lock()
 	var bodies []sentBody
 	for _, out := range fake.sent {
@@ -30,7 +32,7 @@ func checkDelivered(t *testing.T, fake *fakeUpstream, m Message, got []byte, mod
 			}
 		}
 	}
-	if !tiles(got, mine) {
+	if !tiles(got, mine, top) {
 		t.Fatalf("UID %d delivered %q, which is not what the upstream sent as its body (%d pieces)", m.UID, got, len(mine))
 	}
 	for _, fm := range model {
@@ -40,19 +42,23 @@ func checkDelivered(t *testing.T, fake *fakeUpstream, m Message, got []byte, mod
 		for _, sb := range mine {
 			end := sb.off + int64(len(sb.data))
 			if end > int64(len(fm.body)) || !bytes.Equal(sb.data, fm.body[sb.off:end]) ||
-				end != int64(len(fm.body)) && len(sb.data) != fuzzChunk {
+				!top && end != int64(len(fm.body)) && len(sb.data) != fuzzChunk {
 				return // the upstream sent something else for it too
 			}
 		}
-		if !bytes.Equal(got, fm.body) {
+		if top && !bytes.HasPrefix(fm.body, got) {
+			t.Fatalf("TOP of UID %d delivered %q, the upstream's message is %q", m.UID, got, fm.body)
+		}
+		if !top && !bytes.Equal(got, fm.body) {
 			t.Fatalf("UID %d delivered %q, the upstream's message is %q", m.UID, got, fm.body)
 		}
 	}
 }
 
 // tiles reports whether got is a run of bodies, each at the offset
-// where the one before it ends.
-func tiles(got []byte, bodies []sentBody) bool {
+// where the one before it ends; with prefix, the last may go on past
+// the end of got.
+func tiles(got []byte, bodies []sentBody, prefix bool) bool {
 	seen := map[int]bool{}
 	var from func(off int) bool
 	from = func(off int) bool {
@@ -61,10 +67,17 @@ func tiles(got []byte, bodies []sentBody) bool {
 		}
 		seen[off] = true
 		for _, sb := range bodies {
-			if sb.off != int64(off) || !bytes.HasPrefix(got[off:], sb.data) {
+			rest := got[off:]
+			if sb.off != int64(off) {
 				continue
 			}
-			if off+len(sb.data) == len(got) || len(sb.data) > 0 && from(off+len(sb.data)) {
+			if prefix && bytes.HasPrefix(sb.data, rest) {
+				return true
+			}
+			if !bytes.HasPrefix(rest, sb.data) {
+				continue
+			}
+			if len(sb.data) == len(rest) || len(sb.data) > 0 && from(off+len(sb.data)) {
 				return true
 			}
 		}
@@ -73,7 +86,8 @@ func tiles(got []byte, bodies []sentBody) bool {
 	return from(0)
 }
 
-// sentBody is a BODY[] value the upstream sent in a FETCH response.
+// sentBody is a BODY[] value the upstream sent in a FETCH response, or
+// a BODY[HEADER] or BODY[TEXT] value, placed where it is in BODY[].
 type sentBody struct {
 	uids []uint64 // the UIDs named before the response's first literal
 	off  int64
@@ -83,14 +97,17 @@ type sentBody struct {
 var (
 	reLiteralEnd = regexp.MustCompile(`\{(\d{1,9})\+?\}\r?\n$`)
 	reUIDItem    = regexp.MustCompile(`(?i)\bUID (\d{1,10})\b`)
-	reBodyBefore = regexp.MustCompile(`(?i)\bBODY\[\](?:<(\d{1,10})>)? $`)
+	reBodyBefore = regexp.MustCompile(`(?i)\bBODY\[(HEADER|TEXT)?\](?:<(\d{1,10})>)? $`)
 	reQuotedPair = regexp.MustCompile(`\\(.)`)
-	reBodyQuoted = regexp.MustCompile(`(?i)\bBODY\[\](?:<(\d{1,10})>)? "((?:[^"\\\r\n]|\\.)*)"`)
+	reBodyQuoted = regexp.MustCompile(`(?i)\bBODY\[(HEADER|TEXT)?\](?:<(\d{1,10})>)? "((?:[^"\\\r\n]|\\.)*)"`)
 )
 
 // sentBodies finds the BODY[] values of the FETCH responses in out,
 // literals and quoted strings, more leniently than go-imap reads them.
+// A BODY[TEXT] value starts where the response's BODY[HEADER] ends; one
+// without a header is left out.
 func sentBodies(out []byte) []sentBody {
+	offset := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
 	var found []sentBody
 	var text []string // the response's text, cut at its literals
 	var lits [][]byte
@@ -105,17 +122,33 @@ func sentBodies(out []byte) []sentBody {
 			u, _ := strconv.ParseUint(m[1], 10, 64)
 			uids = append(uids, u)
 		}
-		offset := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+		var values []sentBody
+		var sections []string
 		for j, lit := range lits {
 			if m := reBodyBefore.FindStringSubmatch(text[j]); m != nil {
-				found = append(found, sentBody{uids, offset(m[1]), lit})
+				values, sections = append(values, sentBody{uids, offset(m[2]), lit}), append(sections, m[1])
 			}
 		}
 		for _, part := range text {
 			for _, m := range reBodyQuoted.FindAllStringSubmatch(part, -1) {
-				q := reQuotedPair.ReplaceAllString(m[2], "$1")
-				found = append(found, sentBody{uids, offset(m[1]), []byte(q)})
+				q := reQuotedPair.ReplaceAllString(m[3], "$1")
+				values, sections = append(values, sentBody{uids, offset(m[2]), []byte(q)}), append(sections, m[1])
 			}
+		}
+		header := -1
+		for k, sec := range sections {
+			if strings.EqualFold(sec, "HEADER") && header < 0 {
+				header = len(values[k].data)
+			}
+		}
+		for k, sb := range values {
+			switch {
+			case strings.EqualFold(sections[k], "TEXT") && header < 0:
+				continue
+			case strings.EqualFold(sections[k], "TEXT"):
+				sb.off += int64(header)
+			}
+			found = append(found, sb)
 		}
 	}
 	part := ""

@@ -132,6 +132,8 @@ func commandKind(tag, rest string) string {
 	}
 	if strings.HasPrefix(up, "UID FETCH ") {
 		switch {
+		case strings.Contains(up, "BODY.PEEK[HEADER]") && strings.Contains(up, "RFC822.SIZE"):
+			return "TOP"
 		case strings.Contains(up, "RFC822.SIZE"):
 			return "SIZES"
 		case strings.Contains(up, "BODY.PEEK[HEADER]"):
@@ -249,6 +251,9 @@ func (f *fakeUpstream) data(out []byte, kind, tag, rest string, set uidRanges, o
 			h, _, _ := bytes.Cut(m.body, []byte("\r\n\r\n"))
 			h = append(h[:len(h):len(h)], "\r\n\r\n"...)
 			out = fmt.Appendf(out, "* %d FETCH (UID %d BODY[HEADER] {%d}\r\n%s)\r\n", k+1, m.uid, len(h), h)
+		case "TOP":
+			out = fmt.Appendf(out, "* %d FETCH (UID %d RFC822.SIZE %d ", k+1, m.uid, len(m.body))
+			out = appendHeadText(out, m.body, strings.Contains(strings.ToUpper(rest), "BODY.PEEK[TEXT]"), size)
 		case "BODY":
 			p := m.body[min(off, int64(len(m.body))):]
 			p = p[:min(size, int64(len(p)))]
@@ -262,6 +267,22 @@ func (f *fakeUpstream) data(out []byte, kind, tag, rest string, set uidRanges, o
 		}
 	}
 	return out
+}
+
+// appendHeadText appends the BODY[HEADER] of body, its BODY[TEXT]<0>
+// of at most size octets if withText, and the end of the response.
+func appendHeadText(out, body []byte, withText bool, size int64) []byte {
+	n := len(body)
+	if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
+		n = i + 4
+	}
+	out = fmt.Appendf(out, "BODY[HEADER] {%d}\r\n%s", n, body[:n])
+	if withText {
+		text := body[n:]
+		text = text[:min(size, int64(len(text)))]
+		out = fmt.Appendf(out, " BODY[TEXT]<0> {%d}\r\n%s", len(text), text)
+	}
+	return append(out, ")\r\n"...)
 }
 
 // uidRanges is a parsed UID set: inclusive ranges, "*" as the largest UID.

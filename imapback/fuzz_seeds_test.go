@@ -61,6 +61,9 @@ var upstreamSeeds = []upstreamSeed{
 	// UID nobody asked for.
 	{seedMax16 | seedDelete0, "\x08\x09\x0a",
 		"BATCH\n* 1 FETCH (UID 4 BODY[] {*}Subject: m0\r\nX: y\r\n\x01)\r\n* 9 FETCH (UID 99 BODY[] {*}not yours\x01)\r\n* 2 EXPUNGE\r\n$T OK Fetch completed.\r\n"},
+	// TOP (lines 0) of a message larger than a range: its header and
+	// size in one FETCH, after a RETR abandoned early.
+	{seedMax16 | 1 | modeTop | modeEarlyClose | modeFlagOnly | modeNoop | seedDelete0, "00", ""},
 	// A cached mailbox, everything the default: ESEARCH ranges, and a
 	// plain SEARCH with %g identities from the cache.
 	{seedWarmE | seedDelete0, seedThree, ""},

@@ -190,13 +190,15 @@ func TestIdleTimeoutClosesTheConnection(t *testing.T) {
 }
 
 func TestIdleTimeoutRestartsWithEachCommand(t *testing.T) {
-	const idle = 500 * time.Millisecond
+	// Far more than the 50 ms between two commands, which a loaded
+	// machine may stretch to a few hundred.
+	const idle = 1500 * time.Millisecond
 	ts := startServer(t, newFakeBackend(), func(s *Server) { s.IdleTimeout = idle })
 	c := dialLogin(t, ts, "3")
 	start := time.Now()
-	for time.Since(start) < 2*idle {
+	for time.Since(start) < idle*3/2 {
 		c.expect("NOOP\r\n", "+OK\r\n")
-		time.Sleep(idle / 10) // time passing, not synchronisation
+		time.Sleep(50 * time.Millisecond) // time passing, not synchronisation
 	}
 }
 

@@ -150,6 +150,8 @@ func TestAuthTimeoutBoundsTheWholeAuthorizationState(t *testing.T) {
 		})
 	}
 	t.Run("not after the login", func(t *testing.T) {
+		// Room for the login itself on a loaded machine.
+		const timeout = time.Second
 		ts := startServer(t, newFakeBackend(), func(s *Server) { s.AuthTimeout = timeout })
 		c := dialLogin(t, ts, "3")
 		time.Sleep(2 * timeout) // time passing, not synchronisation
@@ -162,7 +164,8 @@ func TestIdleTimeoutClosesTheConnection(t *testing.T) {
 	for _, login := range []bool{false, true} {
 		t.Run(fmt.Sprintf("login=%v", login), func(t *testing.T) {
 			fb := newFakeBackend()
-			ts := startServer(t, fb, func(s *Server) { s.IdleTimeout = 250 * time.Millisecond })
+			// Room for the login and DELE on a loaded machine.
+			ts := startServer(t, fb, func(s *Server) { s.IdleTimeout = time.Second })
 			var c *client
 			if login {
 				c = dialLogin(t, ts, "3")

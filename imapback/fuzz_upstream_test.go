@@ -41,7 +41,8 @@ import (
 //     than loginAllocBound;
 //   - in the cache mode (fuzz_cache_test.go), a warm snapshot lists
 //     ascending UIDs, each named by a SEARCH answer, with a size from
-//     the cache or a FETCH answer.
+//     the cache or a FETCH answer; with no scripted reply, all of it
+//     from the cache.
 func FuzzUpstreamSession(f *testing.F) {
 	for _, s := range upstreamSeeds {
 		f.Add(s.mode, []byte(s.sizes), []byte(s.script))
@@ -177,8 +178,11 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 		t.Fatalf("the login allocated %d MB", n>>20)
 	}
 	checkLogin(t, fake, from, s, err, maxMsgs, len(model) > maxMsgs && wellFormed())
-	if err == nil {
+	if err == nil && mode&modeCache != 0 {
 		checkWarmSnapshot(t, fake, from, obs.last(), s, model)
+		if wellFormed() && obs.last() != CacheHit {
+			t.Fatalf("well-formed warm login: cache %s, want %s", obs.last(), CacheHit)
+		}
 	}
 	if err != nil {
 		if wellFormed() && len(model) <= maxMsgs {

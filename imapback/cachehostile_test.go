@@ -11,8 +11,9 @@ import (
 
 // What a warm login takes from the upstream's UID SEARCH is held to the
 // same bounds as a snapshot's FETCH: a listing beyond the maximum
-// maildrop, or past the response bounds, fails the login; a UID the
-// SEARCH names and no FETCH answers is left out, as an expunged one.
+// maildrop, or past the response bounds, fails the login, and so does
+// one whose MIN, MAX or COUNT disagree with its list; a UID the SEARCH
+// names and no FETCH answers is left out, as an expunged one.
 func TestSnapshotCacheHostileSearch(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -32,6 +33,11 @@ func TestSnapshotCacheHostileSearch(t *testing.T) {
 		}, ErrResponseTooLarge, 0, ""},
 		{"a UID nobody fetches", func(w *hostileimap.Writer) { w.Line("* SEARCH 1 3") }, nil, 1, ""},
 		{"every UID there is", func(w *hostileimap.Writer) { w.Line(`* ESEARCH (TAG "%s") UID ALL 1:4294967295`, w.Tag) }, ErrMaildropTooLarge, 0, ""},
+		// Found by FuzzUpstreamSession: answers that go-imap reads as no
+		// UID at all, for a mailbox of one message.
+		{"COUNT instead of ALL", func(w *hostileimap.Writer) { w.Line(`* ESEARCH (TAG "%s") UID MIN 1 MAX 1 COUNT 1`, w.Tag) }, ErrUnavailable, 0, ""},
+		{"sequence numbers", func(w *hostileimap.Writer) { w.Line(`* ESEARCH (TAG "%s") ALL 1`, w.Tag) }, ErrUnavailable, 0, ""},
+		{"a COUNT that disagrees", func(w *hostileimap.Writer) { w.Line(`* ESEARCH (TAG "%s") UID ALL 1 COUNT 2`, w.Tag) }, ErrUnavailable, 0, ""},
 		{"every UID there is, in a view", func(w *hostileimap.Writer) { w.Line(`* ESEARCH (TAG "%s") UID ALL 1`, w.Tag) }, ErrMaildropTooLarge, 0, "phone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

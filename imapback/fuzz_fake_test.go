@@ -9,7 +9,8 @@ package imapback
 //	$T      the command's tag
 //	$D      the well-formed data of the command (EXISTS of SELECT, the
 //	        size, identity, body or flag responses of a FETCH, the
-//	        EXPUNGEs of UID EXPUNGE), from the model
+//	        EXPUNGEs of UID EXPUNGE, the SEARCH or ESEARCH response of a
+//	        UID SEARCH), from the model
 //	$U, $O  the first UID and the offset a FETCH asks for
 //	{*}...  a literal of the octets up to the next \x01 (or the end),
 //	        with its length filled in
@@ -40,21 +41,25 @@ type fakeUpstream struct {
 	conn      *testkit.ConnServer
 	model     []fakeMsg
 	lowExists uint64 // if > 0, the EXISTS of SELECT's default answer
+	caps      string // the capabilities of the default greeting and LOGIN
 
 	mu     sync.Mutex
+	hold   bool                // connections accepted now get only defaults
 	script map[string][]string // kind -> replies not used yet
 	custom bool                // a scripted reply was used
 	recv   []string            // command lines received (without CRLF)
+	recvOn []int               // the connection of each of recv
 	sent   [][]byte            // what each connection was sent
 }
 
-// fakeCaps are the capabilities of the default greeting and LOGIN.
+// fakeCaps are the capabilities of the default greeting and LOGIN
+// unless the fuzz target adds ESEARCH.
 const fakeCaps = "IMAP4rev1 LITERAL+ UIDPLUS"
 
 // startFake listens on 127.0.0.1 and serves script: segments separated
 // by NUL, each its kind on the first line and its reply after.
 func startFake(model []fakeMsg, script []byte) (*fakeUpstream, error) {
-	f := &fakeUpstream{model: model, script: map[string][]string{}}
+	f := &fakeUpstream{model: model, caps: fakeCaps, script: map[string][]string{}}
 	for _, seg := range bytes.Split(script, []byte{0}) {
 		kind, reply, ok := bytes.Cut(seg, []byte("\n"))
 		if ok {
@@ -66,20 +71,21 @@ func startFake(model []fakeMsg, script []byte) (*fakeUpstream, error) {
 	f.conn, err = testkit.ServeConns(10*time.Second, func(nc net.Conn) {
 		f.mu.Lock()
 		f.sent = append(f.sent, nil)
-		idx := len(f.sent) - 1
+		idx, hold := len(f.sent)-1, f.hold
 		f.mu.Unlock()
-		f.serve(nc, idx)
+		f.serve(nc, idx, hold)
 	})
 	return f, err
 }
 
 func (f *fakeUpstream) close() { f.conn.Close() }
 
-// next returns the next scripted reply of kind, or def.
-func (f *fakeUpstream) next(kind, def string) string {
+// next returns the next scripted reply of kind, or def (always def for
+// a connection accepted on hold).
+func (f *fakeUpstream) next(kind, def string, hold bool) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if q := f.script[kind]; len(q) > 0 {
+	if q := f.script[kind]; len(q) > 0 && !hold {
 		f.script[kind] = q[1:]
 		f.custom = true
 		return q[0]
@@ -87,7 +93,7 @@ func (f *fakeUpstream) next(kind, def string) string {
 	return def
 }
 
-func (f *fakeUpstream) serve(nc net.Conn, idx int) {
+func (f *fakeUpstream) serve(nc net.Conn, idx int, hold bool) {
 	write := func(p []byte) bool {
 		f.mu.Lock()
 		f.sent[idx] = append(f.sent[idx], p...)
@@ -95,7 +101,7 @@ func (f *fakeUpstream) serve(nc net.Conn, idx int) {
 		_, err := nc.Write(p)
 		return err == nil
 	}
-	greeting := f.next("GREETING", "* OK [CAPABILITY "+fakeCaps+"] Dovecot ready.\r\n")
+	greeting := f.next("GREETING", "* OK [CAPABILITY "+f.caps+"] Dovecot ready.\r\n", hold)
 	if !write(f.expand(greeting, "", "", "")) {
 		return
 	}
@@ -107,11 +113,11 @@ func (f *fakeUpstream) serve(nc net.Conn, idx int) {
 		}
 		cmd := strings.TrimRight(string(line), "\r\n")
 		f.mu.Lock()
-		f.recv = append(f.recv, cmd)
+		f.recv, f.recvOn = append(f.recv, cmd), append(f.recvOn, idx)
 		f.mu.Unlock()
 		tag, rest, _ := strings.Cut(cmd, " ")
 		kind := commandKind(tag, rest)
-		if !write(f.expand(f.next(kind, defaultReply(kind)), tag, kind, rest)) || kind == "LOGOUT" {
+		if !write(f.expand(f.next(kind, f.defaultReply(kind), hold), tag, kind, rest)) || kind == "LOGOUT" {
 			return
 		}
 	}
@@ -126,6 +132,8 @@ func commandKind(tag, rest string) string {
 	}
 	if strings.HasPrefix(up, "UID FETCH ") {
 		switch {
+		case strings.Contains(up, "BODY.PEEK[HEADER]") && strings.Contains(up, "RFC822.SIZE"):
+			return "TOP"
 		case strings.Contains(up, "RFC822.SIZE"):
 			return "SIZES"
 		case strings.Contains(up, "BODY.PEEK[HEADER]"):
@@ -146,12 +154,12 @@ func commandKind(tag, rest string) string {
 	return name
 }
 
-func defaultReply(kind string) string {
+func (f *fakeUpstream) defaultReply(kind string) string {
 	switch kind {
 	case "LOGIN":
-		return "$T OK [CAPABILITY " + fakeCaps + "] Logged in\r\n"
+		return "$T OK [CAPABILITY " + f.caps + "] Logged in\r\n"
 	case "CAPABILITY":
-		return "* CAPABILITY " + fakeCaps + "\r\n$T OK Capability completed.\r\n"
+		return "* CAPABILITY " + f.caps + "\r\n$T OK Capability completed.\r\n"
 	case "SELECT":
 		return "$D$T OK [READ-WRITE] Select completed.\r\n"
 	case "LOGOUT":
@@ -186,7 +194,7 @@ func (f *fakeUpstream) expand(reply, tag, kind, rest string) []byte {
 		case strings.HasPrefix(reply, "$T"):
 			out, reply = append(out, tag...), reply[2:]
 		case strings.HasPrefix(reply, "$D"):
-			out, reply = f.data(out, kind, rest, set, off, size), reply[2:]
+			out, reply = f.data(out, kind, tag, rest, set, off, size), reply[2:]
 		case strings.HasPrefix(reply, "$U"):
 			if len(set) > 0 {
 				out = strconv.AppendUint(out, set[0][0], 10)
@@ -206,8 +214,10 @@ func (f *fakeUpstream) expand(reply, tag, kind, rest string) []byte {
 }
 
 // data appends the well-formed answer of a command of kind to out.
-func (f *fakeUpstream) data(out []byte, kind, rest string, set uidRanges, off, size int64) []byte {
+func (f *fakeUpstream) data(out []byte, kind, tag, rest string, set uidRanges, off, size int64) []byte {
 	switch kind {
+	case "SEARCH":
+		return f.searchData(out, tag, rest)
 	case "SELECT":
 		n := uint64(len(f.model))
 		if f.lowExists > 0 {
@@ -241,6 +251,9 @@ func (f *fakeUpstream) data(out []byte, kind, rest string, set uidRanges, off, s
 			h, _, _ := bytes.Cut(m.body, []byte("\r\n\r\n"))
 			h = append(h[:len(h):len(h)], "\r\n\r\n"...)
 			out = fmt.Appendf(out, "* %d FETCH (UID %d BODY[HEADER] {%d}\r\n%s)\r\n", k+1, m.uid, len(h), h)
+		case "TOP":
+			out = fmt.Appendf(out, "* %d FETCH (UID %d RFC822.SIZE %d ", k+1, m.uid, len(m.body))
+			out = appendHeadText(out, m.body, strings.Contains(strings.ToUpper(rest), "BODY.PEEK[TEXT]"), size)
 		case "BODY":
 			p := m.body[min(off, int64(len(m.body))):]
 			p = p[:min(size, int64(len(p)))]
@@ -254,6 +267,22 @@ func (f *fakeUpstream) data(out []byte, kind, rest string, set uidRanges, off, s
 		}
 	}
 	return out
+}
+
+// appendHeadText appends the BODY[HEADER] of body, its BODY[TEXT]<0>
+// of at most size octets if withText, and the end of the response.
+func appendHeadText(out, body []byte, withText bool, size int64) []byte {
+	n := len(body)
+	if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
+		n = i + 4
+	}
+	out = fmt.Appendf(out, "BODY[HEADER] {%d}\r\n%s", n, body[:n])
+	if withText {
+		text := body[n:]
+		text = text[:min(size, int64(len(text)))]
+		out = fmt.Appendf(out, " BODY[TEXT]<0> {%d}\r\n%s", len(text), text)
+	}
+	return append(out, ")\r\n"...)
 }
 
 // uidRanges is a parsed UID set: inclusive ranges, "*" as the largest UID.
@@ -289,8 +318,18 @@ func (r uidRanges) contains(uid uint64) bool {
 }
 
 // commands returns the command lines received so far.
-func (f *fakeUpstream) commands() []string {
+func (f *fakeUpstream) commands() []string { return f.commandsFrom(0) }
+
+// commandsFrom returns the command lines received so far on the
+// connections from the from-th on.
+func (f *fakeUpstream) commandsFrom(from int) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]string(nil), f.recv...)
+	var cmds []string
+	for k, c := range f.recv {
+		if f.recvOn[k] >= from {
+			cmds = append(cmds, c)
+		}
+	}
+	return cmds
 }

@@ -14,6 +14,10 @@ const (
 	seedMax16   = 15 << modeMaxShift
 	seedDelete0 = 1 << modeDeleteMask
 	seedDelete2 = 4 << modeDeleteMask
+	seedWarm    = seedMax16 | modeCache
+	seedWarmE   = seedWarm | modeESearch
+	// The three messages of the cache seeds: UIDs 4, 7 and 10.
+	seedThree = "\x0a\x14\x64"
 )
 
 var upstreamSeeds = []upstreamSeed{
@@ -57,4 +61,41 @@ var upstreamSeeds = []upstreamSeed{
 	// UID nobody asked for.
 	{seedMax16 | seedDelete0, "\x08\x09\x0a",
 		"BATCH\n* 1 FETCH (UID 4 BODY[] {*}Subject: m0\r\nX: y\r\n\x01)\r\n* 9 FETCH (UID 99 BODY[] {*}not yours\x01)\r\n* 2 EXPUNGE\r\n$T OK Fetch completed.\r\n"},
+	// TOP (lines 0) of a message larger than a range: its header and
+	// size in one FETCH, after a RETR abandoned early.
+	{seedMax16 | 1 | modeTop | modeEarlyClose | modeFlagOnly | modeNoop | seedDelete0, "00", ""},
+	// A cached mailbox, everything the default: ESEARCH ranges, and a
+	// plain SEARCH with %g identities from the cache.
+	{seedWarmE | seedDelete0, seedThree, ""},
+	{seedWarm | 1 | seedDelete2, seedThree, ""},
+	// New mail: a SEARCH naming a UID above the cached ones, and its size
+	// from the FETCH sent with it.
+	{seedWarmE | 2, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID ALL 4,7,10:11\r\n$T OK Search completed.\r\n\x00" +
+		"SIZES\n* 4 FETCH (UID 11 RFC822.SIZE 5)\r\n$T OK Fetch completed.\r\n"},
+	// Every UID there is, and a range written backwards.
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID ALL 1:4294967295\r\n$T OK Search completed.\r\n"},
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID ALL 10:4\r\n$T OK Search completed.\r\n"},
+	// MIN, MAX and COUNT without ALL, as if RETURN () had been asked.
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID MIN 4 MAX 10 COUNT 3\r\n$T OK Search completed.\r\n"},
+	// A plain SEARCH out of order, with a UID twice, and with UIDs above
+	// UIDNEXT that no FETCH answers.
+	{seedWarm, seedThree, "SEARCH\n* SEARCH 10 4 7\r\n$T OK Search completed.\r\n"},
+	{seedWarm, seedThree, "SEARCH\n* SEARCH 4 7 7 10\r\n$T OK Search completed.\r\n"},
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID ALL 4:7,7,10\r\n$T OK Search completed.\r\n"},
+	{seedWarm, seedThree, "SEARCH\n* SEARCH 4 7 10 150 4294967295\r\n$T OK Search completed.\r\n"},
+	// An empty answer, plain and ESEARCH, and one that names a dynamic set.
+	{seedWarm, seedThree, "SEARCH\n$T OK Search completed.\r\n"},
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID\r\n$T OK Search completed.\r\n"},
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID ALL 4:*\r\n$T OK Search completed.\r\n"},
+	// An answer correlated to another tag, one with none, and one with
+	// "ALL" inside its tag.
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"X99\") UID ALL 4:10\r\n$T OK Search completed.\r\n"},
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH UID ALL 4,7\r\n$T OK Search completed.\r\n"},
+	{seedWarmE, seedThree, "SEARCH\n* ESEARCH (TAG \"ALL 1:9\") UID ALL 4\r\n$T OK Search completed.\r\n"},
+	// A SEARCH refused, the connection gone in its middle, an EXPUNGE
+	// within its answer, and a SELECT with another UIDVALIDITY.
+	{seedWarm | modeReconnect, seedThree, "SEARCH\n$T NO [SERVERBUG] Internal error.\r\n"},
+	{seedWarmE | modeReconnect, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID ALL 4,7\r\n* BYE Disconnected.\r\n"},
+	{seedWarm | seedDelete0, seedThree, "SEARCH\n* SEARCH 4 7 10\r\n* 2 EXPUNGE\r\n$T OK Search completed.\r\n"},
+	{seedWarmE | seedDelete0, seedThree, "SELECT\n* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n$T OK [READ-WRITE] Select completed.\r\n"},
 }

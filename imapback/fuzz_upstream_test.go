@@ -2,10 +2,10 @@ package imapback
 
 // The upstream fuzzer: FuzzUpstreamSession, what it does with a Session
 // and the checks it makes of the outcome and of what the scripted
-// upstream (fuzz_fake_test.go) sent and received.
+// upstream (fuzz_fake_test.go) received; fuzz_delivered_test.go checks
+// what it sent against what the session delivered.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +37,12 @@ import (
 //   - \Deleted and UID EXPUNGE are sent only by Commit, and only for the
 //     UIDs of the deleted messages; never a plain EXPUNGE;
 //   - with no scripted reply at all, everything succeeds;
-//   - no goroutine outlives the iteration.
+//   - no goroutine outlives the iteration, and no login allocates more
+//     than loginAllocBound;
+//   - in the cache mode (fuzz_cache_test.go), a warm snapshot lists
+//     ascending UIDs, each named by a SEARCH answer, with a size from
+//     the cache or a FETCH answer; with no scripted reply, all of it
+//     from the cache.
 func FuzzUpstreamSession(f *testing.F) {
 	for _, s := range upstreamSeeds {
 		f.Add(s.mode, []byte(s.sizes), []byte(s.script))
@@ -117,6 +122,9 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 	if mode&modeLowExists != 0 {
 		fake.lowExists = uint64(maxMsgs)
 	}
+	if mode&modeESearch != 0 {
+		fake.caps += " ESEARCH"
+	}
 	uidl, err := ParseUIDLFormat(fuzzUIDLFormats[mode&modeUIDL])
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +139,10 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 	}
 	if mode&modeNoAhead != 0 {
 		opts.ReadAheadBytes = -1
+	}
+	obs := &outcomes{}
+	if mode&modeCache != 0 {
+		opts.SnapshotCache, opts.Observer = NewSnapshotCache(1<<20), obs
 	}
 	b, err := New(opts)
 	if err != nil {
@@ -153,8 +165,25 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 		return !fake.custom && (fake.lowExists == 0 || len(model) <= maxMsgs)
 	}
 
+	from := 0 // the first connection of the login below
+	if mode&modeCache != 0 {
+		from = fillCache(ctx, fake, b, pol)
+	}
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	alloc := mem.TotalAlloc
 	s, err := b.Login(ctx, alice, pol)
-	checkLogin(t, fake, s, err, maxMsgs, len(model) > maxMsgs && wellFormed())
+	runtime.ReadMemStats(&mem)
+	if n := mem.TotalAlloc - alloc; n > loginAllocBound {
+		t.Fatalf("the login allocated %d MB", n>>20)
+	}
+	checkLogin(t, fake, from, s, err, maxMsgs, len(model) > maxMsgs && wellFormed())
+	if err == nil && mode&modeCache != 0 {
+		checkWarmSnapshot(t, fake, from, obs.last(), s, model)
+		if wellFormed() && obs.last() != CacheHit {
+			t.Fatalf("well-formed warm login: cache %s, want %s", obs.last(), CacheHit)
+		}
+	}
 	if err != nil {
 		if wellFormed() && len(model) <= maxMsgs {
 			t.Fatalf("well-formed login failed: %v", err)
@@ -196,7 +225,7 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 			cut = true
 			break
 		}
-		checkDelivered(t, fake, msgs[i], got, model)
+		checkDelivered(t, fake, msgs[i], got, model, lines >= 0)
 		if lines < 0 {
 			s.Retrieved(i)
 		}
@@ -225,8 +254,8 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 var reExists = regexp.MustCompile(`^\* (\d{1,10}) EXISTS\r?$`)
 
 // checkLogin checks a login's outcome against what the fake answered to
-// SELECT on the first connection.
-func checkLogin(t *testing.T, fake *fakeUpstream, s *Session, err error, maxMsgs int, tooLarge bool) {
+// SELECT on the login's first connection, the from-th.
+func checkLogin(t *testing.T, fake *fakeUpstream, from int, s *Session, err error, maxMsgs int, tooLarge bool) {
 	if tooLarge && !errors.Is(err, ErrMaildropTooLarge) {
 		t.Fatalf("login of a maildrop larger than %d: %v, want ErrMaildropTooLarge", maxMsgs, err)
 	}
@@ -238,10 +267,10 @@ func checkLogin(t *testing.T, fake *fakeUpstream, s *Session, err error, maxMsgs
 	}
 	// The EXISTS lines of SELECT's answer, up to its tagged response.
 	fake.mu.Lock()
-	out := string(fake.sent[0])
+	out := string(fake.sent[from])
 	fake.mu.Unlock()
 	tag := ""
-	for _, c := range fake.commands() {
+	for _, c := range fake.commandsFrom(from) {
 		if t, rest, _ := strings.Cut(c, " "); commandKind(t, rest) == "SELECT" {
 			tag = t
 			break
@@ -259,140 +288,6 @@ func checkLogin(t *testing.T, fake *fakeUpstream, s *Session, err error, maxMsgs
 	if exists > uint64(maxMsgs) && exists < 1<<32 {
 		t.Fatalf("login succeeded after SELECT named %d messages, MaxMessages %d", exists, maxMsgs)
 	}
-}
-
-// checkDelivered checks a message read to its end: its octets are
-// pieces the upstream sent as that UID's body, each at its offset, and
-// the model message itself when every piece was the model's.
-func checkDelivered(t *testing.T, fake *fakeUpstream, m Message, got []byte, model []fakeMsg) {
-	fake.mu.Lock()
-	var bodies []sentBody
-	for _, out := range fake.sent {
-		bodies = append(bodies, sentBodies(out)...)
-	}
-	fake.mu.Unlock()
-	var mine []sentBody
-	for _, sb := range bodies {
-		for _, u := range sb.uids {
-			if u == uint64(m.UID) {
-				mine = append(mine, sb)
-				break
-			}
-		}
-	}
-	if !tiles(got, mine) {
-		t.Fatalf("UID %d delivered %q, which is not what the upstream sent as its body (%d pieces)", m.UID, got, len(mine))
-	}
-	for _, fm := range model {
-		if fm.uid != uint64(m.UID) || int64(len(fm.body)) != m.Size {
-			continue
-		}
-		for _, sb := range mine {
-			end := sb.off + int64(len(sb.data))
-			if end > int64(len(fm.body)) || !bytes.Equal(sb.data, fm.body[sb.off:end]) ||
-				end != int64(len(fm.body)) && len(sb.data) != fuzzChunk {
-				return // the upstream sent something else for it too
-			}
-		}
-		if !bytes.Equal(got, fm.body) {
-			t.Fatalf("UID %d delivered %q, the upstream's message is %q", m.UID, got, fm.body)
-		}
-	}
-}
-
-// tiles reports whether got is a run of bodies, each at the offset
-// where the one before it ends.
-func tiles(got []byte, bodies []sentBody) bool {
-	seen := map[int]bool{}
-	var from func(off int) bool
-	from = func(off int) bool {
-		if seen[off] {
-			return false
-		}
-		seen[off] = true
-		for _, sb := range bodies {
-			if sb.off != int64(off) || !bytes.HasPrefix(got[off:], sb.data) {
-				continue
-			}
-			if off+len(sb.data) == len(got) || len(sb.data) > 0 && from(off+len(sb.data)) {
-				return true
-			}
-		}
-		return false
-	}
-	return from(0)
-}
-
-// sentBody is a BODY[] value the upstream sent in a FETCH response.
-type sentBody struct {
-	uids []uint64 // the UIDs named before the response's first literal
-	off  int64
-	data []byte
-}
-
-var (
-	reLiteralEnd = regexp.MustCompile(`\{(\d{1,9})\+?\}\r?\n$`)
-	reUIDItem    = regexp.MustCompile(`(?i)\bUID (\d{1,10})\b`)
-	reBodyBefore = regexp.MustCompile(`(?i)\bBODY\[\](?:<(\d{1,10})>)? $`)
-	reQuotedPair = regexp.MustCompile(`\\(.)`)
-	reBodyQuoted = regexp.MustCompile(`(?i)\bBODY\[\](?:<(\d{1,10})>)? "((?:[^"\\\r\n]|\\.)*)"`)
-)
-
-// sentBodies finds the BODY[] values of the FETCH responses in out,
-// literals and quoted strings, more leniently than go-imap reads them.
-func sentBodies(out []byte) []sentBody {
-	var found []sentBody
-	var text []string // the response's text, cut at its literals
-	var lits [][]byte
-	flush := func() {
-		defer func() { text, lits = nil, nil }()
-		head := strings.ToUpper(text[0])
-		if !strings.HasPrefix(head, "* ") || !strings.Contains(head, " FETCH (") {
-			return
-		}
-		var uids []uint64
-		for _, m := range reUIDItem.FindAllStringSubmatch(head, -1) {
-			u, _ := strconv.ParseUint(m[1], 10, 64)
-			uids = append(uids, u)
-		}
-		offset := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
-		for j, lit := range lits {
-			if m := reBodyBefore.FindStringSubmatch(text[j]); m != nil {
-				found = append(found, sentBody{uids, offset(m[1]), lit})
-			}
-		}
-		for _, part := range text {
-			for _, m := range reBodyQuoted.FindAllStringSubmatch(part, -1) {
-				q := reQuotedPair.ReplaceAllString(m[2], "$1")
-				found = append(found, sentBody{uids, offset(m[1]), []byte(q)})
-			}
-		}
-	}
-	part := ""
-	for len(out) > 0 {
-		i := bytes.IndexByte(out, '\n')
-		if i < 0 {
-			i = len(out) - 1
-		}
-		line := string(out[:i+1])
-		out = out[i+1:]
-		m := reLiteralEnd.FindStringSubmatchIndex(line)
-		if m == nil {
-			text = append(text, part+line)
-			part = ""
-			flush()
-			continue
-		}
-		n, _ := strconv.Atoi(line[m[2]:m[3]])
-		n = min(n, len(out))
-		text = append(text, part+line[:m[0]])
-		lits = append(lits, out[:n])
-		out, part = out[n:], ""
-	}
-	if len(text) > 0 {
-		flush()
-	}
-	return found
 }
 
 // checkCommands checks what the session sent upstream: \Deleted and

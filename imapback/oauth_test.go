@@ -53,11 +53,11 @@ func fixedToken(tok string, calls *atomic.Int32) func(context.Context) (string, 
 	}
 }
 
-// loginMethods returns the SASL methods of Dovecot's successful logins,
-// from its log.
-func loginMethods(d *dovecottest.Server) []string {
+// loginMethods returns the SASL methods of the successful logins that
+// Dovecot's log tells of.
+func loginMethods(log string) []string {
 	var m []string
-	for _, line := range strings.Split(d.Log(), "\n") {
+	for _, line := range strings.Split(log, "\n") {
 		if !strings.Contains(line, "imap-login: Info: Login: ") {
 			continue
 		}
@@ -83,7 +83,7 @@ func TestTokenLoginWithEachMechanism(t *testing.T) {
 		{AuthPlain, "OAUTHBEARER"},
 		{AuthLogin, "OAUTHBEARER"},
 	} {
-		before := len(loginMethods(d))
+		before := len(loginMethods(d.Log()))
 		var calls atomic.Int32
 		tok := as.IssueAccessToken("alice", oauthtest.DefaultClientID, 0)
 		s, err := loginToken(oauthBackend(t, d.IMAPAddr, c.auth), "alice", fixedToken(tok, &calls))
@@ -97,11 +97,7 @@ func TestTokenLoginWithEachMechanism(t *testing.T) {
 		if calls.Load() != 1 {
 			t.Errorf("auth %q: token source called %d times, want 1", c.auth, calls.Load())
 		}
-		// Dovecot's log process writes the line a little later.
-		got := loginMethods(d)
-		for deadline := time.Now().Add(5 * time.Second); len(got) == before && time.Now().Before(deadline); got = loginMethods(d) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		got := loginMethods(d.WaitLog(func(log string) bool { return len(loginMethods(log)) > before }))
 		if len(got) != before+1 || got[before] != c.want {
 			t.Errorf("auth %q: Dovecot logged logins %v, want a new one with method %s", c.auth, got, c.want)
 		}
@@ -125,7 +121,7 @@ func TestAutoChoosesXOAuth2WhenOnlyItIsOffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if got := loginMethods(d); len(got) != 1 || got[0] != "XOAUTH2" {
+	if got := loginMethods(d.WaitLog(func(log string) bool { return len(loginMethods(log)) > 0 })); len(got) != 1 || got[0] != "XOAUTH2" {
 		t.Errorf("login methods %v, want [XOAUTH2]", got)
 	}
 }

@@ -50,14 +50,7 @@ func (b maildropBound) checkExists(exists uint32) error {
 
 // checkUIDs checks the UIDs a view's SEARCH found.
 func (b maildropBound) checkUIDs(uids imap.UIDSet) error {
-	var n uint64
-	for _, r := range uids {
-		if r.Start > r.Stop {
-			r.Start, r.Stop = r.Stop, r.Start
-		}
-		n += uint64(r.Stop-r.Start) + 1
-	}
-	if n > uint64(b) {
+	if n := countUIDs(uids); n > uint64(b) {
 		return fmt.Errorf("%w: %d messages in the view, at most %d served", ErrMaildropTooLarge, n, b)
 	}
 	return nil

@@ -139,13 +139,34 @@ func searchResult(cmd *imapclient.SearchCommand) (imap.UIDSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("UID SEARCH: %w", err)
 	}
-	uids, _ := data.All.(imap.UIDSet)
+	uids, ok := data.All.(imap.UIDSet)
+	if !ok && data.All != nil {
+		// An ESEARCH without its UID indicator: sequence numbers, which
+		// would be taken for an empty mailbox.
+		return nil, fmt.Errorf("UID SEARCH answered with sequence numbers %v", data.All)
+	}
 	if uids.Dynamic() {
 		// "n:*" in an answer is a server bug, and would fetch or delete
 		// messages nobody asked for.
 		return nil, fmt.Errorf("UID SEARCH answered with a dynamic set %v", uids)
 	}
+	// MIN, MAX and COUNT were not asked for; an ESEARCH that sends them
+	// instead of ALL, or beside an ALL that disagrees, would have the
+	// messages they count taken for none.
+	if n := countUIDs(uids); data.Count != 0 && uint64(data.Count) != n ||
+		(data.Min != 0 || data.Max != 0) && n == 0 {
+		return nil, fmt.Errorf("UID SEARCH answered MIN %d MAX %d COUNT %d with ALL %v", data.Min, data.Max, data.Count, uids)
+	}
 	return uids, nil
+}
+
+// countUIDs counts the UIDs of a static set without listing them.
+func countUIDs(set imap.UIDSet) uint64 {
+	var n uint64
+	for _, r := range set {
+		n += uint64(max(r.Start, r.Stop)-min(r.Start, r.Stop)) + 1
+	}
+	return n
 }
 
 // deleteForDevice sets the device's keyword on uids and returns those now

@@ -150,6 +150,8 @@ func TestAuthTimeoutBoundsTheWholeAuthorizationState(t *testing.T) {
 		})
 	}
 	t.Run("not after the login", func(t *testing.T) {
+		// Room for the login itself on a loaded machine.
+		const timeout = time.Second
 		ts := startServer(t, newFakeBackend(), func(s *Server) { s.AuthTimeout = timeout })
 		c := dialLogin(t, ts, "3")
 		time.Sleep(2 * timeout) // time passing, not synchronisation
@@ -162,7 +164,8 @@ func TestIdleTimeoutClosesTheConnection(t *testing.T) {
 	for _, login := range []bool{false, true} {
 		t.Run(fmt.Sprintf("login=%v", login), func(t *testing.T) {
 			fb := newFakeBackend()
-			ts := startServer(t, fb, func(s *Server) { s.IdleTimeout = 250 * time.Millisecond })
+			// Room for the login and DELE on a loaded machine.
+			ts := startServer(t, fb, func(s *Server) { s.IdleTimeout = time.Second })
 			var c *client
 			if login {
 				c = dialLogin(t, ts, "3")
@@ -190,13 +193,15 @@ func TestIdleTimeoutClosesTheConnection(t *testing.T) {
 }
 
 func TestIdleTimeoutRestartsWithEachCommand(t *testing.T) {
-	const idle = 500 * time.Millisecond
+	// Far more than the 50 ms between two commands, which a loaded
+	// machine may stretch to a few hundred.
+	const idle = 1500 * time.Millisecond
 	ts := startServer(t, newFakeBackend(), func(s *Server) { s.IdleTimeout = idle })
 	c := dialLogin(t, ts, "3")
 	start := time.Now()
-	for time.Since(start) < 2*idle {
+	for time.Since(start) < idle*3/2 {
 		c.expect("NOOP\r\n", "+OK\r\n")
-		time.Sleep(idle / 10) // time passing, not synchronisation
+		time.Sleep(50 * time.Millisecond) // time passing, not synchronisation
 	}
 }
 

@@ -280,7 +280,8 @@ func TestDovecotAuthPenaltyFallsOnTheGuessingDevice(t *testing.T) {
 			if !forward && took < penalty {
 				t.Errorf("without forwarding, another device's login took only %v: no penalty to compare with", took)
 			}
-			if forward && !strings.Contains(d.Log(), "rip=127.0.0.2") {
+			hasRIP := func(log string) bool { return strings.Contains(log, "rip=127.0.0.2") }
+			if forward && !hasRIP(d.WaitLog(hasRIP)) {
 				t.Errorf("Dovecot's log names no rip=127.0.0.2 for the wrong passwords:\n%s", d.Log())
 			}
 		})

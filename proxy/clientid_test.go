@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/popbridge/popbridge/imapback"
 	"github.com/popbridge/popbridge/internal/dovecottest"
@@ -32,16 +31,7 @@ func TestDovecotSeesTheRealClientAddress(t *testing.T) {
 	c.Login("alice", "secret")
 	c.Quit()
 
-	var logins []string
-	for deadline := time.Now().Add(10 * time.Second); len(logins) < 2 && time.Now().Before(deadline); {
-		logins = nil
-		for _, l := range strings.Split(d.Log(), "\n") {
-			if strings.Contains(l, "imap-login: Info: Login: user=<alice>") {
-				logins = append(logins, l)
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	logins := aliceLogins(d.WaitLog(func(log string) bool { return len(aliceLogins(log)) >= 2 }))
 	if len(logins) != 2 {
 		t.Fatalf("Dovecot logged %d logins, want 2:\n%s", len(logins), d.Log())
 	}
@@ -114,15 +104,23 @@ func TestDovecotSTARTTLSWithClientCertificateAndForwardedAddress(t *testing.T) {
 		t.Errorf("login without a client certificate: %q", got)
 	}
 	var login string
-	for deadline := time.Now().Add(10 * time.Second); login == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for _, l := range strings.Split(d.Log(), "\n") {
-			if strings.Contains(l, "imap-login: Info: Login: user=<alice>") {
-				login = l
-			}
-		}
+	if logins := aliceLogins(d.WaitLog(func(log string) bool { return len(aliceLogins(log)) > 0 })); len(logins) > 0 {
+		login = logins[len(logins)-1]
 	}
 	t.Logf("Dovecot: %s", login)
 	if !strings.Contains(login, "rip=127.0.0.2,") || !strings.Contains(login, "TLS") {
 		t.Errorf("Dovecot's login line %q: want rip=127.0.0.2 over TLS\n%s", login, d.Log())
 	}
+}
+
+// aliceLogins returns the lines of Dovecot's log that tell of alice's
+// logins.
+func aliceLogins(log string) []string {
+	var logins []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "imap-login: Info: Login: user=<alice>") {
+			logins = append(logins, l)
+		}
+	}
+	return logins
 }

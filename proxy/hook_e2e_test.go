@@ -112,7 +112,8 @@ func TestHookRoutesLoginsToDovecotWithTheAnswersCredentials(t *testing.T) {
 	}
 	c.Quit()
 	// What the hook-down test looks for in the log when no login came.
-	if log := d.Log(); !strings.Contains(log, "user=<alice>") {
+	hasAlice := func(log string) bool { return strings.Contains(log, "user=<alice>") }
+	if log := d.WaitLog(hasAlice); !hasAlice(log) {
 		t.Errorf("Dovecot's log names no login as alice:\n%s", log)
 	}
 

@@ -128,10 +128,13 @@ func (r *oauthRig) waitLog(t *testing.T, s string, n int) {
 	}
 }
 
-// mechanisms returns the SASL mechanisms of Dovecot's successful logins.
+// mechanisms returns the SASL mechanisms of Dovecot's successful logins,
+// once its log tells of one.
 func (r *oauthRig) mechanisms() []string {
 	var ms []string
-	for _, m := range regexp.MustCompile(`Login: user=<[^>]*>, method=([A-Z0-9-]+)`).FindAllStringSubmatch(r.dc.Log(), -1) {
+	re := regexp.MustCompile(`Login: user=<[^>]*>, method=([A-Z0-9-]+)`)
+	log := r.dc.WaitLog(func(log string) bool { return re.MatchString(log) })
+	for _, m := range re.FindAllStringSubmatch(log, -1) {
 		ms = append(ms, m[1])
 	}
 	return ms

@@ -303,3 +303,14 @@ func (s *Server) Log() string {
 	}
 	return b.String()
 }
+
+// WaitLog returns Dovecot's log once it satisfies ok, or after 10 s the
+// last one read: Dovecot's processes hand their lines to its log process,
+// which writes them a moment after the event they tell of.
+func (s *Server) WaitLog(ok func(log string) bool) string {
+	log := s.Log()
+	for deadline := time.Now().Add(10 * time.Second); !ok(log) && time.Now().Before(deadline); log = s.Log() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return log
+}

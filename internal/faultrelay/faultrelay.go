@@ -62,6 +62,10 @@ const (
 	// Slow forwards what follows in the fault's direction at Rate
 	// octets per second.
 	Slow
+	// Hold stops forwarding, and reading, in the fault's direction until
+	// Until is closed, then goes on as before: with another fault's
+	// Fired, it orders two events that timing alone would not.
+	Hold
 )
 
 func (a Action) String() string {
@@ -70,6 +74,8 @@ func (a Action) String() string {
 		return "cut"
 	case Stall:
 		return "stall"
+	case Hold:
+		return "hold"
 	}
 	return "slow"
 }
@@ -93,6 +99,8 @@ type Fault struct {
 	Rate int
 	// Inject is written to the receiving side before a Cut.
 	Inject []byte
+	// Until ends a Hold.
+	Until <-chan struct{}
 }
 
 // Armed is a fault waiting to trigger.
@@ -102,7 +110,7 @@ type Armed struct {
 	done  bool // under Relay.mu
 }
 
-// Fired is closed when the fault has acted.
+// Fired is closed when the fault has acted (a Hold: when it ended).
 func (a *Armed) Fired() <-chan struct{} { return a.fired }
 
 // Relay forwards TCP connections from its own address to a target.
@@ -443,6 +451,12 @@ func (p *pipeRun) fire(a *Armed) bool {
 		p.mode, p.active = Stall, true
 	case Slow:
 		p.mode, p.active, p.rate = Slow, true, a.Rate
+	case Hold:
+		select {
+		case <-a.Until:
+		case <-p.l.done:
+			return false
+		}
 	}
 	return true
 }

@@ -220,6 +220,32 @@ func TestStallHoldsOneDirectionAndKeepsTheConnectionOpen(t *testing.T) {
 	}
 }
 
+func TestHoldWaitsForUntilThenForwardsEverything(t *testing.T) {
+	greeting := pattern(64 << 10)
+	tg := startTarget(t, greeting)
+	r := New(t, tg.addr)
+	until := make(chan struct{})
+	f := r.Arm(Fault{Dir: Down, Offset: 1000, Action: Hold, Until: until})
+	c := dial(t, r.Addr)
+	got := make([]byte, len(greeting))
+	if _, err := io.ReadFull(c, got[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := c.Read(got[1000:]); n != 0 || err == nil {
+		t.Fatalf("read %d octets past the hold: %v", n, err)
+	}
+	close(until)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got[1000:]); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, greeting) {
+		t.Error("held data changed")
+	}
+	<-f.Fired() // closed once the hold has ended
+}
+
 func TestSlowPacesTheDirection(t *testing.T) {
 	greeting := pattern(3000)
 	tg := startTarget(t, greeting)

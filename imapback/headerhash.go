@@ -180,24 +180,50 @@ type hashNormaliser struct {
 	out      []byte
 }
 
-func (n *hashNormaliser) write(p []byte) {
-	n.out = n.out[:0]
-	for _, c := range p {
+// What hashNormaliser does with each byte: a table, as it looks at every
+// byte of every header of a %m snapshot.
+const (
+	hashKeep     = iota // written as it is
+	hashBlank           // left out; ends a run of '?'
+	hashQuestion        // one '?' for a run
+)
+
+var hashClass = func() (t [256]uint8) {
+	for c := range t {
 		switch {
 		case c == ' ' || c == '\t':
-			n.question = false
+			t[c] = hashBlank
 		case c == '\n':
-			n.out = append(n.out, c)
-			n.question = false
+			t[c] = hashKeep
 		case c < 0x20 || c >= 0x7f || c == '?':
-			if !n.question {
-				n.out = append(n.out, '?')
-			}
-			n.question = true
-		default:
-			n.out = append(n.out, c)
-			n.question = false
+			t[c] = hashQuestion
 		}
 	}
-	n.h.Write(n.out)
+	return t
+}()
+
+func (n *hashNormaliser) write(p []byte) {
+	if cap(n.out) < len(p) {
+		n.out = make([]byte, len(p), max(len(p), 1024))
+	}
+	out := n.out[:len(p)]
+	j, question := 0, n.question
+	for _, c := range p {
+		switch hashClass[c] {
+		case hashKeep:
+			out[j] = c
+			j++
+			question = false
+		case hashBlank:
+			question = false
+		default:
+			if !question {
+				out[j] = '?'
+				j++
+			}
+			question = true
+		}
+	}
+	n.question = question
+	n.h.Write(out[:j])
 }

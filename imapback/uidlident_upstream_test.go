@@ -21,7 +21,7 @@ func mail(n int) []byte {
 	return fmt.Appendf(nil, "From: a@example.org\r\nMessage-ID: <%d@example.org>\r\nSubject: message %d\r\n\r\nbody %d\r\n", n, n, n)
 }
 
-func uidlFormat(t *testing.T, s string) *UIDLFormat {
+func uidlFormat(t testing.TB, s string) *UIDLFormat {
 	t.Helper()
 	f, err := ParseUIDLFormat(s)
 	if err != nil {

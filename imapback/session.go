@@ -280,9 +280,9 @@ func (s *Session) fetchSizes(uids imap.UIDSet, sent *imapclient.FetchCommand) ([
 // fetchSizesOnce runs one UID FETCH of snapshotItems, or reads the
 // answer to cmd, that FETCH already sent.
 func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand) ([]seqMsg, error) {
-	var got []seqMsg
 	start := time.Now()
 	limit := maildropBound(s.b.opts.MaxMessages)
+	got := make([]seqMsg, 0, s.fetchHint(uids, limit))
 	if cmd == nil {
 		cmd = s.c.Fetch(uids, s.snapshotItems())
 	}

@@ -114,9 +114,8 @@ func (s *Session) fetchIdentities(uids imap.UIDSet) (map[imap.UID]string, error)
 func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, error) {
 	start := time.Now()
 	hashes := make(map[imap.UID]string)
-	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 	s.bc.Expect(snapshotExpectation(uint32(uidCount(uids))))
-	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{headerSection}})
 	var herr error
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		var uid imap.UID

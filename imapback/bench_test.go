@@ -2,6 +2,7 @@ package imapback
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strconv"
 	"testing"
@@ -50,18 +51,7 @@ func BenchmarkLoginSnapshot(b *testing.B) {
 	for _, up := range benchUpstreams {
 		for _, n := range []int{1000, 10000} {
 			b.Run(up.name+"/"+strconv.Itoa(n), func(b *testing.B) {
-				be := benchBackend(b, up.start(b, n, 300), 0)
-				b.ReportAllocs()
-				for b.Loop() {
-					s, err := be.Login(context.Background(), alice, be.DefaultPolicy())
-					if err != nil {
-						b.Fatal(err)
-					}
-					if len(s.Messages()) != n {
-						b.Fatalf("%d messages, want %d", len(s.Messages()), n)
-					}
-					s.Close()
-				}
+				benchLogins(b, benchBackend(b, up.start(b, n, 300), 0), n)
 			})
 		}
 	}
@@ -136,4 +126,45 @@ func BenchmarkRetrieveLarge(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A cold %m snapshot of 10,000 messages in Dovecot: sizes and headers
+// of every message, each header hashed. The header is a typical one of
+// mail delivered through two hops.
+func BenchmarkLoginSnapshotHeaderHash(b *testing.B) {
+	const n = 10000
+	d := dovecottest.Start(b, dovecottest.Options{})
+	for i := range n {
+		d.Deliver(b, "alice", typicalMessage(i))
+	}
+	be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m")})
+	benchLogins(b, be, n)
+}
+
+// benchLogins measures logins to be, whose snapshot must hold n messages.
+func benchLogins(b *testing.B, be *Backend, n int) {
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := be.Login(context.Background(), alice, be.DefaultPolicy())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(s.Messages()) != n {
+			b.Fatalf("%d messages, want %d", len(s.Messages()), n)
+		}
+		s.Close()
+	}
+}
+
+// typicalMessage is message i with a header of about 1 KiB.
+func typicalMessage(i int) []byte {
+	return fmt.Appendf(nil, "Return-Path: <sender@example.org>\r\n"+
+		"Received: from mx.example.org (mx.example.org [192.0.2.1])\r\n\tby mail.example.com with ESMTPS id %d\r\n\tfor <alice@example.com>; Sat, 5 Dec 2026 10:00:00 +0000\r\n"+
+		"Received: from client.example.org (client.example.org [192.0.2.7])\r\n\tby mx.example.org with ESMTPSA id %d; Sat, 5 Dec 2026 09:59:59 +0000\r\n"+
+		"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=sel;\r\n\th=from:to:subject:date:message-id; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n\tb=dGVzdGluZyB0ZXN0aW5nIHRlc3RpbmcgdGVzdGluZyB0ZXN0aW5nIHRlc3Rpbmc=\r\n"+
+		"From: Sender <sender@example.org>\r\nTo: Alice <alice@example.com>\r\n"+
+		"Subject: Report number %d\r\nDate: Sat, 5 Dec 2026 09:59:58 +0000\r\n"+
+		"Message-ID: <%d.report@example.org>\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"+
+		"The body of message %d.\r\n", i, i, i, i, i)
 }

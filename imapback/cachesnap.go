@@ -11,6 +11,7 @@ package imapback
 //
 //	UID SEARCH RETURN (ALL) ALL          every UID now in the mailbox
 //	UID FETCH <next>:* (UID RFC822.SIZE) mail that arrived since
+//	                                     (and its header, for %m)
 //
 // both sent with the SELECT, so the warm login costs the round trips of
 // a cold one. ESEARCH (RFC 4731) answers the SEARCH in ranges: a line for
@@ -67,7 +68,7 @@ func (s *Session) lookupCache() {
 // and returns the FETCH.
 func (s *Session) sendWarm() *imapclient.FetchCommand {
 	s.cache.search = s.c.UIDSearch(&imap.SearchCriteria{}, s.searchOptions())
-	return s.c.Fetch(imap.UIDSet{{Start: s.cache.snap.next(), Stop: 0}}, snapshotItems())
+	return s.c.Fetch(imap.UIDSet{{Start: s.cache.snap.next(), Stop: 0}}, sizeItems())
 }
 
 // warmExpectation bounds the responses to a view's SEARCH, the SEARCH
@@ -108,7 +109,7 @@ func (s *Session) fetchWarm(sel *imap.SelectData, sent *imapclient.FetchCommand)
 		}
 		s.cache.search = s.c.UIDSearch(&imap.SearchCriteria{}, s.searchOptions())
 		if crit == nil {
-			sent = s.c.Fetch(imap.UIDSet{{Start: snap.next(), Stop: 0}}, snapshotItems())
+			sent = s.c.Fetch(imap.UIDSet{{Start: snap.next(), Stop: 0}}, sizeItems())
 		}
 	}
 	var view imap.UIDSet
@@ -119,10 +120,11 @@ func (s *Session) fetchWarm(sel *imap.SelectData, sent *imapclient.FetchCommand)
 	all, aerr := searchResult(s.cache.search)
 	s.cache.search = nil
 	var fresh []Message
+	var freshVars []UIDLVars
 	if sent != nil {
 		// Read even after a failed SEARCH, to keep the connection in step.
 		var ferr error
-		fresh, _, ferr = s.fetchSizes(imap.UIDSet{{Start: snap.next(), Stop: 0}}, sent)
+		fresh, _, freshVars, ferr = s.fetchSizes(imap.UIDSet{{Start: snap.next(), Stop: 0}}, sent)
 		if ConnectionError(ferr) {
 			return nil, nil, nil, s.upstreamErr(ferr)
 		}
@@ -146,17 +148,16 @@ func (s *Session) fetchWarm(sel *imap.SelectData, sent *imapclient.FetchCommand)
 			return nil, nil, nil, err
 		}
 	}
-	return s.fromCache(snap, want, crit != nil, fresh)
+	return s.fromCache(snap, want, crit != nil, fresh, freshVars)
 }
 
 // fromCache builds the snapshot of the UIDs in s.cache.all (of those in
 // want, for a view), numbered by their rank among all, with what snap
-// and fresh know of them; what neither knows is fetched.
-func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool, fresh []Message) ([]Message, []uint32, []UIDLVars, error) {
-	sizes := make(map[imap.UID]int64, len(fresh))
-	for _, m := range fresh {
-		sizes[m.UID] = m.Size
-	}
+// and fresh (with its UIDL material freshVars, or nil) know of them;
+// what neither knows is fetched.
+func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool, fresh []Message, freshVars []UIDLVars) ([]Message, []uint32, []UIDLVars, error) {
+	fetched := make(map[imap.UID]fetchedMsg, len(fresh))
+	addFetched(fetched, fresh, freshVars)
 	n := len(s.cache.all)
 	if isView {
 		n = len(want)
@@ -176,8 +177,8 @@ func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool,
 		m, v := Message{UID: uid, Size: -1}, UIDLVars{}
 		if k := snap.find(uid); k >= 0 {
 			m.Size, v = snap.sizes[k], snap.vars(k)
-		} else if size, ok := sizes[uid]; ok {
-			m.Size = size
+		} else if f, ok := fetched[uid]; ok {
+			m.Size, v = f.size, f.vars
 			s.cache.fetched++
 		} else {
 			missing.AddNum(uid)
@@ -187,29 +188,44 @@ func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool,
 	if len(missing) == 0 {
 		return msgs, seqs, vars, nil
 	}
-	got, _, err := s.fetchSizes(missing, nil)
+	got, _, gotVars, err := s.fetchSizes(missing, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	for _, m := range got {
-		sizes[m.UID] = m.Size
-	}
+	addFetched(fetched, got, gotVars)
 	s.cache.fetched += len(got)
 	// One not answered was expunged meanwhile: its EXPUNGE makes the
 	// snapshot start again, and the message is left out until then.
 	k := 0
 	for i := range msgs {
 		if msgs[i].Size < 0 {
-			size, ok := sizes[msgs[i].UID]
+			f, ok := fetched[msgs[i].UID]
 			if !ok {
 				continue
 			}
-			msgs[i].Size = size
+			msgs[i].Size, vars[i] = f.size, f.vars
 		}
 		msgs[k], seqs[k], vars[k] = msgs[i], seqs[i], vars[i]
 		k++
 	}
 	return msgs[:k], seqs[:k], vars[:k], nil
+}
+
+// fetchedMsg is what a FETCH of the snapshot's items told of a message.
+type fetchedMsg struct {
+	size int64
+	vars UIDLVars
+}
+
+// addFetched adds msgs, with their UIDL material vars (or nil), to byUID.
+func addFetched(byUID map[imap.UID]fetchedMsg, msgs []Message, vars []UIDLVars) {
+	for i, m := range msgs {
+		f := fetchedMsg{size: m.Size}
+		if vars != nil {
+			f.vars = vars[i]
+		}
+		byUID[m.UID] = f
+	}
 }
 
 // ascendingUIDs lists the UIDs of set in ascending order. A UID named

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"hash"
 	"io"
-	"strings"
 	"sync"
 )
 
@@ -43,76 +42,124 @@ const maxHeaderLine = 64 << 10
 // (servers disagree on whether it ends the header). Then spaces and tabs are removed, and each run of control
 // characters, 8-bit bytes and '?' becomes one '?'.
 func HeaderHash(r io.Reader) (string, error) {
+	hh := headerHashers.Get().(*headerHasher)
+	defer headerHashers.Put(hh)
+	return hh.hash(r)
+}
+
+// headerHasher holds what one HeaderHash needs: a %m snapshot hashes
+// every header of the mailbox, and fresh buffers for each (a reader, a
+// hash state, the lines, the normalised bytes) were most of its garbage.
+type headerHasher struct {
+	br   *bufio.Reader
+	h    hash.Hash
+	n    hashNormaliser
+	line []byte // a line longer than br's buffer, put together
+	sum  [sha1.Size]byte
+}
+
+var headerHashers = sync.Pool{New: func() any {
 	h := sha1.New()
-	n := &hashNormaliser{h: h}
-	br := headerReaders.Get().(*bufio.Reader)
-	br.Reset(r)
-	defer func() { br.Reset(nil); headerReaders.Put(br) }()
+	return &headerHasher{br: bufio.NewReaderSize(nil, 4096), h: h, n: hashNormaliser{h: h}}
+}}
+
+func (hh *headerHasher) hash(r io.Reader) (string, error) {
+	hh.br.Reset(r)
+	defer hh.br.Reset(nil)
+	hh.h.Reset()
+	hh.n.question = false
 	// dropping: the current line is left out; a continuation line is
 	// left out when the line before it was.
 	dropping := false
 	for {
-		line, eol, err := readHeaderLine(br)
+		line, eol, err := hh.readLine()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
 		}
 		if len(line) == 0 {
 			if eol {
-				n.write([]byte("\n")) // the end of the header
+				hh.n.write(newline) // the end of the header
 			}
 			break
 		}
 		switch {
 		case len(bytes.Trim(line, "\r")) == 0:
-			return hex.EncodeToString(h.Sum(nil)), nil // a line of CRs
+			return hh.hex(), nil // a line of CRs
 		case line[0] == ' ' || line[0] == '\t':
 			dropping = dropping || len(bytes.Trim(line, " \t")) == 0
 		default:
 			colon := bytes.IndexByte(line, ':')
 			name := bytes.TrimRight(line[:max(colon, 0)], " \t")
 			dropping = colon < 0 || len(name) > maxHeaderName || !validHeaderName(name) ||
-				hashSkipHeaders[strings.ToLower(string(name))]
+				skipHeader(name)
 		}
 		if !dropping {
-			n.write(line)
+			hh.n.write(line)
 			if eol {
-				n.write([]byte("\n"))
+				hh.n.write(newline)
 			}
 		}
 		if err != nil {
 			break // a header without its blank line
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hh.hex(), nil
 }
 
-// headerReaders keeps HeaderHash's buffers: a %m snapshot hashes every
-// header of the mailbox, and a buffer each was most of its garbage.
-var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+var newline = []byte("\n")
+
+// hex returns the hash as 40 lower-case hex digits.
+func (hh *headerHasher) hex() string {
+	var digits [2 * sha1.Size]byte
+	hex.Encode(digits[:], hh.h.Sum(hh.sum[:0]))
+	return string(digits[:])
+}
+
+// skipHeader reports whether the header name is one of hashSkipHeaders,
+// in any case.
+func skipHeader(name []byte) bool {
+	var lower [maxSkipName]byte
+	if len(name) > len(lower) {
+		return false
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	return hashSkipHeaders[string(lower[:len(name)])]
+}
+
+// maxSkipName is the longest name in hashSkipHeaders.
+const maxSkipName = len("x-yahoo-newman-property")
 
 // maxHeaderName: Dovecot takes a longer name for no header at all.
 const maxHeaderName = 1000
 
-// readHeaderLine returns the next line without its LF or CRLF, and
-// whether it had one. Of a line longer than maxHeaderLine only that much
-// is kept: such a line is no header a mail server wrote, and the hash
-// must not cost unbounded memory.
-func readHeaderLine(br *bufio.Reader) (line []byte, eol bool, err error) {
-	for {
-		frag, err := br.ReadSlice('\n')
-		if room := maxHeaderLine - len(line); room > 0 {
-			line = append(line, frag[:min(len(frag), room)]...)
+// readLine returns the next line without its LF or CRLF, and whether it
+// had one; the line is valid until the next read. Of a line longer than
+// maxHeaderLine only that much is kept: such a line is no header a mail
+// server wrote, and the hash must not cost unbounded memory.
+func (hh *headerHasher) readLine() (line []byte, eol bool, err error) {
+	frag, err := hh.br.ReadSlice('\n')
+	line = frag
+	if err == bufio.ErrBufferFull {
+		hh.line = append(hh.line[:0], frag...)
+		for err == bufio.ErrBufferFull {
+			frag, err = hh.br.ReadSlice('\n')
+			if room := maxHeaderLine - len(hh.line); room > 0 {
+				hh.line = append(hh.line, frag[:min(len(frag), room)]...)
+			}
 		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		eol = len(frag) > 0 && frag[len(frag)-1] == '\n'
-		line = bytes.TrimSuffix(line, []byte("\n"))
-		if eol {
-			line = bytes.TrimSuffix(line, []byte("\r"))
-		}
-		return line, eol, err
+		line = hh.line
 	}
+	eol = len(frag) > 0 && frag[len(frag)-1] == '\n'
+	line = bytes.TrimSuffix(line, newline)
+	if eol {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+	}
+	return line, eol, err
 }
 
 func validHeaderName(name []byte) bool {
@@ -133,24 +180,50 @@ type hashNormaliser struct {
 	out      []byte
 }
 
-func (n *hashNormaliser) write(p []byte) {
-	n.out = n.out[:0]
-	for _, c := range p {
+// What hashNormaliser does with each byte: a table, as it looks at every
+// byte of every header of a %m snapshot.
+const (
+	hashKeep     = iota // written as it is
+	hashBlank           // left out; ends a run of '?'
+	hashQuestion        // one '?' for a run
+)
+
+var hashClass = func() (t [256]uint8) {
+	for c := range t {
 		switch {
 		case c == ' ' || c == '\t':
-			n.question = false
+			t[c] = hashBlank
 		case c == '\n':
-			n.out = append(n.out, c)
-			n.question = false
+			t[c] = hashKeep
 		case c < 0x20 || c >= 0x7f || c == '?':
-			if !n.question {
-				n.out = append(n.out, '?')
-			}
-			n.question = true
-		default:
-			n.out = append(n.out, c)
-			n.question = false
+			t[c] = hashQuestion
 		}
 	}
-	n.h.Write(n.out)
+	return t
+}()
+
+func (n *hashNormaliser) write(p []byte) {
+	if cap(n.out) < len(p) {
+		n.out = make([]byte, len(p), max(len(p), 1024))
+	}
+	out := n.out[:len(p)]
+	j, question := 0, n.question
+	for _, c := range p {
+		switch hashClass[c] {
+		case hashKeep:
+			out[j] = c
+			j++
+			question = false
+		case hashBlank:
+			question = false
+		default:
+			if !question {
+				out[j] = '?'
+				j++
+			}
+			question = true
+		}
+	}
+	n.question = question
+	n.h.Write(out[:j])
 }

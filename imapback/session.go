@@ -132,8 +132,9 @@ func (s *Session) selectMaildrop() (sel *imap.SelectData, early *imapclient.Fetc
 }
 
 // snapshot selects the mailbox and records every message's UID and size
-// with one UID FETCH 1:* (UID RFC822.SIZE), or from the snapshot cache
-// (cachesnap.go), then what the UIDL format needs besides (uidlfetch.go).
+// with one UID FETCH 1:* (UID RFC822.SIZE), with the header for %m, or
+// from the snapshot cache (cachesnap.go), then what the UIDL format needs
+// besides (uidlfetch.go).
 func (s *Session) snapshot() error {
 	s.mailbox = cmp.Or(s.pol.Mailbox, s.b.opts.Mailbox)
 	s.lookupCache()
@@ -200,14 +201,17 @@ func (s *Session) snapshot() error {
 // seqMsg is a message of a size FETCH with its sequence number.
 type seqMsg struct {
 	seq   uint32
-	sized bool // the answer carried RFC822.SIZE
+	sized bool   // the answer carried RFC822.SIZE
+	hash  string // the header hash, if the FETCH asked for the header
 	Message
 }
 
 // fetchSizes fetches UID and RFC822.SIZE of the messages in uids and
-// returns them in mailbox order with their sequence numbers.
+// returns them in mailbox order with their sequence numbers, and, for a
+// UIDL format with %m, their header hashes (else nil; a hash missing
+// from the answer is left empty, for uidlVars to fetch).
 // sent, if not nil, is the first FETCH, already sent.
-func (s *Session) fetchSizes(uids imap.UIDSet, sent *imapclient.FetchCommand) ([]Message, []uint32, error) {
+func (s *Session) fetchSizes(uids imap.UIDSet, sent *imapclient.FetchCommand) ([]Message, []uint32, []UIDLVars, error) {
 	got, err := s.fetchSizesOnce(uids, sent)
 	// A flag change by another client, reported during the FETCH, makes
 	// go-imap take it for that UID's answer and drop the size that
@@ -225,7 +229,7 @@ func (s *Session) fetchSizes(uids imap.UIDSet, sent *imapclient.FetchCommand) ([
 			break
 		}
 		if attempt == maxFetchAttempts {
-			return nil, nil, fmt.Errorf("FETCH gave no RFC822.SIZE for UIDs %v", missing)
+			return nil, nil, nil, fmt.Errorf("FETCH gave no RFC822.SIZE for UIDs %v", missing)
 		}
 		var more []seqMsg
 		more, err = s.fetchSizesOnce(missing, nil)
@@ -233,14 +237,14 @@ func (s *Session) fetchSizes(uids imap.UIDSet, sent *imapclient.FetchCommand) ([
 		for _, m := range more {
 			answered[m.UID] = true
 			if sm := byUID[m.UID]; sm != nil && m.sized {
-				sm.Size, sm.sized = m.Size, true
+				sm.Size, sm.sized, sm.hash = m.Size, true, m.hash
 			}
 		}
 		// Not answered at all: expunged meanwhile (snapshot fetches again).
 		got = slices.DeleteFunc(got, func(m seqMsg) bool { return !m.sized && !answered[m.UID] })
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	slices.SortFunc(got, func(a, b seqMsg) int { return int(a.seq) - int(b.seq) })
 	// The snapshot keeps a slot per sequence number: a number beyond the
@@ -257,24 +261,32 @@ func (s *Session) fetchSizes(uids imap.UIDSet, sent *imapclient.FetchCommand) ([
 	s.mu.Unlock()
 	msgs := make([]Message, len(got))
 	seqs := make([]uint32, len(got))
+	var vars []UIDLVars
+	if s.b.opts.UIDL.Needs().HeaderHash {
+		vars = make([]UIDLVars, len(got))
+	}
 	for i := range got {
 		if got[i].seq == 0 || got[i].seq > bound || i > 0 && got[i].seq == got[i-1].seq {
-			return nil, nil, fmt.Errorf("FETCH answered with sequence number %d (mailbox has at most %d messages)", got[i].seq, bound)
+			return nil, nil, nil, fmt.Errorf("FETCH answered with sequence number %d (mailbox has at most %d messages)", got[i].seq, bound)
 		}
 		msgs[i], seqs[i] = got[i].Message, got[i].seq
+		if vars != nil {
+			vars[i].HeaderHash = got[i].hash
+		}
 	}
-	return msgs, seqs, nil
+	return msgs, seqs, vars, nil
 }
 
 // fetchSizesOnce runs one UID FETCH of snapshotItems, or reads the
 // answer to cmd, that FETCH already sent.
 func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand) ([]seqMsg, error) {
-	var got []seqMsg
 	start := time.Now()
 	limit := maildropBound(s.b.opts.MaxMessages)
+	got := make([]seqMsg, 0, s.fetchHint(uids, limit))
 	if cmd == nil {
-		cmd = s.c.Fetch(uids, snapshotItems())
+		cmd = s.c.Fetch(uids, s.snapshotItems())
 	}
+	var herr error // a header that could not be read
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		sm := seqMsg{seq: m.SeqNum}
 		for item := m.Next(); item != nil; item = m.Next() {
@@ -283,6 +295,10 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand)
 				sm.UID = item.UID
 			case imapclient.FetchItemDataRFC822Size:
 				sm.Size, sm.sized = item.Size, true
+			case imapclient.FetchItemDataBodySection:
+				var err error
+				sm.hash, err = hashSection(item)
+				herr = cmp.Or(herr, err)
 			}
 		}
 		if sm.UID != 0 {
@@ -299,7 +315,7 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand)
 	}
 	err := s.upstreamErr(cmd.Close())
 	s.observe("UID FETCH", start, err)
-	return got, err
+	return got, cmp.Or(err, herr)
 }
 
 // expunged is go-imap's handler for unsolicited EXPUNGE responses.

@@ -183,3 +183,25 @@ func remapSeqIndex(msgs []Message, got []seqUID) (seqIndex, []bool, error) {
 	}
 	return x, present, nil
 }
+
+// maxFetchHint caps the room a snapshot's FETCH reserves before its
+// answers come: that many messages cost about 1 MB, and a mailbox that
+// names more in its EXISTS has to send them to get the room.
+const maxFetchHint = 1 << 14
+
+// fetchHint is the room to reserve for the answers of a FETCH of uids:
+// their count, or for "n:*" what the mailbox holds now, at most
+// maxFetchHint (the numbers are only what the upstream named).
+func (s *Session) fetchHint(uids imap.UIDSet, b maildropBound) int {
+	n := 0
+	for _, r := range uids {
+		if r.Stop == 0 || r.Start == 0 {
+			if mbox := s.c.Mailbox(); mbox != nil {
+				n = int(mbox.NumMessages)
+			}
+			break
+		}
+		n += int(max(r.Start, r.Stop)-min(r.Start, r.Stop)) + 1
+	}
+	return min(n, int(b), maxFetchHint)
+}

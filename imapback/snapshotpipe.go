@@ -32,10 +32,35 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
-// snapshotItems are the items the snapshot fetches of every message.
-func snapshotItems() *imap.FetchOptions {
+// snapshotItems are the items the snapshot fetches of every message:
+// UID and size, and the header for a UIDL format with %m. Asking for the
+// header in the same command spares the upstream a second pass over the
+// mailbox, and the session the round trip of a second FETCH; the header
+// is hashed as it streams in (fetchSizesOnce), so none is held. Sent
+// behind the SELECT it is read only after the SELECT's completion, which
+// a server sends before answering a FETCH that needs the mailbox.
+func (s *Session) snapshotItems() *imap.FetchOptions {
+	o := sizeItems()
+	if s.b.opts.UIDL.Needs().HeaderHash {
+		o.BodySection = []*imap.FetchItemBodySection{headerSection}
+	}
+	return o
+}
+
+// sizeItems are UID and size alone, for the FETCH of new mail that a
+// cached mailbox sends behind its SEARCH (cachesnap.go). A header there
+// could wedge the session: go-imap's reader waits for each literal to be
+// consumed before it reads on, the session waits for the SEARCH first,
+// and Dovecot runs the two commands side by side, so the FETCH's answers
+// may come before the SEARCH's completion. The headers of the few new
+// messages come with a FETCH of their own (uidlfetch.go).
+func sizeItems() *imap.FetchOptions {
 	return &imap.FetchOptions{UID: true, RFC822Size: true}
 }
+
+// headerSection is the header a %m hash is made of, fetched without
+// setting \Seen.
+var headerSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 
 // pipelined reports whether the snapshot's FETCH goes out with the
 // SELECT.
@@ -67,5 +92,5 @@ func (s *Session) pipelineSnapshot() *imapclient.FetchCommand {
 	if s.cache.snap != nil {
 		return s.sendWarm()
 	}
-	return s.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, snapshotItems())
+	return s.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, s.snapshotItems())
 }

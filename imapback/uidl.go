@@ -179,7 +179,9 @@ func (f *UIDLFormat) Format(uid, uidValidity uint32) string {
 
 // FormatVars returns the unique-id of a message.
 func (f *UIDLFormat) FormatVars(v UIDLVars) string {
-	b := make([]byte, 0, 24)
+	// Room for the longest unique-id there is: the id is built on the
+	// stack, and only the string is allocated.
+	b := make([]byte, 0, maxUIDLLen)
 	for _, p := range f.parts {
 		switch p.verb {
 		case 0:
@@ -244,6 +246,9 @@ func dedupeUIDLs(ids []string) {
 	seen := make(map[string]int, len(ids))
 	for _, id := range ids {
 		seen[id] = 0
+	}
+	if len(seen) == len(ids) {
+		return // all distinct already, as most are
 	}
 	taken := make(map[string]bool, len(ids))
 	for i, id := range ids {

@@ -1,11 +1,13 @@
 package imapback
 
 // What a snapshot fetches for its UIDLs beyond UID and size: the
-// identities of %g (through itemTap, rawfetch.go) and the header hashes
-// of %m, one UID FETCH each, both keyed by UID; and how the snapshot's
-// UIDLs are made from them and from an imported UIDL map.
+// identities of %g (through itemTap, rawfetch.go), and the header hashes
+// of %m that the snapshot's own FETCH did not bring (it asks for the
+// header beside the size), one UID FETCH each, both keyed by UID; and how
+// the snapshot's UIDLs are made from them and from an imported UIDL map.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -112,9 +114,8 @@ func (s *Session) fetchIdentities(uids imap.UIDSet) (map[imap.UID]string, error)
 func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, error) {
 	start := time.Now()
 	hashes := make(map[imap.UID]string)
-	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 	s.bc.Expect(snapshotExpectation(uint32(uidCount(uids))))
-	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{headerSection}})
 	var herr error
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		var uid imap.UID
@@ -124,10 +125,8 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 			case imapclient.FetchItemDataUID:
 				uid = item.UID
 			case imapclient.FetchItemDataBodySection:
-				h, err := HeaderHash(item.Literal)
-				if err != nil && herr == nil {
-					herr = err
-				}
+				h, err := hashSection(item)
+				herr = cmp.Or(herr, err)
 				hash = h
 			}
 		}
@@ -144,6 +143,15 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 		return nil, fmt.Errorf("%w: headers: %w", ErrUnavailable, err)
 	}
 	return hashes, nil
+}
+
+// hashSection hashes a header as it streams in: none is held. A header
+// answered NIL has no hash ("").
+func hashSection(item imapclient.FetchItemDataBodySection) (string, error) {
+	if item.Literal == nil {
+		return "", nil
+	}
+	return HeaderHash(item.Literal)
 }
 
 var defaultUIDL, _ = ParseUIDLFormat(DefaultUIDLFormat)

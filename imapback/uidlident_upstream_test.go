@@ -21,7 +21,7 @@ func mail(n int) []byte {
 	return fmt.Appendf(nil, "From: a@example.org\r\nMessage-ID: <%d@example.org>\r\nSubject: message %d\r\n\r\nbody %d\r\n", n, n, n)
 }
 
-func uidlFormat(t *testing.T, s string) *UIDLFormat {
+func uidlFormat(t testing.TB, s string) *UIDLFormat {
 	t.Helper()
 	f, err := ParseUIDLFormat(s)
 	if err != nil {
@@ -187,5 +187,30 @@ func TestUIDLIdentityThenRetrieve(t *testing.T) {
 	}
 	if err := s.Noop(context.Background()); err != nil {
 		t.Error(err)
+	}
+}
+
+// A cold %m snapshot asks for the headers in the FETCH of the sizes,
+// sent with the SELECT: one pass over the mailbox, no second FETCH.
+func TestUIDLHeaderHashOneFetch(t *testing.T) {
+	srv := startMem(t, mail(1), mail(2), mail(3))
+	u := tapUpstream(t, srv.Addr)
+	s := login(t, newBackend(t, Options{Address: u.Addr, UIDL: uidlFormat(t, "%m")}))
+	defer s.Close()
+	var fetches []string
+	for _, line := range strings.Split(u.sent.String(), "\r\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[1] == "UID" && f[2] == "FETCH" {
+			fetches = append(fetches, strings.Join(f[1:], " "))
+		}
+	}
+	want := "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER])"
+	if len(fetches) != 1 || fetches[0] != want {
+		t.Errorf("the snapshot sent %q, want only %q", fetches, want)
+	}
+	for i, m := range s.Messages() {
+		h, err := HeaderHash(strings.NewReader(string(mail(i + 1))))
+		if err != nil || m.UIDL != h {
+			t.Errorf("message %d: UIDL %q, want its header hash %q (%v)", i+1, m.UIDL, h, err)
+		}
 	}
 }

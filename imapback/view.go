@@ -68,8 +68,9 @@ func (s *Session) viewCriteria() *imap.SearchCriteria {
 }
 
 // fetchView fetches UID and size of every message in the view, in mailbox
-// order, with their sequence numbers, and the UIDL material the cache
-// holds of them (nil when the snapshot cache had nothing).
+// order, with their sequence numbers, and the UIDL material known of
+// them: what the snapshot cache holds, and the header hashes fetched
+// with the sizes (nil when there is neither).
 // *early, if not nil, is the FETCH sent with the SELECT: fetchView
 // takes it over and sets *early to nil.
 func (s *Session) fetchView(sel *imap.SelectData, early **imapclient.FetchCommand) ([]Message, []uint32, []UIDLVars, error) {
@@ -114,8 +115,7 @@ func (s *Session) fetchView(sel *imap.SelectData, early **imapclient.FetchComman
 		}
 	}
 	s.bc.Expect(snapshotExpectation(min(exists, uint32(limit))))
-	msgs, seqs, err := s.fetchSizes(uids, sent)
-	return msgs, seqs, nil, err
+	return s.fetchSizes(uids, sent)
 }
 
 // search runs UID SEARCH, with RETURN (ALL) where ESEARCH (RFC 4731)

@@ -116,12 +116,17 @@ func (r *Results) WriteCPU(w io.Writer) {
 		if len(x.CPU) == 0 {
 			continue
 		}
-		med := func(target string, part func(CPU) float64) float64 {
+		// A target a scenario does not run (the cache's instances run
+		// against native only) gets a dash, not a zero.
+		med := func(target string, part func(CPU) float64) string {
 			var v []float64
 			for _, c := range x.CPU[target] {
 				v = append(v, part(c))
 			}
-			return median(v)
+			if len(v) == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.3f", median(v))
 		}
 		front := func(c CPU) float64 { return c.Front }
 		store := func(c CPU) float64 { return c.Store }
@@ -130,10 +135,10 @@ func (r *Results) WriteCPU(w io.Writer) {
 		if c := x.CPU[Native]; len(c) > 0 && c[0].Per != "message" {
 			per = " (per " + c[0].Per + ")"
 		}
-		fmt.Fprintf(w, "| %s%s | %.3f | %.3f | %.3f | %.3f | %.3f |", x.Scenario, per,
+		fmt.Fprintf(w, "| %s%s | %s | %s | %s | %s | %s |", x.Scenario, per,
 			med(Native, store), med(Popbridge, front), med(Popbridge, store), med(Popbridge, both), med(Gateway, both))
 		if base {
-			fmt.Fprintf(w, " %.3f |", med(Baseline, both))
+			fmt.Fprintf(w, " %s |", med(Baseline, both))
 		}
 		fmt.Fprintln(w)
 	}

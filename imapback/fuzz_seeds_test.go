@@ -130,6 +130,9 @@ var upstreamSeeds = []upstreamSeed{
 	// A header announced longer than sent: the literal swallows the
 	// completion, and the FETCH times out.
 	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {200}\r\nSubject: m1\r\n)\r\n" + seedOK},
-	// Two headers for one message.
+	// Another section where the header was asked for (a bug:
+	// TestUpstreamSnapshotHashesOnlyTheHeader), and two headers for one
+	// message.
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[TEXT] {*}Subject: text\r\n\r\n\x01)\r\n" + seedOK},
 	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {*}A: 1\r\n\r\n\x01 BODY[HEADER] {*}B: 2\r\n\r\n\x01)\r\n" + seedOK},
 }

@@ -296,8 +296,8 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand)
 			case imapclient.FetchItemDataRFC822Size:
 				sm.Size, sm.sized = item.Size, true
 			case imapclient.FetchItemDataBodySection:
-				var err error
-				sm.hash, err = hashSection(item)
+				h, err := hashSection(item)
+				sm.hash = cmp.Or(h, sm.hash) // a section that is no header keeps one hashed
 				herr = cmp.Or(herr, err)
 			}
 		}

@@ -127,7 +127,7 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 			case imapclient.FetchItemDataBodySection:
 				h, err := hashSection(item)
 				herr = cmp.Or(herr, err)
-				hash = h
+				hash = cmp.Or(h, hash) // a section that is no header keeps one hashed
 			}
 		}
 		if uid != 0 && hash != "" {
@@ -146,9 +146,15 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 }
 
 // hashSection hashes a header as it streams in: none is held. A header
-// answered NIL has no hash ("").
+// answered NIL has no hash (""), nor has any other section an upstream
+// answers with (BODY[TEXT], a part, a range): hashed, it would give the
+// message a UIDL that the next session, answered properly, changes, and
+// the POP3 client would download it again. go-imap discards the literal
+// left unread.
 func hashSection(item imapclient.FetchItemDataBodySection) (string, error) {
-	if item.Literal == nil {
+	sec := item.Section
+	if item.Literal == nil || sec == nil || sec.Specifier != imap.PartSpecifierHeader ||
+		len(sec.Part) > 0 || sec.Partial != nil || len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0 {
 		return "", nil
 	}
 	return HeaderHash(item.Literal)

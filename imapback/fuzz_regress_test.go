@@ -75,3 +75,16 @@ func TestUpstreamSnapshotHashesOnlyTheHeader(t *testing.T) {
 		})
 	}
 }
+
+// Found by FuzzUpstreamSession under the race detector: a header literal
+// of a %m snapshot announced longer than the upstream sends. When the
+// command times out and the connection is closed under it, the hash's
+// read fails, go-imap's reader goroutine takes the connection's buffer
+// back, and the session's next step (the next item, or closing the
+// command) read what was left of the literal from that buffer too: a
+// data race inside the client. The FETCH must end at the failed read, as
+// a body literal cut short does.
+func TestUpstreamSnapshotHeaderCutShort(t *testing.T) {
+	runUpstreamSession(t, seedHead, []byte(seedTwo), []byte(seedSnap+seedFirst+
+		"* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {200}\r\nSubject: m1\r\n)\r\n"+seedOK))
+}

@@ -128,7 +128,8 @@ var upstreamSeeds = []upstreamSeed{
 		"* 1 FETCH (RFC822.SIZE 21 BODY[HEADER] {*}Subject: one\r\n\r\n\x01 UID 4)\r\n" + seedOK},
 	{seedHead | modeHeadFirst, "\x0a\x14\x30", ""},
 	// A header announced longer than sent: the literal swallows the
-	// completion, and the FETCH times out.
+	// completion, and the FETCH times out (a bug:
+	// TestUpstreamSnapshotHeaderCutShort).
 	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {200}\r\nSubject: m1\r\n)\r\n" + seedOK},
 	// Another section where the header was asked for (a bug:
 	// TestUpstreamSnapshotHashesOnlyTheHeader), and two headers for one

@@ -109,10 +109,7 @@ var (
 func sentBodies(out []byte) []sentBody {
 	offset := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
 	var found []sentBody
-	var text []string // the response's text, cut at its literals
-	var lits [][]byte
-	flush := func() {
-		defer func() { text, lits = nil, nil }()
+	eachResponse(out, func(text []string, lits [][]byte) {
 		head := strings.ToUpper(text[0])
 		if !strings.HasPrefix(head, "* ") || !strings.Contains(head, " FETCH (") {
 			return
@@ -150,8 +147,16 @@ func sentBodies(out []byte) []sentBody {
 			}
 			found = append(found, sb)
 		}
-	}
-	part := ""
+	})
+	return found
+}
+
+// eachResponse calls each with every response in out: its text, cut
+// at its literals (text[j] the part before lits[j]), and its literals,
+// each the octets it announces or as many as follow.
+func eachResponse(out []byte, each func(text []string, lits [][]byte)) {
+	var text []string
+	var lits [][]byte
 	for len(out) > 0 {
 		i := bytes.IndexByte(out, '\n')
 		if i < 0 {
@@ -161,19 +166,17 @@ func sentBodies(out []byte) []sentBody {
 		out = out[i+1:]
 		m := reLiteralEnd.FindStringSubmatchIndex(line)
 		if m == nil {
-			text = append(text, part+line)
-			part = ""
-			flush()
+			each(append(text, line), lits)
+			text, lits = nil, nil
 			continue
 		}
 		n, _ := strconv.Atoi(line[m[2]:m[3]])
 		n = min(n, len(out))
-		text = append(text, part+line[:m[0]])
+		text = append(text, line[:m[0]])
 		lits = append(lits, out[:n])
-		out, part = out[n:], ""
+		out = out[n:]
 	}
 	if len(text) > 0 {
-		flush()
+		each(text, lits)
 	}
-	return found
 }

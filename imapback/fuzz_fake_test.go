@@ -8,7 +8,7 @@ package imapback
 //
 //	$T      the command's tag
 //	$D      the well-formed data of the command (EXISTS of SELECT, the
-//	        size, identity, body or flag responses of a FETCH, the
+//	        size, header, identity, body or flag responses of a FETCH, the
 //	        EXPUNGEs of UID EXPUNGE, the SEARCH or ESEARCH response of a
 //	        UID SEARCH), from the model
 //	$U, $O  the first UID and the offset a FETCH asks for
@@ -42,6 +42,7 @@ type fakeUpstream struct {
 	model     []fakeMsg
 	lowExists uint64 // if > 0, the EXISTS of SELECT's default answer
 	caps      string // the capabilities of the default greeting and LOGIN
+	headFirst bool   // the snapshot's default answers name BODY[HEADER] first
 
 	mu     sync.Mutex
 	hold   bool                // connections accepted now get only defaults
@@ -132,6 +133,11 @@ func commandKind(tag, rest string) string {
 	}
 	if strings.HasPrefix(up, "UID FETCH ") {
 		switch {
+		// A %m snapshot asks for the header beside the size of every
+		// message; a TOP, or the snapshot's second try for sizes a flag
+		// change hid, of a few UIDs.
+		case strings.HasPrefix(up, "UID FETCH 1:* ") && strings.Contains(up, "BODY.PEEK[HEADER]") && strings.Contains(up, "RFC822.SIZE"):
+			return "SNAPSHOT"
 		case strings.Contains(up, "BODY.PEEK[HEADER]") && strings.Contains(up, "RFC822.SIZE"):
 			return "TOP"
 		case strings.Contains(up, "RFC822.SIZE"):
@@ -251,6 +257,15 @@ func (f *fakeUpstream) data(out []byte, kind, tag, rest string, set uidRanges, o
 			h, _, _ := bytes.Cut(m.body, []byte("\r\n\r\n"))
 			h = append(h[:len(h):len(h)], "\r\n\r\n"...)
 			out = fmt.Appendf(out, "* %d FETCH (UID %d BODY[HEADER] {%d}\r\n%s)\r\n", k+1, m.uid, len(h), h)
+		case "SNAPSHOT":
+			if f.headFirst {
+				out = fmt.Appendf(out, "* %d FETCH (", k+1)
+				out = appendHeadText(out, m.body, false, 0)
+				out = fmt.Appendf(out[:len(out)-3], " UID %d RFC822.SIZE %d)\r\n", m.uid, len(m.body))
+				continue
+			}
+			out = fmt.Appendf(out, "* %d FETCH (UID %d RFC822.SIZE %d ", k+1, m.uid, len(m.body))
+			out = appendHeadText(out, m.body, false, 0)
 		case "TOP":
 			out = fmt.Appendf(out, "* %d FETCH (UID %d RFC822.SIZE %d ", k+1, m.uid, len(m.body))
 			out = appendHeadText(out, m.body, strings.Contains(strings.ToUpper(rest), "BODY.PEEK[TEXT]"), size)

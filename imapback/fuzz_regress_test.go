@@ -56,3 +56,35 @@ func TestUpstreamBatchTakesOnlyTheWholeBody(t *testing.T) {
 		})
 	}
 }
+
+// Found by FuzzUpstreamSession's header check: a %m snapshot asks for
+// BODY.PEEK[HEADER] beside each size, and hashed whatever body section
+// the answer held. An upstream answering with another section (BODY[TEXT],
+// a part, a range) had that hashed into the message's UIDL, which the
+// next session, answered properly, changes: the POP3 client downloads the
+// message again. Only BODY[HEADER] may be hashed; for a message without
+// it the header is fetched on its own, and hashed from there.
+func TestUpstreamSnapshotHashesOnlyTheHeader(t *testing.T) {
+	for _, item := range []string{"BODY[TEXT]", "BODY[1]", "BODY[HEADER]<0>", "BODY[HEADER.FIELDS (X)]"} {
+		t.Run(item, func(t *testing.T) {
+			// Two messages (UIDs 4 and 7); the second's header answered as
+			// item: its UIDL must be the hash of the header the FETCH of
+			// the missing headers brings.
+			runUpstreamSession(t, seedHead, []byte(seedTwo), []byte(seedSnap+seedFirst+
+				"* 2 FETCH (UID 7 RFC822.SIZE 41 "+item+" {*}Subject: text\r\n\r\n\x01)\r\n"+seedOK))
+		})
+	}
+}
+
+// Found by FuzzUpstreamSession under the race detector: a header literal
+// of a %m snapshot announced longer than the upstream sends. When the
+// command times out and the connection is closed under it, the hash's
+// read fails, go-imap's reader goroutine takes the connection's buffer
+// back, and the session's next step (the next item, or closing the
+// command) read what was left of the literal from that buffer too: a
+// data race inside the client. The FETCH must end at the failed read, as
+// a body literal cut short does.
+func TestUpstreamSnapshotHeaderCutShort(t *testing.T) {
+	runUpstreamSession(t, seedHead, []byte(seedTwo), []byte(seedSnap+seedFirst+
+		"* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {200}\r\nSubject: m1\r\n)\r\n"+seedOK))
+}

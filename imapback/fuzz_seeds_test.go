@@ -5,6 +5,8 @@ package imapback
 // (fuzz_fake_test.go: segments separated by NUL, each a command kind on
 // its first line and the reply after it).
 
+import "strings"
+
 type upstreamSeed struct {
 	mode          uint32
 	sizes, script string
@@ -18,6 +20,13 @@ const (
 	seedWarmE   = seedWarm | modeESearch
 	// The three messages of the cache seeds: UIDs 4, 7 and 10.
 	seedThree = "\x0a\x14\x64"
+	// A cold %m snapshot of two messages (UIDs 4 and 7, 21 and 41
+	// octets), its headers in its FETCH of the sizes.
+	seedHead  = seedMax16 | 2 | seedDelete0
+	seedTwo   = "\x0a\x14"
+	seedSnap  = "SNAPSHOT\n"
+	seedFirst = "* 1 FETCH (UID 4 RFC822.SIZE 21 BODY[HEADER] {*}Subject: m0\r\nX: y\r\n\r\n\x01)\r\n"
+	seedOK    = "$T OK Fetch completed.\r\n"
 )
 
 var upstreamSeeds = []upstreamSeed{
@@ -98,4 +107,33 @@ var upstreamSeeds = []upstreamSeed{
 	{seedWarmE | modeReconnect, seedThree, "SEARCH\n* ESEARCH (TAG \"$T\") UID ALL 4,7\r\n* BYE Disconnected.\r\n"},
 	{seedWarm | seedDelete0, seedThree, "SEARCH\n* SEARCH 4 7 10\r\n* 2 EXPUNGE\r\n$T OK Search completed.\r\n"},
 	{seedWarmE | seedDelete0, seedThree, "SELECT\n* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n$T OK [READ-WRITE] Select completed.\r\n"},
+	// %m: headers other than the messages', answered in the snapshot's
+	// FETCH, the second header quoted, an empty one, and one with lines
+	// that are not header lines.
+	{seedHead, seedTwo, seedSnap + "* 1 FETCH (UID 4 RFC822.SIZE 21 BODY[HEADER] {*}Subject: other\r\n\r\n\x01)\r\n" +
+		"* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] \"Subject: quoted\")\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {0}\r\n)\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {*}no colon\r\n\tX: \x7f\xff?\r\nA:\r\r\n\r\n\x01)\r\n" + seedOK},
+	// A header NIL, then fetched on its own; NIL there too (the default
+	// format); and a header missing from the answer.
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] NIL)\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] NIL)\r\n" + seedOK +
+		"\x00HEADERS\n* 2 FETCH (UID 7 BODY[HEADER] NIL)\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41)\r\n" + seedOK},
+	// A header beyond the literal bound (512 octets).
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {*}X: " + strings.Repeat("y", 600) + "\r\n\r\n\x01)\r\n" + seedOK},
+	// Items and responses out of order: the header first, the second
+	// message first, the default answers header first.
+	{seedHead, seedTwo, seedSnap + "* 2 FETCH (BODY[HEADER] {*}Subject: two\r\n\r\n\x01 RFC822.SIZE 41 UID 7)\r\n" +
+		"* 1 FETCH (RFC822.SIZE 21 BODY[HEADER] {*}Subject: one\r\n\r\n\x01 UID 4)\r\n" + seedOK},
+	{seedHead | modeHeadFirst, "\x0a\x14\x30", ""},
+	// A header announced longer than sent: the literal swallows the
+	// completion, and the FETCH times out (a bug:
+	// TestUpstreamSnapshotHeaderCutShort).
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {200}\r\nSubject: m1\r\n)\r\n" + seedOK},
+	// Another section where the header was asked for (a bug:
+	// TestUpstreamSnapshotHashesOnlyTheHeader), and two headers for one
+	// message.
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[TEXT] {*}Subject: text\r\n\r\n\x01)\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {*}A: 1\r\n\r\n\x01 BODY[HEADER] {*}B: 2\r\n\r\n\x01)\r\n" + seedOK},
 }

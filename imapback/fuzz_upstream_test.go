@@ -3,7 +3,8 @@ package imapback
 // The upstream fuzzer: FuzzUpstreamSession, what it does with a Session
 // and the checks it makes of the outcome and of what the scripted
 // upstream (fuzz_fake_test.go) received; fuzz_delivered_test.go checks
-// what it sent against what the session delivered.
+// what it sent against what the session delivered, fuzz_snaphead_test.go
+// the headers it sent against a %m snapshot's UIDLs.
 
 import (
 	"context"
@@ -21,11 +22,12 @@ import (
 
 // FuzzUpstreamSession drives a real Session against a scripted upstream
 // (fuzz_fake_test.go) whose replies come from the fuzz input: login,
-// SELECT, the snapshot's UID FETCH 1:* (UID RFC822.SIZE), the identity
-// or header fetch of the UIDL format, RETRs in ranges or from a batch,
-// an optional NOOP, QUIT's UID STORE and UID EXPUNGE, and LOGOUT. mode
-// chooses the options and what the POP3 side does, sizes the model
-// mailbox (one message per octet), script the upstream's replies.
+// SELECT, the snapshot's UID FETCH 1:* (UID RFC822.SIZE, and the header
+// for %m), the identity or header fetch of the UIDL format, RETRs in
+// ranges or from a batch, an optional NOOP, QUIT's UID STORE and UID
+// EXPUNGE, and LOGOUT. mode chooses the options and what the POP3 side
+// does, sizes the model mailbox (one message per octet), script the
+// upstream's replies.
 //
 // Beyond not panicking, every iteration checks that:
 //   - a login that succeeds holds at most MaxMessages messages, after a
@@ -37,6 +39,8 @@ import (
 //   - \Deleted and UID EXPUNGE are sent only by Commit, and only for the
 //     UIDs of the deleted messages; never a plain EXPUNGE;
 //   - with no scripted reply at all, everything succeeds;
+//   - a cold %m snapshot's UIDLs are hashes of headers the upstream sent
+//     for their UIDs, or the default format where it sent none;
 //   - no goroutine outlives the iteration, and no login allocates more
 //     than loginAllocBound;
 //   - in the cache mode (fuzz_cache_test.go), a warm snapshot lists
@@ -88,8 +92,9 @@ const (
 	modeSeenNever  = 1 << 8
 	modeLowExists  = 1 << 9 // SELECT's default EXISTS stops at MaxMessages
 	modeNoop       = 1 << 10
-	modeMaxShift   = 12 // 4 bits: MaxMessages - 1
-	modeDeleteMask = 16 // 8 bits: the messages DELE marks
+	modeHeadFirst  = 1 << 25 // %m: the snapshot's answers name the header first
+	modeMaxShift   = 12      // 4 bits: MaxMessages - 1
+	modeDeleteMask = 16      // 8 bits: the messages DELE marks
 )
 
 const fuzzChunk = 64
@@ -125,6 +130,7 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 	if mode&modeESearch != 0 {
 		fake.caps += " ESEARCH"
 	}
+	fake.headFirst = mode&modeHeadFirst != 0
 	uidl, err := ParseUIDLFormat(fuzzUIDLFormats[mode&modeUIDL])
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +184,12 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 		t.Fatalf("the login allocated %d MB", n>>20)
 	}
 	checkLogin(t, fake, from, s, err, maxMsgs, len(model) > maxMsgs && wellFormed())
+	if err == nil && mode&modeCache == 0 && uidl.Needs().HeaderHash {
+		fake.mu.Lock()
+		sent := append([][]byte(nil), fake.sent[from:]...)
+		fake.mu.Unlock()
+		checkHeaderHashes(t, s, sent)
+	}
 	if err == nil && mode&modeCache != 0 {
 		checkWarmSnapshot(t, fake, from, obs.last(), s, model)
 		if wellFormed() && obs.last() != CacheHit {

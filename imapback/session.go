@@ -286,7 +286,6 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand)
 	if cmd == nil {
 		cmd = s.c.Fetch(uids, s.snapshotItems())
 	}
-	var herr error // a header that could not be read
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		sm := seqMsg{seq: m.SeqNum}
 		for item := m.Next(); item != nil; item = m.Next() {
@@ -296,9 +295,11 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand)
 			case imapclient.FetchItemDataRFC822Size:
 				sm.Size, sm.sized = item.Size, true
 			case imapclient.FetchItemDataBodySection:
-				var err error
-				sm.hash, err = hashSection(item)
-				herr = cmp.Or(herr, err)
+				h, err := hashSection(item)
+				if err != nil {
+					return nil, s.headerFailed(start, err)
+				}
+				sm.hash = cmp.Or(h, sm.hash) // a section that is no header keeps one hashed
 			}
 		}
 		if sm.UID != 0 {
@@ -315,7 +316,7 @@ func (s *Session) fetchSizesOnce(uids imap.UIDSet, cmd *imapclient.FetchCommand)
 	}
 	err := s.upstreamErr(cmd.Close())
 	s.observe("UID FETCH", start, err)
-	return got, cmp.Or(err, herr)
+	return got, err
 }
 
 // expunged is go-imap's handler for unsolicited EXPUNGE responses.

@@ -116,7 +116,6 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 	hashes := make(map[imap.UID]string)
 	s.bc.Expect(snapshotExpectation(uint32(uidCount(uids))))
 	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{headerSection}})
-	var herr error
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		var uid imap.UID
 		var hash string
@@ -126,8 +125,10 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 				uid = item.UID
 			case imapclient.FetchItemDataBodySection:
 				h, err := hashSection(item)
-				herr = cmp.Or(herr, err)
-				hash = h
+				if err != nil {
+					return nil, fmt.Errorf("%w: headers: %w", ErrUnavailable, s.headerFailed(start, err))
+				}
+				hash = cmp.Or(h, hash) // a section that is no header keeps one hashed
 			}
 		}
 		if uid != 0 && hash != "" {
@@ -136,9 +137,6 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 	}
 	err := s.upstreamErr(cmd.Close())
 	s.observe("UID FETCH", start, err)
-	if err == nil {
-		err = herr
-	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: headers: %w", ErrUnavailable, err)
 	}
@@ -146,12 +144,30 @@ func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, erro
 }
 
 // hashSection hashes a header as it streams in: none is held. A header
-// answered NIL has no hash ("").
+// answered NIL has no hash (""), nor has any other section an upstream
+// answers with (BODY[TEXT], a part, a range): hashed, it would give the
+// message a UIDL that the next session, answered properly, changes, and
+// the POP3 client would download it again. go-imap discards the literal
+// left unread.
 func hashSection(item imapclient.FetchItemDataBodySection) (string, error) {
-	if item.Literal == nil {
+	sec := item.Section
+	if item.Literal == nil || sec == nil || sec.Specifier != imap.PartSpecifierHeader ||
+		len(sec.Part) > 0 || sec.Partial != nil || len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0 {
 		return "", nil
 	}
 	return HeaderHash(item.Literal)
+}
+
+// headerFailed ends a FETCH whose header could not be hashed, as a read
+// of its literal failed: go-imap's reader goroutine then owns the
+// connection's buffer again, and reading on (the next item or closing
+// the command, both of which discard what is left of the literal) would
+// read the literal once more, racing with it. The connection is broken
+// anyway: closing it ends the command.
+func (s *Session) headerFailed(start time.Time, err error) error {
+	s.nc.Close()
+	s.observe("UID FETCH", start, err)
+	return err
 }
 
 var defaultUIDL, _ = ParseUIDLFormat(DefaultUIDLFormat)

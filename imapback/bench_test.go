@@ -141,6 +141,27 @@ func BenchmarkLoginSnapshotHeaderHash(b *testing.B) {
 	benchLogins(b, be, n)
 }
 
+// A warm login of 10,000 messages in Dovecot, nothing changed since the
+// last: the snapshot comes from the cache, the upstream only names the
+// UIDs in the mailbox. With the default UIDL format and with %m.
+func BenchmarkLoginSnapshotWarm(b *testing.B) {
+	const n = 10000
+	d := dovecottest.Start(b, dovecottest.Options{})
+	for i := range n {
+		d.Deliver(b, "alice", typicalMessage(i))
+	}
+	for _, format := range []string{"default", "%m"} {
+		b.Run(format, func(b *testing.B) {
+			if format == "default" {
+				format = "%08Xu%08Xv"
+			}
+			be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute,
+				UIDL: uidlFormat(b, format), SnapshotCache: NewSnapshotCache(DefaultSnapshotCacheBytes)})
+			benchLogins(b, be, n) // the first fills the cache
+		})
+	}
+}
+
 // benchLogins measures logins to be, whose snapshot must hold n messages.
 func benchLogins(b *testing.B, be *Backend, n int) {
 	b.ReportAllocs()

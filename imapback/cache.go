@@ -146,15 +146,25 @@ func (m *mailboxSnapshot) next() imap.UID {
 	return m.uids[len(m.uids)-1] + 1
 }
 
-// vars returns message i's UIDL material.
-func (m *mailboxSnapshot) vars(i int) UIDLVars {
+// hexHashes returns the header hashes in hex, 2*hashLen digits each, all
+// in one string: a snapshot of 10,000 messages makes one string for
+// their vars, not 10,000 ("" when no hash is known).
+func (m *mailboxSnapshot) hexHashes() string {
+	if m.hashes == nil {
+		return ""
+	}
+	return hex.EncodeToString(m.hashes)
+}
+
+// vars returns message i's UIDL material; hexes is m.hexHashes().
+func (m *mailboxSnapshot) vars(i int, hexes string) UIDLVars {
 	var v UIDLVars
 	if m.ids != nil {
 		v.Identity = m.ids[i]
 	}
 	if m.hashes != nil {
 		if h := m.hashes[i*hashLen : (i+1)*hashLen]; slices.ContainsFunc(h, func(b byte) bool { return b != 0 }) {
-			v.HeaderHash = hex.EncodeToString(h)
+			v.HeaderHash = hexes[2*i*hashLen : 2*(i+1)*hashLen]
 		}
 	}
 	return v

@@ -158,14 +158,14 @@ func TestSnapshotCacheHashes(t *testing.T) {
 	h := "0123456789abcdef0123456789abcdef01234567"
 	m.setHash(1, h)
 	m.setHash(2, "0123456789ABCDEF0123456789ABCDEF01234567")
-	if got := m.vars(1).HeaderHash; got != h {
+	if got := m.vars(1, m.hexHashes()).HeaderHash; got != h {
 		t.Errorf("hash %q came back as %q", h, got)
 	}
-	if got := m.vars(2).HeaderHash; got != fmt.Sprintf("%040x", 3) {
+	if got := m.vars(2, m.hexHashes()).HeaderHash; got != fmt.Sprintf("%040x", 3) {
 		t.Errorf("an upper-case hash replaced the stored one: %q", got)
 	}
 	m.hashes = make([]byte, hashLen*3)
-	if got := m.vars(0).HeaderHash; got != "" {
+	if got := m.vars(0, m.hexHashes()).HeaderHash; got != "" {
 		t.Errorf("unknown hash = %q", got)
 	}
 }

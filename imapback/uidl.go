@@ -27,6 +27,10 @@ const DefaultUIDLFormat = "%08Xu%08Xv"
 type UIDLFormat struct {
 	parts []uidlPart
 	needs UIDLNeeds
+	// unique: the ids of one mailbox are distinct by construction, the
+	// format holding %u once and no %g or %m (everything else in it is
+	// the same for every message), so dedupeUIDLs has nothing to do.
+	unique bool
 }
 
 // UIDLNeeds says which items beyond UID and UIDVALIDITY a format needs
@@ -68,7 +72,7 @@ const (
 // (equal %g or %m values are told apart by dedupeUIDLs).
 func ParseUIDLFormat(s string) (*UIDLFormat, error) {
 	f := &UIDLFormat{}
-	distinct := false
+	distinct, uses := false, 0 // uses counts %u
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '%')
 		if i != 0 {
@@ -125,12 +129,14 @@ func ParseUIDLFormat(s string) (*UIDLFormat, error) {
 			distinct = true
 		case 'u':
 			distinct = true
+			uses++
 		}
 		f.parts = append(f.parts, p)
 	}
 	if !distinct {
 		return nil, fmt.Errorf("uidl format: must contain %%u, %%g or %%m to make ids unique")
 	}
+	f.unique = !f.needs.Identity && !f.needs.HeaderHash && uses == 1
 	// The longest ids come from the largest numbers and identities,
 	// padding from the smallest: check both ends.
 	longest := UIDLVars{^uint32(0), ^uint32(0), strings.Repeat("9", maxIdentityLen), strings.Repeat("f", 40)}

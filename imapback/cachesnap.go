@@ -256,8 +256,9 @@ func addFetched(byUID map[imap.UID]fetchedMsg, msgs []Message, vars []UIDLVars) 
 
 // ascendingUIDs lists the UIDs of set in ascending order. A UID named
 // twice is a server bug, which would misnumber every message after it.
+// set must have passed maildropBound.checkUIDs: its count is the room.
 func ascendingUIDs(set imap.UIDSet) ([]imap.UID, error) {
-	var uids []imap.UID
+	uids := make([]imap.UID, 0, countUIDs(set))
 	for _, r := range set {
 		lo, hi := min(r.Start, r.Stop), max(r.Start, r.Stop)
 		for u := lo; ; u++ {

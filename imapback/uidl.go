@@ -5,6 +5,7 @@ package imapback
 
 import (
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 )
@@ -249,12 +250,12 @@ func (f *UIDLFormat) FormatVars(v UIDLVars) string {
 // client has not seen is hidden unless it was a byte-for-byte copy of
 // the header of one it has.
 func dedupeUIDLs(ids []string) {
+	if distinctUIDLs(ids) {
+		return // as most are
+	}
 	seen := make(map[string]int, len(ids))
 	for _, id := range ids {
 		seen[id] = 0
-	}
-	if len(seen) == len(ids) {
-		return // all distinct already, as most are
 	}
 	taken := make(map[string]bool, len(ids))
 	for i, id := range ids {
@@ -275,4 +276,21 @@ func dedupeUIDLs(ids []string) {
 			}
 		}
 	}
+}
+
+// distinctUIDLs reports that ids are all different, by their 64-bit
+// hashes: ids whose hashes differ differ. Cheaper than a map of the
+// strings; equal hashes (equal ids, or rarely a collision) answer false,
+// and dedupeUIDLs then compares the ids themselves.
+func distinctUIDLs(ids []string) bool {
+	seed := maphash.MakeSeed()
+	seen := make(map[uint64]struct{}, len(ids))
+	for _, id := range ids {
+		h := maphash.String(seed, id)
+		if _, dup := seen[h]; dup {
+			return false
+		}
+		seen[h] = struct{}{}
+	}
+	return true
 }

@@ -112,6 +112,11 @@ type mailboxSnapshot struct {
 	// from HeaderHash's hex (a third of the memory of the strings): nil
 	// when none is known, else all zero where one is not.
 	hashes []byte
+	// distinctFor is the UIDL format, if any, whose ids made from this
+	// material for every message (none imported) are all distinct: a
+	// session with that format that lists exactly these messages needs
+	// no dedupeUIDLs.
+	distinctFor *UIDLFormat
 }
 
 // hashLen is the length of a decoded header hash.

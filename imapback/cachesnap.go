@@ -52,6 +52,24 @@ type sessionCache struct {
 	// fetched counts the messages whose size or UIDL material the
 	// snapshot had to fetch.
 	fetched int
+	// distinct: the format's ids of every message of the snapshot, none
+	// imported, were found distinct (makeUIDLs).
+	distinct bool
+}
+
+// exact reports that the snapshot listed exactly the messages of the
+// cached entry, all taken from it: the entry is still what the mailbox
+// holds.
+func (s *Session) exact() bool {
+	old := s.cache.snap
+	return old != nil && s.cache.fetched == 0 && len(s.msgs) == old.len()
+}
+
+// knownDistinct reports that the ids the format makes for the snapshot
+// are known to be distinct from an earlier session: it listed the same
+// messages with the same material and format.
+func (s *Session) knownDistinct() bool {
+	return s.exact() && s.cache.snap.distinctFor == s.b.opts.UIDL
 }
 
 // cacheKey is the key of the session's mailbox.
@@ -300,7 +318,7 @@ func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 	if o := s.b.opts.Observer; o != nil {
 		defer func() { o.SnapshotCache(s.cacheOutcome(), cache.Bytes()) }()
 	}
-	if old := s.cache.snap; old != nil && s.cache.fetched == 0 && len(s.msgs) == old.len() {
+	if s.exact() {
 		// Every message came from the entry, which holds no other: it
 		// is still exact (and get marked it recently used).
 		return
@@ -343,6 +361,9 @@ func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 		if snap.hashes != nil {
 			snap.setHash(i, k.v.HeaderHash)
 		}
+	}
+	if s.cache.distinct && len(uids) == len(s.msgs) {
+		snap.distinctFor = s.b.opts.UIDL
 	}
 	cache.put(s.cacheKey(), snap)
 }

@@ -249,9 +249,11 @@ func (f *UIDLFormat) FormatVars(v UIDLVars) string {
 // included, so it is a second delivery of the same mail; no message a
 // client has not seen is hidden unless it was a byte-for-byte copy of
 // the header of one it has.
-func dedupeUIDLs(ids []string) {
+//
+// It reports whether it changed any.
+func dedupeUIDLs(ids []string) (changed bool) {
 	if distinctUIDLs(ids) {
-		return // as most are
+		return false // as most are
 	}
 	seen := make(map[string]int, len(ids))
 	for _, id := range ids {
@@ -271,11 +273,12 @@ func dedupeUIDLs(ids []string) {
 			if !taken[c] {
 				taken[c] = true
 				seen[id] = n
-				ids[i] = c
+				ids[i], changed = c, true
 				break
 			}
 		}
 	}
+	return changed
 }
 
 // distinctUIDLs reports that ids are all different, by their 64-bit

@@ -197,15 +197,18 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 		}
 		s.msgs[i].UIDL = s.b.opts.UIDL.FormatVars(v)
 	}
-	// A format's own ids may only collide with imported ones.
-	if s.b.opts.UIDL.unique && len(imported) == 0 {
+	// A format's own ids may only collide with imported ones, or with
+	// each other where it is not unique by itself; then they may still
+	// be known distinct from the session that cached the material.
+	if len(imported) == 0 && (s.b.opts.UIDL.unique || s.knownDistinct()) {
+		s.cache.distinct = true
 		return nil
 	}
 	ids := make([]string, len(s.msgs))
 	for i, m := range s.msgs {
 		ids[i] = m.UIDL
 	}
-	dedupeUIDLs(ids)
+	s.cache.distinct = !dedupeUIDLs(ids) && len(imported) == 0
 	for i := range s.msgs {
 		s.msgs[i].UIDL = ids[i]
 	}

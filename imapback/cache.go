@@ -175,6 +175,35 @@ func (m *mailboxSnapshot) vars(i int, hexes string) UIDLVars {
 	return v
 }
 
+// complete reports that the entry knows the material needs names of
+// every message.
+func (m *mailboxSnapshot) complete(needs UIDLNeeds) bool {
+	if needs.Identity && (m.ids == nil || slices.Contains(m.ids, "")) {
+		return false
+	}
+	if needs.HeaderHash {
+		if m.hashes == nil {
+			return false
+		}
+		for i := range m.len() {
+			if !slices.ContainsFunc(m.hashes[i*hashLen:(i+1)*hashLen], func(b byte) bool { return b != 0 }) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// allVars returns the UIDL material of every message.
+func (m *mailboxSnapshot) allVars() []UIDLVars {
+	hexes := m.hexHashes()
+	vars := make([]UIDLVars, m.len())
+	for i := range vars {
+		vars[i] = m.vars(i, hexes)
+	}
+	return vars
+}
+
 // Sizes of the parts of an entry, for the byte count.
 const (
 	entryOverhead = int64(unsafe.Sizeof(cacheEntry{})+unsafe.Sizeof(mailboxSnapshot{})+

@@ -212,3 +212,30 @@ func TestSnapshotCacheCommands(t *testing.T) {
 		t.Errorf("warm login sent %q, want %q first", warm, want)
 	}
 }
+
+// An entry serves a session's UIDL material directly only when it knows
+// all of it; allVars gives each message's, as vars does.
+func TestSnapshotCacheComplete(t *testing.T) {
+	hash, id := UIDLNeeds{HeaderHash: true}, UIDLNeeds{Identity: true}
+	m := testSnapshot(3, true)
+	if !m.complete(hash) || !m.complete(UIDLNeeds{}) || m.complete(id) {
+		t.Errorf("complete: %v for %%m, %v for nothing, %v for %%g; want true, true, false", m.complete(hash), m.complete(UIDLNeeds{}), m.complete(id))
+	}
+	for i, v := range m.allVars() {
+		if want := m.vars(i, m.hexHashes()); v != want || v.HeaderHash == "" {
+			t.Errorf("allVars()[%d] = %+v, want %+v", i, v, want)
+		}
+	}
+	clear(m.hashes[hashLen : 2*hashLen]) // message 2's hash unknown
+	if m.complete(hash) {
+		t.Error("complete with a hash unknown")
+	}
+	m.ids = []string{"a", "", "c"}
+	if m.complete(id) {
+		t.Error("complete with an identity unknown")
+	}
+	m.ids[1] = "b"
+	if !m.complete(id) {
+		t.Error("not complete with every identity known")
+	}
+}

@@ -55,6 +55,10 @@ type sessionCache struct {
 	// distinct: the format's ids of every message of the snapshot, none
 	// imported, were found distinct (makeUIDLs).
 	distinct bool
+	// fromSnap: the snapshot lists exactly the messages of snap, in its
+	// order, and their UIDL material is read from snap when the UIDLs
+	// are made, not copied out for each (uidlVars returned nil).
+	fromSnap bool
 }
 
 // exact reports that the snapshot listed exactly the messages of the
@@ -181,12 +185,17 @@ func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool,
 		n = len(want)
 	}
 	msgs, seqs := make([]Message, 0, n), make([]uint32, 0, n)
-	// UIDL material only for a format that needs some: else vars stays
-	// nil, as uidlVars leaves it.
+	// UIDL material only for a format that needs some, and not copied
+	// out when every message is snap's in its order (fromSnap): else
+	// vars stays nil, as uidlVars leaves it.
 	var vars []UIDLVars
 	var hexes string
 	if needs := s.b.opts.UIDL.Needs(); needs.Identity || needs.HeaderHash {
-		vars, hexes = make([]UIDLVars, 0, n), snap.hexHashes()
+		if !isView && slices.Equal(s.cache.all, snap.uids) {
+			s.cache.fromSnap = true
+		} else {
+			vars, hexes = make([]UIDLVars, 0, n), snap.hexHashes()
+		}
 	}
 	var missing imap.UIDSet
 	// Both lists ascend: j walks want, k the cached UIDs, beside uid.

@@ -41,6 +41,13 @@ func (s *Session) uidlVars(msgs []Message, known []UIDLVars) ([]UIDLVars, error)
 	if !needs.Identity && !needs.HeaderHash {
 		return nil, nil
 	}
+	if s.cache.fromSnap {
+		if s.cache.snap.complete(needs) {
+			return nil, nil // makeUIDLs reads it from the entry
+		}
+		s.cache.fromSnap = false
+		known = s.cache.snap.allVars()
+	}
 	vars := known
 	if vars == nil {
 		vars = make([]UIDLVars, len(msgs))
@@ -180,12 +187,19 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 		}
 	}
 	needs := s.b.opts.UIDL.Needs()
+	var hexes string
+	if s.cache.fromSnap {
+		hexes = s.cache.snap.hexHashes()
+	}
 	for i, m := range s.msgs {
 		if id, ok := imported[m.UID]; ok {
 			s.msgs[i].UIDL = id
 			continue
 		}
 		v := varsAt(vars, i)
+		if s.cache.fromSnap {
+			v = s.cache.snap.vars(i, hexes)
+		}
 		v.UID, v.UIDValidity = uint32(m.UID), uidValidity
 		if needs.Identity && v.Identity == "" || needs.HeaderHash && v.HeaderHash == "" {
 			// Not in the answer: expunged during the snapshot, or a

@@ -112,6 +112,11 @@ type mailboxSnapshot struct {
 	// from HeaderHash's hex (a third of the memory of the strings): nil
 	// when none is known, else all zero where one is not.
 	hashes []byte
+	// distinctFor is the UIDL format, if any, whose ids made from this
+	// material for every message (none imported) are all distinct: a
+	// session with that format that lists exactly these messages needs
+	// no dedupeUIDLs.
+	distinctFor *UIDLFormat
 }
 
 // hashLen is the length of a decoded header hash.
@@ -146,18 +151,57 @@ func (m *mailboxSnapshot) next() imap.UID {
 	return m.uids[len(m.uids)-1] + 1
 }
 
-// vars returns message i's UIDL material.
-func (m *mailboxSnapshot) vars(i int) UIDLVars {
+// hexHashes returns the header hashes in hex, 2*hashLen digits each, all
+// in one string: a snapshot of 10,000 messages makes one string for
+// their vars, not 10,000 ("" when no hash is known).
+func (m *mailboxSnapshot) hexHashes() string {
+	if m.hashes == nil {
+		return ""
+	}
+	return hex.EncodeToString(m.hashes)
+}
+
+// vars returns message i's UIDL material; hexes is m.hexHashes().
+func (m *mailboxSnapshot) vars(i int, hexes string) UIDLVars {
 	var v UIDLVars
 	if m.ids != nil {
 		v.Identity = m.ids[i]
 	}
 	if m.hashes != nil {
 		if h := m.hashes[i*hashLen : (i+1)*hashLen]; slices.ContainsFunc(h, func(b byte) bool { return b != 0 }) {
-			v.HeaderHash = hex.EncodeToString(h)
+			v.HeaderHash = hexes[2*i*hashLen : 2*(i+1)*hashLen]
 		}
 	}
 	return v
+}
+
+// complete reports that the entry knows the material needs names of
+// every message.
+func (m *mailboxSnapshot) complete(needs UIDLNeeds) bool {
+	if needs.Identity && (m.ids == nil || slices.Contains(m.ids, "")) {
+		return false
+	}
+	if needs.HeaderHash {
+		if m.hashes == nil {
+			return false
+		}
+		for i := range m.len() {
+			if !slices.ContainsFunc(m.hashes[i*hashLen:(i+1)*hashLen], func(b byte) bool { return b != 0 }) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// allVars returns the UIDL material of every message.
+func (m *mailboxSnapshot) allVars() []UIDLVars {
+	hexes := m.hexHashes()
+	vars := make([]UIDLVars, m.len())
+	for i := range vars {
+		vars[i] = m.vars(i, hexes)
+	}
+	return vars
 }
 
 // Sizes of the parts of an entry, for the byte count.

@@ -158,14 +158,14 @@ func TestSnapshotCacheHashes(t *testing.T) {
 	h := "0123456789abcdef0123456789abcdef01234567"
 	m.setHash(1, h)
 	m.setHash(2, "0123456789ABCDEF0123456789ABCDEF01234567")
-	if got := m.vars(1).HeaderHash; got != h {
+	if got := m.vars(1, m.hexHashes()).HeaderHash; got != h {
 		t.Errorf("hash %q came back as %q", h, got)
 	}
-	if got := m.vars(2).HeaderHash; got != fmt.Sprintf("%040x", 3) {
+	if got := m.vars(2, m.hexHashes()).HeaderHash; got != fmt.Sprintf("%040x", 3) {
 		t.Errorf("an upper-case hash replaced the stored one: %q", got)
 	}
 	m.hashes = make([]byte, hashLen*3)
-	if got := m.vars(0).HeaderHash; got != "" {
+	if got := m.vars(0, m.hexHashes()).HeaderHash; got != "" {
 		t.Errorf("unknown hash = %q", got)
 	}
 }
@@ -210,5 +210,32 @@ func TestSnapshotCacheCommands(t *testing.T) {
 	want := []string{"UID SEARCH ALL", "UID FETCH 4:* (UID RFC822.SIZE)"}
 	if len(warm) < 2 || !strings.HasPrefix(warm[0], "UID SEARCH") || warm[1] != want[1] {
 		t.Errorf("warm login sent %q, want %q first", warm, want)
+	}
+}
+
+// An entry serves a session's UIDL material directly only when it knows
+// all of it; allVars gives each message's, as vars does.
+func TestSnapshotCacheComplete(t *testing.T) {
+	hash, id := UIDLNeeds{HeaderHash: true}, UIDLNeeds{Identity: true}
+	m := testSnapshot(3, true)
+	if !m.complete(hash) || !m.complete(UIDLNeeds{}) || m.complete(id) {
+		t.Errorf("complete: %v for %%m, %v for nothing, %v for %%g; want true, true, false", m.complete(hash), m.complete(UIDLNeeds{}), m.complete(id))
+	}
+	for i, v := range m.allVars() {
+		if want := m.vars(i, m.hexHashes()); v != want || v.HeaderHash == "" {
+			t.Errorf("allVars()[%d] = %+v, want %+v", i, v, want)
+		}
+	}
+	clear(m.hashes[hashLen : 2*hashLen]) // message 2's hash unknown
+	if m.complete(hash) {
+		t.Error("complete with a hash unknown")
+	}
+	m.ids = []string{"a", "", "c"}
+	if m.complete(id) {
+		t.Error("complete with an identity unknown")
+	}
+	m.ids[1] = "b"
+	if !m.complete(id) {
+		t.Error("not complete with every identity known")
 	}
 }

@@ -52,6 +52,28 @@ type sessionCache struct {
 	// fetched counts the messages whose size or UIDL material the
 	// snapshot had to fetch.
 	fetched int
+	// distinct: the format's ids of every message of the snapshot, none
+	// imported, were found distinct (makeUIDLs).
+	distinct bool
+	// fromSnap: the snapshot lists exactly the messages of snap, in its
+	// order, and their UIDL material is read from snap when the UIDLs
+	// are made, not copied out for each (uidlVars returned nil).
+	fromSnap bool
+}
+
+// exact reports that the snapshot listed exactly the messages of the
+// cached entry, all taken from it: the entry is still what the mailbox
+// holds.
+func (s *Session) exact() bool {
+	old := s.cache.snap
+	return old != nil && s.cache.fetched == 0 && len(s.msgs) == old.len()
+}
+
+// knownDistinct reports that the ids the format makes for the snapshot
+// are known to be distinct from an earlier session: it listed the same
+// messages with the same material and format.
+func (s *Session) knownDistinct() bool {
+	return s.exact() && s.cache.snap.distinctFor == s.b.opts.UIDL
 }
 
 // cacheKey is the key of the session's mailbox.
@@ -162,9 +184,22 @@ func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool,
 	if isView {
 		n = len(want)
 	}
-	msgs, seqs, vars := make([]Message, 0, n), make([]uint32, 0, n), make([]UIDLVars, 0, n)
+	msgs, seqs := make([]Message, 0, n), make([]uint32, 0, n)
+	// UIDL material only for a format that needs some, and not copied
+	// out when every message is snap's in its order (fromSnap): else
+	// vars stays nil, as uidlVars leaves it.
+	var vars []UIDLVars
+	var hexes string
+	if needs := s.b.opts.UIDL.Needs(); needs.Identity || needs.HeaderHash {
+		if !isView && slices.Equal(s.cache.all, snap.uids) {
+			s.cache.fromSnap = true
+		} else {
+			vars, hexes = make([]UIDLVars, 0, n), snap.hexHashes()
+		}
+	}
 	var missing imap.UIDSet
-	j := 0
+	// Both lists ascend: j walks want, k the cached UIDs, beside uid.
+	j, k := 0, 0
 	for i, uid := range s.cache.all {
 		if isView {
 			for j < len(want) && want[j] < uid {
@@ -175,15 +210,24 @@ func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool,
 			}
 		}
 		m, v := Message{UID: uid, Size: -1}, UIDLVars{}
-		if k := snap.find(uid); k >= 0 {
-			m.Size, v = snap.sizes[k], snap.vars(k)
+		for k < snap.len() && snap.uids[k] < uid {
+			k++
+		}
+		if k < snap.len() && snap.uids[k] == uid {
+			m.Size = snap.sizes[k]
+			if vars != nil {
+				v = snap.vars(k, hexes)
+			}
 		} else if f, ok := fetched[uid]; ok {
 			m.Size, v = f.size, f.vars
 			s.cache.fetched++
 		} else {
 			missing.AddNum(uid)
 		}
-		msgs, seqs, vars = append(msgs, m), append(seqs, uint32(i+1)), append(vars, v)
+		msgs, seqs = append(msgs, m), append(seqs, uint32(i+1))
+		if vars != nil {
+			vars = append(vars, v)
+		}
 	}
 	if len(missing) == 0 {
 		return msgs, seqs, vars, nil
@@ -196,19 +240,28 @@ func (s *Session) fromCache(snap *mailboxSnapshot, want []imap.UID, isView bool,
 	s.cache.fetched += len(got)
 	// One not answered was expunged meanwhile: its EXPUNGE makes the
 	// snapshot start again, and the message is left out until then.
-	k := 0
+	kept := 0
 	for i := range msgs {
 		if msgs[i].Size < 0 {
 			f, ok := fetched[msgs[i].UID]
 			if !ok {
 				continue
 			}
-			msgs[i].Size, vars[i] = f.size, f.vars
+			msgs[i].Size = f.size
+			if vars != nil {
+				vars[i] = f.vars
+			}
 		}
-		msgs[k], seqs[k], vars[k] = msgs[i], seqs[i], vars[i]
-		k++
+		msgs[kept], seqs[kept] = msgs[i], seqs[i]
+		if vars != nil {
+			vars[kept] = vars[i]
+		}
+		kept++
 	}
-	return msgs[:k], seqs[:k], vars[:k], nil
+	if vars != nil {
+		vars = vars[:kept]
+	}
+	return msgs[:kept], seqs[:kept], vars, nil
 }
 
 // fetchedMsg is what a FETCH of the snapshot's items told of a message.
@@ -230,8 +283,9 @@ func addFetched(byUID map[imap.UID]fetchedMsg, msgs []Message, vars []UIDLVars) 
 
 // ascendingUIDs lists the UIDs of set in ascending order. A UID named
 // twice is a server bug, which would misnumber every message after it.
+// set must have passed maildropBound.checkUIDs: its count is the room.
 func ascendingUIDs(set imap.UIDSet) ([]imap.UID, error) {
-	var uids []imap.UID
+	uids := make([]imap.UID, 0, countUIDs(set))
 	for _, r := range set {
 		lo, hi := min(r.Start, r.Stop), max(r.Start, r.Stop)
 		for u := lo; ; u++ {
@@ -273,7 +327,7 @@ func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 	if o := s.b.opts.Observer; o != nil {
 		defer func() { o.SnapshotCache(s.cacheOutcome(), cache.Bytes()) }()
 	}
-	if old := s.cache.snap; old != nil && s.cache.fetched == 0 && len(s.msgs) == old.len() {
+	if s.exact() {
 		// Every message came from the entry, which holds no other: it
 		// is still exact (and get marked it recently used).
 		return
@@ -284,14 +338,15 @@ func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 	}
 	byUID := make(map[imap.UID]known, len(s.msgs))
 	if old := s.cache.snap; old != nil && s.viewCriteria() != nil {
+		hexes := old.hexHashes()
 		for _, uid := range s.cache.all {
 			if k := old.find(uid); k >= 0 {
-				byUID[uid] = known{old.sizes[k], old.vars(k)}
+				byUID[uid] = known{old.sizes[k], old.vars(k, hexes)}
 			}
 		}
 	}
 	for i, m := range s.msgs {
-		byUID[m.UID] = known{m.Size, vars[i]}
+		byUID[m.UID] = known{m.Size, varsAt(vars, i)}
 	}
 	uids := make([]imap.UID, 0, len(byUID))
 	for uid := range byUID {
@@ -315,6 +370,9 @@ func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 		if snap.hashes != nil {
 			snap.setHash(i, k.v.HeaderHash)
 		}
+	}
+	if s.cache.distinct && len(uids) == len(s.msgs) {
+		snap.distinctFor = s.b.opts.UIDL
 	}
 	cache.put(s.cacheKey(), snap)
 }

@@ -186,6 +186,34 @@ func TestSnapshotCacheDovecot(t *testing.T) {
 	t.Run("expunge during session", func(t *testing.T) {
 		testCacheExpungeDuringSession(t, d.IMAPAddr, d.Dial(t, "alice"))
 	})
+	t.Run("equal headers", func(t *testing.T) {
+		testCacheEqualHeaders(t, d.IMAPAddr, d.Dial(t, "alice"))
+	})
+}
+
+// testCacheEqualHeaders: messages with equal headers keep their suffixed
+// %m UIDLs through the cache, session after session, and when the first
+// of them goes, as without the cache.
+func testCacheEqualHeaders(t *testing.T, addr string, c *imapclient.Client) {
+	box := mailboxFor(t)
+	testkit.RecreateMailbox(t, c, box, mail(1), mail(2), mail(1), mail(1))
+	p := newCachedPair(t, Options{Address: addr, Mailbox: box, UIDL: uidlFormat(t, "%m")})
+	p.check(t, "first login", CacheMiss, Policy{}).Close()
+	for range 2 {
+		s := p.check(t, "nothing changed", CacheHit, Policy{})
+		s.Close()
+		if m := s.Messages(); !strings.HasSuffix(m[2].UIDL, "-2") || !strings.HasSuffix(m[3].UIDL, "-3") {
+			t.Fatalf("equal headers not told apart: %s", describe(m))
+		}
+	}
+	if _, err := c.Select(box, nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s := p.check(t, "nothing changed", CacheHit, Policy{})
+	s.Close()
+	expunge(t, c, imap.UIDSetNum(s.Messages()[0].UID))
+	p.check(t, "first expunged", CacheHit, Policy{}).Close()
+	p.check(t, "after the expunge", CacheHit, Policy{}).Close()
 }
 
 func TestSnapshotCacheCyrus(t *testing.T) {

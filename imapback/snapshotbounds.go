@@ -189,12 +189,22 @@ func remapSeqIndex(msgs []Message, got []seqUID) (seqIndex, []bool, error) {
 // names more in its EXISTS has to send them to get the room.
 const maxFetchHint = 1 << 14
 
+// newMailHint is the room reserved for the mail that arrived since a
+// cached snapshot.
+const newMailHint = 16
+
 // fetchHint is the room to reserve for the answers of a FETCH of uids:
-// their count, or for "n:*" what the mailbox holds now, at most
-// maxFetchHint (the numbers are only what the upstream named).
+// their count, or for "1:*" what the mailbox holds now, at most
+// maxFetchHint (the numbers are only what the upstream named). A FETCH
+// of "n:*" above 1 asks for the mail that arrived since a cached
+// snapshot, mostly none: its answers grow the room as they come.
 func (s *Session) fetchHint(uids imap.UIDSet, b maildropBound) int {
 	n := 0
 	for _, r := range uids {
+		if r.Stop == 0 && r.Start > 1 || r.Start == 0 && r.Stop > 1 {
+			n += newMailHint
+			continue
+		}
 		if r.Stop == 0 || r.Start == 0 {
 			if mbox := s.c.Mailbox(); mbox != nil {
 				n = int(mbox.NumMessages)

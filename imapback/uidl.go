@@ -5,6 +5,7 @@ package imapback
 
 import (
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 )
@@ -27,6 +28,10 @@ const DefaultUIDLFormat = "%08Xu%08Xv"
 type UIDLFormat struct {
 	parts []uidlPart
 	needs UIDLNeeds
+	// unique: the ids of one mailbox are distinct by construction, the
+	// format holding %u once and no %g or %m (everything else in it is
+	// the same for every message), so dedupeUIDLs has nothing to do.
+	unique bool
 }
 
 // UIDLNeeds says which items beyond UID and UIDVALIDITY a format needs
@@ -68,7 +73,7 @@ const (
 // (equal %g or %m values are told apart by dedupeUIDLs).
 func ParseUIDLFormat(s string) (*UIDLFormat, error) {
 	f := &UIDLFormat{}
-	distinct := false
+	distinct, uses := false, 0 // uses counts %u
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '%')
 		if i != 0 {
@@ -125,12 +130,14 @@ func ParseUIDLFormat(s string) (*UIDLFormat, error) {
 			distinct = true
 		case 'u':
 			distinct = true
+			uses++
 		}
 		f.parts = append(f.parts, p)
 	}
 	if !distinct {
 		return nil, fmt.Errorf("uidl format: must contain %%u, %%g or %%m to make ids unique")
 	}
+	f.unique = !f.needs.Identity && !f.needs.HeaderHash && uses == 1
 	// The longest ids come from the largest numbers and identities,
 	// padding from the smallest: check both ends.
 	longest := UIDLVars{^uint32(0), ^uint32(0), strings.Repeat("9", maxIdentityLen), strings.Repeat("f", 40)}
@@ -242,13 +249,15 @@ func (f *UIDLFormat) FormatVars(v UIDLVars) string {
 // included, so it is a second delivery of the same mail; no message a
 // client has not seen is hidden unless it was a byte-for-byte copy of
 // the header of one it has.
-func dedupeUIDLs(ids []string) {
+//
+// It reports whether it changed any.
+func dedupeUIDLs(ids []string) (changed bool) {
+	if distinctUIDLs(ids) {
+		return false // as most are
+	}
 	seen := make(map[string]int, len(ids))
 	for _, id := range ids {
 		seen[id] = 0
-	}
-	if len(seen) == len(ids) {
-		return // all distinct already, as most are
 	}
 	taken := make(map[string]bool, len(ids))
 	for i, id := range ids {
@@ -264,9 +273,27 @@ func dedupeUIDLs(ids []string) {
 			if !taken[c] {
 				taken[c] = true
 				seen[id] = n
-				ids[i] = c
+				ids[i], changed = c, true
 				break
 			}
 		}
 	}
+	return changed
+}
+
+// distinctUIDLs reports that ids are all different, by their 64-bit
+// hashes: ids whose hashes differ differ. Cheaper than a map of the
+// strings; equal hashes (equal ids, or rarely a collision) answer false,
+// and dedupeUIDLs then compares the ids themselves.
+func distinctUIDLs(ids []string) bool {
+	seed := maphash.MakeSeed()
+	seen := make(map[uint64]struct{}, len(ids))
+	for _, id := range ids {
+		h := maphash.String(seed, id)
+		if _, dup := seen[h]; dup {
+			return false
+		}
+		seen[h] = struct{}{}
+	}
+	return true
 }

@@ -76,3 +76,27 @@ func FuzzUIDLFormat(f *testing.F) {
 		}
 	})
 }
+
+// Only a format whose ids differ in the UID alone skips dedupeUIDLs:
+// %u once, nothing that two messages may share.
+func TestUIDLFormatUnique(t *testing.T) {
+	for format, want := range map[string]bool{
+		DefaultUIDLFormat: true, "%u": true, "x%05u-%v": true,
+		"%u%u": false, "%u%m": false, "%g%u": false, "%m": false, "%g": false,
+	} {
+		if got := uidlFormat(t, format).unique; got != want {
+			t.Errorf("%q: unique %v, want %v", format, got, want)
+		}
+	}
+	// Distinct by construction: every UID of a mailbox, padded or not,
+	// gives its own id.
+	f := uidlFormat(t, "x%05u-%v")
+	seen := make(map[string]bool)
+	for _, uid := range []uint32{1, 9, 10, 99999, 100000, 1234567} {
+		id := f.Format(uid, 7)
+		if seen[id] {
+			t.Errorf("UID %d: id %q made twice", uid, id)
+		}
+		seen[id] = true
+	}
+}

@@ -34,14 +34,25 @@ var ErrNoIdentity = errors.New("upstream offers no message identity for %g (OBJE
 // beyond UID and UIDVALIDITY and known does not hold (known: the snapshot
 // cache's material, by index of msgs, or nil). A message missing from an
 // answer (expunged meanwhile) gets empty values: the snapshot takes the
-// expunge for a reason to fetch again.
+// expunge for a reason to fetch again. For a format that needs nothing
+// more it returns nil, which varsAt reads as empty values for all.
 func (s *Session) uidlVars(msgs []Message, known []UIDLVars) ([]UIDLVars, error) {
+	needs := s.b.opts.UIDL.Needs()
+	if !needs.Identity && !needs.HeaderHash {
+		return nil, nil
+	}
+	if s.cache.fromSnap {
+		if s.cache.snap.complete(needs) {
+			return nil, nil // makeUIDLs reads it from the entry
+		}
+		s.cache.fromSnap = false
+		known = s.cache.snap.allVars()
+	}
 	vars := known
 	if vars == nil {
 		vars = make([]UIDLVars, len(msgs))
 	}
-	needs := s.b.opts.UIDL.Needs()
-	if len(msgs) == 0 || !needs.Identity && !needs.HeaderHash {
+	if len(msgs) == 0 {
 		return vars, nil
 	}
 	var noID, noHash imap.UIDSet
@@ -172,6 +183,15 @@ func (s *Session) headerFailed(start time.Time, err error) error {
 
 var defaultUIDL, _ = ParseUIDLFormat(DefaultUIDLFormat)
 
+// varsAt is message i's UIDL material in vars, which uidlVars left nil
+// when the format needs none.
+func varsAt(vars []UIDLVars, i int) UIDLVars {
+	if vars == nil {
+		return UIDLVars{}
+	}
+	return vars[i]
+}
+
 // makeUIDLs sets the UIDLs of the snapshot's messages: an imported one
 // where the map has it, the format's otherwise, then made distinct.
 func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
@@ -183,25 +203,42 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 		}
 	}
 	needs := s.b.opts.UIDL.Needs()
-	ids := make([]string, len(s.msgs))
+	var hexes string
+	if s.cache.fromSnap {
+		hexes = s.cache.snap.hexHashes()
+	}
 	for i, m := range s.msgs {
 		if id, ok := imported[m.UID]; ok {
-			ids[i] = id
+			s.msgs[i].UIDL = id
 			continue
 		}
-		v := vars[i]
+		v := varsAt(vars, i)
+		if s.cache.fromSnap {
+			v = s.cache.snap.vars(i, hexes)
+		}
 		v.UID, v.UIDValidity = uint32(m.UID), uidValidity
 		if needs.Identity && v.Identity == "" || needs.HeaderHash && v.HeaderHash == "" {
 			// Not in the answer: expunged during the snapshot, or a
 			// server that skipped it. The default format keeps the
 			// message listed; dedupeUIDLs keeps the id distinct.
 			s.log.Warn("no identity or header hash for a message; its UIDL uses the default format", "uid", m.UID)
-			ids[i] = defaultUIDL.Format(v.UID, v.UIDValidity)
+			s.msgs[i].UIDL = defaultUIDL.Format(v.UID, v.UIDValidity)
 			continue
 		}
-		ids[i] = s.b.opts.UIDL.FormatVars(v)
+		s.msgs[i].UIDL = s.b.opts.UIDL.FormatVars(v)
 	}
-	dedupeUIDLs(ids)
+	// A format's own ids may only collide with imported ones, or with
+	// each other where it is not unique by itself; then they may still
+	// be known distinct from the session that cached the material.
+	if len(imported) == 0 && (s.b.opts.UIDL.unique || s.knownDistinct()) {
+		s.cache.distinct = true
+		return nil
+	}
+	ids := make([]string, len(s.msgs))
+	for i, m := range s.msgs {
+		ids[i] = m.UIDL
+	}
+	s.cache.distinct = !dedupeUIDLs(ids) && len(imported) == 0
 	for i := range s.msgs {
 		s.msgs[i].UIDL = ids[i]
 	}

@@ -77,6 +77,7 @@ func (s *Session) fetchView(sel *imap.SelectData, early **imapclient.FetchComman
 	exists := sel.NumMessages
 	sent := *early
 	*early = nil
+	s.cache.fromSnap = false
 	if exists == 0 {
 		// Mail arriving now waits for the next session. Some servers
 		// refuse a FETCH in an empty mailbox: only a broken connection

@@ -63,26 +63,9 @@ func (r *bodyReader) fetchHead(uid imap.UID, f *rangeFetch) (n int, found, spoil
 	start := time.Now()
 	defer func() { s.observe("UID FETCH", start, err) }()
 	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: sections})
-	for !found && err == nil {
-		m := cmd.Next()
-		if m == nil {
-			break
-		}
-		var section bool
-		n, found, section, err = readHead(m, f, text, &r.headSize)
-		spoiled = spoiled || !section
-	}
-	if errors.Is(err, errLiteral) {
-		s.nc.Close() // see fetchChunk
-		f.broken = true
-		return n, found, spoiled, err
-	}
-	cerr := cmd.Close()
-	f.broken = ConnectionError(cerr)
-	if err == nil {
-		err = cerr
-	}
-	return n, found, spoiled, err
+	return s.readChunk(cmd, f, func(m *imapclient.FetchMessageData) (int, bool, bool, error) {
+		return readHead(m, f, text, &r.headSize)
+	})
 }
 
 // readHead reads the header and text sections of one FETCH response into

@@ -65,29 +65,31 @@ func (s *Session) uidlVars(msgs []Message, known []UIDLVars) ([]UIDLVars, error)
 		}
 	}
 	s.cache.fetched += uidCount(noID) + uidCount(noHash)
-	if len(noID) > 0 {
-		ids, err := s.fetchIdentities(noID)
-		if err != nil {
-			return nil, err
-		}
-		for i, m := range msgs {
-			if id, ok := ids[m.UID]; ok {
-				vars[i].Identity = id
-			}
-		}
+	if err := fillMissing(msgs, noID, s.fetchIdentities, func(i int, id string) { vars[i].Identity = id }); err != nil {
+		return nil, err
 	}
-	if len(noHash) > 0 {
-		hashes, err := s.fetchHeaderHashes(noHash)
-		if err != nil {
-			return nil, err
-		}
-		for i, m := range msgs {
-			if h, ok := hashes[m.UID]; ok {
-				vars[i].HeaderHash = h
-			}
-		}
+	if err := fillMissing(msgs, noHash, s.fetchHeaderHashes, func(i int, h string) { vars[i].HeaderHash = h }); err != nil {
+		return nil, err
 	}
 	return vars, nil
+}
+
+// fillMissing fetches the values of the messages uids names, if any, and
+// sets each one the upstream gave with set, by the message's index.
+func fillMissing(msgs []Message, uids imap.UIDSet, fetch func(imap.UIDSet) (map[imap.UID]string, error), set func(i int, v string)) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	got, err := fetch(uids)
+	if err != nil {
+		return err
+	}
+	for i, m := range msgs {
+		if v, ok := got[m.UID]; ok {
+			set(i, v)
+		}
+	}
+	return nil
 }
 
 // identityItem names the FETCH item of the upstream's message identity:

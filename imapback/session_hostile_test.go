@@ -58,9 +58,9 @@ func TestSessionHostileUpstream(t *testing.T) {
 }
 
 // A %m snapshot that makes the UIDLs at login hashes the headers as
-// they stream in with the sizes: a
-// header of 100 MB costs no memory, and one answered NIL no crash (the
-// message's UIDL then takes the default format).
+// they stream in with the sizes: a header of 100 MB costs no memory,
+// and one answered NIL no crash (the message's UIDL then takes the
+// default format).
 func TestSessionHostileHeaders(t *testing.T) {
 	one := func(w *hostileimap.Writer) { w.Line("* 1 EXISTS"); w.Line("* OK [UIDVALIDITY 7] x") }
 	cases := []struct {

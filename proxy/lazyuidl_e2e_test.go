@@ -8,33 +8,18 @@ package proxy
 import (
 	"bytes"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/faultrelay"
 	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testkit"
 	"github.com/popbridge/popbridge/proxy/config"
 )
 
 // tappedSent is what the proxy sent upstream through a tapped relay.
-type tappedSent struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *tappedSent) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *tappedSent) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
+type tappedSent struct{ testkit.LockedBuffer }
 
 // headerFetches counts the header FETCHes sent so far.
 func (s *tappedSent) headerFetches() int {

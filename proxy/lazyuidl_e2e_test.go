@@ -2,8 +2,8 @@ package proxy
 
 // %m UIDLs made on the client's first UIDL, end to end against Dovecot:
 // a session that never asks for them costs the upstream no header read,
-// and the UIDLs it gets when it asks are those made at login (retention
-// on) and those from the snapshot cache.
+// and the UIDLs it gets when it asks are those made at login (which
+// retention and exact sizes ask for) and those from the snapshot cache.
 
 import (
 	"bytes"
@@ -68,6 +68,15 @@ func TestLazyUIDLsThroughDovecot(t *testing.T) {
 	c.Quit()
 	if n := eagerSent.headerFetches(); n != 1 || !strings.Contains(eagerSent.String(), "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER])") {
 		t.Errorf("with retention: %d header FETCHes, want the one with the sizes at login", n)
+	}
+	// Exact sizes are counted under UIDLs too: the same at login.
+	exact, exactSent := tapped(t, u.addr, func(c *config.Config) { format(c); c.Upstream.ExactSizes = true })
+	c = pop3test.Dial(t, exact)
+	c.Login(u.user, u.pass)
+	c.Stat()
+	c.Quit()
+	if !strings.Contains(exactSent.String(), "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER])") {
+		t.Errorf("with exact sizes the login did not fetch the headers with the sizes:\n%s", exactSent.String())
 	}
 	if !strings.HasSuffix(strings.Fields(want)[7], "-2") {
 		t.Fatalf("UIDL at login %q: want message 4 told apart from message 1 (the same header)", want)

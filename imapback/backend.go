@@ -157,6 +157,10 @@ type Options struct {
 	// upstream connection was closed (by an idle timeout, a NAT box, a
 	// failed command); it then keeps no password after the login.
 	NoReconnect bool
+	// UIDLsAtLogin makes every session's UIDLs at login, for a caller
+	// that keys something by them then. Otherwise the header hashes of
+	// %m are fetched on first need (Session.LoadUIDLs).
+	UIDLsAtLogin bool
 	// MaxMessages is the largest maildrop served (default
 	// DefaultMaxMessages); a larger one fails the login with
 	// ErrMaildropTooLarge.

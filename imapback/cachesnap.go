@@ -324,8 +324,18 @@ func (s *Session) rememberSnapshot(uidValidity uint32, vars []UIDLVars) {
 	if cache == nil {
 		return
 	}
+	s.storeSnapshot(uidValidity, vars)
 	if o := s.b.opts.Observer; o != nil {
-		defer func() { o.SnapshotCache(s.cacheOutcome(), cache.Bytes()) }()
+		o.SnapshotCache(s.cacheOutcome(), cache.Bytes())
+	}
+}
+
+// storeSnapshot is rememberSnapshot without the report: LoadUIDLs
+// stores again what it learnt of a snapshot already reported.
+func (s *Session) storeSnapshot(uidValidity uint32, vars []UIDLVars) {
+	cache := s.b.opts.SnapshotCache
+	if cache == nil {
+		return
 	}
 	if s.exact() {
 		// Every message came from the entry, which holds no other: it

@@ -63,7 +63,8 @@ func describe(msgs []Message) string {
 	return b.String()
 }
 
-// check logs in through the cache and without it: the snapshots must be
+// check logs in through the cache and without it: the snapshots, with
+// their UIDLs (loaded if they were left for their first need), must be
 // equal, and the cache's outcome the one wanted. It returns the cached
 // session, open.
 func (p cachedPair) check(t *testing.T, step string, want CacheOutcome, pol Policy) *Session {
@@ -71,6 +72,11 @@ func (p cachedPair) check(t *testing.T, step string, want CacheOutcome, pol Poli
 	s := loginPolicy(t, p.warm, pol)
 	f := loginPolicy(t, p.fresh, pol)
 	defer f.Close()
+	for _, x := range []*Session{s, f} {
+		if err := x.LoadUIDLs(context.Background()); err != nil {
+			t.Fatalf("%s: LoadUIDLs: %v", step, err)
+		}
+	}
 	if got, exp := describe(s.Messages()), describe(f.Messages()); got != exp {
 		t.Fatalf("%s: cached snapshot\n %s\nfresh snapshot\n %s", step, got, exp)
 	}

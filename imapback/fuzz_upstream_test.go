@@ -136,7 +136,9 @@ func runUpstreamSession(t *testing.T, mode uint32, sizes []byte, script []byte) 
 		t.Fatal(err)
 	}
 	opts := Options{
-		Address: fake.conn.Addr, TLS: TLSNone, Auth: AuthLogin, UIDL: uidl,
+		// The scripted answers are those of a snapshot that takes the
+		// header hashes at login.
+		Address: fake.conn.Addr, TLS: TLSNone, Auth: AuthLogin, UIDL: uidl, UIDLsAtLogin: true,
 		DialTimeout: time.Second, CommandTimeout: 300 * time.Millisecond,
 		NoReconnect: mode&modeReconnect == 0, MaxMessages: maxMsgs,
 		ResponseLimits: ResponseLimits{Literal: 512, Response: 4096},

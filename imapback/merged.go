@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -29,6 +30,9 @@ type Maildrop interface {
 	Noop(ctx context.Context) error
 	Commit(ctx context.Context, deleted []int) (removed, flagged int, err error)
 	Close() error
+	// LoadUIDLs makes the UIDLs that the snapshot left empty, to read
+	// the headers they are made of only when needed (lazyuidl.go).
+	LoadUIDLs(ctx context.Context) error
 }
 
 // MaxMailboxes bounds the folders of a merged maildrop: each costs the
@@ -105,6 +109,8 @@ type Merged struct {
 	names []string  // the folders, parallel to parts
 	msgs  []Message // the merged snapshot; UIDs are the folders' own
 	at    []place   // where each message of msgs lives
+	// lazy: some folder's UIDLs wait for LoadUIDLs, and msgs' are empty.
+	lazy bool
 }
 
 // place is a message's folder (index into parts) and index there.
@@ -150,20 +156,47 @@ func (b *Backend) openMerged(ctx context.Context, cr Credentials, pol Policy, fo
 		m.close()
 		return nil, fmt.Errorf("%w: %d messages in %d folders, at most %d", ErrMaildropTooLarge, total, len(folders), b.opts.MaxMessages)
 	}
-	ids := make([][]string, len(folders))
 	m.msgs = make([]Message, 0, total)
 	m.at = make([]place, 0, total)
 	for k, s := range m.parts {
 		for i, msg := range s.Messages() {
-			ids[k] = append(ids[k], msg.UIDL)
 			m.msgs = append(m.msgs, msg)
 			m.at = append(m.at, place{k, i})
 		}
 	}
-	for i, id := range mergeUIDLs(folders, ids) {
-		m.msgs[i].UIDL = id
+	m.lazy = slices.ContainsFunc(m.parts, func(s *Session) bool { return s.lazy != nil })
+	if !m.lazy {
+		m.mergeUIDLs()
 	}
 	return m, nil
+}
+
+// mergeUIDLs sets the merged snapshot's UIDLs from its folders'.
+func (m *Merged) mergeUIDLs() {
+	ids := make([][]string, len(m.parts))
+	for k, s := range m.parts {
+		for _, msg := range s.Messages() {
+			ids[k] = append(ids[k], msg.UIDL)
+		}
+	}
+	for i, id := range mergeUIDLs(m.names, ids) {
+		m.msgs[i].UIDL = id
+	}
+}
+
+// LoadUIDLs makes the UIDLs that the folders left for their first need
+// (lazyuidl.go), all at once, then the merged ones from them: the
+// uniqueness pass needs every folder's.
+func (m *Merged) LoadUIDLs(ctx context.Context) error {
+	if !m.lazy {
+		return nil
+	}
+	if err := m.each(func(k int, s *Session) error { return s.LoadUIDLs(ctx) }); err != nil {
+		return err
+	}
+	m.mergeUIDLs()
+	m.lazy = false
+	return nil
 }
 
 // mergeUIDLs returns the unique-ids of a merged maildrop, in its order,

@@ -78,6 +78,9 @@ type Session struct {
 	user string // the login name, for the UIDL map and the cache key
 	// cache is what the snapshot took from the snapshot cache.
 	cache sessionCache
+	// lazy, when set, keeps what the UIDLs are made of until LoadUIDLs
+	// has their header hashes (lazyuidl.go): Messages' UIDLs are empty.
+	lazy *lazyUIDLs
 }
 
 // limitResponses puts the session's response bounds on conn, the
@@ -190,8 +193,10 @@ func (s *Session) snapshot() error {
 		before = s.expunges
 		s.mu.Unlock()
 	}
-	if err := s.makeUIDLs(vars, sel.UIDValidity); err != nil {
-		return err
+	if !s.deferUIDLs(vars, sel.UIDValidity) {
+		if err := s.makeUIDLs(vars, sel.UIDValidity); err != nil {
+			return err
+		}
 	}
 	s.rc.uidValidity = sel.UIDValidity
 	s.rememberSnapshot(sel.UIDValidity, vars)
@@ -332,7 +337,8 @@ func (s *Session) expunged(seqNum uint32) {
 	}
 }
 
-// Messages returns the snapshot, in mailbox order.
+// Messages returns the snapshot, in mailbox order. Its UIDLs are empty
+// until LoadUIDLs when the snapshot left them for it (lazyuidl.go).
 func (s *Session) Messages() []Message { return s.msgs }
 
 // Expunged reports whether the upstream said message i was expunged.

@@ -57,9 +57,10 @@ func TestSessionHostileUpstream(t *testing.T) {
 	}
 }
 
-// A %m snapshot hashes the headers as they stream in with the sizes: a
-// header of 100 MB costs no memory, and one answered NIL no crash (the
-// message's UIDL then takes the default format).
+// A %m snapshot that makes the UIDLs at login hashes the headers as
+// they stream in with the sizes: a header of 100 MB costs no memory,
+// and one answered NIL no crash (the message's UIDL then takes the
+// default format).
 func TestSessionHostileHeaders(t *testing.T) {
 	one := func(w *hostileimap.Writer) { w.Line("* 1 EXISTS"); w.Line("* OK [UIDVALIDITY 7] x") }
 	cases := []struct {
@@ -78,7 +79,7 @@ func TestSessionHostileHeaders(t *testing.T) {
 	}
 	for _, tc := range cases {
 		srv := hostileimap.Start(t, hostileimap.Script{Select: one, Fetch: tc.fetch})
-		b, err := New(Options{Address: srv.Addr, TLS: TLSNone, Auth: AuthLogin, UIDL: uidlFormat(t, "%m")})
+		b, err := New(Options{Address: srv.Addr, TLS: TLSNone, Auth: AuthLogin, UIDL: uidlFormat(t, "%m"), UIDLsAtLogin: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,8 @@ import (
 )
 
 // snapshotItems are the items the snapshot fetches of every message:
-// UID and size, and the header for a UIDL format with %m. Asking for the
+// UID and size, and the header for a UIDL format with %m whose UIDLs
+// are needed at login (else LoadUIDLs fetches it). Asking for the
 // header in the same command spares the upstream a second pass over the
 // mailbox, and the session the round trip of a second FETCH; the header
 // is hashed as it streams in (fetchSizesOnce), so none is held. Sent
@@ -41,7 +42,7 @@ import (
 // a server sends before answering a FETCH that needs the mailbox.
 func (s *Session) snapshotItems() *imap.FetchOptions {
 	o := sizeItems()
-	if s.b.opts.UIDL.Needs().HeaderHash {
+	if s.b.opts.UIDL.Needs().HeaderHash && !s.hashesLater() {
 		o.BodySection = []*imap.FetchItemBodySection{headerSection}
 	}
 	return o

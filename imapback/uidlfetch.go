@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -36,6 +37,8 @@ var ErrNoIdentity = errors.New("upstream offers no message identity for %g (OBJE
 // answer (expunged meanwhile) gets empty values: the snapshot takes the
 // expunge for a reason to fetch again. For a format that needs nothing
 // more it returns nil, which varsAt reads as empty values for all.
+// Header hashes that may wait (hashesLater) are left empty, for
+// LoadUIDLs.
 func (s *Session) uidlVars(msgs []Message, known []UIDLVars) ([]UIDLVars, error) {
 	needs := s.b.opts.UIDL.Needs()
 	if !needs.Identity && !needs.HeaderHash {
@@ -60,7 +63,7 @@ func (s *Session) uidlVars(msgs []Message, known []UIDLVars) ([]UIDLVars, error)
 		if needs.Identity && vars[i].Identity == "" {
 			noID.AddNum(m.UID)
 		}
-		if needs.HeaderHash && vars[i].HeaderHash == "" {
+		if needs.HeaderHash && vars[i].HeaderHash == "" && !s.hashesLater() {
 			noHash.AddNum(m.UID)
 		}
 	}
@@ -209,6 +212,7 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 	if s.cache.fromSnap {
 		hexes = s.cache.snap.hexHashes()
 	}
+	var stand []int // the messages given the default format's id instead
 	for i, m := range s.msgs {
 		if id, ok := imported[m.UID]; ok {
 			s.msgs[i].UIDL = id
@@ -225,6 +229,7 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 			// message listed; dedupeUIDLs keeps the id distinct.
 			s.log.Warn("no identity or header hash for a message; its UIDL uses the default format", "uid", m.UID)
 			s.msgs[i].UIDL = defaultUIDL.Format(v.UID, v.UIDValidity)
+			stand = append(stand, i)
 			continue
 		}
 		s.msgs[i].UIDL = s.b.opts.UIDL.FormatVars(v)
@@ -232,17 +237,26 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 	// A format's own ids may only collide with imported ones, or with
 	// each other where it is not unique by itself; then they may still
 	// be known distinct from the session that cached the material.
-	if len(imported) == 0 && (s.b.opts.UIDL.unique || s.knownDistinct()) {
+	if len(imported) == 0 && len(stand) == 0 && (s.b.opts.UIDL.unique || s.knownDistinct()) {
 		s.cache.distinct = true
 		return nil
 	}
-	ids := make([]string, len(s.msgs))
-	for i, m := range s.msgs {
-		ids[i] = m.UIDL
-	}
-	s.cache.distinct = !dedupeUIDLs(ids) && len(imported) == 0
+	// The stand-ins go last, so that one never changes another
+	// message's id: the message with it is gone or will be fetched again.
+	order := make([]int, 0, len(s.msgs))
 	for i := range s.msgs {
-		s.msgs[i].UIDL = ids[i]
+		if _, found := slices.BinarySearch(stand, i); !found { // stand ascends
+			order = append(order, i)
+		}
+	}
+	order = append(order, stand...)
+	ids := make([]string, len(order))
+	for k, i := range order {
+		ids[k] = s.msgs[i].UIDL
+	}
+	s.cache.distinct = !dedupeUIDLs(ids) && len(imported) == 0 && len(stand) == 0
+	for k, i := range order {
+		s.msgs[i].UIDL = ids[k]
 	}
 	return nil
 }

@@ -30,7 +30,12 @@ func uidlFormat(t testing.TB, s string) *UIDLFormat {
 	return f
 }
 
+// uidls returns the UIDLs of s, loaded first if the snapshot left them
+// for their first need; an error takes the place of the list.
 func uidls(s *Session) []string {
+	if err := s.LoadUIDLs(context.Background()); err != nil {
+		return []string{"LoadUIDLs: " + err.Error()}
+	}
 	var ids []string
 	for _, m := range s.Messages() {
 		ids = append(ids, m.UIDL)
@@ -190,12 +195,13 @@ func TestUIDLIdentityThenRetrieve(t *testing.T) {
 	}
 }
 
-// A cold %m snapshot asks for the headers in the FETCH of the sizes,
-// sent with the SELECT: one pass over the mailbox, no second FETCH.
+// A cold %m snapshot whose UIDLs are needed at login asks for the
+// headers in the FETCH of the sizes, sent with the SELECT: one pass over
+// the mailbox, no second FETCH.
 func TestUIDLHeaderHashOneFetch(t *testing.T) {
 	srv := startMem(t, mail(1), mail(2), mail(3))
 	u := tapUpstream(t, srv.Addr)
-	s := login(t, newBackend(t, Options{Address: u.Addr, UIDL: uidlFormat(t, "%m")}))
+	s := login(t, newBackend(t, Options{Address: u.Addr, UIDL: uidlFormat(t, "%m"), UIDLsAtLogin: true}))
 	defer s.Close()
 	var fetches []string
 	for _, line := range strings.Split(u.sent.String(), "\r\n") {

@@ -83,7 +83,8 @@ type UpdateResult struct {
 // minus one). A Session is used by one goroutine at a time.
 type Session interface {
 	// Messages returns the snapshot taken at login. It never changes
-	// during the session: POP3 message numbers are fixed (RFC 1939).
+	// during the session: POP3 message numbers are fixed (RFC 1939);
+	// only an UIDLSession's LoadUIDLs fills in the UIDs.
 	Messages() []MessageInfo
 
 	// Retrieve opens message i. lines < 0 asks for the whole message;
@@ -124,6 +125,19 @@ type DeviceSession interface {
 	Session
 	// Device names the device, or is empty.
 	Device() string
+}
+
+// UIDLSession is a Session whose unique-ids may be left out of the
+// snapshot until they are asked for, because making them costs the store
+// (hashing every message's header): MessageInfo.UID is empty until
+// LoadUIDLs has succeeded.
+type UIDLSession interface {
+	Session
+	// LoadUIDLs fills the UIDs of the slice Messages returns; it is
+	// called before they are read, and may be called again after an
+	// error (answered as any handler's) or a success (then it does
+	// nothing).
+	LoadUIDLs(ctx context.Context) error
 }
 
 // PipelinedSession is a Session that can use the RETR and TOP commands a

@@ -42,11 +42,19 @@ func (c *conn) handleList(args []byte, uidl bool) error {
 		}
 		return append(b, crlf...)
 	}
+	i := -1
 	if len(args) > 0 {
-		i, err := c.message(args)
-		if err != nil {
+		var err error
+		if i, err = c.message(args); err != nil {
 			return err
 		}
+	}
+	if uidl {
+		if err := c.loadUIDLs(); err != nil {
+			return err
+		}
+	}
+	if i >= 0 {
 		c.bw.Write(item(append(c.scratch[:0], "+OK "...), i))
 		return nil
 	}
@@ -61,6 +69,22 @@ func (c *conn) handleList(args []byte, uidl bool) error {
 		}
 	}
 	c.bw.WriteString(".\r\n")
+	return nil
+}
+
+// loadUIDLs has an UIDLSession fill in the unique-ids it left out of
+// the snapshot.
+func (c *conn) loadUIDLs() error {
+	us, ok := c.sess.(UIDLSession)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := c.commandContext()
+	defer cancel()
+	if err := us.LoadUIDLs(ctx); err != nil {
+		return err
+	}
+	c.msgs = c.sess.Messages()
 	return nil
 }
 

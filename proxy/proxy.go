@@ -349,6 +349,15 @@ func (s *session) Retrieve(ctx context.Context, i, lines int) (io.ReadCloser, er
 
 func (s *session) Noop(ctx context.Context) error { return popError(s.log, s.Maildrop.Noop(ctx)) }
 
+// LoadUIDLs fills in the UIDLs the snapshot left for the first UIDL.
+func (s *session) LoadUIDLs(ctx context.Context) error {
+	err := popError(s.log, s.Maildrop.LoadUIDLs(ctx))
+	for i, m := range s.Maildrop.Messages() {
+		s.msgs[i].UID = m.UIDL
+	}
+	return err
+}
+
 var (
 	errMailbox    = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot be opened"}
 	errNoKeywords = &pop3front.Error{Code: "SYS/PERM", Text: "Mailbox cannot keep per-device state (no IMAP keywords); log in without a device"}

@@ -97,6 +97,7 @@ func upstreamOptions(c *config.Config, name string, u config.UpstreamConfig, hoo
 		Observer:          hooks.upstreamObserver(name),
 		ForwardClientAddr: u.ForwardClientAddress == nil || *u.ForwardClientAddress,
 		MaxMessages:       u.MaxMessages,
+		UIDLsAtLogin:      u.ExactSizes, // its table is keyed by UIDL
 		ResponseLimits:    imapback.ResponseLimits{Literal: u.MaxLiteralBytes, Response: u.MaxResponseBytes},
 		ReadAheadBytes:    perf.ReadAheadBytes,
 		ReadAheadMessages: perf.ReadAheadMessages,

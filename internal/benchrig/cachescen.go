@@ -2,7 +2,8 @@ package benchrig
 
 // The snapshot cache's figures (BENCHMARKS.md, issue 17): repeated
 // login+STAT on the large mailbox warm (the cache holds it: the default
-// popbridge after its warm-up), cold, and both again with %m UIDLs. Each
+// popbridge after its warm-up), cold, and both again with %m UIDLs, and
+// a cold %m session that asks for the UIDLs (login, STAT, UIDL, QUIT). Each
 // variant is a popbridge instance of its own, measured as the popbridge
 // target of its scenario against Dovecot's POP3 in the same rounds
 // (the gateway and the baseline are left out of these). A cold instance
@@ -39,6 +40,10 @@ func cacheScenarios(small string) []scenario {
 		stat("cold cache", "cold"),
 		stat("%m, warm cache", "%m"),
 		stat("%m, cold cache", "%m-cold"),
+		// A cold %m login reads no header until the client asks for the
+		// UIDLs: what one that asks pays, until its QUIT is answered.
+		{name: "login+UIDL, " + small + ", %m, cold cache", user: "small", mode: popbench.ModeUIDL,
+			conc: 1, n: 20, metric: "session p50 ms", instance: "%m-cold"},
 	}
 }
 

@@ -105,7 +105,7 @@ type scenario struct {
 	n      int // sessions per run; gatewayN for the gateway, which is slow
 	gwN    int
 	pipe   int
-	metric string // "MB/s", "sessions/s", "login+STAT p50 ms"
+	metric string // "MB/s", "sessions/s", "login+STAT p50 ms", "session p50 ms"
 	// instance, if set, names the popbridge of cacheInstances that is
 	// the popbridge target; only Dovecot's POP3 runs beside it.
 	instance string
@@ -119,6 +119,8 @@ func (s scenario) value(r *popbench.Report) float64 {
 		return r.SessionsPerSec
 	case "commands/s":
 		return r.CommandsPerSec
+	case "session p50 ms":
+		return r.Latency["session"].P50
 	}
 	return r.Latency["login+STAT"].P50
 }

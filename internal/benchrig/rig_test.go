@@ -36,8 +36,8 @@ func TestRigRunsEveryScenarioAgainstEveryTarget(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if len(res.Results) != 9 {
-		t.Errorf("%d scenarios measured, want 9", len(res.Results))
+	if len(res.Results) != 10 {
+		t.Errorf("%d scenarios measured, want 10", len(res.Results))
 	}
 	for _, r := range res.Results {
 		targets := []string{Native, Popbridge, Gateway}

@@ -59,6 +59,9 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	logger := cmp.Or(opts.Logger, slog.Default())
 	opts.Hooks.certs = &certReports{obs: opts.Hooks.Certificates}
 	opts.Hooks.snapshots = opts.SnapshotCache.Resized(cfg.Performance.SnapshotCacheSize()) // one for every upstream
+	if o, ok := opts.Hooks.Upstream.(interface{ SnapshotCacheSized(int64) }); ok {
+		o.SnapshotCacheSized(opts.Hooks.snapshots.Bytes())
+	}
 	r, err := newRouter(cfg, opts.Hooks, logger)
 	if err != nil {
 		return nil, err

@@ -109,7 +109,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		// commands (a merged maildrop's login, two such rounds), and a
 		// login up to three store operations and the hook's answer; the
 		// backend bounds every single one itself.
-		CommandTimeout: time.Duration(cfg.LoginRounds())*(cfg.Upstream.DialTimeout+3*cfg.Upstream.CommandTimeout) + 3*cfg.State.CommandTimeout + hookTime(cfg),
+		CommandTimeout: time.Duration(cfg.LoginRounds())*cfg.LoginRoundTime() + 3*cfg.State.CommandTimeout + hookTime(cfg),
 		Observer:       opts.Hooks.POP3,
 	}
 	return &Proxy{cfg: cfg, log: logger, srv: srv, pols: pols, oauth: oauth, ownStore: own, listenTCP: listenTCP, hooks: opts.Hooks,

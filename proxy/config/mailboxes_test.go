@@ -3,6 +3,7 @@ package config
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/popbridge/popbridge/internal/testkit"
 )
@@ -75,6 +76,28 @@ func TestLoginRoundsCountMergedFolders(t *testing.T) {
 		}
 		if got := cfg.LoginRounds(); got != want {
 			t.Errorf("%q: LoginRounds() = %d, want %d", yaml, got, want)
+		}
+	}
+}
+
+// A login's round may go to any configured upstream, so its time is the
+// slowest upstream's: a dial and three commands.
+func TestLoginRoundTimeTakesTheSlowestUpstream(t *testing.T) {
+	const base = "upstream:\n  address: 127.0.0.1:143\n  dial_timeout: 2s\n  command_timeout: 5s\n"
+	for yaml, want := range map[string]time.Duration{
+		"": 17 * time.Second,
+		"upstreams:\n  far:\n    address: 127.0.0.1:993\n    command_timeout: 40s\n":                       (15 + 120) * time.Second,
+		"upstreams:\n  near:\n    address: 127.0.0.1:993\n    dial_timeout: 1s\n    command_timeout: 1s\n": 17 * time.Second,
+	} {
+		cfg, err := ParseConfig([]byte(base + yaml))
+		if err == nil {
+			err = cfg.Check()
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", yaml, err)
+		}
+		if got := cfg.LoginRoundTime(); got != want {
+			t.Errorf("%q: LoginRoundTime() = %v, want %v", yaml, got, want)
 		}
 	}
 }

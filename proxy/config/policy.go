@@ -293,3 +293,14 @@ func (c *Config) LoginRounds() int {
 	}
 	return 1
 }
+
+// LoginRoundTime is the longest one upstream login round may take: a dial
+// and three commands, under the slowest timeouts of any configured
+// upstream, since a rule or the hook may route a login to any of them.
+func (c *Config) LoginRoundTime() time.Duration {
+	d := c.Upstream.DialTimeout + 3*c.Upstream.CommandTimeout
+	for _, u := range c.Upstreams {
+		d = max(d, u.DialTimeout+3*u.CommandTimeout)
+	}
+	return d
+}

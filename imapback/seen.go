@@ -14,17 +14,25 @@ package imapback
 // releases it first (waitSeen); a connection that breaks with the STORE
 // held fails it, as it fails one sent and not answered, and the flags
 // are sent again after the reconnect.
+//
+// A RETR's own FETCH does not carry them (beforeRetr): a client reading
+// messages at random would otherwise cost the upstream a STORE, with its
+// index transaction and, on maildir, its lock and re-scan, per message.
+// They wait for the next upstream command that is not a RETR's (a TOP,
+// NOOP, QUIT's UPDATE, the LOGOUT of a session that ends however it ends),
+// for at most seenHold and seenHoldCount messages.
 
 import (
 	"net"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
 
 // Retrieved marks message i \Seen (unless configured not to). The STORE
-// goes out with the next upstream command and nobody waits for it then, so
-// that messages served from read-ahead cost no round trip each.
+// goes out with a later upstream command (see above) and nobody waits for
+// it then, so that messages served from read-ahead cost no round trip each.
 func (s *Session) Retrieved(i int) {
 	switch s.pol.Seen {
 	case SeenNever:
@@ -33,12 +41,36 @@ func (s *Session) Retrieved(i int) {
 		s.retrieved = append(s.retrieved, i)
 		return
 	}
+	if len(s.toSee) == 0 {
+		s.toSeeSince = time.Now()
+	}
 	s.toSee.AddNum(s.msgs[i].UID)
+	s.toSeeCount++
+}
+
+// seenHold and seenHoldCount bound how long RETRs in a row keep \Seen
+// flags back: a client reading for longer than that sees them set while
+// it reads, and one STORE stays short.
+const (
+	seenHold      = time.Second
+	seenHoldCount = 64
+)
+
+// beforeRetr is beforeFetch for a RETR's FETCH of uid, which leaves the
+// pending \Seen flags for a later command within the bounds above.
+func (s *Session) beforeRetr(uid imap.UID) {
+	if len(s.toSee) == 0 || s.toSeeCount >= seenHoldCount || time.Since(s.toSeeSince) >= seenHold {
+		s.beforeFetch(uid)
+		return
+	}
+	if s.seen != nil && s.seenSet.Contains(uid) {
+		s.waitSeen() // see beforeFetch
+	}
 }
 
 // flushSeen sends one UID STORE +FLAGS.SILENT (\Seen) for the messages
 // retrieved since the last one, without waiting for its answer. It goes
-// out in one write with the next command (heldwrite.go).
+// out in one write with the next command (heldConn).
 func (s *Session) flushSeen() {
 	if len(s.toSee) == 0 {
 		return
@@ -49,7 +81,7 @@ func (s *Session) flushSeen() {
 		Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen},
 	}, nil)
 	s.held.unhold()
-	s.seenSet, s.toSee = s.toSee, nil
+	s.seenSet, s.toSee, s.toSeeCount = s.toSee, nil, 0
 }
 
 // beforeFetch sends pending \Seen flags ahead of a FETCH of uids. go-imap

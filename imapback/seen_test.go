@@ -1,9 +1,13 @@
 package imapback
 
 import (
+	"context"
+	"io"
 	"net"
 	"slices"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 // writeLog records each Write as one segment.
@@ -51,5 +55,56 @@ func TestHeldConnSendsTheHeldCommandWithTheNext(t *testing.T) {
 	}
 	if !slices.Equal(log.writes, want) {
 		t.Errorf("writes:\n%q\nwant\n%q", log.writes, want)
+	}
+}
+
+// RETRs in a row, at random, keep their \Seen flags back: the next
+// command that is not a RETR's (a TOP here) carries one STORE for all of
+// them, and no more than seenHoldCount messages wait for it.
+func TestRetrsInARowShareOneSeenStore(t *testing.T) {
+	msgs := make([][]byte, seenHoldCount+6)
+	for i := range msgs {
+		msgs[i] = message(100 + i)
+	}
+	srv := startMem(t, msgs...)
+	u := tapUpstream(t, srv.Addr)
+	s := login(t, newBackend(t, Options{Address: u.Addr}))
+	read := func(i, lines int) {
+		t.Helper()
+		rc, err := s.Retrieve(context.Background(), i, lines)
+		if err != nil {
+			t.Fatalf("Retrieve(%d, %d): %v", i, lines, err)
+		}
+		if _, err := io.ReadAll(rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		if lines < 0 {
+			s.Retrieved(i)
+		}
+	}
+	for _, i := range []int{4, 0, 2} {
+		read(i, -1)
+	}
+	if n := u.count("UID STORE"); n != 0 {
+		t.Fatalf("%d STOREs sent with RETRs in a row, want none yet", n)
+	}
+	read(1, 0)
+	if n := u.count("UID STORE"); n != 1 {
+		t.Fatalf("%d STOREs after the TOP, want one for the three RETRs", n)
+	}
+	flags := mailboxFlags(t, srv.Addr, "INBOX")
+	for i, want := range []bool{true, false, true, false, true} {
+		if got := slices.Contains(flags[s.Messages()[i].UID], imap.FlagSeen); got != want {
+			t.Errorf("message %d \\Seen: %v, want %v", i, got, want)
+		}
+	}
+	// Backwards, so that no read-ahead batch takes them: the RETR after
+	// seenHoldCount held ones carries their STORE.
+	for i := len(msgs) - 1; i > len(msgs)-1-seenHoldCount-1; i-- {
+		read(i, -1)
+	}
+	if n := u.count("UID STORE"); n != 2 {
+		t.Errorf("%d STOREs after %d more RETRs, want 2", n, seenHoldCount+1)
 	}
 }

@@ -66,6 +66,10 @@ type Session struct {
 	seen    *imapclient.FetchCommand
 	seenSet imap.UIDSet // the UIDs of seen
 	toSee   imap.UIDSet
+	// toSeeSince is when the first of toSee was retrieved, toSeeCount
+	// how many Retrieved added: they bound how long RETRs hold it.
+	toSeeSince time.Time
+	toSeeCount int
 
 	ra readAhead      // the batch of small messages fetched ahead
 	rc reconnectState // what logging in again after a lost connection needs

@@ -71,7 +71,11 @@ func (s *Session) Retrieve(ctx context.Context, i int, lines int) (io.ReadCloser
 	// Pending \Seen STOREs go out (and are waited for, if one names this
 	// message) under the guard: a stalled upstream must not hold the
 	// session past the command timeout.
-	s.beforeFetch(s.msgs[i].UID)
+	if lines < 0 {
+		s.beforeRetr(s.msgs[i].UID)
+	} else {
+		s.beforeFetch(s.msgs[i].UID)
+	}
 	r.bufp = s.b.bufPool.Get().(*[]byte)
 	r.free = make(chan []byte, 2)
 	r.free <- *r.bufp

@@ -211,6 +211,9 @@ var errNoLiteral = errors.New("FETCH without a literal")
 // reports that the literal is BODY[] (or BODY[]<0>); uid is 0 when the
 // UID comes after it. errNoLiteral: the line ends without one.
 func parseBodyHead(line []byte) (uid imap.UID, size int, body bool, err error) {
+	if uid, size, ok := parseUsualHead(line); ok {
+		return uid, size, true, nil
+	}
 	p := fetchParser{s: line}
 	p.lit("* ")
 	if p.atom() == "" || !p.lit(" ") || !strings.EqualFold(p.atom(), "FETCH") || !p.lit(" (") {
@@ -246,6 +249,44 @@ func parseBodyHead(line []byte) (uid imap.UID, size int, body bool, err error) {
 			uid = imap.UID(u)
 		}
 	}
+}
+
+// parseUsualHead parses the head as Dovecot and most servers write it,
+// "* n FETCH (UID u BODY[] {size}" and CRLF, without allocating (once
+// per message); ok false: parseBodyHead's general way decides.
+func parseUsualHead(line []byte) (uid imap.UID, size int, ok bool) {
+	rest, ok := bytes.CutPrefix(line, []byte("* "))
+	if _, rest, ok = cutNumber(rest); !ok {
+		return 0, 0, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(" FETCH (UID ")); !ok {
+		return 0, 0, false
+	}
+	u, rest, ok := cutNumber(rest)
+	if !ok || u == 0 || u > 1<<32-1 {
+		return 0, 0, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(" BODY[] {")); !ok {
+		return 0, 0, false
+	}
+	n, rest, ok := cutNumber(rest)
+	if !ok || n > 1<<31-1 || (string(rest) != "}\r\n" && string(rest) != "}\n") {
+		return 0, 0, false
+	}
+	return imap.UID(u), int(n), true
+}
+
+// cutNumber cuts a decimal number of 1 to 10 digits off the start of b.
+func cutNumber(b []byte) (n uint64, rest []byte, ok bool) {
+	k := 0
+	for k < len(b) && k < 11 && b[k] >= '0' && b[k] <= '9' {
+		n = n*10 + uint64(b[k]-'0')
+		k++
+	}
+	if k == 0 || k > 10 {
+		return 0, b, false
+	}
+	return n, b[k:], true
 }
 
 // literalSize parses "{n}" and the line end, the whole of s.

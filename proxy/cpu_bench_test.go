@@ -6,8 +6,10 @@ package proxy
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,12 +50,37 @@ func BenchmarkRetrPipelinedProcessCPU(b *testing.B) {
 	client() // Dovecot builds its index
 	b.SetBytes(n * size)
 	var cpu time.Duration
+	var reads, writes int64
 	for b.Loop() {
-		start := selfCPU(b)
+		start, r, w := selfCPU(b), selfIO(b, "syscr"), selfIO(b, "syscw")
 		client()
 		cpu += selfCPU(b) - start
+		reads += selfIO(b, "syscr") - r
+		writes += selfIO(b, "syscw") - w
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-us/msg")
+	b.ReportMetric(float64(reads)/float64(b.N*n), "reads/msg")
+	b.ReportMetric(float64(writes)/float64(b.N*n), "writes/msg")
+}
+
+// selfIO is a counter of /proc/self/io: syscr or syscw, the read and
+// write system calls of this process so far.
+func selfIO(b *testing.B, name string) int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name+": "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("no %s in /proc/self/io", name)
+	return 0
 }
 
 // selfCPU is the processor time of this process so far.

@@ -129,9 +129,9 @@ func (t *itemTap) readBig() {
 // connection without a read deadline, as go-imap leaves it between
 // responses.
 func (t *itemTap) endBig() {
-	if len(t.buf) > 0 {
-		t.buf = append([]byte(nil), t.buf...)
-	}
+	// Not even an empty slice of big may stay: appending to it would
+	// write into the buffer of whichever batch takes big next.
+	t.buf = append([]byte(nil), t.buf...)
 	bigReads.Put(t.big)
 	t.big = nil
 	t.Conn.SetReadDeadline(time.Time{})

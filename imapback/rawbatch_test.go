@@ -1,8 +1,14 @@
 package imapback
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
+	"net"
+	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -65,6 +71,81 @@ func TestParseBodyTail(t *testing.T) {
 		uid, err := parseBodyTail([]byte(tc.line))
 		if (err == nil) != tc.ok || uid != tc.uid {
 			t.Errorf("%q: UID %d, %v; want UID %d, ok %v", tc.line, uid, err, tc.uid, tc.ok)
+		}
+	}
+}
+
+// A batch read through the tap: the bodies land in the room in order,
+// what is not the batch's goes on to go-imap, and once the batch is over
+// nothing the tap holds still points into the pooled read buffer, which
+// the next batch (of any session) takes.
+func TestTapBatchReadsBodiesAndGivesBackItsBuffer(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	tap := &itemTap{Conn: client}
+	go func() { // the upstream
+		br := bufio.NewReader(server)
+		line, _ := br.ReadString('\n')
+		if line != batchTag+" UID FETCH 5:6 (UID BODY.PEEK[])\r\n" {
+			server.Write([]byte("* BYE unexpected " + line))
+			return
+		}
+		server.Write([]byte("* 1 FETCH (UID 5 BODY[] {5}\r\nhello)\r\n* 2 EXISTS\r\n" +
+			"* 2 FETCH (BODY[] {3}\r\nabc UID 6)\r\n" + batchTag + " OK done\r\n"))
+		server.Write([]byte("* 3 EXISTS\r\n"))
+	}()
+	passed := make(chan string, 1)
+	var big *[]byte
+	go func() { // go-imap's reader
+		var got []byte
+		p := make([]byte, 4096)
+		for !bytes.Contains(got, []byte("* 3 EXISTS\r\n")) {
+			n, err := tap.Read(p)
+			got = append(got, p[:n]...)
+			if err != nil {
+				break
+			}
+			tap.mu.Lock()
+			if tap.big != nil {
+				big = tap.big
+			}
+			tap.mu.Unlock()
+		}
+		passed <- string(got)
+	}()
+	room := make([]byte, 16)
+	var kept []string
+	b := &bodyBatch{room: room,
+		keep: func(uid imap.UID, off, n int, fits bool) bool {
+			kept = append(kept, fmt.Sprintf("%d:%s", uid, room[off:off+n]))
+			return fits
+		},
+		named: func(imap.UID) {},
+	}
+	var uids imap.UIDSet
+	uids.AddRange(5, 6)
+	if err := tap.fetchBodies(uids, b, client, nil); err != nil || b.broken {
+		t.Fatalf("fetchBodies: %v (broken %v)", err, b.broken)
+	}
+	if want := []string{"5:hello", "6:abc"}; !slices.Equal(kept, want) {
+		t.Errorf("bodies %q, want %q", kept, want)
+	}
+	if got := <-passed; got != "* 2 EXISTS\r\n* 3 EXISTS\r\n" {
+		t.Errorf("go-imap got %q", got)
+	}
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	if big == nil {
+		t.Fatal("the batch did not read through the big buffer")
+	}
+	if tap.big != nil {
+		t.Error("the big buffer is still held after the batch")
+	}
+	if start, end := &(*big)[0], &(*big)[len(*big)-1]; cap(tap.buf) > 0 {
+		if p := &tap.buf[:1][0]; uintptr(unsafe.Pointer(p)) >= uintptr(unsafe.Pointer(start)) &&
+			uintptr(unsafe.Pointer(p)) <= uintptr(unsafe.Pointer(end)) {
+			t.Error("the tap's input still points into the big buffer it gave back")
 		}
 	}
 }

@@ -103,6 +103,7 @@ func (t *itemTap) readBig() {
 		t.big = bigReads.Get().(*[]byte)
 	}
 	big := *t.big
+	t.Conn.SetReadDeadline(time.Now().Add(respTimeout))
 	if len(t.buf) > len(big)/2 {
 		// A line longer than half the buffer (up to maxRawLine): the
 		// small reads' way.
@@ -117,7 +118,6 @@ func (t *itemTap) readBig() {
 	n0 := copy(big, t.buf) // buf may be a tail of big: copy moves down
 	t.buf = big[:n0]
 	t.mu.Unlock()
-	t.Conn.SetReadDeadline(time.Now().Add(respTimeout))
 	n, err := t.Conn.Read(big[n0:])
 	t.mu.Lock()
 	t.buf = big[:n0+n]

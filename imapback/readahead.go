@@ -24,9 +24,11 @@ package imapback
 //     session simply fetches one message at a time. A large
 //     message borrows the same buffer, once the batch is used up, to
 //     fetch its next range ahead.
-//   - Who owns the connection: the batch is read by a goroutine of its
-//     own, from fetchBatch until its last body is in, at upstream speed
-//     into room reserved beforehand. Each message is served as soon as
+//   - Who owns the connection: the batch's FETCH is sent by a goroutine
+//     of its own, from fetchBatch until the FETCH is over; its answers
+//     are read beside go-imap, by go-imap's reader goroutine inside the
+//     tap (rawbatch.go), at upstream speed into room reserved
+//     beforehand. Each message is served as soon as
 //     its literal is in: the client waits for the first message of a
 //     batch, not for the whole batch. While that goroutine runs, the
 //     session's goroutine sends nothing upstream (guard, Close and

@@ -1,13 +1,15 @@
 package imapback
 
-// Identities (%g) fetched beside go-imap, which cannot parse the FETCH
-// items that carry them (EMAILID, X-GM-MSGID, X-GUID: it fails the whole
-// connection on an item it does not know). itemTap sits between go-imap
-// and the upstream connection. Unarmed, it passes reads through. Armed by
-// the session's goroutine, which then writes one UID FETCH with its own
-// tag while no go-imap command is pending, it takes the answers to that
-// command out of what go-imap's reader goroutine reads, hands them to the
-// session, and passes everything else through (an EXPUNGE, a flag change).
+// Commands sent beside go-imap: identities (%g), which go-imap cannot
+// parse (EMAILID, X-GM-MSGID, X-GUID: it fails the whole connection on an
+// item it does not know), and the bodies of a read-ahead batch
+// (rawbatch.go), which go-imap would hand over one goroutine switch at a
+// time. itemTap sits between go-imap and the upstream connection.
+// Unarmed, it passes reads through. Armed by the goroutine that then
+// writes one UID FETCH with its own tag while no go-imap command waits
+// for FETCH data, it takes the answers to that command out of what
+// go-imap's reader goroutine reads, hands them over, and passes
+// everything else through (an EXPUNGE, a flag change, a STORE's OK).
 
 import (
 	"bytes"
@@ -21,8 +23,12 @@ import (
 	"github.com/emersion/go-imap/v2"
 )
 
-// rawTag tags the tap's commands; go-imap's tags are "T" and a number.
-const rawTag = "PBID"
+// The tags of the tap's commands (go-imap's are "T" and a number):
+// identities, and a batch's bodies.
+const (
+	rawTag   = "PBID"
+	batchTag = "PBB"
+)
 
 // maxRawLine bounds one response line while the tap is armed.
 const maxRawLine = 64 << 10
@@ -36,14 +42,20 @@ type itemTap struct {
 	out  []byte    // judged, to be handed to go-imap
 	lit  int64     // octets of a literal still to pass through unjudged
 	rerr error     // read error to report after out
+	// big backs buf while a body batch is armed, so that each read
+	// takes what the socket holds (rawbatch.go); nil otherwise.
+	big *[]byte
 }
 
-// rawFetch is one UID FETCH of an identity item.
+// rawFetch is one UID FETCH of an identity item, or of a batch's bodies.
 type rawFetch struct {
-	item string // EMAILID, X-GM-MSGID or X-GUID
+	tag  string // rawTag or batchTag
+	item string // EMAILID, X-GM-MSGID or X-GUID; BODY[]
 	got  map[imap.UID]string
-	err  error
-	done chan struct{}
+	// bodies, when set, makes this the FETCH of a read-ahead batch.
+	bodies *bodyBatch
+	err    error
+	done   chan struct{}
 }
 
 func (t *itemTap) Read(p []byte) (int, error) {
@@ -57,6 +69,9 @@ func (t *itemTap) Read(p []byte) (int, error) {
 		}
 		if t.rerr != nil {
 			return 0, t.rerr
+		}
+		if t.cmd == nil && t.big != nil {
+			t.endBig()
 		}
 		if t.cmd == nil && len(t.buf) == 0 {
 			t.mu.Unlock()
@@ -73,17 +88,26 @@ func (t *itemTap) Read(p []byte) (int, error) {
 				t.out, t.buf = append(t.out, t.buf...), nil
 			}
 		} else if !t.judge() {
+			if t.cmd != nil && t.cmd.bodies != nil {
+				t.readBig()
+				continue
+			}
 			var chunk [4096]byte
 			t.mu.Unlock()
 			n, err := t.Conn.Read(chunk[:])
 			t.mu.Lock()
 			t.buf = append(t.buf, chunk[:n]...)
-			if err != nil {
-				t.rerr = err
-				t.fail(err)
-				t.out, t.buf = append(t.out, t.buf...), nil
-			}
+			t.readFailed(err)
 		}
+	}
+}
+
+// readFailed ends the armed command, if any, after a failed read.
+func (t *itemTap) readFailed(err error) {
+	if err != nil {
+		t.rerr = err
+		t.fail(err)
+		t.out, t.buf = append(t.out, t.buf...), nil
 	}
 }
 
@@ -92,6 +116,11 @@ func (t *itemTap) Read(p []byte) (int, error) {
 func (t *itemTap) judge() bool {
 	moved := false
 	for len(t.buf) > 0 {
+		if t.cmd != nil && t.cmd.bodies != nil && t.cmd.bodies.left > 0 {
+			t.buf = t.cmd.bodies.literal(t.buf)
+			moved = true
+			continue
+		}
 		if t.lit > 0 {
 			n := min(int64(len(t.buf)), t.lit)
 			t.out = append(t.out, t.buf[:n]...)
@@ -126,12 +155,15 @@ func (t *itemTap) judge() bool {
 // take consumes line if it answers the armed command.
 func (t *itemTap) take(line []byte) bool {
 	c := t.cmd
-	if rest, ok := bytes.CutPrefix(line, []byte(rawTag+" ")); ok {
+	if rest, ok := bytes.CutPrefix(line, []byte(c.tag+" ")); ok {
 		if !bytes.HasPrefix(rest, []byte("OK")) {
 			c.err = fmt.Errorf("%w: UID FETCH (%s): %s", errRawRefused, c.item, bytes.TrimSpace(rest))
 		}
 		t.finish()
 		return true
+	}
+	if c.bodies != nil {
+		return t.takeBody(line)
 	}
 	if literalAtEnd(line) > 0 || !bytes.HasPrefix(line, []byte("* ")) {
 		return false
@@ -175,6 +207,9 @@ func checkIdentity(id string) error {
 
 func (t *itemTap) fail(err error) {
 	if t.cmd != nil {
+		if t.cmd.bodies != nil {
+			t.cmd.bodies.broken = true
+		}
 		t.cmd.err = err
 		t.finish()
 	}
@@ -207,13 +242,13 @@ func literalAtEnd(line []byte) int64 {
 var errRawRefused = errors.New("refused")
 
 // errNoRawFetch: the tap is already armed, or the connection is closed.
-var errNoRawFetch = errors.New("identity fetch not possible now")
+var errNoRawFetch = errors.New("raw fetch not possible now")
 
 // fetch sends "UID FETCH uids (UID item)" and returns the item's value
 // per UID. It must run on the session's goroutine with no go-imap
 // command pending; after timeout it closes conn, which ends the session.
 func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, conn net.Conn) (map[imap.UID]string, error) {
-	c := &rawFetch{item: item, got: make(map[imap.UID]string), done: make(chan struct{})}
+	c := &rawFetch{tag: rawTag, item: item, got: make(map[imap.UID]string), done: make(chan struct{})}
 	t.mu.Lock()
 	if t.cmd != nil {
 		t.mu.Unlock()

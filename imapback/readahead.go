@@ -24,9 +24,11 @@ package imapback
 //     session simply fetches one message at a time. A large
 //     message borrows the same buffer, once the batch is used up, to
 //     fetch its next range ahead.
-//   - Who owns the connection: the batch is read by a goroutine of its
-//     own, from fetchBatch until its last body is in, at upstream speed
-//     into room reserved beforehand. Each message is served as soon as
+//   - Who owns the connection: the batch's FETCH is sent by a goroutine
+//     of its own, from fetchBatch until the FETCH is over; its answers
+//     are read beside go-imap, by go-imap's reader goroutine inside the
+//     tap (rawbatch.go), at upstream speed into room reserved
+//     beforehand. Each message is served as soon as
 //     its literal is in: the client waits for the first message of a
 //     batch, not for the whole batch. While that goroutine runs, the
 //     session's goroutine sends nothing upstream (guard, Close and
@@ -51,7 +53,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // Read-ahead defaults.
@@ -256,112 +257,57 @@ func (s *Session) fetchBatch(ctx context.Context, i int, list []int, room []byte
 	return nil
 }
 
-// readBatch runs the UID FETCH of a batch in the batch's goroutine: it
-// reads the bodies into buf, which starts at offset base of the batch
-// buffer, sends each on ch as soon as it is read, and returns what became
-// of message i (if i >= 0) if its body did not come. broken reports that
-// the connection broke.
+// readBatch runs the UID FETCH of a batch in the batch's goroutine (its
+// answers are read beside go-imap, rawbatch.go): the bodies go into buf,
+// which starts at offset base of the batch buffer, each sent on ch as
+// soon as it is in; it returns what became of message i (if i >= 0) if
+// its body did not come. broken reports that the connection broke.
 func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want map[imap.UID]int, buf []byte, base int, ch chan<- raItem) (err error, broken bool) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err), false
 	}
 	defer s.bound(ctx)()
-	section := &imap.FetchItemBodySection{Peek: true}
-	cmd := s.c.Fetch(uids, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
-	off := 0
 	answered := false // message i is in the answer
-	for m := cmd.Next(); m != nil; m = cmd.Next() {
-		n, uid, err := readWholeBody(m, buf[off:])
-		if errors.Is(err, errLiteral) {
-			// The connection is out of step, and go-imap's reader
-			// goroutine would read the literal again on cmd.Close:
-			// close the connection, which ends the command.
-			s.nc.Close()
-			if answered || i < 0 {
-				return nil, true
+	b := &bodyBatch{room: buf,
+		keep: func(uid imap.UID, off, n int, fits bool) bool {
+			j, ok := want[uid]
+			if !ok {
+				return false // not asked for, or sent twice
 			}
-			return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), true
-		}
-		j, ok := want[uid]
-		if !ok {
-			continue // not asked for, or sent twice
-		}
-		if errors.Is(err, errNoBody) {
-			// Another client's flag change, reported in the middle of
-			// this answer: go-imap then drops the body that follows.
-			// The message exists; it is streamed when asked for.
+			delete(want, uid)
 			answered = answered || j == i
-			continue
-		}
-		delete(want, uid)
-		answered = answered || j == i
-		if err != nil {
-			continue // too large for the buffer: streamed when asked for
-		}
-		ch <- raItem{i: j, off: base + off, n: n}
-		off += n
+			if !fits {
+				return false // too large for the buffer: streamed when asked for
+			}
+			ch <- raItem{i: j, off: base + off, n: n}
+			return true
+		},
+		// Another client's flag change, reported in the middle of this
+		// answer: the message exists.
+		named: func(uid imap.UID) {
+			j, ok := want[uid]
+			answered = answered || (ok && j == i)
+		},
 	}
-	err = cmd.Close()
-	broken = ConnectionError(err)
+	err = s.tap.fetchBodies(uids, b, s.held, s.c.Closed())
+	if errors.Is(err, errNoRawFetch) {
+		return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), false
+	}
+	if b.broken {
+		// Whatever was read of the answer, the connection is out of
+		// step or failed: close it, so that go-imap fails too.
+		s.nc.Close()
+	}
 	if answered || i < 0 {
 		// Whatever else went wrong shows on the next upstream command.
-		return nil, broken
+		return nil, b.broken
 	}
-	if !broken {
+	if !b.broken {
 		// No FETCH data for the UID: another client expunged it.
 		s.markGone(i)
 		return fmt.Errorf("%w: UID %d", ErrGone, s.msgs[i].UID), false
 	}
 	return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), true
-}
-
-var (
-	errTooLarge = errors.New("body larger than the read-ahead buffer")
-	errNoBody   = errors.New("no body in FETCH response")
-)
-
-// wholeBody reports whether sec is the whole message, BODY[] or
-// BODY[]<0>.
-func wholeBody(sec *imap.FetchItemBodySection) bool {
-	return sec != nil && sec.Specifier == imap.PartSpecifierNone && len(sec.Part) == 0 &&
-		(sec.Partial == nil || sec.Partial.Offset == 0)
-}
-
-// readWholeBody reads the UID and the BODY[] literal of one FETCH response
-// into buf. A literal larger than buf is read and dropped (errTooLarge),
-// which keeps the connection in step.
-func readWholeBody(m *imapclient.FetchMessageData, buf []byte) (n int, uid imap.UID, err error) {
-	found := false
-	for item := m.Next(); item != nil; item = m.Next() {
-		switch item := item.(type) {
-		case imapclient.FetchItemDataUID:
-			uid = item.UID
-		case imapclient.FetchItemDataBodySection:
-			if found || item.Literal == nil || !wholeBody(item.Section) {
-				// Only BODY[] from octet 0 is the message: a server that
-				// answers with another section must not pass it off as one.
-				continue
-			}
-			found = true
-			size := item.Literal.Size()
-			if size > int64(len(buf)) {
-				if _, cerr := io.Copy(io.Discard, item.Literal); cerr != nil {
-					return 0, uid, fmt.Errorf("%w: %v", errLiteral, cerr)
-				}
-				err = errTooLarge
-				continue
-			}
-			// Exactly the announced size: a literal cut short is a broken
-			// connection, not the end of the message.
-			if n, err = io.ReadFull(item.Literal, buf[:size]); err != nil {
-				return n, uid, fmt.Errorf("%w: %v", errLiteral, err)
-			}
-		}
-	}
-	if !found && err == nil {
-		err = errNoBody
-	}
-	return n, uid, err
 }
 
 // take returns a reader of message i if the batch holds it, waiting for

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,7 @@ type Metrics struct {
 	connsRefused     *prometheus.CounterVec
 	logins           *prometheus.CounterVec
 	commands         *prometheus.CounterVec
+	retrOK           atomic.Pointer[prometheus.Counter] // commands{RETR,ok}, once counted
 	sentBytes        prometheus.Counter
 	retrieved        prometheus.Counter
 	deleted          prometheus.Counter
@@ -281,11 +283,20 @@ func (o pop3Observer) LoginDone(_ pop3front.ConnEvent, r pop3front.LoginResult) 
 }
 
 func (o pop3Observer) CommandDone(_ pop3front.ConnEvent, cmd pop3front.CommandEvent) {
-	o.m.commands.WithLabelValues(cmd.Name, cmd.Result).Inc()
-	o.m.sentBytes.Add(float64(cmd.Sent))
 	if cmd.Name == "RETR" && cmd.Result == "ok" {
+		// Most commands are this one: its counter is looked up once.
+		c := o.m.retrOK.Load()
+		if c == nil {
+			rc := o.m.commands.WithLabelValues(cmd.Name, cmd.Result)
+			c = &rc
+			o.m.retrOK.Store(c)
+		}
+		(*c).Inc()
 		o.m.retrieved.Inc()
+	} else {
+		o.m.commands.WithLabelValues(cmd.Name, cmd.Result).Inc()
 	}
+	o.m.sentBytes.Add(float64(cmd.Sent))
 	if cmd.Truncated {
 		o.m.truncated.Inc()
 	}

@@ -260,7 +260,8 @@ func (c *conn) send(i, lines int) error {
 	defer rc.Close()
 
 	if lines < 0 {
-		c.ok(strconv.FormatInt(c.msgs[i].Size, 10) + " octets")
+		b := strconv.AppendInt(append(c.scratch[:0], "+OK "...), c.msgs[i].Size, 10)
+		c.bw.Write(append(b, " octets\r\n"...))
 	} else {
 		c.ok("Top of message follows")
 	}

@@ -176,9 +176,27 @@ func (c *conn) saslResponse(challenge string) ([]byte, error) {
 	return line, nil
 }
 
-// login asks the Backend for the user's maildrop and, on success, enters
-// the TRANSACTION state.
+// login runs openMaildrop on a goroutine of its own, and waits for it.
+// The login is the deepest call a session makes (dial, IMAP login,
+// snapshot, the log line): run here, it would grow this goroutine's
+// stack to 8 or 16 KiB, which the session would then keep while it sits
+// idle, since a stack shrinks only during a garbage collection. This
+// goroutine only waits meanwhile, so the connection is still used by one
+// goroutine at a time.
 func (c *conn) login(user, pass string) error {
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err = c.openMaildrop(user, pass)
+	}()
+	<-done
+	return err
+}
+
+// openMaildrop asks the Backend for the user's maildrop and, on success,
+// enters the TRANSACTION state.
+func (c *conn) openMaildrop(user, pass string) error {
 	ctx, cancel := c.commandContext()
 	defer cancel()
 	sess, err := c.srv.Backend.Login(ctx, user, pass, c.info())

@@ -21,7 +21,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -44,12 +43,6 @@ const (
 
 	writeBufferSize = 16 << 10
 )
-
-// writers holds the write buffers of connections waiting for a command:
-// an idle session holds none, which is most of what it would hold (ten
-// thousand idle sessions, 160 MiB of them). Only the connection's own
-// goroutine takes and returns its buffer.
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
 
 type state int
 
@@ -104,6 +97,9 @@ type conn struct {
 	sent     countingWriter
 	cw       clientWriter // where a backend's io.WriterTo writes a message
 	reported int64
+	// in is what br reads. br and bw are nil while c waits for a
+	// command (idle.go).
+	in wakeReader
 
 	state    state
 	user     string // from USER, waiting for PASS
@@ -178,27 +174,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 // setConn makes nc the client connection, at the start and after STLS.
 func (c *conn) setConn(nc net.Conn) {
 	c.nc = nc
-	c.br = bufio.NewReaderSize(nc, maxAuthLine)
+	c.in = wakeReader{nc: nc}
 	c.sent.w = deadlineWriter{nc, orDefault(c.srv.WriteTimeout, DefaultWriteTimeout)}
-	if c.bw == nil {
-		c.bw = writers.Get().(*bufio.Writer)
-	}
-	// After STLS the answer is flushed: nothing buffered is lost.
-	c.bw.Reset(&c.sent)
-}
-
-// idle returns the write buffer, flushed, while c waits for a command.
-func (c *conn) idle() {
-	writers.Put(c.bw)
-	c.bw = nil
-}
-
-// busy takes a write buffer for the command that arrived.
-func (c *conn) busy() {
-	if c.bw == nil {
-		c.bw = writers.Get().(*bufio.Writer)
-		c.bw.Reset(&c.sent)
-	}
+	// After STLS nothing is buffered on either side: the reader was
+	// empty (handleStls checks) and the answer flushed.
+	c.busy()
 }
 
 func (c *conn) serve() {
@@ -381,6 +361,9 @@ func (c *conn) needBare(s state, cmd string, args []byte) error {
 // partial line does not count: its sender may be waiting for our answers
 // before it sends the rest.
 func (c *conn) lineQueued() bool {
+	if c.br == nil {
+		return false
+	}
 	n := c.br.Buffered()
 	if n == 0 {
 		return false
@@ -432,6 +415,11 @@ func (c *conn) readLine(limit int) ([]byte, error) {
 			deadline = c.authDeadline
 		}
 		c.nc.SetReadDeadline(deadline)
+		if c.br == nil {
+			if err := c.awaitInput(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {

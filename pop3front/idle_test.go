@@ -52,3 +52,57 @@ func TestWakeReaderTakesWhatTheSocketHolds(t *testing.T) {
 		t.Errorf("after the first line %d octets buffered, want %d", got, want)
 	}
 }
+
+type passThrough struct{ net.Conn }
+
+func (p passThrough) PassThrough() net.Conn { return p.Conn }
+
+type holdsInput struct{ net.Conn }
+
+// The server looks at the socket's queued input through wrappers that
+// say they hold none (a listener's hand-off wrapper), never through
+// others (TLS, a PROXY protocol reader), and without consuming it.
+func TestPeekSocketThroughPassThroughWrappers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	const queued = "RETR 1\r\nRETR 2\r\n"
+	if _, err := client.Write([]byte(queued)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	for deadline := time.Now().Add(5 * time.Second); peekSocket(server, buf) < len(queued) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name string
+		nc   net.Conn
+		want string
+	}{
+		{"bare TCP", server, queued},
+		{"pass-through", passThrough{server}, queued},
+		{"pass-through twice", passThrough{passThrough{server}}, queued},
+		{"a wrapper with input of its own", holdsInput{server}, ""},
+		{"pass-through over such a wrapper", passThrough{holdsInput{server}}, ""},
+	} {
+		n := peekSocket(tc.nc, buf)
+		if got := string(buf[:n]); got != tc.want {
+			t.Errorf("%s: peeked %q, want %q", tc.name, got, tc.want)
+		}
+		if got := bareTCP(tc.nc); got != (tc.want != "") {
+			t.Errorf("%s: bareTCP = %v", tc.name, got)
+		}
+	}
+}

@@ -13,7 +13,8 @@ import (
 
 // peekSocket copies into p what the kernel holds of the client's input,
 // without consuming it and without waiting, and returns its length. Only
-// a bare TCP connection is looked at: a wrapper may hold input of its own
+// a TCP connection with nothing between it and the server but
+// PassThroughConns is looked at: another wrapper may hold input of its own
 // (a PROXY protocol reader, TLS records), and what the kernel holds would
 // then not follow what the line reader holds.
 func peekSocket(nc net.Conn, p []byte) int {
@@ -28,12 +29,26 @@ func readPending(nc net.Conn, p []byte) int {
 // bareTCP reports whether nc is a connection that peekSocket and
 // readPending see the input of.
 func bareTCP(nc net.Conn) bool {
-	_, ok := nc.(*net.TCPConn)
+	_, ok := tcpBeneath(nc)
 	return ok
 }
 
+// tcpBeneath returns nc's TCP connection through PassThroughConns.
+func tcpBeneath(nc net.Conn) (*net.TCPConn, bool) {
+	for {
+		switch c := nc.(type) {
+		case *net.TCPConn:
+			return c, true
+		case PassThroughConn:
+			nc = c.PassThrough()
+		default:
+			return nil, false
+		}
+	}
+}
+
 func recvNow(nc net.Conn, p []byte, flags int) int {
-	tc, ok := nc.(*net.TCPConn)
+	tc, ok := tcpBeneath(nc)
 	if !ok {
 		return 0
 	}

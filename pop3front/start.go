@@ -69,6 +69,16 @@ type ProxiedConn interface {
 	Proxied() bool
 }
 
+// PassThroughConn is implemented by a connection wrapper that reads and
+// writes straight through to the connection it wraps, holding no input of
+// its own (unlike TLS or a PROXY protocol reader). The server then looks
+// at the socket beneath for commands a client queued (pipelining) and
+// while the connection idles.
+type PassThroughConn interface {
+	net.Conn
+	PassThrough() net.Conn
+}
+
 // info describes the connection for the Backend and PlaintextAllowed.
 func (c *conn) info() ConnInfo {
 	info := ConnInfo{RemoteAddr: c.remote, LocalAddr: c.nc.LocalAddr(), Session: c.id, Logger: c.log,

@@ -151,6 +151,13 @@ type handoffConn struct {
 	once     sync.Once
 }
 
+// PassThrough returns the connection beneath: handoffConn holds no
+// input, so the POP3 server may look at the socket's (pop3front's
+// PassThroughConn). A look marks nothing used: it follows a Read.
+func (c *handoffConn) PassThrough() net.Conn { return c.Conn }
+
+var _ pop3front.PassThroughConn = (*handoffConn)(nil)
+
 func (c *handoffConn) Read(p []byte) (int, error) {
 	c.used.Store(true)
 	return c.Conn.Read(p)

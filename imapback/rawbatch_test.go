@@ -37,7 +37,7 @@ func TestParseBodyHead(t *testing.T) {
 		{line: "* 1 FETCH (UID 3 BODY[] {5} X}\r\n", wantFail: true},
 		{line: "* 1 FETCH (UID 3 BODY[] {99999999999}\r\n", wantFail: true},
 	} {
-		uid, size, body, err := parseBodyHead([]byte(tc.line))
+		uid, size, _, body, err := parseBodyHead([]byte(tc.line))
 		switch {
 		case tc.wantFail:
 			if err == nil {
@@ -121,11 +121,11 @@ func TestTapBatchReadsBodiesAndGivesBackItsBuffer(t *testing.T) {
 			kept = append(kept, fmt.Sprintf("%d:%s", uid, room[off:off+n]))
 			return fits
 		},
-		named: func(imap.UID) {},
+		named: func(imap.UID, bool) {},
 	}
 	var uids imap.UIDSet
 	uids.AddRange(5, 6)
-	if err := tap.fetchBodies(uids, b, client, nil); err != nil || b.broken {
+	if err := tap.fetchBodies(uids, 0, b, client, nil); err != nil || b.broken {
 		t.Fatalf("fetchBodies: %v (broken %v)", err, b.broken)
 	}
 	if want := []string{"5:hello", "6:abc"}; !slices.Equal(kept, want) {

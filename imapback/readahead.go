@@ -284,12 +284,12 @@ func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want m
 		},
 		// Another client's flag change, reported in the middle of this
 		// answer: the message exists.
-		named: func(uid imap.UID) {
+		named: func(uid imap.UID, _ bool) {
 			j, ok := want[uid]
 			answered = answered || (ok && j == i)
 		},
 	}
-	err = s.tap.fetchBodies(uids, b, s.held, s.c.Closed())
+	err = s.tap.fetchBodies(uids, 0, b, s.held, s.c.Closed())
 	if errors.Is(err, errNoRawFetch) {
 		return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), false
 	}

@@ -56,31 +56,9 @@ var errLiteral = errors.New("literal cut short")
 // past the start, NIL for the end of the message. A connection that broke
 // or fell out of step is closed (f.broken), its error errLiteral.
 func (s *Session) readRange(uid imap.UID, f *rangeFetch) (n int, found bool, err error) {
-	var bad error
-	b := &bodyBatch{room: f.buf, origin: f.offset,
-		keep: func(u imap.UID, _, size int, fits bool) bool {
-			if u != uid || found {
-				return false // not asked for, or sent twice
-			}
-			found = true
-			if !fits {
-				bad = fmt.Errorf("server answered BODY[]<%d.%d> with %d octets", f.offset, len(f.buf), size)
-				return false
-			}
-			n = size
-			return true
-		},
-		named: func(u imap.UID, nilBody bool) {
-			if u == uid && nilBody && f.offset > 0 {
-				found = true
-			}
-		},
-		arriving: func(got, size int) {
-			if k := min(got, size-1); k > 0 {
-				f.grew(k) // the last octet waits for the OK
-			}
-		},
-	}
+	a := &rangeAnswer{uid: uid, f: f}
+	b := &a.batch
+	*b = bodyBatch{room: f.buf, origin: f.offset, to: a}
 	err = s.tap.fetchBodies(imap.UIDSetNum(uid), len(f.buf), b, s.held, s.c.Closed())
 	if b.broken {
 		// Whatever was read of the answer, the connection is out of step
@@ -94,7 +72,42 @@ func (s *Session) readRange(uid imap.UID, f *rangeFetch) (n int, found bool, err
 		err = &imap.Error{Type: imap.StatusResponseTypeNo, Text: err.Error()}
 	}
 	if err == nil {
-		err = bad
+		err = a.bad
 	}
-	return n, found, err
+	return a.n, a.found, err
+}
+
+// rangeAnswer is what the answer to a chunk's FETCH held (a bodySink).
+type rangeAnswer struct {
+	uid   imap.UID
+	f     *rangeFetch
+	n     int   // the body's octets
+	found bool  // a body, or NIL past the start
+	bad   error // a body longer than asked for
+	batch bodyBatch
+}
+
+func (a *rangeAnswer) keep(uid imap.UID, _, size int, fits bool) bool {
+	if uid != a.uid || a.found {
+		return false // not asked for, or sent twice
+	}
+	a.found = true
+	if !fits {
+		a.bad = fmt.Errorf("server answered BODY[]<%d.%d> with %d octets", a.f.offset, len(a.f.buf), size)
+		return false
+	}
+	a.n = size
+	return true
+}
+
+func (a *rangeAnswer) named(uid imap.UID, nilBody bool) {
+	if uid == a.uid && nilBody && a.f.offset > 0 {
+		a.found = true
+	}
+}
+
+func (a *rangeAnswer) arriving(got, size int) {
+	if k := min(got, size-1); k > 0 {
+		a.f.grew(k) // the last octet waits for the OK
+	}
 }

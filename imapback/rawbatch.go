@@ -43,16 +43,7 @@ type bodyBatch struct {
 	off  int    // room[:off] holds the bodies kept so far
 	// origin is the offset the bodies must start at: a range's, or 0.
 	origin int64
-	// keep is told of each body: its UID, its place in room, and
-	// whether it fit there (fits false: it was read and dropped). It
-	// reports whether the body stays, which moves off past it.
-	keep func(uid imap.UID, off, n int, fits bool) bool
-	// named is told of a FETCH without a literal that names uid; nilBody
-	// reports that it answers the body NIL.
-	named func(uid imap.UID, nilBody bool)
-	// arriving, if set, is told how much of a body that fits is in, as
-	// it comes.
-	arriving func(got, size int)
+	to     bodySink // told what the answers hold
 
 	uid    imap.UID // the current body's, once known
 	size   int      // the current body's
@@ -62,12 +53,29 @@ type bodyBatch struct {
 	broken bool     // the connection failed or fell out of step
 }
 
+// bodySink is told, by go-imap's reader goroutine under the tap's mutex,
+// what the answers to a body FETCH hold. One value per FETCH, rather
+// than a closure per event kind: this runs once per message.
+type bodySink interface {
+	// keep is told of each body: its UID, its place in room, and
+	// whether it fit there (fits false: it was read and dropped). It
+	// reports whether the body stays, which moves off past it.
+	keep(uid imap.UID, off, n int, fits bool) bool
+	// named is told of a FETCH without a literal that names uid; nilBody
+	// reports that it answers the body NIL.
+	named(uid imap.UID, nilBody bool)
+	// arriving is told how much of a body that fits is in, as it comes.
+	arriving(got, size int)
+}
+
 // respTimeout is the read deadline of each read of a batch: go-imap's
 // per response.
 const respTimeout = 30 * time.Second
 
 // bigReads holds the read buffers of running batches.
-var bigReads = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+var bigReads = sync.Pool{New: func() any { b := make([]byte, bigReadSize); return &b }}
+
+const bigReadSize = 64 << 10
 
 // fetchBodies sends "UID FETCH uids (UID BODY.PEEK[])", or with
 // size > 0 "(UID BODY.PEEK[]<b.origin.size>)", through w (the connection
@@ -143,6 +151,19 @@ func (t *itemTap) readBig() {
 	t.readFailed(err)
 }
 
+// keepRead keeps p, read for go-imap before a command was armed, for
+// judging: in the big buffer if a batch is armed (the copy most answers
+// start with, which would otherwise be a new slice per message), else in
+// buf.
+func (t *itemTap) keepRead(p []byte) {
+	if t.cmd.bodies == nil || t.big != nil || len(t.buf) > 0 || len(p) > bigReadSize/2 {
+		t.buf = append(t.buf, p...)
+		return
+	}
+	t.big = bigReads.Get().(*[]byte)
+	t.buf = (*t.big)[:copy(*t.big, p)]
+}
+
 // endBig gives the big buffer back once the batch is over and what it
 // held went on to go-imap (judge copies it to out), and leaves the
 // connection without a read deadline, as go-imap leaves it between
@@ -167,8 +188,8 @@ func (b *bodyBatch) literal(p []byte) []byte {
 	}
 	b.got += n
 	b.left -= n
-	if fits && b.arriving != nil {
-		b.arriving(b.got, b.size)
+	if fits {
+		b.to.arriving(b.got, b.size)
 	}
 	return p[n:]
 }
@@ -188,7 +209,7 @@ func (t *itemTap) takeBody(line []byte) bool {
 			b.uid = uid
 		}
 		fits := b.size <= len(b.room)-b.off
-		if b.keep(b.uid, b.off, b.size, fits) {
+		if b.to.keep(b.uid, b.off, b.size, fits) {
 			b.off += b.size
 		}
 		b.inBody, b.uid, b.size, b.got = false, 0, 0, 0
@@ -206,7 +227,7 @@ func (t *itemTap) takeBody(line []byte) bool {
 	case errors.Is(err, errNoLiteral):
 		if items, err := parseFetchLine(line); err == nil {
 			if u, err := strconv.ParseUint(items["UID"], 10, 32); err == nil && u > 0 {
-				b.named(imap.UID(u), hasNilBody(items))
+				b.to.named(imap.UID(u), hasNilBody(items))
 			}
 		}
 		return false

@@ -81,7 +81,7 @@ func (t *itemTap) Read(p []byte) (int, error) {
 				return n, err
 			}
 			// Armed meanwhile: what was read may hold its answers.
-			t.buf = append(t.buf, p[:n]...)
+			t.keepRead(p[:n])
 			if err != nil {
 				t.rerr = err
 				t.fail(err)

@@ -105,9 +105,9 @@ func (t *itemTap) fetchBodies(uids imap.UIDSet, size int, b *bodyBatch, w net.Co
 	}
 	line = append(line, ")\r\n"...)
 	if _, err := w.Write(line); err != nil {
-		t.mu.Lock()
-		t.fail(err)
-		t.mu.Unlock()
+		// go-imap's reader may be reading into b.room: end the command
+		// through it, as the closed connection fails its read.
+		t.Conn.Close()
 	}
 	select {
 	case <-c.done:
@@ -131,6 +131,18 @@ func (t *itemTap) readBig() {
 	}
 	big := *t.big
 	t.Conn.SetReadDeadline(time.Now().Add(respTimeout))
+	if b := t.cmd.bodies; len(t.buf) == 0 && b.left > directRead && b.fits() {
+		// Most of a large body still to come: read it straight into its
+		// place, as much at a time as the socket holds, not through big
+		// and a copy. fetchBodies returns only once this read is over
+		// (a write that fails closes the connection and waits).
+		t.mu.Unlock()
+		n, err := t.Conn.Read(b.room[b.off+b.got : b.off+b.got+b.left])
+		t.mu.Lock()
+		b.took(n)
+		t.readFailed(err)
+		return
+	}
 	if len(t.buf) > len(big)/2 {
 		// A line longer than half the buffer (up to maxRawLine): the
 		// small reads' way.
@@ -182,16 +194,28 @@ func (t *itemTap) endBig() {
 // what follows.
 func (b *bodyBatch) literal(p []byte) []byte {
 	n := min(len(p), b.left)
-	fits := b.size <= len(b.room)-b.off
-	if fits {
+	if b.fits() {
 		copy(b.room[b.off+b.got:], p[:n])
 	}
+	b.took(n)
+	return p[n:]
+}
+
+// directRead is the least of a body still to come that is read straight
+// into the batch buffer: below it, the body's end and the lines after it
+// come in one read.
+const directRead = 4 << 10
+
+// fits reports whether the current body fits in the rest of the room.
+func (b *bodyBatch) fits() bool { return b.size <= len(b.room)-b.off }
+
+// took counts n more octets of the current body in.
+func (b *bodyBatch) took(n int) {
 	b.got += n
 	b.left -= n
-	if fits {
+	if n > 0 && b.fits() {
 		b.to.arriving(b.got, b.size)
 	}
-	return p[n:]
 }
 
 // takeBody takes line if it belongs to the armed batch: the head of a

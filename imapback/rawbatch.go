@@ -249,7 +249,8 @@ func (t *itemTap) takeBody(line []byte) bool {
 	case err == nil && !body:
 		return false // FETCH data, but no body: go-imap's
 	case errors.Is(err, errNoLiteral):
-		if items, err := parseFetchLine(line); err == nil {
+		// Most are flag changes without a UID: no error built for them.
+		if items, err := parseFetchLine(line); err == nil && items["UID"] != "" {
 			if u, err := strconv.ParseUint(items["UID"], 10, 32); err == nil && u > 0 {
 				b.to.named(imap.UID(u), hasNilBody(items))
 			}

@@ -18,7 +18,8 @@ package imapback
 //   - The reader's goroutine (produce), from then until the reader's
 //     Close. It sends the chunk FETCHes one after the other, each bounded
 //     by the command timeout (bound), and neither reconnects nor sends a
-//     STORE. The session's goroutine sends nothing meanwhile: the POP3
+//     STORE. A chunk's answer is read beside go-imap: its reader
+//     goroutine, inside the tap, copies the body into the chunk's buffer. The session's goroutine sends nothing meanwhile: the POP3
 //     side reads a message and closes it before its next command, and
 //     Close returns only once produce has.
 //   - A batch FETCH's goroutine, from fetchBatch until it has read the

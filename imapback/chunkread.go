@@ -1,16 +1,16 @@
 package imapback
 
 // Reading the answer to the FETCH of one range of a message (a chunk of
-// a RETR, or TOP's header and lines) into the range buffer, on the
-// goroutine that sent the FETCH: which answer holds the section, whether
-// the server answered the range as asked, and what a literal cut short
-// leaves of the connection.
+// a RETR, read beside go-imap; or TOP's header and lines, through it)
+// into the range buffer, on the goroutine that sent the FETCH: which
+// answer holds the section, whether the server answered the range as
+// asked, and what a literal cut short leaves of the connection.
 
 import (
 	"errors"
 	"fmt"
-	"io"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
@@ -49,48 +49,65 @@ func (s *Session) readChunk(cmd *imapclient.FetchCommand, f *rangeFetch,
 
 var errLiteral = errors.New("literal cut short")
 
-// readBodyChunk copies the body section of a FETCH response into f.buf,
-// publishing each piece as it comes. It checks that the server answered
-// the partial FETCH as asked: a server that sent another range or more
-// than asked would corrupt the message. section reports whether the
-// response had a body section at all, found whether it holds data (or,
-// past the start, NIL for the end of the message).
-func readBodyChunk(m *imapclient.FetchMessageData, f *rangeFetch) (n int, found, section bool, err error) {
-	for item := m.Next(); item != nil; item = m.Next() {
-		body, ok := item.(imapclient.FetchItemDataBodySection)
-		if !ok || section {
-			continue
-		}
-		section, found = true, true
-		if body.Literal == nil {
-			// NIL: past the end of the message, or no message at all.
-			return 0, f.offset > 0, true, nil
-		}
-		var got int64 // a response without <offset> is the whole body
-		if p := body.Section.Partial; p != nil {
-			got = p.Offset
-		}
-		size := body.Literal.Size()
-		if got != f.offset || size > int64(len(f.buf)) {
-			return 0, found, section, fmt.Errorf("server answered BODY[]<%d> with %d octets at offset %d", f.offset, size, got)
-		}
-		// Read exactly the announced size: a literal cut short is a broken
-		// connection, not the end of the message.
-		for n < int(size) {
-			// As much as the connection has: smaller reads cost more
-			// system calls and hand-overs (10% more CPU with 64 KiB).
-			k, rerr := body.Literal.Read(f.buf[n:size])
-			n += k
-			if k > 0 && min(n, int(size)-1) > 0 {
-				f.grew(min(n, int(size)-1)) // the last octet waits for the OK
-			}
-			if rerr != nil && n < int(size) {
-				if rerr == io.EOF {
-					rerr = io.ErrUnexpectedEOF
-				}
-				return n, found, section, fmt.Errorf("%w: %v", errLiteral, rerr)
-			}
-		}
+// readRange runs the UID FETCH of chunk f of message uid beside go-imap
+// (rawbatch.go): the tap copies the body straight into f.buf, publishing
+// each piece as it comes. A body longer than f.buf fails the chunk (the
+// server did not answer the range as asked). found reports a body, or,
+// past the start, NIL for the end of the message. A connection that broke
+// or fell out of step is closed (f.broken), its error errLiteral.
+func (s *Session) readRange(uid imap.UID, f *rangeFetch) (n int, found bool, err error) {
+	a := &rangeAnswer{uid: uid, f: f}
+	b := &a.batch
+	*b = bodyBatch{room: f.buf, origin: f.offset, to: a}
+	err = s.tap.fetchBodies(imap.UIDSetNum(uid), len(f.buf), b, s.held, s.c.Closed())
+	if b.broken {
+		// Whatever was read of the answer, the connection is out of step
+		// or failed: close it, so that go-imap fails too.
+		s.nc.Close()
+		f.broken = true
+		return 0, false, fmt.Errorf("%w: %v", errLiteral, err)
 	}
-	return n, found, section, nil
+	if errors.Is(err, errRawRefused) {
+		// As go-imap gives a NO: an answer, not a broken connection.
+		err = &imap.Error{Type: imap.StatusResponseTypeNo, Text: err.Error()}
+	}
+	if err == nil {
+		err = a.bad
+	}
+	return a.n, a.found, err
+}
+
+// rangeAnswer is what the answer to a chunk's FETCH held (a bodySink).
+type rangeAnswer struct {
+	uid   imap.UID
+	f     *rangeFetch
+	n     int   // the body's octets
+	found bool  // a body, or NIL past the start
+	bad   error // a body longer than asked for
+	batch bodyBatch
+}
+
+func (a *rangeAnswer) keep(uid imap.UID, _, size int, fits bool) bool {
+	if uid != a.uid || a.found {
+		return false // not asked for, or sent twice
+	}
+	a.found = true
+	if !fits {
+		a.bad = fmt.Errorf("server answered BODY[]<%d.%d> with %d octets", a.f.offset, len(a.f.buf), size)
+		return false
+	}
+	a.n = size
+	return true
+}
+
+func (a *rangeAnswer) named(uid imap.UID, nilBody bool) {
+	if uid == a.uid && nilBody && a.f.offset > 0 {
+		a.found = true
+	}
+}
+
+func (a *rangeAnswer) arriving(got, size int) {
+	if k := min(got, size-1); k > 0 {
+		a.f.grew(k) // the last octet waits for the OK
+	}
 }

@@ -1,23 +1,24 @@
 package imapback
 
-// The UID FETCH of a read-ahead batch, sent and read beside go-imap by
-// the itemTap (rawfetch.go). Through go-imap every body would cross two
+// The UID FETCH of a read-ahead batch, or of one range of a message
+// (stream.go), sent and read beside go-imap by the itemTap (rawfetch.go). Through go-imap every body would cross two
 // goroutines and several channels, and its reader takes 4 KiB from the
 // socket at a time: for small messages that was most of popbridge's
 // processor time per message. Here go-imap's reader goroutine, inside
 // the tap's Read, copies each body literal straight into the batch
-// buffer from reads as large as the socket holds, and hands the session
-// its place; go-imap sees only what is not this command's (an EXPUNGE, a
+// buffer (or the range buffer) from reads as large as the socket holds,
+// and hands the session its place; go-imap sees only what is not this command's (an EXPUNGE, a
 // flag change, the answer to a \Seen STORE that went out first).
 //
-//   - A response of this command is "* n FETCH (... BODY[] {size}" with
-//     the literal last on its line, then the rest of its items and ")".
+//   - A response of this command is "* n FETCH (... BODY[] {size}" (or
+//     BODY[]<origin>, the offset asked for) with the literal last on its
+//     line, then the rest of its items and ")".
 //     A literal of any other form while the command runs means the
 //     tap and the upstream disagree on where responses start: the
 //     connection is closed (never a message taken for gone or cut).
-//   - A FETCH without a literal that names a batch UID (a flag change in
-//     the middle of the answer) goes on to go-imap, and only notes that
-//     the message exists.
+//   - A FETCH without a literal that names a UID (a flag change in the
+//     middle of the answer, or BODY[] NIL) goes on to go-imap, and only
+//     notes that the message exists, or that its body is NIL.
 //   - Reads take the read deadline go-imap gives a response; when the
 //     command is over, the connection is left without one, as go-imap
 //     leaves it between responses. CommandTimeout bounds the whole.
@@ -40,12 +41,9 @@ import (
 type bodyBatch struct {
 	room []byte // where the bodies go, one after another
 	off  int    // room[:off] holds the bodies kept so far
-	// keep is told of each body: its UID, its place in room, and
-	// whether it fit there (fits false: it was read and dropped). It
-	// reports whether the body stays, which moves off past it.
-	keep func(uid imap.UID, off, n int, fits bool) bool
-	// named is told of a FETCH without a body that names uid.
-	named func(uid imap.UID)
+	// origin is the offset the bodies must start at: a range's, or 0.
+	origin int64
+	to     bodySink // told what the answers hold
 
 	uid    imap.UID // the current body's, once known
 	size   int      // the current body's
@@ -55,19 +53,37 @@ type bodyBatch struct {
 	broken bool     // the connection failed or fell out of step
 }
 
+// bodySink is told, by go-imap's reader goroutine under the tap's mutex,
+// what the answers to a body FETCH hold. One value per FETCH, rather
+// than a closure per event kind: this runs once per message.
+type bodySink interface {
+	// keep is told of each body: its UID, its place in room, and
+	// whether it fit there (fits false: it was read and dropped). It
+	// reports whether the body stays, which moves off past it.
+	keep(uid imap.UID, off, n int, fits bool) bool
+	// named is told of a FETCH without a literal that names uid; nilBody
+	// reports that it answers the body NIL.
+	named(uid imap.UID, nilBody bool)
+	// arriving is told how much of a body that fits is in, as it comes.
+	arriving(got, size int)
+}
+
 // respTimeout is the read deadline of each read of a batch: go-imap's
 // per response.
 const respTimeout = 30 * time.Second
 
 // bigReads holds the read buffers of running batches.
-var bigReads = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+var bigReads = sync.Pool{New: func() any { b := make([]byte, bigReadSize); return &b }}
 
-// fetchBodies sends "UID FETCH uids (UID BODY.PEEK[])" through w (the
-// connection below go-imap's writer, behind any \Seen STORE held back
-// for it) and reads the answers into b until the tagged answer or a
-// failure. It must not run while another raw command does; go-imap's
-// reader goroutine reads the answers.
-func (t *itemTap) fetchBodies(uids imap.UIDSet, b *bodyBatch, w net.Conn, closed <-chan struct{}) error {
+const bigReadSize = 64 << 10
+
+// fetchBodies sends "UID FETCH uids (UID BODY.PEEK[])", or with
+// size > 0 "(UID BODY.PEEK[]<b.origin.size>)", through w (the connection
+// below go-imap's writer, behind any \Seen STORE held back for it) and
+// reads the answers into b until the tagged answer or a failure. It must
+// not run while another raw command does; go-imap's reader goroutine
+// reads the answers.
+func (t *itemTap) fetchBodies(uids imap.UIDSet, size int, b *bodyBatch, w net.Conn, closed <-chan struct{}) error {
 	c := &rawFetch{tag: batchTag, item: "BODY[]", bodies: b, done: make(chan struct{})}
 	t.mu.Lock()
 	if t.cmd != nil {
@@ -76,11 +92,22 @@ func (t *itemTap) fetchBodies(uids imap.UIDSet, b *bodyBatch, w net.Conn, closed
 	}
 	t.cmd = c
 	t.mu.Unlock()
-	line := batchTag + " UID FETCH " + uids.String() + " (UID BODY.PEEK[])\r\n"
-	if _, err := w.Write([]byte(line)); err != nil {
-		t.mu.Lock()
-		t.fail(err)
-		t.mu.Unlock()
+	line := make([]byte, 0, 80)
+	line = append(line, batchTag+" UID FETCH "...)
+	line = append(line, uids.String()...)
+	line = append(line, " (UID BODY.PEEK[]"...)
+	if size > 0 {
+		line = append(line, '<')
+		line = strconv.AppendInt(line, b.origin, 10)
+		line = append(line, '.')
+		line = strconv.AppendInt(line, int64(size), 10)
+		line = append(line, '>')
+	}
+	line = append(line, ")\r\n"...)
+	if _, err := w.Write(line); err != nil {
+		// go-imap's reader may be reading into b.room: end the command
+		// through it, as the closed connection fails its read.
+		t.Conn.Close()
 	}
 	select {
 	case <-c.done:
@@ -104,6 +131,18 @@ func (t *itemTap) readBig() {
 	}
 	big := *t.big
 	t.Conn.SetReadDeadline(time.Now().Add(respTimeout))
+	if b := t.cmd.bodies; len(t.buf) == 0 && b.left > directRead && b.fits() {
+		// Most of a large body still to come: read it straight into its
+		// place, as much at a time as the socket holds, not through big
+		// and a copy. fetchBodies returns only once this read is over
+		// (a write that fails closes the connection and waits).
+		t.mu.Unlock()
+		n, err := t.Conn.Read(b.room[b.off+b.got : b.off+b.got+b.left])
+		t.mu.Lock()
+		b.took(n)
+		t.readFailed(err)
+		return
+	}
 	if len(t.buf) > len(big)/2 {
 		// A line longer than half the buffer (up to maxRawLine): the
 		// small reads' way.
@@ -124,6 +163,19 @@ func (t *itemTap) readBig() {
 	t.readFailed(err)
 }
 
+// keepRead keeps p, read for go-imap before a command was armed, for
+// judging: in the big buffer if a batch is armed (the copy most answers
+// start with, which would otherwise be a new slice per message), else in
+// buf.
+func (t *itemTap) keepRead(p []byte) {
+	if t.cmd.bodies == nil || t.big != nil || len(t.buf) > 0 || len(p) > bigReadSize/2 {
+		t.buf = append(t.buf, p...)
+		return
+	}
+	t.big = bigReads.Get().(*[]byte)
+	t.buf = (*t.big)[:copy(*t.big, p)]
+}
+
 // endBig gives the big buffer back once the batch is over and what it
 // held went on to go-imap (judge copies it to out), and leaves the
 // connection without a read deadline, as go-imap leaves it between
@@ -142,12 +194,28 @@ func (t *itemTap) endBig() {
 // what follows.
 func (b *bodyBatch) literal(p []byte) []byte {
 	n := min(len(p), b.left)
-	if b.size <= len(b.room)-b.off {
+	if b.fits() {
 		copy(b.room[b.off+b.got:], p[:n])
 	}
+	b.took(n)
+	return p[n:]
+}
+
+// directRead is the least of a body still to come that is read straight
+// into the batch buffer: below it, the body's end and the lines after it
+// come in one read.
+const directRead = 4 << 10
+
+// fits reports whether the current body fits in the rest of the room.
+func (b *bodyBatch) fits() bool { return b.size <= len(b.room)-b.off }
+
+// took counts n more octets of the current body in.
+func (b *bodyBatch) took(n int) {
 	b.got += n
 	b.left -= n
-	return p[n:]
+	if n > 0 && b.fits() {
+		b.to.arriving(b.got, b.size)
+	}
 }
 
 // takeBody takes line if it belongs to the armed batch: the head of a
@@ -165,7 +233,7 @@ func (t *itemTap) takeBody(line []byte) bool {
 			b.uid = uid
 		}
 		fits := b.size <= len(b.room)-b.off
-		if b.keep(b.uid, b.off, b.size, fits) {
+		if b.to.keep(b.uid, b.off, b.size, fits) {
 			b.off += b.size
 		}
 		b.inBody, b.uid, b.size, b.got = false, 0, 0, 0
@@ -174,21 +242,25 @@ func (t *itemTap) takeBody(line []byte) bool {
 	if !bytes.HasPrefix(line, []byte("* ")) {
 		return false
 	}
-	uid, size, body, err := parseBodyHead(line)
+	uid, size, origin, body, err := parseBodyHead(line)
 	switch {
 	case errors.Is(err, errNotFetch):
 		return false
 	case err == nil && !body:
 		return false // FETCH data, but no body: go-imap's
 	case errors.Is(err, errNoLiteral):
-		if items, err := parseFetchLine(line); err == nil {
+		// Most are flag changes without a UID: no error built for them.
+		if items, err := parseFetchLine(line); err == nil && items["UID"] != "" {
 			if u, err := strconv.ParseUint(items["UID"], 10, 32); err == nil && u > 0 {
-				b.named(imap.UID(u))
+				b.to.named(imap.UID(u), hasNilBody(items))
 			}
 		}
 		return false
 	case err != nil:
 		t.outOfStep(fmt.Errorf("%q: %v", clip(line), err))
+		return true
+	case origin != b.origin:
+		t.outOfStep(fmt.Errorf("%q: a body at offset %d, not %d", clip(line), origin, b.origin))
 		return true
 	}
 	b.uid, b.size, b.left, b.got, b.inBody = uid, size, size, 0, true
@@ -206,74 +278,117 @@ func (t *itemTap) outOfStep(err error) {
 
 var errNoLiteral = errors.New("FETCH without a literal")
 
+// hasNilBody reports whether a FETCH response's items hold BODY[] (with
+// an origin or not) as NIL.
+func hasNilBody(items map[string]string) bool {
+	for name, v := range items {
+		if strings.HasPrefix(name, "BODY[]") && v == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // parseBodyHead parses the line that starts a FETCH response up to the
 // literal at its end: "* n FETCH (UID u ... BODY[] {size}" and CRLF. body
-// reports that the literal is BODY[] (or BODY[]<0>); uid is 0 when the
+// reports that the literal is BODY[] or BODY[]<origin>; uid is 0 when the
 // UID comes after it. errNoLiteral: the line ends without one.
-func parseBodyHead(line []byte) (uid imap.UID, size int, body bool, err error) {
-	if uid, size, ok := parseUsualHead(line); ok {
-		return uid, size, true, nil
+func parseBodyHead(line []byte) (uid imap.UID, size int, origin int64, body bool, err error) {
+	if uid, size, origin, ok := parseUsualHead(line); ok {
+		return uid, size, origin, true, nil
 	}
 	p := fetchParser{s: line}
 	p.lit("* ")
 	if p.atom() == "" || !p.lit(" ") || !strings.EqualFold(p.atom(), "FETCH") || !p.lit(" (") {
-		return 0, 0, false, errNotFetch
+		return 0, 0, 0, false, errNotFetch
 	}
 	if !bytes.HasSuffix(bytes.TrimRight(line, "\r\n"), []byte("}")) {
-		return 0, 0, false, errNoLiteral
+		return 0, 0, 0, false, errNoLiteral
 	}
 	for first := true; ; first = false {
 		if !first && !p.lit(" ") {
-			return 0, 0, false, fmt.Errorf("expected a space at %d", p.i)
+			return 0, 0, 0, false, fmt.Errorf("expected a space at %d", p.i)
 		}
 		name := strings.ToUpper(p.atom())
 		if name == "" || !p.lit(" ") {
-			return 0, 0, false, fmt.Errorf("expected an item at %d", p.i)
+			return 0, 0, 0, false, fmt.Errorf("expected an item at %d", p.i)
 		}
 		if p.i < len(p.s) && p.s[p.i] == '{' {
 			n, ok := literalSize(p.s[p.i:])
 			if !ok {
-				return 0, 0, false, fmt.Errorf("a literal not at the end of the line")
+				return 0, 0, 0, false, fmt.Errorf("a literal not at the end of the line")
 			}
-			return uid, n, name == "BODY[]" || name == "BODY[]<0>", nil
+			origin, body := bodyOrigin(name)
+			return uid, n, origin, body, nil
 		}
 		v, err := p.value(0)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, 0, false, err
 		}
 		if name == "UID" {
 			u, err := strconv.ParseUint(v, 10, 32)
 			if err != nil || u == 0 {
-				return 0, 0, false, fmt.Errorf("UID %q", v)
+				return 0, 0, 0, false, fmt.Errorf("UID %q", v)
 			}
 			uid = imap.UID(u)
 		}
 	}
 }
 
+// bodyOrigin reports whether an item name is BODY[] or BODY[]<origin>,
+// and the origin.
+func bodyOrigin(name string) (origin int64, body bool) {
+	rest, ok := strings.CutPrefix(name, "BODY[]")
+	if !ok || rest == "" {
+		return 0, ok
+	}
+	b := []byte(rest)
+	if b[0] != '<' || b[len(b)-1] != '>' {
+		return 0, false
+	}
+	n, rest2, ok := cutNumber(b[1 : len(b)-1])
+	if !ok || len(rest2) > 0 {
+		return 0, false
+	}
+	return int64(n), true
+}
+
 // parseUsualHead parses the head as Dovecot and most servers write it,
-// "* n FETCH (UID u BODY[] {size}" and CRLF, without allocating (once
-// per message); ok false: parseBodyHead's general way decides.
-func parseUsualHead(line []byte) (uid imap.UID, size int, ok bool) {
+// "* n FETCH (UID u BODY[] {size}" (or BODY[]<origin>) and CRLF, without
+// allocating (once per message); ok false: parseBodyHead's general way
+// decides.
+func parseUsualHead(line []byte) (uid imap.UID, size int, origin int64, ok bool) {
 	rest, ok := bytes.CutPrefix(line, []byte("* "))
 	if _, rest, ok = cutNumber(rest); !ok {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	if rest, ok = bytes.CutPrefix(rest, []byte(" FETCH (UID ")); !ok {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	u, rest, ok := cutNumber(rest)
 	if !ok || u == 0 || u > 1<<32-1 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	if rest, ok = bytes.CutPrefix(rest, []byte(" BODY[] {")); !ok {
-		return 0, 0, false
+	if rest, ok = bytes.CutPrefix(rest, []byte(" BODY[]")); !ok {
+		return 0, 0, 0, false
+	}
+	var o uint64
+	if r, ok := bytes.CutPrefix(rest, []byte("<")); ok {
+		if o, r, ok = cutNumber(r); !ok {
+			return 0, 0, 0, false
+		}
+		if rest, ok = bytes.CutPrefix(r, []byte(">")); !ok {
+			return 0, 0, 0, false
+		}
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(" {")); !ok {
+		return 0, 0, 0, false
 	}
 	n, rest, ok := cutNumber(rest)
 	if !ok || n > 1<<31-1 || (string(rest) != "}\r\n" && string(rest) != "}\n") {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return imap.UID(u), int(n), true
+	return imap.UID(u), int(n), int64(o), true
 }
 
 // cutNumber cuts a decimal number of 1 to 10 digits off the start of b.

@@ -21,6 +21,7 @@ func TestParseBodyHead(t *testing.T) {
 		line     string
 		uid      imap.UID
 		size     int
+		origin   int64
 		body     bool
 		err      error // errNotFetch or errNoLiteral
 		wantFail bool
@@ -31,13 +32,18 @@ func TestParseBodyHead(t *testing.T) {
 		{line: "* 1 FETCH (BODY[] {5}\r\n", uid: 0, size: 5, body: true},
 		{line: "* 1 FETCH (FLAGS (\\Seen \\Recent) UID 3 BODY[]<0> {5}\r\n", uid: 3, size: 5, body: true},
 		{line: "* 1 FETCH (UID 3 BODY[HEADER] {5}\r\n", uid: 3, size: 5, body: false},
+		{line: "* 1 FETCH (UID 7 BODY[]<1048576> {4096}\r\n", uid: 7, size: 4096, origin: 1 << 20, body: true},
+		{line: "* 1 FETCH (FLAGS () UID 7 BODY[]<65536> {3}\r\n", uid: 7, size: 3, origin: 65536, body: true},
+		{line: "* 1 FETCH (UID 7 BODY[]<x> {3}\r\n", uid: 7, size: 3, body: false},
+		{line: "* 1 FETCH (UID 7 BODY[]<5 {3}\r\n", uid: 7, size: 3, body: false},
+		{line: "* 1 FETCH (UID 3 BODY[]<0> NIL)\r\n", err: errNoLiteral},
 		{line: "* 1 FETCH (UID 3 FLAGS (\\Seen))\r\n", err: errNoLiteral},
 		{line: "* 3 EXISTS\r\n", err: errNotFetch},
 		{line: "* 1 FETCH (UID 0 BODY[] {5}\r\n", wantFail: true},
 		{line: "* 1 FETCH (UID 3 BODY[] {5} X}\r\n", wantFail: true},
 		{line: "* 1 FETCH (UID 3 BODY[] {99999999999}\r\n", wantFail: true},
 	} {
-		uid, size, body, err := parseBodyHead([]byte(tc.line))
+		uid, size, origin, body, err := parseBodyHead([]byte(tc.line))
 		switch {
 		case tc.wantFail:
 			if err == nil {
@@ -47,9 +53,9 @@ func TestParseBodyHead(t *testing.T) {
 			if !errors.Is(err, tc.err) {
 				t.Errorf("%q: error %v, want %v", tc.line, err, tc.err)
 			}
-		case err != nil || uid != tc.uid || size != tc.size || body != tc.body:
-			t.Errorf("%q: UID %d, %d octets, body %v, %v; want UID %d, %d octets, body %v",
-				tc.line, uid, size, body, err, tc.uid, tc.size, tc.body)
+		case err != nil || uid != tc.uid || size != tc.size || origin != tc.origin || body != tc.body:
+			t.Errorf("%q: UID %d, %d octets at %d, body %v, %v; want UID %d, %d octets at %d, body %v",
+				tc.line, uid, size, origin, body, err, tc.uid, tc.size, tc.origin, tc.body)
 		}
 	}
 }
@@ -116,16 +122,15 @@ func TestTapBatchReadsBodiesAndGivesBackItsBuffer(t *testing.T) {
 	}()
 	room := make([]byte, 16)
 	var kept []string
-	b := &bodyBatch{room: room,
-		keep: func(uid imap.UID, off, n int, fits bool) bool {
+	b := &bodyBatch{room: room, to: &sinkFuncs{
+		keepFn: func(uid imap.UID, off, n int, fits bool) bool {
 			kept = append(kept, fmt.Sprintf("%d:%s", uid, room[off:off+n]))
 			return fits
 		},
-		named: func(imap.UID) {},
-	}
+	}}
 	var uids imap.UIDSet
 	uids.AddRange(5, 6)
-	if err := tap.fetchBodies(uids, b, client, nil); err != nil || b.broken {
+	if err := tap.fetchBodies(uids, 0, b, client, nil); err != nil || b.broken {
 		t.Fatalf("fetchBodies: %v (broken %v)", err, b.broken)
 	}
 	if want := []string{"5:hello", "6:abc"}; !slices.Equal(kept, want) {
@@ -147,5 +152,28 @@ func TestTapBatchReadsBodiesAndGivesBackItsBuffer(t *testing.T) {
 			uintptr(unsafe.Pointer(p)) <= uintptr(unsafe.Pointer(end)) {
 			t.Error("the tap's input still points into the big buffer it gave back")
 		}
+	}
+}
+
+// sinkFuncs is a bodySink of functions, each optional.
+type sinkFuncs struct {
+	keepFn     func(uid imap.UID, off, n int, fits bool) bool
+	namedFn    func(uid imap.UID, nilBody bool)
+	arrivingFn func(got, size int)
+}
+
+func (f *sinkFuncs) keep(uid imap.UID, off, n int, fits bool) bool {
+	return f.keepFn != nil && f.keepFn(uid, off, n, fits)
+}
+
+func (f *sinkFuncs) named(uid imap.UID, nilBody bool) {
+	if f.namedFn != nil {
+		f.namedFn(uid, nilBody)
+	}
+}
+
+func (f *sinkFuncs) arriving(got, size int) {
+	if f.arrivingFn != nil {
+		f.arrivingFn(got, size)
 	}
 }

@@ -267,29 +267,9 @@ func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want m
 		return fmt.Errorf("%w: %v", ErrUnavailable, err), false
 	}
 	defer s.bound(ctx)()
-	answered := false // message i is in the answer
-	b := &bodyBatch{room: buf,
-		keep: func(uid imap.UID, off, n int, fits bool) bool {
-			j, ok := want[uid]
-			if !ok {
-				return false // not asked for, or sent twice
-			}
-			delete(want, uid)
-			answered = answered || j == i
-			if !fits {
-				return false // too large for the buffer: streamed when asked for
-			}
-			ch <- raItem{i: j, off: base + off, n: n}
-			return true
-		},
-		// Another client's flag change, reported in the middle of this
-		// answer: the message exists.
-		named: func(uid imap.UID) {
-			j, ok := want[uid]
-			answered = answered || (ok && j == i)
-		},
-	}
-	err = s.tap.fetchBodies(uids, b, s.held, s.c.Closed())
+	a := &batchAnswer{i: i, want: want, ch: ch, base: base}
+	b := &bodyBatch{room: buf, to: a}
+	err = s.tap.fetchBodies(uids, 0, b, s.held, s.c.Closed())
 	if errors.Is(err, errNoRawFetch) {
 		return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), false
 	}
@@ -298,7 +278,7 @@ func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want m
 		// step or failed: close it, so that go-imap fails too.
 		s.nc.Close()
 	}
-	if answered || i < 0 {
+	if a.answered || i < 0 {
 		// Whatever else went wrong shows on the next upstream command.
 		return nil, b.broken
 	}
@@ -309,6 +289,38 @@ func (s *Session) readBatch(ctx context.Context, i int, uids imap.UIDSet, want m
 	}
 	return fmt.Errorf("%w: UID FETCH %s BODY.PEEK[]: %v", ErrUnavailable, uids, err), true
 }
+
+// batchAnswer is what the answer to a batch's FETCH held (a bodySink).
+type batchAnswer struct {
+	i        int              // the message asked for now, or -1
+	want     map[imap.UID]int // UID -> snapshot index, of the bodies to come
+	ch       chan<- raItem    // each body, as soon as it is in
+	base     int              // the offset of the room in the batch buffer
+	answered bool             // message i is in the answer
+}
+
+func (a *batchAnswer) keep(uid imap.UID, off, n int, fits bool) bool {
+	j, ok := a.want[uid]
+	if !ok {
+		return false // not asked for, or sent twice
+	}
+	delete(a.want, uid)
+	a.answered = a.answered || j == a.i
+	if !fits {
+		return false // too large for the buffer: streamed when asked for
+	}
+	a.ch <- raItem{i: j, off: a.base + off, n: n}
+	return true
+}
+
+// named: another client's flag change, reported in the middle of this
+// answer: the message exists.
+func (a *batchAnswer) named(uid imap.UID, _ bool) {
+	j, ok := a.want[uid]
+	a.answered = a.answered || (ok && j == a.i)
+}
+
+func (a *batchAnswer) arriving(int, int) {}
 
 // take returns a reader of message i if the batch holds it, waiting for
 // the bodies still coming until it arrives or the FETCH is over. A body

@@ -391,9 +391,12 @@ func (s *Session) expectCommand() {
 // other than the session's (a range or a batch read in the background):
 // reconnecting replaces s.c, which only the session's goroutine may do.
 func (s *Session) bound(ctx context.Context) func() {
-	ctx, cancel := context.WithTimeout(ctx, s.b.opts.CommandTimeout)
-	stop := context.AfterFunc(ctx, func() { s.nc.Close() })
-	return func() { stop(); cancel() }
+	// A timer and a hook on ctx rather than a context of its own: this
+	// runs once per message, and a derived context allocates twice as much.
+	closeConn := func() { s.nc.Close() }
+	timer := time.AfterFunc(s.b.opts.CommandTimeout, closeConn)
+	stop := context.AfterFunc(ctx, closeConn)
+	return func() { stop(); timer.Stop() }
 }
 
 // awaitClosed waits, after a background FETCH broke the connection,

@@ -18,7 +18,8 @@ package imapback
 //   - The reader's goroutine (produce), from then until the reader's
 //     Close. It sends the chunk FETCHes one after the other, each bounded
 //     by the command timeout (bound), and neither reconnects nor sends a
-//     STORE. The session's goroutine sends nothing meanwhile: the POP3
+//     STORE. A chunk's answer is read beside go-imap: its reader
+//     goroutine, inside the tap, copies the body into the chunk's buffer. The session's goroutine sends nothing meanwhile: the POP3
 //     side reads a message and closes it before its next command, and
 //     Close returns only once produce has.
 //   - A batch FETCH's goroutine, from fetchBatch until it has read the
@@ -45,7 +46,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // Retrieve returns a reader of message i. The first chunk is fetched
@@ -389,24 +389,15 @@ func (r *bodyReader) fetchRange(f *rangeFetch) (int, error) {
 // flag changes can spoil (see fetchRange).
 const maxFetchAttempts = 3
 
-// fetchChunk runs one UID FETCH of the chunk f.
-// spoiled reports that FETCH data for uid came without a body section:
-// a flag update, after which go-imap drops the answer.
+// fetchChunk runs one UID FETCH of the chunk f. It is never spoiled:
+// read beside go-imap, a flag update in the middle of the answer drops
+// nothing.
 func (r *bodyReader) fetchChunk(uid imap.UID, f *rangeFetch) (n int, found, spoiled bool, err error) {
 	s := r.s
-	section := &imap.FetchItemBodySection{
-		Peek:    true,
-		Partial: &imap.SectionPartial{Offset: f.offset, Size: int64(len(f.buf))},
-	}
 	start := time.Now()
-	defer func() { s.observe("UID FETCH", start, err) }()
-	cmd := s.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
-		UID:         true,
-		BodySection: []*imap.FetchItemBodySection{section},
-	})
-	return s.readChunk(cmd, f, func(m *imapclient.FetchMessageData) (int, bool, bool, error) {
-		return readBodyChunk(m, f)
-	})
+	n, found, err = s.readRange(uid, f)
+	s.observe("UID FETCH", start, err)
+	return n, found, false, err
 }
 
 // Close stops the transfer and releases the buffers. A transfer stopped

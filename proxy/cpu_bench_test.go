@@ -5,6 +5,8 @@ package proxy
 // own, so the benchmark's process time is popbridge's alone.
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/benchrig"
 	"github.com/popbridge/popbridge/internal/dovecottest"
+	"github.com/popbridge/popbridge/internal/popbench"
 	"github.com/popbridge/popbridge/metrics"
 )
 
@@ -90,4 +94,48 @@ func selfCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// The rig's "mixed profile" row seen from popbridge: 8 sessions at once,
+// each logging in, listing, and then fetching random tenths of a mailbox
+// of 1,000 messages (90% 4 KiB, 9% 100 KiB, 1% 2 MiB) whole (RETR) and
+// in part (TOP), every one an upstream FETCH of its own. cpu-us/msg is
+// popbridge's processor time per RETR or TOP.
+func BenchmarkMixedProcessCPU(b *testing.B) {
+	const n, sessions = 1000, 8
+	d := dovecottest.Start(b, dovecottest.Options{Users: map[string]string{"alice": "secret"}})
+	for i := range n {
+		m := []byte(fmt.Sprintf("Subject: %d\r\n\r\n", i))
+		for size := benchrig.MixedSize(i); len(m) < size; {
+			m = append(m, "."+strings.Repeat("x", 75)+"\r\n"...)
+		}
+		d.Deliver(b, "alice", m)
+	}
+	m := metrics.New("bench")
+	addr := startProxy(b, d.IMAPAddr, proxyOptions{noLogs: true, hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr
+	bin := filepath.Join(b.TempDir(), "popbench")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/popbench").CombinedOutput(); err != nil {
+		b.Fatalf("building popbench: %v\n%s", err, out)
+	}
+	client := func() int64 {
+		out, err := exec.Command(bin, "-addr", addr, "-user", "alice", "-pass", "secret",
+			"-mode", "mixed", "-c", strconv.Itoa(sessions), "-n", strconv.Itoa(sessions), "-json", "-").Output()
+		if err != nil {
+			b.Fatalf("popbench: %v\n%s", err, out)
+		}
+		var r popbench.Report
+		if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &r); err != nil || r.Errors > 0 {
+			b.Fatalf("popbench: %v, %d errors %q", err, r.Errors, r.ErrorSamples)
+		}
+		return r.Latency["RETR"].Count + r.Latency["TOP"].Count
+	}
+	client() // Dovecot builds its index
+	var cpu time.Duration
+	var msgs int64
+	for b.Loop() {
+		start := selfCPU(b)
+		msgs += client()
+		cpu += selfCPU(b) - start
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(msgs), "cpu-us/msg")
 }

@@ -5,7 +5,6 @@
 package pop3front
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"net/netip"
@@ -21,7 +20,7 @@ func (c *conn) start() bool {
 	timeout := orDefault(c.srv.HandshakeTimeout, DefaultHandshakeTimeout)
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		ctx, cancel := context.WithTimeout(c.ctx, timeout)
+		ctx, cancel := c.callContext(timeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {

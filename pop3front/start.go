@@ -30,7 +30,9 @@ func (c *conn) start() bool {
 	}
 	c.remote = c.nc.RemoteAddr()
 	c.nc.SetDeadline(time.Time{})
-	c.log = c.log.With("remote", c.remote.String())
+	// Made again from the server's, not over c.log: a session keeps one
+	// logger with its attributes rather than two.
+	c.log = c.srv.logger().With("session", c.id, "remote", c.remote.String())
 	if c.overLimit {
 		c.refuse("too many connections", "Too many connections, try again later")
 		return false

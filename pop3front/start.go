@@ -30,9 +30,7 @@ func (c *conn) start() bool {
 	}
 	c.remote = c.nc.RemoteAddr()
 	c.nc.SetDeadline(time.Time{})
-	// Made again from the server's, not over c.log: a session keeps one
-	// logger with its attributes rather than two.
-	c.log = c.srv.logger().With("session", c.id, "remote", c.remote.String())
+	c.log = sessionLogger(c.srv.logger(), c.id, c.remote.String())
 	if c.overLimit {
 		c.refuse("too many connections", "Too many connections, try again later")
 		return false

@@ -328,10 +328,7 @@ func (b *Backend) Login(ctx context.Context, cr Credentials, pol Policy) (*Sessi
 	ctx, cancel := context.WithTimeout(ctx, b.opts.DialTimeout+2*b.opts.CommandTimeout)
 	defer cancel()
 
-	s := &Session{b: b, log: b.opts.Logger.With("user", cr.User), pol: pol, tokenLogin: cr.Token != nil, user: cr.User}
-	if pol.Device != "" {
-		s.log = s.log.With("device", pol.Device)
-	}
+	s := &Session{b: b, pol: pol, tokenLogin: cr.Token != nil, user: cr.User}
 	if err := s.connect(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -9,12 +9,15 @@ package imapback
 // its mailbox cached asks the upstream for exactly that, and for the
 // sizes of messages it has not seen:
 //
-//	UID SEARCH RETURN (ALL) ALL          every UID now in the mailbox
 //	UID FETCH <next>:* (UID RFC822.SIZE) mail that arrived since
-//	                                     (and its header, for %m)
+//	UID SEARCH RETURN (ALL) ALL          every UID now in the mailbox
 //
 // both sent with the SELECT, so the warm login costs the round trips of
-// a cold one. ESEARCH (RFC 4731) answers the SEARCH in ranges: a line for
+// a cold one, and read in that order. The FETCH goes first because
+// go-imap's client keeps a reference to the commands that finished last
+// (in the spare room of its list of pending commands): an idle session
+// then holds the small SEARCH, not the FETCH with its channel of 128
+// slots, some 1.6 KiB. ESEARCH (RFC 4731) answers the SEARCH in ranges: a line for
 // a mailbox whose messages nobody deleted. The answer is the truth the
 // snapshot is built from, numbered by rank (sequence numbers follow UID
 // order): an expunged message is not in it, a new one is (and is fetched
@@ -86,11 +89,12 @@ func (s *Session) lookupCache() {
 	s.cache = sessionCache{snap: s.b.opts.SnapshotCache.get(s.cacheKey())}
 }
 
-// sendWarm sends the UID SEARCH for every UID and the FETCH of new mail,
-// and returns the FETCH.
+// sendWarm sends the FETCH of new mail and the UID SEARCH for every
+// UID, and returns the FETCH.
 func (s *Session) sendWarm() *imapclient.FetchCommand {
+	fetch := s.c.Fetch(imap.UIDSet{{Start: s.cache.snap.next(), Stop: 0}}, sizeItems())
 	s.cache.search = s.c.UIDSearch(&imap.SearchCriteria{}, s.searchOptions())
-	return s.c.Fetch(imap.UIDSet{{Start: s.cache.snap.next(), Stop: 0}}, sizeItems())
+	return fetch
 }
 
 // warmExpectation bounds the responses to a view's SEARCH, the SEARCH
@@ -128,23 +132,18 @@ func (s *Session) fetchWarm(sel *imap.SelectData, sent *imapclient.FetchCommand)
 		// namespace, or a snapshot taken again after an EXPUNGE.
 		if crit != nil {
 			viewCmd = s.c.UIDSearch(crit, s.searchOptions())
-		}
-		s.cache.search = s.c.UIDSearch(&imap.SearchCriteria{}, s.searchOptions())
-		if crit == nil {
+		} else {
 			sent = s.c.Fetch(imap.UIDSet{{Start: snap.next(), Stop: 0}}, sizeItems())
 		}
+		s.cache.search = s.c.UIDSearch(&imap.SearchCriteria{}, s.searchOptions())
 	}
-	var view imap.UIDSet
-	var err error
-	if viewCmd != nil {
-		view, err = searchResult(viewCmd)
-	}
-	all, aerr := searchResult(s.cache.search)
+	search := s.cache.search
 	s.cache.search = nil
 	var fresh []Message
 	var freshVars []UIDLVars
 	if sent != nil {
-		// Read even after a failed SEARCH, to keep the connection in step.
+		// Read first, as sent: its answers wait for the session in
+		// go-imap's reader, the SEARCH's do not.
 		var ferr error
 		fresh, _, freshVars, ferr = s.fetchSizes(imap.UIDSet{{Start: snap.next(), Stop: 0}}, sent)
 		if ConnectionError(ferr) {
@@ -153,6 +152,12 @@ func (s *Session) fetchWarm(sel *imap.SelectData, sent *imapclient.FetchCommand)
 		// A NO (a server that refuses a FETCH it finds nothing for):
 		// what is missing is fetched below.
 	}
+	var view imap.UIDSet
+	var err error
+	if viewCmd != nil {
+		view, err = searchResult(viewCmd)
+	}
+	all, aerr := searchResult(search)
 	if err = cmp.Or(err, aerr); err != nil {
 		return nil, nil, nil, s.upstreamErr(err)
 	}

@@ -206,6 +206,11 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			// An empty tail would still hold the greeting for the
+			// session's life.
+			c.pending = nil
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)

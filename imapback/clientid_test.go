@@ -1,6 +1,9 @@
 package imapback
 
-import "testing"
+import (
+	"net"
+	"testing"
+)
 
 func TestCapsHaveID(t *testing.T) {
 	for _, tc := range []struct {
@@ -17,5 +20,26 @@ func TestCapsHaveID(t *testing.T) {
 		if got := capsHaveID([]byte(tc.line)); got != tc.want {
 			t.Errorf("capsHaveID(%q) = %v, want %v", tc.line, got, tc.want)
 		}
+	}
+}
+
+// The greeting replayed to go-imap is served whole, split as the reads
+// ask, and then let go: the session does not keep it while idle.
+func TestReplayConnLetsTheGreetingGo(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &replayConn{Conn: a, pending: []byte("* OK ready\r\n")}
+	var got []byte
+	buf := make([]byte, 5)
+	for len(got) < len("* OK ready\r\n") {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "* OK ready\r\n" || c.pending != nil {
+		t.Errorf("read %q, pending %v afterwards; want the greeting, then nil", got, c.pending)
 	}
 }

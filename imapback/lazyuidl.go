@@ -23,6 +23,7 @@ package imapback
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -88,7 +89,9 @@ func (s *Session) LoadUIDLs(ctx context.Context) error {
 	if err := s.makeUIDLs(vars, s.lazy.uidValidity); err != nil {
 		return err
 	}
-	s.log.Debug("header hashes fetched for UIDL", "messages", n, "took", time.Since(start))
+	if s.b.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		s.logger().Debug("header hashes fetched for UIDL", "messages", n, "took", time.Since(start))
+	}
 	s.storeSnapshot(s.lazy.uidValidity, vars)
 	s.lazy = nil
 	return nil

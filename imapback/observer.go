@@ -48,7 +48,7 @@ func (s *Session) observe(name string, start time.Time, err error) {
 func (b *Backend) Probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.DialTimeout+b.opts.CommandTimeout)
 	defer cancel()
-	s := &Session{b: b, log: b.opts.Logger}
+	s := &Session{b: b}
 	if err := s.connect(ctx); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -154,7 +154,7 @@ func (s *Session) topUp(ctx context.Context, i int) {
 	}
 	if err := s.fetchBatch(ctx, -1, list, room[:need], base); err != nil {
 		// Nothing was sent; the next upstream command meets the failure.
-		s.log.Debug("fetching queued messages ahead failed", "err", err)
+		s.logger().Debug("fetching queued messages ahead failed", "err", err)
 	}
 }
 

@@ -264,7 +264,7 @@ func (s *Session) remove(uids imap.UIDSet) (gone bool, err error) {
 func (s *Session) deleteUIDs(uids imap.UIDSet) (bool, error) {
 	if !s.c.Caps().Has(imap.CapUIDPlus) {
 		s.b.warnedNoUIDPlus.Do(func() {
-			s.log.Warn("upstream has neither UIDPLUS nor IMAP4rev2: deleted messages are only flagged \\Deleted, not expunged")
+			s.logger().Warn("upstream has neither UIDPLUS nor IMAP4rev2: deleted messages are only flagged \\Deleted, not expunged")
 		})
 		if err := s.store(uids, imap.FlagDeleted); err != nil {
 			return false, fmt.Errorf("UID STORE \\Deleted: %w", err)
@@ -344,18 +344,18 @@ func (s *Session) create(folder string, special bool) error {
 	if special && s.c.Caps().Has(imap.CapCreateSpecialUse) {
 		err := s.c.Create(folder, &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrTrash}}).Wait()
 		if err == nil {
-			s.log.Info("created the trash folder", "folder", folder, "special_use", `\Trash`)
+			s.logger().Info("created the trash folder", "folder", folder, "special_use", `\Trash`)
 		}
 		if err == nil || alreadyExists(err) {
 			return nil
 		}
 		// A server may refuse the attribute ([USEATTR]); the folder
 		// itself is what matters.
-		s.log.Info("CREATE with USE (\\Trash) refused, creating a plain folder", "folder", folder, "err", err)
+		s.logger().Info("CREATE with USE (\\Trash) refused, creating a plain folder", "folder", folder, "err", err)
 	}
 	err := s.c.Create(folder, nil).Wait()
 	if err == nil {
-		s.log.Info("created the trash folder", "folder", folder)
+		s.logger().Info("created the trash folder", "folder", folder)
 	}
 	if alreadyExists(err) {
 		return nil

@@ -90,7 +90,7 @@ func (s *Session) revive(ctx context.Context) error {
 		return s.rc.broken
 	}
 	s.rc.count++
-	s.log.Info("upstream connection lost, reconnecting", "attempt", s.rc.count)
+	s.logger().Info("upstream connection lost, reconnecting", "attempt", s.rc.count)
 	o := &s.b.opts
 	// A fresh token for every login: the one of the first login may
 	// have expired meanwhile.
@@ -112,7 +112,7 @@ func (s *Session) revive(ctx context.Context) error {
 		var broken *snapshotInvalid
 		if errors.As(err, &broken) {
 			s.rc.broken = fmt.Errorf("%w: %v", ErrUnavailable, err)
-			s.log.Warn("snapshot no longer valid after reconnect, ending the session", "err", err)
+			s.logger().Warn("snapshot no longer valid after reconnect, ending the session", "err", err)
 			return s.rc.broken
 		}
 		return fmt.Errorf("%w: reconnect: %v", ErrUnavailable, err)

@@ -115,7 +115,7 @@ func (s *Session) waitSeen() {
 	}
 	s.held.release() // a write error fails the STORE too
 	if err := s.seen.Close(); err != nil {
-		s.log.Warn("setting \\Seen failed", "err", err)
+		s.logger().Warn("setting \\Seen failed", "err", err)
 	}
 	s.seen = nil
 }

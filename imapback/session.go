@@ -34,10 +34,9 @@ type Message struct {
 // by one goroutine at a time; go-imap's reader goroutine reports expunges
 // to it, under mu.
 type Session struct {
-	b   *Backend
-	log *slog.Logger
-	nc  net.Conn // the TCP connection, closed to abort a blocked command
-	c   *imapclient.Client
+	b  *Backend
+	nc net.Conn // the TCP connection, closed to abort a blocked command
+	c  *imapclient.Client
 	// sasl is the plaintext layer under c that turns XOAUTH2's empty
 	// response into an empty line, or nil.
 	sasl *saslConn
@@ -85,6 +84,19 @@ type Session struct {
 	// lazy, when set, keeps what the UIDLs are made of until LoadUIDLs
 	// has their header hashes (lazyuidl.go): Messages' UIDLs are empty.
 	lazy *lazyUIDLs
+}
+
+// logger is the session's logger. It is made for each line, which
+// few sessions log, rather than kept: a logger with attributes holds a
+// copy of its handler and their text, which every idle session would.
+func (s *Session) logger() *slog.Logger {
+	switch {
+	case s.user == "": // Probe's
+		return s.b.opts.Logger
+	case s.pol.Device != "":
+		return s.b.opts.Logger.With("user", s.user, "device", s.pol.Device)
+	}
+	return s.b.opts.Logger.With("user", s.user)
 }
 
 // limitResponses puts the session's response bounds on conn, the

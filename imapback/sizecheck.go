@@ -74,7 +74,7 @@ func (s *Session) vetSize(i int, served int64) error {
 		s.markGone(i)
 		return fmt.Errorf("%w: UID %d (the upstream served %d octets of a stand-in for its %d)", ErrGone, m.UID, served, m.Size)
 	}
-	s.log.Warn("upstream served a message with another length than its RFC822.SIZE", "uid", m.UID, "listed", m.Size, "served", served)
+	s.logger().Warn("upstream served a message with another length than its RFC822.SIZE", "uid", m.UID, "listed", m.Size, "served", served)
 	if o, ok := s.b.opts.Observer.(SizeObserver); ok {
 		o.SizeMismatch(m.Size, served)
 	}

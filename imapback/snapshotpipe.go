@@ -49,12 +49,8 @@ func (s *Session) snapshotItems() *imap.FetchOptions {
 }
 
 // sizeItems are UID and size alone, for the FETCH of new mail that a
-// cached mailbox sends behind its SEARCH (cachesnap.go). A header there
-// could wedge the session: go-imap's reader waits for each literal to be
-// consumed before it reads on, the session waits for the SEARCH first,
-// and Dovecot runs the two commands side by side, so the FETCH's answers
-// may come before the SEARCH's completion. The headers of the few new
-// messages come with a FETCH of their own (uidlfetch.go).
+// cached mailbox sends with its SEARCH (cachesnap.go). The headers of
+// the few new messages come with a FETCH of their own (uidlfetch.go).
 func sizeItems() *imap.FetchOptions {
 	return &imap.FetchOptions{UID: true, RFC822Size: true}
 }
@@ -84,8 +80,8 @@ func (s *Session) selectExpectation() Expectation {
 }
 
 // pipelineSnapshot sends the snapshot's UID FETCH 1:* without waiting
-// for the SELECT just sent (or, for a cached mailbox, its SEARCH and the
-// FETCH of new mail), or returns nil when the session has a view.
+// for the SELECT just sent (or, for a cached mailbox, the FETCH of new
+// mail and its SEARCH), or returns nil when the session has a view.
 func (s *Session) pipelineSnapshot() *imapclient.FetchCommand {
 	if !s.pipelined() {
 		return nil

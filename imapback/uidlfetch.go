@@ -227,7 +227,7 @@ func (s *Session) makeUIDLs(vars []UIDLVars, uidValidity uint32) error {
 			// Not in the answer: expunged during the snapshot, or a
 			// server that skipped it. The default format keeps the
 			// message listed; dedupeUIDLs keeps the id distinct.
-			s.log.Warn("no identity or header hash for a message; its UIDL uses the default format", "uid", m.UID)
+			s.logger().Warn("no identity or header hash for a message; its UIDL uses the default format", "uid", m.UID)
 			s.msgs[i].UIDL = defaultUIDL.Format(v.UID, v.UIDValidity)
 			stand = append(stand, i)
 			continue

@@ -7,7 +7,6 @@ package pop3front
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"strconv"
@@ -297,7 +296,7 @@ func (c *conn) handleStls(args []byte) error {
 	timeout := orDefault(c.srv.HandshakeTimeout, DefaultHandshakeTimeout)
 	tc := tls.Server(c.nc, c.stls)
 	tc.SetDeadline(time.Now().Add(timeout))
-	ctx, cancel := context.WithTimeout(c.ctx, timeout)
+	ctx, cancel := c.callContext(timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		// The command was answered; the client could not follow.

@@ -86,7 +86,7 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	log    *slog.Logger
-	ctx    context.Context // cancelled when the server closes the connection
+	ctx    context.Context // cancelled when the connection is closed (stop)
 	cancel context.CancelFunc
 	// listener is the address of the listener that accepted the
 	// connection; opened says the Observer was told about it.
@@ -384,7 +384,7 @@ func (c *conn) close() {
 			c.log.Debug("closing maildrop failed", "user", c.authUser, "err", err)
 		}
 	}
-	c.cancel()
+	c.stop()
 	if closedBy != "" && c.why != endQuit {
 		// The server closed the connection: whatever failed then
 		// followed from that.
@@ -465,7 +465,7 @@ func (c *conn) writeErr(e *Error) {
 }
 
 func (c *conn) commandContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.ctx, orDefault(c.srv.CommandTimeout, DefaultCommandTimeout))
+	return c.callContext(orDefault(c.srv.CommandTimeout, DefaultCommandTimeout))
 }
 
 // deadlineWriter gives every write to the client its own deadline.

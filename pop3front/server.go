@@ -158,7 +158,7 @@ func (s *Server) ServeSTLS(ln net.Listener, config *tls.Config) error {
 			// connection, so it must not be served), or far over the
 			// limit: close without a word.
 			c.raw.Close()
-			c.cancel()
+			c.stop()
 			if err == ErrServerClosed {
 				return ErrServerClosed
 			}

@@ -2,11 +2,13 @@
 // session id, the status that Server.Sessions lists, and Kick, which
 // closes a session without its UPDATE state. The connection's goroutine
 // writes the status (publish); the others read it and close the
-// connection, under the status's lock.
+// connection, under the status's lock. Here too is the context of the
+// call the connection is making (callContext), which a close cancels.
 
 package pop3front
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"net"
@@ -51,6 +53,9 @@ type liveStatus struct {
 	state    state
 	closedBy string // endShutdown or endKicked, once the server closed it
 	ended    bool   // the session ended by itself: a later close is no reason
+	stopped  bool   // the connection was closed: no call may start
+	// call cancels the context of the call under way (callContext).
+	call context.CancelFunc
 }
 
 // publish copies what Sessions shows of c, from c's goroutine.
@@ -99,8 +104,45 @@ func (c *conn) closeBy(why string) bool {
 	}
 	c.live.mu.Unlock()
 	c.raw.Close()
-	c.cancel()
+	c.stop()
 	return first
+}
+
+// callContext returns the context of a call that ends with it (the
+// login, a TLS handshake): it ends after timeout, when the call's cancel
+// runs, or when the connection is closed. Calls run one at a time: on
+// the connection's goroutine, or on the login's while that one waits.
+// The context is not a child of c.ctx, as a context that ever had a
+// child keeps the table of its children (some 400 octets) for as long
+// as it lives: every idle session would hold one. (A RETR's stream may
+// leave a read-ahead running after it, so Retrieve gets c.ctx itself.)
+func (c *conn) callContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	c.live.mu.Lock()
+	if c.live.stopped {
+		cancel()
+	} else {
+		c.live.call = cancel
+	}
+	c.live.mu.Unlock()
+	return ctx, func() {
+		c.live.mu.Lock()
+		c.live.call = nil
+		c.live.mu.Unlock()
+		cancel()
+	}
+}
+
+// stop cancels c.ctx and the context of the call under way.
+func (c *conn) stop() {
+	c.live.mu.Lock()
+	c.live.stopped = true
+	call := c.live.call
+	c.live.mu.Unlock()
+	c.cancel()
+	if call != nil {
+		call()
+	}
 }
 
 // markEnded records that the session is ending by itself (before its last

@@ -2,6 +2,7 @@ package pop3front
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"slices"
@@ -250,5 +251,35 @@ func TestSessionIDsAreUnique(t *testing.T) {
 			t.Fatalf("session id %q repeated or long", id)
 		}
 		seen[id] = true
+	}
+}
+
+// Closing a connection cancels the call under way (a login nobody waits
+// for any more); a call that starts after the close is over at once,
+// and one that ended leaves nothing behind.
+func TestStopCancelsTheCallUnderWay(t *testing.T) {
+	c := &conn{}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	ended, end := c.callContext(time.Minute)
+	end()
+	if c.live.call != nil {
+		t.Error("an ended call is still registered")
+	}
+	ctx, end := c.callContext(time.Minute)
+	defer end()
+	if ctx.Err() != nil {
+		t.Fatalf("a new call's context is over: %v", ctx.Err())
+	}
+	c.stop()
+	if ctx.Err() == nil || c.ctx.Err() == nil {
+		t.Errorf("after stop: call %v, connection %v; want both cancelled", ctx.Err(), c.ctx.Err())
+	}
+	if ended.Err() != context.Canceled {
+		t.Errorf("an ended call's context: %v, want canceled", ended.Err())
+	}
+	late, endLate := c.callContext(time.Minute)
+	defer endLate()
+	if late.Err() == nil {
+		t.Error("a call that starts after stop is not cancelled")
 	}
 }

@@ -5,7 +5,6 @@
 package pop3front
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"net/netip"
@@ -21,7 +20,7 @@ func (c *conn) start() bool {
 	timeout := orDefault(c.srv.HandshakeTimeout, DefaultHandshakeTimeout)
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		ctx, cancel := context.WithTimeout(c.ctx, timeout)
+		ctx, cancel := c.callContext(timeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
@@ -31,7 +30,7 @@ func (c *conn) start() bool {
 	}
 	c.remote = c.nc.RemoteAddr()
 	c.nc.SetDeadline(time.Time{})
-	c.log = c.log.With("remote", c.remote.String())
+	c.log = sessionLogger(c.srv.logger(), c.id, c.remote.String())
 	if c.overLimit {
 		c.refuse("too many connections", "Too many connections, try again later")
 		return false

@@ -298,8 +298,7 @@ func parseBodyHead(line []byte) (uid imap.UID, size int, origin int64, body bool
 		return uid, size, origin, true, nil
 	}
 	p := fetchParser{s: line}
-	p.lit("* ")
-	if p.atom() == "" || !p.lit(" ") || !strings.EqualFold(p.atom(), "FETCH") || !p.lit(" (") {
+	if !p.lit("* ") || p.atom() == "" || !p.lit(" ") || !strings.EqualFold(p.atom(), "FETCH") || !p.lit(" (") {
 		return 0, 0, 0, false, errNotFetch
 	}
 	if !bytes.HasSuffix(bytes.TrimRight(line, "\r\n"), []byte("}")) {
@@ -359,6 +358,9 @@ func bodyOrigin(name string) (origin int64, body bool) {
 // decides.
 func parseUsualHead(line []byte) (uid imap.UID, size int, origin int64, ok bool) {
 	rest, ok := bytes.CutPrefix(line, []byte("* "))
+	if !ok {
+		return 0, 0, 0, false
+	}
 	if _, rest, ok = cutNumber(rest); !ok {
 		return 0, 0, 0, false
 	}

@@ -39,6 +39,7 @@ func TestParseBodyHead(t *testing.T) {
 		{line: "* 1 FETCH (UID 3 BODY[]<0> NIL)\r\n", err: errNoLiteral},
 		{line: "* 1 FETCH (UID 3 FLAGS (\\Seen))\r\n", err: errNoLiteral},
 		{line: "* 3 EXISTS\r\n", err: errNotFetch},
+		{line: "1 FETCH (UID 7 BODY[] {5}\r\n", err: errNotFetch},
 		{line: "* 1 FETCH (UID 0 BODY[] {5}\r\n", wantFail: true},
 		{line: "* 1 FETCH (UID 3 BODY[] {5} X}\r\n", wantFail: true},
 		{line: "* 1 FETCH (UID 3 BODY[] {99999999999}\r\n", wantFail: true},

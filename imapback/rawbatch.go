@@ -146,12 +146,7 @@ func (t *itemTap) readBig() {
 	if len(t.buf) > len(big)/2 {
 		// A line longer than half the buffer (up to maxRawLine): the
 		// small reads' way.
-		var chunk [4096]byte
-		t.mu.Unlock()
-		n, err := t.Conn.Read(chunk[:])
-		t.mu.Lock()
-		t.buf = append(t.buf, chunk[:n]...)
-		t.readFailed(err)
+		t.readSmall()
 		return
 	}
 	n0 := copy(big, t.buf) // buf may be a tail of big: copy moves down

@@ -92,14 +92,20 @@ func (t *itemTap) Read(p []byte) (int, error) {
 				t.readBig()
 				continue
 			}
-			var chunk [4096]byte
-			t.mu.Unlock()
-			n, err := t.Conn.Read(chunk[:])
-			t.mu.Lock()
-			t.buf = append(t.buf, chunk[:n]...)
-			t.readFailed(err)
+			t.readSmall()
 		}
 	}
+}
+
+// readSmall reads up to 4 KiB, what go-imap's own reads take, into buf,
+// with t.mu held (and released around the read).
+func (t *itemTap) readSmall() {
+	var chunk [4096]byte
+	t.mu.Unlock()
+	n, err := t.Conn.Read(chunk[:])
+	t.mu.Lock()
+	t.buf = append(t.buf, chunk[:n]...)
+	t.readFailed(err)
 }
 
 // readFailed ends the armed command, if any, after a failed read.

@@ -13,21 +13,7 @@ import (
 // whole buffer would have: a pipelining client's burst is read at once,
 // and answered in one write.
 func TestWakeReaderTakesWhatTheSocketHolds(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 	burst := strings.Repeat("STAT\r\nNOOP\r\n", 50) // 600 octets
 	if _, err := client.Write([]byte(burst)); err != nil {
 		t.Fatal(err)
@@ -63,21 +49,7 @@ type holdsInput struct{ net.Conn }
 // say they hold none (a listener's hand-off wrapper), never through
 // others (TLS, a PROXY protocol reader), and without consuming it.
 func TestPeekSocketThroughPassThroughWrappers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 	const queued = "RETR 1\r\nRETR 2\r\n"
 	if _, err := client.Write([]byte(queued)); err != nil {
 		t.Fatal(err)
@@ -105,4 +77,26 @@ func TestPeekSocketThroughPassThroughWrappers(t *testing.T) {
 			t.Errorf("%s: bareTCP = %v", tc.name, got)
 		}
 	}
+}
+
+// loopbackPair returns both ends of a TCP connection on 127.0.0.1,
+// closed when the test ends.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }

@@ -38,12 +38,7 @@ func BenchmarkRetrPipelinedProcessCPU(b *testing.B) {
 		}
 		d.Deliver(b, "alice", m)
 	}
-	m := metrics.New("bench")
-	addr := startProxy(b, d.IMAPAddr, proxyOptions{noLogs: true, hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr
-	bin := filepath.Join(b.TempDir(), "popbench")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/popbench").CombinedOutput(); err != nil {
-		b.Fatalf("building popbench: %v\n%s", err, out)
-	}
+	addr, bin := benchProxyAndClient(b, d)
 	client := func() {
 		out, err := exec.Command(bin, "-addr", addr, "-user", "alice", "-pass", "secret",
 			"-mode", "retr-all", "-pipeline", "32").CombinedOutput()
@@ -111,12 +106,7 @@ func BenchmarkMixedProcessCPU(b *testing.B) {
 		}
 		d.Deliver(b, "alice", m)
 	}
-	m := metrics.New("bench")
-	addr := startProxy(b, d.IMAPAddr, proxyOptions{noLogs: true, hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr
-	bin := filepath.Join(b.TempDir(), "popbench")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/popbench").CombinedOutput(); err != nil {
-		b.Fatalf("building popbench: %v\n%s", err, out)
-	}
+	addr, bin := benchProxyAndClient(b, d)
 	client := func() int64 {
 		out, err := exec.Command(bin, "-addr", addr, "-user", "alice", "-pass", "secret",
 			"-mode", "mixed", "-c", strconv.Itoa(sessions), "-n", strconv.Itoa(sessions), "-json", "-").Output()
@@ -138,4 +128,17 @@ func BenchmarkMixedProcessCPU(b *testing.B) {
 		cpu += selfCPU(b) - start
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(msgs), "cpu-us/msg")
+}
+
+// benchProxyAndClient starts popbridge, with metrics as the binary runs
+// them, in front of d, and builds popbench to run as a process of its
+// own: its address and the client's path.
+func benchProxyAndClient(b *testing.B, d *dovecottest.Server) (addr, bin string) {
+	m := metrics.New("bench")
+	addr = startProxy(b, d.IMAPAddr, proxyOptions{noLogs: true, hooks: Hooks{POP3: m.POP3(), Upstream: m.Upstream()}}).addr
+	bin = filepath.Join(b.TempDir(), "popbench")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/popbench").CombinedOutput(); err != nil {
+		b.Fatalf("building popbench: %v\n%s", err, out)
+	}
+	return addr, bin
 }

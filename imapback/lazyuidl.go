@@ -66,13 +66,11 @@ func (s *Session) LoadUIDLs(ctx context.Context) error {
 	if s.lazy == nil {
 		return nil
 	}
-	done, err := s.guard(ctx)
+	done, err := s.guardSettled(ctx)
 	defer done()
 	if err != nil {
 		return err
 	}
-	// A pending \Seen STORE would take FETCH answers of its UIDs.
-	s.settle()
 	vars := s.lazy.vars
 	var missing imap.UIDSet
 	for i, m := range s.msgs {

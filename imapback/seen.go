@@ -23,6 +23,7 @@ package imapback
 // for at most seenHold and seenHoldCount messages.
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -107,6 +108,16 @@ func (s *Session) beforeFetch(uids ...imap.UID) {
 func (s *Session) settle() {
 	s.flushSeen()
 	s.waitSeen()
+}
+
+// guardSettled is guard for a FETCH whose answers a \Seen STORE still
+// pending would take (it names the same UIDs): the STORE goes first.
+func (s *Session) guardSettled(ctx context.Context) (func(), error) {
+	done, err := s.guard(ctx)
+	if err == nil {
+		s.settle()
+	}
+	return done, err
 }
 
 func (s *Session) waitSeen() {

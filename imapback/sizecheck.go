@@ -87,14 +87,11 @@ func (s *Session) vetBatched(ctx context.Context, i int, served int64) error {
 	if served == s.msgs[i].Size {
 		return nil
 	}
-	done, err := s.guard(ctx)
+	done, err := s.guardSettled(ctx)
 	defer done()
 	if err != nil {
 		return err
 	}
-	// A \Seen STORE still pending would take the FLAGS answered for
-	// its UIDs.
-	s.settle()
 	return s.vetSize(i, served)
 }
 

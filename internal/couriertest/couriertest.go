@@ -323,22 +323,7 @@ func (s *Server) launch(t testing.TB, root string) error {
 		return err
 	}
 	t.Cleanup(s.proc.Stop)
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		select {
-		case <-s.proc.Exited():
-			return fmt.Errorf("couriertcpd exited before it was ready: %v", s.proc.Err())
-		default:
-		}
-		err := probe(s.IMAPAddr, s.probePass)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v", readyTimeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return s.proc.WaitReady(readyTimeout, func() error { return probe(s.IMAPAddr, s.probePass) })
 }
 
 // probe logs in as probeUser over a bare connection.

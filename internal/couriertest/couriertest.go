@@ -127,15 +127,10 @@ var (
 
 const installHint = "install courier-base, courier-authdaemon and courier-authlib-userdb, and unpack courier-imap as test.sh's component_courier does"
 
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
 // imapRoot finds the root that holds imapd, imaplogin and their settings.
 func imapRoot() (string, error) {
 	for _, r := range roots {
-		if isExecutable(filepath.Join(r, imapdRel)) && isExecutable(filepath.Join(r, imaploginRel)) {
+		if proctest.IsExecutable(filepath.Join(r, imapdRel)) && proctest.IsExecutable(filepath.Join(r, imaploginRel)) {
 			if _, err := os.Stat(filepath.Join(r, imapdConfRel)); err == nil {
 				return r, nil
 			}
@@ -150,7 +145,7 @@ func tools() (root string, err error) {
 		return "", err
 	}
 	for _, p := range []string{authdaemond, couriertcpd, makeuserdb} {
-		if !isExecutable(p) {
+		if !proctest.IsExecutable(p) {
 			return "", fmt.Errorf("%s is missing (%s)", p, installHint)
 		}
 	}

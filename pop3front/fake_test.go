@@ -128,54 +128,30 @@ func (b *fakeBackend) Login(ctx context.Context, user, pass string, info ConnInf
 	return s, nil
 }
 
-// Accessors for the recorded calls.
+// Accessors for the recorded calls: the server's goroutines record them
+// while the test reads, so each is read under b.mu, and a list is copied.
 
-func (b *fakeBackend) loginCalls() []loginCall {
+func (b *fakeBackend) loginCalls() []loginCall         { return recorded(b, &b.logins) }
+func (b *fakeBackend) retrieveCalls() []retrieveCall   { return recorded(b, &b.retrieves) }
+func (b *fakeBackend) upcomingCalls() [][]retrieveCall { return recorded(b, &b.upcoming) }
+func (b *fakeBackend) retrievedCalls() []int           { return recorded(b, &b.retrieved) }
+func (b *fakeBackend) commitCalls() [][]int            { return recorded(b, &b.commits) }
+func (b *fakeBackend) closeCount() int                 { return counted(b, &b.closes) }
+func (b *fakeBackend) noopCount() int                  { return counted(b, &b.noops) }
+func (b *fakeBackend) openReaders() int                { return counted(b, &b.open) }
+
+// recorded returns a copy of the list *calls, one of b's fields.
+func recorded[T any](b *fakeBackend, calls *[]T) []T {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Clone(b.logins)
+	return slices.Clone(*calls)
 }
 
-func (b *fakeBackend) retrieveCalls() []retrieveCall {
+// counted returns the count *n, one of b's fields.
+func counted(b *fakeBackend, n *int) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Clone(b.retrieves)
-}
-
-func (b *fakeBackend) upcomingCalls() [][]retrieveCall {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.upcoming)
-}
-
-func (b *fakeBackend) retrievedCalls() []int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.retrieved)
-}
-
-func (b *fakeBackend) commitCalls() [][]int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.commits)
-}
-
-func (b *fakeBackend) closeCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.closes
-}
-
-func (b *fakeBackend) noopCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.noops
-}
-
-func (b *fakeBackend) openReaders() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.open
+	return *n
 }
 
 type fakeSession struct {

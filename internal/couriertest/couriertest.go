@@ -127,15 +127,10 @@ var (
 
 const installHint = "install courier-base, courier-authdaemon and courier-authlib-userdb, and unpack courier-imap as test.sh's component_courier does"
 
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
 // imapRoot finds the root that holds imapd, imaplogin and their settings.
 func imapRoot() (string, error) {
 	for _, r := range roots {
-		if isExecutable(filepath.Join(r, imapdRel)) && isExecutable(filepath.Join(r, imaploginRel)) {
+		if proctest.IsExecutable(filepath.Join(r, imapdRel)) && proctest.IsExecutable(filepath.Join(r, imaploginRel)) {
 			if _, err := os.Stat(filepath.Join(r, imapdConfRel)); err == nil {
 				return r, nil
 			}
@@ -150,7 +145,7 @@ func tools() (root string, err error) {
 		return "", err
 	}
 	for _, p := range []string{authdaemond, couriertcpd, makeuserdb} {
-		if !isExecutable(p) {
+		if !proctest.IsExecutable(p) {
 			return "", fmt.Errorf("%s is missing (%s)", p, installHint)
 		}
 	}
@@ -323,22 +318,7 @@ func (s *Server) launch(t testing.TB, root string) error {
 		return err
 	}
 	t.Cleanup(s.proc.Stop)
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		select {
-		case <-s.proc.Exited():
-			return fmt.Errorf("couriertcpd exited before it was ready: %v", s.proc.Err())
-		default:
-		}
-		err := probe(s.IMAPAddr, s.probePass)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v", readyTimeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return s.proc.WaitReady(readyTimeout, func() error { return probe(s.IMAPAddr, s.probePass) })
 }
 
 // probe logs in as probeUser over a bare connection.

@@ -132,6 +132,13 @@ var ErrForeign = errors.New("port taken by another server")
 // holding token ("" for any) arrives, the process exits, another server
 // answers (ErrForeign), or timeout passes.
 func (p *Process) WaitGreeting(addr, okPrefix, token string, timeout time.Duration) error {
+	return p.WaitReady(timeout, func() error { return Greeting(addr, okPrefix, token, p.exited) })
+}
+
+// WaitReady calls ready, a check that the server serves, until it
+// returns nil, the process exits, ready's error wraps ErrForeign (another
+// server answered), or timeout passes.
+func (p *Process) WaitReady(timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
@@ -139,7 +146,7 @@ func (p *Process) WaitGreeting(addr, okPrefix, token string, timeout time.Durati
 			return fmt.Errorf("exited before it was ready: %v", p.err)
 		default:
 		}
-		err := Greeting(addr, okPrefix, token, p.exited)
+		err := ready()
 		if err == nil || errors.Is(err, ErrForeign) {
 			return err
 		}

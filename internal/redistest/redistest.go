@@ -17,7 +17,6 @@ package redistest
 import (
 	"bufio"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -84,15 +83,7 @@ func Available() bool {
 // serverPath also looks in the sbin and bin dirs that a non-root PATH
 // may miss.
 func serverPath() (string, error) {
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server"} {
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", errors.New("redis-server binary not found in PATH, /usr/bin, /usr/sbin or /usr/local/bin")
+	return proctest.Executable("redis-server", "/usr/bin", "/usr/sbin", "/usr/local/bin")
 }
 
 // Start starts redis-server on a free port of 127.0.0.1 and waits until it

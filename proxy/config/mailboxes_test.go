@@ -30,24 +30,15 @@ func TestMailboxesChecks(t *testing.T) {
 		{"policy:\n  rules:\n    - users: [a]\n      mailboxes: [Junk, JUNK]\n", "policy.rules[0].mailboxes"},
 		{"policy:\n  rules:\n    - users: [a]\n      mailboxes: [INBOX, Junk]\n      trash_folder: Junk\n", "policy.rules[0].trash_folder"},
 	} {
-		cfg, err := ParseConfig([]byte(base + tc.yaml))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
-		}
-		testkit.WantError(t, tc.yaml, cfg.Check(), tc.want)
+		_, err := parsed(t, base+tc.yaml)
+		testkit.WantError(t, tc.yaml, err, tc.want)
 	}
 }
 
 // An upstream with mailboxes gets no default mailbox: the two exclude
 // each other, and the default would make the list look overridden.
 func TestMailboxesNoDefaultMailbox(t *testing.T) {
-	cfg, err := ParseConfig([]byte("upstream:\n  address: 127.0.0.1:143\n  mailboxes: [INBOX, Junk]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Check(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := checked(t, "upstream:\n  address: 127.0.0.1:143\n  mailboxes: [INBOX, Junk]\n")
 	if cfg.Upstream.Mailbox != "" || !slices.Equal(cfg.Upstream.Mailboxes, []string{"INBOX", "Junk"}) {
 		t.Errorf("mailbox %q, mailboxes %q", cfg.Upstream.Mailbox, cfg.Upstream.Mailboxes)
 	}
@@ -67,14 +58,7 @@ func TestLoginRoundsCountMergedFolders(t *testing.T) {
 		"upstreams:\n  other:\n    address: 127.0.0.1:993\n    mailboxes: [INBOX, Spam]\n": 2,
 		"auth_http:\n  url: http://127.0.0.1:9000/auth\n":                                  2,
 	} {
-		cfg, err := ParseConfig([]byte(base + yaml))
-		if err == nil {
-			err = cfg.Check()
-		}
-		if err != nil {
-			t.Fatalf("%q: %v", yaml, err)
-		}
-		if got := cfg.LoginRounds(); got != want {
+		if got := checked(t, base+yaml).LoginRounds(); got != want {
 			t.Errorf("%q: LoginRounds() = %d, want %d", yaml, got, want)
 		}
 	}
@@ -89,14 +73,7 @@ func TestLoginRoundTimeTakesTheSlowestUpstream(t *testing.T) {
 		"upstreams:\n  far:\n    address: 127.0.0.1:993\n    command_timeout: 40s\n":                       (15 + 120) * time.Second,
 		"upstreams:\n  near:\n    address: 127.0.0.1:993\n    dial_timeout: 1s\n    command_timeout: 1s\n": 17 * time.Second,
 	} {
-		cfg, err := ParseConfig([]byte(base + yaml))
-		if err == nil {
-			err = cfg.Check()
-		}
-		if err != nil {
-			t.Fatalf("%q: %v", yaml, err)
-		}
-		if got := cfg.LoginRoundTime(); got != want {
+		if got := checked(t, base+yaml).LoginRoundTime(); got != want {
 			t.Errorf("%q: LoginRoundTime() = %v, want %v", yaml, got, want)
 		}
 	}

@@ -20,11 +20,7 @@ func TestSnapshotCacheBytes(t *testing.T) {
 		{"performance:\n  snapshot_cache_bytes: 1048576\n", 1 << 20, false},
 		{"performance:\n  snapshot_cache_bytes: -1\n", 0, true},
 	} {
-		cfg, err := ParseConfig([]byte("upstream:\n  address: a:993\n" + tc.yaml))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = cfg.Check()
+		cfg, err := parsed(t, "upstream:\n  address: a:993\n"+tc.yaml)
 		if tc.err {
 			if err == nil || !strings.Contains(err.Error(), "performance.snapshot_cache_bytes") {
 				t.Errorf("%q: Check() = %v, want an error naming the key", tc.yaml, err)

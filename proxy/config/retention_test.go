@@ -19,11 +19,8 @@ func TestRetentionChecks(t *testing.T) {
 		{"policy:\n  retention_days: 7\n  rules:\n    - devices: [scanner]\n      retention_days: 0\n", ""},
 		{"policy:\n  rules:\n    - users: [a]\n      retention_days: -3\n", "policy.rules[0].retention_days (line 6): -3 is not"},
 	} {
-		cfg, err := ParseConfig([]byte(base + tc.yaml))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
-		}
-		testkit.WantError(t, tc.yaml, cfg.Check(), tc.want)
+		_, err := parsed(t, base+tc.yaml)
+		testkit.WantError(t, tc.yaml, err, tc.want)
 	}
 	cfg, err := ParseConfig([]byte(base + "policy:\n  retention_days: 14\n  rules:\n    - devices: [scanner]\n      retention_days: 0\n"))
 	if err != nil || cfg.Policy.RetentionDays != 14 || cfg.Policy.Rules[0].RetentionDays == nil || *cfg.Policy.Rules[0].RetentionDays != 0 {

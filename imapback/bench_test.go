@@ -146,6 +146,27 @@ func BenchmarkLoginSnapshotHeaderHash(b *testing.B) {
 	benchLogins(b, be, n)
 }
 
+// The first UIDL of a cold %m session of 10,000 messages in Dovecot: the
+// login fetches sizes alone, then LoadUIDLs fetches and hashes every
+// header. What a POP3 client's first UIDL costs without a cache entry.
+func BenchmarkLoadUIDLsHeaderHash(b *testing.B) {
+	const n = 10000
+	d := dovecottest.Start(b, dovecottest.Options{})
+	for i := range n {
+		d.Deliver(b, "alice", typicalMessage(i))
+	}
+	be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m")})
+	benchBackendLogin(b, be) // Dovecot builds its index and caches
+	benchSessions(b, be, n, func(s *Session) {
+		if err := s.LoadUIDLs(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if s.Messages()[n-1].UIDL == "" {
+			b.Fatal("no UIDL after LoadUIDLs")
+		}
+	})
+}
+
 // A warm login of 10,000 messages in Dovecot, nothing changed since the
 // last: the snapshot comes from the cache, the upstream only names the
 // UIDs in the mailbox. With the default UIDL format and with %m.
@@ -172,7 +193,11 @@ func BenchmarkLoginSnapshotWarm(b *testing.B) {
 // Beside the time, it reports the processor time popbridge spent per
 // login (the upstream's is not counted): on the critical path of a
 // session too, and what the wall time of a local upstream hides.
-func benchLogins(b *testing.B, be *Backend, n int) {
+func benchLogins(b *testing.B, be *Backend, n int) { benchSessions(b, be, n, nil) }
+
+// benchSessions is benchLogins with then, if not nil, run in each
+// session after its login.
+func benchSessions(b *testing.B, be *Backend, n int, then func(*Session)) {
 	b.ReportAllocs()
 	start := processCPU(b)
 	defer func() {
@@ -185,6 +210,9 @@ func benchLogins(b *testing.B, be *Backend, n int) {
 		}
 		if len(s.Messages()) != n {
 			b.Fatalf("%d messages, want %d", len(s.Messages()), n)
+		}
+		if then != nil {
+			then(s)
 		}
 		s.Close()
 	}

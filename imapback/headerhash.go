@@ -52,6 +52,7 @@ func HeaderHash(r io.Reader) (string, error) {
 // hash state, the lines, the normalised bytes) were most of its garbage.
 type headerHasher struct {
 	br   *bufio.Reader
+	rd   bytes.Reader // what hashBytes reads
 	h    hash.Hash
 	n    hashNormaliser
 	line []byte // a line longer than br's buffer, put together
@@ -62,6 +63,13 @@ var headerHashers = sync.Pool{New: func() any {
 	h := sha1.New()
 	return &headerHasher{br: bufio.NewReaderSize(nil, 4096), h: h, n: hashNormaliser{h: h}}
 }}
+
+// hashBytes is HeaderHash of a header in memory.
+func (hh *headerHasher) hashBytes(p []byte) string {
+	hh.rd.Reset(p)
+	h, _ := hh.hash(&hh.rd) // a bytes.Reader fails with nothing but EOF
+	return h
+}
 
 func (hh *headerHasher) hash(r io.Reader) (string, error) {
 	hh.br.Reset(r)

@@ -44,7 +44,7 @@ func TestParseBodyHead(t *testing.T) {
 		{line: "* 1 FETCH (UID 3 BODY[] {5} X}\r\n", wantFail: true},
 		{line: "* 1 FETCH (UID 3 BODY[] {99999999999}\r\n", wantFail: true},
 	} {
-		uid, size, origin, body, err := parseBodyHead([]byte(tc.line))
+		uid, size, origin, body, err := parseBodyHead([]byte(tc.line), false)
 		switch {
 		case tc.wantFail:
 			if err == nil {

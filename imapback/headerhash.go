@@ -14,6 +14,7 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -57,6 +58,9 @@ type headerHasher struct {
 	n    hashNormaliser
 	line []byte // a line longer than br's buffer, put together
 	sum  [sha1.Size]byte
+	// dropping: the current line is left out; a continuation line is
+	// left out when the line before it was.
+	dropping bool
 }
 
 var headerHashers = sync.Pool{New: func() any {
@@ -64,60 +68,87 @@ var headerHashers = sync.Pool{New: func() any {
 	return &headerHasher{br: bufio.NewReaderSize(nil, 4096), h: h, n: hashNormaliser{h: h}}
 }}
 
-// hashBytes is HeaderHash of a header in memory.
+// hashBytes is HeaderHash of a header in memory, its lines cut where
+// they are: no line can be longer than maxHeaderLine there, so the
+// lines are those readLine would give.
 func (hh *headerHasher) hashBytes(p []byte) string {
-	hh.rd.Reset(p)
-	h, _ := hh.hash(&hh.rd) // a bytes.Reader fails with nothing but EOF
-	return h
+	if len(p) > maxHeaderLine {
+		hh.rd.Reset(p)
+		h, _ := hh.hash(&hh.rd) // a bytes.Reader fails with nothing but EOF
+		return h
+	}
+	hh.start()
+	for {
+		line, rest, eol := bytes.Cut(p, newline)
+		if eol {
+			line = bytes.TrimSuffix(line, []byte("\r"))
+		}
+		if hh.feed(line, eol) || !eol {
+			break
+		}
+		p = rest
+	}
+	return hh.hex()
 }
 
 func (hh *headerHasher) hash(r io.Reader) (string, error) {
 	hh.br.Reset(r)
 	defer hh.br.Reset(nil)
-	hh.h.Reset()
-	hh.n.question = false
-	// dropping: the current line is left out; a continuation line is
-	// left out when the line before it was.
-	dropping := false
+	hh.start()
 	for {
 		line, eol, err := hh.readLine()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
 		}
-		if len(line) == 0 {
-			if eol {
-				hh.n.write(newline) // the end of the header
-			}
-			break
-		}
-		switch {
-		case len(bytes.Trim(line, "\r")) == 0:
-			return hh.hex(), nil // a line of CRs
-		case line[0] == ' ' || line[0] == '\t':
-			dropping = dropping || len(bytes.Trim(line, " \t")) == 0
-		default:
-			colon := bytes.IndexByte(line, ':')
-			name := bytes.TrimRight(line[:max(colon, 0)], " \t")
-			dropping = colon < 0 || len(name) > maxHeaderName || !validHeaderName(name) ||
-				skipHeader(name)
-		}
-		if !dropping {
-			hh.n.write(line)
-			if eol {
-				hh.n.write(newline)
-			}
-		}
-		if err != nil {
-			break // a header without its blank line
+		if hh.feed(line, eol) || err != nil {
+			break // the end of the header, or a header without one
 		}
 	}
 	return hh.hex(), nil
+}
+
+// start readies hh for a header.
+func (hh *headerHasher) start() {
+	hh.h.Reset()
+	hh.n.question = false
+	hh.n.out = hh.n.out[:0]
+	hh.dropping = false
+}
+
+// feed hashes one line of the header, without its line end (eol: it had
+// one), and reports whether the header ended with it.
+func (hh *headerHasher) feed(line []byte, eol bool) (end bool) {
+	if len(line) == 0 {
+		if eol {
+			hh.n.write(newline) // the end of the header
+		}
+		return true
+	}
+	switch {
+	case len(bytes.Trim(line, "\r")) == 0:
+		return true // a line of CRs
+	case line[0] == ' ' || line[0] == '\t':
+		hh.dropping = hh.dropping || len(bytes.Trim(line, " \t")) == 0
+	default:
+		colon := bytes.IndexByte(line, ':')
+		name := bytes.TrimRight(line[:max(colon, 0)], " \t")
+		hh.dropping = colon < 0 || len(name) > maxHeaderName || !validHeaderName(name) ||
+			skipHeader(name)
+	}
+	if !hh.dropping {
+		hh.n.write(line)
+		if eol {
+			hh.n.write(newline)
+		}
+	}
+	return false
 }
 
 var newline = []byte("\n")
 
 // hex returns the hash as 40 lower-case hex digits.
 func (hh *headerHasher) hex() string {
+	hh.n.flush()
 	var digits [2 * sha1.Size]byte
 	hex.Encode(digits[:], hh.h.Sum(hh.sum[:0]))
 	return string(digits[:])
@@ -181,11 +212,21 @@ func validHeaderName(name []byte) bool {
 
 // hashNormaliser feeds a hash what Dovecot's header hash (its version 4)
 // feeds it: no spaces or tabs, and one '?' for each run of control
-// characters, 8-bit bytes and '?' (a blank or LF ends a run).
+// characters, 8-bit bytes and '?' (a blank or LF ends a run). It gathers
+// what it feeds in out, up to hashChunk and a line, so that the hash
+// takes a header of small lines in one or a few writes.
 type hashNormaliser struct {
 	h        hash.Hash
-	question bool // the last byte written was a '?' of a run
-	out      []byte
+	question bool   // the last byte written was a '?' of a run
+	out      []byte // normalised, not yet fed to h
+}
+
+const hashChunk = 4 << 10
+
+// flush feeds h what out holds.
+func (n *hashNormaliser) flush() {
+	n.h.Write(n.out)
+	n.out = n.out[:0]
 }
 
 // What hashNormaliser does with each byte: a table, as it looks at every
@@ -211,11 +252,15 @@ var hashClass = func() (t [256]uint8) {
 }()
 
 func (n *hashNormaliser) write(p []byte) {
-	if cap(n.out) < len(p) {
-		n.out = make([]byte, len(p), max(len(p), 1024))
+	if len(n.out) >= hashChunk {
+		n.flush()
 	}
-	out := n.out[:len(p)]
-	j, question := 0, n.question
+	j := len(n.out)
+	if cap(n.out)-j < len(p) {
+		n.out = slices.Grow(n.out, len(p))
+	}
+	out := n.out[:j+len(p)]
+	question := n.question
 	for _, c := range p {
 		switch hashClass[c] {
 		case hashKeep:
@@ -233,5 +278,5 @@ func (n *hashNormaliser) write(p []byte) {
 		}
 	}
 	n.question = question
-	n.h.Write(out[:j])
+	n.out = out[:j]
 }

@@ -1,8 +1,10 @@
 package imapback
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestUIDLFormatIdentities(t *testing.T) {
@@ -159,14 +161,30 @@ func FuzzParseFetchLine(f *testing.F) {
 	})
 }
 
-// FuzzHeaderHash: any input hashes, and blanks never matter.
+// FuzzHeaderHash: any input hashes, and a header in memory (the way a
+// header FETCH read beside go-imap hashes it) hashes as one read a byte
+// at a time does. The seeds hold lines longer than the reader's buffer
+// and than maxHeaderLine, a header of only that line, and headers
+// without a line end.
 func FuzzHeaderHash(f *testing.F) {
 	f.Add([]byte("From: a\r\nSubject: b\r\n\r\n"))
 	f.Add([]byte("X-UIDL: 1\r\n c\r\n\r\r\nz"))
+	f.Add([]byte(""))
+	f.Add([]byte("\r\n"))
+	f.Add([]byte("Subject: x\r"))
+	f.Add([]byte("X: " + strings.Repeat("y", 5000) + "\r\n\tz\r\n\r\n"))
+	f.Add([]byte("X: " + strings.Repeat("y", maxHeaderLine-5) + "\r\n"))
+	f.Add([]byte("X: " + strings.Repeat("y", maxHeaderLine-3)))
+	f.Add([]byte("X: " + strings.Repeat("y", maxHeaderLine) + "\r\nY: z\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, header []byte) {
-		h, err := HeaderHash(strings.NewReader(string(header)))
+		h, err := HeaderHash(iotest.OneByteReader(bytes.NewReader(header)))
 		if err != nil || len(h) != 40 {
-			t.Fatalf("HeaderHash(%q) = %q, %v", header, h, err)
+			t.Fatalf("HeaderHash(%q) = %q, %v", clip(header), h, err)
+		}
+		hh := headerHashers.Get().(*headerHasher)
+		defer headerHashers.Put(hh)
+		if m := hh.hashBytes(header); m != h {
+			t.Fatalf("%q: %s in memory, %s read", clip(header), m, h)
 		}
 	})
 }

@@ -133,16 +133,14 @@ func BenchmarkRetrieveLarge(b *testing.B) {
 	}
 }
 
-// A cold %m snapshot of 10,000 messages in Dovecot: sizes and headers
-// of every message, each header hashed. The header is a typical one of
-// mail delivered through two hops.
+// A cold %m snapshot of 10,000 messages in Dovecot that makes the UIDLs
+// at login (as retention needs them): sizes and headers of every
+// message, each header hashed. The header is a typical one of mail
+// delivered through two hops.
 func BenchmarkLoginSnapshotHeaderHash(b *testing.B) {
 	const n = 10000
-	d := dovecottest.Start(b, dovecottest.Options{})
-	for i := range n {
-		d.Deliver(b, "alice", typicalMessage(i))
-	}
-	be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m")})
+	addr := typicalMailbox(b, n)
+	be := newBackend(b, Options{Address: addr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m"), UIDLsAtLogin: true})
 	benchLogins(b, be, n)
 }
 
@@ -151,11 +149,8 @@ func BenchmarkLoginSnapshotHeaderHash(b *testing.B) {
 // header. What a POP3 client's first UIDL costs without a cache entry.
 func BenchmarkLoadUIDLsHeaderHash(b *testing.B) {
 	const n = 10000
-	d := dovecottest.Start(b, dovecottest.Options{})
-	for i := range n {
-		d.Deliver(b, "alice", typicalMessage(i))
-	}
-	be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m")})
+	addr := typicalMailbox(b, n)
+	be := newBackend(b, Options{Address: addr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m")})
 	benchBackendLogin(b, be) // Dovecot builds its index and caches
 	benchSessions(b, be, n, func(s *Session) {
 		if err := s.LoadUIDLs(context.Background()); err != nil {
@@ -172,16 +167,13 @@ func BenchmarkLoadUIDLsHeaderHash(b *testing.B) {
 // UIDs in the mailbox. With the default UIDL format and with %m.
 func BenchmarkLoginSnapshotWarm(b *testing.B) {
 	const n = 10000
-	d := dovecottest.Start(b, dovecottest.Options{})
-	for i := range n {
-		d.Deliver(b, "alice", typicalMessage(i))
-	}
+	addr := typicalMailbox(b, n)
 	for _, format := range []string{"default", "%m"} {
 		b.Run(format, func(b *testing.B) {
 			if format == "default" {
 				format = "%08Xu%08Xv"
 			}
-			be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute,
+			be := newBackend(b, Options{Address: addr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute,
 				UIDL: uidlFormat(b, format), SnapshotCache: NewSnapshotCache(DefaultSnapshotCacheBytes)})
 			benchBackendLogin(b, be) // fills the cache
 			benchLogins(b, be, n)
@@ -216,6 +208,16 @@ func benchSessions(b *testing.B, be *Backend, n int, then func(*Session)) {
 		}
 		s.Close()
 	}
+}
+
+// typicalMailbox starts Dovecot with n typical messages for alice and
+// returns its IMAP address.
+func typicalMailbox(b *testing.B, n int) string {
+	d := dovecottest.Start(b, dovecottest.Options{})
+	for i := range n {
+		d.Deliver(b, "alice", typicalMessage(i))
+	}
+	return d.IMAPAddr
 }
 
 // typicalMessage is message i with a header of about 1 KiB.

@@ -1,7 +1,7 @@
 package imapback
 
-// The UID FETCH of a read-ahead batch, or of one range of a message
-// (stream.go), sent and read beside go-imap by the itemTap (rawfetch.go). Through go-imap every body would cross two
+// The UID FETCH of a read-ahead batch, of one range of a message
+// (stream.go), or of the headers a %m snapshot hashes, sent and read beside go-imap by the itemTap (rawfetch.go). Through go-imap every body would cross two
 // goroutines and several channels, and its reader takes 4 KiB from the
 // socket at a time: for small messages that was most of popbridge's
 // processor time per message. Here go-imap's reader goroutine, inside
@@ -11,8 +11,8 @@ package imapback
 // flag change, the answer to a \Seen STORE that went out first).
 //
 //   - A response of this command is "* n FETCH (... BODY[] {size}" (or
-//     BODY[]<origin>, the offset asked for) with the literal last on its
-//     line, then the rest of its items and ")".
+//     BODY[]<origin>, the offset asked for; or BODY[HEADER]) with the
+//     literal last on its line, then the rest of its items and ")".
 //     A literal of any other form while the command runs means the
 //     tap and the upstream disagree on where responses start: the
 //     connection is closed (never a message taken for gone or cut).

@@ -1,6 +1,7 @@
 package imapback
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -231,4 +232,22 @@ func typicalMessage(i int) []byte {
 		"Message-ID: <%d.report@example.org>\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"+
 		"The body of message %d.\r\n", i, i, i, i, i)
+}
+
+// Hashing the headers of typical messages in memory, as the header FETCH
+// of a %m snapshot does with each header it reads: the hash alone.
+func BenchmarkHeaderHash(b *testing.B) {
+	headers := make([][]byte, 1000)
+	for i := range headers {
+		m := typicalMessage(i)
+		headers[i] = m[:bytes.Index(m, []byte("\r\n\r\n"))+4]
+	}
+	hh := headerHashers.Get().(*headerHasher)
+	defer headerHashers.Put(hh)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, h := range headers {
+			hh.hashBytes(h)
+		}
+	}
 }

@@ -124,16 +124,13 @@ func (hh *headerHasher) feed(line []byte, eol bool) (end bool) {
 		}
 		return true
 	}
-	switch {
-	case len(bytes.Trim(line, "\r")) == 0:
+	switch c := line[0]; {
+	case c == '\r' && len(bytes.TrimLeft(line, "\r")) == 0:
 		return true // a line of CRs
-	case line[0] == ' ' || line[0] == '\t':
+	case c == ' ' || c == '\t':
 		hh.dropping = hh.dropping || len(bytes.Trim(line, " \t")) == 0
 	default:
-		colon := bytes.IndexByte(line, ':')
-		name := bytes.TrimRight(line[:max(colon, 0)], " \t")
-		hh.dropping = colon < 0 || len(name) > maxHeaderName || !validHeaderName(name) ||
-			skipHeader(name)
+		hh.dropping = !hashedField(line)
 	}
 	if !hh.dropping {
 		hh.n.write(line)
@@ -145,6 +142,21 @@ func (hh *headerHasher) feed(line []byte, eol bool) (end bool) {
 }
 
 var newline = []byte("\n")
+
+// hashedField reports whether a line that starts a header field is
+// hashed: "name:" with a valid name (blanks before the colon aside) that
+// is not one of hashSkipHeaders.
+func hashedField(line []byte) bool {
+	colon := bytes.IndexByte(line, ':')
+	if colon < 0 {
+		return false
+	}
+	name := line[:colon]
+	for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
+		name = name[:len(name)-1]
+	}
+	return len(name) <= maxHeaderName && validHeaderName(name) && !skipHeader(name)
+}
 
 // hex returns the hash as 40 lower-case hex digits.
 func (hh *headerHasher) hex() string {
@@ -158,7 +170,7 @@ func (hh *headerHasher) hex() string {
 // in any case.
 func skipHeader(name []byte) bool {
 	var lower [maxSkipName]byte
-	if len(name) > len(lower) {
+	if len(name) == 0 || len(name) > len(lower) || skipShapes[len(name)]&letterBit(name[0]) == 0 {
 		return false
 	}
 	for i, c := range name {
@@ -172,6 +184,25 @@ func skipHeader(name []byte) bool {
 
 // maxSkipName is the longest name in hashSkipHeaders.
 const maxSkipName = len("x-yahoo-newman-property")
+
+// skipShapes holds, by length, the first letters of the names in
+// hashSkipHeaders (as letterBit's bits): they rule out most names
+// before a lookup.
+var skipShapes = func() (t [maxSkipName + 1]uint32) {
+	for name := range hashSkipHeaders {
+		t[len(name)] |= letterBit(name[0])
+	}
+	return t
+}()
+
+// letterBit is the bit of letter c, in any case, or 0 for no letter.
+func letterBit(c byte) uint32 {
+	c |= 'a' - 'A'
+	if c < 'a' || c > 'z' {
+		return 0
+	}
+	return 1 << (c - 'a')
+}
 
 // maxHeaderName: Dovecot takes a longer name for no header at all.
 const maxHeaderName = 1000

@@ -66,7 +66,7 @@ type bodySink interface {
 	keep(uid imap.UID, off, n int, fits bool) bool
 	// named is told of a FETCH without a literal that names uid; bare
 	// reports that it holds the section without a literal: BODY[] as
-	// NIL, BODY[HEADER] as NIL or a string.
+	// NIL, BODY[HEADER] as a string.
 	named(uid imap.UID, bare bool)
 	// arriving is told how much of a body that fits is in, as it comes.
 	arriving(got, size int)
@@ -261,7 +261,7 @@ func (t *itemTap) takeBody(line []byte) bool {
 		// Most are flag changes without a UID: no error built for them.
 		if items, err := parseFetchLine(line); err == nil && items["UID"] != "" {
 			if u, err := strconv.ParseUint(items["UID"], 10, 32); err == nil && u > 0 {
-				b.to.named(imap.UID(u), bareSection(items, b.header))
+				b.to.named(imap.UID(u), bareSection(line, items, b.header))
 			}
 		}
 		return false
@@ -287,13 +287,14 @@ func (t *itemTap) outOfStep(err error) {
 
 var errNoLiteral = errors.New("FETCH without a literal")
 
-// bareSection reports whether a FETCH response's items hold the
-// section without a literal: BODY[] (with an origin or not) as NIL, or
-// with header BODY[HEADER] as NIL or a string.
-func bareSection(items map[string]string, header bool) bool {
+// bareSection reports whether a FETCH response (line, its items parsed)
+// holds the section without a literal: BODY[] (with an origin or not)
+// as NIL, or with header BODY[HEADER] as a string. The items hold NIL
+// and "" alike; a line that may hold "" counts as a string.
+func bareSection(line []byte, items map[string]string, header bool) bool {
 	if header {
-		_, ok := items["BODY[HEADER]"]
-		return ok
+		v, ok := items["BODY[HEADER]"]
+		return ok && (v != "" || bytes.Contains(bytes.ToUpper(line), []byte(`BODY[HEADER] ""`)))
 	}
 	for name, v := range items {
 		if strings.HasPrefix(name, "BODY[]") && v == "" {

@@ -13,8 +13,9 @@ package imapback
 // The answers this path does not hash go to go-imap's way afterwards, in
 // one FETCH of their UIDs, so that every header is hashed as before:
 // a header larger than the buffer (hashed as it streams in), and one
-// answered without a literal (a quoted string, which HeaderHash hashes,
-// or NIL, which has no hash). A section other than BODY[HEADER] whole (a
+// answered as a string without a literal (which HeaderHash hashes; NIL
+// has no hash, as before, and is not fetched again: Dovecot answers
+// NIL for a message another client expunged). A section other than BODY[HEADER] whole (a
 // part, a range) passes on to go-imap and is dropped there: it is no
 // header, and hashed it would give the message a UIDL that the next
 // session, answered properly, changes.

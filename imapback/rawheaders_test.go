@@ -85,8 +85,8 @@ func hashOf(t *testing.T, h string) string {
 
 // The answers a server may give, each message's UIDL what go-imap's way
 // made of it: literals with the UID before or after them and flag
-// changes between them; a string and NIL, fetched again through go-imap
-// (which hashes the string); a header larger than the tap's buffer,
+// changes between them; strings, fetched again through go-imap (which
+// hashes them, the empty one too), and NIL, which has no hash; a header larger than the tap's buffer,
 // fetched again and hashed as it streams; and sections that are no
 // header, which no UIDL may be made of.
 func TestHeaderFetchAnswers(t *testing.T) {
@@ -111,8 +111,14 @@ func TestHeaderFetchAnswers(t *testing.T) {
 			w.Line("* 3 FETCH (UID 5 BODY[HEADER] NIL)")
 		}, slow: func(w *hostileimap.Writer) {
 			w.Line(`* 2 FETCH (UID 4 BODY[HEADER] "Subject: four")`)
-			w.Line("* 3 FETCH (UID 5 BODY[HEADER] NIL)")
-		}, want: map[uint32]string{3: hashOf(t, head3), 4: hashOf(t, "Subject: four"), 5: def(5)}, wantSlow: []string{"4:5"}},
+		}, want: map[uint32]string{3: hashOf(t, head3), 4: hashOf(t, "Subject: four"), 5: def(5)}, wantSlow: []string{"4"}},
+		{name: "empty string", raw: func(w *hostileimap.Writer) {
+			headerLiteral(w, 1, 3, head3)
+			w.Line("* 2 FETCH (UID 4 BODY[HEADER] NIL)")
+			w.Line(`* 3 FETCH (UID 5 body[header] "")`)
+		}, slow: func(w *hostileimap.Writer) {
+			w.Line(`* 3 FETCH (UID 5 BODY[HEADER] "")`)
+		}, want: map[uint32]string{3: hashOf(t, head3), 4: def(4), 5: hashOf(t, "")}, wantSlow: []string{"5"}},
 		{name: "larger than the buffer", raw: func(w *hostileimap.Writer) {
 			headerLiteral(w, 1, 3, head3)
 			headerLiteral(w, 2, 4, head4)

@@ -1,6 +1,7 @@
 package imapback
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -133,17 +134,33 @@ func BenchmarkRetrieveLarge(b *testing.B) {
 	}
 }
 
-// A cold %m snapshot of 10,000 messages in Dovecot: sizes and headers
-// of every message, each header hashed. The header is a typical one of
-// mail delivered through two hops.
+// A cold %m snapshot of 10,000 messages in Dovecot that makes the UIDLs
+// at login (as retention needs them): sizes and headers of every
+// message, each header hashed. The header is a typical one of mail
+// delivered through two hops.
 func BenchmarkLoginSnapshotHeaderHash(b *testing.B) {
 	const n = 10000
-	d := dovecottest.Start(b, dovecottest.Options{})
-	for i := range n {
-		d.Deliver(b, "alice", typicalMessage(i))
-	}
-	be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m")})
+	addr := typicalMailbox(b, n)
+	be := newBackend(b, Options{Address: addr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m"), UIDLsAtLogin: true})
 	benchLogins(b, be, n)
+}
+
+// The first UIDL of a cold %m session of 10,000 messages in Dovecot: the
+// login fetches sizes alone, then LoadUIDLs fetches and hashes every
+// header. What a POP3 client's first UIDL costs without a cache entry.
+func BenchmarkLoadUIDLsHeaderHash(b *testing.B) {
+	const n = 10000
+	addr := typicalMailbox(b, n)
+	be := newBackend(b, Options{Address: addr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute, UIDL: uidlFormat(b, "%m")})
+	benchBackendLogin(b, be) // Dovecot builds its index and caches
+	benchSessions(b, be, n, func(s *Session) {
+		if err := s.LoadUIDLs(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if s.Messages()[n-1].UIDL == "" {
+			b.Fatal("no UIDL after LoadUIDLs")
+		}
+	})
 }
 
 // A warm login of 10,000 messages in Dovecot, nothing changed since the
@@ -151,16 +168,13 @@ func BenchmarkLoginSnapshotHeaderHash(b *testing.B) {
 // UIDs in the mailbox. With the default UIDL format and with %m.
 func BenchmarkLoginSnapshotWarm(b *testing.B) {
 	const n = 10000
-	d := dovecottest.Start(b, dovecottest.Options{})
-	for i := range n {
-		d.Deliver(b, "alice", typicalMessage(i))
-	}
+	addr := typicalMailbox(b, n)
 	for _, format := range []string{"default", "%m"} {
 		b.Run(format, func(b *testing.B) {
 			if format == "default" {
 				format = "%08Xu%08Xv"
 			}
-			be := newBackend(b, Options{Address: d.IMAPAddr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute,
+			be := newBackend(b, Options{Address: addr, DialTimeout: 10 * time.Second, CommandTimeout: time.Minute,
 				UIDL: uidlFormat(b, format), SnapshotCache: NewSnapshotCache(DefaultSnapshotCacheBytes)})
 			benchBackendLogin(b, be) // fills the cache
 			benchLogins(b, be, n)
@@ -172,7 +186,11 @@ func BenchmarkLoginSnapshotWarm(b *testing.B) {
 // Beside the time, it reports the processor time popbridge spent per
 // login (the upstream's is not counted): on the critical path of a
 // session too, and what the wall time of a local upstream hides.
-func benchLogins(b *testing.B, be *Backend, n int) {
+func benchLogins(b *testing.B, be *Backend, n int) { benchSessions(b, be, n, nil) }
+
+// benchSessions is benchLogins with then, if not nil, run in each
+// session after its login.
+func benchSessions(b *testing.B, be *Backend, n int, then func(*Session)) {
 	b.ReportAllocs()
 	start := processCPU(b)
 	defer func() {
@@ -186,8 +204,21 @@ func benchLogins(b *testing.B, be *Backend, n int) {
 		if len(s.Messages()) != n {
 			b.Fatalf("%d messages, want %d", len(s.Messages()), n)
 		}
+		if then != nil {
+			then(s)
+		}
 		s.Close()
 	}
+}
+
+// typicalMailbox starts Dovecot with n typical messages for alice and
+// returns its IMAP address.
+func typicalMailbox(b *testing.B, n int) string {
+	d := dovecottest.Start(b, dovecottest.Options{})
+	for i := range n {
+		d.Deliver(b, "alice", typicalMessage(i))
+	}
+	return d.IMAPAddr
 }
 
 // typicalMessage is message i with a header of about 1 KiB.
@@ -201,4 +232,22 @@ func typicalMessage(i int) []byte {
 		"Message-ID: <%d.report@example.org>\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"+
 		"The body of message %d.\r\n", i, i, i, i, i)
+}
+
+// Hashing the headers of typical messages in memory, as the header FETCH
+// of a %m snapshot does with each header it reads: the hash alone.
+func BenchmarkHeaderHash(b *testing.B) {
+	headers := make([][]byte, 1000)
+	for i := range headers {
+		m := typicalMessage(i)
+		headers[i] = m[:bytes.Index(m, []byte("\r\n\r\n"))+4]
+	}
+	hh := headerHashers.Get().(*headerHasher)
+	defer headerHashers.Put(hh)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, h := range headers {
+			hh.hashBytes(h)
+		}
+	}
 }

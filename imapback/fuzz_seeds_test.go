@@ -120,6 +120,17 @@ var upstreamSeeds = []upstreamSeed{
 	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] NIL)\r\n" + seedOK +
 		"\x00HEADERS\n* 2 FETCH (UID 7 BODY[HEADER] NIL)\r\n" + seedOK},
 	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41)\r\n" + seedOK},
+	// The header missing from the snapshot's answer, fetched on its own
+	// and answered as a string, with its UID after it, with two headers,
+	// and cut short.
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41)\r\n" + seedOK +
+		"\x00HEADERS\n* 2 FETCH (UID 7 BODY[HEADER] \"Subject: quoted\")\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41)\r\n" + seedOK +
+		"\x00HEADERS\n* 2 FETCH (BODY[HEADER] {*}Subject: late\r\n\r\n\x01 UID 7)\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41)\r\n" + seedOK +
+		"\x00HEADERS\n* 2 FETCH (UID 7 BODY[HEADER] {*}A: 1\r\n\r\n\x01 BODY[HEADER] {*}B: 2\r\n\r\n\x01)\r\n" + seedOK},
+	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41)\r\n" + seedOK +
+		"\x00HEADERS\n* 2 FETCH (UID 7 BODY[HEADER] {90}\r\nSubject: m1\r\n)\r\n" + seedOK},
 	// A header beyond the literal bound (512 octets).
 	{seedHead, seedTwo, seedSnap + seedFirst + "* 2 FETCH (UID 7 RFC822.SIZE 41 BODY[HEADER] {*}X: " + strings.Repeat("y", 600) + "\r\n\r\n\x01)\r\n" + seedOK},
 	// Items and responses out of order: the header first, the second

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -52,10 +53,14 @@ func HeaderHash(r io.Reader) (string, error) {
 // hash state, the lines, the normalised bytes) were most of its garbage.
 type headerHasher struct {
 	br   *bufio.Reader
+	rd   bytes.Reader // what hashBytes reads
 	h    hash.Hash
 	n    hashNormaliser
 	line []byte // a line longer than br's buffer, put together
 	sum  [sha1.Size]byte
+	// dropping: the current line is left out; a continuation line is
+	// left out when the line before it was.
+	dropping bool
 }
 
 var headerHashers = sync.Pool{New: func() any {
@@ -63,53 +68,99 @@ var headerHashers = sync.Pool{New: func() any {
 	return &headerHasher{br: bufio.NewReaderSize(nil, 4096), h: h, n: hashNormaliser{h: h}}
 }}
 
+// hashBytes is HeaderHash of a header in memory, its lines cut where
+// they are: no line can be longer than maxHeaderLine there, so the
+// lines are those readLine would give.
+func (hh *headerHasher) hashBytes(p []byte) string {
+	if len(p) > maxHeaderLine {
+		hh.rd.Reset(p)
+		h, _ := hh.hash(&hh.rd) // a bytes.Reader fails with nothing but EOF
+		return h
+	}
+	hh.start()
+	for {
+		line, rest, eol := bytes.Cut(p, newline)
+		if eol {
+			line = bytes.TrimSuffix(line, []byte("\r"))
+		}
+		if hh.feed(line, eol) || !eol {
+			break
+		}
+		p = rest
+	}
+	return hh.hex()
+}
+
 func (hh *headerHasher) hash(r io.Reader) (string, error) {
 	hh.br.Reset(r)
 	defer hh.br.Reset(nil)
-	hh.h.Reset()
-	hh.n.question = false
-	// dropping: the current line is left out; a continuation line is
-	// left out when the line before it was.
-	dropping := false
+	hh.start()
 	for {
 		line, eol, err := hh.readLine()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
 		}
-		if len(line) == 0 {
-			if eol {
-				hh.n.write(newline) // the end of the header
-			}
-			break
-		}
-		switch {
-		case len(bytes.Trim(line, "\r")) == 0:
-			return hh.hex(), nil // a line of CRs
-		case line[0] == ' ' || line[0] == '\t':
-			dropping = dropping || len(bytes.Trim(line, " \t")) == 0
-		default:
-			colon := bytes.IndexByte(line, ':')
-			name := bytes.TrimRight(line[:max(colon, 0)], " \t")
-			dropping = colon < 0 || len(name) > maxHeaderName || !validHeaderName(name) ||
-				skipHeader(name)
-		}
-		if !dropping {
-			hh.n.write(line)
-			if eol {
-				hh.n.write(newline)
-			}
-		}
-		if err != nil {
-			break // a header without its blank line
+		if hh.feed(line, eol) || err != nil {
+			break // the end of the header, or a header without one
 		}
 	}
 	return hh.hex(), nil
 }
 
+// start readies hh for a header.
+func (hh *headerHasher) start() {
+	hh.h.Reset()
+	hh.n.question = false
+	hh.n.out = hh.n.out[:0]
+	hh.dropping = false
+}
+
+// feed hashes one line of the header, without its line end (eol: it had
+// one), and reports whether the header ended with it.
+func (hh *headerHasher) feed(line []byte, eol bool) (end bool) {
+	if len(line) == 0 {
+		if eol {
+			hh.n.write(newline) // the end of the header
+		}
+		return true
+	}
+	switch c := line[0]; {
+	case c == '\r' && len(bytes.TrimLeft(line, "\r")) == 0:
+		return true // a line of CRs
+	case c == ' ' || c == '\t':
+		hh.dropping = hh.dropping || len(bytes.Trim(line, " \t")) == 0
+	default:
+		hh.dropping = !hashedField(line)
+	}
+	if !hh.dropping {
+		hh.n.write(line)
+		if eol {
+			hh.n.write(newline)
+		}
+	}
+	return false
+}
+
 var newline = []byte("\n")
+
+// hashedField reports whether a line that starts a header field is
+// hashed: "name:" with a valid name (blanks before the colon aside) that
+// is not one of hashSkipHeaders.
+func hashedField(line []byte) bool {
+	colon := bytes.IndexByte(line, ':')
+	if colon < 0 {
+		return false
+	}
+	name := line[:colon]
+	for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
+		name = name[:len(name)-1]
+	}
+	return len(name) <= maxHeaderName && validHeaderName(name) && !skipHeader(name)
+}
 
 // hex returns the hash as 40 lower-case hex digits.
 func (hh *headerHasher) hex() string {
+	hh.n.flush()
 	var digits [2 * sha1.Size]byte
 	hex.Encode(digits[:], hh.h.Sum(hh.sum[:0]))
 	return string(digits[:])
@@ -119,7 +170,7 @@ func (hh *headerHasher) hex() string {
 // in any case.
 func skipHeader(name []byte) bool {
 	var lower [maxSkipName]byte
-	if len(name) > len(lower) {
+	if len(name) == 0 || len(name) > len(lower) || skipShapes[len(name)]&letterBit(name[0]) == 0 {
 		return false
 	}
 	for i, c := range name {
@@ -133,6 +184,25 @@ func skipHeader(name []byte) bool {
 
 // maxSkipName is the longest name in hashSkipHeaders.
 const maxSkipName = len("x-yahoo-newman-property")
+
+// skipShapes holds, by length, the first letters of the names in
+// hashSkipHeaders (as letterBit's bits): they rule out most names
+// before a lookup.
+var skipShapes = func() (t [maxSkipName + 1]uint32) {
+	for name := range hashSkipHeaders {
+		t[len(name)] |= letterBit(name[0])
+	}
+	return t
+}()
+
+// letterBit is the bit of letter c, in any case, or 0 for no letter.
+func letterBit(c byte) uint32 {
+	c |= 'a' - 'A'
+	if c < 'a' || c > 'z' {
+		return 0
+	}
+	return 1 << (c - 'a')
+}
 
 // maxHeaderName: Dovecot takes a longer name for no header at all.
 const maxHeaderName = 1000
@@ -173,11 +243,21 @@ func validHeaderName(name []byte) bool {
 
 // hashNormaliser feeds a hash what Dovecot's header hash (its version 4)
 // feeds it: no spaces or tabs, and one '?' for each run of control
-// characters, 8-bit bytes and '?' (a blank or LF ends a run).
+// characters, 8-bit bytes and '?' (a blank or LF ends a run). It gathers
+// what it feeds in out, up to hashChunk and a line, so that the hash
+// takes a header of small lines in one or a few writes.
 type hashNormaliser struct {
 	h        hash.Hash
-	question bool // the last byte written was a '?' of a run
-	out      []byte
+	question bool   // the last byte written was a '?' of a run
+	out      []byte // normalised, not yet fed to h
+}
+
+const hashChunk = 4 << 10
+
+// flush feeds h what out holds.
+func (n *hashNormaliser) flush() {
+	n.h.Write(n.out)
+	n.out = n.out[:0]
 }
 
 // What hashNormaliser does with each byte: a table, as it looks at every
@@ -203,11 +283,15 @@ var hashClass = func() (t [256]uint8) {
 }()
 
 func (n *hashNormaliser) write(p []byte) {
-	if cap(n.out) < len(p) {
-		n.out = make([]byte, len(p), max(len(p), 1024))
+	if len(n.out) >= hashChunk {
+		n.flush()
 	}
-	out := n.out[:len(p)]
-	j, question := 0, n.question
+	j := len(n.out)
+	if cap(n.out)-j < len(p) {
+		n.out = slices.Grow(n.out, len(p))
+	}
+	out := n.out[:j+len(p)]
+	question := n.question
 	for _, c := range p {
 		switch hashClass[c] {
 		case hashKeep:
@@ -225,5 +309,5 @@ func (n *hashNormaliser) write(p []byte) {
 		}
 	}
 	n.question = question
-	n.h.Write(out[:j])
+	n.out = out[:j]
 }

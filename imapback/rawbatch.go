@@ -1,7 +1,7 @@
 package imapback
 
-// The UID FETCH of a read-ahead batch, or of one range of a message
-// (stream.go), sent and read beside go-imap by the itemTap (rawfetch.go). Through go-imap every body would cross two
+// The UID FETCH of a read-ahead batch, of one range of a message
+// (stream.go), or of the headers a %m snapshot hashes, sent and read beside go-imap by the itemTap (rawfetch.go). Through go-imap every body would cross two
 // goroutines and several channels, and its reader takes 4 KiB from the
 // socket at a time: for small messages that was most of popbridge's
 // processor time per message. Here go-imap's reader goroutine, inside
@@ -11,8 +11,8 @@ package imapback
 // flag change, the answer to a \Seen STORE that went out first).
 //
 //   - A response of this command is "* n FETCH (... BODY[] {size}" (or
-//     BODY[]<origin>, the offset asked for) with the literal last on its
-//     line, then the rest of its items and ")".
+//     BODY[]<origin>, the offset asked for; or BODY[HEADER]) with the
+//     literal last on its line, then the rest of its items and ")".
 //     A literal of any other form while the command runs means the
 //     tap and the upstream disagree on where responses start: the
 //     connection is closed (never a message taken for gone or cut).
@@ -43,6 +43,9 @@ type bodyBatch struct {
 	off  int    // room[:off] holds the bodies kept so far
 	// origin is the offset the bodies must start at: a range's, or 0.
 	origin int64
+	// header makes the section BODY[HEADER], whole, instead of BODY[]
+	// (the headers of a %m snapshot): its origin is 0.
+	header bool
 	to     bodySink // told what the answers hold
 
 	uid    imap.UID // the current body's, once known
@@ -61,9 +64,10 @@ type bodySink interface {
 	// whether it fit there (fits false: it was read and dropped). It
 	// reports whether the body stays, which moves off past it.
 	keep(uid imap.UID, off, n int, fits bool) bool
-	// named is told of a FETCH without a literal that names uid; nilBody
-	// reports that it answers the body NIL.
-	named(uid imap.UID, nilBody bool)
+	// named is told of a FETCH without a literal that names uid; bare
+	// reports that it holds the section without a literal: BODY[] as
+	// NIL, BODY[HEADER] as a string.
+	named(uid imap.UID, bare bool)
 	// arriving is told how much of a body that fits is in, as it comes.
 	arriving(got, size int)
 }
@@ -78,13 +82,14 @@ var bigReads = sync.Pool{New: func() any { b := make([]byte, bigReadSize); retur
 const bigReadSize = 64 << 10
 
 // fetchBodies sends "UID FETCH uids (UID BODY.PEEK[])", or with
-// size > 0 "(UID BODY.PEEK[]<b.origin.size>)", through w (the connection
+// size > 0 "(UID BODY.PEEK[]<b.origin.size>)", or for b.header
+// "(UID BODY.PEEK[HEADER])", through w (the connection
 // below go-imap's writer, behind any \Seen STORE held back for it) and
 // reads the answers into b until the tagged answer or a failure. It must
 // not run while another raw command does; go-imap's reader goroutine
 // reads the answers.
 func (t *itemTap) fetchBodies(uids imap.UIDSet, size int, b *bodyBatch, w net.Conn, closed <-chan struct{}) error {
-	c := &rawFetch{tag: batchTag, item: "BODY[]", bodies: b, done: make(chan struct{})}
+	c := &rawFetch{tag: batchTag, item: b.item(), bodies: b, done: make(chan struct{})}
 	t.mu.Lock()
 	if t.cmd != nil {
 		t.mu.Unlock()
@@ -95,7 +100,8 @@ func (t *itemTap) fetchBodies(uids imap.UIDSet, size int, b *bodyBatch, w net.Co
 	line := make([]byte, 0, 80)
 	line = append(line, batchTag+" UID FETCH "...)
 	line = append(line, uids.String()...)
-	line = append(line, " (UID BODY.PEEK[]"...)
+	line = append(line, " (UID BODY.PEEK["...)
+	line = append(line, c.item[len("BODY["):]...)
 	if size > 0 {
 		line = append(line, '<')
 		line = strconv.AppendInt(line, b.origin, 10)
@@ -121,6 +127,14 @@ func (t *itemTap) fetchBodies(uids imap.UIDSet, size int, b *bodyBatch, w net.Co
 		<-c.done
 	}
 	return c.err
+}
+
+// item is the name of the batch's section in the answers.
+func (b *bodyBatch) item() string {
+	if b.header {
+		return "BODY[HEADER]"
+	}
+	return "BODY[]"
 }
 
 // readBig reads into the spare room of the big buffer while a batch
@@ -237,7 +251,7 @@ func (t *itemTap) takeBody(line []byte) bool {
 	if !bytes.HasPrefix(line, []byte("* ")) {
 		return false
 	}
-	uid, size, origin, body, err := parseBodyHead(line)
+	uid, size, origin, body, err := parseBodyHead(line, b.header)
 	switch {
 	case errors.Is(err, errNotFetch):
 		return false
@@ -247,7 +261,7 @@ func (t *itemTap) takeBody(line []byte) bool {
 		// Most are flag changes without a UID: no error built for them.
 		if items, err := parseFetchLine(line); err == nil && items["UID"] != "" {
 			if u, err := strconv.ParseUint(items["UID"], 10, 32); err == nil && u > 0 {
-				b.to.named(imap.UID(u), hasNilBody(items))
+				b.to.named(imap.UID(u), bareSection(line, items, b.header))
 			}
 		}
 		return false
@@ -265,7 +279,7 @@ func (t *itemTap) takeBody(line []byte) bool {
 // outOfStep ends the batch on a response it cannot follow: go-imap would
 // not follow it either, so the connection fails.
 func (t *itemTap) outOfStep(err error) {
-	err = fmt.Errorf("%w: UID FETCH BODY.PEEK[]: %v", ErrUnavailable, err)
+	err = fmt.Errorf("%w: UID FETCH %s: %v", ErrUnavailable, t.cmd.item, err)
 	t.rerr = err
 	t.buf = nil // nothing more for go-imap, whose next read fails
 	t.fail(err)
@@ -273,9 +287,15 @@ func (t *itemTap) outOfStep(err error) {
 
 var errNoLiteral = errors.New("FETCH without a literal")
 
-// hasNilBody reports whether a FETCH response's items hold BODY[] (with
-// an origin or not) as NIL.
-func hasNilBody(items map[string]string) bool {
+// bareSection reports whether a FETCH response (line, its items parsed)
+// holds the section without a literal: BODY[] (with an origin or not)
+// as NIL, or with header BODY[HEADER] as a string. The items hold NIL
+// and "" alike; a line that may hold "" counts as a string.
+func bareSection(line []byte, items map[string]string, header bool) bool {
+	if header {
+		v, ok := items["BODY[HEADER]"]
+		return ok && (v != "" || bytes.Contains(bytes.ToUpper(line), []byte(`BODY[HEADER] ""`)))
+	}
 	for name, v := range items {
 		if strings.HasPrefix(name, "BODY[]") && v == "" {
 			return true
@@ -286,10 +306,11 @@ func hasNilBody(items map[string]string) bool {
 
 // parseBodyHead parses the line that starts a FETCH response up to the
 // literal at its end: "* n FETCH (UID u ... BODY[] {size}" and CRLF. body
-// reports that the literal is BODY[] or BODY[]<origin>; uid is 0 when the
-// UID comes after it. errNoLiteral: the line ends without one.
-func parseBodyHead(line []byte) (uid imap.UID, size int, origin int64, body bool, err error) {
-	if uid, size, origin, ok := parseUsualHead(line); ok {
+// reports that the literal is BODY[] or BODY[]<origin> (with header:
+// BODY[HEADER], and no origin); uid is 0 when the UID comes after it.
+// errNoLiteral: the line ends without one.
+func parseBodyHead(line []byte, header bool) (uid imap.UID, size int, origin int64, body bool, err error) {
+	if uid, size, origin, ok := parseUsualHead(line, header); ok {
 		return uid, size, origin, true, nil
 	}
 	p := fetchParser{s: line}
@@ -311,6 +332,9 @@ func parseBodyHead(line []byte) (uid imap.UID, size int, origin int64, body bool
 			n, ok := literalSize(p.s[p.i:])
 			if !ok {
 				return 0, 0, 0, false, fmt.Errorf("a literal not at the end of the line")
+			}
+			if header {
+				return uid, n, 0, name == "BODY[HEADER]", nil
 			}
 			origin, body := bodyOrigin(name)
 			return uid, n, origin, body, nil
@@ -348,10 +372,10 @@ func bodyOrigin(name string) (origin int64, body bool) {
 }
 
 // parseUsualHead parses the head as Dovecot and most servers write it,
-// "* n FETCH (UID u BODY[] {size}" (or BODY[]<origin>) and CRLF, without
-// allocating (once per message); ok false: parseBodyHead's general way
-// decides.
-func parseUsualHead(line []byte) (uid imap.UID, size int, origin int64, ok bool) {
+// "* n FETCH (UID u BODY[] {size}" (or BODY[]<origin>; with header
+// BODY[HEADER]) and CRLF, without allocating (once per message); ok
+// false: parseBodyHead's general way decides.
+func parseUsualHead(line []byte, header bool) (uid imap.UID, size int, origin int64, ok bool) {
 	rest, ok := bytes.CutPrefix(line, []byte("* "))
 	if !ok {
 		return 0, 0, 0, false
@@ -366,11 +390,16 @@ func parseUsualHead(line []byte) (uid imap.UID, size int, origin int64, ok bool)
 	if !ok || u == 0 || u > 1<<32-1 {
 		return 0, 0, 0, false
 	}
-	if rest, ok = bytes.CutPrefix(rest, []byte(" BODY[]")); !ok {
+	if header {
+		rest, ok = bytes.CutPrefix(rest, []byte(" BODY[HEADER]"))
+	} else {
+		rest, ok = bytes.CutPrefix(rest, []byte(" BODY[]"))
+	}
+	if !ok {
 		return 0, 0, 0, false
 	}
 	var o uint64
-	if r, ok := bytes.CutPrefix(rest, []byte("<")); ok {
+	if r, ok := bytes.CutPrefix(rest, []byte("<")); ok && !header {
 		if o, r, ok = cutNumber(r); !ok {
 			return 0, 0, 0, false
 		}

@@ -19,6 +19,7 @@ import (
 func TestParseBodyHead(t *testing.T) {
 	for _, tc := range []struct {
 		line     string
+		header   bool // the batch asks for BODY[HEADER]
 		uid      imap.UID
 		size     int
 		origin   int64
@@ -42,9 +43,15 @@ func TestParseBodyHead(t *testing.T) {
 		{line: "1 FETCH (UID 7 BODY[] {5}\r\n", err: errNotFetch},
 		{line: "* 1 FETCH (UID 0 BODY[] {5}\r\n", wantFail: true},
 		{line: "* 1 FETCH (UID 3 BODY[] {5} X}\r\n", wantFail: true},
+		{line: "* 1 FETCH (UID 3 BODY[HEADER] {5}\r\n", header: true, uid: 3, size: 5, body: true},
+		{line: "* 1 fetch (flags () body[header] {5}\n", header: true, uid: 0, size: 5, body: true},
+		{line: "* 1 FETCH (UID 3 BODY[] {5}\r\n", header: true, uid: 3, size: 5, body: false},
+		{line: "* 1 FETCH (UID 3 BODY[HEADER]<0> {5}\r\n", header: true, uid: 3, size: 5, body: false},
+		{line: "* 1 FETCH (UID 3 BODY[TEXT] {5}\r\n", header: true, uid: 3, size: 5, body: false},
+		{line: "* 1 FETCH (UID 3 BODY[HEADER] NIL)\r\n", header: true, err: errNoLiteral},
 		{line: "* 1 FETCH (UID 3 BODY[] {99999999999}\r\n", wantFail: true},
 	} {
-		uid, size, origin, body, err := parseBodyHead([]byte(tc.line))
+		uid, size, origin, body, err := parseBodyHead([]byte(tc.line), tc.header)
 		switch {
 		case tc.wantFail:
 			if err == nil {

@@ -3,8 +3,8 @@ package imapback
 // Commands sent beside go-imap: identities (%g), which go-imap cannot
 // parse (EMAILID, X-GM-MSGID, X-GUID: it fails the whole connection on an
 // item it does not know), and the bodies of a read-ahead batch or one
-// range of a message (rawbatch.go), which go-imap would hand over one
-// goroutine switch at a time. itemTap sits between go-imap and the upstream connection.
+// range of a message, or the headers of a %m snapshot (rawbatch.go),
+// which go-imap would hand over one goroutine switch at a time. itemTap sits between go-imap and the upstream connection.
 // Unarmed, it passes reads through. Armed by the goroutine that then
 // writes one UID FETCH with its own tag while no go-imap command waits
 // for FETCH data, it takes the answers to that command out of what

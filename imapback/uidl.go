@@ -186,6 +186,16 @@ func (f *UIDLFormat) Format(uid, uidValidity uint32) string {
 
 // FormatVars returns the unique-id of a message.
 func (f *UIDLFormat) FormatVars(v UIDLVars) string {
+	if len(f.parts) == 1 && !f.parts[0].upper && !f.parts[0].lower {
+		// A format of %g or %m alone is the value as it is: no copy
+		// of it for each message of a snapshot.
+		switch f.parts[0].verb {
+		case 'g':
+			return v.Identity
+		case 'm':
+			return v.HeaderHash
+		}
+	}
 	// Room for the longest unique-id there is: the id is built on the
 	// stack, and only the string is allocated.
 	b := make([]byte, 0, maxUIDLLen)

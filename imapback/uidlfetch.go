@@ -125,9 +125,10 @@ func (s *Session) fetchIdentities(uids imap.UIDSet) (map[imap.UID]string, error)
 	return ids, nil
 }
 
-// fetchHeaderHashes fetches BODY.PEEK[HEADER] of uids and hashes each
-// header as it arrives.
-func (s *Session) fetchHeaderHashes(uids imap.UIDSet) (map[imap.UID]string, error) {
+// fetchHeaderHashesSlowly fetches BODY.PEEK[HEADER] of uids through
+// go-imap and hashes each header as it streams in, however large: for
+// the few headers fetchHeaderHashes leaves.
+func (s *Session) fetchHeaderHashesSlowly(uids imap.UIDSet) (map[imap.UID]string, error) {
 	start := time.Now()
 	hashes := make(map[imap.UID]string)
 	s.bc.Expect(snapshotExpectation(uint32(uidCount(uids))))

@@ -1,8 +1,13 @@
 package imapback
 
 import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestUIDLFormatIdentities(t *testing.T) {
@@ -159,14 +164,99 @@ func FuzzParseFetchLine(f *testing.F) {
 	})
 }
 
-// FuzzHeaderHash: any input hashes, and blanks never matter.
+// FuzzHeaderHash: any input hashes, as modelHeaderHash does where no
+// line is cut, and a header in memory (the way a header FETCH read
+// beside go-imap hashes it) hashes as one read a byte at a time does.
+// The seeds hold lines longer than the reader's buffer and than
+// maxHeaderLine, a header of only that line, headers without a line end,
+// and names of every kind.
 func FuzzHeaderHash(f *testing.F) {
 	f.Add([]byte("From: a\r\nSubject: b\r\n\r\n"))
 	f.Add([]byte("X-UIDL: 1\r\n c\r\n\r\r\nz"))
+	f.Add([]byte(""))
+	f.Add([]byte("\r\n"))
+	f.Add([]byte("Subject: x\r"))
+	f.Add([]byte("X: " + strings.Repeat("y", 5000) + "\r\n\tz\r\n\r\n"))
+	f.Add([]byte("X: " + strings.Repeat("y", maxHeaderLine-5) + "\r\n"))
+	f.Add([]byte("X: " + strings.Repeat("y", maxHeaderLine-3)))
+	f.Add([]byte("X: " + strings.Repeat("y", maxHeaderLine) + "\r\nY: z\r\n\r\n"))
+	f.Add([]byte("X-Status: O\r\nx-statuz: 1\r\nRECEIVED: a\r\n\tb\r\nX-UIDL : c\r\n d\r\n:e\r\n\xc3X: f\r\nA\x7fB: g\r\n" +
+		"A B: h\r\n \t\r\n i\r\n" + strings.Repeat("N", maxHeaderName+1) + ": j\r\n" + strings.Repeat("M", maxHeaderName) + ": k\r\n\r\r\n"))
 	f.Fuzz(func(t *testing.T, header []byte) {
-		h, err := HeaderHash(strings.NewReader(string(header)))
+		h, err := HeaderHash(iotest.OneByteReader(bytes.NewReader(header)))
 		if err != nil || len(h) != 40 {
-			t.Fatalf("HeaderHash(%q) = %q, %v", header, h, err)
+			t.Fatalf("HeaderHash(%q) = %q, %v", clip(header), h, err)
+		}
+		hh := headerHashers.Get().(*headerHasher)
+		defer headerHashers.Put(hh)
+		if m := hh.hashBytes(header); m != h {
+			t.Fatalf("%q: %s in memory, %s read", clip(header), m, h)
+		}
+		if m, ok := modelHeaderHash(header); ok && m != h {
+			t.Fatalf("%q: %s, the model %s", clip(header), h, m)
 		}
 	})
+}
+
+// modelHeaderHash is HeaderHash as its comment words it, written to be
+// read rather than to be fast; ok false: a line is longer than
+// maxHeaderLine, which HeaderHash cuts.
+func modelHeaderHash(header []byte) (sum string, ok bool) {
+	var kept []byte // the lines hashed, each with its LF
+	dropping := false
+	for rest := header; len(rest) > 0; {
+		line, after, eol := bytes.Cut(rest, []byte("\n"))
+		if len(line) >= maxHeaderLine {
+			return "", false
+		}
+		rest = after
+		if eol {
+			line = bytes.TrimSuffix(line, []byte("\r"))
+		}
+		if len(line) == 0 {
+			if eol {
+				kept = append(kept, '\n')
+			}
+			break
+		}
+		if len(bytes.Trim(line, "\r")) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			dropping = dropping || len(bytes.Trim(line, " \t")) == 0
+		} else {
+			name, _, colon := bytes.Cut(line, []byte(":"))
+			name = bytes.TrimRight(name, " \t")
+			bad := slices.ContainsFunc(name, func(c byte) bool { return c <= ' ' || c >= 0x7f })
+			dropping = !colon || bad || len(name) > maxHeaderName || hashSkipHeaders[strings.ToLower(string(name))]
+		}
+		if !dropping {
+			kept = append(kept, line...)
+			if eol {
+				kept = append(kept, '\n')
+			}
+		}
+		if !eol {
+			break
+		}
+	}
+	var norm []byte
+	question := false
+	for _, c := range kept {
+		switch {
+		case c == ' ' || c == '\t':
+			question = false
+		case c == '\n':
+			norm, question = append(norm, c), false
+		case c < 0x20 || c >= 0x7f || c == '?':
+			if !question {
+				norm = append(norm, '?')
+			}
+			question = true
+		default:
+			norm, question = append(norm, c), false
+		}
+	}
+	digest := sha1.Sum(norm)
+	return hex.EncodeToString(digest[:]), true
 }

@@ -5,7 +5,9 @@ package imapback
 // item it does not know), and the bodies of a read-ahead batch or one
 // range of a message, or the headers of a %m snapshot (rawbatch.go),
 // which go-imap would hand over one goroutine switch at a time. itemTap sits between go-imap and the upstream connection.
-// Unarmed, it passes reads through. Armed by the goroutine that then
+// Unarmed, it passes reads through (waiting for input before it picks
+// the buffer, lateread.go, so that an answer to a command armed
+// meanwhile lands in the tap's). Armed by the goroutine that then
 // writes one UID FETCH with its own tag while no go-imap command waits
 // for FETCH data, it takes the answers to that command out of what
 // go-imap's reader goroutine reads, hands them over, and passes
@@ -45,6 +47,10 @@ type itemTap struct {
 	// big backs buf while a body batch is armed, so that each read
 	// takes what the socket holds (rawbatch.go); nil otherwise.
 	big *[]byte
+	// goBuf is go-imap's buffer while readIdle waits; choose is
+	// readInto, made once.
+	goBuf  []byte
+	choose func() []byte
 }
 
 // rawFetch is one UID FETCH of an identity item, or of a batch's bodies.
@@ -74,18 +80,8 @@ func (t *itemTap) Read(p []byte) (int, error) {
 			t.endBig()
 		}
 		if t.cmd == nil && len(t.buf) == 0 {
-			t.mu.Unlock()
-			n, err := t.Conn.Read(p)
-			t.mu.Lock()
-			if t.cmd == nil || n == 0 {
+			if n, err, mine := t.readIdle(p); !mine {
 				return n, err
-			}
-			// Armed meanwhile: what was read may hold its answers.
-			t.keepRead(p[:n])
-			if err != nil {
-				t.rerr = err
-				t.fail(err)
-				t.out, t.buf = append(t.out, t.buf...), nil
 			}
 		} else if !t.judge() {
 			if t.cmd != nil && t.cmd.bodies != nil {
@@ -95,6 +91,46 @@ func (t *itemTap) Read(p []byte) (int, error) {
 			t.readSmall()
 		}
 	}
+}
+
+// readIdle waits for input with no command armed, with t.mu held (and
+// released around the read). If a batch is armed by the time input
+// comes, the input goes into the big buffer (lateread.go), and into buf
+// for judging; else into p, for go-imap: mine false, and what Read
+// returns.
+func (t *itemTap) readIdle(p []byte) (n int, err error, mine bool) {
+	if t.choose == nil {
+		t.choose = t.readInto
+	}
+	t.goBuf = p
+	t.mu.Unlock()
+	q, n, err := readLate(t.Conn, t.choose)
+	t.mu.Lock()
+	t.goBuf = nil
+	switch {
+	case t.big != nil && len(q) > 0 && &q[0] == &(*t.big)[0]:
+		t.buf = q[:n]
+	case t.cmd == nil || n == 0:
+		return n, err, false
+	default:
+		// Armed meanwhile: what was read may hold its answers.
+		t.keepRead(p[:n])
+	}
+	t.readFailed(err)
+	return 0, nil, true
+}
+
+// readInto picks the buffer of readIdle's read, when input has come.
+func (t *itemTap) readInto() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cmd == nil || t.cmd.bodies == nil {
+		return t.goBuf
+	}
+	if t.big == nil {
+		t.big = bigReads.Get().(*[]byte)
+	}
+	return *t.big
 }
 
 // readSmall reads up to 4 KiB, what go-imap's own reads take, into buf,

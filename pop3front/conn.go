@@ -42,6 +42,9 @@ const (
 	maxAuthFailures = 3
 
 	writeBufferSize = 16 << 10
+	// bigWriteBufferSize is the write buffer while a large message
+	// goes out (growWriteBuffer).
+	bigWriteBufferSize = 128 << 10
 )
 
 type state int

@@ -260,6 +260,7 @@ func (c *conn) send(i, lines int) error {
 	defer rc.Close()
 
 	if lines < 0 {
+		c.growWriteBuffer(c.msgs[i].Size)
 		b := strconv.AppendInt(append(c.scratch[:0], "+OK "...), c.msgs[i].Size, 10)
 		c.bw.Write(append(b, " octets\r\n"...))
 	} else {

@@ -110,12 +110,14 @@ func (t *itemTap) readIdle(p []byte) (n int, err error, mine bool) {
 	switch {
 	case t.big != nil && len(q) > 0 && &q[0] == &(*t.big)[0]:
 		t.buf = q[:n]
-	case t.cmd == nil || n == 0:
+	case t.cmd == nil:
 		return n, err, false
-	default:
+	case n > 0:
 		// Armed meanwhile: what was read may hold its answers.
 		t.keepRead(p[:n])
 	}
+	// Armed meanwhile, a failed read ends the command too: go-imap's
+	// reader stops at the error, and nobody would read its answer.
 	t.readFailed(err)
 	return 0, nil, true
 }

@@ -2,6 +2,7 @@ package imapback
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/popbridge/popbridge/internal/testkit"
 )
 
 // tapUnderTest connects an itemTap to a scripted server over a pipe and
@@ -99,5 +101,56 @@ func TestItemTapBadAnswers(t *testing.T) {
 		if err == nil {
 			t.Errorf("answer %.60q: no error", answer)
 		}
+	}
+}
+
+// An upstream that hangs up instead of answering the tap's command, while
+// go-imap's reader waits for input with no command armed (the usual case:
+// the command goes out after the snapshot's answer was read), ends the
+// command with the read's error. go-imap's reader is gone after that
+// read, and the timeout's close of the connection reaches nobody: the
+// login must fail, not wait for an answer no reader will take.
+func TestIdentityFetchEndsWhenUpstreamHangsUpWhileIdle(t *testing.T) {
+	srv, err := testkit.ServeConns(10*time.Second, func(nc net.Conn) {
+		br := bufio.NewReader(nc)
+		io.WriteString(nc, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS] ready\r\n")
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, rest, _ := strings.Cut(line, " ")
+			switch {
+			case tag == rawTag:
+				time.Sleep(50 * time.Millisecond) // go-imap's reader waits
+				return                            // and the connection closes
+			case strings.HasPrefix(rest, "SELECT"):
+				io.WriteString(nc, "* 1 EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n")
+			case strings.HasPrefix(rest, "UID FETCH"):
+				io.WriteString(nc, "* 1 FETCH (UID 1 RFC822.SIZE 10)\r\n")
+			}
+			io.WriteString(nc, tag+" OK done\r\n")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	b := newBackend(t, Options{Address: srv.Addr, Auth: AuthLogin, UIDL: uidlFormat(t, "%g"), CommandTimeout: time.Second})
+	done := make(chan error, 1)
+	go func() {
+		s, err := b.Login(context.Background(), Credentials{User: "u", Password: "p"}, b.DefaultPolicy())
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("login: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("login still waiting for the identities 5 s after the upstream hung up")
 	}
 }

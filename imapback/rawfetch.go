@@ -291,7 +291,8 @@ var errNoRawFetch = errors.New("raw fetch not possible now")
 // fetch sends "UID FETCH uids (UID item)" and returns the item's value
 // per UID. It must run on the session's goroutine with no go-imap
 // command pending; after timeout it closes conn, which ends the session.
-func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, conn net.Conn) (map[imap.UID]string, error) {
+// closed is closed when go-imap's reader is gone (nil: never).
+func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, conn net.Conn, closed <-chan struct{}) (map[imap.UID]string, error) {
 	c := &rawFetch{tag: rawTag, item: item, got: make(map[imap.UID]string), done: make(chan struct{})}
 	t.mu.Lock()
 	if t.cmd != nil {
@@ -307,7 +308,19 @@ func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, co
 		t.mu.Unlock()
 	}
 	timer := time.AfterFunc(timeout, func() { conn.Close() })
-	<-c.done
+	select {
+	case <-c.done:
+	case <-closed:
+		// go-imap's reader stopped before it read the answer (its
+		// close of the connection came after the command went out):
+		// nobody reads it, and the timeout's close would reach no one.
+		t.mu.Lock()
+		if t.cmd == c {
+			t.fail(net.ErrClosed)
+		}
+		t.mu.Unlock()
+		<-c.done
+	}
 	timer.Stop()
 	return c.got, c.err
 }

@@ -61,7 +61,7 @@ func TestItemTapTakesOnlyItsAnswers(t *testing.T) {
 			"* 5 FETCH (X-GUID \"d\\\"ef\" UID 7)\r\n" +
 			rawTag + " OK done\r\n* 4 EXISTS\r\n"
 	})
-	got, err := tap.fetch(imap.UIDSet{{Start: 5, Stop: 7}}, "X-GUID", 5*time.Second, conn)
+	got, err := tap.fetch(imap.UIDSet{{Start: 5, Stop: 7}}, "X-GUID", 5*time.Second, conn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestItemTapRefused(t *testing.T) {
 	tap, conn, _ := tapUnderTest(t, func(string) string {
 		return rawTag + " BAD Error in IMAP command UID FETCH: Unknown parameter X-GUID\r\n"
 	})
-	_, err := tap.fetch(imap.UIDSet{{Start: 1, Stop: 0}}, "X-GUID", 5*time.Second, conn)
+	_, err := tap.fetch(imap.UIDSet{{Start: 1, Stop: 0}}, "X-GUID", 5*time.Second, conn, nil)
 	if !errors.Is(err, errRawRefused) || !strings.Contains(err.Error(), "Unknown parameter") {
 		t.Errorf("fetch = %v, want a refusal with the server's text", err)
 	}
@@ -97,7 +97,7 @@ func TestItemTapBadAnswers(t *testing.T) {
 		"", // silence: the timeout closes the connection
 	} {
 		tap, conn, _ := tapUnderTest(t, func(string) string { return answer })
-		_, err := tap.fetch(imap.UIDSet{{Start: 1, Stop: 0}}, "X-GUID", time.Second, conn)
+		_, err := tap.fetch(imap.UIDSet{{Start: 1, Stop: 0}}, "X-GUID", time.Second, conn, nil)
 		if err == nil {
 			t.Errorf("answer %.60q: no error", answer)
 		}
@@ -152,5 +152,41 @@ func TestIdentityFetchEndsWhenUpstreamHangsUpWhileIdle(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("login still waiting for the identities 5 s after the upstream hung up")
+	}
+}
+
+// go-imap's reader may stop (the upstream hung up right after its last
+// answer) before the tap's command is armed, and its close of the
+// connection may come after the command went out: the command then ends
+// with the reader, as a batch's does, instead of waiting for a read that
+// nobody makes.
+func TestItemTapEndsWhenGoIMAPsReaderIsGone(t *testing.T) {
+	client, server := tcpPair(t)
+	tap := &itemTap{Conn: client}
+	closed := make(chan struct{})
+	go func() { // go-imap's reader: it stops at the first error
+		defer close(closed)
+		p := make([]byte, 4096)
+		for {
+			if _, err := tap.Read(p); err != nil {
+				return
+			}
+		}
+	}()
+	server.(*net.TCPConn).CloseRead()
+	server.(*net.TCPConn).CloseWrite()
+	<-closed
+	done := make(chan error, 1)
+	go func() {
+		_, err := tap.fetch(imap.UIDSetNum(5), "X-GUID", 100*time.Millisecond, client, closed)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("fetch without a reader: no error")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("fetch still waiting 3 s after go-imap's reader stopped")
 	}
 }

@@ -308,12 +308,20 @@ func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, co
 		t.mu.Unlock()
 	}
 	timer := time.AfterFunc(timeout, func() { conn.Close() })
+	t.await(c, closed)
+	timer.Stop()
+	return c.got, c.err
+}
+
+// await waits until c is over. closed is closed when go-imap's reader
+// is gone (nil: never); c then ends with it, since nobody reads its
+// answer and a close of the connection would reach no reader (go-imap's
+// reader may stop just before c is armed, and close the connection just
+// after c went out).
+func (t *itemTap) await(c *rawFetch, closed <-chan struct{}) {
 	select {
 	case <-c.done:
 	case <-closed:
-		// go-imap's reader stopped before it read the answer (its
-		// close of the connection came after the command went out):
-		// nobody reads it, and the timeout's close would reach no one.
 		t.mu.Lock()
 		if t.cmd == c {
 			t.fail(net.ErrClosed)
@@ -321,6 +329,4 @@ func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, co
 		t.mu.Unlock()
 		<-c.done
 	}
-	timer.Stop()
-	return c.got, c.err
 }

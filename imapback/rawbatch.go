@@ -115,17 +115,7 @@ func (t *itemTap) fetchBodies(uids imap.UIDSet, size int, b *bodyBatch, w net.Co
 		// through it, as the closed connection fails its read.
 		t.Conn.Close()
 	}
-	select {
-	case <-c.done:
-	case <-closed:
-		// go-imap's reader is gone: nobody reads the answers.
-		t.mu.Lock()
-		if t.cmd == c {
-			t.fail(net.ErrClosed)
-		}
-		t.mu.Unlock()
-		<-c.done
-	}
+	t.await(c, closed)
 	return c.err
 }
 

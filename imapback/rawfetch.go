@@ -110,12 +110,14 @@ func (t *itemTap) readIdle(p []byte) (n int, err error, mine bool) {
 	switch {
 	case t.big != nil && len(q) > 0 && &q[0] == &(*t.big)[0]:
 		t.buf = q[:n]
-	case t.cmd == nil || n == 0:
+	case t.cmd == nil:
 		return n, err, false
-	default:
+	case n > 0:
 		// Armed meanwhile: what was read may hold its answers.
 		t.keepRead(p[:n])
 	}
+	// Armed meanwhile, a failed read ends the command too: go-imap's
+	// reader stops at the error, and nobody would read its answer.
 	t.readFailed(err)
 	return 0, nil, true
 }
@@ -289,7 +291,8 @@ var errNoRawFetch = errors.New("raw fetch not possible now")
 // fetch sends "UID FETCH uids (UID item)" and returns the item's value
 // per UID. It must run on the session's goroutine with no go-imap
 // command pending; after timeout it closes conn, which ends the session.
-func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, conn net.Conn) (map[imap.UID]string, error) {
+// closed is closed when go-imap's reader is gone (nil: never).
+func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, conn net.Conn, closed <-chan struct{}) (map[imap.UID]string, error) {
 	c := &rawFetch{tag: rawTag, item: item, got: make(map[imap.UID]string), done: make(chan struct{})}
 	t.mu.Lock()
 	if t.cmd != nil {
@@ -305,7 +308,25 @@ func (t *itemTap) fetch(uids imap.UIDSet, item string, timeout time.Duration, co
 		t.mu.Unlock()
 	}
 	timer := time.AfterFunc(timeout, func() { conn.Close() })
-	<-c.done
+	t.await(c, closed)
 	timer.Stop()
 	return c.got, c.err
+}
+
+// await waits until c is over. closed is closed when go-imap's reader
+// is gone (nil: never); c then ends with it, since nobody reads its
+// answer and a close of the connection would reach no reader (go-imap's
+// reader may stop just before c is armed, and close the connection just
+// after c went out).
+func (t *itemTap) await(c *rawFetch, closed <-chan struct{}) {
+	select {
+	case <-c.done:
+	case <-closed:
+		t.mu.Lock()
+		if t.cmd == c {
+			t.fail(net.ErrClosed)
+		}
+		t.mu.Unlock()
+		<-c.done
+	}
 }

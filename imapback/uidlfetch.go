@@ -113,7 +113,7 @@ func (s *Session) fetchIdentities(uids imap.UIDSet) (map[imap.UID]string, error)
 	item := s.identityItem()
 	start := time.Now()
 	s.bc.Expect(snapshotExpectation(uint32(len(uids))))
-	ids, err := s.tap.fetch(uids, item, s.b.opts.CommandTimeout, s.nc)
+	ids, err := s.tap.fetch(uids, item, s.b.opts.CommandTimeout, s.nc, s.c.Closed())
 	err = s.upstreamErr(err)
 	s.observe("UID FETCH", start, err)
 	if errors.Is(err, errRawRefused) {

@@ -178,7 +178,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) setConn(nc net.Conn) {
 	c.nc = nc
 	c.in = wakeReader{nc: nc}
-	c.sent.w = deadlineWriter{nc, orDefault(c.srv.WriteTimeout, DefaultWriteTimeout)}
+	_, isTLS := nc.(*tls.Conn)
+	c.sent.w = deadlineWriter{nc, orDefault(c.srv.WriteTimeout, DefaultWriteTimeout), isTLS}
 	// After STLS nothing is buffered on either side: the reader was
 	// empty (handleStls checks) and the answer flushed.
 	c.busy()
@@ -471,13 +472,32 @@ func (c *conn) commandContext() (context.Context, context.CancelFunc) {
 	return c.callContext(orDefault(c.srv.CommandTimeout, DefaultCommandTimeout))
 }
 
-// deadlineWriter gives every write to the client its own deadline.
+// deadlineWriter holds a client to the write timeout: within it, the
+// client must take a usual buffer's worth (writeBufferSize), however
+// large the write, so that a client that stops reading is cut off and one
+// on a slow link is not, whatever buffer a large message goes out
+// through. On a plain connection a write goes out whole and its deadline
+// is renewed while it makes that progress; TLS cannot resume a record cut
+// by a deadline, so there each writeBufferSize gets a deadline of its own.
 type deadlineWriter struct {
 	nc      net.Conn
 	timeout time.Duration
+	tls     bool
 }
 
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-	return w.nc.Write(p)
+func (w deadlineWriter) Write(p []byte) (written int, err error) {
+	for len(p) > 0 {
+		q := p
+		if w.tls {
+			q = p[:min(len(p), writeBufferSize)]
+		}
+		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		n, err := w.nc.Write(q)
+		written += n
+		p = p[n:]
+		if err != nil && (w.tls || n < writeBufferSize || !errors.Is(err, os.ErrDeadlineExceeded)) {
+			return written, err
+		}
+	}
+	return written, nil
 }

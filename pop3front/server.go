@@ -57,13 +57,15 @@ type Server struct {
 	// IdleTimeout is how long the server waits for the next command line,
 	// RFC 1939's autologout timer.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds each write to the client, so that a client that
-	// stops reading in the middle of a RETR releases the session.
+	// WriteTimeout is how long the client may take for 16 KiB of what is
+	// written to it, so that a client that stops reading in the middle of
+	// a RETR releases the session (after at most twice WriteTimeout) and
+	// one on a slow link that keeps reading does not.
 	WriteTimeout time.Duration
 	// CommandTimeout bounds the backend work of login, NOOP and the
 	// UPDATE state. A message transfer has no overall bound (a large
-	// message to a slow client takes its time): WriteTimeout bounds each
-	// write to the client, and the backend each of its upstream reads.
+	// message to a slow client takes its time): WriteTimeout bounds the
+	// client's progress, and the backend each of its upstream reads.
 	CommandTimeout time.Duration
 	// AuthFailureDelay is the pause before answering a failed login, which
 	// slows down password guessing.

@@ -471,33 +471,3 @@ func (c *conn) writeErr(e *Error) {
 func (c *conn) commandContext() (context.Context, context.CancelFunc) {
 	return c.callContext(orDefault(c.srv.CommandTimeout, DefaultCommandTimeout))
 }
-
-// deadlineWriter holds a client to the write timeout: within it, the
-// client must take a usual buffer's worth (writeBufferSize), however
-// large the write, so that a client that stops reading is cut off and one
-// on a slow link is not, whatever buffer a large message goes out
-// through. On a plain connection a write goes out whole and its deadline
-// is renewed while it makes that progress; TLS cannot resume a record cut
-// by a deadline, so there each writeBufferSize gets a deadline of its own.
-type deadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
-	tls     bool
-}
-
-func (w deadlineWriter) Write(p []byte) (written int, err error) {
-	for len(p) > 0 {
-		q := p
-		if w.tls {
-			q = p[:min(len(p), writeBufferSize)]
-		}
-		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-		n, err := w.nc.Write(q)
-		written += n
-		p = p[n:]
-		if err != nil && (w.tls || n < writeBufferSize || !errors.Is(err, os.ErrDeadlineExceeded)) {
-			return written, err
-		}
-	}
-	return written, nil
-}

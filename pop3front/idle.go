@@ -97,16 +97,3 @@ func (c *conn) awaitInput() error {
 	c.busy()
 	return nil
 }
-
-// growWriteBuffer gives c a write buffer of bigWriteBufferSize for a
-// message of size octets, larger than the usual buffer: in writes of 16
-// KiB, a 2 MiB message costs 128 system calls. The buffer goes back when
-// c waits for its next command. Only an empty buffer is swapped.
-func (c *conn) growWriteBuffer(size int64) {
-	if size <= writeBufferSize || c.bw.Size() > writeBufferSize || c.bw.Buffered() > 0 {
-		return
-	}
-	writers.Put(c.bw)
-	c.bw = bigWriters.Get().(*bufio.Writer)
-	c.bw.Reset(&c.sent)
-}

@@ -4,14 +4,16 @@ package imapback
 // parse (EMAILID, X-GM-MSGID, X-GUID: it fails the whole connection on an
 // item it does not know), and the bodies of a read-ahead batch or one
 // range of a message, or the headers of a %m snapshot (rawbatch.go),
-// which go-imap would hand over one goroutine switch at a time. itemTap sits between go-imap and the upstream connection.
-// Unarmed, it passes reads through (waiting for input before it picks
-// the buffer, lateread.go, so that an answer to a command armed
-// meanwhile lands in the tap's). Armed by the goroutine that then
-// writes one UID FETCH with its own tag while no go-imap command waits
-// for FETCH data, it takes the answers to that command out of what
-// go-imap's reader goroutine reads, hands them over, and passes
-// everything else through (an EXPUNGE, a flag change, a STORE's OK).
+// which go-imap would hand over one goroutine switch at a time.
+//
+// itemTap sits between go-imap and the upstream connection. Unarmed, it
+// passes reads through, waiting for input before it picks the buffer
+// (lateread.go), so that an answer to a command armed meanwhile lands in
+// the tap's. Armed by the goroutine that then writes one UID FETCH with
+// its own tag while no go-imap command waits for FETCH data, it takes the
+// answers to that command out of what go-imap's reader goroutine reads,
+// hands them over, and passes everything else through (an EXPUNGE, a
+// flag change, a STORE's OK).
 
 import (
 	"bytes"
